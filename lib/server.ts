@@ -1,0 +1,86 @@
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { DescFile } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { HealthState, registerHealth } from "./health.js";
+import { registerReflection } from "./reflection.js";
+
+/** What {@link startServer} needs. */
+export interface ServerOptions {
+  /** host:port to listen on; port 0 picks a free one. */
+  listen: string;
+  /** Adds the server's own services to the router. */
+  routes: (router: ConnectRouter) => void;
+  /** Proto files of the services, offered through gRPC reflection. */
+  files: readonly DescFile[];
+}
+
+/** A running server. */
+export interface Server {
+  /** host:port actually bound (the real port when 0 was asked for). */
+  readonly address: string;
+  /** The grpc.health.v1 state; set NOT_SERVING while draining. */
+  readonly health: HealthState;
+  /** Stops accepting, closes open sessions (streams included) and resolves once closed. */
+  close(): Promise<void>;
+}
+
+/** Splits "host:port" (or ":port", or "[::1]:port") into its parts. */
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(listen);
+  if (!m) throw new Error(`listen address "${listen}" is not host:port`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new Error(`listen address "${listen}": port out of range`);
+  return { host: m[1] ?? (m[2] || "127.0.0.1"), port };
+}
+
+/**
+ * Starts an h2c (HTTP/2 without TLS) server speaking gRPC, gRPC-Web and Connect, with
+ * grpc.health.v1 and gRPC server reflection (v1 and v1alpha) beside the given routes,
+ * so grpcurl and buf curl work without .proto files.
+ */
+export async function startServer(options: ServerOptions): Promise<Server> {
+  const { host, port } = parseListen(options.listen);
+  const health = new HealthState();
+  const handler = connectNodeAdapter({
+    routes(router) {
+      options.routes(router);
+      registerHealth(router, health);
+      registerReflection(router, options.files);
+    },
+  });
+  const server = http2.createServer(handler);
+  // http2 close() waits for every session to end on its own, and a worker's stream
+  // never does: keep them to close them ourselves.
+  const sessions = new Set<http2.Http2Session>();
+  server.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const bound = server.address() as AddressInfo;
+  const shownHost = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
+  return {
+    address: `${shownHost}:${bound.port}`,
+    health,
+    close() {
+      health.shutdown();
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sessions) s.close();
+        // A peer that never answers GOAWAY must not hold the process up.
+        const timer = setTimeout(() => {
+          for (const s of sessions) s.destroy();
+        }, 1000);
+        timer.unref();
+      });
+    },
+  };
+}

@@ -1,0 +1,59 @@
+import { TaskState } from "../gen/cube/v1/task_pb.js";
+
+/**
+ * Every legal move of a task's observed state, in one table. Anything not listed is
+ * a bug in whoever asks for it, and {@link assertTransition} rejects it.
+ *
+ * The book's table, plus what cube adds:
+ * - SCHEDULED → SCHEDULED and RUNNING → SCHEDULED: a restart or a move to another worker;
+ * - SCHEDULED/RUNNING → PENDING: its worker went DOWN and no other worker fits yet;
+ * - PENDING/SCHEDULED → COMPLETED: stopped on request before it ran (or it ran so briefly
+ *   that the worker saw the exit before the start);
+ * - COMPLETED/FAILED → SCHEDULED or PENDING: the restart policy starts it again.
+ */
+export const TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
+  [TaskState.UNSPECIFIED]: [TaskState.PENDING],
+  [TaskState.PENDING]: [TaskState.SCHEDULED, TaskState.COMPLETED],
+  [TaskState.SCHEDULED]: [
+    TaskState.SCHEDULED,
+    TaskState.RUNNING,
+    TaskState.COMPLETED,
+    TaskState.FAILED,
+    TaskState.PENDING,
+  ],
+  [TaskState.RUNNING]: [
+    TaskState.COMPLETED,
+    TaskState.FAILED,
+    TaskState.SCHEDULED,
+    TaskState.PENDING,
+  ],
+  [TaskState.COMPLETED]: [TaskState.SCHEDULED, TaskState.PENDING],
+  [TaskState.FAILED]: [TaskState.SCHEDULED, TaskState.PENDING],
+};
+
+/** Whether `from → to` is a legal move. Staying in RUNNING, COMPLETED or FAILED is not a move. */
+export function canTransition(from: TaskState, to: TaskState): boolean {
+  return TRANSITIONS[from]?.includes(to) ?? false;
+}
+
+/** Throws when `from → to` is not in {@link TRANSITIONS}; the message names both states. */
+export function assertTransition(from: TaskState, to: TaskState): void {
+  if (!canTransition(from, to)) {
+    throw new Error(`illegal task state transition ${stateName(from)} → ${stateName(to)}`);
+  }
+}
+
+/** Whether the container of a task in this state has ended (nothing runs for it). */
+export function isFinished(state: TaskState): boolean {
+  return state === TaskState.COMPLETED || state === TaskState.FAILED;
+}
+
+/** Whether a task in this state holds resources on its worker. */
+export function holdsResources(state: TaskState): boolean {
+  return state === TaskState.SCHEDULED || state === TaskState.RUNNING;
+}
+
+/** The state's name as people read it: "RUNNING". */
+export function stateName(state: TaskState): string {
+  return TaskState[state] ?? `UNKNOWN(${state})`;
+}
