@@ -1,0 +1,53 @@
+/**
+ * The one fixtures module of the test suite: test objects, the Docker test bed, temp
+ * directories and clean-up. Integration tests never skip when Docker is missing: they
+ * fail, naming the set-up command.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Docker from "dockerode";
+
+/** The local HTTP image built by `npm run setup` (busybox httpd on port 80, /health answers 200). */
+export const HTTP_IMAGE = "cube/httpd:local";
+
+/** A Docker client for the local engine (DOCKER_HOST is honoured by dockerode). */
+export const docker = new Docker();
+
+/** Fails loudly when no Docker engine answers or the local image is missing. */
+export async function requireDocker(): Promise<Docker> {
+  try {
+    await docker.ping();
+  } catch (error) {
+    throw new Error(
+      `no Docker engine answers (${(error as Error).message}): run \`npm run setup\` first, as root`,
+    );
+  }
+  try {
+    await docker.getImage(HTTP_IMAGE).inspect();
+  } catch {
+    throw new Error(`image ${HTTP_IMAGE} is missing: run \`npm run setup\` first`);
+  }
+  return docker;
+}
+
+/** A fresh temporary directory, removed when the test ends (`t.teardown`). */
+export async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "cube-test-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Force-removes every container carrying `label` (e.g. "cube.worker=abc"); returns how many. */
+export async function removeContainers(label: string): Promise<number> {
+  const list = await docker.listContainers({ all: true, filters: { label: [label] } });
+  await Promise.all(
+    list.map((c) =>
+      docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => undefined),
+    ),
+  );
+  return list.length;
+}
