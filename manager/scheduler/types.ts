@@ -1,0 +1,76 @@
+/**
+ * The scheduler's view of the world: plain read-only data, so scheduling is a pure
+ * function of (task, snapshot, clock) that returns a plan, as Nomad's is.
+ */
+
+/** Amounts in cores and bytes. */
+export interface Amounts {
+  readonly cpu: number;
+  readonly memoryBytes: bigint;
+  readonly diskBytes: bigint;
+}
+
+/** One worker as the scheduler sees it. */
+export interface NodeView {
+  readonly id: string;
+  readonly name: string;
+  /** Only READY nodes take tasks. */
+  readonly ready: boolean;
+  /** Why a node is not ready, for the pending reason: "DOWN", "DISCONNECTED". */
+  readonly notReadyReason?: string;
+  readonly capacity: Amounts;
+  /** Sum of the requests of the unfinished tasks placed on it. */
+  readonly allocated: Amounts;
+  /** Unfinished tasks placed on it. */
+  readonly taskCount: number;
+  /** Latest measured cpu busy, 0–1 (undefined when no sample yet). */
+  readonly cpuLoad?: number;
+  /** Latest measured memory in use, bytes (undefined when no sample yet). */
+  readonly memoryUsedBytes?: bigint;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** What the task asks for. */
+export interface TaskRequest {
+  readonly id: string;
+  readonly resources: Amounts;
+  /** Nodes the task must not go to (e.g. the one it is being moved away from). */
+  readonly avoid?: ReadonlySet<string>;
+}
+
+/** A read-only snapshot of the cluster, with the clock passed in. */
+export interface Snapshot {
+  readonly nodes: readonly NodeView[];
+  /** Milliseconds since the epoch, from the caller's clock. */
+  readonly now: number;
+  /** Round-robin's position, kept by the caller between calls. */
+  readonly cursor: number;
+}
+
+/** Nodes that can take the task, and why the others cannot (reason → count). */
+export interface Candidates {
+  readonly nodes: readonly NodeView[];
+  readonly rejected: ReadonlyMap<string, number>;
+}
+
+/** The outcome of scheduling one task. */
+export type Plan =
+  | { readonly kind: "place"; readonly nodeId: string; readonly cursor: number }
+  | { readonly kind: "pending"; readonly reason: string; readonly cursor: number };
+
+/** The book's scheduler interface: select candidates → score → pick. Pure. */
+export interface Scheduler {
+  readonly name: string;
+  selectCandidates(task: TaskRequest, snapshot: Snapshot): Candidates;
+  /** Lower is better. */
+  score(
+    task: TaskRequest,
+    candidates: readonly NodeView[],
+    snapshot: Snapshot,
+  ): Map<string, number>;
+  pick(
+    scores: ReadonlyMap<string, number>,
+    candidates: readonly NodeView[],
+    snapshot: Snapshot,
+  ): NodeView | undefined;
+}
