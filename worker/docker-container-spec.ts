@@ -158,9 +158,15 @@ function parseGeneration(text: string | undefined): bigint {
   }
 }
 
+const EXIT_MEANINGS: Record<number, string> = {
+  126: "command not executable",
+  127: "command not found",
+  137: "killed",
+};
+
 /** For people: "exit code 3", "exit code 137 (killed)", "out of memory". */
 export function exitReason(exitCode: number, oomKilled: boolean): string {
   if (oomKilled) return "out of memory";
-  if (exitCode === 137) return "exit code 137 (killed)";
-  return `exit code ${exitCode}`;
+  const meaning = EXIT_MEANINGS[exitCode];
+  return meaning ? `exit code ${exitCode} (${meaning})` : `exit code ${exitCode}`;
 }

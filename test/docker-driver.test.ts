@@ -1,0 +1,262 @@
+/**
+ * The Docker driver against the real engine: ports, env and args, exits seen through
+ * events, fast stops, errors people can read, idempotent starts, limits and stats.
+ */
+import { randomUUID } from "node:crypto";
+import { type AddressInfo, createServer } from "node:net";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import test, { type ExecutionContext } from "ava";
+import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
+import { LogStream } from "../gen/cube/v1/task_service_pb.js";
+import { createDockerDriver } from "../worker/docker-driver.js";
+import { type ContainerRequest, DriverError, type LogChunk } from "../worker/driver.js";
+import { docker, HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
+
+const driver = createDockerDriver();
+test.before(() => requireDocker());
+test.after.always(() => driver.close());
+
+/** A worker id of the test's own; its containers are removed when the test ends, pass or fail. */
+function worker(t: ExecutionContext): string {
+  const id = `test-driver-${randomUUID()}`;
+  t.teardown(() => removeContainers(`cube.worker=${id}`));
+  return id;
+}
+
+function request(
+  workerId: string,
+  spec: MessageInitShape<typeof TaskSpecSchema>,
+  generation = 1n,
+): ContainerRequest {
+  return {
+    taskId: `task-${randomUUID().slice(0, 8)}`,
+    generation,
+    workerId,
+    spec: create(TaskSpecSchema, { image: HTTP_IMAGE, ...spec }),
+  };
+}
+
+async function text(chunks: AsyncIterable<LogChunk>, stream?: LogStream): Promise<string> {
+  let out = "";
+  for await (const chunk of chunks) {
+    if (stream === undefined || chunk.stream === stream) out += Buffer.from(chunk.data).toString();
+  }
+  return out;
+}
+
+test("start publishes the container port on 127.0.0.1 and it answers", async (t) => {
+  const w = worker(t);
+  const began = Date.now();
+  const info = await driver.start(request(w, { ports: [{ containerPort: 80 }] }));
+  t.log(`create + start + inspect: ${Date.now() - began} ms`);
+  t.true(info.running);
+  t.is(info.ports.length, 1);
+  const [port] = info.ports;
+  t.is(port?.containerPort, 80);
+  t.is(port?.hostIp, "127.0.0.1");
+  t.true((port?.hostPort ?? 0) > 0);
+  const response = await fetch(`http://127.0.0.1:${port?.hostPort}/health`);
+  t.is(response.status, 200);
+  const labels = (await docker.getContainer(info.containerId).inspect()).Config.Labels;
+  t.is(labels["cube.worker"], w);
+  t.is(labels["cube.generation"], "1");
+});
+
+test("env and args are applied; wait gives the exit code; logs hold the output", async (t) => {
+  const w = worker(t);
+  const info = await driver.start(
+    request(w, {
+      command: ["sh", "-c"],
+      args: ["echo value=$FOO; echo oops >&2; exit 3"],
+      env: { FOO: "bar baz" },
+      labels: { team: "blue" },
+    }),
+  );
+  const exit = await driver.wait(info.containerId);
+  t.is(exit.exitCode, 3);
+  t.is(exit.reason, "exit code 3");
+  const signal = new AbortController().signal;
+  t.is(
+    await text(driver.logs(info.containerId, { follow: false, tail: 0, signal }), LogStream.STDOUT),
+    "value=bar baz\n",
+  );
+  t.is(
+    await text(driver.logs(info.containerId, { follow: false, tail: 0, signal }), LogStream.STDERR),
+    "oops\n",
+  );
+  // Following an exited container's logs ends by itself.
+  t.regex(
+    await text(driver.logs(info.containerId, { follow: true, tail: 0, signal })),
+    /value=bar baz/,
+  );
+  const after = await driver.inspect(info.containerId);
+  t.false(after?.running);
+  t.is(after?.exitCode, 3);
+  const labels = (await docker.getContainer(info.containerId).inspect()).Config.Labels;
+  t.is(labels["cube.label.team"], "blue");
+});
+
+test("a docker kill from outside resolves wait within 1 s with 137", async (t) => {
+  const w = worker(t);
+  const info = await driver.start(request(w, {}));
+  const exited = driver.wait(info.containerId);
+  const killedAt = Date.now();
+  await docker.getContainer(info.containerId).kill();
+  const exit = await exited;
+  const ms = Date.now() - killedAt;
+  t.log(`docker kill → wait resolved: ${ms} ms (kill call included)`);
+  t.is(exit.exitCode, 137);
+  t.is(exit.reason, "exit code 137 (killed)");
+  t.true(ms < 1000, `took ${ms} ms`);
+  // A wait on an already exited container resolves at once, from inspect.
+  t.is((await driver.wait(info.containerId)).exitCode, 137);
+});
+
+test("stop ends a server that ignores SIGTERM as PID 1 quickly; destroy removes it", async (t) => {
+  const w = worker(t);
+  const info = await driver.start(request(w, {}));
+  const exited = driver.wait(info.containerId);
+  const began = Date.now();
+  await driver.stop(info.containerId, 10_000);
+  const ms = Date.now() - began;
+  t.log(`stop with a 10 s grace: ${ms} ms`);
+  t.true(ms < 3000, `took ${ms} ms`);
+  t.false((await exited).exitCode === 137, "stopped by SIGTERM, not killed after the grace");
+  t.false((await driver.inspect(info.containerId))?.running);
+  await driver.destroy(info.containerId);
+  t.is(await driver.inspect(info.containerId), undefined);
+  // Gone containers are not errors.
+  await driver.destroy(info.containerId);
+  await driver.stop(info.containerId, 1000);
+  t.is((await driver.wait(info.containerId)).reason, "container is gone");
+});
+
+test("a missing image is a DriverError image-not-found naming the image", async (t) => {
+  const w = worker(t);
+  const image = `cube/missing-${randomUUID().slice(0, 8)}:none`;
+  const error = await t.throwsAsync(driver.start(request(w, { image })), {
+    instanceOf: DriverError,
+  });
+  t.is((error as DriverError).kind, "image-not-found");
+  t.regex(error?.message ?? "", new RegExp(image));
+  t.is(
+    (await docker.listContainers({ all: true, filters: { label: [`cube.worker=${w}`] } })).length,
+    0,
+  );
+});
+
+test("a host port already taken is a DriverError port-taken and leaves no container", async (t) => {
+  const w = worker(t);
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => server.close());
+  const port = (server.address() as AddressInfo).port;
+  const error = await t.throwsAsync(
+    driver.start(request(w, { ports: [{ containerPort: 80, hostPort: port }] })),
+    { instanceOf: DriverError },
+  );
+  t.is((error as DriverError).kind, "port-taken");
+  t.is(error?.message, `host port ${port} is already taken`);
+  t.is(
+    (await docker.listContainers({ all: true, filters: { label: [`cube.worker=${w}`] } })).length,
+    0,
+  );
+});
+
+test("recover lists the worker's containers, running or not, with their generation", async (t) => {
+  const w = worker(t);
+  const a = await driver.start(request(w, { ports: [{ containerPort: 80 }] }, 4n));
+  const b = await driver.start(request(w, { command: ["true"] }, 7n));
+  await driver.wait(b.containerId);
+  const other = worker(t);
+  await driver.start(request(other, {}));
+  const found = await driver.recover(w);
+  t.deepEqual(found.map((c) => c.containerId).sort(), [a.containerId, b.containerId].sort());
+  const byId = new Map(found.map((c) => [c.containerId, c]));
+  t.is(byId.get(a.containerId)?.generation, 4n);
+  t.true(byId.get(a.containerId)?.running);
+  t.is(byId.get(a.containerId)?.ports[0]?.hostPort, a.ports[0]?.hostPort);
+  t.is(byId.get(b.containerId)?.generation, 7n);
+  t.is(byId.get(b.containerId)?.exitCode, 0);
+  t.is(byId.get(b.containerId)?.taskId, (await driver.inspect(b.containerId))?.taskId);
+});
+
+test("starting the same task and generation twice adopts the first container", async (t) => {
+  const w = worker(t);
+  const req = request(w, { ports: [{ containerPort: 80 }] });
+  const first = await driver.start(req);
+  const second = await driver.start(req);
+  t.is(second.containerId, first.containerId);
+  t.deepEqual(second.ports, first.ports);
+  const next = await driver.start({ ...req, generation: 2n });
+  t.not(next.containerId, first.containerId);
+  t.is(
+    (await docker.listContainers({ all: true, filters: { label: [`cube.worker=${w}`] } })).length,
+    2,
+  );
+});
+
+test("cpu and memory requests become the container's limits, with an init", async (t) => {
+  const w = worker(t);
+  const info = await driver.start(
+    request(w, { resources: { cpu: 0.5, memoryBytes: 64n * 1024n * 1024n, diskBytes: 0n } }),
+  );
+  const host = (await docker.getContainer(info.containerId).inspect()).HostConfig;
+  t.is(host.NanoCpus, 500_000_000);
+  t.is(host.Memory, 64 * 1024 * 1024);
+  t.true(host.Init);
+});
+
+test("stats gives a sample of a running container within a few seconds", async (t) => {
+  const w = worker(t);
+  const info = await driver.start(
+    request(w, { resources: { cpu: 0, memoryBytes: 32n * 1024n * 1024n, diskBytes: 0n } }),
+  );
+  const deadline = Date.now() + 8000;
+  let sample = driver.stats().find((s) => s.containerId === info.containerId);
+  while (!sample && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    sample = driver.stats().find((s) => s.containerId === info.containerId);
+  }
+  t.truthy(sample, "no sample within 8 s");
+  t.true((sample?.memoryUsedBytes ?? 0n) > 0n);
+  t.is(sample?.memoryLimitBytes, 32n * 1024n * 1024n);
+  t.true((sample?.cpuPercent ?? -1) >= 0);
+  await driver.stop(info.containerId, 0);
+  t.falsy(driver.stats().find((s) => s.containerId === info.containerId));
+});
+
+test("following logs streams new output and ends when aborted", async (t) => {
+  const w = worker(t);
+  const info = await driver.start(
+    request(w, {
+      command: ["sh", "-c"],
+      args: ["i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"],
+    }),
+  );
+  const abort = new AbortController();
+  const lines: string[] = [];
+  for await (const chunk of driver.logs(info.containerId, {
+    follow: true,
+    tail: 0,
+    signal: abort.signal,
+  })) {
+    lines.push(Buffer.from(chunk.data).toString());
+    if (lines.join("").includes("tick 3")) abort.abort();
+  }
+  t.regex(lines.join(""), /tick 0\n[\s\S]*tick 3\n/);
+});
+
+test("bad input is an invalid-spec DriverError, not a crash", async (t) => {
+  const w = worker(t);
+  const tooSmall = await t.throwsAsync(
+    driver.start(request(w, { resources: { cpu: 0, memoryBytes: 1000n, diskBytes: 0n } })),
+    { instanceOf: DriverError },
+  );
+  t.is((tooSmall as DriverError).kind, "invalid-spec");
+  t.regex(tooSmall?.message ?? "", /memory/i);
+  const noImage = await t.throwsAsync(driver.start(request(w, { image: "" })), {
+    instanceOf: DriverError,
+  });
+  t.is((noImage as DriverError).kind, "invalid-spec");
+});
