@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# cube's set-up, run by `npm run setup`, `npm test` and `npm run dev` before anything else.
+# On a Debian 12 machine, as root, it makes sure that:
+#   1. the npm dependencies are installed (npm ci, when node_modules is missing or older
+#      than package-lock.json);
+#   2. Debian's docker.io, busybox-static and docker-registry are installed;
+#   3. a Docker engine answers (dockerd started in the background when none does);
+#   4. the test image cube/httpd:local is built and current (images/httpd/build.sh);
+#   5. a local registry answers on 127.0.0.1:5000 (scripts/registry.yml).
+# Each step only acts when something is missing: a second run changes nothing and
+# takes well under a second. Without root or apt-get it stops, naming what to install.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+APT_PACKAGES_HINT="docker.io busybox-static docker-registry"
+DOCKERD_LOG=${CUBE_DOCKERD_LOG:-/var/log/dockerd.log}
+DOCKERD_PIDFILE=/var/run/docker.pid
+DOCKERD_TIMEOUT_S=${CUBE_DOCKERD_TIMEOUT_S:-60}
+REGISTRY_CONFIG=scripts/registry.yml
+REGISTRY_LOG=${CUBE_REGISTRY_LOG:-/var/log/cube-registry.log}
+REGISTRY_TIMEOUT_S=${CUBE_REGISTRY_TIMEOUT_S:-15}
+
+setup_start=$(date +%s%N)
+step_start=$setup_start
+in_step=0
+
+seconds_since() { awk -v ns=$(($(date +%s%N) - $1)) 'BEGIN { printf "%.1f", ns / 1e9 }'; }
+say() { printf 'cube setup: %s\n' "$*"; }
+begin() {
+  step_start=$(date +%s%N)
+  in_step=1
+  printf 'cube setup: %s… ' "$*"
+}
+ok() {
+  in_step=0
+  printf 'ok (%s s)\n' "$(seconds_since "$step_start")"
+}
+die() {
+  if ((in_step)); then printf 'failed\n'; fi
+  printf 'cube setup: error: %s\n' "$*" >&2
+  exit 1
+}
+is_root() { [[ $(id -u) == 0 ]]; }
+
+# --- 0. Node ----------------------------------------------------------------------------
+command -v node >/dev/null || die "node is missing: install Node.js >= 20.19 (https://nodejs.org)"
+node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+  process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' ||
+  die "Node.js $(node -p process.versions.node) is too old: install Node.js >= 20.19"
+
+# --- 1. npm dependencies ----------------------------------------------------------------
+# npm ci writes node_modules/.package-lock.json last: older than package-lock.json means
+# the lock file changed (or an install broke off) since.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  command -v npm >/dev/null || die "npm is missing: install npm (it ships with Node.js)"
+  begin "installing npm dependencies (npm ci)"
+  npm_log=$(mktemp)
+  if ! npm ci --no-audit --no-fund --loglevel=error >"$npm_log" 2>&1; then
+    cat "$npm_log" >&2
+    rm -f "$npm_log"
+    die "npm ci failed (output above)"
+  fi
+  rm -f "$npm_log"
+  ok
+fi
+
+# --- 2. Debian packages -----------------------------------------------------------------
+missing=()
+if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then missing+=(docker.io); fi
+# The image's rootfs is the host's busybox: it must be the static build.
+if [[ $(dpkg-query -W -f='${db:Status-Status}' busybox-static 2>/dev/null) != installed ]]; then
+  missing+=(busybox-static)
+fi
+if ! command -v docker-registry >/dev/null; then missing+=(docker-registry); fi
+if ((${#missing[@]})); then
+  if ! is_root || ! command -v apt-get >/dev/null; then
+    die "missing ${missing[*]}: as root on Debian 12, run \`apt-get install -y ${missing[*]}\` (cube needs $APT_PACKAGES_HINT), then \`npm run setup\` again"
+  fi
+  begin "installing ${missing[*]} with apt-get"
+  apt_log=$(mktemp)
+  if ! {
+    apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  } >"$apt_log" 2>&1; then
+    cat "$apt_log" >&2
+    rm -f "$apt_log"
+    die "apt-get install ${missing[*]} failed (output above)"
+  fi
+  rm -f "$apt_log"
+  ok
+fi
+
+# --- 3. Docker engine -------------------------------------------------------------------
+docker_answers() { docker version -f '{{.Server.Version}}' >/dev/null 2>&1; }
+
+if docker_answers; then
+  say "docker engine $(docker version -f '{{.Server.Version}}') answers"
+else
+  is_root || die "no Docker engine answers and starting dockerd needs root: run \`npm run setup\` as root (or start dockerd yourself)"
+  dockerd_pid=
+  if [[ -f $DOCKERD_PIDFILE ]]; then
+    old_pid=$(<"$DOCKERD_PIDFILE")
+    if [[ -n $old_pid && $(cat "/proc/$old_pid/comm" 2>/dev/null) == dockerd ]]; then
+      # A dockerd that is still starting up: wait for it rather than start a second.
+      dockerd_pid=$old_pid
+      say "dockerd (pid $dockerd_pid) is running but does not answer yet"
+    else
+      # A dockerd killed without its clean-up leaves this behind, and the next dockerd
+      # refuses to start while it exists.
+      say "removing stale $DOCKERD_PIDFILE (process ${old_pid:-?} is gone)"
+      rm -f "$DOCKERD_PIDFILE"
+    fi
+  fi
+  begin "starting dockerd (log: $DOCKERD_LOG)"
+  if [[ -z $dockerd_pid ]]; then
+    # Its own session: a Ctrl-C in the terminal that ran `npm test` must not reach it.
+    setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    dockerd_pid=$!
+  fi
+  deadline=$(($(date +%s) + DOCKERD_TIMEOUT_S))
+  until docker_answers; do
+    if ! kill -0 "$dockerd_pid" 2>/dev/null; then
+      tail -n 15 "$DOCKERD_LOG" >&2 || true
+      die "dockerd exited during start-up (last lines of $DOCKERD_LOG above)"
+    fi
+    if (($(date +%s) >= deadline)); then
+      tail -n 15 "$DOCKERD_LOG" >&2 || true
+      die "dockerd (pid $dockerd_pid) did not answer within ${DOCKERD_TIMEOUT_S} s (last lines of $DOCKERD_LOG above)"
+    fi
+    sleep 0.2
+  done
+  ok
+fi
+
+# --- 4. Test image ----------------------------------------------------------------------
+bash images/httpd/build.sh
+
+# --- 5. Local registry ------------------------------------------------------------------
+# A registry answers GET /v2/ with 200 and its API version header; plain bash, as curl
+# is not on every fresh machine.
+registry_answers() {
+  timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5000 &&
+    printf "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:5000\r\n\r\n" >&3 && cat <&3' 2>/dev/null |
+    grep -qi '^Docker-Distribution-Api-Version: registry/2'
+}
+port_taken() { timeout 1 bash -c 'exec 3<>/dev/tcp/127.0.0.1/5000' 2>/dev/null; }
+
+if registry_answers; then
+  say "registry answers on 127.0.0.1:5000"
+else
+  port_taken && die "127.0.0.1:5000 is taken by something that is not a Docker registry: stop it, then run \`npm run setup\` again"
+  is_root || die "no registry answers on 127.0.0.1:5000 and starting it needs root: run \`npm run setup\` as root"
+  begin "starting registry on 127.0.0.1:5000 (log: $REGISTRY_LOG)"
+  mkdir -p /var/lib/cube-registry
+  setsid docker-registry serve "$REGISTRY_CONFIG" >>"$REGISTRY_LOG" 2>&1 </dev/null &
+  registry_pid=$!
+  deadline=$(($(date +%s) + REGISTRY_TIMEOUT_S))
+  until registry_answers; do
+    if ! kill -0 "$registry_pid" 2>/dev/null; then
+      tail -n 15 "$REGISTRY_LOG" >&2 || true
+      die "docker-registry exited during start-up (last lines of $REGISTRY_LOG above)"
+    fi
+    if (($(date +%s) >= deadline)); then
+      die "docker-registry did not answer within ${REGISTRY_TIMEOUT_S} s (see $REGISTRY_LOG)"
+    fi
+    sleep 0.1
+  done
+  ok
+fi
+
+say "ready ($(seconds_since "$setup_start") s)"
