@@ -1,0 +1,203 @@
+/**
+ * Health checks against a real container (busybox httpd with a CGI health endpoint that
+ * can be made to fail) and against plain Node servers for the failure modes.
+ */
+import { randomUUID } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import test from "ava";
+import {
+  HealthCheckSchema,
+  HealthStatus,
+  PortBindingSchema,
+  Protocol,
+  TaskSpecSchema,
+} from "../gen/cube/v1/task_pb.js";
+import { createDockerDriver } from "../worker/docker-driver.js";
+import {
+  HealthChecker,
+  type HealthReport,
+  healthCheckPort,
+  resolveHealthCheck,
+} from "../worker/health-checker.js";
+import { HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
+
+const fast = (path: string, threshold = 3, timeoutMs = 1000) =>
+  create(HealthCheckSchema, {
+    path,
+    interval: durationFromMs(100),
+    timeout: durationFromMs(timeoutMs),
+    failureThreshold: threshold,
+  });
+
+/** Collects reports and lets a test wait for the n-th one. */
+function recorder() {
+  const reports: HealthReport[] = [];
+  const waiting: { n: number; resolve: () => void }[] = [];
+  return {
+    reports,
+    onChange(report: HealthReport) {
+      reports.push(report);
+      for (const w of waiting.filter((w) => reports.length >= w.n)) w.resolve();
+    },
+    async until(n: number, ms = 8000): Promise<HealthReport | undefined> {
+      if (reports.length < n) {
+        await Promise.race([
+          new Promise<void>((resolve) => waiting.push({ n, resolve })),
+          new Promise((resolve) => setTimeout(resolve, ms)),
+        ]);
+      }
+      return reports[n - 1];
+    },
+  };
+}
+
+async function listen(t: { teardown(fn: () => unknown): void }, server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.teardown(
+    () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(resolve);
+      }),
+  );
+  return (server.address() as AddressInfo).port;
+}
+
+test("the proto's defaults apply: interval 1s, timeout 1s, threshold 3", (t) => {
+  t.deepEqual(resolveHealthCheck(create(HealthCheckSchema, { path: "/health" })), {
+    path: "/health",
+    intervalMs: 1000,
+    timeoutMs: 1000,
+    failureThreshold: 3,
+  });
+  t.is(resolveHealthCheck(create(HealthCheckSchema, {})).path, "/");
+});
+
+test("the checked host port is that of health_check.port, else of the first spec port", (t) => {
+  const bindings = [
+    create(PortBindingSchema, { containerPort: 80, hostPort: 32001, protocol: Protocol.TCP }),
+    create(PortBindingSchema, { containerPort: 9090, hostPort: 32002, protocol: Protocol.TCP }),
+  ];
+  const ports = [{ containerPort: 80 }, { containerPort: 9090 }];
+  t.is(
+    healthCheckPort(create(TaskSpecSchema, { ports, healthCheck: { path: "/" } }), bindings),
+    32001,
+  );
+  t.is(
+    healthCheckPort(
+      create(TaskSpecSchema, { ports, healthCheck: { path: "/", port: 9090 } }),
+      bindings,
+    ),
+    32002,
+  );
+  t.is(
+    healthCheckPort(create(TaskSpecSchema, { healthCheck: { path: "/" } }), bindings),
+    undefined,
+  );
+  t.is(
+    healthCheckPort(create(TaskSpecSchema, { ports, healthCheck: { port: 7 } }), bindings),
+    undefined,
+  );
+});
+
+test("a real container: /health is HEALTHY; the CGI check turns UNHEALTHY after the threshold and back", async (t) => {
+  await requireDocker();
+  const workerId = `test-health-${randomUUID()}`;
+  const driver = createDockerDriver();
+  const checker = new HealthChecker();
+  t.teardown(async () => {
+    checker.close();
+    await driver.close();
+    await removeContainers(`cube.worker=${workerId}`);
+  });
+  const spec = create(TaskSpecSchema, { image: HTTP_IMAGE, ports: [{ containerPort: 80 }] });
+  const info = await driver.start({ taskId: "web", generation: 1n, workerId, spec });
+  const port = healthCheckPort(spec, info.ports);
+  if (port === undefined) return t.fail("no published port");
+
+  const plain = recorder();
+  checker.watch("plain", 1n, fast("/health"), port, plain.onChange);
+  t.like(await plain.until(1), {
+    status: HealthStatus.HEALTHY,
+    message: "HTTP 200",
+    consecutiveFailures: 0,
+  });
+
+  const cgi = recorder();
+  checker.watch("web", 1n, fast("/cgi-bin/health"), port, cgi.onChange);
+  t.like(await cgi.until(1), { status: HealthStatus.HEALTHY });
+  t.is((await fetch(`http://127.0.0.1:${port}/cgi-bin/sick`)).status, 200);
+  t.like(await cgi.until(2), {
+    status: HealthStatus.UNHEALTHY,
+    message: "HTTP 500",
+    consecutiveFailures: 3,
+  });
+  t.is((await fetch(`http://127.0.0.1:${port}/cgi-bin/well`)).status, 200);
+  t.like(await cgi.until(3), { status: HealthStatus.HEALTHY, consecutiveFailures: 0 });
+  // /health never changed, so it reported once only.
+  t.is(plain.reports.length, 1);
+  t.is(checker.watching("web"), 1n);
+});
+
+test("HTTP 500 turns UNHEALTHY only after failure_threshold failures in a row", async (t) => {
+  let hits = 0;
+  const port = await listen(
+    t,
+    createServer((_req, res) => {
+      hits += 1;
+      res.statusCode = 500;
+      res.end();
+    }),
+  );
+  const checker = new HealthChecker();
+  t.teardown(() => checker.close());
+  const rec = recorder();
+  checker.watch("t", 1n, fast("/", 4), port, rec.onChange);
+  const report = await rec.until(1);
+  t.like(report, { status: HealthStatus.UNHEALTHY, message: "HTTP 500", consecutiveFailures: 4 });
+  t.true(hits >= 4);
+  // Further failures change nothing, so nothing more is reported.
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  t.is(rec.reports.length, 1);
+  checker.unwatch("t");
+  const after = hits;
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.true(hits <= after + 1, "checks went on after unwatch");
+  t.is(checker.watching("t"), undefined);
+});
+
+test("a server that does not answer in time is a timeout", async (t) => {
+  const port = await listen(
+    t,
+    createServer(() => {
+      // never answers
+    }),
+  );
+  const checker = new HealthChecker();
+  t.teardown(() => checker.close());
+  const rec = recorder();
+  checker.watch("t", 1n, fast("/", 2, 150), port, rec.onChange);
+  t.like(await rec.until(1), {
+    status: HealthStatus.UNHEALTHY,
+    message: "timeout after 150ms",
+    consecutiveFailures: 2,
+  });
+});
+
+test("a closed port is a connection refused", async (t) => {
+  const server = createServer();
+  const port = await listen(t, server);
+  await new Promise((resolve) => server.close(resolve));
+  const checker = new HealthChecker();
+  t.teardown(() => checker.close());
+  const rec = recorder();
+  checker.watch("t", 1n, fast("/", 2), port, rec.onChange);
+  t.like(await rec.until(1), {
+    status: HealthStatus.UNHEALTHY,
+    message: "connection refused",
+    consecutiveFailures: 2,
+  });
+});
