@@ -1,0 +1,179 @@
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { create } from "@bufbuild/protobuf";
+import { file_cube_v1_metrics } from "../gen/cube/v1/metrics_pb.js";
+import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
+import { StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
+import { createLogger, type Logger } from "../lib/logger.js";
+import { parseListen, startServer } from "../lib/server.js";
+import { createDockerDriver } from "./docker-driver.js";
+import type { Driver } from "./driver.js";
+import { HealthChecker } from "./health-checker.js";
+import { defaultCapacity, NodeMetricsSampler } from "./node-metrics.js";
+import { Outbox } from "./outbox.js";
+import { workerRoutes } from "./server.js";
+import { StatsFeed } from "./stats-feed.js";
+import { WorkerStore } from "./store.js";
+import { StreamClient } from "./stream-client.js";
+import { TaskRunner } from "./task-runner.js";
+
+export { DataDirInUseError } from "./store.js";
+
+/** How to start a worker. */
+export interface WorkerOptions {
+  /** The manager's host:port. */
+  manager: string;
+  /** host:port of the worker's own gRPC server; default "127.0.0.1:5556"; port 0 picks one. */
+  listen?: string;
+  /** Name for people; default the host name. */
+  name?: string;
+  /** Where the worker keeps its LevelDB (id, outbox, task records). One worker per directory. */
+  dataDir: string;
+  labels?: Record<string, string>;
+  /** Docker engine to use; default DOCKER_HOST or the local socket. */
+  dockerHost?: string;
+  /** A driver to use instead of Docker (hollow workers in benchmarks); closed with the worker. */
+  driver?: Driver;
+  logger?: Logger;
+  /** Time between metrics samples sent to the manager; default 2 s. */
+  statsIntervalMs?: number;
+  /** What the worker offers, where not the machine's cores, memory and free disk. */
+  capacity?: Partial<{ cpu: number; memoryBytes: bigint; diskBytes: bigint }>;
+}
+
+/** A running worker. */
+export interface WorkerHandle {
+  /** Its stable id (kept in the data directory). */
+  readonly id: string;
+  /** host:port its gRPC server is bound to. */
+  readonly address: string;
+  /**
+   * Stops gracefully: stops taking assignments, lets those under way finish, waits
+   * (briefly) for the manager to acknowledge pending updates, closes the stream and
+   * the store. Containers keep running; the next start re-adopts them.
+   */
+  close(): Promise<void>;
+}
+
+const VERSION: string = JSON.parse(
+  readFileSync(new URL("../package.json", import.meta.url), "utf8"),
+).version;
+
+/** Deadlines of a graceful close, shorter together than the process's 10 s. */
+const DRAIN_MS = 4000;
+const FLUSH_MS = 2000;
+
+/**
+ * Starts a worker: opens its data directory (failing with {@link DataDirInUseError}
+ * when another worker has it), re-adopts the containers it left running, serves its
+ * own gRPC API, and keeps a stream to the manager open, reconnecting as needed.
+ */
+export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
+  const store = await WorkerStore.open(options.dataDir);
+  const workerId = store.workerId;
+  const logger = (options.logger ?? createLogger("worker")).child({ worker: workerId });
+  const ownDriver = !options.driver;
+  const driver = options.driver ?? createDockerDriver({ dockerHost: options.dockerHost, logger });
+  const health = new HealthChecker();
+  const statsIntervalMs = options.statsIntervalMs ?? 2000;
+  const sampler = new NodeMetricsSampler({
+    dataDir: options.dataDir,
+    workerId,
+    intervalMs: statsIntervalMs,
+    logger,
+  });
+  let stream: StreamClient | undefined;
+  let stats: StatsFeed | undefined;
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    const outbox = await Outbox.open(store);
+    const runner = new TaskRunner({
+      workerId,
+      driver,
+      store,
+      outbox,
+      health,
+      logger,
+      send: (message) => stream?.send(message),
+    });
+    const recovered = await runner.recover();
+    logger.info({ ...recovered, pendingUpdates: outbox.pending().length }, "worker state loaded");
+    const feed = new StatsFeed({
+      workerId,
+      node: () => sampler.latest(),
+      driver,
+      tasks: () => runner.tasks(),
+      intervalMs: statsIntervalMs,
+    });
+    stats = feed;
+    const srv = await startServer({
+      listen: options.listen ?? "127.0.0.1:5556",
+      routes: workerRoutes({ workerId, tasks: () => runner.tasks(), stats: feed, driver }),
+      files: [file_cube_v1_task_service, file_cube_v1_metrics],
+    });
+    server = srv;
+    const capacity = { ...(await defaultCapacity(options.dataDir)), ...options.capacity };
+    const client = new StreamClient({
+      manager: options.manager,
+      outbox,
+      logger,
+      register: () => ({
+        workerId,
+        name: options.name || hostname(),
+        address: advertised(srv.address),
+        capacity,
+        labels: options.labels ?? {},
+        version: VERSION,
+      }),
+      inventory: () => runner.inventory(),
+      healthReports: () => runner.healthReports(),
+      onAssignment: (assignment) => void runner.apply(assignment),
+    });
+    stream = client;
+    feed.on("sample", (s) => client.send({ case: "stats", value: create(StatsSchema, s) }));
+    feed.start();
+    client.start();
+    logger.info({ address: srv.address, manager: options.manager }, "worker started");
+
+    let closing: Promise<void> | undefined;
+    return {
+      id: workerId,
+      address: srv.address,
+      close() {
+        closing ??= (async () => {
+          await srv.close();
+          await runner.drain(DRAIN_MS);
+          const flushed = await client.flush(FLUSH_MS);
+          await client.close();
+          feed.close();
+          sampler.close();
+          health.close();
+          runner.close();
+          if (ownDriver) await driver.close();
+          await outbox.settled();
+          await store.close();
+          logger.info(
+            { unacknowledged: outbox.pending().length, flushed },
+            "worker stopped; containers left running",
+          );
+        })();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await stream?.close();
+    stats?.close();
+    await server?.close();
+    sampler.close();
+    health.close();
+    if (ownDriver) await driver.close().catch(() => undefined);
+    await store.close();
+    throw error;
+  }
+}
+
+/** The address to give the manager: a wildcard bind is reached through the host name. */
+function advertised(address: string): string {
+  const { host, port } = parseListen(address);
+  return host === "0.0.0.0" || host === "::" ? `${hostname()}:${port}` : address;
+}

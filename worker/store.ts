@@ -1,0 +1,132 @@
+import { randomUUID } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { type BatchOperation, Level } from "level";
+import { type Task, TaskSchema } from "../gen/cube/v1/task_pb.js";
+import { type TaskUpdate, TaskUpdateSchema } from "../gen/cube/v1/worker_service_pb.js";
+
+/** Thrown when another process holds the data directory's LevelDB lock. */
+export class DataDirInUseError extends Error {
+  constructor(readonly dataDir: string) {
+    super(`data dir ${dataDir} is in use by another worker (its LevelDB lock is held)`);
+    this.name = "DataDirInUseError";
+  }
+}
+
+/** One atomic, durable change: new outbox entries, task records written or deleted. */
+export interface StoreChange {
+  /** Updates to keep until the manager acknowledges them; their seq must be set. */
+  readonly updates?: readonly TaskUpdate[];
+  /** Task records to write (whole). */
+  readonly putTasks?: readonly Task[];
+  /** Task ids whose records go. */
+  readonly deleteTasks?: readonly string[];
+  /** The seq counter after this change. */
+  readonly lastSeq?: bigint;
+}
+
+// Seq keys sort as strings, so pad them to the width of the largest uint64.
+const seqKey = (seq: bigint) => seq.toString().padStart(20, "0");
+
+/**
+ * The worker's LevelDB: its id, the update seq counter, the outbox of updates the
+ * manager has not acknowledged, and one record (a `Task`) per task it holds. Every
+ * {@link commit} is one synced batch, so an update and the record it describes survive
+ * a kill -9 together or not at all.
+ */
+export class WorkerStore {
+  readonly #db: Level<string, unknown>;
+  readonly #meta;
+  readonly #outbox;
+  readonly #tasks;
+
+  private constructor(
+    db: Level<string, unknown>,
+    /** The worker's stable id. */
+    readonly workerId: string,
+    /** Highest seq ever given to an update. */
+    readonly lastSeq: bigint,
+  ) {
+    this.#db = db;
+    this.#meta = db.sublevel<string, string>("meta", { valueEncoding: "utf8" });
+    this.#outbox = db.sublevel<string, Uint8Array>("outbox", { valueEncoding: "view" });
+    this.#tasks = db.sublevel<string, Uint8Array>("tasks", { valueEncoding: "view" });
+  }
+
+  /**
+   * Opens (creating) the store under `dataDir`; makes the worker id on first use.
+   * Throws {@link DataDirInUseError} when another worker has the directory open.
+   */
+  static async open(dataDir: string): Promise<WorkerStore> {
+    const dir = resolve(dataDir);
+    await mkdir(dir, { recursive: true });
+    const db = new Level<string, unknown>(join(dir, "worker.db"));
+    try {
+      await db.open();
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string } }).cause;
+      if (cause?.code === "LEVEL_LOCKED") throw new DataDirInUseError(dir);
+      throw new Error(`cannot open the worker state in ${dir}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    const meta = db.sublevel<string, string>("meta", { valueEncoding: "utf8" });
+    let workerId = await meta.get("worker-id");
+    if (!workerId) {
+      workerId = randomUUID();
+      await db.batch([{ type: "put", sublevel: meta, key: "worker-id", value: workerId }], {
+        sync: true,
+      });
+    }
+    const seq = await meta.get("seq");
+    return new WorkerStore(db, workerId, seq ? BigInt(seq) : 0n);
+  }
+
+  /** Every kept update, lowest seq first. */
+  async updates(): Promise<TaskUpdate[]> {
+    const out: TaskUpdate[] = [];
+    for await (const value of this.#outbox.values()) out.push(fromBinary(TaskUpdateSchema, value));
+    return out;
+  }
+
+  /** Every task record. */
+  async tasks(): Promise<Task[]> {
+    const out: Task[] = [];
+    for await (const value of this.#tasks.values()) out.push(fromBinary(TaskSchema, value));
+    return out;
+  }
+
+  /** Applies `change` atomically and durably (fsync) before resolving. */
+  async commit(change: StoreChange): Promise<void> {
+    const ops: BatchOperation<Level<string, unknown>, string, unknown>[] = [];
+    for (const u of change.updates ?? []) {
+      ops.push({
+        type: "put",
+        sublevel: this.#outbox,
+        key: seqKey(u.seq),
+        value: toBinary(TaskUpdateSchema, u),
+      });
+    }
+    for (const t of change.putTasks ?? []) {
+      ops.push({ type: "put", sublevel: this.#tasks, key: t.id, value: toBinary(TaskSchema, t) });
+    }
+    for (const id of change.deleteTasks ?? []) {
+      ops.push({ type: "del", sublevel: this.#tasks, key: id });
+    }
+    if (change.lastSeq !== undefined) {
+      ops.push({ type: "put", sublevel: this.#meta, key: "seq", value: change.lastSeq.toString() });
+    }
+    if (ops.length > 0) await this.#db.batch(ops, { sync: true });
+  }
+
+  /** Drops kept updates with seq ≤ `seq`; not synced, since sending one twice is harmless. */
+  async deleteUpdatesUpTo(seq: bigint): Promise<void> {
+    await this.#outbox.clear({ lte: seqKey(seq) });
+  }
+
+  /** Closes the database (and releases the directory's lock). */
+  async close(): Promise<void> {
+    await this.#db.close();
+  }
+}
