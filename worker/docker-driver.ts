@@ -93,6 +93,8 @@ class DockerDriver implements Driver {
     try {
       await container.start();
     } catch (error) {
+      // 304: a concurrent start of the same assignment got there first, which is the goal.
+      if (dockerStatus(error) === 304) return;
       await tolerating([404, 409], () => container.remove({ force: true }));
       const message = dockerMessage(error);
       if (PORT_TAKEN.test(message)) {
