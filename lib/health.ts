@@ -57,12 +57,15 @@ export function registerHealth(router: ConnectRouter, state: HealthState): void 
     async *watch(req, ctx) {
       let last: Status | undefined;
       while (!ctx.signal.aborted) {
+        // Listen before reading and yielding: the generator may sit suspended at its yield
+        // until the client pulls, and a change made meanwhile must not be lost.
+        const changed = state.changed(ctx.signal);
         const status = state.get(req.service) ?? Status.SERVICE_UNKNOWN;
         if (status !== last) {
           last = status;
           yield { status };
         }
-        await state.changed(ctx.signal);
+        await changed;
       }
     },
   });

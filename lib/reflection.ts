@@ -109,6 +109,11 @@ function buildIndex(roots: readonly DescFile[]): ReflectionIndex {
             index.bySymbol.set(`${type.typeName}.${field.name}`, file);
           for (const oneof of type.oneofs)
             index.bySymbol.set(`${type.typeName}.${oneof.name}`, file);
+          // Map entry messages are not among nestedTypes(), but clients may ask for them.
+          for (const nested of type.proto.nestedType) {
+            if (nested.options?.mapEntry)
+              index.bySymbol.set(`${type.typeName}.${nested.name}`, file);
+          }
           break;
         case "enum": {
           // Enum values live in the scope that holds the enum, not inside it (C++ scoping).
