@@ -1,0 +1,73 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type Command, InvalidArgumentError, Option } from "commander";
+import { connectManager, type ManagerClients, managerAddress } from "./client.js";
+import { describeError } from "./describe-error.js";
+import type { Io } from "./io.js";
+
+/** The options every client command shares. */
+export interface ClientOptions {
+  manager?: string;
+  output?: "table" | "json";
+  json?: boolean;
+}
+
+/** Adds --manager, -o/--output and --json to a client command. */
+export function addClientOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--manager <host:port>",
+      "manager address (default: $CUBE_MANAGER, else 127.0.0.1:5555)",
+    )
+    .addOption(
+      new Option("-o, --output <format>", "output format")
+        .choices(["table", "json"])
+        .default("table"),
+    )
+    .option("--json", "same as --output json");
+}
+
+/** "json" when -o json or --json was given, else "table". */
+export function outputFormat(opts: ClientOptions): "table" | "json" {
+  return opts.json || opts.output === "json" ? "json" : "table";
+}
+
+/**
+ * Runs a command body against the manager; whatever it throws comes out as a
+ * CliError with the manager's address in the message where that helps.
+ */
+export async function withManager<T>(
+  io: Io,
+  opts: ClientOptions,
+  body: (clients: ManagerClients) => Promise<T>,
+): Promise<T> {
+  const address = managerAddress(opts.manager, io.env);
+  try {
+    return await body(connectManager(address));
+  } catch (error) {
+    throw describeError(error, address);
+  }
+}
+
+/** Wraps a pure parser as a commander argument parser: its Error becomes a usage error. */
+export function arg<T>(parse: (input: string) => T): (input: string) => T {
+  return (input) => {
+    try {
+      return parse(input);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
+
+/** Like {@link arg}, for repeatable options: collects every value in order. */
+export function collect<T>(
+  parse: (input: string) => T,
+): (input: string, previous: T[] | undefined) => T[] {
+  const one = arg(parse);
+  return (input, previous) => [...(previous ?? []), one(input)];
+}
+
+/** Whether a stream ended because the person pressed Ctrl-C: not an error, just the end. */
+export function stoppedByUser(io: Io, error: unknown): boolean {
+  return io.interrupted.aborted && error instanceof ConnectError && error.code === Code.Canceled;
+}

@@ -1,0 +1,39 @@
+import { type Client, createClient } from "@connectrpc/connect";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { grpcTransport } from "../lib/client.js";
+
+/** Where `cube` looks for the manager when neither --manager nor CUBE_MANAGER says. */
+export const DEFAULT_MANAGER = "127.0.0.1:5555";
+
+/** The manager address: the flag, else CUBE_MANAGER, else {@link DEFAULT_MANAGER}. */
+export function managerAddress(flag: string | undefined, env = process.env): string {
+  return flag || env.CUBE_MANAGER || DEFAULT_MANAGER;
+}
+
+/** Clients of the manager's services, sharing one HTTP/2 connection. */
+export interface ManagerClients {
+  /** host:port (or URL) they talk to, for messages. */
+  readonly address: string;
+  readonly tasks: Client<typeof TaskService>;
+  readonly workers: Client<typeof WorkerService>;
+  readonly health: Client<typeof Health>;
+}
+
+/**
+ * Connects lazily to the manager over gRPC (h2c): nothing is dialled until the first
+ * call, so a bad address surfaces as that call's error.
+ */
+export function connectManager(address: string): ManagerClients {
+  const transport = grpcTransport(address);
+  return {
+    address,
+    tasks: createClient(TaskService, transport),
+    workers: createClient(WorkerService, transport),
+    health: createClient(Health, transport),
+  };
+}
+
+/** Deadline of unary calls: a manager that takes longer is as good as gone for a CLI. */
+export const CALL_TIMEOUT_MS = 15_000;

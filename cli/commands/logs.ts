@@ -1,0 +1,60 @@
+import { once } from "node:events";
+import { Command } from "commander";
+import { LogStream } from "../../gen/cube/v1/task_service_pb.js";
+import {
+  addClientOptions,
+  arg,
+  type ClientOptions,
+  stoppedByUser,
+  withManager,
+} from "../client-options.js";
+import type { Io } from "../io.js";
+import { parseCount } from "../parse-enum.js";
+import { resolveTask } from "../resolve-task.js";
+
+interface LogsOptions extends ClientOptions {
+  follow?: boolean;
+  tail?: number;
+}
+
+/** `cube logs ID`: a task's container output; stdout to stdout, stderr to stderr. */
+export function logsCommand(io: Io): Command {
+  const cmd = new Command("logs")
+    .description("print a task's output (stdout to stdout, stderr to stderr)")
+    .argument("<task>", "task id, unique id prefix, or name")
+    .option("-f, --follow", "keep printing new output until the task ends (or Ctrl-C)")
+    .option(
+      "-n, --tail <lines>",
+      "only the last N lines so far",
+      arg((s) => parseCount(s)),
+    );
+  addClientOptions(cmd)
+    .addHelpText(
+      "after",
+      `
+Examples:
+  cube logs web
+  cube logs -f --tail 20 web
+  cube logs web 2>/dev/null   # stdout only`,
+    )
+    .action((ref: string, opts: LogsOptions) => logs(io, ref, opts));
+  return cmd;
+}
+
+async function logs(io: Io, ref: string, opts: LogsOptions): Promise<void> {
+  await withManager(io, opts, async (clients) => {
+    const task = await resolveTask(clients, ref);
+    try {
+      for await (const chunk of clients.tasks.taskLogs(
+        { id: task.id, follow: opts.follow ?? false, tail: opts.tail ?? 0 },
+        { signal: io.interrupted },
+      )) {
+        const out = chunk.stream === LogStream.STDERR ? io.stderr : io.stdout;
+        // Respect back-pressure, or a slow pipe makes us buffer the whole log.
+        if (!out.write(chunk.data)) await once(out, "drain");
+      }
+    } catch (error) {
+      if (!stoppedByUser(io, error)) throw error;
+    }
+  });
+}

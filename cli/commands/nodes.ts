@@ -1,0 +1,74 @@
+import { toJson } from "@bufbuild/protobuf";
+import { Command } from "commander";
+import { type Worker, WorkerSchema } from "../../gen/cube/v1/worker_pb.js";
+import { CALL_TIMEOUT_MS } from "../client.js";
+import {
+  addClientOptions,
+  type ClientOptions,
+  outputFormat,
+  stoppedByUser,
+  withManager,
+} from "../client-options.js";
+import { colorsFor } from "../colors.js";
+import { renderTable } from "../format-table.js";
+import { WORKER_HEAD, workerRow } from "../format-worker.js";
+import type { Io } from "../io.js";
+import { LiveTable } from "../live-table.js";
+
+interface NodesOptions extends ClientOptions {
+  watch?: boolean;
+  trunc: boolean;
+}
+
+/** `cube nodes`: the workers the manager knows, DOWN ones included. */
+export function nodesCommand(io: Io): Command {
+  const cmd = new Command("nodes")
+    .description("list workers (CPU, MEMORY and DISK read allocated/capacity)")
+    .option("-w, --watch", "keep the list up to date as workers change (streamed, not polled)")
+    .option("--no-trunc", "show ids in full");
+  addClientOptions(cmd)
+    .addHelpText(
+      "after",
+      `
+Examples:
+  cube nodes
+  cube nodes -o json | jq -r '.workers[] | select(.status == "WORKER_STATUS_READY") | .name'
+  cube nodes --watch`,
+    )
+    .action((opts: NodesOptions) => nodes(io, opts));
+  return cmd;
+}
+
+async function nodes(io: Io, opts: NodesOptions): Promise<void> {
+  const json = outputFormat(opts) === "json";
+  const colors = colorsFor(io.stdout, io.env);
+  const row = (w: Worker) => workerRow(w, { now: io.now(), colors, noTrunc: !opts.trunc });
+  await withManager(io, opts, async (clients) => {
+    if (!opts.watch) {
+      const { workers } = await clients.workers.listWorkers({}, { timeoutMs: CALL_TIMEOUT_MS });
+      if (json) {
+        const out = { workers: workers.map((w) => toJson(WorkerSchema, w)) };
+        io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      } else {
+        io.stdout.write(renderTable(WORKER_HEAD, workers.map(row)));
+      }
+      return;
+    }
+    // The list first, so the table starts whole; the watch then repeats each worker as
+    // it is (LiveTable skips rows that did not change) and follows changes.
+    const { workers } = await clients.workers.listWorkers({}, { timeoutMs: CALL_TIMEOUT_MS });
+    const table = json ? undefined : new LiveTable(io, WORKER_HEAD);
+    table?.start(workers.map((w) => [w.id, row(w)]));
+    try {
+      for await (const { worker } of clients.workers.watchWorkers({}, { signal: io.interrupted })) {
+        if (!worker) continue;
+        if (table) table.set(worker.id, row(worker));
+        else io.stdout.write(`${JSON.stringify(toJson(WorkerSchema, worker))}\n`);
+      }
+    } catch (error) {
+      if (!stoppedByUser(io, error)) throw error;
+    } finally {
+      table?.close();
+    }
+  });
+}

@@ -1,0 +1,118 @@
+import { toJson } from "@bufbuild/protobuf";
+import { Command } from "commander";
+import { type Task, TaskSchema } from "../../gen/cube/v1/task_pb.js";
+import {
+  addClientOptions,
+  type ClientOptions,
+  collect,
+  outputFormat,
+  stoppedByUser,
+  withManager,
+} from "../client-options.js";
+import { colorsFor } from "../colors.js";
+import { renderTable } from "../format-table.js";
+import { TASK_HEAD, taskRow } from "../format-task.js";
+import type { Io } from "../io.js";
+import { LiveTable } from "../live-table.js";
+import { parseStates } from "../parse-enum.js";
+import { parseKeyValue, toRecord } from "../parse-key-value.js";
+import { listAllTasks } from "../resolve-task.js";
+import { matchesFilter, type TaskFilter } from "../task-filter.js";
+import { workerIdFor, workerNames } from "../worker-names.js";
+
+interface PsOptions extends ClientOptions {
+  state?: number[][];
+  worker?: string;
+  name?: string;
+  label?: [string, string][];
+  watch?: boolean;
+  trunc: boolean;
+}
+
+/** `cube ps` (alias `status`): the tasks, as a table or JSON, once or following changes. */
+export function psCommand(io: Io): Command {
+  const cmd = new Command("ps")
+    .alias("status")
+    .description("list tasks")
+    .option(
+      "--state <states>",
+      "only tasks in these states (pending, scheduled, running, completed, failed; comma-separated or repeated)",
+      collect(parseStates),
+    )
+    .option("--worker <name|id>", "only tasks on this worker")
+    .option("--name <name>", "only tasks with this name")
+    .option(
+      "--label <key=value>",
+      "only tasks with this label (repeatable)",
+      collect((s) => parseKeyValue(s, "label")),
+    )
+    .option("-w, --watch", "keep the list up to date as tasks change (streamed, not polled)")
+    .option("--no-trunc", "show ids in full");
+  addClientOptions(cmd)
+    .addHelpText(
+      "after",
+      `
+Examples:
+  cube ps
+  cube ps --state running,pending
+  cube ps --label app=web -o json | jq '.tasks[].id'
+  cube ps --watch`,
+    )
+    .action((opts: PsOptions) => ps(io, opts));
+  return cmd;
+}
+
+async function ps(io: Io, opts: PsOptions): Promise<void> {
+  const json = outputFormat(opts) === "json";
+  const colors = colorsFor(io.stdout, io.env);
+  await withManager(io, opts, async (clients) => {
+    const names = await workerNames(clients);
+    const filter: TaskFilter = {
+      states: (opts.state ?? []).flat(),
+      workerId: opts.worker ? workerIdFor(opts.worker, names) : "",
+      name: opts.name ?? "",
+      labels: toRecord(opts.label ?? []),
+    };
+    const { tasks, revision } = await listAllTasks(clients, filter);
+    const row = (task: Task) =>
+      taskRow(task, { now: io.now(), workerNames: names, colors, noTrunc: !opts.trunc });
+    if (!opts.watch) {
+      if (json) {
+        const out = {
+          tasks: tasks.map((t) => toJson(TaskSchema, t)),
+          revision: revision.toString(),
+        };
+        io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+      } else {
+        io.stdout.write(renderTable(TASK_HEAD, tasks.map(row)));
+      }
+      return;
+    }
+    const table = json ? undefined : new LiveTable(io, TASK_HEAD);
+    const line = (task: Task) => io.stdout.write(`${JSON.stringify(toJson(TaskSchema, task))}\n`);
+    if (table) table.start(tasks.map((t) => [t.id, row(t)]));
+    else tasks.forEach(line);
+    try {
+      for await (const { event } of clients.tasks.watchTasks(
+        { afterRevision: revision },
+        { signal: io.interrupted },
+      )) {
+        const task = event?.task;
+        if (!task) continue;
+        if (!matchesFilter(task, filter)) {
+          table?.delete(task.id);
+          continue;
+        }
+        if (task.workerId !== "" && !names.has(task.workerId)) {
+          for (const [id, name] of await workerNames(clients)) names.set(id, name);
+        }
+        if (table) table.set(task.id, row(task));
+        else line(task);
+      }
+    } catch (error) {
+      if (!stoppedByUser(io, error)) throw error;
+    } finally {
+      table?.close();
+    }
+  });
+}

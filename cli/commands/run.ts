@@ -1,0 +1,204 @@
+import { readFile } from "node:fs/promises";
+import { toJson } from "@bufbuild/protobuf";
+import { Command } from "commander";
+import { type PortMapping, type RestartMode, TaskSchema } from "../../gen/cube/v1/task_pb.js";
+import { buildSpec, givenSpecFlags, type RunFlags } from "../build-spec.js";
+import { CliError, usageError } from "../cli-error.js";
+import { CALL_TIMEOUT_MS } from "../client.js";
+import {
+  addClientOptions,
+  arg,
+  type ClientOptions,
+  collect,
+  outputFormat,
+  withManager,
+} from "../client-options.js";
+import { ExitCode } from "../exit-codes.js";
+import type { Io } from "../io.js";
+import { parseCpu } from "../parse-cpu.js";
+import { parseDuration } from "../parse-duration.js";
+import { parseCount, parseRestartMode } from "../parse-enum.js";
+import { parseKeyValue } from "../parse-key-value.js";
+import { parsePort } from "../parse-port.js";
+import { parseSize } from "../parse-size.js";
+import { parseTaskFile, type TaskFile } from "../parse-task-file.js";
+import { waitForTask } from "../wait-for-task.js";
+
+interface RunOptions extends ClientOptions {
+  name?: string;
+  env?: [string, string][];
+  port?: PortMapping[];
+  cpu?: number;
+  memory?: bigint;
+  disk?: bigint;
+  healthPath?: string;
+  restart?: RestartMode;
+  maxRestarts?: number;
+  label?: [string, string][];
+  id?: string;
+  file?: string;
+  wait?: boolean;
+  timeout: number;
+}
+
+/** `cube run`: submits a task, prints its id, and with --wait follows it until it runs. */
+export function runCommand(io: Io): Command {
+  const cmd = new Command("run")
+    .description("run a task: a container from IMAGE, placed on a worker by the manager")
+    .argument("[image]", "image to run, e.g. cube/httpd:local (not with -f)")
+    .argument("[args...]", "replace the image's CMD (after --)")
+    .option("--name <name>", "a name for people (need not be unique)")
+    .option(
+      "-e, --env <KEY=VALUE>",
+      "environment variable (repeatable; KEY alone takes your value)",
+      collect((s) => parseKeyValue(s, "variable", (k) => io.env[k])),
+    )
+    .option(
+      "-p, --port <[HOST:]CONTAINER[/udp]>",
+      "publish a port on the worker's 127.0.0.1 (repeatable)",
+      collect(parsePort),
+    )
+    .option(
+      "--cpu <cores>",
+      "cpu request and limit, in cores (0.5) or millicores (500m)",
+      arg(parseCpu),
+    )
+    .option(
+      "--memory <size>",
+      "memory request and limit: 256Mi, 1Gi, 512M or bytes",
+      arg(parseSize),
+    )
+    .option("--disk <size>", "disk request: 1Gi, 500M or bytes", arg(parseSize))
+    .option(
+      "--health-path <path>",
+      "HTTP GET this path on the first published port; 200 is healthy",
+    )
+    .option(
+      "--restart <policy>",
+      "never, on-failure or always (default never)",
+      arg(parseRestartMode),
+    )
+    .option(
+      "--max-restarts <n>",
+      "restarts at most (default 3)",
+      arg((s) => parseCount(s)),
+    )
+    .option(
+      "-l, --label <key=value>",
+      "label (repeatable)",
+      collect((s) => parseKeyValue(s, "label")),
+    )
+    .option(
+      "--id <id>",
+      "choose the task id; running the same id again does not start a second task",
+    )
+    .option(
+      "-f, --file <task.yaml|task.json>",
+      'read the task from a file ("-" for stdin): the JSON mapping of TaskSpec, or {id, spec}',
+    )
+    .option("--wait", "follow the task and return once it runs (and is healthy)")
+    .option(
+      "--timeout <duration>",
+      "with --wait: give up after this long",
+      arg(parseDuration),
+      120_000,
+    );
+  addClientOptions(cmd)
+    .addHelpText(
+      "after",
+      `
+Examples:
+  cube run cube/httpd:local --port 8080:80 --health-path /health --wait
+  cube run cube/httpd:local --name web --memory 64Mi --cpu 0.5 --label app=web
+  cube run cube/httpd:local --restart on-failure -- sh -c 'echo hi; exit 1'
+  cube run -f task.yaml --wait
+
+Exit codes with --wait: 0 running (and healthy), 3 failed, 6 still pending or not ready at --timeout.`,
+    )
+    .action((image: string | undefined, args: string[], opts: RunOptions) =>
+      run(io, image, args, opts),
+    );
+  return cmd;
+}
+
+async function run(
+  io: Io,
+  image: string | undefined,
+  args: string[],
+  opts: RunOptions,
+): Promise<void> {
+  const startedAt = io.now();
+  const request = await taskRequest(image, args, opts);
+  await withManager(io, opts, async (clients) => {
+    const { task } = await clients.tasks.runTask(request, { timeoutMs: CALL_TIMEOUT_MS });
+    if (!task) throw new CliError("the manager answered without a task");
+    const json = outputFormat(opts) === "json";
+    if (!json) io.stdout.write(`${task.id}\n`);
+    if (!opts.wait) {
+      if (json) io.stdout.write(`${JSON.stringify(toJson(TaskSchema, task), null, 2)}\n`);
+      return;
+    }
+    const outcome = await waitForTask(clients, io, {
+      task,
+      goal: "running",
+      timeoutMs: opts.timeout,
+      startedAt,
+    });
+    if (outcome.exitCode !== ExitCode.Ok) throw new CliError(outcome.message, outcome.exitCode);
+    io.stderr.write(`${outcome.message}\n`);
+    if (json) {
+      const { task: now } = await clients.tasks.getTask(
+        { id: task.id },
+        { timeoutMs: CALL_TIMEOUT_MS },
+      );
+      io.stdout.write(`${JSON.stringify(toJson(TaskSchema, now ?? task), null, 2)}\n`);
+    }
+  });
+}
+
+async function taskRequest(
+  image: string | undefined,
+  args: string[],
+  opts: RunOptions,
+): Promise<TaskFile> {
+  const flags: RunFlags = opts;
+  if (opts.file !== undefined) {
+    const mixed = givenSpecFlags(flags);
+    if (image !== undefined) mixed.unshift("IMAGE");
+    if (mixed.length > 0) {
+      throw usageError(`-f cannot be combined with ${mixed.join(", ")}: put them in the file`);
+    }
+    const text = opts.file === "-" ? await readStdin() : await readText(opts.file);
+    let file: TaskFile;
+    try {
+      file = parseTaskFile(text, opts.file === "-" ? "stdin" : opts.file);
+    } catch (error) {
+      throw usageError((error as Error).message);
+    }
+    const id = opts.id ?? file.id;
+    return id ? { spec: file.spec, id } : { spec: file.spec };
+  }
+  if (image === undefined) throw usageError("missing IMAGE (or -f task.yaml)");
+  try {
+    const spec = buildSpec(image, args, flags);
+    return opts.id ? { spec, id: opts.id } : { spec };
+  } catch (error) {
+    throw usageError((error as Error).message);
+  }
+}
+
+async function readText(path: string): Promise<string> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (error) {
+    throw usageError(
+      `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}

@@ -1,0 +1,89 @@
+import { Command } from "commander";
+import { parseLabels } from "../../worker/env.js";
+import { runWorkerProcess } from "../../worker/process.js";
+import { CliError } from "../cli-error.js";
+import { DEFAULT_MANAGER } from "../client.js";
+import { collect } from "../client-options.js";
+import type { Io } from "../io.js";
+import { parseKeyValue, toRecord } from "../parse-key-value.js";
+
+interface WorkerFlags {
+  manager?: string;
+  listen?: string;
+  name?: string;
+  dataDir?: string;
+  label?: [string, string][];
+  dockerHost?: string;
+}
+
+/** Where a worker keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
+export const DEFAULT_WORKER_DATA_DIR = "./.cube/worker";
+
+/** `cube worker`: a node agent that joins a manager and runs containers on this Docker. */
+export function workerCommand(io: Io): Command {
+  return new Command("worker")
+    .description("run a worker: joins the manager and runs its tasks on the local Docker engine")
+    .option(
+      "--manager <host:port>",
+      `manager to join (env CUBE_MANAGER, default ${DEFAULT_MANAGER})`,
+    )
+    .option(
+      "--listen <host:port>",
+      "address of the worker's own gRPC server (env CUBE_LISTEN, default 127.0.0.1:5556; port 0 picks one)",
+    )
+    .option("--name <name>", "name for people (env CUBE_NAME, default the host name)")
+    .option(
+      "--data-dir <dir>",
+      `where the worker keeps its state (env CUBE_DATA_DIR, default ${DEFAULT_WORKER_DATA_DIR})`,
+    )
+    .option(
+      "--label <key=value>",
+      "label the worker (repeatable; env CUBE_LABELS=k=v,k=v)",
+      collect((s) => parseKeyValue(s, "label")),
+    )
+    .option(
+      "--docker-host <url>",
+      "Docker engine (env CUBE_DOCKER_HOST or DOCKER_HOST, default the local socket)",
+    )
+    .addHelpText(
+      "after",
+      `
+Flags override the CUBE_* environment variables. Ctrl-C (or SIGTERM) leaves gracefully:
+containers keep running, and the next start with the same --data-dir adopts them again.
+
+Examples:
+  cube worker
+  cube worker --manager 10.0.0.5:5555 --listen 0.0.0.0:5556 --label zone=a
+  cube worker --name w2 --listen 127.0.0.1:5557 --data-dir ./.cube/w2`,
+    )
+    .action((flags: WorkerFlags) => worker(io, flags));
+}
+
+async function worker(io: Io, flags: WorkerFlags): Promise<void> {
+  const env = io.env;
+  let envLabels: Record<string, string>;
+  try {
+    envLabels = parseLabels(env.CUBE_LABELS);
+  } catch (error) {
+    throw new CliError(`CUBE_LABELS: ${(error as Error).message}`);
+  }
+  const options = {
+    manager: flags.manager || env.CUBE_MANAGER || DEFAULT_MANAGER,
+    listen: flags.listen || env.CUBE_LISTEN || "127.0.0.1:5556",
+    name: flags.name || env.CUBE_NAME || undefined,
+    dataDir: flags.dataDir || env.CUBE_DATA_DIR || DEFAULT_WORKER_DATA_DIR,
+    labels: { ...envLabels, ...toRecord(flags.label ?? []) },
+    dockerHost: flags.dockerHost || env.CUBE_DOCKER_HOST || undefined,
+  };
+  let handle: Awaited<ReturnType<typeof runWorkerProcess>>;
+  try {
+    handle = await runWorkerProcess(options);
+  } catch (error) {
+    throw new CliError(`cannot start the worker: ${(error as Error).message}`);
+  }
+  io.stdout.write(
+    `worker ${handle.id} listening on ${handle.address}, joining the manager at ${options.manager} (data in ${options.dataDir})\n`,
+  );
+  // The process runner owns the rest: it exits on SIGINT/SIGTERM after a graceful close.
+  await new Promise<never>(() => {});
+}

@@ -1,0 +1,75 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { HealthStatus, type Task, TaskState } from "../gen/cube/v1/task_pb.js";
+import { stateName } from "../lib/task-state.js";
+import type { Colors } from "./colors.js";
+import { formatAge } from "./parse-duration.js";
+import { formatPort } from "./parse-port.js";
+
+/** Columns of `cube ps`. */
+export const TASK_HEAD = ["ID", "NAME", "STATE", "WORKER", "IMAGE", "PORTS", "RESTARTS", "AGE"];
+
+/** How ids are shortened in tables (as `docker ps` shows 12 hex digits). */
+export const SHORT_ID_LENGTH = 12;
+
+/** An id cut to {@link SHORT_ID_LENGTH} characters unless `full`. */
+export function shortId(id: string, full = false): string {
+  return full ? id : id.slice(0, SHORT_ID_LENGTH);
+}
+
+/** What {@link taskRow} needs besides the task. */
+export interface TaskRowContext {
+  /** Now, in ms since the epoch (passed in, so rows are testable). */
+  now: number;
+  /** Worker names by id, for the WORKER column; unknown ids are shown shortened. */
+  workerNames?: ReadonlyMap<string, string>;
+  colors: Colors;
+  /** Show ids in full. */
+  noTrunc?: boolean;
+}
+
+/** The STATE cell: the state, "(healthy)"/"(unhealthy)" when checked, coloured if enabled. */
+export function stateLabel(task: Task, colors: Colors): string {
+  const name = stateName(task.state);
+  const paint =
+    {
+      [TaskState.PENDING]: colors.yellow,
+      [TaskState.SCHEDULED]: colors.cyan,
+      [TaskState.RUNNING]: colors.green,
+      [TaskState.COMPLETED]: colors.dim,
+      [TaskState.FAILED]: colors.red,
+    }[task.state as number] ?? ((s: string) => s);
+  let health = "";
+  if (task.state === TaskState.RUNNING && task.health === HealthStatus.HEALTHY) {
+    health = ` ${colors.green("(healthy)")}`;
+  } else if (task.state === TaskState.RUNNING && task.health === HealthStatus.UNHEALTHY) {
+    health = ` ${colors.red("(unhealthy)")}`;
+  }
+  return `${paint(name)}${health}`;
+}
+
+/** The PORTS cell: published ports once running, else the requested ones. */
+export function portsLabel(task: Task): string {
+  const ports = task.ports.length > 0 ? task.ports : (task.spec?.ports ?? []);
+  return ports.map(formatPort).join(", ");
+}
+
+/** The worker's name for a table, or its id shortened. */
+export function workerLabel(id: string, names?: ReadonlyMap<string, string>, full = false): string {
+  if (id === "") return "";
+  return names?.get(id) ?? shortId(id, full);
+}
+
+/** One `cube ps` row, in the order of {@link TASK_HEAD}. */
+export function taskRow(task: Task, ctx: TaskRowContext): string[] {
+  const created = task.createdAt ? timestampMs(task.createdAt) : ctx.now;
+  return [
+    shortId(task.id, ctx.noTrunc),
+    task.spec?.name ?? "",
+    stateLabel(task, ctx.colors),
+    workerLabel(task.workerId, ctx.workerNames, ctx.noTrunc),
+    task.spec?.image ?? "",
+    portsLabel(task),
+    String(task.restartCount),
+    formatAge(ctx.now - created),
+  ];
+}

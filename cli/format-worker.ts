@@ -1,0 +1,50 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { type Worker, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
+import type { Colors } from "./colors.js";
+import { shortId } from "./format-task.js";
+import { formatAge } from "./parse-duration.js";
+import { formatSize } from "./parse-size.js";
+
+/** Columns of `cube nodes`. */
+export const WORKER_HEAD = ["NAME", "ID", "STATUS", "CPU", "MEMORY", "DISK", "TASKS", "LAST SEEN"];
+
+/** The STATUS cell, coloured if enabled: READY green, DISCONNECTED yellow, DOWN red. */
+export function workerStatusLabel(status: WorkerStatus, colors: Colors): string {
+  switch (status) {
+    case WorkerStatus.READY:
+      return colors.green("READY");
+    case WorkerStatus.DISCONNECTED:
+      return colors.yellow("DISCONNECTED");
+    case WorkerStatus.DOWN:
+      return colors.red("DOWN");
+    default:
+      return "UNKNOWN";
+  }
+}
+
+function cores(n: number): string {
+  return Number.isInteger(n) ? String(n) : n.toFixed(2).replace(/0+$/, "");
+}
+
+/**
+ * One `cube nodes` row. CPU, MEMORY and DISK read "allocated/capacity": what the
+ * scheduler counts, not what the machine happens to use right now.
+ */
+export function workerRow(
+  worker: Worker,
+  ctx: { now: number; colors: Colors; noTrunc?: boolean },
+): string[] {
+  const cap = worker.capacity;
+  const alloc = worker.allocated;
+  const seen = worker.lastHeartbeat ? timestampMs(worker.lastHeartbeat) : undefined;
+  return [
+    worker.name,
+    shortId(worker.id, ctx.noTrunc),
+    workerStatusLabel(worker.status, ctx.colors),
+    `${cores(alloc?.cpu ?? 0)}/${cores(cap?.cpu ?? 0)}`,
+    `${formatSize(alloc?.memoryBytes ?? 0n)}/${formatSize(cap?.memoryBytes ?? 0n)}`,
+    `${formatSize(alloc?.diskBytes ?? 0n)}/${formatSize(cap?.diskBytes ?? 0n)}`,
+    String(worker.taskCount),
+    seen === undefined ? "never" : `${formatAge(ctx.now - seen)} ago`,
+  ];
+}

@@ -1,0 +1,54 @@
+/**
+ * Durations as Go and most ops tools write them: a number with a unit (ms, s, m, h),
+ * several parts allowed ("1m30s"), fractions allowed ("1.5s"). A bare number other than
+ * 0 is refused: "500" could mean 500 ms or 500 s, and guessing wrong is worse than asking.
+ */
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses "500ms", "2s", "1m30s" into milliseconds; throws a message naming the input. */
+export function parseDuration(input: string): number {
+  const text = input.trim();
+  if (text === "0") return 0;
+  const part = /(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)/y;
+  let total = 0;
+  let at = 0;
+  while (at < text.length) {
+    part.lastIndex = at;
+    const m = part.exec(text);
+    if (!m) break;
+    total += Number(m[1]) * (UNIT_MS[m[2] as string] as number);
+    at = part.lastIndex;
+  }
+  if (text === "" || at !== text.length) {
+    throw new Error(`"${input}" is not a duration: use a number with a unit, e.g. 500ms, 2s, 1m`);
+  }
+  return Math.round(total);
+}
+
+/** Milliseconds for people: 850 → "850ms", 1500 → "1.5s", 150000 → "2m30s". */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1).replace(/\.0$/, "")}s`;
+  const s = Math.round(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = s % 60;
+  if (h > 0) return `${h}h${m > 0 ? `${m}m` : ""}`;
+  return `${m}m${rest > 0 ? `${rest}s` : ""}`;
+}
+
+/**
+ * How long ago, the way `kubectl get` prints AGE: "45s", "3m20s", "25m", "5h12m", "3d".
+ * More detail while it is young, less as it gets old.
+ */
+export function formatAge(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 120) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 10) return s % 60 === 0 ? `${m}m` : `${m}m${s % 60}s`;
+  if (m < 180) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 8) return m % 60 === 0 ? `${h}h` : `${h}h${m % 60}m`;
+  if (h < 48) return `${h}h`;
+  return `${Math.floor(h / 24)}d`;
+}

@@ -1,0 +1,61 @@
+import { RestartMode, TaskState } from "../gen/cube/v1/task_pb.js";
+
+const STATES: Record<string, TaskState> = {
+  pending: TaskState.PENDING,
+  scheduled: TaskState.SCHEDULED,
+  running: TaskState.RUNNING,
+  completed: TaskState.COMPLETED,
+  failed: TaskState.FAILED,
+};
+
+/**
+ * Parses task states for a filter: "running", "RUNNING", "pending,failed" (any case,
+ * comma-separated). Throws a message listing the valid names.
+ */
+export function parseStates(input: string): TaskState[] {
+  return input
+    .split(",")
+    .map((s) =>
+      s
+        .trim()
+        .toLowerCase()
+        .replace(/^task_state_/, ""),
+    )
+    .filter((s) => s !== "")
+    .map((s) => {
+      const state = STATES[s];
+      if (state === undefined) {
+        throw new Error(`"${s}" is not a task state: use ${Object.keys(STATES).join(", ")}`);
+      }
+      return state;
+    });
+}
+
+const RESTART: Record<string, RestartMode> = {
+  never: RestartMode.NEVER,
+  "on-failure": RestartMode.ON_FAILURE,
+  always: RestartMode.ALWAYS,
+};
+
+/** Parses --restart: never, on-failure or always. */
+export function parseRestartMode(input: string): RestartMode {
+  const mode = RESTART[input.trim().toLowerCase().replace("_", "-")];
+  if (mode === undefined) {
+    throw new Error(`"${input}" is not a restart policy: use never, on-failure or always`);
+  }
+  return mode;
+}
+
+/** Parses a whole number within bounds (--max-restarts, --tail). */
+export function parseCount(input: string, max = 2 ** 32 - 1): number {
+  if (!/^\s*\d+\s*$/.test(input) || Number(input) > max) {
+    throw new Error(`"${input}" is not a whole number between 0 and ${max}`);
+  }
+  return Number(input);
+}
+
+/** Parses a revision (uint64) for --since. */
+export function parseRevision(input: string): bigint {
+  if (!/^\s*\d+\s*$/.test(input)) throw new Error(`"${input}" is not a revision number`);
+  return BigInt(input.trim());
+}

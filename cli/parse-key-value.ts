@@ -1,0 +1,31 @@
+/**
+ * Parses "KEY=VALUE" flags (--env, --label). The value may hold "=" and may be empty.
+ * Without "=", `fallback(key)` supplies the value (as `docker run -e KEY` takes it from the
+ * caller's environment); when it gives nothing, the flag is refused.
+ */
+export function parseKeyValue(
+  input: string,
+  what: string,
+  fallback?: (key: string) => string | undefined,
+): [string, string] {
+  const eq = input.indexOf("=");
+  const key = (eq < 0 ? input : input.slice(0, eq)).trim();
+  if (key === "") throw new Error(`"${input}" is not a ${what}: use KEY=VALUE`);
+  if (eq >= 0) return [key, input.slice(eq + 1)];
+  const value = fallback?.(key);
+  if (value === undefined) {
+    throw new Error(
+      fallback
+        ? `"${input}" is not a ${what}: use KEY=VALUE (${key} is not set in your environment either)`
+        : `"${input}" is not a ${what}: use KEY=VALUE`,
+    );
+  }
+  return [key, value];
+}
+
+/** Collects repeated KEY=VALUE flags into a record; a later key wins. */
+export function toRecord(pairs: readonly (readonly [string, string])[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of pairs) out[k] = v;
+  return out;
+}

@@ -1,0 +1,75 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { DesiredState, type Task } from "../gen/cube/v1/task_pb.js";
+import { isFinished } from "../lib/task-state.js";
+import { CliError } from "./cli-error.js";
+import { CALL_TIMEOUT_MS, type ManagerClients } from "./client.js";
+import { ExitCode } from "./exit-codes.js";
+import type { TaskFilter } from "./task-filter.js";
+
+/**
+ * Picks the task a person meant by `ref`, the way docker reads container references:
+ * an exact id, else a unique id prefix or task name. Among tasks sharing a name, the one
+ * still wanted running wins. Returns the task, or throws a CliError saying "no task" or
+ * listing the candidates.
+ */
+export function pickTask(ref: string, tasks: readonly Task[]): Task {
+  const exact = tasks.find((t) => t.id === ref);
+  if (exact) return exact;
+  const byPrefix = tasks.filter((t) => t.id.startsWith(ref));
+  const byName = tasks.filter((t) => t.spec?.name === ref);
+  const candidates = [...new Set([...byPrefix, ...byName])];
+  if (candidates.length === 1) return candidates[0] as Task;
+  if (candidates.length === 0) throw new CliError(`no task ${ref}`, ExitCode.NotFound);
+  const live = byName.filter(
+    (t) => t.desiredState === DesiredState.RUNNING && !isFinished(t.state),
+  );
+  if (byPrefix.length === 0 && live.length === 1) return live[0] as Task;
+  const ids = candidates
+    .slice(0, 5)
+    .map((t) => t.id)
+    .join(", ");
+  throw new CliError(
+    `"${ref}" could mean ${candidates.length} tasks (${ids}${candidates.length > 5 ? ", …" : ""}): give more of the id`,
+    ExitCode.Usage,
+  );
+}
+
+/** Every task matching `filter`, reading all pages; with the revision of the first page. */
+export async function listAllTasks(
+  clients: ManagerClients,
+  filter: Partial<TaskFilter> = {},
+): Promise<{ tasks: Task[]; revision: bigint }> {
+  const tasks: Task[] = [];
+  let revision: bigint | undefined;
+  let pageToken = "";
+  do {
+    const page = await clients.tasks.listTasks(
+      { ...filter, pageSize: 1000, pageToken },
+      { timeoutMs: CALL_TIMEOUT_MS },
+    );
+    revision ??= page.revision;
+    tasks.push(...page.tasks);
+    pageToken = page.nextPageToken;
+  } while (pageToken !== "");
+  return { tasks, revision: revision ?? 0n };
+}
+
+/**
+ * The task `ref` names: GetTask first (the common, exact case), then a prefix or name
+ * match over the list. NOT_FOUND comes out as "no task REF".
+ */
+export async function resolveTask(clients: ManagerClients, ref: string): Promise<Task> {
+  try {
+    const { task } = await clients.tasks.getTask({ id: ref }, { timeoutMs: CALL_TIMEOUT_MS });
+    if (task) return task;
+  } catch (error) {
+    if (
+      !(error instanceof ConnectError) ||
+      (error.code !== Code.NotFound && error.code !== Code.InvalidArgument)
+    ) {
+      throw error;
+    }
+  }
+  const { tasks } = await listAllTasks(clients);
+  return pickTask(ref, tasks);
+}

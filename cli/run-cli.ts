@@ -1,0 +1,30 @@
+import { CommanderError } from "commander";
+import { CliError } from "./cli-error.js";
+import { ExitCode } from "./exit-codes.js";
+import type { Io } from "./io.js";
+import { createProgram } from "./program.js";
+
+/**
+ * Runs `cube` with these arguments (without "node" and the script) and resolves with the
+ * exit code. Errors become one line on stderr, "cube: …", never a stack trace (unless
+ * CUBE_DEBUG is set); usage errors have commander's own words and exit 2.
+ */
+export async function runCli(argv: readonly string[], io: Io): Promise<number> {
+  const program = createProgram(io);
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return ExitCode.Ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and --version "fail" with exit code 0; everything else is a usage error.
+      return error.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
+    }
+    if (io.env.CUBE_DEBUG) io.stderr.write(`${(error as Error)?.stack ?? String(error)}\n`);
+    if (error instanceof CliError) {
+      if (error.message !== "") io.stderr.write(`cube: ${error.message}\n`);
+      return error.exitCode;
+    }
+    io.stderr.write(`cube: ${error instanceof Error ? error.message : String(error)}\n`);
+    return ExitCode.Error;
+  }
+}

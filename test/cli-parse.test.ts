@@ -1,0 +1,411 @@
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import test from "ava";
+import { buildSpec, givenSpecFlags } from "../cli/build-spec.js";
+import { CliError } from "../cli/cli-error.js";
+import { colorsFor } from "../cli/colors.js";
+import { describeError } from "../cli/describe-error.js";
+import { ExitCode } from "../cli/exit-codes.js";
+import { renderTable } from "../cli/format-table.js";
+import { stateLabel, TASK_HEAD, taskRow } from "../cli/format-task.js";
+import { parseCpu } from "../cli/parse-cpu.js";
+import { formatAge, formatDuration, parseDuration } from "../cli/parse-duration.js";
+import { parseCount, parseRestartMode, parseStates } from "../cli/parse-enum.js";
+import { parseKeyValue } from "../cli/parse-key-value.js";
+import { formatPort, parsePort } from "../cli/parse-port.js";
+import { formatSize, parseSize } from "../cli/parse-size.js";
+import { parseTaskFile } from "../cli/parse-task-file.js";
+import { pickTask } from "../cli/resolve-task.js";
+import { TaskWaiter, willRestart } from "../cli/task-waiter.js";
+import {
+  DesiredState,
+  HealthStatus,
+  Protocol,
+  RestartMode,
+  type Task,
+  type TaskEvent,
+  TaskEventSchema,
+  TaskEventType,
+  TaskSchema,
+  TaskState,
+} from "../gen/cube/v1/task_pb.js";
+
+const plain = colorsFor({ isTTY: false }, {});
+const colored = colorsFor({ isTTY: true }, {});
+
+test("sizes: plain bytes, decimal and binary units, fractions", (t) => {
+  t.is(parseSize("1048576"), 1048576n);
+  t.is(parseSize("256Mi"), 268435456n);
+  t.is(parseSize("1Gi"), 1073741824n);
+  t.is(parseSize("512M"), 512_000_000n);
+  t.is(parseSize("1.5Gi"), 1610612736n);
+  t.is(parseSize("2k"), 2000n);
+  t.is(parseSize("64MiB"), 67108864n);
+  t.is(parseSize("10Ti"), 10n * 2n ** 40n);
+  for (const bad of ["", "12X", "-1Mi", "Mi", "1 0", "1.2.3Gi"]) {
+    t.throws(() => parseSize(bad), { message: /is not a size/ }, bad);
+  }
+});
+
+test("sizes print in binary units", (t) => {
+  t.is(formatSize(0n), "0B");
+  t.is(formatSize(268435456n), "256Mi");
+  t.is(formatSize(1610612736n), "1.5Gi");
+  t.is(formatSize(2n ** 40n * 3n), "3Ti");
+});
+
+test("durations: units, compounds, and no bare numbers", (t) => {
+  t.is(parseDuration("500ms"), 500);
+  t.is(parseDuration("2s"), 2000);
+  t.is(parseDuration("1.5s"), 1500);
+  t.is(parseDuration("1m30s"), 90_000);
+  t.is(parseDuration("2h"), 7_200_000);
+  t.is(parseDuration("0"), 0);
+  for (const bad of ["500", "", "2 s", "1x", "s", "-1s", "1s2"]) {
+    t.throws(() => parseDuration(bad), { message: /is not a duration/ }, bad);
+  }
+  t.is(formatDuration(850), "850ms");
+  t.is(formatDuration(1500), "1.5s");
+  t.is(formatDuration(120_000), "2m");
+  t.is(formatDuration(150_000), "2m30s");
+  t.is(formatAge(45_000), "45s");
+  t.is(formatAge(200_000), "3m20s");
+  t.is(formatAge(25 * 60_000), "25m");
+  t.is(formatAge(5 * 3_600_000 + 12 * 60_000), "5h12m");
+  t.is(formatAge(3 * 86_400_000), "3d");
+});
+
+test("ports: docker -p forms", (t) => {
+  const p = (s: string) => {
+    const m = parsePort(s);
+    return [m.hostIp, m.hostPort, m.containerPort, m.protocol];
+  };
+  t.deepEqual(p("80"), ["", 0, 80, Protocol.TCP]);
+  t.deepEqual(p("8080:80"), ["", 8080, 80, Protocol.TCP]);
+  t.deepEqual(p("127.0.0.1:8080:80"), ["127.0.0.1", 8080, 80, Protocol.TCP]);
+  t.deepEqual(p("[::1]:8080:80/tcp"), ["::1", 8080, 80, Protocol.TCP]);
+  t.deepEqual(p("5353:53/udp"), ["", 5353, 53, Protocol.UDP]);
+  t.deepEqual(p("0:80"), ["", 0, 80, Protocol.TCP]);
+  for (const bad of ["", "http", "0", "70000", "80:70000", "8080:80/sctp", "a:1:2", ":80"]) {
+    t.throws(() => parsePort(bad), undefined, bad);
+  }
+  t.is(formatPort(parsePort("127.0.0.1:8080:80")), "127.0.0.1:8080->80/tcp");
+  t.is(formatPort(parsePort("53/udp")), "53/udp");
+  t.is(formatPort(parsePort("[::1]:8080:80")), "[::1]:8080->80/tcp");
+});
+
+test("KEY=VALUE flags; KEY alone takes the caller's environment", (t) => {
+  t.deepEqual(parseKeyValue("A=1", "variable"), ["A", "1"]);
+  t.deepEqual(parseKeyValue("A=x=y", "variable"), ["A", "x=y"]);
+  t.deepEqual(parseKeyValue("A=", "variable"), ["A", ""]);
+  t.deepEqual(
+    parseKeyValue("HOME", "variable", (k) => ({ HOME: "/root" })[k]),
+    ["HOME", "/root"],
+  );
+  t.throws(() => parseKeyValue("NOPE", "variable", () => undefined), {
+    message: /NOPE is not set in your environment/,
+  });
+  t.throws(() => parseKeyValue("app", "label"), { message: /use KEY=VALUE/ });
+  t.throws(() => parseKeyValue("=v", "label"), { message: /use KEY=VALUE/ });
+});
+
+test("cpu, states, restart modes, counts", (t) => {
+  t.is(parseCpu("0.5"), 0.5);
+  t.is(parseCpu("2"), 2);
+  t.is(parseCpu("250m"), 0.25);
+  t.throws(() => parseCpu("lots"));
+  t.deepEqual(parseStates("running"), [TaskState.RUNNING]);
+  t.deepEqual(parseStates("Pending, FAILED"), [TaskState.PENDING, TaskState.FAILED]);
+  t.deepEqual(parseStates("TASK_STATE_COMPLETED"), [TaskState.COMPLETED]);
+  t.throws(() => parseStates("sleeping"), { message: /use pending, scheduled/ });
+  t.is(parseRestartMode("on-failure"), RestartMode.ON_FAILURE);
+  t.is(parseRestartMode("always"), RestartMode.ALWAYS);
+  t.throws(() => parseRestartMode("sometimes"));
+  t.is(parseCount("3"), 3);
+  t.throws(() => parseCount("-1"));
+  t.throws(() => parseCount("1.5"));
+});
+
+test("run flags build the TaskSpec", (t) => {
+  const spec = buildSpec("cube/httpd:local", ["sh", "-c", "echo hi"], {
+    name: "web",
+    env: [["A", "1"]],
+    port: [parsePort("8080:80")],
+    cpu: 0.5,
+    memory: parseSize("64Mi"),
+    healthPath: "/health",
+    restart: RestartMode.ON_FAILURE,
+    maxRestarts: 5,
+    label: [["app", "web"]],
+  });
+  t.is(spec.image, "cube/httpd:local");
+  t.is(spec.name, "web");
+  t.deepEqual(spec.args, ["sh", "-c", "echo hi"]);
+  t.deepEqual(spec.command, []);
+  t.deepEqual(spec.env, { A: "1" });
+  t.is(spec.ports[0]?.hostPort, 8080);
+  t.is(spec.resources?.cpu, 0.5);
+  t.is(spec.resources?.memoryBytes, 67108864n);
+  t.is(spec.healthCheck?.path, "/health");
+  t.is(spec.restartPolicy?.mode, RestartMode.ON_FAILURE);
+  t.is(spec.restartPolicy?.maxRestarts, 5);
+  t.deepEqual(spec.labels, { app: "web" });
+
+  const bare = buildSpec("busybox", [], {});
+  t.is(bare.resources, undefined);
+  t.is(bare.restartPolicy, undefined);
+  t.is(bare.healthCheck, undefined);
+
+  t.throws(() => buildSpec("x", [], { healthPath: "health", port: [parsePort("80")] }), {
+    message: /must start with "\/"/,
+  });
+  t.throws(() => buildSpec("x", [], { healthPath: "/health" }), { message: /needs a --port/ });
+  t.deepEqual(givenSpecFlags({ name: "a", env: [], port: [parsePort("80")] }), [
+    "--name",
+    "--port",
+  ]);
+});
+
+test("task files: YAML and JSON, TaskSpec or {id, spec}, sizes, typos refused", (t) => {
+  const yaml = `
+name: web
+image: cube/httpd:local
+ports:
+  - containerPort: 80
+    hostPort: 8080
+resources:
+  cpu: 0.5
+  memoryBytes: 256Mi
+restartPolicy:
+  mode: RESTART_MODE_ON_FAILURE
+  backoff: 0.5s
+health_check:
+  path: /health
+labels: { app: web }
+`;
+  const { spec, id } = parseTaskFile(yaml, "task.yaml");
+  t.is(id, undefined);
+  t.is(spec.name, "web");
+  t.is(spec.ports[0]?.containerPort, 80);
+  t.is(spec.resources?.memoryBytes, 268435456n);
+  t.is(spec.restartPolicy?.mode, RestartMode.ON_FAILURE);
+  t.is(spec.restartPolicy?.backoff?.nanos, 500_000_000);
+  t.is(spec.healthCheck?.path, "/health");
+
+  const json = JSON.stringify({ id: "web-1", spec: { image: "busybox", args: ["true"] } });
+  const request = parseTaskFile(json, "task.json");
+  t.is(request.id, "web-1");
+  t.deepEqual(request.spec.args, ["true"]);
+
+  t.throws(() => parseTaskFile("imag: busybox\n", "t.yaml"), { message: /t\.yaml: .*imag/ });
+  t.throws(() => parseTaskFile("name: x\n", "t.yaml"), { message: /image is required/ });
+  t.throws(() => parseTaskFile("{nope", "t.json"), { message: /^t\.json: / });
+  t.throws(() => parseTaskFile("- a\n- b\n", "t.yaml"), { message: /expected an object/ });
+  t.throws(() => parseTaskFile('{"spec": {"image": "x"}, "extra": 1}', "t.json"), {
+    message: /unknown field "extra"/,
+  });
+});
+
+test("tables: borderless, aligned, no trailing spaces, colours do not skew widths", (t) => {
+  const out = renderTable(
+    ["ID", "STATE", "AGE"],
+    [
+      ["a", colored.green("RUNNING"), "5s"],
+      ["bbbbbb", "PENDING", "12m"],
+    ],
+  );
+  const lines = out.trimEnd().split("\n");
+  t.is(lines.length, 3);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping ANSI colour codes
+  const strip = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "");
+  t.is(strip(lines[0] as string), "ID      STATE    AGE");
+  t.is(strip(lines[1] as string), "a       RUNNING  5s");
+  t.is(strip(lines[2] as string), "bbbbbb  PENDING  12m");
+  for (const line of lines) t.is(line, line.trimEnd());
+  t.is(renderTable([], []), "");
+});
+
+function task(fields: MessageInitShape<typeof TaskSchema>): Task {
+  const base: MessageInitShape<typeof TaskSchema> = {
+    id: "3f2a9c01d4e5f6a7b8c9",
+    spec: { name: "web", image: "cube/httpd:local" },
+    desiredState: DesiredState.RUNNING,
+    state: TaskState.PENDING,
+  };
+  return create(TaskSchema, { ...base, ...fields } as MessageInitShape<typeof TaskSchema>);
+}
+
+test("ps rows: short id, worker name, ports, age; colour only on a terminal", (t) => {
+  const now = 1_000_000_000_000;
+  const row = taskRow(
+    task({
+      state: TaskState.RUNNING,
+      health: HealthStatus.HEALTHY,
+      workerId: "w-123456789012345",
+      ports: [{ hostIp: "127.0.0.1", hostPort: 8080, containerPort: 80, protocol: Protocol.TCP }],
+      restartCount: 2,
+      createdAt: timestampFromMs(now - 65_000),
+    }),
+    { now, workerNames: new Map([["w-123456789012345", "node-a"]]), colors: plain },
+  );
+  t.deepEqual(row, [
+    "3f2a9c01d4e5",
+    "web",
+    "RUNNING (healthy)",
+    "node-a",
+    "cube/httpd:local",
+    "127.0.0.1:8080->80/tcp",
+    "2",
+    "65s",
+  ]);
+  t.is(row.length, TASK_HEAD.length);
+  t.is(stateLabel(task({ state: TaskState.FAILED }), plain), "FAILED");
+  t.not(stateLabel(task({ state: TaskState.FAILED }), colored), "FAILED");
+  t.regex(stateLabel(task({ state: TaskState.FAILED }), colored), /FAILED/);
+});
+
+test("a task is found by id, unique prefix or name", (t) => {
+  const a = task({ id: "aaaa1111" });
+  const b = task({ id: "aaaa2222", spec: { name: "db", image: "x" } });
+  const oldWeb = task({
+    id: "cccc3333",
+    state: TaskState.COMPLETED,
+    desiredState: DesiredState.STOPPED,
+  });
+  t.is(pickTask("aaaa2222", [a, b]).id, "aaaa2222");
+  t.is(pickTask("aaaa1", [a, b]).id, "aaaa1111");
+  t.is(pickTask("db", [a, b]).id, "aaaa2222");
+  // Two tasks named web, one stopped: the live one is meant.
+  t.is(pickTask("web", [a, b, oldWeb]).id, "aaaa1111");
+  const ambiguous = t.throws(() => pickTask("aaaa", [a, b]));
+  t.true(ambiguous instanceof CliError);
+  t.is((ambiguous as CliError).exitCode, ExitCode.Usage);
+  const missing = t.throws(() => pickTask("zzz", [a, b]));
+  t.is(missing?.message, "no task zzz");
+  t.is((missing as CliError).exitCode, ExitCode.NotFound);
+});
+
+function event(type: TaskEventType, t: Task, message = ""): TaskEvent {
+  return create(TaskEventSchema, { revision: t.revision, type, task: t, message });
+}
+
+test("--wait: PENDING → SCHEDULED → RUNNING → HEALTHY succeeds, with elapsed times", (t) => {
+  const start = 1_000_000;
+  const spec = {
+    name: "web",
+    image: "i",
+    healthCheck: { path: "/health" },
+    ports: [{ containerPort: 80 }],
+  };
+  const w = new TaskWaiter({ startedAt: start, workerNames: new Map([["w1", "node-a"]]) });
+  const s0 = w.start(task({ spec, reason: "waiting for a worker" }), start + 10);
+  t.is(s0.outcome, undefined);
+  t.regex(s0.lines[0] as string, /^\s+0\.0s {2}PENDING/);
+  const scheduled = task({ spec, state: TaskState.SCHEDULED, workerId: "w1", revision: 2n });
+  t.regex(
+    w.event(event(TaskEventType.STATE_CHANGED, scheduled), start + 100).lines[0] as string,
+    /SCHEDULED\s+on node-a/,
+  );
+  const progress = w.event(
+    event(TaskEventType.PROGRESS, scheduled, "pulling image 45%"),
+    start + 300,
+  );
+  t.deepEqual(progress.lines, []);
+  t.regex(progress.progress as string, /0\.3s {2}pulling image 45%/);
+  const running = task({
+    spec,
+    state: TaskState.RUNNING,
+    workerId: "w1",
+    ports: [{ hostIp: "127.0.0.1", hostPort: 8080, containerPort: 80 }],
+  });
+  const r = w.event(event(TaskEventType.STATE_CHANGED, running), start + 800);
+  t.is(r.outcome, undefined, "running is not enough with a health check");
+  t.regex(r.lines[0] as string, /0\.8s {2}RUNNING\s+on node-a, 127\.0\.0\.1:8080->80\/tcp/);
+  const healthy = task({ ...running, health: HealthStatus.HEALTHY });
+  const h = w.event(event(TaskEventType.HEALTH_CHANGED, healthy), start + 1900);
+  t.is(h.outcome?.exitCode, ExitCode.Ok);
+  t.regex(h.outcome?.message as string, /RUNNING and healthy after 1\.9s/);
+});
+
+test("--wait: without a health check RUNNING is enough; FAILED ends it unless a restart is due", (t) => {
+  const w = new TaskWaiter({ startedAt: 0 });
+  t.is(w.start(task({ state: TaskState.RUNNING }), 5).outcome?.exitCode, ExitCode.Ok);
+
+  const failed = task({ state: TaskState.FAILED, reason: "exit code 1", exitCode: 1 });
+  const f = new TaskWaiter({ startedAt: 0 }).start(failed, 5);
+  t.is(f.outcome?.exitCode, ExitCode.TaskFailed);
+  t.regex(f.outcome?.message as string, /FAILED: exit code 1/);
+
+  const retrying = task({
+    state: TaskState.FAILED,
+    reason: "exit code 1",
+    spec: { image: "i", restartPolicy: { mode: RestartMode.ON_FAILURE, maxRestarts: 2 } },
+    restartCount: 1,
+  });
+  t.true(willRestart(retrying));
+  t.is(new TaskWaiter({ startedAt: 0 }).start(retrying, 5).outcome, undefined);
+  t.false(willRestart(task({ ...retrying, restartCount: 2 })));
+  t.false(willRestart(task({ ...retrying, desiredState: DesiredState.STOPPED })));
+
+  const done = new TaskWaiter({ startedAt: 0 }).start(
+    task({ state: TaskState.COMPLETED, exitCode: 0 }),
+    5,
+  );
+  t.is(done.outcome?.exitCode, ExitCode.Ok);
+  const stopped = new TaskWaiter({ startedAt: 0 }).start(
+    task({ state: TaskState.RUNNING, desiredState: DesiredState.STOPPED }),
+    5,
+  );
+  t.is(stopped.outcome?.exitCode, ExitCode.TaskFailed);
+});
+
+test("--wait: a task still PENDING at the deadline reports why it cannot be placed", (t) => {
+  const w = new TaskWaiter({ startedAt: 0 });
+  w.start(task({ reason: "0/2 workers fit: 2 lack 64Gi memory" }), 0);
+  const out = w.timeout(120_000, 120_000);
+  t.is(out.exitCode, ExitCode.Timeout);
+  t.regex(out.message, /still PENDING after 2m.*0\/2 workers fit: 2 lack 64Gi memory/);
+  const s = new TaskWaiter({ startedAt: 0, goal: "stopped" });
+  t.is(s.start(task({ state: TaskState.RUNNING }), 0).outcome, undefined);
+  t.is(
+    s.event(
+      event(TaskEventType.STATE_CHANGED, task({ state: TaskState.COMPLETED, reason: "stopped" })),
+      10,
+    ).outcome?.exitCode,
+    ExitCode.Ok,
+  );
+});
+
+test("errors: one line and the documented exit code", (t) => {
+  const refused = new ConnectError("connect ECONNREFUSED 127.0.0.1:5555", Code.Unavailable);
+  const e = describeError(refused, "127.0.0.1:5555");
+  t.is(e.exitCode, ExitCode.Unreachable);
+  t.is(
+    e.message,
+    "cannot reach the manager at 127.0.0.1:5555 — start one with `cube dev` or `cube manager`, or set --manager/CUBE_MANAGER",
+  );
+  const invalid = describeError(
+    new ConnectError("spec.image: required", Code.InvalidArgument),
+    "x",
+  );
+  t.is(invalid.message, "spec.image: required");
+  t.is(invalid.exitCode, ExitCode.Usage);
+  t.is(
+    describeError(new ConnectError("task x not found", Code.NotFound), "x").exitCode,
+    ExitCode.NotFound,
+  );
+  t.is(describeError(new Error("boom"), "x").exitCode, ExitCode.Error);
+  t.deepEqual(
+    [
+      ExitCode.Ok,
+      ExitCode.Error,
+      ExitCode.Usage,
+      ExitCode.TaskFailed,
+      ExitCode.NotFound,
+      ExitCode.Unreachable,
+      ExitCode.Timeout,
+    ],
+    [0, 1, 2, 3, 4, 5, 6],
+  );
+});
