@@ -64,6 +64,8 @@ export class TestManager {
   /** Connections opened so far. */
   connections = 0;
   autoAck: boolean;
+  /** When set, nothing goes down the stream (no heartbeats, no acks), though it stays open. */
+  muted = false;
   #options: TestManagerOptions;
   #server: Server | undefined;
   #port = 0;
@@ -240,6 +242,8 @@ export class TestManager {
     }
     this.connections += 1;
     const conn: Connection = { n: this.connections, out: new AsyncQueue(), workerId: "" };
+    const push = conn.out.push.bind(conn.out);
+    conn.out.push = (value) => (this.muted ? false : push(value));
     this.#current = conn;
     const interval = this.#options.heartbeatIntervalMs ?? 500;
     const beat = setInterval(() => {

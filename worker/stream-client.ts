@@ -137,11 +137,13 @@ export class StreamClient extends EventEmitter<{
       ? this.#o.manager
       : `http://${this.#o.manager}`;
     const pingIntervalMs = this.#o.pingIntervalMs ?? 1000;
-    // One session per connection, so a dead one is thrown away with its pings.
+    // One session per connection, so a dead one is thrown away with its pings. No
+    // pings on an idle session: connect-node 2.1.2 keeps pinging a session that got
+    // GOAWAY, and a ping on it once destroyed throws out of a timer (process crash).
     const session = new Http2SessionManager(baseUrl, {
       pingIntervalMs,
       pingTimeoutMs: pingIntervalMs,
-      pingIdleConnection: true,
+      pingIdleConnection: false,
     });
     const client = createClient(
       WorkerService,
