@@ -309,3 +309,21 @@ test("an exit while the event stream is down is found when it reconnects", async
   ]);
   t.is(exit?.exitCode, 137);
 });
+
+test("exit reasons read well: out of memory, command not found", async (t) => {
+  const w = worker(t);
+  const oom = await driver.start(
+    request(w, {
+      command: ["sh", "-c"],
+      args: ["dd if=/dev/zero of=/dev/null bs=64M count=1"],
+      resources: { cpu: 0, memoryBytes: 16n << 20n, diskBytes: 0n },
+    }),
+  );
+  t.like(await driver.wait(oom.containerId), { exitCode: 137, reason: "out of memory" });
+  t.is((await driver.inspect(oom.containerId))?.error, "out of memory");
+  const missing = await driver.start(request(w, { command: ["/nonexistent"] }));
+  t.like(await driver.wait(missing.containerId), {
+    exitCode: 127,
+    reason: "exit code 127 (command not found)",
+  });
+});
