@@ -1,0 +1,223 @@
+/**
+ * A real `cube worker` process on the real Docker engine, driven by the test manager
+ * over real sockets: run, stop, a kill from outside, health, bad input, and the
+ * worker's own read-only gRPC API.
+ */
+import { createServer } from "node:net";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import test, { type ExecutionContext } from "ava";
+import { MetricsService } from "../gen/cube/v1/metrics_pb.js";
+import { HealthStatus, TaskState } from "../gen/cube/v1/task_pb.js";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { grpcTransport } from "../lib/client.js";
+import { docker, HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
+import { TestManager } from "./test-manager.js";
+import { spawnWorker } from "./worker-process.js";
+
+test.before(async () => {
+  await requireDocker();
+});
+
+async function setup(t: ExecutionContext) {
+  const manager = await TestManager.start();
+  t.teardown(() => manager.close());
+  const worker = await spawnWorker(t, { manager: manager.address, dataDir: await tempDir(t) });
+  await manager.waitFor(() => manager.messages("inventory").length > 0, 10_000, "inventory");
+  t.teardown(() => {
+    if (!t.passed) t.log(worker.log());
+  });
+  return { manager, worker };
+}
+
+const web = { image: HTTP_IMAGE, ports: [{ containerPort: 80 }] };
+
+const stateOf = (taskId: string, state: TaskState) => (u: { taskId: string; state: TaskState }) =>
+  u.taskId === taskId && u.state === state;
+
+test("run → RUNNING with a published port that answers HTTP; stop → container gone", async (t) => {
+  const { manager } = await setup(t);
+  const sentAt = manager.run({ id: "web", spec: web });
+  const { update, at } = await manager.waitForUpdate(
+    stateOf("web", TaskState.RUNNING),
+    15_000,
+    "RUNNING",
+  );
+  t.log(`assignment sent → RUNNING update received: ${at - sentAt} ms`);
+  const port = update.ports[0]?.hostPort ?? 0;
+  t.true(port > 0);
+  t.is(update.ports[0]?.hostIp, "127.0.0.1");
+  const res = await fetch(`http://127.0.0.1:${port}/health`);
+  t.is(res.status, 200);
+  const info = await docker.getContainer(update.containerId).inspect();
+  t.is(info.Config.Labels["cube.task"], "web");
+  t.is(info.Config.Labels["cube.generation"], "1");
+
+  const stopAt = manager.stop("web", 1000);
+  const stopped = await manager.waitForUpdate(
+    stateOf("web", TaskState.COMPLETED),
+    15_000,
+    "COMPLETED",
+  );
+  t.log(`STOP sent → COMPLETED update received: ${stopped.at - stopAt} ms`);
+  t.is(stopped.update.reason, "stopped");
+  await t.throwsAsync(docker.getContainer(update.containerId).inspect(), {
+    message: /no such container/i,
+  });
+  t.deepEqual(manager.violations, []);
+});
+
+test("a container killed from outside is reported FAILED within 1 s", async (t) => {
+  const { manager } = await setup(t);
+  manager.run({ id: "victim", spec: web });
+  const { update } = await manager.waitForUpdate(
+    stateOf("victim", TaskState.RUNNING),
+    15_000,
+    "RUNNING",
+  );
+  const killedAt = Date.now();
+  await docker.getContainer(update.containerId).kill();
+  const failed = await manager.waitForUpdate(stateOf("victim", TaskState.FAILED), 5000, "FAILED");
+  const took = failed.at - killedAt;
+  t.log(`docker kill → FAILED update received: ${took} ms`);
+  t.true(took < 1000, `took ${took} ms`);
+  t.is(failed.update.exitCode, 137);
+  t.is(failed.update.containerId, update.containerId);
+  // The container is kept for its logs until a STOP.
+  const info = await docker.getContainer(update.containerId).inspect();
+  t.false(info.State.Running);
+});
+
+test("a failing health check is reported UNHEALTHY, a passing one HEALTHY", async (t) => {
+  const { manager } = await setup(t);
+  manager.run({
+    id: "checked",
+    spec: {
+      ...web,
+      healthCheck: {
+        path: "/cgi-bin/health",
+        interval: durationFromMs(200),
+        failureThreshold: 2,
+      },
+    },
+  });
+  const { update } = await manager.waitForUpdate(
+    stateOf("checked", TaskState.RUNNING),
+    15_000,
+    "RUNNING",
+  );
+  await manager.waitFor(
+    () => manager.messages("health").find((h) => h.status === HealthStatus.HEALTHY),
+    5000,
+    "HEALTHY",
+  );
+  const port = update.ports[0]?.hostPort;
+  const sick = await fetch(`http://127.0.0.1:${port}/cgi-bin/sick`);
+  t.is(sick.status, 200);
+  const sickAt = Date.now();
+  const unhealthy = await manager.waitFor(
+    () => manager.messages("health").find((h) => h.status === HealthStatus.UNHEALTHY),
+    5000,
+    "UNHEALTHY",
+  );
+  t.log(`made sick → UNHEALTHY received: ${Date.now() - sickAt} ms (${unhealthy.message})`);
+  t.is(unhealthy.taskId, "checked");
+  t.is(unhealthy.generation, 1n);
+  t.true(unhealthy.consecutiveFailures >= 2);
+  t.regex(unhealthy.message, /HTTP 500/);
+});
+
+test("bad input fails the task with a reason and the worker keeps serving", async (t) => {
+  const { manager } = await setup(t);
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => blocker.close());
+  const takenPort = (blocker.address() as { port: number }).port;
+
+  manager.run({ id: "noimage", spec: { image: "127.0.0.1:5000/cube/does-not-exist:1" } });
+  manager.run({
+    id: "porttaken",
+    spec: { image: HTTP_IMAGE, ports: [{ containerPort: 80, hostPort: takenPort }] },
+  });
+  manager.run({ id: "quick", spec: { image: HTTP_IMAGE, command: ["sh", "-c", "exit 3"] } });
+  manager.run({ id: "nocommand", spec: { image: HTTP_IMAGE, command: ["/no/such/binary"] } });
+
+  const noImage = await manager.waitForUpdate(
+    stateOf("noimage", TaskState.FAILED),
+    20_000,
+    "noimage FAILED",
+  );
+  t.log(`missing image: ${noImage.update.reason}`);
+  t.regex(noImage.update.reason, /does-not-exist/);
+  const taken = await manager.waitForUpdate(
+    stateOf("porttaken", TaskState.FAILED),
+    20_000,
+    "porttaken FAILED",
+  );
+  t.log(`taken port: ${taken.update.reason}`);
+  t.regex(taken.update.reason, new RegExp(`${takenPort}`));
+  const quick = await manager.waitForUpdate(
+    stateOf("quick", TaskState.FAILED),
+    20_000,
+    "quick FAILED",
+  );
+  t.is(quick.update.exitCode, 3);
+  t.regex(quick.update.reason, /exit code 3/);
+  const noCommand = await manager.waitForUpdate(
+    stateOf("nocommand", TaskState.FAILED),
+    20_000,
+    "nocommand FAILED",
+  );
+  t.log(`missing binary: ${noCommand.update.reason}`);
+
+  manager.run({ id: "fine", spec: web });
+  await manager.waitForUpdate(stateOf("fine", TaskState.RUNNING), 15_000, "fine RUNNING");
+  t.deepEqual(manager.violations, []);
+});
+
+test("the worker serves its tasks read-only, its metrics, health and reflection-free UNIMPLEMENTED", async (t) => {
+  const { manager, worker } = await setup(t);
+  manager.run({ id: "seen", spec: { ...web, name: "seen-web", labels: { tier: "front" } } });
+  const { update } = await manager.waitForUpdate(
+    stateOf("seen", TaskState.RUNNING),
+    15_000,
+    "RUNNING",
+  );
+  await fetch(`http://127.0.0.1:${update.ports[0]?.hostPort}/health`);
+  const transport = grpcTransport(worker.address);
+  const tasks = createClient(TaskService, transport);
+  const got = await tasks.getTask({ id: "seen" });
+  t.is(got.task?.state, TaskState.RUNNING);
+  t.is(got.task?.containerId, update.containerId);
+  t.is(got.task?.workerId, worker.id);
+  const listed = await tasks.listTasks({ labels: { tier: "front" } });
+  t.deepEqual(
+    listed.tasks.map((x) => x.id),
+    ["seen"],
+  );
+  t.is((await tasks.listTasks({ name: "other" })).tasks.length, 0);
+  const missing = await t.throwsAsync(tasks.getTask({ id: "nope" }));
+  t.is(ConnectError.from(missing).code, Code.NotFound);
+  const run = await t.throwsAsync(tasks.runTask({ spec: web }));
+  t.is(ConnectError.from(run).code, Code.Unimplemented);
+  const tooBig = await t.throwsAsync(tasks.listTasks({ pageSize: 5000 }));
+  t.is(ConnectError.from(tooBig).code, Code.InvalidArgument);
+
+  // httpd -v logs each request to stderr.
+  let logged = "";
+  for await (const chunk of tasks.taskLogs({ id: "seen", tail: 50 })) {
+    logged += new TextDecoder().decode(chunk.data);
+  }
+  t.regex(logged, /response:200/);
+
+  const metrics = createClient(MetricsService, transport);
+  const node = await metrics.getNodeMetrics({});
+  t.is(node.metrics?.workerId, worker.id);
+  t.true((node.metrics?.memoryTotalBytes ?? 0n) > 0n);
+  const other = await t.throwsAsync(metrics.getNodeMetrics({ workerId: "someone-else" }));
+  t.is(ConnectError.from(other).code, Code.NotFound);
+
+  const health = await createClient(Health, transport).check({});
+  t.is(health.status, HealthCheckResponse_ServingStatus.SERVING);
+});
