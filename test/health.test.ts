@@ -1,9 +1,13 @@
 /**
  * grpc.health.v1 (lib/health.ts): Check and Watch through a Connect client, in memory
  * (createRouterTransport) and against a real server, whose close() must report
- * NOT_SERVING to open watchers before it drops them.
+ * NOT_SERVING to open watchers before it drops them; and from grpc-js, the reference Node
+ * gRPC stack, for wire compatibility.
  */
+import { fileURLToPath } from "node:url";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
 import test from "ava";
 import {
   Health,
@@ -96,4 +100,26 @@ test("over a real server: Check, Watch, and NOT_SERVING to the watcher once clos
   // The stream ends (cleanly or with an error) rather than hanging once the server is gone.
   const end = await next(watch).catch((error: unknown) => ConnectError.from(error));
   t.true(end instanceof ConnectError || end.done === true);
+});
+
+test("a grpc-js client built from proto/ at run time gets SERVING (wire interop)", async (t) => {
+  const server = await startServer({ listen: "127.0.0.1:0", routes() {}, files: [] });
+  t.teardown(() => server.close());
+  const definition = await protoLoader.load("grpc/health/v1/health.proto", {
+    includeDirs: [fileURLToPath(new URL("../proto", import.meta.url))],
+    enums: String,
+  });
+  const pkg = grpc.loadPackageDefinition(definition) as unknown as {
+    grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
+  };
+  const client = new pkg.grpc.health.v1.Health(server.address, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const reply = await new Promise<{ status: string }>((resolve, reject) => {
+    client.Check(
+      { service: "" },
+      { deadline: Date.now() + 5000 },
+      (error: Error | null, res: { status: string }) => (error ? reject(error) : resolve(res)),
+    );
+  });
+  t.is(reply.status, "SERVING");
 });
