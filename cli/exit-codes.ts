@@ -11,7 +11,7 @@ export const ExitCode = {
   Usage: 2,
   /** The task failed (or ended) instead of running. */
   TaskFailed: 3,
-  /** No task (or worker) with that id. */
+  /** No task with that id. */
   NotFound: 4,
   /** The manager could not be reached. */
   Unreachable: 5,
@@ -26,11 +26,11 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
 /** The exit codes as `cube --help` prints them. */
 export const EXIT_CODES_HELP = `Exit codes:
-  0  ok
-  1  error
-  2  usage: bad flag, argument or value
-  3  the task failed (run --wait, stop --wait)
-  4  not found: no such task or worker
-  5  the manager cannot be reached
-  6  timed out: the task stayed PENDING or did not get ready in time
+    0  ok
+    1  error
+    2  usage: bad flag, argument or value
+    3  the task failed (run --wait, stop --wait)
+    4  not found: no such task
+    5  the manager cannot be reached
+    6  timed out: the task stayed PENDING or did not get ready in time
   130  interrupted (Ctrl-C)`;

@@ -1,6 +1,5 @@
 import { Command } from "commander";
-import { parseLabels } from "../../worker/env.js";
-import { runWorkerProcess } from "../../worker/process.js";
+import type { WorkerHandle } from "../../worker/index.js";
 import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { collect } from "../client-options.js";
@@ -60,6 +59,11 @@ Examples:
 }
 
 async function worker(io: Io, flags: WorkerFlags): Promise<void> {
+  // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
+  const [{ parseLabels }, { runWorkerProcess }] = await Promise.all([
+    import("../../worker/env.js"),
+    import("../../worker/process.js"),
+  ]);
   const env = io.env;
   let envLabels: Record<string, string>;
   try {
@@ -75,7 +79,7 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
     labels: { ...envLabels, ...toRecord(flags.label ?? []) },
     dockerHost: flags.dockerHost || env.CUBE_DOCKER_HOST || undefined,
   };
-  let handle: Awaited<ReturnType<typeof runWorkerProcess>>;
+  let handle: WorkerHandle;
   try {
     handle = await runWorkerProcess(options);
   } catch (error) {

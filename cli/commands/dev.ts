@@ -1,0 +1,133 @@
+import { join } from "node:path";
+import { Command } from "commander";
+import type { ManagerHandle } from "../../manager/index.js";
+import type { WorkerHandle } from "../../worker/index.js";
+import { CliError } from "../cli-error.js";
+import { DEFAULT_MANAGER } from "../client.js";
+import type { Io } from "../io.js";
+
+interface DevOptions {
+  listen: string;
+  dataDir: string;
+  name?: string;
+  logLevel?: string;
+}
+
+/** How long Ctrl-C may take before `cube dev` exits anyway. */
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
+/** `cube dev`: a manager and one local worker in one process, for a laptop. */
+export function devCommand(io: Io): Command {
+  return new Command("dev")
+    .description("run a manager and a local worker in one process (a one-machine cluster)")
+    .option("--listen <host:port>", "the manager's address", DEFAULT_MANAGER)
+    .option("--data-dir <dir>", "where both keep their state", "./.cube/dev")
+    .option("--name <name>", "the worker's name (default the host name)")
+    .option(
+      "--log-level <level>",
+      "log level of the JSON logs on stderr (env CUBE_LOG_LEVEL, default warn)",
+    )
+    .addHelpText(
+      "after",
+      `
+The worker listens on a free port of 127.0.0.1. Ctrl-C stops the worker, then the manager;
+containers keep running, and the next \`cube dev\` with the same --data-dir adopts them.
+
+Examples:
+  cube dev
+  cube dev --listen 127.0.0.1:6000 --data-dir /tmp/cube   # then: export CUBE_MANAGER=127.0.0.1:6000`,
+    )
+    .action((opts: DevOptions) => dev(io, opts));
+}
+
+async function dev(io: Io, opts: DevOptions): Promise<void> {
+  // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
+  const [{ createLogger }, { startManager }, { startWorker }] = await Promise.all([
+    import("../../lib/logger.js"),
+    import("../../manager/index.js"),
+    import("../../worker/index.js"),
+  ]);
+  const logger = createLogger("cube-dev", opts.logLevel ?? io.env.CUBE_LOG_LEVEL ?? "warn");
+  let manager: ManagerHandle;
+  try {
+    manager = await startManager({
+      listen: opts.listen,
+      dataDir: join(opts.dataDir, "manager"),
+      logger,
+    });
+  } catch (error) {
+    throw new CliError(startFailure("manager", opts.listen, error));
+  }
+  let worker: WorkerHandle;
+  try {
+    worker = await startWorker({
+      manager: manager.address,
+      listen: "127.0.0.1:0",
+      name: opts.name,
+      dataDir: join(opts.dataDir, "worker"),
+      logger,
+    });
+  } catch (error) {
+    await manager.close().catch(() => undefined);
+    throw new CliError(startFailure("worker", "127.0.0.1:0", error));
+  }
+  io.stdout.write(banner(manager.address, worker, opts.dataDir));
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    io.stderr.write(`\n${signal}: stopping the worker, then the manager…\n`);
+    setTimeout(() => {
+      io.stderr.write("cube dev: shutdown took too long, exiting\n");
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS).unref();
+    // The worker first: it flushes its updates to a manager that is still there.
+    worker
+      .close()
+      .catch((error: unknown) => logger.error({ err: error }, "worker close failed"))
+      .then(() => manager.close())
+      .then(
+        () => {
+          io.stderr.write("cube dev: stopped\n");
+          process.exit(0);
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, "manager close failed");
+          process.exit(1);
+        },
+      );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  // Runs until a signal: the handler above exits the process.
+  await new Promise<never>(() => {});
+}
+
+function startFailure(what: string, listen: string, error: unknown): string {
+  const message = (error as Error).message ?? String(error);
+  if ((error as NodeJS.ErrnoException).code === "EADDRINUSE" || /EADDRINUSE/.test(message)) {
+    return `cannot start the ${what}: ${listen} is in use (another \`cube dev\` or \`cube manager\`?): choose another with --listen`;
+  }
+  return `cannot start the ${what}: ${message}`;
+}
+
+/** What `cube dev` prints once both are up: where they are, and what to try next. */
+export function banner(
+  managerAddress: string,
+  worker: { id: string; address: string },
+  dataDir: string,
+): string {
+  const env = managerAddress === DEFAULT_MANAGER ? "" : `  export CUBE_MANAGER=${managerAddress}\n`;
+  return `cube dev: manager listening on ${managerAddress}
+cube dev: worker ${worker.id} listening on ${worker.address}
+cube dev: data in ${dataDir}; Ctrl-C stops both
+
+Try, in another terminal:
+${env}  cube run cube/httpd:local --name web --port 8080:80 --health-path /health --wait
+  curl http://127.0.0.1:8080/health
+  cube ps
+  cube logs web
+  cube stop web
+`;
+}

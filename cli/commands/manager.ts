@@ -1,0 +1,122 @@
+import { Command } from "commander";
+import type { ManagerHandle } from "../../manager/index.js";
+import { CliError } from "../cli-error.js";
+import { DEFAULT_MANAGER } from "../client.js";
+import { arg } from "../client-options.js";
+import type { Io } from "../io.js";
+import { parseDuration } from "../parse-duration.js";
+
+type SchedulerName = "round-robin" | "epvm" | "fit";
+const SCHEDULERS: readonly SchedulerName[] = ["round-robin", "epvm", "fit"];
+
+interface ManagerFlags {
+  listen?: string;
+  dataDir?: string;
+  scheduler?: SchedulerName;
+  heartbeatInterval?: number;
+  heartbeatTimeout?: number;
+  downGrace?: number;
+}
+
+/** Where the manager keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
+export const DEFAULT_MANAGER_DATA_DIR = "./.cube/manager";
+
+function parseScheduler(input: string): SchedulerName {
+  if (!(SCHEDULERS as readonly string[]).includes(input)) {
+    throw new Error(`"${input}" is not a scheduler: use ${SCHEDULERS.join(", ")}`);
+  }
+  return input as SchedulerName;
+}
+
+/** `cube manager`: the control plane, on its own. */
+export function managerCommand(io: Io): Command {
+  return new Command("manager")
+    .description("run the manager: the control plane that workers join and clients talk to")
+    .option(
+      "--listen <host:port>",
+      `address to serve on (env CUBE_LISTEN, default ${DEFAULT_MANAGER}; port 0 picks one)`,
+    )
+    .option(
+      "--data-dir <dir>",
+      `where the manager keeps its state (env CUBE_DATA_DIR, default ${DEFAULT_MANAGER_DATA_DIR})`,
+    )
+    .option(
+      "--scheduler <name>",
+      "round-robin, epvm or fit (env CUBE_SCHEDULER, default fit)",
+      arg(parseScheduler),
+    )
+    .option(
+      "--heartbeat-interval <duration>",
+      "how often workers report when idle (env CUBE_HEARTBEAT_INTERVAL, default 500ms)",
+      arg(parseDuration),
+    )
+    .option(
+      "--heartbeat-timeout <duration>",
+      "silence after which a worker is DISCONNECTED (env CUBE_HEARTBEAT_TIMEOUT, default 2s)",
+      arg(parseDuration),
+    )
+    .option(
+      "--down-grace <duration>",
+      "then, time until it is DOWN and its tasks move (env CUBE_DOWN_GRACE, default 1s)",
+      arg(parseDuration),
+    )
+    .addHelpText(
+      "after",
+      `
+Flags override the CUBE_* environment variables. Ctrl-C (or SIGTERM) stops it gracefully.
+
+Examples:
+  cube manager
+  cube manager --listen 0.0.0.0:5555 --data-dir /var/lib/cube --scheduler epvm
+  cube manager --heartbeat-timeout 5s --down-grace 10s`,
+    )
+    .action((flags: ManagerFlags) => manager(io, flags));
+}
+
+async function manager(io: Io, flags: ManagerFlags): Promise<void> {
+  const env = io.env;
+  const fromEnv = (name: string, parse: (s: string) => number): number | undefined => {
+    const value = env[name];
+    if (!value) return undefined;
+    try {
+      return parse(value);
+    } catch (error) {
+      throw new CliError(`${name}: ${(error as Error).message}`);
+    }
+  };
+  const scheduler =
+    flags.scheduler ?? (env.CUBE_SCHEDULER ? envScheduler(env.CUBE_SCHEDULER) : undefined);
+  const options = {
+    listen: flags.listen || env.CUBE_LISTEN || DEFAULT_MANAGER,
+    dataDir: flags.dataDir || env.CUBE_DATA_DIR || DEFAULT_MANAGER_DATA_DIR,
+    scheduler,
+    heartbeatIntervalMs:
+      flags.heartbeatInterval ?? fromEnv("CUBE_HEARTBEAT_INTERVAL", parseDuration),
+    heartbeatTimeoutMs: flags.heartbeatTimeout ?? fromEnv("CUBE_HEARTBEAT_TIMEOUT", parseDuration),
+    downGraceMs: flags.downGrace ?? fromEnv("CUBE_DOWN_GRACE", parseDuration),
+  };
+  let handle: ManagerHandle;
+  try {
+    // Loaded here, not at the top: client commands should not pay for LevelDB.
+    const { runManagerProcess } = await import("../../manager/process.js");
+    handle = await runManagerProcess(options);
+  } catch (error) {
+    const message = (error as Error).message ?? String(error);
+    throw new CliError(
+      /EADDRINUSE/.test(`${message} ${(error as NodeJS.ErrnoException).code}`)
+        ? `cannot start the manager: ${options.listen} is in use: choose another with --listen`
+        : `cannot start the manager: ${message}`,
+    );
+  }
+  io.stdout.write(`manager listening on ${handle.address} (data in ${options.dataDir})\n`);
+  // The process runner owns the rest: it exits on SIGINT/SIGTERM after a graceful close.
+  await new Promise<never>(() => {});
+}
+
+function envScheduler(value: string): SchedulerName {
+  try {
+    return parseScheduler(value);
+  } catch (error) {
+    throw new CliError(`CUBE_SCHEDULER: ${(error as Error).message}`);
+  }
+}

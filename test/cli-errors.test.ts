@@ -1,0 +1,83 @@
+/**
+ * The `cube` executable without a cluster: help, usage errors and an unreachable
+ * manager, each with its documented exit code and no stack trace.
+ */
+import test from "ava";
+import { cube, freePort, mapLimit } from "./cli-harness.js";
+
+const COMMANDS = [
+  "dev",
+  "manager",
+  "worker",
+  "run",
+  "ps",
+  "inspect",
+  "stop",
+  "logs",
+  "nodes",
+  "events",
+  "version",
+];
+
+test.serial("cube --help lists every command and the exit codes", async (t) => {
+  const r = await cube(["--help"]);
+  t.is(r.code, 0);
+  for (const name of COMMANDS) t.regex(r.stdout, new RegExp(`^  ${name}\\b`, "m"), name);
+  t.regex(r.stdout, /Exit codes:/);
+  t.regex(r.stdout, /5 {2}the manager cannot be reached/);
+});
+
+test.serial("each command's --help has examples", async (t) => {
+  const results = await mapLimit(COMMANDS, 3, (name) => cube([name, "--help"]));
+  for (const [i, r] of results.entries()) {
+    t.is(r.code, 0, COMMANDS[i]);
+    t.regex(r.stdout, /Examples:\n {2}cube /, COMMANDS[i]);
+  }
+  t.regex((await cube(["status", "--help"])).stdout, /Usage: cube ps\|status/);
+});
+
+test.serial("an unreachable manager is one line naming the address, exit 5", async (t) => {
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const expected = `cube: cannot reach the manager at ${address} — start one with \`cube dev\` or \`cube manager\`, or set --manager/CUBE_MANAGER\n`;
+  const [ps, status, run, inspect] = await Promise.all([
+    cube(["ps", "--manager", address]),
+    cube(["status"], { env: { ...process.env, CUBE_MANAGER: address } }),
+    cube(["run", "cube/httpd:local", "--manager", address]),
+    cube(["inspect", "abc", "--manager", address]),
+  ]);
+  for (const r of [ps, status, run, inspect]) {
+    t.is(r.code, 5);
+    t.is(r.stderr, expected);
+    t.is(r.stdout, "");
+  }
+  const version = await cube(["version", "--manager", address]);
+  t.is(version.code, 5);
+  t.regex(version.stdout, /^client: {2}cube \d+\.\d+\.\d+\nmanager: .* does not answer\n$/);
+});
+
+test.serial("bad flags and values are usage errors, exit 2, without a stack trace", async (t) => {
+  const cases: [string[], RegExp][] = [
+    [["run", "img", "--memory", "12X"], /'12X' is invalid\. "12X" is not a size/],
+    [["run", "img", "--port", "http"], /"http" is not a port/],
+    [["run", "img", "--restart", "sometimes"], /not a restart policy/],
+    [["run", "img", "--timeout", "30"], /is not a duration/],
+    [["run"], /missing IMAGE/],
+    [["run", "img", "--health-path", "/health"], /--health-path needs a --port/],
+    [["run", "img", "-f", "task.yaml"], /-f cannot be combined with IMAGE/],
+    [["run", "-f", "/nonexistent/task.yaml"], /cannot read \/nonexistent\/task\.yaml: ENOENT/],
+    [["ps", "--state", "sleeping"], /"sleeping" is not a task state/],
+    [["ps", "-o", "yaml"], /Allowed choices are table, json/],
+    [["inspect"], /missing required argument 'task'/],
+    [["frobnicate"], /unknown command 'frobnicate'/],
+    [["ps", "--frob"], /unknown option '--frob'/],
+    [["manager", "--heartbeat-interval", "fast"], /is not a duration/],
+  ];
+  const results = await mapLimit(cases, 3, ([args]) => cube(args, { timeoutMs: 30_000 }));
+  for (const [i, r] of results.entries()) {
+    const [args, pattern] = cases[i] as [string[], RegExp];
+    t.is(r.code, 2, args.join(" "));
+    t.regex(r.stderr, pattern, args.join(" "));
+    t.notRegex(r.stderr, /\n\s+at /, `${args.join(" ")}: no stack trace`);
+  }
+});

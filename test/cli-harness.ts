@@ -1,0 +1,174 @@
+/**
+ * Runs the real `cube` executable (bin/cube.js) as a subprocess, for the CLI's end-to-end
+ * tests: one-shot commands with their exit code and output, and long-running ones
+ * (dev, manager, worker, logs -f, events) whose output is read line by line.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+
+/** The executable under test. */
+export const CUBE_BIN = fileURLToPath(new URL("../bin/cube.js", import.meta.url));
+
+/** The repository root (where `npx cube` resolves to bin/cube.js). */
+export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+/** Environment for cube subprocesses: quiet logs, no colours. */
+export function cubeEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, CUBE_LOG_LEVEL: "warn", ...extra };
+  delete env.FORCE_COLOR;
+  return env;
+}
+
+/** What a finished command left. */
+export interface CubeResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A cube (or npx) process still running. */
+export interface RunningCube {
+  readonly child: ChildProcess;
+  /** Everything written so far. */
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  /** Resolves with the first match of `pattern` in stdout; rejects after `timeoutMs` or exit. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<CubeResult>;
+  /** Signals the whole process group (as a terminal's Ctrl-C does). */
+  signal(signal: NodeJS.Signals): void;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once gone. */
+  kill(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Starts `file args…` in its own process group (so npx and its child get signals
+ * together), in the repository root.
+ */
+export function startProcess(
+  file: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = cubeEnv(),
+): RunningCube {
+  const child = spawn(file, [...args], {
+    cwd: REPO_ROOT,
+    env,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  const listeners = new Set<() => void>();
+  child.stdout?.setEncoding("utf8").on("data", (s: string) => {
+    out += s;
+    for (const l of listeners) l();
+  });
+  child.stderr?.setEncoding("utf8").on("data", (s: string) => {
+    err += s;
+  });
+  const exited = new Promise<CubeResult>((resolve) => {
+    child.once("close", (code, signal) => {
+      for (const l of listeners) l();
+      resolve({ code, signal, stdout: out, stderr: err });
+    });
+  });
+  let done = false;
+  void exited.then(() => {
+    done = true;
+  });
+  const signal = (sig: NodeJS.Signals) => {
+    if (done || child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, sig);
+    } catch {
+      // Already gone.
+    }
+  };
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    signal,
+    waitFor(pattern, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const m = out.match(pattern);
+          if (m) {
+            cleanup();
+            resolve(m);
+          } else if (done) {
+            cleanup();
+            reject(new Error(`exited before printing ${pattern}\nstdout: ${out}\nstderr: ${err}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`no ${pattern} within ${timeoutMs} ms\nstdout: ${out}\nstderr: ${err}`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          listeners.delete(check);
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+    async kill(graceMs = 5000) {
+      signal("SIGTERM");
+      const timer = setTimeout(() => signal("SIGKILL"), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Starts `cube args…` (node bin/cube.js). */
+export function startCube(args: readonly string[], env?: NodeJS.ProcessEnv): RunningCube {
+  return startProcess(process.execPath, [CUBE_BIN, ...args], env);
+}
+
+/** Runs `cube args…` to completion (killed after `timeoutMs`). */
+export async function cube(
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<CubeResult> {
+  const running = startCube(args, options.env);
+  const timer = setTimeout(() => running.signal("SIGKILL"), options.timeoutMs ?? 60_000);
+  const result = await running.exited;
+  clearTimeout(timer);
+  return result;
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Maps with at most `limit` calls in flight: many node processes at once only thrash. */
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return results;
+}
