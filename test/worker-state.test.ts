@@ -1,0 +1,194 @@
+/**
+ * The worker's state pieces on their own: the LevelDB store and outbox (on disk, across
+ * reopen), the recovery plan, back-off, the per-task queue, the async queue and labels.
+ */
+import { create } from "@bufbuild/protobuf";
+import test from "ava";
+import { DesiredState, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
+import { AsyncQueue } from "../worker/async-queue.js";
+import { backoffDelay } from "../worker/backoff.js";
+import type { ContainerInfo } from "../worker/driver.js";
+import { parseLabels } from "../worker/env.js";
+import { KeyedSerial } from "../worker/keyed-serial.js";
+import { Outbox } from "../worker/outbox.js";
+import { planRecovery } from "../worker/recover.js";
+import { DataDirInUseError, WorkerStore } from "../worker/store.js";
+import { tempDir } from "./fixtures.js";
+
+const update = (taskId: string, state = TaskState.RUNNING) => ({
+  taskId,
+  generation: 1n,
+  state,
+});
+
+test("the outbox numbers updates 1, 2, 3… and keeps them across a reopen until acked", async (t) => {
+  const dir = await tempDir(t);
+  let store = await WorkerStore.open(dir);
+  const id = store.workerId;
+  let outbox = await Outbox.open(store);
+  const task = create(TaskSchema, { id: "a", generation: 1n, state: TaskState.RUNNING });
+  const [u1, u2, u3] = await Promise.all([
+    outbox.append(update("a"), { putTasks: [task] }),
+    outbox.append(update("b")),
+    outbox.append(update("c")),
+  ]);
+  t.deepEqual([u1.seq, u2.seq, u3.seq], [1n, 2n, 3n]);
+  t.truthy(u1.time);
+  await outbox.ack(1n);
+  await store.close();
+
+  store = await WorkerStore.open(dir);
+  t.is(store.workerId, id, "the worker id is kept");
+  outbox = await Outbox.open(store);
+  t.deepEqual(
+    outbox.pending().map((u) => [u.seq, u.taskId]),
+    [
+      [2n, "b"],
+      [3n, "c"],
+    ],
+  );
+  t.deepEqual(
+    (await store.tasks()).map((x) => x.id),
+    ["a"],
+  );
+  await outbox.ack(3n);
+  await store.close();
+
+  // Everything acknowledged: the counter still never goes back.
+  store = await WorkerStore.open(dir);
+  t.teardown(() => store.close());
+  outbox = await Outbox.open(store);
+  t.is(outbox.pending().length, 0);
+  t.is((await outbox.append(update("d"))).seq, 4n);
+});
+
+test("a data dir open in one store refuses a second", async (t) => {
+  const dir = await tempDir(t);
+  const store = await WorkerStore.open(dir);
+  t.teardown(() => store.close());
+  const error = await t.throwsAsync(WorkerStore.open(dir), { instanceOf: DataDirInUseError });
+  t.regex(error?.message ?? "", /is in use by another worker/);
+});
+
+test("outbox listeners hear appends only once they are durable, in order", async (t) => {
+  const store = await WorkerStore.open(await tempDir(t));
+  t.teardown(() => store.close());
+  const outbox = await Outbox.open(store);
+  const heard: bigint[] = [];
+  outbox.subscribe(() => heard.push(outbox.pending().at(-1)?.seq ?? 0n));
+  await Promise.all(Array.from({ length: 20 }, (_, i) => outbox.append(update(`t${i}`))));
+  t.deepEqual(
+    heard,
+    Array.from({ length: 20 }, (_, i) => BigInt(i + 1)),
+  );
+});
+
+const record = (id: string, state: TaskState, generation = 2n, extra = {}) =>
+  create(TaskSchema, { id, state, generation, containerId: `c-${id}`, ...extra });
+const container = (taskId: string, generation: bigint, running: boolean, exitCode?: number) =>
+  ({
+    containerId: `c-${taskId}-g${generation}`,
+    taskId,
+    generation,
+    running,
+    exitCode,
+    ports: [],
+  }) satisfies ContainerInfo;
+
+test("the recovery plan adopts, reports, forgets and removes, and never starts anything", (t) => {
+  const plan = planRecovery(
+    [
+      record("running", TaskState.RUNNING),
+      record("lagging", TaskState.SCHEDULED),
+      record("exited", TaskState.RUNNING),
+      record("gone", TaskState.RUNNING),
+      record("never", TaskState.SCHEDULED),
+      record("done", TaskState.FAILED),
+      record("stopping", TaskState.RUNNING, 2n, { desiredState: DesiredState.STOPPED }),
+    ],
+    [
+      container("running", 2n, true),
+      container("running", 1n, false, 0),
+      container("lagging", 2n, true),
+      container("exited", 2n, false, 137),
+      container("done", 2n, false, 1),
+      container("stopping", 2n, true),
+      container("orphan", 5n, true),
+    ],
+  );
+  const summary = plan.map((a) =>
+    a.kind === "remove"
+      ? `remove ${a.container.containerId}`
+      : `${a.kind} ${a.task.id}${"container" in a && a.container ? ` ${a.container.containerId}` : ""}`,
+  );
+  t.deepEqual(summary, [
+    "remove c-running-g1",
+    "adopt running c-running-g2",
+    "adopt lagging c-lagging-g2",
+    "exited exited c-exited-g2",
+    "vanished gone",
+    "forget never",
+    "keep done c-done-g2",
+    "finish-stop stopping c-stopping-g2",
+    "remove c-orphan-g5",
+  ]);
+});
+
+test("back-off doubles from 100 ms to 5 s, jittered within half of each step", (t) => {
+  for (let attempt = 0; attempt < 12; attempt++) {
+    const cap = Math.min(5000, 100 * 2 ** attempt);
+    t.is(
+      backoffDelay(attempt, undefined, () => 0),
+      cap / 2,
+    );
+    t.is(
+      backoffDelay(attempt, undefined, () => 1),
+      cap,
+    );
+  }
+  const late = backoffDelay(1000);
+  t.true(late >= 2500 && late <= 5000, `${late}`);
+});
+
+test("the per-task queue runs one task's work in order and others alongside", async (t) => {
+  const serial = new KeyedSerial();
+  const log: string[] = [];
+  const step = (key: string, name: string, ms: number) =>
+    serial.run(key, async () => {
+      log.push(`${name}+`);
+      await new Promise((r) => setTimeout(r, ms));
+      log.push(`${name}-`);
+    });
+  const failing = serial.run("a", async () => {
+    throw new Error("boom");
+  });
+  await Promise.all([step("a", "a1", 30), step("a", "a2", 1), step("b", "b1", 5)]);
+  await t.throwsAsync(failing, { message: "boom" });
+  t.deepEqual(log, ["b1+", "a1+", "b1-", "a1-", "a2+", "a2-"]);
+  await serial.idle();
+});
+
+test("the async queue yields what was pushed, then ends when closed", async (t) => {
+  const queue = new AsyncQueue<number>();
+  queue.push(1);
+  setTimeout(() => {
+    queue.push(2);
+    queue.close();
+    t.false(queue.push(3));
+  }, 10);
+  const seen: number[] = [];
+  for await (const n of queue) seen.push(n);
+  t.deepEqual(seen, [1, 2]);
+});
+
+test("labels parse from k=v,k=v and name the bad entry", (t) => {
+  t.deepEqual(parseLabels("zone=a, tier=web,empty=,eq=a=b"), {
+    zone: "a",
+    tier: "web",
+    empty: "",
+    eq: "a=b",
+  });
+  t.deepEqual(parseLabels(undefined), {});
+  t.deepEqual(parseLabels(["x=1"]), { x: "1" });
+  t.throws(() => parseLabels("zone"), { message: /label "zone" is not key=value/ });
+});
