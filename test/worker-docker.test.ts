@@ -3,6 +3,7 @@
  * over real sockets: run, stop, a kill from outside, health, bad input, and the
  * worker's own read-only gRPC API.
  */
+import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -36,39 +37,51 @@ const web = { image: HTTP_IMAGE, ports: [{ containerPort: 80 }] };
 const stateOf = (taskId: string, state: TaskState) => (u: { taskId: string; state: TaskState }) =>
   u.taskId === taskId && u.state === state;
 
-test("run → RUNNING with a published port that answers HTTP; stop → container gone", async (t) => {
-  const { manager } = await setup(t);
-  const sentAt = manager.run({ id: "web", spec: web });
-  const { update, at } = await manager.waitForUpdate(
-    stateOf("web", TaskState.RUNNING),
-    15_000,
-    "RUNNING",
-  );
-  t.log(`assignment sent → RUNNING update received: ${at - sentAt} ms`);
-  const port = update.ports[0]?.hostPort ?? 0;
-  t.true(port > 0);
-  t.is(update.ports[0]?.hostIp, "127.0.0.1");
-  const res = await fetch(`http://127.0.0.1:${port}/health`);
-  t.is(res.status, 200);
-  const info = await docker.getContainer(update.containerId).inspect();
-  t.is(info.Config.Labels["cube.task"], "web");
-  t.is(info.Config.Labels["cube.generation"], "1");
+// The two timed tests run alone (serial tests go first), so the figures they log are the
+// worker's, not those of five other worker processes starting on the same cores.
+test.serial(
+  "run → RUNNING with a published port that answers HTTP; stop → container gone",
+  async (t) => {
+    const { manager, worker } = await setup(t);
+    const sentAt = manager.run({ id: "web", spec: web });
+    const { update, at } = await manager.waitForUpdate(
+      stateOf("web", TaskState.RUNNING),
+      15_000,
+      "RUNNING",
+    );
+    const inside = worker
+      .log()
+      .split("\n")
+      .find((line) => line.includes('"msg":"task RUNNING"'));
+    t.log(
+      `assignment sent → RUNNING update received: ${at - sentAt} ms ` +
+        `(received → RUNNING stored, in the worker: ${JSON.parse(inside ?? "{}").tookMs} ms)`,
+    );
+    const port = update.ports[0]?.hostPort ?? 0;
+    t.true(port > 0);
+    t.is(update.ports[0]?.hostIp, "127.0.0.1");
+    const res = await fetch(`http://127.0.0.1:${port}/health`);
+    t.is(res.status, 200);
+    const info = await docker.getContainer(update.containerId).inspect();
+    t.is(info.Config.Labels["cube.task"], "web");
+    t.is(info.Config.Labels["cube.generation"], "1");
 
-  const stopAt = manager.stop("web", 1000);
-  const stopped = await manager.waitForUpdate(
-    stateOf("web", TaskState.COMPLETED),
-    15_000,
-    "COMPLETED",
-  );
-  t.log(`STOP sent → COMPLETED update received: ${stopped.at - stopAt} ms`);
-  t.is(stopped.update.reason, "stopped");
-  await t.throwsAsync(docker.getContainer(update.containerId).inspect(), {
-    message: /no such container/i,
-  });
-  t.deepEqual(manager.violations, []);
-});
+    const stopAt = manager.stop("web", 1000);
+    const stopped = await manager.waitForUpdate(
+      stateOf("web", TaskState.COMPLETED),
+      15_000,
+      "COMPLETED",
+    );
+    t.log(`STOP sent → COMPLETED update received: ${stopped.at - stopAt} ms`);
+    t.is(stopped.update.reason, "stopped");
+    await t.throwsAsync(docker.getContainer(update.containerId).inspect(), {
+      message: /no such container/i,
+    });
+    t.deepEqual(manager.violations, []);
+  },
+);
 
-test("a container killed from outside is reported FAILED within 1 s", async (t) => {
+test.serial("a container killed from outside is reported FAILED within 1 s", async (t) => {
   const { manager } = await setup(t);
   manager.run({ id: "victim", spec: web });
   const { update } = await manager.waitForUpdate(
@@ -220,4 +233,44 @@ test("the worker serves its tasks read-only, its metrics, health and reflection-
 
   const health = await createClient(Health, transport).check({});
   t.is(health.status, HealthCheckResponse_ServingStatus.SERVING);
+
+  // Stats go up the stream every interval, with the task's container sample.
+  const stats = await manager.waitFor(
+    () => manager.messages("stats").find((s) => s.tasks.some((m) => m.taskId === "seen")),
+    15_000,
+    "a stats sample with the task",
+  );
+  t.is(stats.node?.workerId, worker.id);
+  t.is(stats.tasks.find((m) => m.taskId === "seen")?.containerId, update.containerId);
+});
+
+/** Follows a push stream to its end; Docker reports failures inside it. */
+function follow(stream: NodeJS.ReadableStream): Promise<void> {
+  return new Promise((resolve, reject) =>
+    docker.modem.followProgress(stream, (error: Error | null, out: { error?: string }[]) => {
+      const failed = out?.find((e) => e.error);
+      if (error || failed) reject(error ?? new Error(failed?.error));
+      else resolve();
+    }),
+  );
+}
+
+test("an image missing locally is pulled from the registry, with progress, then run", async (t) => {
+  const ref = `127.0.0.1:5000/cube-worker-test/httpd:t${randomUUID().slice(0, 8)}`;
+  t.teardown(() =>
+    docker
+      .getImage(ref)
+      .remove({ force: true })
+      .catch(() => undefined),
+  );
+  const [repo, tag] = [ref.slice(0, ref.lastIndexOf(":")), ref.slice(ref.lastIndexOf(":") + 1)];
+  await docker.getImage(HTTP_IMAGE).tag({ repo, tag });
+  await follow(await docker.getImage(ref).push({ authconfig: {} }));
+  await docker.getImage(ref).remove();
+  const { manager } = await setup(t);
+  manager.run({ id: "pulled", spec: { ...web, image: ref } });
+  await manager.waitForUpdate(stateOf("pulled", TaskState.RUNNING), 20_000, "RUNNING");
+  const progress = manager.messages("progress").filter((p) => p.taskId === "pulled");
+  t.true(progress.length >= 1);
+  t.log(`${progress.length} progress message(s), first: ${progress[0]?.message}`);
 });

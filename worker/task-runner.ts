@@ -137,13 +137,14 @@ export class TaskRunner {
       });
       return Promise.resolve();
     }
+    const receivedAt = Date.now();
+    const grace = assignment.stopGrace ? durationMs(assignment.stopGrace) : 0;
+    const graceMs = grace > 0 ? grace : DEFAULT_STOP_GRACE_MS;
     return this.#serial.run(task.id, async () => {
       try {
-        if (action === AssignmentAction.RUN) await this.#run(task);
-        else if (action === AssignmentAction.STOP) {
-          const grace = assignment.stopGrace ? durationMs(assignment.stopGrace) : 0;
-          await this.#stop(task.id, grace > 0 ? grace : DEFAULT_STOP_GRACE_MS);
-        } else {
+        if (action === AssignmentAction.RUN) await this.#run(task, graceMs, receivedAt);
+        else if (action === AssignmentAction.STOP) await this.#stop(task.id, graceMs);
+        else {
           this.#log.warn({ task: task.id, action }, "assignment with an unknown action: ignored");
         }
       } catch (error) {
@@ -163,10 +164,10 @@ export class TaskRunner {
     });
   }
 
-  async #run(task: Task): Promise<void> {
+  async #run(task: Task, graceMs: number, receivedAt: number): Promise<void> {
     const have = this.#tasks.get(task.id);
     if (have && have.generation >= task.generation) return;
-    if (have) await this.#removeContainer(have, DEFAULT_STOP_GRACE_MS);
+    if (have) await this.#removeContainer(have, graceMs);
     const scheduled = newRecord(task, this.#o.workerId, TaskState.SCHEDULED);
     const problem = specProblem(task.spec);
     if (problem) return this.#fail(scheduled, problem);
@@ -200,7 +201,7 @@ export class TaskRunner {
         startedAt: timestampFromMs(info.startedAtMs ?? Date.now()),
         reason: "",
       });
-      await this.#record(running);
+      await this.#record(running, { sinceMs: receivedAt });
       this.#follow(running);
     } catch (error) {
       await this.#fail(scheduled, failureReason(error));
@@ -213,15 +214,23 @@ export class TaskRunner {
     );
   }
 
-  /** Stores `task` with its update (synced), then logs the change. */
-  async #record(task: Task, extra: { deleted?: boolean } = {}): Promise<void> {
+  /**
+   * Stores `task` with its update (synced), then logs the change (with the time since
+   * `sinceMs`, when given: how long the assignment took).
+   */
+  async #record(task: Task, extra: { deleted?: boolean; sinceMs?: number } = {}): Promise<void> {
     await this.#o.outbox.append(
       updateOf(task),
       extra.deleted ? { deleteTasks: [task.id] } : { putTasks: [task] },
     );
     if (extra.deleted) this.#tasks.delete(task.id);
     else this.#tasks.set(task.id, task);
-    const fields = { task: task.id, generation: Number(task.generation), reason: task.reason };
+    const fields = {
+      task: task.id,
+      generation: Number(task.generation),
+      reason: task.reason || undefined,
+      tookMs: extra.sinceMs === undefined ? undefined : Date.now() - extra.sinceMs,
+    };
     this.#log.info(fields, `task ${stateName(task.state)}`);
   }
 
