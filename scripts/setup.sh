@@ -35,10 +35,40 @@ ok() {
   in_step=0
   printf 'ok (%s s)\n' "$(seconds_since "$step_start")"
 }
-die() {
+fail_step() {
   if ((in_step)); then printf 'failed\n'; fi
+  in_step=0
+}
+die() {
+  fail_step
   printf 'cube setup: error: %s\n' "$*" >&2
   exit 1
+}
+# die_with_log LOG MESSAGE: the message, after the last lines of LOG.
+die_with_log() {
+  fail_step
+  echo "--- last lines of $1:" >&2
+  tail -n 15 "$1" >&2 || true
+  echo "---" >&2
+  die "$2"
+}
+# wait_for NAME PID TIMEOUT_S LOG CHECK: waits until CHECK succeeds, failing fast when
+# PID exits and after TIMEOUT_S seconds.
+wait_for() {
+  local name=$1 pid=$2 timeout_s=$3 log=$4 check=$5
+  local deadline=$(($(date +%s) + timeout_s))
+  until "$check"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      # A set-up running at the same time may have won the race to start it.
+      sleep 1
+      "$check" && return 0
+      die_with_log "$log" "$name exited during start-up (see $log)"
+    fi
+    if (($(date +%s) >= deadline)); then
+      die_with_log "$log" "$name (pid $pid) did not answer within ${timeout_s} s (see $log)"
+    fi
+    sleep 0.2
+  done
 }
 is_root() { [[ $(id -u) == 0 ]]; }
 
@@ -56,6 +86,7 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   begin "installing npm dependencies (npm ci)"
   npm_log=$(mktemp)
   if ! npm ci --no-audit --no-fund --loglevel=error >"$npm_log" 2>&1; then
+    fail_step
     cat "$npm_log" >&2
     rm -f "$npm_log"
     die "npm ci failed (output above)"
@@ -82,6 +113,7 @@ if ((${#missing[@]})); then
     apt-get update -qq &&
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   } >"$apt_log" 2>&1; then
+    fail_step
     cat "$apt_log" >&2
     rm -f "$apt_log"
     die "apt-get install ${missing[*]} failed (output above)"
@@ -117,18 +149,7 @@ else
     setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
     dockerd_pid=$!
   fi
-  deadline=$(($(date +%s) + DOCKERD_TIMEOUT_S))
-  until docker_answers; do
-    if ! kill -0 "$dockerd_pid" 2>/dev/null; then
-      tail -n 15 "$DOCKERD_LOG" >&2 || true
-      die "dockerd exited during start-up (last lines of $DOCKERD_LOG above)"
-    fi
-    if (($(date +%s) >= deadline)); then
-      tail -n 15 "$DOCKERD_LOG" >&2 || true
-      die "dockerd (pid $dockerd_pid) did not answer within ${DOCKERD_TIMEOUT_S} s (last lines of $DOCKERD_LOG above)"
-    fi
-    sleep 0.2
-  done
+  wait_for dockerd "$dockerd_pid" "$DOCKERD_TIMEOUT_S" "$DOCKERD_LOG" docker_answers
   ok
 fi
 
@@ -153,18 +174,7 @@ else
   begin "starting registry on 127.0.0.1:5000 (log: $REGISTRY_LOG)"
   mkdir -p /var/lib/cube-registry
   setsid docker-registry serve "$REGISTRY_CONFIG" >>"$REGISTRY_LOG" 2>&1 </dev/null &
-  registry_pid=$!
-  deadline=$(($(date +%s) + REGISTRY_TIMEOUT_S))
-  until registry_answers; do
-    if ! kill -0 "$registry_pid" 2>/dev/null; then
-      tail -n 15 "$REGISTRY_LOG" >&2 || true
-      die "docker-registry exited during start-up (last lines of $REGISTRY_LOG above)"
-    fi
-    if (($(date +%s) >= deadline)); then
-      die "docker-registry did not answer within ${REGISTRY_TIMEOUT_S} s (see $REGISTRY_LOG)"
-    fi
-    sleep 0.1
-  done
+  wait_for docker-registry $! "$REGISTRY_TIMEOUT_S" "$REGISTRY_LOG" registry_answers
   ok
 fi
 
