@@ -1,0 +1,316 @@
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  DesiredState,
+  type Task,
+  type TaskEvent,
+  TaskEventType,
+  TaskSchema,
+  type TaskSpec,
+  TaskState,
+} from "../gen/cube/v1/task_pb.js";
+import { WorkerSchema, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
+import {
+  type Assignment,
+  AssignmentAction,
+  AssignmentSchema,
+} from "../gen/cube/v1/worker_service_pb.js";
+import type { Logger } from "../lib/logger.js";
+import { holdsResources, stateName } from "../lib/task-state.js";
+import { ChangeFeed } from "./change-feed.js";
+import { EventHub } from "./event-hub.js";
+import type { ResolvedOptions } from "./options.js";
+import { Placer } from "./placement.js";
+import { resumeAfterLoad } from "./recovery.js";
+import { pendingPass } from "./scheduling.js";
+import type { Store } from "./store.js";
+import { requestOf, type TaskEntry, TaskTable } from "./task-table.js";
+import { WorkerEntry, WorkerTable } from "./worker-table.js";
+
+/**
+ * The manager's state and the one way to change it. Every task change goes through
+ * {@link ControlPlane.change}: a new immutable snapshot, one event with the next revision,
+ * incremental bookkeeping (worker allocations, pending queue), a queued store write, and —
+ * once that write is durable — the event published to watchers. Messages to workers are
+ * likewise sent only after the decision behind them is durable.
+ */
+export class ControlPlane {
+  readonly tasks = new TaskTable();
+  readonly workers = new WorkerTable();
+  /** PENDING tasks, oldest first (insertion order of the Map). */
+  readonly pending = new Map<string, TaskEntry>();
+  /** Entries with a restart timer running. */
+  readonly restarting = new Set<TaskEntry>();
+  readonly hub: EventHub;
+  /** Worker ids whose status, tasks or allocation changed (WatchWorkers). */
+  readonly workerFeed = new ChangeFeed();
+  /** Worker ids that sent a metrics sample (WatchMetrics). */
+  readonly metricsFeed = new ChangeFeed();
+  readonly placer: Placer;
+  readonly store: Store;
+  readonly options: ResolvedOptions;
+  readonly logger: Logger;
+  /** Revision of the last recorded event (durable or about to be). */
+  revision: bigint;
+  /** Set while a pending pass is queued: new tasks then join the queue instead of jumping it. */
+  passQueued = false;
+  closed = false;
+  #post: { promise: Promise<void>; fns: (() => void)[] } | undefined;
+  readonly #timers = new Set<NodeJS.Timeout>();
+
+  private constructor(store: Store, options: ResolvedOptions, logger: Logger, revision: bigint) {
+    this.store = store;
+    this.options = options;
+    this.logger = logger;
+    this.revision = revision;
+    this.hub = new EventHub(options.watchHistorySize, revision);
+    this.placer = new Placer(options.scheduler);
+  }
+
+  /**
+   * Loads the stored state: every task and worker back in memory, the revision counter
+   * restored. Workers start DISCONNECTED and get `downGraceMs` to reconnect before their
+   * tasks move; restarts that were waiting out a back-off are scheduled again.
+   */
+  static async open(store: Store, options: ResolvedOptions, logger: Logger): Promise<ControlPlane> {
+    const started = performance.now();
+    const state = await store.load();
+    const cp = new ControlPlane(store, options, logger, state.revision);
+    for (const { worker, lastUpdateSeq } of state.workers) {
+      cp.workers.add(new WorkerEntry(worker, lastUpdateSeq, WorkerStatus.DISCONNECTED));
+    }
+    for (const { task, createdRevision } of state.tasks) {
+      const entry: TaskEntry = { task, createdRevision, request: requestOf(task) };
+      cp.tasks.add(entry);
+      cp.#account(entry, undefined, task);
+    }
+    resumeAfterLoad(cp);
+    logger.info(
+      {
+        tasks: cp.tasks.size,
+        workers: cp.workers.size,
+        revision: String(cp.revision),
+        ms: Math.round(performance.now() - started),
+      },
+      "state loaded",
+    );
+    return cp;
+  }
+
+  /** Accepts a new task (PENDING, CREATED event). The caller then tries to place it. */
+  createTask(id: string, spec: TaskSpec): TaskEntry {
+    const revision = ++this.revision;
+    const now = Date.now();
+    const task = create(TaskSchema, {
+      id,
+      spec,
+      desiredState: DesiredState.RUNNING,
+      state: TaskState.PENDING,
+      reason: "waiting to be scheduled",
+      revision,
+      createdAt: timestampFromMs(now),
+    });
+    const entry: TaskEntry = { task, createdRevision: revision, request: requestOf(task) };
+    this.tasks.add(entry);
+    this.pending.set(id, entry);
+    this.#record(entry, task, TaskEventType.CREATED, "accepted", now);
+    this.logger.info(
+      { task: id, name: spec.name || undefined, image: spec.image },
+      "task accepted",
+    );
+    return entry;
+  }
+
+  /**
+   * Records a change of a task: a new snapshot (`patch` over the current one), an event of
+   * `type`, bookkeeping, persistence; the event is published once durable. Returns the new
+   * snapshot. Legality of state moves is the caller's to check.
+   */
+  change(entry: TaskEntry, patch: Partial<Task>, type: TaskEventType, message = ""): Task {
+    const before = entry.task;
+    const revision = ++this.revision;
+    const after: Task = { ...before, ...patch, revision };
+    entry.task = after;
+    this.#account(entry, before, after);
+    this.#record(entry, after, type, message, Date.now());
+    if (before.state !== after.state) {
+      this.logger.info(
+        {
+          task: after.id,
+          worker: after.workerId || undefined,
+          generation: Number(after.generation),
+          from: stateName(before.state),
+          to: stateName(after.state),
+          reason: after.reason || undefined,
+        },
+        `task ${stateName(after.state)}`,
+      );
+    }
+    return after;
+  }
+
+  /** Changes fields people read but no watcher needs (a pending reason, a container id): stored, no event. */
+  touch(entry: TaskEntry, patch: Partial<Task>): void {
+    entry.task = { ...entry.task, ...patch };
+    this.store.putTask({ task: entry.task, createdRevision: entry.createdRevision });
+  }
+
+  /** Sends (once durable) a RUN or STOP of `task` to `worker`, tracked until acknowledged. */
+  assign(worker: WorkerEntry, action: AssignmentAction, task: Task): void {
+    const assignment = create(AssignmentSchema, {
+      action,
+      task,
+      stopGrace:
+        action === AssignmentAction.STOP ? durationFromMs(this.options.stopGraceMs) : undefined,
+    });
+    worker.unacked.set(task.id, assignment);
+    this.afterCommit(() => {
+      const conn = worker.connection;
+      // Superseded assignments are not sent; one sent before `registered` would break the
+      // protocol, and the inventory reconcile resends what is missing anyway.
+      if (conn?.registered && worker.unacked.get(task.id) === assignment) {
+        conn.send({ case: "assignment", value: assignment });
+      }
+    });
+  }
+
+  /** An assignment the worker applied. */
+  acknowledged(worker: WorkerEntry, taskId: string, generation: bigint, action: AssignmentAction) {
+    const a: Assignment | undefined = worker.unacked.get(taskId);
+    if (!a || a.action !== action) return;
+    if (action === AssignmentAction.RUN && a.task?.generation !== generation) return;
+    worker.unacked.delete(taskId);
+  }
+
+  /** Stores a worker's identity and update seq (with the next group commit). */
+  saveWorker(worker: WorkerEntry): void {
+    this.store.putWorker({
+      worker: create(WorkerSchema, {
+        id: worker.record.id,
+        name: worker.record.name,
+        address: worker.record.address,
+        capacity: worker.record.capacity,
+        labels: worker.record.labels,
+        registeredAt: worker.record.registeredAt,
+        version: worker.record.version,
+      }),
+      lastUpdateSeq: worker.lastUpdateSeq,
+    });
+  }
+
+  /** Runs `fn` once everything recorded so far is durable (callbacks run in order). */
+  afterCommit(fn: () => void): void {
+    const promise = this.store.flush();
+    if (this.#post?.promise === promise) {
+      this.#post.fns.push(fn);
+      return;
+    }
+    const post = { promise, fns: [fn] };
+    this.#post = post;
+    promise.then(
+      () => {
+        if (this.#post === post) this.#post = undefined;
+        for (const f of post.fns) f();
+      },
+      (error: Error) => {
+        if (this.#post === post) this.#post = undefined;
+        this.logger.fatal({ err: error }, "store write failed: changes are no longer acknowledged");
+      },
+    );
+  }
+
+  /** Resolves once everything recorded so far is durable; UNAVAILABLE when the store failed. */
+  async committed(): Promise<void> {
+    try {
+      await this.store.flush();
+    } catch (error) {
+      throw new ConnectError(
+        `the manager cannot write its store: ${(error as Error).message}`,
+        Code.Unavailable,
+      );
+    }
+  }
+
+  /** Queues one pass over the pending tasks (capacity appeared); passes coalesce per turn. */
+  wakePending(): void {
+    if (this.passQueued || this.pending.size === 0 || this.closed) return;
+    this.passQueued = true;
+    setImmediate(() => {
+      this.passQueued = false;
+      if (!this.closed) pendingPass(this);
+    });
+  }
+
+  /** A timer that {@link ControlPlane.close} cancels. */
+  timer(ms: number, fn: () => void): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      if (!this.closed) fn();
+    }, ms);
+    this.#timers.add(t);
+    return t;
+  }
+
+  clearTimer(t: NodeJS.Timeout | undefined): void {
+    if (!t) return;
+    clearTimeout(t);
+    this.#timers.delete(t);
+  }
+
+  /** Cancels timers and ends worker streams; the store stays open for the caller to close. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    for (const w of this.workers.all()) w.connection?.end();
+    await this.store.flush().catch(() => undefined);
+  }
+
+  #record(entry: TaskEntry, task: Task, type: TaskEventType, message: string, now: number): void {
+    const event: TaskEvent = {
+      $typeName: "cube.v1.TaskEvent",
+      revision: task.revision,
+      type,
+      time: timestampFromMs(now),
+      task,
+      message,
+    };
+    this.store.putTask({ task, createdRevision: entry.createdRevision });
+    this.store.putEvent(event);
+    this.afterCommit(() => this.hub.publish(event));
+  }
+
+  /** Keeps worker allocations, task sets and the pending queue in step with one change. */
+  #account(entry: TaskEntry, before: Task | undefined, after: Task): void {
+    const heldBefore = before !== undefined && holdsResources(before.state) && before.workerId;
+    const heldAfter = holdsResources(after.state) && after.workerId;
+    if (heldBefore && !(heldAfter && before.workerId === after.workerId)) {
+      const w = this.workers.get(before.workerId);
+      if (w) {
+        w.release(after.id, entry.request);
+        this.workerFeed.notify(w.id);
+      }
+      this.wakePending();
+    }
+    if (heldAfter && !(heldBefore && before?.workerId === after.workerId)) {
+      let w = this.workers.get(after.workerId);
+      if (!w) {
+        // Only after a load whose worker record is missing: keep the task where it is.
+        w = new WorkerEntry(
+          create(WorkerSchema, { id: after.workerId, name: after.workerId }),
+          0n,
+          WorkerStatus.DISCONNECTED,
+        );
+        this.workers.add(w);
+      }
+      w.reserve(after.id, entry.request);
+      this.workerFeed.notify(w.id);
+    }
+    if (after.state === TaskState.PENDING) {
+      if (!this.pending.has(after.id)) this.pending.set(after.id, entry);
+    } else if (before?.state === TaskState.PENDING) {
+      this.pending.delete(after.id);
+    }
+  }
+}

@@ -1,0 +1,97 @@
+import { mkdir } from "node:fs/promises";
+import { createLogger, type Logger } from "../lib/logger.js";
+import { startServer } from "../lib/server.js";
+import { ControlPlane } from "./control-plane.js";
+import { type ManagerOptions, resolveOptions } from "./options.js";
+import { MANAGER_FILES, managerRoutes } from "./routes.js";
+import type { Store } from "./store.js";
+import { LevelStore } from "./store-level.js";
+
+export type { ManagerOptions } from "./options.js";
+export { SCHEDULERS, type SchedulerName } from "./placement.js";
+
+/** A running manager. */
+export interface ManagerHandle {
+  /** host:port it serves on (the real port when 0 was asked for). */
+  readonly address: string;
+  /**
+   * Graceful stop: health NOT_SERVING, streams and sessions closed, every accepted change
+   * flushed to disk, the store closed — within `shutdownTimeoutMs`, after which it closes
+   * anyway. Calling it twice returns the same promise.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the control plane over `store` without serving it: for unit tests with a
+ * {@link MemoryStore} behind createRouterTransport. Close it with `cp.close()`.
+ */
+export async function openControlPlane(
+  store: Store,
+  options: Omit<ManagerOptions, "dataDir"> = {},
+): Promise<ControlPlane> {
+  const logger = options.logger ?? createLogger("manager");
+  return ControlPlane.open(store, resolveOptions(options), logger);
+}
+
+/**
+ * Starts a manager: opens (or creates) its LevelDB in `dataDir`, loads every task and worker,
+ * and serves TaskService, WorkerService and MetricsService, with grpc.health.v1 and server
+ * reflection, on `listen`.
+ */
+export async function startManager(options: ManagerOptions): Promise<ManagerHandle> {
+  const resolved = resolveOptions(options);
+  const logger: Logger = options.logger ?? createLogger("manager");
+  await mkdir(options.dataDir, { recursive: true });
+  const store = await LevelStore.open(options.dataDir, { eventRetention: resolved.eventRetention });
+  let cp: ControlPlane;
+  try {
+    cp = await ControlPlane.open(store, resolved, logger);
+  } catch (error) {
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer({
+      listen: resolved.listen,
+      routes: managerRoutes(cp),
+      files: MANAGER_FILES,
+    });
+  } catch (error) {
+    await cp.close();
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+  logger.info(
+    { address: server.address, dataDir: options.dataDir, scheduler: resolved.scheduler },
+    "manager listening",
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    address: server.address,
+    close() {
+      closing ??= (async () => {
+        const work = (async () => {
+          await server.close();
+          await cp.close();
+          await store.close();
+        })();
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            logger.warn(
+              { ms: resolved.shutdownTimeoutMs },
+              "shutdown deadline passed; closing anyway",
+            );
+            resolve();
+          }, resolved.shutdownTimeoutMs);
+        });
+        await Promise.race([work, deadline]);
+        clearTimeout(timer);
+        logger.info("manager stopped");
+      })();
+      return closing;
+    },
+  };
+}

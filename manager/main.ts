@@ -1,0 +1,40 @@
+/**
+ * Entry point of a bare manager process, configured from the environment (for tests that
+ * spawn a real manager and kill -9 it): CUBE_LISTEN (default 127.0.0.1:5555, port 0 ok),
+ * CUBE_DATA_DIR (required), CUBE_SCHEDULER, and CUBE_HEARTBEAT_INTERVAL,
+ * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE in milliseconds. Prints {"listening":"host:port"}
+ * on stdout once it serves. `cube manager` is the command for people.
+ */
+import type { SchedulerName } from "./placement.js";
+import { runManagerProcess } from "./process.js";
+
+function ms(name: string): number | undefined {
+  const value = process.env[name];
+  if (!value) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) {
+    process.stderr.write(`${name}: "${value}" is not a number of milliseconds\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const dataDir = process.env.CUBE_DATA_DIR;
+if (!dataDir) {
+  process.stderr.write("CUBE_DATA_DIR is required\n");
+  process.exit(2);
+}
+try {
+  const handle = await runManagerProcess({
+    listen: process.env.CUBE_LISTEN || "127.0.0.1:5555",
+    dataDir,
+    scheduler: (process.env.CUBE_SCHEDULER || undefined) as SchedulerName | undefined,
+    heartbeatIntervalMs: ms("CUBE_HEARTBEAT_INTERVAL"),
+    heartbeatTimeoutMs: ms("CUBE_HEARTBEAT_TIMEOUT"),
+    downGraceMs: ms("CUBE_DOWN_GRACE"),
+  });
+  process.stdout.write(`${JSON.stringify({ listening: handle.address })}\n`);
+} catch (error) {
+  process.stderr.write(`cannot start the manager: ${(error as Error).message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,244 @@
+/**
+ * Test harness of the manager's unit tests: a control plane over a MemoryStore served through
+ * createRouterTransport, and a scripted worker speaking the real Connect stream protocol.
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import {
+  type Client,
+  createClient,
+  createRouterTransport,
+  type Transport,
+} from "@connectrpc/connect";
+import { MetricsService } from "../gen/cube/v1/metrics_pb.js";
+import { type Task, TaskSpecSchema, TaskState } from "../gen/cube/v1/task_pb.js";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import {
+  type Assignment,
+  AssignmentAction,
+  type ConnectRequestSchema,
+  type InventoryItem,
+  type Registered,
+  WorkerService,
+} from "../gen/cube/v1/worker_service_pb.js";
+import { createLogger } from "../lib/logger.js";
+import type { ControlPlane } from "../manager/control-plane.js";
+import { openControlPlane } from "../manager/index.js";
+import type { ManagerOptions } from "../manager/options.js";
+import { managerRoutes } from "../manager/routes.js";
+import type { Store } from "../manager/store.js";
+import { MemoryStore } from "../manager/store-memory.js";
+
+type RequestInit = MessageInitShape<typeof ConnectRequestSchema>;
+
+/** A manager to test: its control plane, store, and clients of its three services. */
+export interface Harness {
+  cp: ControlPlane;
+  store: Store;
+  transport: Transport;
+  tasks: Client<typeof TaskService>;
+  workers: Client<typeof WorkerService>;
+  metrics: Client<typeof MetricsService>;
+  /** Closes this control plane (the store stays, as after a crash) and opens a new one over it. */
+  restart(): Promise<Harness>;
+}
+
+/** Opens a manager over `store` (a fresh MemoryStore by default), closed at teardown. */
+export async function harness(
+  t: { teardown(fn: () => unknown): void },
+  options: Omit<ManagerOptions, "dataDir"> & { store?: Store } = {},
+): Promise<Harness> {
+  const store = options.store ?? new MemoryStore();
+  const cp = await openControlPlane(store, {
+    logger: createLogger("manager", process.env.CUBE_LOG_LEVEL ?? "silent"),
+    ...options,
+  });
+  t.teardown(() => cp.close());
+  const transport = createRouterTransport(managerRoutes(cp));
+  return {
+    cp,
+    store,
+    transport,
+    tasks: createClient(TaskService, transport),
+    workers: createClient(WorkerService, transport),
+    metrics: createClient(MetricsService, transport),
+    async restart() {
+      await cp.close();
+      return harness(t, { ...options, store });
+    },
+  };
+}
+
+/** A spec that fits anywhere unless told otherwise. */
+export function spec(init: MessageInitShape<typeof TaskSpecSchema> = {}) {
+  return create(TaskSpecSchema, { image: "cube/httpd:local", ...init });
+}
+
+/** Resolves when `check` passes, polling every 5 ms; rejects after `ms` with the last failure. */
+export async function eventually<T>(check: () => T | Promise<T>, ms = 3000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+}
+
+/** An async queue feeding a client stream. */
+class Feed<T> implements AsyncIterable<T> {
+  #items: T[] = [];
+  #wake: (() => void) | undefined;
+  #closed = false;
+  push(item: T): void {
+    this.#items.push(item);
+    this.#wake?.();
+  }
+  close(): void {
+    this.#closed = true;
+    this.#wake?.();
+  }
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      while (this.#items.length > 0) yield this.#items.shift() as T;
+      if (this.#closed) return;
+      await new Promise<void>((r) => {
+        this.#wake = r;
+      });
+      this.#wake = undefined;
+    }
+  }
+}
+
+/**
+ * A scripted worker on a real Connect stream. With `auto` (the default) it behaves like a
+ * quick healthy worker: it acks every assignment, answers RUN with RUNNING and STOP with
+ * COMPLETED "stopped". Everything received is recorded.
+ */
+export class FakeWorker {
+  readonly assignments: Assignment[] = [];
+  readonly acks: bigint[] = [];
+  registered: Registered | undefined;
+  /** Set when the stream ended, with its error if any. */
+  ended: { error?: unknown } | undefined;
+  /** What this worker runs: task id → generation. */
+  readonly running = new Map<string, bigint>();
+  #feed = new Feed<RequestInit>();
+  #seq: bigint;
+  #listeners = new Set<() => void>();
+
+  constructor(
+    readonly id: string,
+    readonly options: {
+      auto?: boolean;
+      capacity?: { cpu?: number; memoryBytes?: bigint; diskBytes?: bigint };
+      seq?: bigint;
+      address?: string;
+    } = {},
+  ) {
+    this.#seq = options.seq ?? 0n;
+  }
+
+  /** Opens the stream and registers; resolves once `registered` arrived. */
+  async connect(transport: Transport, inventory?: InventoryItem[]): Promise<Registered> {
+    const client = createClient(WorkerService, transport);
+    this.#feed = new Feed<RequestInit>();
+    this.ended = undefined;
+    this.registered = undefined;
+    this.send({
+      case: "register",
+      value: {
+        workerId: this.id,
+        name: this.id,
+        address: this.options.address ?? "127.0.0.1:1",
+        capacity: this.options.capacity ?? { cpu: 4, memoryBytes: 8n << 30n },
+        version: "test",
+      },
+    });
+    this.send({ case: "inventory", value: { items: inventory ?? [] } });
+    const responses = client.connect(this.#feed);
+    (async () => {
+      for await (const r of responses) this.#receive(r.message);
+    })().then(
+      () => this.#end({}),
+      (error) => this.#end({ error }),
+    );
+    return eventually(() => {
+      if (!this.registered) throw new Error(`${this.id} not registered`);
+      return this.registered;
+    });
+  }
+
+  send(message: RequestInit["message"]): void {
+    this.#feed.push({ message } as RequestInit);
+  }
+
+  /** Reports a state change of a task (next seq). */
+  update(
+    taskId: string,
+    generation: bigint,
+    state: TaskState,
+    extra: { reason?: string; exitCode?: number; containerId?: string } = {},
+  ): bigint {
+    this.#seq += 1n;
+    this.send({
+      case: "update",
+      value: { seq: this.#seq, taskId, generation, state, containerId: `c-${taskId}`, ...extra },
+    });
+    return this.#seq;
+  }
+
+  /** Ends the stream from the worker's side (as a clean close). */
+  disconnect(): void {
+    this.#feed.close();
+  }
+
+  /** Resolves with the first assignment (already received or to come) matching `match`. */
+  waitFor(match: (a: Assignment) => boolean, ms = 3000): Promise<Assignment> {
+    return eventually(() => {
+      const a = this.assignments.find(match);
+      if (!a) throw new Error(`${this.id}: no matching assignment among ${this.describe()}`);
+      return a;
+    }, ms);
+  }
+
+  describe(): string {
+    return JSON.stringify(
+      this.assignments.map((a) => [
+        AssignmentAction[a.action],
+        a.task?.id,
+        String(a.task?.generation),
+      ]),
+    );
+  }
+
+  #receive(m: { case?: string; value?: unknown }): void {
+    if (m.case === "registered") this.registered = m.value as Registered;
+    if (m.case === "updateAck") this.acks.push((m.value as { seq: bigint }).seq);
+    if (m.case === "assignment") {
+      const a = m.value as Assignment;
+      this.assignments.push(a);
+      const task = a.task as Task;
+      this.send({
+        case: "assignmentAck",
+        value: { taskId: task.id, generation: task.generation, action: a.action },
+      });
+      if (this.options.auto !== false) {
+        if (a.action === AssignmentAction.RUN) {
+          this.running.set(task.id, task.generation);
+          this.update(task.id, task.generation, TaskState.RUNNING);
+        } else if (this.running.has(task.id)) {
+          const gen = this.running.get(task.id) as bigint;
+          this.running.delete(task.id);
+          this.update(task.id, gen, TaskState.COMPLETED, { reason: "stopped" });
+        }
+      }
+    }
+    for (const l of this.#listeners) l();
+  }
+
+  #end(how: { error?: unknown }): void {
+    this.ended = how;
+  }
+}

@@ -1,0 +1,306 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import test from "ava";
+import {
+  DesiredState,
+  type Protocol,
+  type RestartMode,
+  TaskEventType,
+  type TaskSpecSchema,
+  TaskState,
+} from "../gen/cube/v1/task_pb.js";
+import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
+import { eventually, FakeWorker, harness, spec } from "./manager-harness.js";
+
+type SpecInit = MessageInitShape<typeof TaskSpecSchema>;
+
+async function code(p: Promise<unknown>): Promise<{ code: Code; message: string }> {
+  try {
+    await p;
+  } catch (error) {
+    const e = ConnectError.from(error);
+    return { code: e.code, message: e.rawMessage };
+  }
+  throw new Error("expected the call to fail");
+}
+
+const BAD_SPECS: [string, SpecInit | undefined, string][] = [
+  ["no spec", undefined, "spec"],
+  ["empty image", { image: "" }, "spec.image"],
+  ["image with spaces", { image: "a b" }, "spec.image"],
+  ["image too long", { image: "a".repeat(1025) }, "spec.image"],
+  ["name too long", { image: "x", name: "n".repeat(254) }, "spec.name"],
+  ["negative cpu", { image: "x", resources: { cpu: -1 } }, "spec.resources.cpu"],
+  ["NaN cpu", { image: "x", resources: { cpu: Number.NaN } }, "spec.resources.cpu"],
+  ["absurd cpu", { image: "x", resources: { cpu: 1025 } }, "spec.resources.cpu"],
+  [
+    "absurd memory",
+    { image: "x", resources: { memoryBytes: 2n ** 50n + 1n } },
+    "spec.resources.memory_bytes",
+  ],
+  ["tiny memory", { image: "x", resources: { memoryBytes: 1024n } }, "spec.resources.memory_bytes"],
+  ["absurd disk", { image: "x", resources: { diskBytes: 2n ** 60n } }, "spec.resources.disk_bytes"],
+  [
+    "container port 0",
+    { image: "x", ports: [{ containerPort: 0 }] },
+    "spec.ports[0].container_port",
+  ],
+  [
+    "container port 70000",
+    { image: "x", ports: [{ containerPort: 70000 }] },
+    "spec.ports[0].container_port",
+  ],
+  [
+    "host port 70000",
+    { image: "x", ports: [{ containerPort: 80, hostPort: 70000 }] },
+    "spec.ports[0].host_port",
+  ],
+  [
+    "duplicate host port",
+    {
+      image: "x",
+      ports: [
+        { containerPort: 80, hostPort: 8080 },
+        { containerPort: 81, hostPort: 8080 },
+      ],
+    },
+    "spec.ports[1].host_port",
+  ],
+  [
+    "unknown protocol",
+    { image: "x", ports: [{ containerPort: 80, protocol: 9 as Protocol }] },
+    "spec.ports[0].protocol",
+  ],
+  [
+    "bad host ip",
+    { image: "x", ports: [{ containerPort: 80, hostIp: "localhost" }] },
+    "spec.ports[0].host_ip",
+  ],
+  [
+    "unknown restart mode",
+    { image: "x", restartPolicy: { mode: 7 as RestartMode } },
+    "spec.restart_policy.mode",
+  ],
+  [
+    "absurd max restarts",
+    { image: "x", restartPolicy: { maxRestarts: 5000 } },
+    "spec.restart_policy.max_restarts",
+  ],
+  [
+    "max backoff below backoff",
+    {
+      image: "x",
+      restartPolicy: { backoff: durationFromMs(2000), maxBackoff: durationFromMs(1000) },
+    },
+    "spec.restart_policy.max_backoff",
+  ],
+  [
+    "health path without /",
+    { image: "x", ports: [{ containerPort: 80 }], healthCheck: { path: "health" } },
+    "spec.health_check.path",
+  ],
+  [
+    "health check without ports",
+    { image: "x", healthCheck: { path: "/health" } },
+    "spec.health_check.port",
+  ],
+  [
+    "health port not published",
+    { image: "x", ports: [{ containerPort: 80 }], healthCheck: { path: "/h", port: 81 } },
+    "spec.health_check.port",
+  ],
+  [
+    "too many env",
+    { image: "x", env: Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`K${i}`, "v"])) },
+    "spec.env",
+  ],
+  ["env value too long", { image: "x", env: { K: "v".repeat(40000) } }, 'spec.env["K"]'],
+  ["env name with =", { image: "x", env: { "A=B": "v" } }, "spec.env"],
+  [
+    "too many labels",
+    {
+      image: "x",
+      labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, "v"])),
+    },
+    "spec.labels",
+  ],
+  ["label value too long", { image: "x", labels: { k: "v".repeat(2000) } }, 'spec.labels["k"]'],
+  ["too many args", { image: "x", args: Array.from({ length: 300 }, () => "a") }, "spec.args"],
+];
+
+for (const [name, bad, field] of BAD_SPECS) {
+  test(`RunTask rejects ${name} naming ${field}`, async (t) => {
+    const h = await harness(t);
+    const e = await code(h.tasks.runTask({ spec: bad }));
+    t.is(e.code, Code.InvalidArgument, e.message);
+    t.true(e.message.startsWith(`${field}`), e.message);
+    t.is(h.cp.tasks.size, 0);
+  });
+}
+
+for (const [name, id] of [
+  ["a slash", "a/b"],
+  ["a space", "a b"],
+  ["65 characters", "x".repeat(65)],
+  ["unicode", "tâche"],
+] as const) {
+  test(`RunTask rejects an id with ${name}`, async (t) => {
+    const h = await harness(t);
+    const e = await code(h.tasks.runTask({ id, spec: spec() }));
+    t.is(e.code, Code.InvalidArgument);
+    t.true(e.message.startsWith("id:"), e.message);
+  });
+}
+
+test("RunTask with no worker stores a PENDING task with a readable reason", async (t) => {
+  const h = await harness(t);
+  const { task } = await h.tasks.runTask({ spec: spec({ name: "web" }) });
+  t.is(task?.state, TaskState.PENDING);
+  t.is(task?.desiredState, DesiredState.RUNNING);
+  t.regex(task?.reason ?? "", /^0\/0 workers/);
+  t.truthy(task?.id);
+  t.truthy(task?.createdAt);
+  const got = await h.tasks.getTask({ id: task?.id ?? "" });
+  t.is(got.task?.spec?.name, "web");
+});
+
+test("a client-chosen id is an idempotency key", async (t) => {
+  const h = await harness(t);
+  const first = await h.tasks.runTask({ id: "job-1", spec: spec({ env: { A: "1" } }) });
+  const again = await h.tasks.runTask({ id: "job-1", spec: spec({ env: { A: "1" } }) });
+  t.is(again.task?.id, "job-1");
+  t.is(again.task?.revision, first.task?.revision);
+  t.is(h.cp.tasks.size, 1);
+  const other = await code(h.tasks.runTask({ id: "job-1", spec: spec({ env: { A: "2" } }) }));
+  t.is(other.code, Code.AlreadyExists);
+  t.regex(other.message, /job-1/);
+});
+
+test("GetTask, StopTask and ListTaskEvents answer NOT_FOUND for an unknown id", async (t) => {
+  const h = await harness(t);
+  t.is((await code(h.tasks.getTask({ id: "nope" }))).code, Code.NotFound);
+  t.is((await code(h.tasks.stopTask({ id: "nope" }))).code, Code.NotFound);
+  t.is((await code(h.tasks.listTaskEvents({ taskId: "nope" }))).code, Code.NotFound);
+});
+
+test("stopping a PENDING task completes it at once; stopping it again is no error", async (t) => {
+  const h = await harness(t);
+  const { task } = await h.tasks.runTask({ spec: spec() });
+  const stopped = await h.tasks.stopTask({ id: task?.id ?? "" });
+  t.is(stopped.task?.state, TaskState.COMPLETED);
+  t.is(stopped.task?.reason, "stopped");
+  t.is(stopped.task?.desiredState, DesiredState.STOPPED);
+  const again = await h.tasks.stopTask({ id: task?.id ?? "" });
+  t.is(again.task?.state, TaskState.COMPLETED);
+  t.is(again.task?.revision, stopped.task?.revision);
+  t.is(h.cp.pending.size, 0);
+});
+
+test("stopping a RUNNING task sends STOP and completes when the worker reports it", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({ spec: spec() });
+  const id = task?.id ?? "";
+  t.is(task?.state, TaskState.SCHEDULED);
+  await eventually(async () => {
+    const { task } = await h.tasks.getTask({ id });
+    if (task?.state !== TaskState.RUNNING) throw new Error("not running");
+  });
+  const stopping = await h.tasks.stopTask({ id });
+  t.is(stopping.task?.desiredState, DesiredState.STOPPED);
+  await w.waitFor((a) => a.action === AssignmentAction.STOP && a.task?.id === id);
+  const done = await eventually(async () => {
+    const { task } = await h.tasks.getTask({ id });
+    if (task?.state !== TaskState.COMPLETED) throw new Error(`state ${task?.state}`);
+    return task;
+  });
+  t.is(done.reason, "stopped");
+  const { events } = await h.tasks.listTaskEvents({ taskId: id });
+  t.deepEqual(
+    events.map((e) => TaskEventType[e.type]),
+    ["CREATED", "STATE_CHANGED", "STATE_CHANGED", "DESIRED_CHANGED", "STATE_CHANGED"],
+  );
+  t.is(events[0]?.task?.spec?.image, "cube/httpd:local", "events carry the spec");
+  const worker = await h.workers.getWorker({ id: "w1" });
+  t.is(worker.worker?.taskCount, 0);
+  t.is(worker.worker?.allocated?.cpu, 0);
+});
+
+test("ListTasks filters by state, worker, name and labels, and pages in creation order", async (t) => {
+  const h = await harness(t);
+  const ids: string[] = [];
+  for (let i = 0; i < 25; i++) {
+    const { task } = await h.tasks.runTask({
+      id: `t${String(i).padStart(2, "0")}`,
+      spec: spec({ name: i % 2 ? "odd" : "even", labels: { tier: i < 5 ? "front" : "back" } }),
+    });
+    ids.push(task?.id ?? "");
+  }
+  await h.tasks.stopTask({ id: "t03" });
+  const seen: string[] = [];
+  let token = "";
+  let pages = 0;
+  do {
+    const page = await h.tasks.listTasks({ pageSize: 10, pageToken: token });
+    seen.push(...page.tasks.map((x) => x.id));
+    token = page.nextPageToken;
+    pages++;
+    t.true(page.revision > 0n);
+  } while (token);
+  t.is(pages, 3);
+  t.deepEqual(seen, ids);
+  const odd = await h.tasks.listTasks({ name: "odd" });
+  t.is(odd.tasks.length, 12);
+  const front = await h.tasks.listTasks({ labels: { tier: "front" } });
+  t.deepEqual(
+    front.tasks.map((x) => x.id),
+    ["t00", "t01", "t02", "t03", "t04"],
+  );
+  const frontOdd = await h.tasks.listTasks({ labels: { tier: "front" }, name: "odd" });
+  t.deepEqual(
+    frontOdd.tasks.map((x) => x.id),
+    ["t01", "t03"],
+  );
+  const completed = await h.tasks.listTasks({ states: [TaskState.COMPLETED] });
+  t.deepEqual(
+    completed.tasks.map((x) => x.id),
+    ["t03"],
+  );
+  const pendingOrDone = await h.tasks.listTasks({
+    states: [TaskState.COMPLETED, TaskState.PENDING],
+  });
+  t.is(pendingOrDone.tasks.length, 25);
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  await eventually(async () => {
+    const onW1 = await h.tasks.listTasks({ workerId: "w1" });
+    if (onW1.tasks.length !== 24) throw new Error(`${onW1.tasks.length} on w1`);
+  });
+  const bad = await code(h.tasks.listTasks({ pageToken: "garbage" }));
+  t.is(bad.code, Code.InvalidArgument);
+  t.regex(bad.message, /^page_token/);
+});
+
+test("ListTaskEvents pages a task's history", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({ spec: spec() });
+  const id = task?.id ?? "";
+  await eventually(async () => {
+    if ((await h.tasks.getTask({ id })).task?.state !== TaskState.RUNNING) throw new Error("no");
+  });
+  await h.tasks.stopTask({ id });
+  const first = await h.tasks.listTaskEvents({ taskId: id, pageSize: 2 });
+  t.is(first.events.length, 2);
+  t.truthy(first.nextPageToken);
+  const rest = await h.tasks.listTaskEvents({ taskId: id, pageToken: first.nextPageToken });
+  const revs = [...first.events, ...rest.events].map((e) => e.revision);
+  t.deepEqual(
+    revs,
+    [...revs].sort((a, b) => (a < b ? -1 : 1)),
+  );
+  t.true(revs.length >= 4);
+});
