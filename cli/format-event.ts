@@ -34,7 +34,7 @@ export function eventSummary(event: TaskEvent): string {
     what = stateName(task.state);
   }
   const words = event.message || (event.type === TaskEventType.STATE_CHANGED ? task?.reason : "");
-  return [what, words].filter((s) => s).join(": ");
+  return [what, words === what ? "" : words].filter((s) => s).join(": ");
 }
 
 /**

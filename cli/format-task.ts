@@ -8,6 +8,9 @@ import { formatPort } from "./parse-port.js";
 /** Columns of `cube ps`. */
 export const TASK_HEAD = ["ID", "NAME", "STATE", "WORKER", "IMAGE", "PORTS", "RESTARTS", "AGE"];
 
+/** Typical widths of the {@link TASK_HEAD} columns, for rows printed one at a time. */
+export const TASK_WIDTHS = [12, 8, 17, 10, 16, 22, 8, 5];
+
 /** How ids are shortened in tables (as `docker ps` shows 12 hex digits). */
 export const SHORT_ID_LENGTH = 12;
 
@@ -47,8 +50,12 @@ export function stateLabel(task: Task, colors: Colors): string {
   return `${paint(name)}${health}`;
 }
 
-/** The PORTS cell: published ports once running, else the requested ones. */
+/**
+ * The PORTS cell: the published ports while it runs, the requested ones before, and
+ * nothing once it has ended (its ports are free again).
+ */
 export function portsLabel(task: Task): string {
+  if (task.state === TaskState.COMPLETED || task.state === TaskState.FAILED) return "";
   const ports = task.ports.length > 0 ? task.ports : (task.spec?.ports ?? []);
   return ports.map(formatPort).join(", ");
 }

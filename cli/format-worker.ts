@@ -8,6 +8,9 @@ import { formatSize } from "./parse-size.js";
 /** Columns of `cube nodes`. */
 export const WORKER_HEAD = ["NAME", "ID", "STATUS", "CPU", "MEMORY", "DISK", "TASKS", "LAST SEEN"];
 
+/** Typical widths of the {@link WORKER_HEAD} columns, for rows printed one at a time. */
+export const WORKER_WIDTHS = [10, 12, 12, 7, 14, 12, 5, 9];
+
 /** The STATUS cell, coloured if enabled: READY green, DISCONNECTED yellow, DOWN red. */
 export function workerStatusLabel(status: WorkerStatus, colors: Colors): string {
   switch (status) {

@@ -71,7 +71,9 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
     await manager.close().catch(() => undefined);
     throw new CliError(startFailure("worker", "127.0.0.1:0", error));
   }
-  io.stdout.write(banner(manager.address, worker, opts.dataDir));
+  // npm exec (npx) says so in npm_command; a `cube` on the PATH (npm link) does not.
+  const self = io.env.npm_command === "exec" ? "npx cube" : "cube";
+  io.stdout.write(banner(manager.address, worker, opts.dataDir, self));
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
@@ -112,11 +114,15 @@ function startFailure(what: string, listen: string, error: unknown): string {
   return `cannot start the ${what}: ${message}`;
 }
 
-/** What `cube dev` prints once both are up: where they are, and what to try next. */
+/**
+ * What `cube dev` prints once both are up: where they are, and what to try next, spelt
+ * the way this `cube` was started (`npx cube` when run through npx).
+ */
 export function banner(
   managerAddress: string,
   worker: { id: string; address: string },
   dataDir: string,
+  cube = "cube",
 ): string {
   const env = managerAddress === DEFAULT_MANAGER ? "" : `  export CUBE_MANAGER=${managerAddress}\n`;
   return `cube dev: manager listening on ${managerAddress}
@@ -124,10 +130,10 @@ cube dev: worker ${worker.id} listening on ${worker.address}
 cube dev: data in ${dataDir}; Ctrl-C stops both
 
 Try, in another terminal:
-${env}  cube run cube/httpd:local --name web --port 8080:80 --health-path /health --wait
+${env}  ${cube} run cube/httpd:local --name web --port 8080:80 --health-path /health --wait
   curl http://127.0.0.1:8080/health
-  cube ps
-  cube logs web
-  cube stop web
+  ${cube} ps
+  ${cube} logs web
+  ${cube} stop web
 `;
 }

@@ -90,10 +90,9 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     listen: flags.listen || env.CUBE_LISTEN || DEFAULT_MANAGER,
     dataDir: flags.dataDir || env.CUBE_DATA_DIR || DEFAULT_MANAGER_DATA_DIR,
     scheduler,
-    heartbeatIntervalMs:
-      flags.heartbeatInterval ?? fromEnv("CUBE_HEARTBEAT_INTERVAL", parseDuration),
-    heartbeatTimeoutMs: flags.heartbeatTimeout ?? fromEnv("CUBE_HEARTBEAT_TIMEOUT", parseDuration),
-    downGraceMs: flags.downGrace ?? fromEnv("CUBE_DOWN_GRACE", parseDuration),
+    heartbeatIntervalMs: flags.heartbeatInterval ?? fromEnv("CUBE_HEARTBEAT_INTERVAL", envDuration),
+    heartbeatTimeoutMs: flags.heartbeatTimeout ?? fromEnv("CUBE_HEARTBEAT_TIMEOUT", envDuration),
+    downGraceMs: flags.downGrace ?? fromEnv("CUBE_DOWN_GRACE", envDuration),
   };
   let handle: ManagerHandle;
   try {
@@ -119,4 +118,9 @@ function envScheduler(value: string): SchedulerName {
   } catch (error) {
     throw new CliError(`CUBE_SCHEDULER: ${(error as Error).message}`);
   }
+}
+
+/** Durations in the environment: "2s" like the flags, or a bare number of ms as manager/main.ts reads them. */
+function envDuration(value: string): number {
+  return /^\s*\d+\s*$/.test(value) ? Number(value) : parseDuration(value);
 }

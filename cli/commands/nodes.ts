@@ -11,7 +11,7 @@ import {
 } from "../client-options.js";
 import { colorsFor } from "../colors.js";
 import { renderTable } from "../format-table.js";
-import { WORKER_HEAD, workerRow } from "../format-worker.js";
+import { WORKER_HEAD, WORKER_WIDTHS, workerRow } from "../format-worker.js";
 import type { Io } from "../io.js";
 import { LiveTable } from "../live-table.js";
 
@@ -57,7 +57,7 @@ async function nodes(io: Io, opts: NodesOptions): Promise<void> {
     // The list first, so the table starts whole; the watch then repeats each worker as
     // it is (LiveTable skips rows that did not change) and follows changes.
     const { workers } = await clients.workers.listWorkers({}, { timeoutMs: CALL_TIMEOUT_MS });
-    const table = json ? undefined : new LiveTable(io, WORKER_HEAD);
+    const table = json ? undefined : new LiveTable(io, WORKER_HEAD, WORKER_WIDTHS);
     table?.start(workers.map((w) => [w.id, row(w)]));
     try {
       for await (const { worker } of clients.workers.watchWorkers({}, { signal: io.interrupted })) {

@@ -11,7 +11,7 @@ import {
 } from "../client-options.js";
 import { colorsFor } from "../colors.js";
 import { renderTable } from "../format-table.js";
-import { TASK_HEAD, taskRow } from "../format-task.js";
+import { TASK_HEAD, TASK_WIDTHS, taskRow } from "../format-task.js";
 import type { Io } from "../io.js";
 import { LiveTable } from "../live-table.js";
 import { parseStates } from "../parse-enum.js";
@@ -88,7 +88,7 @@ async function ps(io: Io, opts: PsOptions): Promise<void> {
       }
       return;
     }
-    const table = json ? undefined : new LiveTable(io, TASK_HEAD);
+    const table = json ? undefined : new LiveTable(io, TASK_HEAD, TASK_WIDTHS);
     const line = (task: Task) => io.stdout.write(`${JSON.stringify(toJson(TaskSchema, task))}\n`);
     if (table) table.start(tasks.map((t) => [t.id, row(t)]));
     else tasks.forEach(line);
