@@ -1,0 +1,78 @@
+/**
+ * Spawning real manager (and worker) processes for the manager's integration tests: each
+ * prints {"listening": "host:port"} on stdout once it serves; teardown kills what is left.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+
+/** A spawned cube process. */
+export interface Spawned {
+  readonly child: ChildProcess;
+  readonly address: string;
+  /** stderr so far (structured logs), for failure messages. */
+  logs(): string;
+  /** kill -9, resolving once it is gone. */
+  kill9(): Promise<void>;
+}
+
+/**
+ * Starts `node --import=tsx <entry>` with `env` (on top of this process's) and waits for its
+ * listening line. Killed (SIGKILL) at teardown if still alive.
+ */
+export async function spawnCube(
+  t: { teardown(fn: () => unknown): void },
+  entry: string,
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+): Promise<Spawned> {
+  const child = spawn(process.execPath, ["--import=tsx", entry], {
+    env: { ...process.env, CUBE_LOG_LEVEL: process.env.CUBE_LOG_LEVEL ?? "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+    if (stderr.length > 2_000_000) stderr = stderr.slice(-1_000_000);
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+  });
+  const address = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${entry} did not start in ${timeoutMs} ms:\n${stderr.slice(-3000)}`)),
+      timeoutMs,
+    );
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    lines.on("line", (line) => {
+      try {
+        const parsed = JSON.parse(line) as { listening?: string };
+        if (parsed.listening) {
+          clearTimeout(timer);
+          resolve(parsed.listening);
+        }
+      } catch {
+        // not our line
+      }
+    });
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(
+        new Error(`${entry} exited (${code ?? signal}) before listening:\n${stderr.slice(-3000)}`),
+      );
+    });
+  });
+  return {
+    child,
+    address,
+    logs: () => stderr,
+    async kill9() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}

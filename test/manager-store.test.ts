@@ -1,0 +1,174 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import test from "ava";
+import {
+  type Task,
+  TaskEventSchema,
+  TaskEventType,
+  TaskSchema,
+  TaskSpecSchema,
+  TaskState,
+} from "../gen/cube/v1/task_pb.js";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { WorkerSchema } from "../gen/cube/v1/worker_pb.js";
+import { grpcTransport } from "../lib/client.js";
+import { LevelStore } from "../manager/store-level.js";
+import { tempDir } from "./fixtures.js";
+import { spawnCube } from "./manager-process.js";
+
+function task(
+  id: string,
+  revision: bigint,
+  spec = create(TaskSpecSchema, { image: "img", env: { A: "1" } }),
+): Task {
+  return create(TaskSchema, {
+    id,
+    spec,
+    state: TaskState.PENDING,
+    revision,
+    createdAt: timestampNow(),
+  });
+}
+
+function event(t: Task, type = TaskEventType.STATE_CHANGED) {
+  return create(TaskEventSchema, { revision: t.revision, type, task: t, time: timestampNow() });
+}
+
+test("LevelStore: everything written comes back after a reopen, in creation order", async (t) => {
+  const dir = await tempDir(t);
+  let store = await LevelStore.open(dir);
+  t.deepEqual((await store.load()).revision, 0n);
+  const a1 = task("a", 1n);
+  const b2 = task("b", 2n);
+  const a3 = { ...a1, state: TaskState.SCHEDULED, workerId: "w1", revision: 3n };
+  store.putTask({ task: a1, createdRevision: 1n });
+  store.putEvent(event(a1, TaskEventType.CREATED));
+  store.putTask({ task: b2, createdRevision: 2n });
+  store.putEvent(event(b2, TaskEventType.CREATED));
+  store.putTask({ task: a3, createdRevision: 1n });
+  store.putEvent(event(a3));
+  store.putWorker({
+    worker: create(WorkerSchema, { id: "w1", name: "one", address: "x:1" }),
+    lastUpdateSeq: 42n,
+  });
+  const flush = store.flush();
+  t.is(store.flush(), flush, "writes queued in one turn share one group commit");
+  await flush;
+  await store.close();
+  store = await LevelStore.open(dir);
+  const loaded = await store.load();
+  t.is(loaded.revision, 3n);
+  t.deepEqual(
+    loaded.tasks.map((r) => [r.task.id, r.createdRevision, r.task.state]),
+    [
+      ["a", 1n, TaskState.SCHEDULED],
+      ["b", 2n, TaskState.PENDING],
+    ],
+  );
+  t.deepEqual(loaded.tasks[0]?.task.spec?.env, { A: "1" });
+  t.is(loaded.tasks[0]?.task.workerId, "w1");
+  t.is(loaded.workers[0]?.lastUpdateSeq, 42n);
+  t.is(loaded.workers[0]?.worker.name, "one");
+  const aEvents = await store.taskEvents("a", 0n, 10);
+  t.deepEqual(
+    aEvents.map((e) => e.revision),
+    [1n, 3n],
+  );
+  t.is(aEvents[0]?.task?.spec, undefined, "events are stored without the spec");
+  t.deepEqual(
+    (await store.taskEvents("a", 1n, 10)).map((e) => e.revision),
+    [3n],
+  );
+  t.deepEqual(
+    (await store.eventsAfter(1n, 1)).map((e) => e.revision),
+    [2n],
+  );
+  await store.close();
+});
+
+test("LevelStore: a second process on the same directory gets a clear error", async (t) => {
+  const dir = await tempDir(t);
+  const store = await LevelStore.open(dir);
+  t.teardown(() => store.close());
+  const error = await t.throwsAsync(LevelStore.open(dir));
+  t.regex(error?.message ?? "", /in use by another process/);
+});
+
+test("LevelStore: retention drops the oldest events, and the index with them", async (t) => {
+  const dir = await tempDir(t);
+  const store = await LevelStore.open(dir, { eventRetention: 10 });
+  await store.load();
+  for (let r = 1n; r <= 40n; r++) {
+    const x = task(`t${r % 3n}`, r);
+    store.putTask({ task: x, createdRevision: r });
+    store.putEvent(event(x));
+    await store.flush();
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  // Dropped in chunks: at most 10% + 16 over the retention are kept.
+  const kept = 40n - store.oldestRevision() + 1n;
+  t.true(kept >= 10n && kept <= 27n, `kept ${kept}`);
+  const all = await store.eventsAfter(0n, 100);
+  t.is(all[0]?.revision, store.oldestRevision());
+  t.is(all.at(-1)?.revision, 40n);
+  const t1 = await store.taskEvents("t1", 0n, 100);
+  t.true(t1.every((e) => e.revision >= store.oldestRevision()));
+  await store.close();
+  const again = await LevelStore.open(dir, { eventRetention: 10 });
+  t.is((await again.load()).revision, 40n);
+  t.is(again.oldestRevision(), all[0]?.revision);
+  await again.close();
+});
+
+test("kill -9 of a manager process: every acknowledged task is back, and revisions continue", async (t) => {
+  const dir = await tempDir(t);
+  const env = { CUBE_DATA_DIR: dir, CUBE_LISTEN: "127.0.0.1:0", CUBE_LOG_LEVEL: "warn" };
+  const first = await spawnCube(t, "manager/main.ts", env);
+  const client = createClient(TaskService, grpcTransport(first.address));
+  const acknowledged = new Set<string>();
+  let refused = 0;
+  const submit = async (i: number) => {
+    try {
+      const { task } = await client.runTask({
+        id: `t${i}`,
+        spec: { image: "img", labels: { i: String(i) } },
+      });
+      if (task) acknowledged.add(task.id);
+    } catch {
+      refused++;
+    }
+  };
+  // Keep 20 requests in flight; kill the manager once 100 were acknowledged.
+  let next = 0;
+  const lanes = Array.from({ length: 20 }, async () => {
+    while (next < 400) {
+      const i = next++;
+      if (i === 0) await new Promise((r) => setTimeout(r, 0));
+      await submit(i);
+      if (acknowledged.size >= 100 && first.child.exitCode === null) await first.kill9();
+    }
+  });
+  await Promise.all(lanes);
+  t.true(acknowledged.size >= 100, `${acknowledged.size} acknowledged`);
+  t.true(refused > 0, "some requests hit the dead manager");
+  t.log(`${acknowledged.size} acknowledged before kill -9, ${refused} refused`);
+  const second = await spawnCube(t, "manager/main.ts", env);
+  const after = createClient(TaskService, grpcTransport(second.address));
+  const seen = new Set<string>();
+  let token = "";
+  let revision = 0n;
+  do {
+    const page = await after.listTasks({ pageSize: 1000, pageToken: token });
+    for (const x of page.tasks) seen.add(x.id);
+    token = page.nextPageToken;
+    revision = page.revision;
+  } while (token);
+  for (const id of acknowledged) t.true(seen.has(id), `acknowledged task ${id} is back`);
+  const { task } = await after.runTask({ id: "later", spec: { image: "img" } });
+  t.true((task?.revision ?? 0n) > revision, "the revision counter continues");
+  const { events } = await after.listTaskEvents({ taskId: [...acknowledged][0] ?? "" });
+  t.is(events[0]?.type, TaskEventType.CREATED);
+  const missing = await after.getTask({ id: "never" }).catch((e) => ConnectError.from(e));
+  t.is((missing as ConnectError).code, Code.NotFound);
+});

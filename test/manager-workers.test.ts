@@ -1,0 +1,358 @@
+import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import test from "ava";
+import {
+  HealthStatus,
+  RestartMode,
+  type Task,
+  TaskEventType,
+  TaskState,
+} from "../gen/cube/v1/task_pb.js";
+import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
+import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
+import { eventually, FakeWorker, type Harness, harness, spec } from "./manager-harness.js";
+
+async function state(h: Harness, id: string, want: TaskState, ms = 3000): Promise<Task> {
+  return eventually(async () => {
+    const { task } = await h.tasks.getTask({ id });
+    if (task?.state !== want) {
+      throw new Error(
+        `${id}: ${TaskState[task?.state ?? 0]} (${task?.reason}), want ${TaskState[want]}`,
+      );
+    }
+    return task;
+  }, ms);
+}
+
+async function status(h: Harness, id: string, want: WorkerStatus, ms = 3000): Promise<void> {
+  await eventually(async () => {
+    const { worker } = await h.workers.getWorker({ id });
+    if (worker?.status !== want) throw new Error(`${id}: ${WorkerStatus[worker?.status ?? 0]}`);
+  }, ms);
+}
+
+test("a worker registers, gets tasks pushed at once, and its allocation follows them", async (t) => {
+  const h = await harness(t, { heartbeatIntervalMs: 300 });
+  const w = new FakeWorker("w1", { capacity: { cpu: 2, memoryBytes: 1n << 30n } });
+  const registered = await w.connect(h.transport);
+  t.is(registered.workerId, "w1");
+  t.is(durationMs(registered.heartbeatInterval ?? durationFromMs(0)), 300);
+  t.is(registered.lastUpdateSeq, 0n);
+  const { task } = await h.tasks.runTask({
+    spec: spec({ resources: { cpu: 0.5, memoryBytes: 100n << 20n } }),
+  });
+  t.is(task?.state, TaskState.SCHEDULED);
+  t.is(task?.workerId, "w1");
+  t.is(task?.generation, 1n);
+  const run = await w.waitFor((a) => a.task?.id === task?.id);
+  t.is(run.action, AssignmentAction.RUN);
+  await state(h, task?.id ?? "", TaskState.RUNNING);
+  const { worker } = await h.workers.getWorker({ id: "w1" });
+  t.is(worker?.status, WorkerStatus.READY);
+  t.is(worker?.taskCount, 1);
+  t.is(worker?.allocated?.cpu, 0.5);
+  t.is(worker?.allocated?.memoryBytes, 100n << 20n);
+  t.truthy(worker?.lastHeartbeat);
+  t.is((await h.workers.listWorkers({})).workers.length, 1);
+  const unknown = await h.workers.getWorker({ id: "nope" }).catch((e) => ConnectError.from(e));
+  t.is((unknown as ConnectError).code, Code.NotFound);
+});
+
+test("updates are acknowledged cumulatively, replays are ignored, and the seq survives a restart", async (t) => {
+  let h = await harness(t);
+  const w = new FakeWorker("w1", { auto: false });
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({ spec: spec() });
+  const id = task?.id ?? "";
+  w.update(id, 1n, TaskState.RUNNING);
+  await eventually(() => {
+    if (w.acks.at(-1) !== 1n) throw new Error(`acks ${w.acks}`);
+  });
+  await state(h, id, TaskState.RUNNING);
+  w.send({
+    case: "update",
+    value: { seq: 1n, taskId: id, generation: 1n, state: TaskState.FAILED },
+  });
+  w.update(id, 1n, TaskState.COMPLETED, { exitCode: 0, reason: "exit code 0" });
+  const done = await state(h, id, TaskState.COMPLETED);
+  t.is(done.exitCode, 0);
+  t.truthy(done.finishedAt);
+  await eventually(() => {
+    if (w.acks.at(-1) !== 2n) throw new Error(`acks ${w.acks}`);
+  });
+  h = await h.restart();
+  const again = new FakeWorker("w1", { auto: false });
+  const registered = await again.connect(h.transport);
+  t.is(registered.lastUpdateSeq, 2n);
+});
+
+test("an update of another generation is ignored", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("w1", { auto: false });
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({ spec: spec() });
+  const id = task?.id ?? "";
+  w.update(id, 7n, TaskState.RUNNING);
+  w.update(id, 1n, TaskState.RUNNING, { containerId: "real" });
+  const running = await state(h, id, TaskState.RUNNING);
+  t.is(running.containerId, "real");
+  const { events } = await h.tasks.listTaskEvents({ taskId: id });
+  t.is(events.filter((e) => e.task?.state === TaskState.RUNNING).length, 1);
+});
+
+test("a task that fits nowhere is PENDING with a reason, and placed when capacity appears, FIFO", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("w1", { capacity: { cpu: 1, memoryBytes: 1n << 30n } });
+  await w.connect(h.transport);
+  const big = { resources: { cpu: 0.6 } };
+  const a = (await h.tasks.runTask({ id: "a", spec: spec(big) })).task;
+  const b = (await h.tasks.runTask({ id: "b", spec: spec(big) })).task;
+  const c = (await h.tasks.runTask({ id: "c", spec: spec(big) })).task;
+  t.is(a?.state, TaskState.SCHEDULED);
+  t.is(b?.state, TaskState.PENDING);
+  t.regex(b?.reason ?? "", /^0\/1 workers/);
+  t.is(c?.state, TaskState.PENDING);
+  await state(h, "a", TaskState.RUNNING);
+  await h.tasks.stopTask({ id: "a" });
+  await state(h, "b", TaskState.RUNNING);
+  t.is((await h.tasks.getTask({ id: "c" })).task?.state, TaskState.PENDING, "FIFO: b first");
+  // A second worker brings room for c.
+  const w2 = new FakeWorker("w2", { capacity: { cpu: 1, memoryBytes: 1n << 30n } });
+  await w2.connect(h.transport);
+  const placed = await state(h, "c", TaskState.RUNNING);
+  t.is(placed.workerId, "w2");
+});
+
+test("a failed task is restarted with back-off on the same worker, then gives up", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({
+    spec: spec({
+      restartPolicy: { mode: RestartMode.ON_FAILURE, maxRestarts: 2, backoff: durationFromMs(20) },
+    }),
+  });
+  const id = task?.id ?? "";
+  for (const gen of [1n, 2n, 3n]) {
+    await w.waitFor(
+      (a) => a.task?.id === id && a.task.generation === gen && a.action === AssignmentAction.RUN,
+    );
+    await eventually(async () => {
+      const { task } = await h.tasks.getTask({ id });
+      if (task?.generation !== gen || task.state !== TaskState.RUNNING) throw new Error("not yet");
+    });
+    w.update(id, gen, TaskState.FAILED, { exitCode: 1, reason: "exit code 1" });
+  }
+  const failed = await state(h, id, TaskState.FAILED);
+  t.is(failed.reason, "exit code 1 (gave up after 2 restarts)");
+  t.is(failed.restartCount, 2);
+  t.is(failed.workerId, "w1");
+  const { events } = await h.tasks.listTaskEvents({ taskId: id });
+  const progress = events.filter((e) => e.type === TaskEventType.PROGRESS).map((e) => e.message);
+  t.deepEqual(progress, ["restarting in 20ms (1/2)", "restarting in 40ms (2/2)"]);
+});
+
+test("an unhealthy task is restarted, and past its limit FAILED and stopped", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({
+    spec: spec({
+      ports: [{ containerPort: 80 }],
+      healthCheck: { path: "/cgi-bin/health" },
+      restartPolicy: { mode: RestartMode.ON_FAILURE, maxRestarts: 1, backoff: durationFromMs(10) },
+    }),
+  });
+  const id = task?.id ?? "";
+  const unhealthy = (generation: bigint) =>
+    w.send({
+      case: "health",
+      value: {
+        taskId: id,
+        generation,
+        status: HealthStatus.UNHEALTHY,
+        message: "HTTP 500",
+        consecutiveFailures: 3,
+      },
+    });
+  await state(h, id, TaskState.RUNNING);
+  unhealthy(1n);
+  await w.waitFor((a) => a.task?.id === id && a.task.generation === 2n);
+  await eventually(async () => {
+    const { task } = await h.tasks.getTask({ id });
+    if (task?.generation !== 2n || task.state !== TaskState.RUNNING) throw new Error("not yet");
+    t.is(task.health, HealthStatus.UNSPECIFIED, "health starts over");
+  });
+  unhealthy(2n);
+  const failed = await state(h, id, TaskState.FAILED);
+  t.is(failed.reason, "health check failed: HTTP 500 (gave up after 1 restarts)");
+  await w.waitFor((a) => a.task?.id === id && a.action === AssignmentAction.STOP);
+});
+
+test("a worker whose stream ends is DOWN after the grace; its tasks move and its stale copies are stopped", async (t) => {
+  const h = await harness(t, { downGraceMs: 200 });
+  const w1 = new FakeWorker("w1");
+  const w2 = new FakeWorker("w2");
+  await w1.connect(h.transport);
+  const { task } = await h.tasks.runTask({ spec: spec() });
+  const id = task?.id ?? "";
+  await state(h, id, TaskState.RUNNING);
+  await w2.connect(h.transport);
+  w1.disconnect();
+  await status(h, "w1", WorkerStatus.DISCONNECTED);
+  t.is((await h.tasks.getTask({ id })).task?.workerId, "w1", "tasks stay during the grace");
+  await status(h, "w1", WorkerStatus.DOWN);
+  const moved = await state(h, id, TaskState.RUNNING);
+  t.is(moved.workerId, "w2");
+  t.is(moved.generation, 2n);
+  t.is(moved.restartCount, 1);
+  // w1 comes back still holding generation 1: the reconcile stops it.
+  const back = new FakeWorker("w1");
+  await back.connect(h.transport, [
+    { taskId: id, generation: 1n, state: TaskState.RUNNING, containerId: "old" },
+    { taskId: "ghost", generation: 3n, state: TaskState.RUNNING, containerId: "ghost" },
+  ]);
+  await back.waitFor(
+    (a) => a.task?.id === id && a.action === AssignmentAction.STOP && a.task.generation === 1n,
+  );
+  await back.waitFor((a) => a.task?.id === "ghost" && a.action === AssignmentAction.STOP);
+  await status(h, "w1", WorkerStatus.READY);
+  t.is((await h.tasks.getTask({ id })).task?.workerId, "w2");
+});
+
+test("a worker that reconnects within the grace keeps its tasks; missing ones are sent again", async (t) => {
+  const h = await harness(t, { downGraceMs: 2000 });
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  const a = (await h.tasks.runTask({ id: "a", spec: spec() })).task;
+  const b = (await h.tasks.runTask({ id: "b", spec: spec() })).task;
+  await state(h, "a", TaskState.RUNNING);
+  await state(h, "b", TaskState.RUNNING);
+  w.disconnect();
+  await status(h, "w1", WorkerStatus.DISCONNECTED);
+  const again = new FakeWorker("w1", { seq: 2n });
+  await again.connect(h.transport, [
+    { taskId: "a", generation: a?.generation ?? 0n, state: TaskState.RUNNING },
+  ]);
+  const resent = await again.waitFor((x) => x.task?.id === "b");
+  t.is(resent.action, AssignmentAction.RUN);
+  t.is(resent.task?.generation, b?.generation);
+  t.false(
+    again.assignments.some((x) => x.task?.id === "a"),
+    "a is where it should be",
+  );
+  await status(h, "w1", WorkerStatus.READY);
+});
+
+test("a worker silent past the heartbeat timeout is DOWN", async (t) => {
+  const h = await harness(t, {
+    heartbeatIntervalMs: 50,
+    heartbeatTimeoutMs: 200,
+    downGraceMs: 5000,
+  });
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  const started = Date.now();
+  await status(h, "w1", WorkerStatus.DOWN);
+  const took = Date.now() - started;
+  t.true(took >= 150 && took < 2000, `DOWN after ${took} ms`);
+  await eventually(() => {
+    if (!w.ended) throw new Error("stream still open");
+  });
+});
+
+test("a stopped task on a DISCONNECTED worker that goes DOWN is COMPLETED", async (t) => {
+  const h = await harness(t, { downGraceMs: 100 });
+  const w = new FakeWorker("w1", { auto: false });
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({ spec: spec() });
+  const id = task?.id ?? "";
+  w.update(id, 1n, TaskState.RUNNING);
+  await state(h, id, TaskState.RUNNING);
+  w.disconnect();
+  await h.tasks.stopTask({ id });
+  const done = await state(h, id, TaskState.COMPLETED);
+  t.is(done.reason, "stopped");
+});
+
+test("after a manager restart workers get the grace to come back, then their tasks move", async (t) => {
+  let h = await harness(t, { downGraceMs: 300 });
+  const w1 = new FakeWorker("w1");
+  const w2 = new FakeWorker("w2");
+  await w1.connect(h.transport);
+  await h.tasks.runTask({ id: "on1", spec: spec() });
+  await w2.connect(h.transport);
+  await state(h, "on1", TaskState.RUNNING);
+  const revision = h.cp.revision;
+  w1.disconnect();
+  w2.disconnect();
+  h = await h.restart();
+  t.is(h.cp.revision, revision);
+  const { workers } = await h.workers.listWorkers({});
+  t.deepEqual(
+    workers.map((w) => WorkerStatus[w.status]),
+    ["DISCONNECTED", "DISCONNECTED"],
+  );
+  t.is(workers.find((w) => w.id === "w1")?.taskCount, 1);
+  const w2b = new FakeWorker("w2");
+  await w2b.connect(h.transport);
+  const moved = await eventually(async () => {
+    const { task } = await h.tasks.getTask({ id: "on1" });
+    if (task?.workerId !== "w2" || task.state !== TaskState.RUNNING) throw new Error("not moved");
+    return task;
+  });
+  t.is(moved.generation, 2n);
+  await status(h, "w1", WorkerStatus.DOWN);
+  await h.tasks.runTask({ id: "next", spec: spec() });
+  const next = await h.tasks.getTask({ id: "next" });
+  t.true((next.task?.revision ?? 0n) > revision, "revisions continue");
+});
+
+test("metrics streamed up are served by MetricsService", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({ spec: spec() });
+  const id = task?.id ?? "";
+  const ac = new AbortController();
+  const watched = (async () => {
+    for await (const m of h.metrics.watchMetrics({}, { signal: ac.signal })) return m;
+  })();
+  await eventually(() => {
+    w.send({
+      case: "stats",
+      value: {
+        node: { cpuCount: 2, cpuPercent: 12.5, memoryTotalBytes: 100n, memoryUsedBytes: 40n },
+        tasks: [{ taskId: id, workerId: "w1", cpuPercent: 3, memoryUsedBytes: 10n }],
+      },
+    });
+    if (!h.cp.workers.get("w1")?.metrics) throw new Error("no metrics yet");
+  });
+  const node = await h.metrics.getNodeMetrics({ workerId: "w1" });
+  t.is(node.metrics?.cpuPercent, 12.5);
+  t.is(node.metrics?.workerId, "w1");
+  t.is((await h.metrics.listNodeMetrics({})).metrics.length, 1);
+  t.is((await h.metrics.listTaskMetrics({ taskId: id })).metrics[0]?.memoryUsedBytes, 10n);
+  t.is((await h.metrics.listTaskMetrics({ workerId: "w2" })).metrics.length, 0);
+  const unknown = await h.metrics
+    .getNodeMetrics({ workerId: "zz" })
+    .catch((e) => ConnectError.from(e));
+  t.is((unknown as ConnectError).code, Code.NotFound);
+  w.send({ case: "stats", value: { node: { cpuPercent: 50 }, tasks: [] } });
+  const first = await watched;
+  ac.abort();
+  t.is(first?.node?.workerId, "w1");
+  const { worker } = await h.workers.getWorker({ id: "w1" });
+  t.truthy(worker?.metrics);
+});
+
+test("a stream that does not register first is refused", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("bad id with spaces");
+  const error = await w.connect(h.transport).catch((e) => e);
+  t.truthy(error);
+  await eventually(() => {
+    if (!w.ended) throw new Error("not ended");
+  });
+  t.is(ConnectError.from(w.ended?.error).code, Code.InvalidArgument);
+});
