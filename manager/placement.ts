@@ -1,8 +1,15 @@
-import type { Amounts, NodeView, Plan, Scheduler } from "./scheduler/types.js";
-import { createScheduler, SCHEDULER_NAMES, schedule } from "./scheduler-fallback.js";
+import {
+  type Amounts,
+  createScheduler,
+  type NodeView,
+  type Plan,
+  SCHEDULER_NAMES,
+  type Scheduler,
+  type SchedulerName,
+  schedule,
+} from "./scheduler/index.js";
 
-/** The placement policies a manager can run. */
-export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
+export type { SchedulerName } from "./scheduler/index.js";
 
 /** Every policy name, for flags and messages. */
 export const SCHEDULERS: readonly SchedulerName[] = SCHEDULER_NAMES;

@@ -16,7 +16,7 @@ import {
   type Assignment,
   AssignmentAction,
   type ConnectRequestSchema,
-  type InventoryItem,
+  type InventoryItemSchema,
   type Registered,
   WorkerService,
 } from "../gen/cube/v1/worker_service_pb.js";
@@ -141,7 +141,10 @@ export class FakeWorker {
   }
 
   /** Opens the stream and registers; resolves once `registered` arrived. */
-  async connect(transport: Transport, inventory?: InventoryItem[]): Promise<Registered> {
+  async connect(
+    transport: Transport,
+    inventory?: MessageInitShape<typeof InventoryItemSchema>[],
+  ): Promise<Registered> {
     const client = createClient(WorkerService, transport);
     this.#feed = new Feed<RequestInit>();
     this.ended = undefined;

@@ -5,10 +5,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 
+const ids = new WeakMap<ChildProcess, string>();
+
 /** A spawned cube process. */
 export interface Spawned {
   readonly child: ChildProcess;
   readonly address: string;
+  /** The id it printed (workers), or "". */
+  readonly id: string;
   /** stderr so far (structured logs), for failure messages. */
   logs(): string;
   /** kill -9, resolving once it is gone. */
@@ -49,10 +53,13 @@ export async function spawnCube(
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     lines.on("line", (line) => {
       try {
-        const parsed = JSON.parse(line) as { listening?: string };
-        if (parsed.listening) {
+        // The manager prints {"listening"}, the worker {"id", "address"}.
+        const parsed = JSON.parse(line) as { listening?: string; address?: string; id?: string };
+        const address = parsed.listening ?? parsed.address;
+        if (address) {
           clearTimeout(timer);
-          resolve(parsed.listening);
+          ids.set(child, parsed.id ?? "");
+          resolve(address);
         }
       } catch {
         // not our line
@@ -68,6 +75,7 @@ export async function spawnCube(
   return {
     child,
     address,
+    id: ids.get(child) ?? "",
     logs: () => stderr,
     async kill9() {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -158,7 +158,7 @@ test("RunTask with no worker stores a PENDING task with a readable reason", asyn
   const { task } = await h.tasks.runTask({ spec: spec({ name: "web" }) });
   t.is(task?.state, TaskState.PENDING);
   t.is(task?.desiredState, DesiredState.RUNNING);
-  t.regex(task?.reason ?? "", /^0\/0 workers/);
+  t.is(task?.reason, "no workers registered");
   t.truthy(task?.id);
   t.truthy(task?.createdAt);
   const got = await h.tasks.getTask({ id: task?.id ?? "" });

@@ -74,3 +74,23 @@ export interface Scheduler {
     snapshot: Snapshot,
   ): NodeView | undefined;
 }
+
+/** The schedulers a manager flag can name. */
+export type SchedulerName = "round-robin" | "epvm" | "fit";
+
+/**
+ * A scheduler whose score is a cost of one node at a time (lower is better), which lets
+ * `schedule()` select, score and pick in a single pass over the nodes without building
+ * arrays or maps. Its three {@link Scheduler} methods must give the same answer; the
+ * built-in schedulers derive them from {@link NodeCostScheduler.cost}.
+ */
+export interface NodeCostScheduler extends Scheduler {
+  /**
+   * How many fitting nodes to score at most, counted from the cursor (kube-scheduler's
+   * percentageOfNodesToScore idea): the first `sampleSize` fitting nodes compete.
+   * `Infinity` scores every node.
+   */
+  readonly sampleSize: number;
+  /** The cost of placing the task on a node that fits; lower is better, never NaN. */
+  cost(task: TaskRequest, node: NodeView, snapshot: Snapshot): number;
+}
