@@ -43,6 +43,7 @@ export async function waitForTask(
   const signal = AbortSignal.any([deadline, io.interrupted]);
   let revision = options.task.revision;
   let lostOnce = false;
+  let disconnected = false;
   for (;;) {
     try {
       for await (const { event } of clients.tasks.watchTasks(
@@ -77,6 +78,7 @@ export async function waitForTask(
         continue;
       }
       if (!isTransient(error)) throw error;
+      disconnected = true;
       if (!lostOnce) {
         io.stderr.write(`lost the manager at ${clients.address}, reconnecting…\n`);
         lostOnce = true;
@@ -84,6 +86,25 @@ export async function waitForTask(
     }
     await sleep(500, signal);
     if (deadline.aborted) break;
+    if (disconnected) {
+      // A unary call tells whether the manager is back (an idle watch would not).
+      try {
+        const { task } = await clients.tasks.getTask({ id: options.task.id }, { signal });
+        disconnected = false;
+        const outcome = task ? show(waiter.start(task, io.now())) : undefined;
+        if (outcome) return outcome;
+      } catch {
+        // Still gone: the next round tries again.
+      }
+    }
+  }
+  if (disconnected) {
+    const outcome = {
+      exitCode: ExitCode.Unreachable,
+      message: `lost the manager at ${clients.address}, and it did not come back within ${options.timeoutMs / 1000}s`,
+    };
+    show({ lines: [], outcome });
+    return outcome;
   }
   const outcome = waiter.timeout(io.now(), options.timeoutMs);
   show({ lines: [], outcome });

@@ -324,3 +324,15 @@ spec:
   const stop = await c("stop", "e2e-file-1", "--wait");
   t.is(stop.code, 0, stop.stderr);
 });
+
+test.serial("Ctrl-C stops the workers, then the manager, cleanly (exit 0)", async (t) => {
+  const [manager, ...workers] = (cluster as Cluster).processes as [RunningCube, ...RunningCube[]];
+  for (const w of workers) w.signal("SIGINT");
+  for (const w of workers) {
+    const ended = await w.exited;
+    t.is(ended.code, 0, ended.stderr);
+  }
+  manager.signal("SIGINT");
+  const ended = await manager.exited;
+  t.is(ended.code, 0, ended.stderr);
+});
