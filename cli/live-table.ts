@@ -1,62 +1,78 @@
 import { columnWidths, renderRow, renderTable } from "./format-table.js";
 import type { Io } from "./io.js";
 
+/** How often a table on a terminal is redrawn with nothing new, so AGE and LAST SEEN move. */
+const REFRESH_MS = 1000;
+
 /**
  * A table that follows a watch stream. On a terminal it is redrawn in place (at most
- * every 100 ms); piped, it prints the first table, then one row per change on the same
- * columns, so a script reading lines sees each change once.
+ * every 100 ms on changes, and once a second so ages keep up); piped, it prints the first
+ * table, then one row per change on the same columns, so a script reading lines sees
+ * each change once.
  */
-export class LiveTable {
-  readonly #rows = new Map<string, string[]>();
+export class LiveTable<T> {
+  readonly #items = new Map<string, T>();
+  readonly #shown = new Map<string, string>();
   readonly #tty: boolean;
   #timer: NodeJS.Timeout | undefined;
-  #started = false;
+  #refresh: NodeJS.Timeout | undefined;
   #widths: number[] = [];
 
   constructor(
     private readonly io: Io,
     private readonly head: readonly string[],
+    /** Renders an item as a row, at the time of drawing. */
+    private readonly row: (item: T) => string[],
     /** Widths the columns get at least when piped, so rows that come later line up. */
     private readonly minWidths: readonly number[] = [],
   ) {
     this.#tty = io.stdout.isTTY === true;
   }
 
-  /** Shows the rows known at the start. */
-  start(rows: Iterable<[string, string[]]>): void {
-    for (const [key, row] of rows) this.#rows.set(key, row);
-    this.#started = true;
-    if (this.#tty) this.#redraw();
-    else {
-      const rows = [...this.#rows.values()];
-      // Later rows keep the first table's columns: make them wide enough for typical values.
-      this.#widths = columnWidths(this.head, rows).map((w, i) =>
-        Math.max(w, this.minWidths[i] ?? 0),
-      );
-      this.io.stdout.write(
-        renderRow(this.head, this.#widths) + rows.map((r) => renderRow(r, this.#widths)).join(""),
-      );
+  /** Shows the items known at the start. */
+  start(items: Iterable<[string, T]>): void {
+    for (const [key, item] of items) this.#items.set(key, item);
+    if (this.#tty) {
+      this.#redraw();
+      this.#refresh = setInterval(() => this.#redraw(), REFRESH_MS);
+      return;
     }
+    const rows = [...this.#items].map(([key, item]) => {
+      const row = this.row(item);
+      this.#shown.set(key, row.join("\0"));
+      return row;
+    });
+    // Later rows keep the first table's columns: make them wide enough for typical values.
+    this.#widths = columnWidths(this.head, rows).map((w, i) => Math.max(w, this.minWidths[i] ?? 0));
+    this.io.stdout.write(
+      renderRow(this.head, this.#widths) + rows.map((r) => renderRow(r, this.#widths)).join(""),
+    );
   }
 
-  /** Adds or replaces a row; a row equal to the one shown is not shown again. */
-  set(key: string, row: string[]): void {
-    if (this.#rows.get(key)?.join("\0") === row.join("\0")) return;
-    this.#rows.set(key, row);
-    if (!this.#started) return;
-    if (this.#tty) this.#schedule();
-    else this.io.stdout.write(renderRow(row, this.#widths));
+  /** Adds or replaces an item; piped, a row equal to the one last printed is not printed again. */
+  set(key: string, item: T): void {
+    this.#items.set(key, item);
+    if (this.#tty) {
+      this.#schedule();
+      return;
+    }
+    const row = this.row(item);
+    const text = row.join("\0");
+    if (this.#shown.get(key) === text) return;
+    this.#shown.set(key, text);
+    this.io.stdout.write(renderRow(row, this.#widths));
   }
 
-  /** Drops a row (it no longer matches the filter); piped output does not show removals. */
+  /** Drops an item (it no longer matches the filter); piped output does not show removals. */
   delete(key: string): void {
-    if (this.#rows.delete(key) && this.#tty && this.#started) this.#schedule();
+    if (this.#items.delete(key) && this.#tty) this.#schedule();
   }
 
-  /** Stops pending redraws. */
+  /** Stops redrawing, after a last redraw on a terminal. */
   close(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    if (this.#tty && this.#started) this.#redraw();
+    clearTimeout(this.#timer);
+    clearInterval(this.#refresh);
+    if (this.#tty) this.#redraw();
   }
 
   #schedule(): void {
@@ -67,7 +83,8 @@ export class LiveTable {
   }
 
   #redraw(): void {
-    // Home the cursor and clear the screen: the `watch` look, without flicker from scrolling.
-    this.io.stdout.write(`\x1b[H\x1b[2J${renderTable(this.head, [...this.#rows.values()])}`);
+    const rows = [...this.#items.values()].map(this.row);
+    // Home the cursor and clear the screen: the `watch` look, without scrolling.
+    this.io.stdout.write(`\x1b[H\x1b[2J${renderTable(this.head, rows)}`);
   }
 }

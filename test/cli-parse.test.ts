@@ -9,6 +9,8 @@ import { describeError } from "../cli/describe-error.js";
 import { ExitCode } from "../cli/exit-codes.js";
 import { renderTable } from "../cli/format-table.js";
 import { stateLabel, TASK_HEAD, taskRow } from "../cli/format-task.js";
+import type { Io } from "../cli/io.js";
+import { LiveTable } from "../cli/live-table.js";
 import { parseCpu } from "../cli/parse-cpu.js";
 import { formatAge, formatDuration, parseDuration } from "../cli/parse-duration.js";
 import { parseCount, parseRestartMode, parseStates } from "../cli/parse-enum.js";
@@ -408,4 +410,33 @@ test("errors: one line and the documented exit code", (t) => {
     ],
     [0, 1, 2, 3, 4, 5, 6],
   );
+});
+
+test("watch tables piped: first table, then one aligned row per change, unchanged rows skipped", (t) => {
+  let out = "";
+  const io = {
+    stdout: {
+      isTTY: false,
+      write(s: string) {
+        out += s;
+        return true;
+      },
+    },
+    stderr: { write: () => true },
+    env: {},
+    now: () => 0,
+    interrupted: new AbortController().signal,
+  } as unknown as Io;
+  const table = new LiveTable<{ name: string; state: string }>(
+    io,
+    ["NAME", "STATE"],
+    (x) => [x.name, x.state],
+    [6, 9],
+  );
+  table.start([["a", { name: "a", state: "PENDING" }]]);
+  table.set("a", { name: "a", state: "SCHEDULED" });
+  table.set("a", { name: "a", state: "SCHEDULED" });
+  table.set("b", { name: "bb", state: "RUNNING" });
+  table.close();
+  t.is(out, "NAME    STATE\na       PENDING\na       SCHEDULED\nbb      RUNNING\n");
 });

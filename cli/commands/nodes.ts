@@ -57,12 +57,12 @@ async function nodes(io: Io, opts: NodesOptions): Promise<void> {
     // The list first, so the table starts whole; the watch then repeats each worker as
     // it is (LiveTable skips rows that did not change) and follows changes.
     const { workers } = await clients.workers.listWorkers({}, { timeoutMs: CALL_TIMEOUT_MS });
-    const table = json ? undefined : new LiveTable(io, WORKER_HEAD, WORKER_WIDTHS);
-    table?.start(workers.map((w) => [w.id, row(w)]));
+    const table = json ? undefined : new LiveTable(io, WORKER_HEAD, row, WORKER_WIDTHS);
+    table?.start(workers.map((w) => [w.id, w]));
     try {
       for await (const { worker } of clients.workers.watchWorkers({}, { signal: io.interrupted })) {
         if (!worker) continue;
-        if (table) table.set(worker.id, row(worker));
+        if (table) table.set(worker.id, worker);
         else io.stdout.write(`${JSON.stringify(toJson(WorkerSchema, worker))}\n`);
       }
     } catch (error) {

@@ -88,9 +88,9 @@ async function ps(io: Io, opts: PsOptions): Promise<void> {
       }
       return;
     }
-    const table = json ? undefined : new LiveTable(io, TASK_HEAD, TASK_WIDTHS);
+    const table = json ? undefined : new LiveTable(io, TASK_HEAD, row, TASK_WIDTHS);
     const line = (task: Task) => io.stdout.write(`${JSON.stringify(toJson(TaskSchema, task))}\n`);
-    if (table) table.start(tasks.map((t) => [t.id, row(t)]));
+    if (table) table.start(tasks.map((t) => [t.id, t]));
     else tasks.forEach(line);
     try {
       for await (const { event } of clients.tasks.watchTasks(
@@ -106,7 +106,7 @@ async function ps(io: Io, opts: PsOptions): Promise<void> {
         if (task.workerId !== "" && !names.has(task.workerId)) {
           for (const [id, name] of await workerNames(clients)) names.set(id, name);
         }
-        if (table) table.set(task.id, row(task));
+        if (table) table.set(task.id, task);
         else line(task);
       }
     } catch (error) {
