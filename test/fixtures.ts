@@ -51,3 +51,31 @@ export async function removeContainers(label: string): Promise<number> {
   );
   return list.length;
 }
+
+type NodeView = import("../manager/scheduler/types.js").NodeView;
+type Amounts = import("../manager/scheduler/types.js").Amounts;
+
+/** Overrides for {@link nodeView}: any field, and capacity/allocated field by field. */
+export type NodeViewOverrides = Omit<Partial<NodeView>, "capacity" | "allocated"> & {
+  capacity?: Partial<Amounts>;
+  allocated?: Partial<Amounts>;
+};
+
+/**
+ * A scheduler's view of one worker for pure tests: READY, 4 cores, 8 GiB memory, 100 GiB
+ * disk, nothing allocated, no tasks, no measurements; `name` defaults to the id.
+ */
+export function nodeView(overrides: NodeViewOverrides = {}): NodeView {
+  const { capacity, allocated, ...rest } = overrides;
+  const id = rest.id ?? "node";
+  return {
+    id,
+    name: id,
+    ready: true,
+    taskCount: 0,
+    labels: {},
+    ...rest,
+    capacity: { cpu: 4, memoryBytes: 8n * 1024n ** 3n, diskBytes: 100n * 1024n ** 3n, ...capacity },
+    allocated: { cpu: 0, memoryBytes: 0n, diskBytes: 0n, ...allocated },
+  };
+}

@@ -1,0 +1,131 @@
+/**
+ * The scheduler, a pure module: `schedule(scheduler, task, snapshot)` turns a task and a
+ * read-only snapshot of the nodes into a plan — place it on a node, or leave it PENDING
+ * with a reason a person can read. No I/O, no clock of its own, no state between calls
+ * but the cursor, which the plan hands back for the caller to keep.
+ */
+import { misfit, selectCandidates, startIndex } from "./candidates.js";
+import { createEpvm } from "./epvm.js";
+import { pendingReason } from "./reason.js";
+import { createResourceFit } from "./resource-fit.js";
+import { createRoundRobin } from "./round-robin.js";
+import type {
+  NodeCostScheduler,
+  NodeView,
+  Plan,
+  Scheduler,
+  SchedulerName,
+  Snapshot,
+  TaskRequest,
+} from "./types.js";
+
+export type * from "./types.js";
+
+/** The names {@link createScheduler} accepts, the default ("fit") first. */
+export const SCHEDULER_NAMES: readonly SchedulerName[] = ["fit", "epvm", "round-robin"];
+
+/** Options of {@link createScheduler}. */
+export interface SchedulerOptions {
+  /** Fitting nodes scored per task by "epvm" and "fit" (round-robin needs only one). */
+  readonly sampleSize?: number;
+}
+
+/** The scheduler a manager flag names; an unknown name throws an Error listing the valid ones. */
+export function createScheduler(
+  name: SchedulerName,
+  options: SchedulerOptions = {},
+): NodeCostScheduler {
+  switch (name) {
+    case "round-robin":
+      return createRoundRobin();
+    case "epvm":
+      return createEpvm(options.sampleSize);
+    case "fit":
+      return createResourceFit(options.sampleSize);
+    default:
+      throw new Error(
+        `unknown scheduler ${JSON.stringify(name)}: valid ones are ${SCHEDULER_NAMES.join(", ")}`,
+      );
+  }
+}
+
+function isNodeCost(scheduler: Scheduler): scheduler is NodeCostScheduler {
+  const s = scheduler as Partial<NodeCostScheduler>;
+  return typeof s.cost === "function" && typeof s.sampleSize === "number";
+}
+
+/** Leaves the cursor where it was: nothing was placed. */
+function pending(task: TaskRequest, snapshot: Snapshot): Plan {
+  const { rejected } = selectCandidates(task, snapshot);
+  return {
+    kind: "pending",
+    reason: pendingReason(task, rejected, snapshot.nodes.length),
+    cursor: snapshot.cursor,
+  };
+}
+
+function place(nodes: readonly NodeView[], index: number): Plan {
+  return { kind: "place", nodeId: nodes[index].id, cursor: (index + 1) % nodes.length };
+}
+
+/**
+ * Plans one task. For a {@link NodeCostScheduler} (all built-in ones) it selects, scores
+ * and picks in a single pass from the cursor, allocating nothing but the plan; it gives
+ * the same plan as {@link scheduleStepwise}. The placed plan's cursor is the index after
+ * the chosen node; a pending plan keeps the cursor and names why no node fits.
+ */
+export function schedule(scheduler: Scheduler, task: TaskRequest, snapshot: Snapshot): Plan {
+  if (!isNodeCost(scheduler)) return scheduleStepwise(scheduler, task, snapshot);
+  const nodes = snapshot.nodes;
+  const n = nodes.length;
+  const limit = scheduler.sampleSize;
+  let index = startIndex(snapshot.cursor, n);
+  let best = -1;
+  let bestCost = Number.POSITIVE_INFINITY;
+  let found = 0;
+  for (let i = 0; i < n; i++, index++) {
+    if (index === n) index = 0;
+    const node = nodes[index];
+    if (misfit(task, node) !== 0) continue;
+    const cost = scheduler.cost(task, node, snapshot);
+    if (best < 0 || cost < bestCost) {
+      best = index;
+      bestCost = cost;
+    }
+    if (++found >= limit) break;
+  }
+  return best < 0 ? pending(task, snapshot) : place(nodes, best);
+}
+
+/**
+ * Plans one task through the book's three steps — select candidates, score them, pick —
+ * for any {@link Scheduler}. Throws when a scheduler picks a node that is not one of its
+ * candidates: that would place a task where it does not fit.
+ */
+export function scheduleStepwise(
+  scheduler: Scheduler,
+  task: TaskRequest,
+  snapshot: Snapshot,
+): Plan {
+  const candidates = scheduler.selectCandidates(task, snapshot);
+  if (candidates.nodes.length === 0) {
+    return {
+      kind: "pending",
+      reason: pendingReason(task, candidates.rejected, snapshot.nodes.length),
+      cursor: snapshot.cursor,
+    };
+  }
+  const scores = scheduler.score(task, candidates.nodes, snapshot);
+  const chosen = scheduler.pick(scores, candidates.nodes, snapshot);
+  if (chosen === undefined) {
+    return {
+      kind: "pending",
+      reason: `scheduler ${scheduler.name} picked none of ${candidates.nodes.length} fitting workers`,
+      cursor: snapshot.cursor,
+    };
+  }
+  if (!candidates.nodes.includes(chosen)) {
+    throw new Error(`scheduler ${scheduler.name} picked ${chosen.id}, which is not a candidate`);
+  }
+  return place(snapshot.nodes, snapshot.nodes.indexOf(chosen));
+}
