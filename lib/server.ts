@@ -1,5 +1,5 @@
 import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -58,6 +58,13 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
+  // A destroyed session still ends its socket gracefully, which never completes when
+  // the peer stopped reading (a dead network): keep the sockets to destroy them too.
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -78,6 +85,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
         // A peer that never answers GOAWAY must not hold the process up.
         const timer = setTimeout(() => {
           for (const s of sessions) s.destroy();
+          for (const socket of sockets) socket.destroy();
         }, 1000);
         timer.unref();
       });

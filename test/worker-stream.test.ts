@@ -4,6 +4,7 @@
  * acks, idempotence, replay of unacknowledged updates across cuts and restarts, and
  * bad input that must not stop the worker.
  */
+import { connect, createServer as createNetServer, type Socket } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import test, { type ExecutionContext } from "ava";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
@@ -295,5 +296,72 @@ test("close() is graceful: flushes, ends the stream, and a restart re-registers 
   await worker.close();
   t.true(Date.now() - started < 3000, "close took too long");
   await manager.waitFor(() => !manager.connected, 3000, "the stream to end");
+  t.pass();
+});
+
+/**
+ * A TCP proxy whose existing connections can be frozen: bytes stop flowing both ways
+ * and nothing is closed, as on a dead network (no FIN, no RST). New connections flow.
+ */
+async function freezableProxy(target: string) {
+  const [host, port] = [target.split(":")[0], Number(target.split(":")[1])];
+  const live = new Set<Socket>();
+  const server = createNetServer((inbound) => {
+    const outbound = connect(port, host);
+    const pair = [inbound, outbound];
+    for (const s of pair) {
+      live.add(s);
+      s.on("error", () => undefined);
+      s.on("close", () => {
+        live.delete(s);
+        for (const other of pair) other.destroy();
+      });
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    freeze() {
+      for (const s of live) {
+        s.unpipe();
+        s.pause();
+      }
+      live.clear();
+    },
+    close() {
+      server.close();
+    },
+  };
+}
+
+test("a dead network (no FIN) is noticed through pings and silence, and the worker dials again", async (t) => {
+  const manager = await TestManager.start();
+  t.teardown(() => manager.close());
+  const proxy = await freezableProxy(manager.address);
+  t.teardown(() => proxy.close());
+  const worker = await startWorker({
+    manager: proxy.address,
+    listen: "127.0.0.1:0",
+    dataDir: await tempDir(t),
+    driver: createHollowDriver(),
+    logger,
+  });
+  t.teardown(() => worker.close());
+  await manager.waitFor(() => manager.messages("inventory").length > 0, 5000, "inventory");
+  const frozenAt = Date.now();
+  proxy.freeze();
+  await manager.waitFor(
+    () => manager.received.some((r) => r.connection === 2 && r.message.case === "inventory"),
+    8000,
+    "a second connection",
+  );
+  const took = Date.now() - frozenAt;
+  t.log(`network frozen → registered again: ${took} ms`);
+  t.true(took < 5000, `took ${took} ms`);
+  // Live again: assignments flow over the new connection.
+  manager.run({ id: "after", spec });
+  await manager.waitForUpdate((u) => u.taskId === "after", 5000, "RUNNING");
   t.pass();
 });

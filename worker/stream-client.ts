@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import { connect as netConnect, type Socket } from "node:net";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { ConnectError, createClient } from "@connectrpc/connect";
@@ -137,14 +138,25 @@ export class StreamClient extends EventEmitter<{
       ? this.#o.manager
       : `http://${this.#o.manager}`;
     const pingIntervalMs = this.#o.pingIntervalMs ?? 1000;
-    // One session per connection, so a dead one is thrown away with its pings. No
-    // pings on an idle session: connect-node 2.1.2 keeps pinging a session that got
-    // GOAWAY, and a ping on it once destroyed throws out of a timer (process crash).
-    const session = new Http2SessionManager(baseUrl, {
-      pingIntervalMs,
-      pingTimeoutMs: pingIntervalMs,
-      pingIdleConnection: false,
-    });
+    // One session (and socket) per connection, so a dead one is thrown away with its
+    // pings. Two connect-node 2.1.2 traps: a session that got GOAWAY keeps pinging
+    // when idle, and a ping on it once destroyed throws out of a timer; and
+    // Http2SessionManager.abort() after a ping timeout drops the session's error
+    // listener before the error is emitted. Either crashes the process. Hence no idle
+    // pings, and we end a connection by destroying our own socket, never by abort().
+    const sockets = new Set<Socket>();
+    const session = new Http2SessionManager(
+      baseUrl,
+      { pingIntervalMs, pingTimeoutMs: pingIntervalMs, pingIdleConnection: false },
+      {
+        createConnection: (url: URL) => {
+          const socket = netConnect(Number(url.port || 80), url.hostname);
+          socket.setNoDelay(true);
+          sockets.add(socket);
+          return socket;
+        },
+      },
+    );
     const client = createClient(
       WorkerService,
       createGrpcTransport({ baseUrl, sessionManager: session }),
@@ -231,7 +243,7 @@ export class StreamClient extends EventEmitter<{
       clearInterval(tick);
       out.close();
       abort.abort();
-      session.abort();
+      for (const socket of sockets) socket.destroy();
       this.#abortCurrent = undefined;
     }
   }

@@ -19,7 +19,7 @@ import {
 } from "../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../lib/logger.js";
 import { stateName } from "../lib/task-state.js";
-import type { Driver, ExitStatus } from "./driver.js";
+import type { ContainerInfo, Driver, ExitStatus } from "./driver.js";
 import { healthCheckPort } from "./health-checker.js";
 import { KeyedSerial } from "./keyed-serial.js";
 import type { Outbox } from "./outbox.js";
@@ -234,11 +234,19 @@ export class TaskRunner {
     this.#log.info(fields, `task ${stateName(task.state)}`);
   }
 
+  /** Queues `fn` for task `key` with nobody waiting on it: a failure is logged, never thrown. */
+  #background(key: string, what: string, fn: () => Promise<void>): void {
+    this.#serial.run(key, fn).catch((error: unknown) => {
+      if (!this.#closed) this.#log.error({ task: key, err: error }, `failed ${what}`);
+    });
+  }
+
   /** Watches a running container: its exit through the driver, its health check. */
   #follow(task: Task): void {
     const { id, generation, containerId } = task;
     this.#o.driver.wait(containerId).then(
-      (exit) => this.#serial.run(id, () => this.#exited(id, containerId, exit)),
+      (exit) =>
+        this.#background(id, "recording an exit", () => this.#exited(id, containerId, exit)),
       (error) => {
         if (!this.#closed) this.#log.warn({ task: id, err: error }, "lost sight of a container");
       },
@@ -251,7 +259,9 @@ export class TaskRunner {
       return;
     }
     this.#o.health.watch(id, generation, check, port, (change) => {
-      void this.#serial.run(id, () => this.#healthChanged(id, generation, change));
+      this.#background(id, "recording a health change", () =>
+        this.#healthChanged(id, generation, change),
+      );
     });
   }
 
@@ -329,7 +339,15 @@ export class TaskRunner {
    */
   async recover(): Promise<Record<RecoveryAction["kind"], number>> {
     const records = await this.#o.store.tasks();
-    const containers = await this.#o.driver.recover(this.#o.workerId);
+    let containers: ContainerInfo[];
+    try {
+      containers = await this.#o.driver.recover(this.#o.workerId);
+    } catch (error) {
+      throw new Error(
+        `cannot list this worker's containers on the Docker engine: ${error instanceof Error ? error.message : error}`,
+        { cause: error },
+      );
+    }
     const counts = {
       adopt: 0,
       exited: 0,
@@ -342,9 +360,10 @@ export class TaskRunner {
     for (const action of planRecovery(records, containers)) {
       counts[action.kind]++;
       const key = action.kind === "remove" ? action.container.taskId : action.task.id;
-      const done = this.#serial.run(key, () => this.#recoverOne(action));
       // Removing a stale container may wait out a stop grace: nothing depends on it.
-      if (action.kind !== "remove") await done;
+      if (action.kind === "remove") {
+        this.#background(key, "removing a stale container", () => this.#recoverOne(action));
+      } else await this.#serial.run(key, () => this.#recoverOne(action));
     }
     return counts;
   }
