@@ -125,8 +125,8 @@ const COMMON: Case[] = [
     expect: { pending: "0/1 workers fit: 1 lacks 2 GiB memory" },
   },
   {
-    name: "cpu sums that round above capacity still fit (0.7 + 0.2 + 0.1 of 1 core)",
-    nodes: [nodeView({ id: "a", capacity: { cpu: 1 }, allocated: { cpu: 0.7 + 0.2 } })],
+    name: "cpu sums that round above capacity still fit (0.2 + 0.4 + 0.3 + 0.1 of 1 core)",
+    nodes: [nodeView({ id: "a", capacity: { cpu: 1 }, allocated: { cpu: 0.2 + 0.4 + 0.3 } })],
     task: task({ cpu: 0.1 }),
     expect: { node: "a" },
   },

@@ -11,7 +11,7 @@
 import type { Candidates, NodeView, Snapshot, TaskRequest } from "./types.js";
 
 /**
- * Slack on cpu sums, in cores: allocated cpu is a sum of doubles, and 0.7 + 0.2 + 0.1
+ * Slack on cpu sums, in cores: allocated cpu is a sum of doubles, and 0.2 + 0.4 + 0.3 + 0.1
  * comes out above 1, which would refuse a task that fits exactly.
  */
 export const CPU_EPSILON = 1e-9;

@@ -5,7 +5,15 @@
 import { selectCandidates } from "./candidates.js";
 import type { NodeCostScheduler, NodeView, Snapshot, TaskRequest } from "./types.js";
 
-/** How many fitting nodes E-PVM and resource fit score per task, by default. */
+/**
+ * How many fitting nodes E-PVM and resource fit score per task, by default: 100, like
+ * kube-scheduler's minFeasibleNodesToFind. Up to 100 workers every node competes, which is
+ * the book's behaviour; beyond that the cost of a placement stays bounded (≈ 100 × ~60 ns)
+ * instead of growing with the cluster — a full E-PVM pass over 1,000 nodes manages only
+ * ~10,000 placements/s on a 2-core machine, too few for the manager's 20,000/s. The window
+ * starts at the cursor, which moves past each chosen node, so every node takes its turn in
+ * the sample; the price is that the best node may lie outside this task's window.
+ */
 export const DEFAULT_SAMPLE_SIZE = 100;
 
 /**

@@ -3,6 +3,11 @@
  * read-only snapshot of the nodes into a plan — place it on a node, or leave it PENDING
  * with a reason a person can read. No I/O, no clock of its own, no state between calls
  * but the cursor, which the plan hands back for the caller to keep.
+ *
+ * The cursor is an index into `snapshot.nodes` (taken modulo their number), so the caller
+ * should keep the nodes in a stable order (e.g. by registration). Every scheduler looks
+ * at the nodes in rotation order from the cursor, scores at most its sample size of those
+ * that fit, and "ties go to the first" means the first in that order.
  */
 import { misfit, selectCandidates, startIndex } from "./candidates.js";
 import { createEpvm } from "./epvm.js";
