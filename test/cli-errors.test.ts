@@ -1,9 +1,18 @@
 /**
- * The `cube` executable without a cluster: help, usage errors and an unreachable
- * manager, each with its documented exit code and no stack trace.
+ * `cube` without a cluster: help, usage errors and an unreachable manager, each with its
+ * documented exit code and no stack trace. Help and usage run the CLI in this process
+ * (runCli, as bin/cube.js does); the rest runs the executable.
  */
 import test from "ava";
-import { cube, freePort, mapLimit } from "./cli-harness.js";
+import { runCli } from "../cli/run-cli.js";
+import { captureIo, cube, freePort } from "./cli-harness.js";
+
+/** Runs `cube args…` in this process. */
+async function inProcess(args: string[]) {
+  const io = captureIo();
+  const code = await runCli(args, io);
+  return { code, stdout: io.out(), stderr: io.err() };
+}
 
 const COMMANDS = [
   "dev",
@@ -28,12 +37,12 @@ test.serial("cube --help lists every command and the exit codes", async (t) => {
 });
 
 test.serial("each command's --help has examples", async (t) => {
-  const results = await mapLimit(COMMANDS, 3, (name) => cube([name, "--help"]));
+  const results = await Promise.all(COMMANDS.map((name) => inProcess([name, "--help"])));
   for (const [i, r] of results.entries()) {
     t.is(r.code, 0, COMMANDS[i]);
     t.regex(r.stdout, /Examples:\n {2}cube /, COMMANDS[i]);
   }
-  t.regex((await cube(["status", "--help"])).stdout, /Usage: cube ps\|status/);
+  t.regex((await inProcess(["status", "--help"])).stdout, /Usage: cube ps\|status/);
 });
 
 test.serial("an unreachable manager is one line naming the address, exit 5", async (t) => {
@@ -73,7 +82,7 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["ps", "--frob"], /unknown option '--frob'/],
     [["manager", "--heartbeat-interval", "fast"], /is not a duration/],
   ];
-  const results = await mapLimit(cases, 3, ([args]) => cube(args, { timeoutMs: 30_000 }));
+  const results = await Promise.all(cases.map(([args]) => inProcess(args)));
   for (const [i, r] of results.entries()) {
     const [args, pattern] = cases[i] as [string[], RegExp];
     t.is(r.code, 2, args.join(" "));

@@ -5,7 +5,9 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
+import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import type { Io } from "../cli/io.js";
 
 /** The executable under test. */
 export const CUBE_BIN = fileURLToPath(new URL("../bin/cube.js", import.meta.url));
@@ -155,20 +157,28 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Maps with at most `limit` calls in flight: many node processes at once only thrash. */
-export async function mapLimit<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i] as T);
-    }
+/** An {@link Io} whose output is kept in strings, to run the CLI in the test's process. */
+export function captureIo(env: NodeJS.ProcessEnv = {}): Io & { out(): string; err(): string } {
+  let out = "";
+  let err = "";
+  const stream = (append: (s: string) => void) =>
+    new Writable({
+      write(chunk, _encoding, done) {
+        append(String(chunk));
+        done();
+      },
+    });
+  return {
+    stdout: stream((s) => {
+      out += s;
+    }),
+    stderr: stream((s) => {
+      err += s;
+    }),
+    env,
+    now: () => Date.now(),
+    interrupted: new AbortController().signal,
+    out: () => out,
+    err: () => err,
   };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  return results;
 }

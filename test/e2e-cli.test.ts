@@ -132,7 +132,14 @@ test.serial(
     // Elapsed times lead each progress line.
     t.regex(run.stderr, /^\s+\d+\.\ds {2}(PENDING|SCHEDULED)/m);
 
-    const ps = await c("ps", "-o", "json", "--label", "suite=e2e-cli");
+    // Four views of the same running task, read side by side.
+    const [ps, table, inspect, yaml] = await Promise.all([
+      c("ps", "-o", "json", "--label", "suite=e2e-cli"),
+      c("ps", "--name", "e2e-web"),
+      // By unique prefix, as a person would type it.
+      c("inspect", id.slice(0, 8), "-o", "json"),
+      c("inspect", "e2e-web"),
+    ]);
     t.is(ps.code, 0, ps.stderr);
     const psJson = JSON.parse(ps.stdout);
     const task: Json = psJson.tasks.find((x: Json) => x.id === id);
@@ -147,7 +154,6 @@ test.serial(
     const answer = await fetch(`http://127.0.0.1:${hostPort}/health`);
     t.is(answer.status, 200);
 
-    const table = await c("ps", "--name", "e2e-web");
     t.is(table.code, 0);
     const [head, row] = table.stdout.trimEnd().split("\n");
     t.regex(head as string, /^ID\s+NAME\s+STATE\s+WORKER\s+IMAGE\s+PORTS\s+RESTARTS\s+AGE$/);
@@ -158,8 +164,6 @@ test.serial(
       ),
     );
 
-    // By unique prefix, as a person would type it.
-    const inspect = await c("inspect", id.slice(0, 8), "-o", "json");
     t.is(inspect.code, 0, inspect.stderr);
     const detail = JSON.parse(inspect.stdout);
     t.is(detail.task.id, id);
@@ -167,7 +171,6 @@ test.serial(
     const types = detail.events.map((e: Json) => e.type);
     t.is(types[0], "TASK_EVENT_TYPE_CREATED");
     t.true(types.includes("TASK_EVENT_TYPE_HEALTH_CHANGED"));
-    const yaml = await c("inspect", "e2e-web");
     t.is(yaml.code, 0);
     t.regex(yaml.stdout, new RegExp(`^id: ${id}$`, "m"));
     t.regex(yaml.stdout, /^events:\n {2}\S+ {2}#\d+ {2}created/m);
@@ -241,63 +244,51 @@ test.serial("logs: stdout and stderr apart, --tail, and -f follows new output", 
 });
 
 test.serial("failures: exit codes and messages from the real manager", async (t) => {
-  // With a health check, --wait needs HEALTHY: a container that exits first has failed.
-  const failing = await c(
-    "run",
-    HTTP_IMAGE,
-    "--name",
-    "e2e-fail",
-    "--port",
-    "80",
-    "--health-path",
-    "/health",
-    "--wait",
-    "--",
-    "sh",
-    "-c",
-    "exit 3",
-  );
+  // Independent of each other: run side by side.
+  const [failing, noImage, missing, stopMissing, invalid, huge] = await Promise.all([
+    // With a health check, --wait needs HEALTHY: a container that exits first has failed.
+    c(
+      "run",
+      HTTP_IMAGE,
+      "--name",
+      "e2e-fail",
+      "--port",
+      "80",
+      "--health-path",
+      "/health",
+      "--wait",
+      "--",
+      "sh",
+      "-c",
+      "exit 3",
+    ),
+    // An image the local registry does not have fails before it runs.
+    c("run", "127.0.0.1:5000/cube-e2e-missing:1", "--name", "e2e-noimage", "--wait"),
+    c("inspect", "no-such-task"),
+    c("stop", "no-such-task"),
+    c("run", HTTP_IMAGE, "--id", "not a valid id!"),
+    c("run", HTTP_IMAGE, "--name", "e2e-huge", "--memory", "100Ti", "--wait", "--timeout", "3s"),
+  ]);
   t.is(failing.code, 3, failing.stderr);
   t.regex(failing.stderr, /\n {3}\d+\.\ds {2}FAILED {5}exit code 3\n/);
   t.regex(failing.stderr, /cube: task \S+ FAILED: exit code 3\n$/);
 
-  // An image the local registry does not have fails before it runs.
-  const noImage = await c(
-    "run",
-    "127.0.0.1:5000/cube-e2e-missing:1",
-    "--name",
-    "e2e-noimage",
-    "--wait",
-  );
   t.is(noImage.code, 3, noImage.stderr);
   t.regex(noImage.stderr, /cube: task \S+ FAILED: .*127\.0\.0\.1:5000\/cube-e2e-missing:1/);
 
-  const missing = await c("inspect", "no-such-task");
   t.is(missing.code, 4);
   t.is(missing.stderr, "cube: no task no-such-task\n");
-  const stopMissing = await c("stop", "no-such-task");
   t.is(stopMissing.code, 4);
   t.is(stopMissing.stderr, "cube: no task no-such-task\n");
 
-  const invalid = await c("run", HTTP_IMAGE, "--id", "not a valid id!");
   t.is(invalid.code, 2);
   t.regex(invalid.stderr, /^cube: .*\bid\b/);
   t.notRegex(invalid.stderr, /\n\s+at /);
 
-  const huge = await c(
-    "run",
-    HTTP_IMAGE,
-    "--name",
-    "e2e-huge",
-    "--memory",
-    "100Ti",
-    "--wait",
-    "--timeout",
-    "3s",
-  );
   t.is(huge.code, 6, huge.stderr);
   t.regex(huge.stderr, /cube: task \S+ is still PENDING after 3s, no worker can take it: .+/);
-  await c("stop", huge.stdout.trim());
+  const stopHuge = await c("stop", huge.stdout.trim());
+  t.is(stopHuge.code, 0, stopHuge.stderr);
 });
 
 test.serial("run -f task.yaml with an idempotency key runs one task", async (t) => {
