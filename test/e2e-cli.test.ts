@@ -241,6 +241,20 @@ test.serial("logs: stdout and stderr apart, --tail, and -f follows new output", 
   const tail = await c("logs", "--tail", "1", id);
   t.is(tail.code, 0);
   t.is(tail.stdout, "out-late\n");
+
+  const json = await c("logs", id, "-o", "json");
+  t.is(json.code, 0, json.stderr);
+  const chunks: Json[] = json.stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  const text = (stream: string) =>
+    chunks
+      .filter((x) => x.stream === stream)
+      .map((x) => Buffer.from(x.data, "base64").toString())
+      .join("");
+  t.regex(text("LOG_STREAM_STDOUT"), /out-1\nout-2\nout-late\n/);
+  t.is(text("LOG_STREAM_STDERR"), "err-1\n");
 });
 
 test.serial("failures: exit codes and messages from the real manager", async (t) => {
@@ -312,8 +326,11 @@ spec:
   const ps = JSON.parse((await c("ps", "--label", "suite=e2e-file", "--json")).stdout);
   t.is(ps.tasks.length, 1);
   t.is(ps.tasks[0].spec.resources.memoryBytes, String(32 * 1024 * 1024));
-  const stop = await c("stop", "e2e-file-1", "--wait");
+  const stop = await c("stop", "e2e-file-1", "--wait", "--json");
   t.is(stop.code, 0, stop.stderr);
+  const stopped = JSON.parse(stop.stdout);
+  t.is(stopped.id, "e2e-file-1");
+  t.is(stopped.state, "TASK_STATE_COMPLETED");
 });
 
 test.serial("Ctrl-C stops the workers, then the manager, cleanly (exit 0)", async (t) => {

@@ -1,10 +1,12 @@
 import { once } from "node:events";
+import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
-import { LogStream } from "../../gen/cube/v1/task_service_pb.js";
+import { LogStream, TaskLogsResponseSchema } from "../../gen/cube/v1/task_service_pb.js";
 import {
   addClientOptions,
   arg,
   type ClientOptions,
+  outputFormat,
   stoppedByUser,
   withManager,
 } from "../client-options.js";
@@ -35,7 +37,9 @@ export function logsCommand(io: Io): Command {
 Examples:
   cube logs web
   cube logs -f --tail 20 web
-  cube logs web 2>/dev/null   # stdout only`,
+  cube logs web 2>/dev/null   # stdout only
+
+With -o json: one TaskLogsResponse a line, on stdout (data in base64, stream, time).`,
     )
     .action((ref: string, opts: LogsOptions) => logs(io, ref, opts));
   return cmd;
@@ -49,9 +53,13 @@ async function logs(io: Io, ref: string, opts: LogsOptions): Promise<void> {
         { id: task.id, follow: opts.follow ?? false, tail: opts.tail ?? 0 },
         { signal: io.interrupted },
       )) {
-        const out = chunk.stream === LogStream.STDERR ? io.stderr : io.stdout;
+        const json = outputFormat(opts) === "json";
+        const out = chunk.stream === LogStream.STDERR && !json ? io.stderr : io.stdout;
+        const data = json
+          ? `${JSON.stringify(toJson(TaskLogsResponseSchema, chunk))}\n`
+          : chunk.data;
         // Respect back-pressure, or a slow pipe makes us buffer the whole log.
-        if (!out.write(chunk.data)) await once(out, "drain");
+        if (!out.write(data)) await once(out, "drain");
       }
     } catch (error) {
       if (!stoppedByUser(io, error)) throw error;

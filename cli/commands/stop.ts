@@ -1,7 +1,15 @@
+import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
+import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import { CliError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS } from "../client.js";
-import { addClientOptions, arg, type ClientOptions, withManager } from "../client-options.js";
+import {
+  addClientOptions,
+  arg,
+  type ClientOptions,
+  outputFormat,
+  withManager,
+} from "../client-options.js";
 import { describeError } from "../describe-error.js";
 import { ExitCode } from "../exit-codes.js";
 import type { Io } from "../io.js";
@@ -30,7 +38,7 @@ export function stopCommand(io: Io): Command {
     .addHelpText(
       "after",
       `
-Prints the id of each task it stopped. Stopping a task that already ended is not an error.
+Prints the id of each task it stopped (with -o json, the task, one JSON object a line). Stopping a task that already ended is not an error.
 
 Examples:
   cube stop web
@@ -61,7 +69,15 @@ async function stop(io: Io, refs: string[], opts: StopOptions): Promise<void> {
           if (outcome.exitCode !== ExitCode.Ok)
             throw new CliError(outcome.message, outcome.exitCode);
         }
-        io.stdout.write(`${found.id}\n`);
+        if (outputFormat(opts) === "json") {
+          const { task: now } = await clients.tasks.getTask(
+            { id: found.id },
+            { timeoutMs: CALL_TIMEOUT_MS },
+          );
+          io.stdout.write(`${JSON.stringify(toJson(TaskSchema, now ?? found))}\n`);
+        } else {
+          io.stdout.write(`${found.id}\n`);
+        }
       } catch (error) {
         const described = describeError(error, clients.address);
         // Unreachable is the same for every id: say it once.
