@@ -18,21 +18,15 @@ import {
   ProgressSchema,
 } from "../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../lib/logger.js";
-import { stateName } from "../lib/task-state.js";
 import type { ContainerInfo, Driver, ExitStatus } from "./driver.js";
 import { healthCheckPort } from "./health-checker.js";
 import { KeyedSerial } from "./keyed-serial.js";
 import type { Outbox } from "./outbox.js";
 import { planRecovery, type RecoveryAction } from "./recover.js";
 import type { WorkerStore } from "./store.js";
-import {
-  failureReason,
-  inventoryItemOf,
-  newRecord,
-  specProblem,
-  updateOf,
-  withChanges,
-} from "./task-record.js";
+import { TaskLedger } from "./task-ledger.js";
+import { failureReason, newRecord, specProblem, withChanges } from "./task-record.js";
+import { applyRecovery } from "./task-recovery.js";
 
 /** A health check result change, as the health checker reports it. */
 export interface HealthChange {
@@ -81,7 +75,7 @@ const PROGRESS_EVERY_MS = 250;
 export class TaskRunner {
   readonly #o: TaskRunnerOptions;
   readonly #log: Logger;
-  readonly #tasks = new Map<string, Task>();
+  readonly #ledger: TaskLedger;
   readonly #serial = new KeyedSerial();
   #accepting = true;
   #closed = false;
@@ -89,36 +83,27 @@ export class TaskRunner {
   constructor(options: TaskRunnerOptions) {
     this.#o = options;
     this.#log = options.logger;
+    this.#ledger = new TaskLedger(options.store, options.outbox, options.logger);
   }
 
   /** The worker's task records (its read-only view of its tasks). */
   tasks(): Task[] {
-    return [...this.#tasks.values()];
+    return this.#ledger.all();
   }
 
   /** One task record, or undefined. */
   task(id: string): Task | undefined {
-    return this.#tasks.get(id);
+    return this.#ledger.get(id);
   }
 
   /** Every task the worker holds, for the inventory sent after each (re)connect. */
   inventory(): InventoryItem[] {
-    return this.tasks().map(inventoryItemOf);
+    return this.#ledger.inventory();
   }
 
   /** The current health of every checked running task, re-sent after each (re)connect. */
   healthReports(): HealthReport[] {
-    return this.tasks()
-      .filter((t) => t.state === TaskState.RUNNING && t.health !== HealthStatus.UNSPECIFIED)
-      .map((t) =>
-        create(HealthReportSchema, {
-          taskId: t.id,
-          generation: t.generation,
-          status: t.health,
-          message: t.health === HealthStatus.HEALTHY ? "healthy" : "unhealthy",
-          time: timestampNow(),
-        }),
-      );
+    return this.#ledger.healthReports();
   }
 
   /**
@@ -165,16 +150,15 @@ export class TaskRunner {
   }
 
   async #run(task: Task, graceMs: number, receivedAt: number): Promise<void> {
-    const have = this.#tasks.get(task.id);
+    const have = this.#ledger.get(task.id);
     if (have && have.generation >= task.generation) return;
     if (have) await this.#removeContainer(have, graceMs);
     const scheduled = newRecord(task, this.#o.workerId, TaskState.SCHEDULED);
     const problem = specProblem(task.spec);
-    if (problem) return this.#fail(scheduled, problem);
+    if (problem) return this.#ledger.fail(scheduled, problem);
     // Stored before the container exists, so a restart knows of it and adopts the
     // container (the driver names it by task and generation) instead of starting another.
-    await this.#o.store.commit({ putTasks: [scheduled] });
-    this.#tasks.set(task.id, scheduled);
+    await this.#ledger.save(scheduled);
     const spec = task.spec ?? scheduled.spec;
     if (!spec) return;
     try {
@@ -201,37 +185,11 @@ export class TaskRunner {
         startedAt: timestampFromMs(info.startedAtMs ?? Date.now()),
         reason: "",
       });
-      await this.#record(running, { sinceMs: receivedAt });
+      await this.#ledger.report(running, { sinceMs: receivedAt });
       this.#follow(running);
     } catch (error) {
-      await this.#fail(scheduled, failureReason(error));
+      await this.#ledger.fail(scheduled, failureReason(error));
     }
-  }
-
-  async #fail(task: Task, reason: string): Promise<void> {
-    await this.#record(
-      withChanges(task, { state: TaskState.FAILED, reason, finishedAt: timestampNow() }),
-    );
-  }
-
-  /**
-   * Stores `task` with its update (synced), then logs the change (with the time since
-   * `sinceMs`, when given: how long the assignment took).
-   */
-  async #record(task: Task, extra: { deleted?: boolean; sinceMs?: number } = {}): Promise<void> {
-    await this.#o.outbox.append(
-      updateOf(task),
-      extra.deleted ? { deleteTasks: [task.id] } : { putTasks: [task] },
-    );
-    if (extra.deleted) this.#tasks.delete(task.id);
-    else this.#tasks.set(task.id, task);
-    const fields = {
-      task: task.id,
-      generation: Number(task.generation),
-      reason: task.reason || undefined,
-      tookMs: extra.sinceMs === undefined ? undefined : Date.now() - extra.sinceMs,
-    };
-    this.#log.info(fields, `task ${stateName(task.state)}`);
   }
 
   /** Queues `fn` for task `key` with nobody waiting on it: a failure is logged, never thrown. */
@@ -266,12 +224,12 @@ export class TaskRunner {
   }
 
   async #exited(id: string, containerId: string, exit: ExitStatus): Promise<void> {
-    const current = this.#tasks.get(id);
+    const current = this.#ledger.get(id);
     // A STOP or a newer RUN owns the container now, or the exit was already seen.
     if (this.#closed || current?.containerId !== containerId) return;
     if (current.state !== TaskState.RUNNING) return;
     this.#o.health.unwatch(id);
-    await this.#record(
+    await this.#ledger.report(
       withChanges(current, {
         state: exit.exitCode === 0 ? TaskState.COMPLETED : TaskState.FAILED,
         exitCode: exit.exitCode,
@@ -282,12 +240,10 @@ export class TaskRunner {
   }
 
   async #healthChanged(id: string, generation: bigint, change: HealthChange): Promise<void> {
-    const current = this.#tasks.get(id);
+    const current = this.#ledger.get(id);
     if (this.#closed || current?.generation !== generation) return;
     if (current.state !== TaskState.RUNNING) return;
-    const next = withChanges(current, { health: change.status });
-    await this.#o.store.commit({ putTasks: [next] });
-    this.#tasks.set(id, next);
+    await this.#ledger.save(withChanges(current, { health: change.status }));
     this.#log.info(
       { task: id, generation: Number(generation), message: change.message },
       `task ${HealthStatus[change.status]}`,
@@ -304,18 +260,17 @@ export class TaskRunner {
   }
 
   async #stop(id: string, graceMs: number): Promise<void> {
-    const current = this.#tasks.get(id);
+    const current = this.#ledger.get(id);
     if (!current) return;
     // Marked first: a worker killed mid-stop finishes the stop when it restarts.
     const stopping = withChanges(current, { desiredState: DesiredState.STOPPED });
-    await this.#o.store.commit({ putTasks: [stopping] });
-    this.#tasks.set(id, stopping);
+    await this.#ledger.save(stopping);
     await this.#finishStop(stopping, graceMs);
   }
 
   async #finishStop(task: Task, graceMs: number): Promise<void> {
     await this.#removeContainer(task, graceMs);
-    await this.#record(
+    await this.#ledger.report(
       withChanges(task, {
         state: TaskState.COMPLETED,
         reason: "stopped",
@@ -357,74 +312,23 @@ export class TaskRunner {
       keep: 0,
       remove: 0,
     };
+    const ctx = {
+      ledger: this.#ledger,
+      driver: this.#o.driver,
+      logger: this.#log,
+      graceMs: DEFAULT_STOP_GRACE_MS,
+      follow: (task: Task) => this.#follow(task),
+      finishStop: (task: Task) => this.#finishStop(task, DEFAULT_STOP_GRACE_MS),
+    };
     for (const action of planRecovery(records, containers)) {
       counts[action.kind]++;
       const key = action.kind === "remove" ? action.container.taskId : action.task.id;
+      const apply = () => applyRecovery(action, ctx);
       // Removing a stale container may wait out a stop grace: nothing depends on it.
-      if (action.kind === "remove") {
-        this.#background(key, "removing a stale container", () => this.#recoverOne(action));
-      } else await this.#serial.run(key, () => this.#recoverOne(action));
+      if (action.kind === "remove") this.#background(key, "removing a stale container", apply);
+      else await this.#serial.run(key, apply);
     }
     return counts;
-  }
-
-  async #recoverOne(action: RecoveryAction): Promise<void> {
-    switch (action.kind) {
-      case "remove":
-        this.#log.info({ task: action.container.taskId }, "removing a stale container");
-        await this.#o.driver.stop(action.container.containerId, DEFAULT_STOP_GRACE_MS);
-        await this.#o.driver.destroy(action.container.containerId);
-        return;
-      case "keep":
-        this.#tasks.set(action.task.id, action.task);
-        return;
-      case "forget":
-        if (action.container) await this.#o.driver.destroy(action.container.containerId);
-        await this.#o.store.commit({ deleteTasks: [action.task.id] });
-        return;
-      case "finish-stop":
-        await this.#finishStop(
-          withChanges(action.task, { containerId: action.container?.containerId ?? "" }),
-          DEFAULT_STOP_GRACE_MS,
-        );
-        return;
-      case "vanished":
-        return this.#fail(
-          action.task,
-          `container ${action.task.containerId.slice(0, 12)} disappeared while the worker was down`,
-        );
-      case "exited": {
-        const { container } = action;
-        const code = container.exitCode ?? -1;
-        return this.#record(
-          withChanges(action.task, {
-            state: code === 0 ? TaskState.COMPLETED : TaskState.FAILED,
-            containerId: container.containerId,
-            ports: container.ports,
-            exitCode: code,
-            reason: container.error || `exit code ${code} (while the worker was down)`,
-            finishedAt: timestampFromMs(container.finishedAtMs ?? Date.now()),
-          }),
-        );
-      }
-      case "adopt": {
-        const { container, task } = action;
-        const adopted = withChanges(task, {
-          state: TaskState.RUNNING,
-          containerId: container.containerId,
-          ports: container.ports,
-          health: HealthStatus.UNSPECIFIED,
-        });
-        if (task.state !== TaskState.RUNNING) await this.#record(adopted);
-        else {
-          await this.#o.store.commit({ putTasks: [adopted] });
-          this.#tasks.set(task.id, adopted);
-        }
-        this.#log.info({ task: task.id, generation: Number(task.generation) }, "task re-adopted");
-        this.#follow(adopted);
-        return;
-      }
-    }
   }
 
   /** Stops taking assignments; resolves once those under way are done (or `deadlineMs` passed). */
