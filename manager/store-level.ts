@@ -80,7 +80,12 @@ export class LevelStore implements Store {
   private constructor(dir: string, retention: number) {
     this.#dir = dir;
     this.#retention = Math.max(1, retention);
-    this.#db = new Level<string, Uint8Array>(dir, { keyEncoding: "utf8", valueEncoding: "view" });
+    this.#db = new Level<string, Uint8Array>(dir, {
+      keyEncoding: "utf8",
+      valueEncoding: "view",
+      // Bigger memtables: fewer level-0 files and compactions under bursts of writes.
+      writeBufferSize: 16 * 1024 * 1024,
+    });
   }
 
   /**

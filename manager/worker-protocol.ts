@@ -55,7 +55,11 @@ export async function* workerStream(
   }
 }
 
-function onMessage(cp: ControlPlane, conn: WorkerConnection, request: ConnectRequest): void {
+/**
+ * Handles one message up a worker stream (exported for in-process hollow workers in
+ * benchmarks; the Connect handler is the normal way in).
+ */
+export function onMessage(cp: ControlPlane, conn: WorkerConnection, request: ConnectRequest): void {
   const m = request.message;
   if (m.case === "register") {
     register(cp, conn, m.value);
