@@ -1,0 +1,117 @@
+/**
+ * The worker's own services (read-only TaskService, MetricsService) through
+ * createRouterTransport, over task records and the hollow driver: filters, pages,
+ * error codes, and the metrics watch.
+ */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import test from "ava";
+import { MetricsService, NodeMetricsSchema } from "../gen/cube/v1/metrics_pb.js";
+import { type Task, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { createHollowDriver } from "../worker/hollow-driver.js";
+import { workerRoutes } from "../worker/server.js";
+import { StatsFeed } from "../worker/stats-feed.js";
+
+const WORKER = "w-1";
+
+function setup(tasks: Task[]) {
+  const driver = createHollowDriver();
+  const stats = new StatsFeed({
+    workerId: WORKER,
+    node: () => create(NodeMetricsSchema, { workerId: WORKER, cpuCount: 2 }),
+    driver,
+    tasks: () => tasks,
+    intervalMs: 20,
+  });
+  const transport = createRouterTransport(
+    workerRoutes({ workerId: WORKER, tasks: () => tasks, stats, driver }),
+  );
+  return {
+    tasks: createClient(TaskService, transport),
+    metrics: createClient(MetricsService, transport),
+    stats,
+  };
+}
+
+const task = (id: string, state: TaskState, at: number) =>
+  create(TaskSchema, {
+    id,
+    state,
+    workerId: WORKER,
+    scheduledAt: timestampFromMs(at),
+    spec: { name: id.startsWith("web") ? "web" : "job", image: "x", labels: { n: id } },
+  });
+
+const codeOf = (error: unknown) => ConnectError.from(error).code;
+
+test("GetTask finds a held task; NOT_FOUND otherwise; INVALID_ARGUMENT without an id", async (t) => {
+  const { tasks } = setup([task("web-1", TaskState.RUNNING, 1)]);
+  t.is((await tasks.getTask({ id: "web-1" })).task?.state, TaskState.RUNNING);
+  t.is(codeOf(await t.throwsAsync(tasks.getTask({ id: "nope" }))), Code.NotFound);
+  const empty = await t.throwsAsync(tasks.getTask({ id: "" }));
+  t.is(codeOf(empty), Code.InvalidArgument);
+  t.regex(empty?.message ?? "", /id is required/);
+});
+
+test("ListTasks filters by state, name, labels and worker, oldest first, in pages", async (t) => {
+  const held = [
+    task("web-2", TaskState.RUNNING, 2),
+    task("job-1", TaskState.FAILED, 3),
+    task("web-1", TaskState.RUNNING, 1),
+    task("web-3", TaskState.COMPLETED, 4),
+  ];
+  const { tasks } = setup(held);
+  const ids = (r: { tasks: Task[] }) => r.tasks.map((x) => x.id);
+  t.deepEqual(ids(await tasks.listTasks({})), ["web-1", "web-2", "job-1", "web-3"]);
+  t.deepEqual(ids(await tasks.listTasks({ states: [TaskState.RUNNING] })), ["web-1", "web-2"]);
+  t.deepEqual(ids(await tasks.listTasks({ name: "job" })), ["job-1"]);
+  t.deepEqual(ids(await tasks.listTasks({ labels: { n: "web-3" } })), ["web-3"]);
+  t.deepEqual(ids(await tasks.listTasks({ workerId: "other" })), []);
+  const first = await tasks.listTasks({ pageSize: 3 });
+  t.deepEqual(ids(first), ["web-1", "web-2", "job-1"]);
+  const second = await tasks.listTasks({ pageSize: 3, pageToken: first.nextPageToken });
+  t.deepEqual(ids(second), ["web-3"]);
+  t.is(second.nextPageToken, "");
+  t.is(codeOf(await t.throwsAsync(tasks.listTasks({ pageToken: "x" }))), Code.InvalidArgument);
+  t.is(codeOf(await t.throwsAsync(tasks.listTasks({ pageSize: 1001 }))), Code.InvalidArgument);
+});
+
+test("the TaskService methods that change tasks are UNIMPLEMENTED on a worker", async (t) => {
+  const { tasks } = setup([]);
+  t.is(codeOf(await t.throwsAsync(tasks.runTask({}))), Code.Unimplemented);
+  t.is(codeOf(await t.throwsAsync(tasks.stopTask({ id: "a" }))), Code.Unimplemented);
+  t.is(codeOf(await t.throwsAsync(tasks.listTaskEvents({ taskId: "a" }))), Code.Unimplemented);
+});
+
+test("TaskLogs of a task without a container is FAILED_PRECONDITION", async (t) => {
+  const { tasks } = setup([task("web-1", TaskState.FAILED, 1)]);
+  const error = await t.throwsAsync(async () => {
+    for await (const _ of tasks.taskLogs({ id: "web-1" })) {
+      // nothing expected
+    }
+  });
+  t.is(codeOf(error), Code.FailedPrecondition);
+});
+
+test("metrics: the worker's own node, NOT_FOUND for another, and a watch that streams", async (t) => {
+  const { metrics, stats } = setup([]);
+  t.teardown(() => stats.close());
+  t.is((await metrics.getNodeMetrics({})).metrics?.workerId, WORKER);
+  t.is((await metrics.getNodeMetrics({ workerId: WORKER })).metrics?.cpuCount, 2);
+  t.is(codeOf(await t.throwsAsync(metrics.getNodeMetrics({ workerId: "x" }))), Code.NotFound);
+  t.is((await metrics.listNodeMetrics({})).metrics.length, 1);
+  t.deepEqual((await metrics.listTaskMetrics({ workerId: "x" })).metrics, []);
+  stats.start();
+  // The feed's timer does not hold the process up; with no socket open here, this does.
+  const keepAlive = setInterval(() => undefined, 1000);
+  t.teardown(() => clearInterval(keepAlive));
+  let n = 0;
+  const abort = new AbortController();
+  for await (const sample of metrics.watchMetrics({}, { signal: abort.signal })) {
+    t.is(sample.node?.workerId, WORKER);
+    if (++n === 3) break;
+  }
+  t.is(n, 3);
+});
