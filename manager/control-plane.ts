@@ -116,7 +116,7 @@ export class ControlPlane {
     this.pending.set(id, entry);
     this.#record(entry, task, TaskEventType.CREATED, "accepted", now);
     this.logger.info(
-      { task: id, name: spec.name || undefined, image: spec.image },
+      { task: id, taskName: spec.name || undefined, image: spec.image },
       "task accepted",
     );
     return entry;

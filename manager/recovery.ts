@@ -144,7 +144,7 @@ export function workerDisconnected(cp: ControlPlane, worker: WorkerEntry, why: s
   if (worker.status !== WorkerStatus.READY) return;
   worker.setStatus(WorkerStatus.DISCONNECTED);
   cp.workerFeed.notify(worker.id);
-  cp.logger.warn({ worker: worker.id, name: worker.record.name, why }, "worker DISCONNECTED");
+  cp.logger.warn({ worker: worker.id, workerName: worker.record.name, why }, "worker DISCONNECTED");
   cp.clearTimer(worker.downTimer);
   worker.downTimer = cp.timer(cp.options.downGraceMs, () =>
     workerDown(cp, worker, `no reconnect within ${formatMs(cp.options.downGraceMs)}`),
@@ -168,7 +168,7 @@ export function workerDown(cp: ControlPlane, worker: WorkerEntry, why: string): 
   worker.taskMetrics.clear();
   cp.workerFeed.notify(worker.id);
   cp.logger.warn(
-    { worker: worker.id, name: worker.record.name, why, tasks: worker.tasks.size },
+    { worker: worker.id, workerName: worker.record.name, why, tasks: worker.tasks.size },
     "worker DOWN",
   );
   const avoid = new Set([worker.id]);

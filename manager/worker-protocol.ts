@@ -166,7 +166,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   });
   cp.workerFeed.notify(worker.id);
   cp.logger.info(
-    { worker: worker.id, name: record.name, address: record.address, wasDown },
+    { worker: worker.id, workerName: record.name, address: record.address, wasDown },
     "worker READY",
   );
   cp.wakePending();

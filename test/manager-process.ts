@@ -84,3 +84,67 @@ export async function spawnCube(
     },
   };
 }
+
+/**
+ * A manager and workers as real processes, with data in `dir`. One teardown kills them all
+ * (kill -9) and only then removes every container of every worker that ever ran, so
+ * nothing can start a container after the clean-up.
+ */
+export class Cluster {
+  manager: Spawned | undefined;
+  readonly workers = new Map<string, Spawned>();
+  readonly #workerIds = new Set<string>();
+  readonly #procs: Spawned[] = [];
+
+  constructor(
+    t: { teardown(fn: () => unknown): void; log(...values: unknown[]): void },
+    readonly dir: string,
+    readonly managerEnv: Record<string, string> = {},
+  ) {
+    t.teardown(async () => {
+      await Promise.all(this.#procs.map((p) => p.kill9()));
+      const { removeContainers } = await import("./fixtures.js");
+      let removed = 0;
+      for (const id of this.#workerIds) removed += await removeContainers(`cube.worker=${id}`);
+      if (removed > 0) t.log(`removed ${removed} containers`);
+    });
+  }
+
+  /** Starts (or restarts, on the same data) the manager. */
+  async startManager(): Promise<Spawned> {
+    const m = await spawnCube(this.#quiet(), "manager/main.ts", {
+      CUBE_DATA_DIR: `${this.dir}/manager`,
+      CUBE_LISTEN: this.manager ? this.manager.address : "127.0.0.1:0",
+      ...this.managerEnv,
+    });
+    this.#procs.push(m);
+    this.manager = m;
+    return m;
+  }
+
+  /** Starts (or restarts, on the same data) worker `name`; returns it with its id. */
+  async startWorker(name: string, env: Record<string, string> = {}): Promise<Spawned> {
+    if (!this.manager) throw new Error("start the manager first");
+    const w = await spawnCube(this.#quiet(), "worker/main.ts", {
+      CUBE_MANAGER: this.manager.address,
+      CUBE_LISTEN: "127.0.0.1:0",
+      CUBE_NAME: name,
+      CUBE_DATA_DIR: `${this.dir}/${name}`,
+      ...env,
+    });
+    this.#workerIds.add(w.id);
+    this.#procs.push(w);
+    this.workers.set(name, w);
+    return w;
+  }
+
+  /** Everything the processes logged, for a failing test's message. */
+  logs(): string {
+    return this.#procs.map((p) => p.logs()).join("\n");
+  }
+
+  /** The cluster's teardown does the killing. */
+  #quiet(): { teardown(fn: () => unknown): void } {
+    return { teardown: () => undefined };
+  }
+}
