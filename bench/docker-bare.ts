@@ -1,0 +1,64 @@
+/**
+ * Docker without cube: the baselines. Containers are made from the very create body the
+ * worker's Docker driver sends (worker/docker-container-spec.ts), so "bare" differs from
+ * cube only by what cube adds around it.
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import type Docker from "dockerode";
+import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
+import { createOptions, publishedPorts } from "../worker/docker-container-spec.js";
+
+/** Force-removes every container carrying `label` ("key" or "key=value"); returns how many. */
+export async function removeContainersByLabel(docker: Docker, label: string): Promise<number> {
+  const list = await docker.listContainers({ all: true, filters: { label: [label] } });
+  await Promise.all(
+    list.map((c) =>
+      docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => undefined),
+    ),
+  );
+  return list.length;
+}
+
+/** A container started the bare way. */
+export interface BareContainer {
+  readonly id: string;
+  /** The host port published for the first container port. */
+  readonly hostPort: number;
+}
+
+/**
+ * What the worker's driver does for a RUN, minus cube: create, start, inspect (for the
+ * published port). `restartAlways` adds Docker's own restart policy (the recovery baseline).
+ */
+export async function bareRun(
+  docker: Docker,
+  name: string,
+  spec: MessageInitShape<typeof TaskSpecSchema>,
+  options: { restartAlways?: boolean } = {},
+): Promise<BareContainer> {
+  const body = createOptions({
+    taskId: name,
+    generation: 1n,
+    workerId: "bench-bare",
+    spec: create(TaskSpecSchema, spec),
+  });
+  if (options.restartAlways && body.HostConfig) {
+    body.HostConfig.RestartPolicy = { Name: "always" };
+  }
+  const container = await docker.createContainer(body);
+  await container.start();
+  const inspect = await container.inspect();
+  const ports = publishedPorts(
+    inspect.NetworkSettings.Ports as Record<string, { HostIp: string; HostPort: string }[] | null>,
+  );
+  return { id: inspect.Id, hostPort: ports[0]?.hostPort ?? 0 };
+}
+
+/** The main process of a running container, as the host sees it (0 when not running). */
+export async function containerPid(docker: Docker, id: string): Promise<number> {
+  const inspect = await docker.getContainer(id).inspect();
+  return inspect.State.Running ? inspect.State.Pid : 0;
+}

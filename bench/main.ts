@@ -1,0 +1,174 @@
+/**
+ * `npm run bench` / `npm run bench:quick`: runs the scenarios (latency, throughput,
+ * recovery, restart), prints a table and writes bench/results/latest.json (and
+ * full.json or quick.json). Flags: --quick, --only=latency,restart, --runs=N,
+ * --profile (CPU profile of the manager under throughput), and size overrides
+ * --workers=N --tasks=N --hosts=N --concurrency=N --latency-tasks=N --restart-tasks=N.
+ * Every child process and container it made is removed at the end, on failure and
+ * on Ctrl-C too. Exits 1 when a scenario could not run; timings never fail a run.
+ */
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import Docker from "dockerode";
+import { cleanUp, deferCleanup } from "./cleanup.js";
+import { BENCH_CONTAINER_LABEL, type BenchContext } from "./context.js";
+import { removeContainersByLabel } from "./docker-bare.js";
+import { latency } from "./latency.js";
+import { describeMachine } from "./machine.js";
+import { recovery } from "./recovery.js";
+import { type Report, renderMarkdown, renderTable, writeReport } from "./report.js";
+import { restart } from "./restart.js";
+import { failed, finish, type ScenarioOutcome, type ScenarioResult } from "./result.js";
+import { throughput } from "./throughput.js";
+
+type Scenario = (ctx: BenchContext) => Promise<ScenarioOutcome>;
+
+const SCENARIOS: Record<string, { title: string; run: Scenario }> = {
+  latency: { title: "submit → RUNNING → first HTTP 200, against bare Docker", run: latency },
+  throughput: { title: "placements on hollow workers", run: throughput },
+  recovery: { title: "worker kill -9 and container kill, time to RUNNING again", run: recovery },
+  restart: { title: "manager SIGKILL with a full store, time to answer ListTasks", run: restart },
+};
+
+/** Hard limits on a whole run: a hung scenario must not hang CI. */
+const DEADLINE_MS = { quick: 150_000, full: 45 * 60_000 };
+
+interface Args {
+  quick: boolean;
+  only: string[];
+  runs?: number;
+  profile: boolean;
+  overrides: Record<string, number>;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = { quick: false, only: [], profile: false, overrides: {} };
+  for (const arg of argv) {
+    const [flag, value] = arg.split("=", 2) as [string, string | undefined];
+    if (flag === "--quick") args.quick = true;
+    else if (flag === "--profile") args.profile = true;
+    else if (flag === "--only" && value) args.only = value.split(",").filter(Boolean);
+    else if (flag === "--runs" && value && Number(value) >= 1)
+      args.runs = Math.floor(Number(value));
+    else if (flag.startsWith("--") && value !== undefined && /^\d+$/.test(value)) {
+      args.overrides[flag.slice(2)] = Number(value);
+    } else {
+      throw new Error(`unknown argument ${arg} (see the top of bench/main.ts)`);
+    }
+  }
+  for (const name of args.only) {
+    if (!SCENARIOS[name]) {
+      throw new Error(`unknown scenario ${name}; known: ${Object.keys(SCENARIOS).join(", ")}`);
+    }
+  }
+  return args;
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const runId = `${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, "")}-${randomBytes(3).toString("hex")}`;
+  const docker = new Docker();
+  await docker.ping().catch((error: Error) => {
+    throw new Error(`no Docker engine answers (${error.message}): run \`npm run setup\` first`);
+  });
+  // Leftovers of an earlier run that was killed before it could clean up.
+  const stale = await removeContainersByLabel(docker, BENCH_CONTAINER_LABEL);
+  if (stale > 0)
+    process.stderr.write(`bench: removed ${stale} containers left by an earlier run\n`);
+  deferCleanup("bench containers", () =>
+    removeContainersByLabel(docker, `${BENCH_CONTAINER_LABEL}=${runId}`),
+  );
+  const machine = await describeMachine(docker);
+  const mode = args.quick ? "quick" : "full";
+  const profileDir = args.profile
+    ? fileURLToPath(new URL(`./results/profiles/${runId}`, import.meta.url))
+    : undefined;
+
+  const names = args.only.length > 0 ? args.only : Object.keys(SCENARIOS);
+  const results: ScenarioResult[] = [];
+  for (const name of names) {
+    const scenario = SCENARIOS[name] as { title: string; run: Scenario };
+    const ctx: BenchContext = {
+      quick: args.quick,
+      runs: args.runs ?? (args.quick ? 1 : 3),
+      runId,
+      docker,
+      ...(profileDir ? { profileDir } : {}),
+      overrides: args.overrides,
+      progress: (message) => process.stderr.write(`bench ${name}: ${message}\n`),
+    };
+    const t0 = Date.now();
+    ctx.progress(`starting (${mode}, ${ctx.runs} run${ctx.runs === 1 ? "" : "s"})`);
+    try {
+      results.push(finish(await scenario.run(ctx), !args.quick));
+    } catch (error) {
+      ctx.progress(`FAILED: ${(error as Error).stack ?? String(error)}`);
+      results.push(failed(name, scenario.title, error));
+    } finally {
+      // Each scenario leaves nothing behind for the next one to trip over.
+      await cleanUp();
+      deferCleanup("bench containers", () =>
+        removeContainersByLabel(docker, `${BENCH_CONTAINER_LABEL}=${runId}`),
+      );
+    }
+    ctx.progress(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  }
+
+  const report: Report = {
+    mode,
+    date: new Date(started).toISOString(),
+    command: `npm run ${args.quick ? "bench:quick" : "bench"}${
+      process.argv.length > 2
+        ? ` -- ${process.argv
+            .slice(2)
+            .filter((a) => a !== "--quick")
+            .join(" ")}`
+        : ""
+    }`.trim(),
+    machine,
+    seconds: (Date.now() - started) / 1000,
+    scenarios: results,
+  };
+  process.stdout.write(`${renderTable(report)}\n`);
+  const resultsDir = fileURLToPath(new URL("./results/", import.meta.url));
+  await writeReport(report, `${resultsDir}latest.json`);
+  await writeReport(report, `${resultsDir}${mode}.json`);
+  if (!args.quick) {
+    process.stdout.write(`\nMarkdown (for the README):\n\n${renderMarkdown(report)}\n`);
+  }
+  process.stdout.write(`\nwrote bench/results/latest.json and bench/results/${mode}.json\n`);
+  return results.some((r) => r.runs === 0) ? 1 : 0;
+}
+
+let exiting = false;
+async function exit(code: number): Promise<never> {
+  if (!exiting) {
+    exiting = true;
+    await cleanUp();
+  }
+  process.exit(code);
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`bench: ${signal}, cleaning up\n`);
+    void exit(130);
+  });
+}
+const quick = process.argv.includes("--quick");
+setTimeout(
+  () => {
+    process.stderr.write("bench: over the time limit, cleaning up\n");
+    void exit(2);
+  },
+  quick ? DEADLINE_MS.quick : DEADLINE_MS.full,
+).unref();
+
+main().then(
+  (code) => exit(code),
+  (error: unknown) => {
+    process.stderr.write(`bench: ${(error as Error).stack ?? String(error)}\n`);
+    void exit(1);
+  },
+);

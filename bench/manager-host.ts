@@ -1,0 +1,78 @@
+/**
+ * A manager process for the throughput scenario's "engine" measurement: the manager's own
+ * parts composed as manager/index.ts startManager composes them (LevelStore, control plane,
+ * TaskService/WorkerService/MetricsService routes on an h2c server), plus a way to submit
+ * tasks from inside the process — through the very function the RunTask handler calls
+ * (manager/task-ops.ts runTask) — so placements are measured without the cost of one
+ * unary RPC per task. Workers still talk to it over real gRPC streams.
+ *
+ * Environment: CUBE_DATA_DIR (required), CUBE_LISTEN (default 127.0.0.1:0).
+ * Prints {"listening": "host:port"}. Then reads JSON lines on stdin:
+ *   {"submit": {"prefix": "x-", "count": N, "concurrency": C, "spec": {...}, "file": PATH}}
+ * runs them, writes the submit times (Date.now(), float64, little-endian) to PATH and prints
+ * {"submitted": N, "ms": wall}. SIGTERM closes it gracefully (so --cpu-prof is written).
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { createInterface } from "node:readline";
+import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
+import { RunTaskRequestSchema } from "../gen/cube/v1/task_service_pb.js";
+import { createLogger } from "../lib/logger.js";
+import { startServer } from "../lib/server.js";
+import { openControlPlane } from "../manager/index.js";
+import { MANAGER_FILES, managerRoutes } from "../manager/routes.js";
+import { LevelStore } from "../manager/store-level.js";
+import { runTask } from "../manager/task-ops.js";
+import { runPool } from "./pool.js";
+
+const dataDir = process.env.CUBE_DATA_DIR;
+if (!dataDir) {
+  process.stderr.write("manager-host: CUBE_DATA_DIR is required\n");
+  process.exit(2);
+}
+const logger = createLogger("manager", process.env.CUBE_LOG_LEVEL ?? "warn");
+await mkdir(dataDir, { recursive: true });
+const store = await LevelStore.open(dataDir);
+const cp = await openControlPlane(store, { logger });
+const server = await startServer({
+  listen: process.env.CUBE_LISTEN || "127.0.0.1:0",
+  routes: managerRoutes(cp),
+  files: MANAGER_FILES,
+});
+
+let closing = false;
+const close = async () => {
+  if (closing) return;
+  closing = true;
+  await server.close();
+  await cp.close();
+  await store.close();
+  process.exit(0);
+};
+process.on("SIGTERM", () => void close());
+process.on("SIGINT", () => void close());
+
+interface Submit {
+  prefix: string;
+  count: number;
+  concurrency: number;
+  spec: JsonValue;
+  file: string;
+}
+
+process.stdout.write(`${JSON.stringify({ listening: server.address })}\n`);
+
+for await (const line of createInterface({ input: process.stdin })) {
+  if (!line.trim()) continue;
+  const { submit } = JSON.parse(line) as { submit?: Submit };
+  if (!submit) continue;
+  const spec = fromJson(TaskSpecSchema, submit.spec);
+  const times = new Float64Array(submit.count);
+  const t0 = Date.now();
+  await runPool(submit.count, submit.concurrency, async (i) => {
+    times[i] = Date.now();
+    await runTask(cp, create(RunTaskRequestSchema, { id: `${submit.prefix}${i}`, spec }));
+  });
+  await writeFile(submit.file, new Uint8Array(times.buffer));
+  process.stdout.write(`${JSON.stringify({ submitted: submit.count, ms: Date.now() - t0 })}\n`);
+}

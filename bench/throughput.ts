@@ -1,0 +1,356 @@
+/**
+ * Throughput: W hollow workers (the real worker code with the hollow driver, spread over
+ * a few child processes, each worker on its own gRPC stream to the manager) and N tasks,
+ * measured twice per run, each on a fresh cluster:
+ *  - "gRPC": the real manager process (manager/main.ts), tasks submitted by RunTask with
+ *    bounded concurrency over a few HTTP/2 connections — what a user gets. Its same-run
+ *    baseline is the rate of no-op unary calls (grpc.health.v1 Check) at the same
+ *    concurrency against the same process: the transport's ceiling.
+ *  - "in-process": the same manager parts (bench/manager-host.ts), tasks submitted inside
+ *    the process through the function the RunTask handler calls, so placements are measured
+ *    without one unary RPC per task.
+ * The manager runs in its own process, so /proc gives its peak RSS and CPU. Placement and
+ * RUNNING times come afterwards from the manager's event log (WatchTasks replayed from the
+ * revision before the first submit): no live watcher loads the manager during the run.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { create, toJson } from "@bufbuild/protobuf";
+import { type Client, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { TaskEventType, TaskSpecSchema, TaskState } from "../gen/cube/v1/task_pb.js";
+import type { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { type Child, spawnChild } from "./children.js";
+import { tempDir } from "./cleanup.js";
+import {
+  currentRevision,
+  eventMs,
+  spawnManager,
+  taskClient,
+  waitForWorkers,
+  watchTasks,
+} from "./cluster.js";
+import { BENCH_LABEL, type BenchContext } from "./context.js";
+import { runPool } from "./pool.js";
+import { procStats } from "./proc-stats.js";
+import type { ScenarioOutcome } from "./result.js";
+import { medianOfRuns, percentile } from "./stats.js";
+
+type Mode = "grpc" | "in-process";
+const MODES: readonly Mode[] = ["grpc", "in-process"];
+const SUFFIX: Record<Mode, string> = {
+  grpc: "RunTask over gRPC",
+  "in-process": "in-process submit",
+};
+const key = (mode: Mode, what: string) => `${what} — ${SUFFIX[mode]}`;
+
+interface Sizes {
+  workers: number;
+  tasks: number;
+  hosts: number;
+  concurrency: number;
+  connections: number;
+}
+
+function sizes(ctx: BenchContext): Sizes {
+  const o = ctx.overrides;
+  const workers = o.workers ?? (ctx.quick ? 50 : 1000);
+  return {
+    workers,
+    tasks: o.tasks ?? (ctx.quick ? 2000 : 100_000),
+    hosts: Math.max(1, Math.min(workers, o.hosts ?? (ctx.quick ? 1 : 4))),
+    concurrency: o.concurrency ?? 256,
+    connections: o.connections ?? 4,
+  };
+}
+
+/** Runs the throughput scenario. */
+export async function throughput(ctx: BenchContext): Promise<ScenarioOutcome> {
+  const s = sizes(ctx);
+  const runs: Record<string, number>[] = [];
+  const baselines: Record<string, number>[] = [];
+  const profiles: string[] = [];
+  for (let run = 1; run <= ctx.runs; run++) {
+    const figures: Record<string, number> = {};
+    const baseline: Record<string, number> = {};
+    for (const mode of MODES) {
+      const r = await oneRun(ctx, run, s, mode);
+      Object.assign(figures, r.figures);
+      Object.assign(baseline, r.baseline);
+      ctx.progress(
+        `run ${run}/${ctx.runs} (${SUFFIX[mode]}): ${Math.round(r.figures[key(mode, "placements/s")] ?? 0)} placements/s, ` +
+          `p50 ${r.figures[key(mode, "submit → RUNNING p50 (ms)")]} ms, manager ${Math.round(r.figures[key(mode, "manager peak RSS (MiB)")] ?? 0)} MiB, ` +
+          `${Math.round(r.figures[key(mode, "manager CPU (% of one core)")] ?? 0)}% cpu`,
+      );
+    }
+    runs.push(figures);
+    baselines.push(baseline);
+  }
+  return {
+    name: "throughput",
+    title: `${s.workers.toLocaleString("en-US")} hollow workers, ${s.tasks.toLocaleString("en-US")} tasks`,
+    figures: medianOfRuns(runs),
+    baseline: medianOfRuns(baselines),
+    runs: ctx.runs,
+    note:
+      `${s.workers} hollow workers (real worker code — store, outbox, stream client, task runner — with the hollow driver; data on tmpfs) in ${s.hosts} child process(es), ` +
+      `each on its own gRPC stream to a manager process (data on disk, synced group commits); ${s.tasks} tasks per measurement, a fresh cluster for each. ` +
+      `"RunTask over gRPC": manager/main.ts, ${s.concurrency} RunTask calls in flight over ${s.connections} HTTP/2 connections; its baseline is no-op unary calls (grpc.health.v1 Check) at the same concurrency against the same process. ` +
+      `"in-process submit": the same manager parts (bench/manager-host.ts) with tasks handed to manager/task-ops.ts runTask inside the process, ${s.concurrency} in flight. ` +
+      "placements/s = tasks ÷ (last task SCHEDULED − first submit); latencies = manager event time of RUNNING − client submit time (one clock). " +
+      "Manager RSS = VmHWM, CPU = utime+stime over the run, from /proc.",
+    goals: MODES.map((mode) => ({
+      figure: key(mode, "placements/s"),
+      kind: "min" as const,
+      limit: 20_000,
+      text: "≥ 20,000/s",
+    })),
+    detail: { perRun: runs, baselines, sizes: s, profiles },
+  };
+}
+
+/** A manager for one measurement: the real process, or the host that can submit in-process. */
+async function startManagerFor(
+  ctx: BenchContext,
+  mode: Mode,
+  dataDir: string,
+): Promise<Child & { address: string }> {
+  const nodeFlags = ctx.profileDir
+    ? ["--cpu-prof", `--cpu-prof-dir=${join(ctx.profileDir, `throughput-${mode}`)}`]
+    : [];
+  if (mode === "grpc") {
+    return spawnManager({ dataDir, nodeFlags, env: { CUBE_LOG_LEVEL: "warn" } });
+  }
+  const child = await spawnChild({
+    name: "manager host",
+    script: "bench/manager-host.ts",
+    env: { CUBE_DATA_DIR: dataDir, CUBE_LISTEN: "127.0.0.1:0", CUBE_LOG_LEVEL: "warn" },
+    nodeFlags,
+    stdin: true,
+  });
+  return Object.assign(child, { address: String(child.hello.listening) });
+}
+
+/** Calls/s of a no-op unary RPC for `ms` at the given concurrency: the transport's ceiling. */
+async function noopRate(address: string, s: Sizes, ms: number): Promise<number> {
+  const clients = Array.from({ length: s.connections }, () =>
+    createClient(Health, createGrpcTransport({ baseUrl: `http://${address}` })),
+  );
+  const t0 = Date.now();
+  let calls = 0;
+  await runPool(s.concurrency, s.concurrency, async (lane) => {
+    const client = clients[lane % clients.length] as (typeof clients)[number];
+    while (Date.now() - t0 < ms) {
+      await client.check({});
+      calls++;
+    }
+  });
+  return calls / ((Date.now() - t0) / 1000);
+}
+
+async function oneRun(
+  ctx: BenchContext,
+  run: number,
+  s: Sizes,
+  mode: Mode,
+): Promise<{ figures: Record<string, number>; baseline: Record<string, number> }> {
+  const dir = await tempDir("throughput");
+  const shm = await tempDir("hollow", "/dev/shm").catch(() => tempDir("hollow"));
+  const hosts: Child[] = [];
+  let manager: (Child & { address: string }) | undefined;
+  try {
+    const m = await startManagerFor(ctx, mode, join(dir.path, "manager"));
+    manager = m;
+    const t0 = Date.now();
+    const perHost = Math.ceil(s.workers / s.hosts);
+    const started = await Promise.all(
+      Array.from({ length: s.hosts }, (_, h) =>
+        spawnChild({
+          name: `hollow host ${h}`,
+          script: "bench/hollow-host.ts",
+          env: {
+            BENCH_MANAGER: m.address,
+            BENCH_COUNT: String(Math.min(perHost, s.workers - h * perHost)),
+            BENCH_DIR: join(shm.path, `h${h}`),
+            BENCH_HOST: String(h),
+          },
+          readyTimeoutMs: 300_000,
+        }),
+      ),
+    );
+    hosts.push(...started);
+    await waitForWorkers(m.address, s.workers, 120_000);
+    ctx.progress(
+      `run ${run} (${SUFFIX[mode]}): ${s.workers} hollow workers READY in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
+
+    const clients: Client<typeof TaskService>[] = Array.from({ length: s.connections }, () =>
+      taskClient(m.address),
+    );
+    const first = clients[0] as Client<typeof TaskService>;
+    const spec = {
+      name: "hollow",
+      image: "cube/httpd:local",
+      resources: { cpu: 0.01, memoryBytes: 8n << 20n },
+      labels: { [BENCH_LABEL]: ctx.runId },
+    };
+    // A warm-up round, unmeasured: JIT, connections, and a revision above 0 to replay from
+    // (WatchTasks after revision 0 means "only new events").
+    await runPool(WARM_UP, 64, (i) => first.runTask({ id: `tp-${run}-warm-${i}`, spec }));
+    await untilAllRunning(first, 60_000);
+    const baseline: Record<string, number> = {};
+    if (mode === "grpc") {
+      baseline[key(mode, "placements/s")] = await noopRate(m.address, s, ctx.quick ? 1000 : 3000);
+    }
+    const fromRevision = await currentRevision(first);
+    const prefix = `tp-${run}-`;
+    const before = procStats(m.pid);
+    const hostsBefore = hosts.reduce((sum, h) => sum + procStats(h.pid).cpuSeconds, 0);
+    const start = Date.now();
+    let submitted: Float64Array;
+    const tick = setInterval(
+      () => ctx.progress(`run ${run} (${SUFFIX[mode]}): submitting`),
+      10_000,
+    );
+    try {
+      if (mode === "grpc") {
+        submitted = new Float64Array(s.tasks);
+        const times = submitted;
+        await runPool(s.tasks, s.concurrency, async (i) => {
+          times[i] = Date.now();
+          await (clients[i % clients.length] as Client<typeof TaskService>).runTask({
+            id: `${prefix}${i}`,
+            spec,
+          });
+        });
+      } else {
+        const file = join(dir.path, "submitted.f64");
+        m.send({
+          submit: {
+            prefix,
+            count: s.tasks,
+            concurrency: s.concurrency,
+            spec: toJson(TaskSpecSchema, create(TaskSpecSchema, spec)),
+            file,
+          },
+        });
+        const answer = await m.nextLine();
+        if (!answer?.submitted)
+          throw new Error(
+            `manager host did not submit: ${JSON.stringify(answer)}\n${m.stderrTail()}`,
+          );
+        const bytes = await readFile(file);
+        submitted = new Float64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
+      }
+    } finally {
+      clearInterval(tick);
+    }
+    const acceptedAt = Date.now();
+    const doneAt = await untilAllRunning(first, Math.max(60_000, s.tasks * 2));
+    const after = procStats(m.pid);
+    const hostsAfter = hosts.reduce((sum, h) => sum + procStats(h.pid).cpuSeconds, 0);
+    const { placedAt, runningAt } = await replay(first, fromRevision, prefix, s.tasks);
+
+    const firstSubmit = submitted.reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY);
+    const latencies = Array.from(runningAt, (at, i) => at - (submitted[i] as number));
+    const lastPlaced = placedAt.reduce((a, b) => Math.max(a, b), 0);
+    const lastRunning = runningAt.reduce((a, b) => Math.max(a, b), 0);
+    const wall = (doneAt - start) / 1000;
+    const cpu = after.cpuSeconds - before.cpuSeconds;
+    // Graceful, so that a --cpu-prof profile gets written.
+    await m.stop(15_000);
+    const figures: Record<string, number> = {
+      [key(mode, "placements/s")]: s.tasks / ((lastPlaced - firstSubmit) / 1000),
+      [key(mode, "tasks RUNNING/s")]: s.tasks / ((lastRunning - firstSubmit) / 1000),
+      [key(mode, "submit → RUNNING p50 (ms)")]: percentile(latencies, 50),
+      [key(mode, "submit → RUNNING p99 (ms)")]: percentile(latencies, 99),
+      [key(mode, "manager peak RSS (MiB)")]: after.rssPeakBytes / 2 ** 20,
+      [key(mode, "manager CPU (% of one core)")]: (cpu / wall) * 100,
+      [key(mode, "manager CPU per task (µs)")]: (cpu / s.tasks) * 1e6,
+      [key(mode, "hollow workers CPU (% of one core)")]: ((hostsAfter - hostsBefore) / wall) * 100,
+    };
+    if (mode === "grpc") {
+      figures[key(mode, "RunTask accepted/s")] = s.tasks / ((acceptedAt - start) / 1000);
+    }
+    return { figures, baseline };
+  } finally {
+    for (const h of hosts) await h.kill();
+    await manager?.kill();
+    await shm.remove();
+    await dir.remove();
+  }
+}
+
+/** Per task (by index): manager time of its placement and of its RUNNING, from the event log. */
+async function replay(
+  client: Client<typeof TaskService>,
+  fromRevision: bigint,
+  prefix: string,
+  count: number,
+): Promise<{ placedAt: Float64Array; runningAt: Float64Array }> {
+  const placedAt = new Float64Array(count);
+  const runningAt = new Float64Array(count);
+  let running = 0;
+  let watch: ReturnType<typeof watchTasks> | undefined;
+  const done = new Promise<void>((resolve, reject) => {
+    watch = watchTasks(client, fromRevision, (event) => {
+      const task = event.task;
+      if (!task?.id.startsWith(prefix)) return;
+      const i = Number(task.id.slice(prefix.length));
+      if (!(i >= 0 && i < count)) return;
+      const at = eventMs(event);
+      if (task.workerId && placedAt[i] === 0 && task.state >= TaskState.SCHEDULED) placedAt[i] = at;
+      if (
+        event.type === TaskEventType.STATE_CHANGED &&
+        task.state === TaskState.RUNNING &&
+        runningAt[i] === 0
+      ) {
+        runningAt[i] = at;
+        if (++running === count) resolve();
+      }
+    });
+    void watch.ended.then((error) => {
+      if (error) reject(error);
+    });
+  });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      done,
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`replay saw ${running}/${count} RUNNING events`)),
+          Math.max(30_000, count),
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    watch?.stop();
+  }
+  return { placedAt, runningAt };
+}
+
+/** Tasks submitted and waited for before measuring. */
+const WARM_UP = 200;
+
+/**
+ * Polls until no task is PENDING or SCHEDULED (ListTasks with a state filter, one per page);
+ * resolves with Date.now() when so.
+ */
+async function untilAllRunning(
+  client: Client<typeof TaskService>,
+  timeoutMs: number,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const page = await client.listTasks({
+      states: [TaskState.PENDING, TaskState.SCHEDULED],
+      pageSize: 1,
+    });
+    if (page.tasks.length === 0) return Date.now();
+    if (Date.now() > deadline) throw new Error("not every task became RUNNING in time");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
