@@ -14,6 +14,7 @@ export function grpcTransport(
     baseUrl,
     pingIntervalMs: options.pingIntervalMs ?? 1000,
     pingTimeoutMs: 1000,
-    pingIdleConnection: true,
+    // connect-node 2.1.2 can crash on an idle ping after the server began shutting down.
+    pingIdleConnection: false,
   });
 }
