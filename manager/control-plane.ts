@@ -70,7 +70,7 @@ export class ControlPlane {
 
   /**
    * Loads the stored state: every task and worker back in memory, the revision counter
-   * restored. Workers start DISCONNECTED and get `downGraceMs` to reconnect before their
+   * restored. Workers start DISCONNECTED and get `startupGraceMs` to reconnect before their
    * tasks move; restarts that were waiting out a back-off are scheduled again.
    */
   static async open(store: Store, options: ResolvedOptions, logger: Logger): Promise<ControlPlane> {

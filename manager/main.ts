@@ -2,7 +2,7 @@
  * Entry point of a bare manager process, configured from the environment (for tests that
  * spawn a real manager and kill -9 it): CUBE_LISTEN (default 127.0.0.1:5555, port 0 ok),
  * CUBE_DATA_DIR (required), CUBE_SCHEDULER, and CUBE_HEARTBEAT_INTERVAL,
- * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE in milliseconds. Prints {"listening":"host:port"}
+ * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE, CUBE_STARTUP_GRACE in milliseconds. Prints {"listening":"host:port"}
  * on stdout once it serves. `cube manager` is the command for people.
  */
 import type { SchedulerName } from "./placement.js";
@@ -32,6 +32,7 @@ try {
     heartbeatIntervalMs: ms("CUBE_HEARTBEAT_INTERVAL"),
     heartbeatTimeoutMs: ms("CUBE_HEARTBEAT_TIMEOUT"),
     downGraceMs: ms("CUBE_DOWN_GRACE"),
+    startupGraceMs: ms("CUBE_STARTUP_GRACE"),
   });
   process.stdout.write(`${JSON.stringify({ listening: handle.address })}\n`);
 } catch (error) {

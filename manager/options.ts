@@ -34,6 +34,13 @@ export interface ManagerOptions {
    * restart before their tasks move. Default 1000.
    */
   downGraceMs?: number;
+  /**
+   * After the manager starts, how long known workers get to reconnect before they are DOWN
+   * and their tasks move. Longer than `downGraceMs` because a worker that lost its manager
+   * backs off between attempts (up to 5 s with cube's worker), and a manager restart should
+   * not move every task of every healthy worker. Default max(downGraceMs, 6000).
+   */
+  startupGraceMs?: number;
   /** Structured logger; default `createLogger("manager")`. */
   logger?: Logger;
   /** Events a watcher may have queued before its stream is ended (RESOURCE_EXHAUSTED). Default 10,000. */
@@ -59,6 +66,7 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     heartbeatIntervalMs: options.heartbeatIntervalMs ?? 500,
     heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 2000,
     downGraceMs: options.downGraceMs ?? 1000,
+    startupGraceMs: options.startupGraceMs ?? Math.max(options.downGraceMs ?? 1000, 6000),
     watchBufferSize: options.watchBufferSize ?? 10_000,
     watchHistorySize: options.watchHistorySize ?? 10_000,
     eventRetention: options.eventRetention ?? 500_000,

@@ -195,17 +195,14 @@ export function workerDown(cp: ControlPlane, worker: WorkerEntry, why: string): 
 }
 
 /**
- * After a load: every worker gets the down grace to reconnect, and restarts that were waiting
+ * After a load: every worker gets the startup grace to reconnect, and restarts that were waiting
  * out a back-off when the manager stopped are scheduled again.
  */
 export function resumeAfterLoad(cp: ControlPlane): void {
+  const grace = cp.options.startupGraceMs;
   for (const worker of cp.workers.all()) {
-    worker.downTimer = cp.timer(cp.options.downGraceMs, () =>
-      workerDown(
-        cp,
-        worker,
-        `did not reconnect within ${formatMs(cp.options.downGraceMs)} of the manager's start`,
-      ),
+    worker.downTimer = cp.timer(grace, () =>
+      workerDown(cp, worker, `did not reconnect within ${formatMs(grace)} of the manager's start`),
     );
   }
   for (const entry of cp.tasks.all()) {

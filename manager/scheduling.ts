@@ -94,14 +94,25 @@ export function pendingPass(cp: ControlPlane): void {
   let anyReady = false;
   for (const view of cp.workers.views()) anyReady ||= view.ready;
   if (!anyReady) return;
-  const failed: Amounts[] = [];
+  const failed: { request: Amounts; reason: string }[] = [];
   for (const entry of cp.pending.values()) {
-    if (failed.some((f) => covers(entry.request, f))) continue;
+    const covering = failed.find((f) => covers(entry.request, f.request));
+    if (covering) {
+      // The same request fails for the same reason: keep what people read current.
+      if (same(entry.request, covering.request) && entry.task.reason !== covering.reason) {
+        cp.touch(entry, { reason: covering.reason });
+      }
+      continue;
+    }
     if (!place(cp, entry)) {
-      failed.push(entry.request);
+      failed.push({ request: entry.request, reason: entry.task.reason });
       if (failed.length >= MAX_FAILED_SHAPES) break;
     }
   }
+}
+
+function same(a: Amounts, b: Amounts): boolean {
+  return a.cpu === b.cpu && a.memoryBytes === b.memoryBytes && a.diskBytes === b.diskBytes;
 }
 
 /** Whether `a` asks at least as much as `b` in every dimension. */

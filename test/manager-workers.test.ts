@@ -276,7 +276,7 @@ test("a stopped task on a DISCONNECTED worker that goes DOWN is COMPLETED", asyn
 });
 
 test("after a manager restart workers get the grace to come back, then their tasks move", async (t) => {
-  let h = await harness(t, { downGraceMs: 300 });
+  let h = await harness(t, { downGraceMs: 300, startupGraceMs: 300 });
   const w1 = new FakeWorker("w1");
   const w2 = new FakeWorker("w2");
   await w1.connect(h.transport);
