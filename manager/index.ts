@@ -73,8 +73,10 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
     close() {
       closing ??= (async () => {
         const work = (async () => {
-          await server.close();
+          // Decisions stop first: workers dropping off as the server closes are not
+          // DISCONNECTED, and no timer moves a task while the manager goes away.
           await cp.close();
+          await server.close();
           await store.close();
         })();
         let timer: NodeJS.Timeout | undefined;

@@ -147,6 +147,8 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   worker.downTimer = undefined;
   const wasDown = worker.status === WorkerStatus.DOWN;
   worker.connection = conn;
+  // Acks are per stream: a duplicate replayed on this one is acknowledged again.
+  worker.ackedSeq = 0n;
   worker.lastSeenMs = now;
   worker.setStatus(WorkerStatus.READY);
   conn.workerId = worker.id;

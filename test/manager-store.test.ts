@@ -172,3 +172,24 @@ test("kill -9 of a manager process: every acknowledged task is back, and revisio
   const missing = await after.getTask({ id: "never" }).catch((e) => ConnectError.from(e));
   t.is((missing as ConnectError).code, Code.NotFound);
 });
+
+test("SIGTERM stops a manager process gracefully and loses nothing", async (t) => {
+  const dir = await tempDir(t);
+  const env = { CUBE_DATA_DIR: dir, CUBE_LISTEN: "127.0.0.1:0", CUBE_LOG_LEVEL: "info" };
+  const first = await spawnCube(t, "manager/main.ts", env);
+  const client = createClient(TaskService, grpcTransport(first.address));
+  await Promise.all(
+    Array.from({ length: 50 }, (_, i) => client.runTask({ id: `t${i}`, spec: { image: "img" } })),
+  );
+  const exited = new Promise<number | null>((resolve) =>
+    first.child.once("exit", (code) => resolve(code)),
+  );
+  const started = Date.now();
+  first.child.kill("SIGTERM");
+  t.is(await exited, 0);
+  t.true(Date.now() - started < 6000, `stopped in ${Date.now() - started} ms`);
+  t.regex(first.logs(), /"msg":"manager stopped"/);
+  const second = await spawnCube(t, "manager/main.ts", env);
+  const again = createClient(TaskService, grpcTransport(second.address));
+  t.is((await again.listTasks({})).tasks.length, 50);
+});
