@@ -13,10 +13,16 @@ import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type Docker from "dockerode";
-import { RestartMode, type RestartPolicySchema, type TaskEvent } from "../gen/cube/v1/task_pb.js";
+import {
+  RestartMode,
+  type RestartPolicySchema,
+  type TaskEvent,
+  TaskState,
+} from "../gen/cube/v1/task_pb.js";
 import { tempDir } from "./cleanup.js";
 import {
   currentRevision,
+  eventMs,
   isRunning,
   type SpecInit,
   spawnManager,
@@ -35,6 +41,7 @@ const IMAGE = "cube/httpd:local";
 type RestartPolicyInit = MessageInitShape<typeof RestartPolicySchema>;
 const BACKOFF_MS = 100;
 const K = {
+  rescheduled: "worker kill -9 → its tasks SCHEDULED elsewhere (ms)",
   moved: "worker kill -9 → its tasks RUNNING elsewhere (ms)",
   movedFirst: "worker kill -9 → first task RUNNING elsewhere (ms)",
   tasksMoved: "tasks on the killed worker",
@@ -47,8 +54,10 @@ export async function recovery(ctx: BenchContext): Promise<ScenarioOutcome> {
   const perWorker = ctx.overrides["recovery-tasks"] ?? (ctx.quick ? 3 : 10);
   const cubeRuns: Record<string, number>[] = [];
   const bareRuns: Record<string, number>[] = [];
+  const allTimelines: Record<string, string[]>[] = [];
   for (let run = 1; run <= ctx.runs; run++) {
-    const cube = await oneRun(ctx, run, perWorker);
+    const { figures: cube, timelines } = await oneRun(ctx, run, perWorker);
+    allTimelines.push(timelines);
     const bare = { [K.crash]: await dockerRestartBaseline(ctx.docker, ctx.runId, run) };
     cubeRuns.push(cube);
     bareRuns.push(bare);
@@ -84,8 +93,23 @@ export async function recovery(ctx: BenchContext): Promise<ScenarioOutcome> {
         text: `≤ 1000 ms + ${BACKOFF_MS} ms back-off`,
       },
     ],
-    detail: { perRun: { cube: cubeRuns, bare: bareRuns }, tasksPerWorker: perWorker },
+    detail: {
+      perRun: { cube: cubeRuns, bare: bareRuns },
+      containerKillTimelines: allTimelines,
+      tasksPerWorker: perWorker,
+    },
   };
+}
+
+/** One task event as seen by the benchmark's watcher. */
+interface Logged {
+  readonly id: string;
+  readonly state: string;
+  readonly generation: bigint;
+  readonly workerId: string;
+  /** Manager's event time, ms. */
+  readonly time: number;
+  readonly message: string;
 }
 
 /** Resolves when `predicate` has held for an event; rejects after `timeoutMs`. */
@@ -95,7 +119,7 @@ async function oneRun(
   ctx: BenchContext,
   run: number,
   perWorker: number,
-): Promise<Record<string, number>> {
+): Promise<{ figures: Record<string, number>; timelines: Record<string, string[]> }> {
   const dir = await tempDir("recovery");
   const label = `${BENCH_CONTAINER_LABEL}=${ctx.runId}`;
   const manager = await spawnManager({ dataDir: join(dir.path, "manager") });
@@ -118,6 +142,7 @@ async function oneRun(
       waiters.add(waiter);
     });
   const placed = new Map<string, { workerId: string; generation: bigint }>();
+  const log: Logged[] = [];
   let watch: ReturnType<typeof watchTasks> | undefined;
   try {
     for (let i = 0; i < 3; i++) {
@@ -128,6 +153,16 @@ async function oneRun(
     await waitForWorkers(manager.address, 3, 20_000);
     watch = watchTasks(client, await currentRevision(client), (event, at) => {
       const task = event.task;
+      if (task) {
+        log.push({
+          id: task.id,
+          state: TaskState[task.state] ?? String(task.state),
+          generation: task.generation,
+          workerId: task.workerId,
+          time: eventMs(event),
+          message: event.message,
+        });
+      }
       if (task && isRunning(event))
         placed.set(task.id, { workerId: task.workerId, generation: task.generation });
       for (const w of [...waiters]) {
@@ -141,8 +176,9 @@ async function oneRun(
       name,
       image: IMAGE,
       ports: [{ containerPort: 80 }],
-      // Small requests, so the fit scheduler spreads the tasks over the workers.
-      resources: { cpu: 0.01, memoryBytes: 16n << 20n },
+      // A memory request (no cpu limit: a throttled container starts slowly), so the fit
+      // scheduler spreads the tasks over the workers.
+      resources: { memoryBytes: 32n << 20n },
       labels: { [BENCH_LABEL]: ctx.runId },
       ...extra,
     });
@@ -178,8 +214,19 @@ async function oneRun(
     const killedAt = Date.now();
     await victim.kill();
     const times = (await moved).map((at) => at - killedAt);
+    // When the manager placed them elsewhere (its clock; same machine): the detection part.
+    const rescheduled = victimTasks.map((id) => {
+      const e = log.find(
+        (l) =>
+          l.id === id && l.state === "SCHEDULED" && l.workerId !== victim.id && l.time >= killedAt,
+      );
+      return e ? e.time - killedAt : Number.NaN;
+    });
     // Its containers live on (nobody stops them): remove them now.
     await removeContainersByLabel(ctx.docker, `cube.worker=${victim.id}`);
+
+    // Let the engine settle (the moved tasks' starts, the removals) before timing again.
+    await new Promise((r) => setTimeout(r, 1000));
 
     // 2. Kill a task's container from outside, twice over: docker kill, then a crash.
     const restartAfter = async (id: string, how: "docker-kill" | "crash") => {
@@ -204,17 +251,29 @@ async function oneRun(
       const t0 = Date.now();
       if (how === "docker-kill") await ctx.docker.getContainer(task.containerId).kill();
       else process.kill(await containerPid(ctx.docker, task.containerId), "SIGKILL");
-      return (await again) - t0;
+      const ms = (await again) - t0;
+      timelines[how] = log
+        .filter((l) => l.id === id && l.time >= t0)
+        .map(
+          (l) =>
+            `${l.state} g${l.generation} +${l.time - t0} ms${l.message ? ` (${l.message})` : ""}`,
+        );
+      return ms;
     };
+    const timelines: Record<string, string[]> = {};
     const dockerKill = await restartAfter(`rec-${run}-kill`, "docker-kill");
     const crash = await restartAfter(`rec-${run}-crash`, "crash");
-    return {
+    ctx.progress(`run ${run}: docker kill timeline: ${timelines["docker-kill"]?.join(", ")}`);
+    ctx.progress(`run ${run}: crash timeline: ${timelines.crash?.join(", ")}`);
+    const figures = {
+      [K.rescheduled]: Math.max(...rescheduled),
       [K.moved]: Math.max(...times),
       [K.movedFirst]: Math.min(...times),
       [K.tasksMoved]: victimTasks.length,
       [K.dockerKill]: dockerKill,
       [K.crash]: crash,
     };
+    return { figures, timelines };
   } finally {
     watch?.stop();
     for (const w of workers) await w.kill();

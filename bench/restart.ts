@@ -5,10 +5,12 @@
  * price of the tasks alone (process start-up and module loading are in both).
  */
 import { join } from "node:path";
+import { create, toJson } from "@bufbuild/protobuf";
+import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
+import { spawnChild } from "./children.js";
 import { tempDir } from "./cleanup.js";
 import { type ManagerProcess, spawnManager, taskClient, waitForListTasks } from "./cluster.js";
 import { BENCH_LABEL, type BenchContext } from "./context.js";
-import { runPool } from "./pool.js";
 import type { ScenarioOutcome } from "./result.js";
 import { medianOfRuns } from "./stats.js";
 
@@ -41,37 +43,44 @@ export async function restart(ctx: BenchContext): Promise<ScenarioOutcome> {
   const dir = await tempDir("restart");
   const full = join(dir.path, "full");
   try {
-    // Fill through the real API with no workers: every task stays PENDING, as stored.
-    let manager = await spawnManager({ dataDir: full });
-    const client = taskClient(manager.address);
+    // Fill through the manager's own code (bench/manager-host.ts hands each task to the
+    // function the RunTask handler calls), with no workers: every task stays PENDING.
     const t0 = Date.now();
-    let done = 0;
-    const tick = setInterval(() => ctx.progress(`filling: ${done}/${n} tasks`), 5000);
-    try {
-      await runPool(n, 256, async (i) => {
-        await client.runTask({
-          id: `restart-${i}`,
-          spec: {
-            name: `restart-${i % 100}`,
-            image: "cube/httpd:local",
-            resources: { cpu: 0.1, memoryBytes: 64n << 20n },
-            labels: { [BENCH_LABEL]: ctx.runId, shard: String(i % 16) },
-          },
-        });
-        done++;
-      });
-    } finally {
-      clearInterval(tick);
+    const host = await spawnChild({
+      name: "manager host (fill)",
+      script: "bench/manager-host.ts",
+      env: { CUBE_DATA_DIR: full, CUBE_LISTEN: "127.0.0.1:0", CUBE_LOG_LEVEL: "warn" },
+      stdin: true,
+    });
+    const spec = create(TaskSpecSchema, {
+      name: "restart",
+      image: "cube/httpd:local",
+      resources: { cpu: 0.1, memoryBytes: 64n << 20n },
+      labels: { [BENCH_LABEL]: ctx.runId },
+    });
+    host.send({
+      submit: {
+        prefix: "restart-",
+        count: n,
+        concurrency: 256,
+        spec: toJson(TaskSpecSchema, spec),
+        file: join(dir.path, "submitted.f64"),
+      },
+    });
+    const answer = await host.nextLine();
+    if (!answer?.submitted) {
+      throw new Error(`the manager host did not fill the store: ${host.stderrTail().slice(-2000)}`);
     }
+    // Every RunTask answered only once durable: SIGKILL loses nothing.
+    await host.kill();
     const fillSeconds = (Date.now() - t0) / 1000;
-    ctx.progress(
-      `filled ${n} tasks in ${fillSeconds.toFixed(1)} s (${Math.round(n / fillSeconds)}/s)`,
-    );
+    ctx.progress(`filled ${n} tasks in ${fillSeconds.toFixed(1)} s`);
+    let manager: ManagerProcess | undefined;
 
     const cubeRuns: Record<string, number>[] = [];
     const bareRuns: Record<string, number>[] = [];
     for (let run = 1; run <= ctx.runs; run++) {
-      await manager.kill();
+      await manager?.kill();
       const started = await timedStart(full);
       manager = started.manager;
       cubeRuns.push({ [K.answer]: started.ms });
@@ -81,6 +90,7 @@ export async function restart(ctx: BenchContext): Promise<ScenarioOutcome> {
       bareRuns.push({ [K.answer]: empty.ms });
       ctx.progress(`run ${run}/${ctx.runs}: ${n} tasks ${started.ms} ms, empty ${empty.ms} ms`);
     }
+    if (!manager) throw new Error("no run");
     const listed = await countTasks(manager.address);
     await manager.kill();
     if (listed !== n)
@@ -92,7 +102,7 @@ export async function restart(ctx: BenchContext): Promise<ScenarioOutcome> {
       baseline: medianOfRuns(bareRuns),
       runs: ctx.runs,
       note:
-        `${n} PENDING tasks stored through RunTask (no workers; ${Math.round(n / fillSeconds)}/s), the manager SIGKILLed, then started again on the same directory: ` +
+        `${n} PENDING tasks stored by the manager's own RunTask code (bench/manager-host.ts, no workers), the manager SIGKILLed, then manager/main.ts started on the same directory: ` +
         "time from spawning `node --import=tsx manager/main.ts` to the first ListTasks answer (polled every 5 ms); all tasks listed afterwards. " +
         "Baseline: the same start on an empty data directory (process start-up and module loading are in both).",
       goals: [{ figure: K.answer, kind: "max", limit: 2000, text: "≤ 2000 ms" }],

@@ -47,7 +47,10 @@ const key = (mode: Mode, what: string) => `${what} — ${SUFFIX[mode]}`;
 
 interface Sizes {
   workers: number;
+  /** Tasks of the in-process measurement. */
   tasks: number;
+  /** Tasks of the RunTask-over-gRPC measurement (fewer: one RPC each makes it slow). */
+  grpcTasks: number;
   hosts: number;
   concurrency: number;
   connections: number;
@@ -59,6 +62,7 @@ function sizes(ctx: BenchContext): Sizes {
   return {
     workers,
     tasks: o.tasks ?? (ctx.quick ? 2000 : 100_000),
+    grpcTasks: o["grpc-tasks"] ?? o.tasks ?? (ctx.quick ? 2000 : 20_000),
     hosts: Math.max(1, Math.min(workers, o.hosts ?? (ctx.quick ? 1 : 4))),
     concurrency: o.concurrency ?? 256,
     connections: o.connections ?? 4,
@@ -89,15 +93,15 @@ export async function throughput(ctx: BenchContext): Promise<ScenarioOutcome> {
   }
   return {
     name: "throughput",
-    title: `${s.workers.toLocaleString("en-US")} hollow workers, ${s.tasks.toLocaleString("en-US")} tasks`,
+    title: `${s.workers.toLocaleString("en-US")} hollow workers, ${s.tasks.toLocaleString("en-US")} tasks (${s.grpcTasks.toLocaleString("en-US")} over gRPC)`,
     figures: medianOfRuns(runs),
     baseline: medianOfRuns(baselines),
     runs: ctx.runs,
     note:
       `${s.workers} hollow workers (real worker code — store, outbox, stream client, task runner — with the hollow driver; data on tmpfs) in ${s.hosts} child process(es), ` +
-      `each on its own gRPC stream to a manager process (data on disk, synced group commits); ${s.tasks} tasks per measurement, a fresh cluster for each. ` +
-      `"RunTask over gRPC": manager/main.ts, ${s.concurrency} RunTask calls in flight over ${s.connections} HTTP/2 connections; its baseline is no-op unary calls (grpc.health.v1 Check) at the same concurrency against the same process. ` +
-      `"in-process submit": the same manager parts (bench/manager-host.ts) with tasks handed to manager/task-ops.ts runTask inside the process, ${s.concurrency} in flight. ` +
+      `each on its own gRPC stream to a manager process (data on disk, synced group commits); a fresh cluster for each measurement. ` +
+      `"RunTask over gRPC": manager/main.ts, ${s.grpcTasks} tasks, ${s.concurrency} RunTask calls in flight over ${s.connections} HTTP/2 connections; its baseline is no-op unary calls (grpc.health.v1 Check) at the same concurrency against the same process. ` +
+      `"in-process submit": ${s.tasks} tasks to the same manager parts (bench/manager-host.ts), handed to manager/task-ops.ts runTask inside the process, ${s.concurrency} in flight. ` +
       "placements/s = tasks ÷ (last task SCHEDULED − first submit); latencies = manager event time of RUNNING − client submit time (one clock). " +
       "Manager RSS = VmHWM, CPU = utime+stime over the run, from /proc.",
     goals: MODES.map((mode) => ({
@@ -155,6 +159,7 @@ async function oneRun(
   s: Sizes,
   mode: Mode,
 ): Promise<{ figures: Record<string, number>; baseline: Record<string, number> }> {
+  const count = mode === "grpc" ? s.grpcTasks : s.tasks;
   const dir = await tempDir("throughput");
   const shm = await tempDir("hollow", "/dev/shm").catch(() => tempDir("hollow"));
   const hosts: Child[] = [];
@@ -215,9 +220,9 @@ async function oneRun(
     );
     try {
       if (mode === "grpc") {
-        submitted = new Float64Array(s.tasks);
+        submitted = new Float64Array(count);
         const times = submitted;
-        await runPool(s.tasks, s.concurrency, async (i) => {
+        await runPool(count, s.concurrency, async (i) => {
           times[i] = Date.now();
           await (clients[i % clients.length] as Client<typeof TaskService>).runTask({
             id: `${prefix}${i}`,
@@ -229,7 +234,7 @@ async function oneRun(
         m.send({
           submit: {
             prefix,
-            count: s.tasks,
+            count,
             concurrency: s.concurrency,
             spec: toJson(TaskSpecSchema, create(TaskSpecSchema, spec)),
             file,
@@ -247,10 +252,10 @@ async function oneRun(
       clearInterval(tick);
     }
     const acceptedAt = Date.now();
-    const doneAt = await untilAllRunning(first, Math.max(60_000, s.tasks * 2));
+    const doneAt = await untilAllRunning(first, Math.max(60_000, count * 2));
     const after = procStats(m.pid);
     const hostsAfter = hosts.reduce((sum, h) => sum + procStats(h.pid).cpuSeconds, 0);
-    const { placedAt, runningAt } = await replay(first, fromRevision, prefix, s.tasks);
+    const { placedAt, runningAt } = await replay(first, fromRevision, prefix, count);
 
     const firstSubmit = submitted.reduce((a, b) => Math.min(a, b), Number.POSITIVE_INFINITY);
     const latencies = Array.from(runningAt, (at, i) => at - (submitted[i] as number));
@@ -261,17 +266,17 @@ async function oneRun(
     // Graceful, so that a --cpu-prof profile gets written.
     await m.stop(15_000);
     const figures: Record<string, number> = {
-      [key(mode, "placements/s")]: s.tasks / ((lastPlaced - firstSubmit) / 1000),
-      [key(mode, "tasks RUNNING/s")]: s.tasks / ((lastRunning - firstSubmit) / 1000),
+      [key(mode, "placements/s")]: count / ((lastPlaced - firstSubmit) / 1000),
+      [key(mode, "tasks RUNNING/s")]: count / ((lastRunning - firstSubmit) / 1000),
       [key(mode, "submit → RUNNING p50 (ms)")]: percentile(latencies, 50),
       [key(mode, "submit → RUNNING p99 (ms)")]: percentile(latencies, 99),
       [key(mode, "manager peak RSS (MiB)")]: after.rssPeakBytes / 2 ** 20,
       [key(mode, "manager CPU (% of one core)")]: (cpu / wall) * 100,
-      [key(mode, "manager CPU per task (µs)")]: (cpu / s.tasks) * 1e6,
+      [key(mode, "manager CPU per task (µs)")]: (cpu / count) * 1e6,
       [key(mode, "hollow workers CPU (% of one core)")]: ((hostsAfter - hostsBefore) / wall) * 100,
     };
     if (mode === "grpc") {
-      figures[key(mode, "RunTask accepted/s")] = s.tasks / ((acceptedAt - start) / 1000);
+      figures[key(mode, "RunTask accepted/s")] = count / ((acceptedAt - start) / 1000);
     }
     return { figures, baseline };
   } finally {
