@@ -11,11 +11,7 @@ import {
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
 import { WorkerSchema, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
-import {
-  type Assignment,
-  AssignmentAction,
-  AssignmentSchema,
-} from "../gen/cube/v1/worker_service_pb.js";
+import { type Assignment, AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../lib/logger.js";
 import { holdsResources, stateName } from "../lib/task-state.js";
 import { ChangeFeed } from "./change-feed.js";
@@ -158,12 +154,14 @@ export class ControlPlane {
 
   /** Sends (once durable) a RUN or STOP of `task` to `worker`, tracked until acknowledged. */
   assign(worker: WorkerEntry, action: AssignmentAction, task: Task): void {
-    const assignment = create(AssignmentSchema, {
+    // A literal, not create(): this runs once per placement.
+    const assignment: Assignment = {
+      $typeName: "cube.v1.Assignment",
       action,
       task,
       stopGrace:
         action === AssignmentAction.STOP ? durationFromMs(this.options.stopGraceMs) : undefined,
-    });
+    };
     worker.unacked.set(task.id, assignment);
     this.afterCommit(() => {
       const conn = worker.connection;
@@ -272,7 +270,11 @@ export class ControlPlane {
       $typeName: "cube.v1.TaskEvent",
       revision: task.revision,
       type,
-      time: timestampFromMs(now),
+      time: {
+        $typeName: "google.protobuf.Timestamp",
+        seconds: BigInt(Math.floor(now / 1000)),
+        nanos: (now % 1000) * 1_000_000,
+      },
       task,
       message,
     };

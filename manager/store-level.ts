@@ -1,14 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Level } from "level";
-import {
-  type Task,
-  type TaskEvent,
-  TaskEventSchema,
-  TaskSchema,
-  type TaskSpec,
-  TaskSpecSchema,
-} from "../gen/cube/v1/task_pb.js";
+import type { Task, TaskEvent, TaskSpec } from "../gen/cube/v1/task_pb.js";
 import { WorkerSchema } from "../gen/cube/v1/worker_pb.js";
 import {
   DEFAULT_EVENT_RETENTION,
@@ -17,20 +9,27 @@ import {
   type TaskRecord,
   type WorkerRecord,
 } from "./store.js";
+import { Bytes, Codec, Reader } from "./store-codec.js";
 
 /*
- * Key layout (all keys sort as strings; revisions are zero-padded to 20 digits):
- *   t/<created revision>/<task id>  → Task          (iterating t/ yields creation order)
- *   e/<revision>                    → TaskEvent     (its task without spec)
- *   i/<task id>/<revision>          → (empty)       (per-task event index)
- *   w/<worker id>                   → 8-byte big-endian last update seq, then Worker
+ * Key layout (keys sort as strings; revisions are zero-padded to 20 digits):
+ *   t/<created revision>/<task id>   → task record (see store-codec.ts): the Task and the
+ *                                      revisions of its events; t/ iterates in creation order
+ *   e/<first revision>-<last rev.>   → event blob: the events of one group commit
+ *   w/<worker id>                    → 8-byte big-endian last update seq, then Worker
  * Task and worker ids never contain "/" (the manager validates them).
+ *
+ * One blob per commit and the per-task event list inside the task record keep a placement
+ * (a CREATED and a STATE_CHANGED event, one task record) at one LevelDB put plus a share
+ * of the blob, instead of five.
  */
 
 const pad = (n: bigint) => n.toString().padStart(20, "0");
-const EMPTY = new Uint8Array(0);
-/** Tag byte of Task field 2 (spec), length-delimited. */
-const SPEC_TAG = (2 << 3) | WireType.LengthDelimited;
+const blobKey = (first: bigint, last: bigint) => `e/${pad(first)}-${pad(last)}`;
+
+function blobRange(key: string): { first: bigint; last: bigint } {
+  return { first: BigInt(key.slice(2, 22)), last: BigInt(key.slice(23, 43)) };
+}
 
 type ChainedBatch = ReturnType<Level<string, Uint8Array>["batch"]>;
 
@@ -60,22 +59,22 @@ function newBatch(): Batch {
  *
  * Group commit: every change queued while a write is in flight (or within the same event-loop
  * turn) goes into the next single `batch(..., {sync: true})`, so a thousand RunTasks cost one
- * fsync, not a thousand. A task written several times in one batch is encoded once, and its
- * spec (which never changes) is encoded once per process and appended to each task record.
+ * fsync, not a thousand. A task written several times in one batch is written once.
  */
 export class LevelStore implements Store {
   readonly #db: Level<string, Uint8Array>;
   readonly #dir: string;
   readonly #retention: number;
-  /** Encoded `spec` field (tag + length + bytes), per spec object: specs are shared, never changed. */
-  readonly #specField = new WeakMap<TaskSpec, Uint8Array>();
+  readonly #codec = new Codec();
+  /** Revisions of each task's retained events (persisted inside its task record). */
+  readonly #revisions = new Map<string, bigint[]>();
   #open: Batch | undefined;
   #inflight: Batch | undefined;
   #scheduled = false;
   #failed: Error | undefined;
   #oldest = 1n;
   #latest = 0n;
-  #compacting = false;
+  #compacting: Promise<void> | undefined;
 
   private constructor(dir: string, retention: number) {
     this.#dir = dir;
@@ -109,17 +108,20 @@ export class LevelStore implements Store {
   }
 
   async load(): Promise<LoadedState> {
+    const [first] = await this.#db.keys({ gt: "e/", lt: "e0", limit: 1 }).all();
+    const [last] = await this.#db.keys({ gt: "e/", lt: "e0", reverse: true, limit: 1 }).all();
+    this.#oldest = first ? blobRange(first).first : 1n;
+    this.#latest = last ? blobRange(last).last : 0n;
     const tasks: TaskRecord[] = [];
-    // Replicas share specs: decode each distinct spec once (and share the object).
+    // Replicas share specs: each distinct spec is decoded once (and the object shared).
     const specs = new Map<string, TaskSpec>();
     const it = this.#db.iterator({ gt: "t/", lt: "t0" });
     try {
       for (let page = await it.nextv(2000); page.length > 0; page = await it.nextv(2000)) {
         for (const [key, value] of page) {
-          tasks.push({
-            createdRevision: BigInt(key.slice(2, 22)),
-            task: this.#decodeTask(value, specs),
-          });
+          const { task, revisions } = this.#codec.readTaskRecord(value, specs);
+          this.#revisions.set(task.id, revisions);
+          tasks.push({ createdRevision: BigInt(key.slice(2, 22)), task });
         }
       }
     } finally {
@@ -133,10 +135,6 @@ export class LevelStore implements Store {
         worker: fromBinary(WorkerSchema, value.subarray(8)),
       });
     }
-    const [last] = await this.#db.keys({ gt: "e/", lt: "e0", reverse: true, limit: 1 }).all();
-    const [first] = await this.#db.keys({ gt: "e/", lt: "e0", limit: 1 }).all();
-    this.#latest = last ? BigInt(last.slice(2)) : 0n;
-    this.#oldest = first ? BigInt(first.slice(2)) : 1n;
     return { tasks, workers, revision: this.#latest };
   }
 
@@ -145,6 +143,12 @@ export class LevelStore implements Store {
   }
 
   putEvent(event: TaskEvent): void {
+    const id = event.task?.id;
+    if (id !== undefined) {
+      const list = this.#revisions.get(id);
+      if (list) list.push(event.revision);
+      else this.#revisions.set(id, [event.revision]);
+    }
     this.#batch().events.push(event);
   }
 
@@ -158,16 +162,35 @@ export class LevelStore implements Store {
   }
 
   async taskEvents(taskId: string, afterRevision: bigint, limit: number): Promise<TaskEvent[]> {
-    const keys = await this.#db
-      .keys({ gt: `i/${taskId}/${pad(afterRevision)}`, lt: `i/${taskId}0`, limit })
-      .all();
-    const values = await this.#db.getMany(keys.map((k) => `e/${k.slice(-20)}`));
-    return values.flatMap((v) => (v ? [fromBinary(TaskEventSchema, v)] : []));
+    const wanted = (this.#revisions.get(taskId) ?? [])
+      .filter((r) => r > afterRevision && r >= this.#oldest && r <= this.#latest)
+      .slice(0, limit);
+    const out: TaskEvent[] = [];
+    let blob: { first: bigint; last: bigint; value: Uint8Array } | undefined;
+    for (const revision of wanted) {
+      if (!blob || revision > blob.last) blob = await this.#blobHolding(revision);
+      if (!blob) continue;
+      const bytes = eventAt(blob.value, Number(revision - blob.first));
+      if (bytes) out.push(this.#codec.readEvent(bytes));
+    }
+    return out;
   }
 
   async eventsAfter(afterRevision: bigint, limit: number): Promise<TaskEvent[]> {
-    const values = await this.#db.values({ gt: `e/${pad(afterRevision)}`, lt: "e0", limit }).all();
-    return values.map((v) => fromBinary(TaskEventSchema, v));
+    const out: TaskEvent[] = [];
+    const start = await this.#blobHolding(afterRevision + 1n);
+    const from = start ? blobKey(start.first, start.last) : `e/${pad(afterRevision + 1n)}`;
+    for await (const [key, value] of this.#db.iterator({ gte: from, lt: "e0" })) {
+      let revision = blobRange(key).first;
+      const reader = new Reader(value);
+      while (!reader.done && out.length < limit) {
+        const bytes = reader.delimited();
+        if (revision > afterRevision) out.push(this.#codec.readEvent(bytes));
+        revision++;
+      }
+      if (out.length >= limit) break;
+    }
+    return out;
   }
 
   oldestRevision(): bigint {
@@ -176,8 +199,20 @@ export class LevelStore implements Store {
 
   async close(): Promise<void> {
     await this.flush().catch(() => undefined);
-    while (this.#compacting) await new Promise((r) => setTimeout(r, 5));
+    await this.#compacting;
     await this.#db.close();
+  }
+
+  /** The blob whose range holds `revision`, if it is still kept. */
+  async #blobHolding(
+    revision: bigint,
+  ): Promise<{ first: bigint; last: bigint; value: Uint8Array } | undefined> {
+    const [entry] = await this.#db
+      .iterator({ gt: "e/", lte: `e/${pad(revision)}-~`, reverse: true, limit: 1 })
+      .all();
+    if (!entry) return undefined;
+    const range = blobRange(entry[0]);
+    return revision <= range.last ? { ...range, value: entry[1] } : undefined;
   }
 
   #batch(): Batch {
@@ -232,15 +267,35 @@ export class LevelStore implements Store {
   }
 
   #encode(batch: Batch, out: ChainedBatch): void {
-    for (const { task, createdRevision } of batch.tasks.values()) {
-      out.put(`t/${pad(createdRevision)}/${task.id}`, this.#task(task));
+    // The snapshot an event recorded is often the task's latest: encode it once for both.
+    const rests = new Map<Task, Uint8Array>();
+    const rest = (task: Task) => {
+      let bytes = rests.get(task);
+      if (!bytes) {
+        bytes = this.#codec.taskRest(task);
+        rests.set(task, bytes);
+      }
+      return bytes;
+    };
+    const events = batch.events;
+    if (events.length > 0) {
+      const blob = new Bytes(events.length * 160);
+      for (const event of events) {
+        blob.delimited(this.#codec.event(event, event.task && rest(event.task)));
+      }
+      const first = (events[0] as TaskEvent).revision;
+      out.put(blobKey(first, first + BigInt(events.length - 1)), blob.finish());
     }
-    for (const event of batch.events) {
-      const rev = pad(event.revision);
-      const task = event.task;
-      const stored = task ? { ...event, task: { ...task, spec: undefined } } : event;
-      out.put(`e/${rev}`, toBinary(TaskEventSchema, stored));
-      if (task) out.put(`i/${task.id}/${rev}`, EMPTY);
+    for (const { task, createdRevision } of batch.tasks.values()) {
+      let revisions = this.#revisions.get(task.id) ?? [];
+      if (revisions.length > 0 && (revisions[0] as bigint) < this.#oldest) {
+        revisions = revisions.filter((r) => r >= this.#oldest);
+        this.#revisions.set(task.id, revisions);
+      }
+      out.put(
+        `t/${pad(createdRevision)}/${task.id}`,
+        this.#codec.taskRecord(task, revisions, rest(task)),
+      );
     }
     for (const { worker, lastUpdateSeq } of batch.workers.values()) {
       const body = toBinary(WorkerSchema, worker);
@@ -251,79 +306,39 @@ export class LevelStore implements Store {
     }
   }
 
-  /**
-   * The spec field first, then the task without its spec: still one valid Task message
-   * (protobuf fields may come in any order), whose spec part is encoded once per spec
-   * object and is easy to find again when loading.
-   */
-  #task(task: Task): Uint8Array {
-    const rest = toBinary(TaskSchema, { ...task, spec: undefined });
-    if (!task.spec) return rest;
-    let field = this.#specField.get(task.spec);
-    if (!field) {
-      field = new BinaryWriter()
-        .tag(2, WireType.LengthDelimited)
-        .bytes(toBinary(TaskSpecSchema, task.spec))
-        .finish();
-      this.#specField.set(task.spec, field);
-    }
-    const out = new Uint8Array(field.length + rest.length);
-    out.set(field, 0);
-    out.set(rest, field.length);
-    return out;
-  }
-
-  /** Reads what {@link LevelStore.#task} wrote (or any Task encoding). */
-  #decodeTask(value: Uint8Array, specs: Map<string, TaskSpec>): Task {
-    if (value[0] !== SPEC_TAG) return fromBinary(TaskSchema, value);
-    let len = 0;
-    let shift = 0;
-    let pos = 1;
-    for (;;) {
-      const b = value[pos++] as number;
-      len += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) break;
-      shift += 7;
-    }
-    const end = pos + len;
-    const key = Buffer.from(value.buffer, value.byteOffset + pos, len).toString("latin1");
-    let spec = specs.get(key);
-    if (!spec) {
-      spec = fromBinary(TaskSpecSchema, value.subarray(pos, end));
-      specs.set(key, spec);
-      this.#specField.set(spec, value.slice(0, end));
-    }
-    const task = fromBinary(TaskSchema, value.subarray(end));
-    task.spec = spec;
-    return task;
-  }
-
-  /** Drops the oldest events beyond the retention, in the background, a chunk at a time. */
+  /** Drops whole blobs older than the retention, in the background, from the keys alone. */
   #maybeCompact(): void {
-    const kept = this.#latest - this.#oldest + 1n;
     const slack = BigInt(Math.ceil(this.#retention * 0.1) + 16);
-    if (this.#compacting || kept <= BigInt(this.#retention) + slack) return;
-    this.#compacting = true;
-    const until = this.#latest - BigInt(this.#retention);
-    (async () => {
-      while (this.#oldest <= until) {
-        const entries = await this.#db
-          .iterator({ gte: `e/${pad(this.#oldest)}`, lte: `e/${pad(until)}`, limit: 1000 })
-          .all();
-        if (entries.length === 0) break;
-        const chained = this.#db.batch();
-        for (const [key, value] of entries) {
-          chained.del(key);
-          const id = fromBinary(TaskEventSchema, value).task?.id;
-          if (id !== undefined) chained.del(`i/${id}/${key.slice(2)}`);
-        }
-        await chained.write();
-        this.#oldest = BigInt((entries.at(-1) as [string, Uint8Array])[0].slice(2)) + 1n;
+    if (this.#compacting || this.#latest - this.#oldest + 1n <= BigInt(this.#retention) + slack) {
+      return;
+    }
+    const keepFrom = this.#latest - BigInt(this.#retention) + 1n;
+    this.#compacting = (async () => {
+      const keys = await this.#db.keys({ gt: "e/", lt: `e/${pad(keepFrom)}` }).all();
+      const chained = this.#db.batch();
+      let oldest = this.#oldest;
+      for (const key of keys) {
+        const range = blobRange(key);
+        if (range.last >= keepFrom) break;
+        chained.del(key);
+        oldest = range.last + 1n;
       }
+      await chained.write();
+      this.#oldest = oldest;
     })()
       .catch(() => undefined)
       .finally(() => {
-        this.#compacting = false;
+        this.#compacting = undefined;
       });
   }
+}
+
+/** The `index`-th event of a blob (revision = blob's first + index), without decoding the others. */
+function eventAt(blob: Uint8Array, index: number): Uint8Array | undefined {
+  const reader = new Reader(blob);
+  for (let i = 0; !reader.done; i++) {
+    const bytes = reader.delimited();
+    if (i === index) return bytes;
+  }
+  return undefined;
 }
