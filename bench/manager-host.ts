@@ -6,13 +6,22 @@
  * (manager/task-ops.ts runTask) — so placements are measured without the cost of one
  * unary RPC per task. Workers still talk to it over real gRPC streams.
  *
- * Environment: CUBE_DATA_DIR (required), CUBE_LISTEN (default 127.0.0.1:0).
+ * Environment: CUBE_DATA_DIR (required), CUBE_LISTEN (default 127.0.0.1:0), and
+ * CUBE_HEARTBEAT_INTERVAL, CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE in ms (as manager/main.ts).
  * Prints {"listening": "host:port"}. Then reads JSON lines on stdin:
  *   {"submit": {"prefix": "x-", "count": N, "concurrency": C, "spec": {...}, "file": PATH}}
  * runs them, writes the submit times (Date.now(), float64, little-endian) to PATH and prints
- * {"submitted": N, "ms": wall}. SIGTERM closes it gracefully (so --cpu-prof is written).
+ * {"submitted": N, "ms": wall}.
+ *   {"profile": "start"} starts the V8 CPU profiler; {"profile": "stop", "file": PATH} writes
+ *   the profile since the start to PATH (a .cpuprofile) and prints {"profiled": PATH}, so a
+ *   profile covers just the measured window.
+ *   {"loop": "reset"} restarts the event-loop delay histogram; {"loop": "read"} prints
+ *   {"loop": {"p50": ms, "p99": ms, "max": ms}} since the reset.
+ * SIGTERM closes it gracefully.
  */
 import { mkdir, writeFile } from "node:fs/promises";
+import { Session } from "node:inspector";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
@@ -33,7 +42,20 @@ if (!dataDir) {
 const logger = createLogger("manager", process.env.CUBE_LOG_LEVEL ?? "warn");
 await mkdir(dataDir, { recursive: true });
 const store = await LevelStore.open(dataDir);
-const cp = await openControlPlane(store, { logger });
+/** A duration option in milliseconds from the environment, as manager/main.ts reads them. */
+const ms = (name: string): number | undefined => {
+  const value = process.env[name];
+  return value ? Number(value) : undefined;
+};
+const timing = {
+  heartbeatIntervalMs: ms("CUBE_HEARTBEAT_INTERVAL"),
+  heartbeatTimeoutMs: ms("CUBE_HEARTBEAT_TIMEOUT"),
+  downGraceMs: ms("CUBE_DOWN_GRACE"),
+};
+const cp = await openControlPlane(store, {
+  logger,
+  ...Object.fromEntries(Object.entries(timing).filter(([, v]) => v !== undefined)),
+});
 const server = await startServer({
   listen: process.env.CUBE_LISTEN || "127.0.0.1:0",
   routes: managerRoutes(cp),
@@ -52,6 +74,19 @@ const close = async () => {
 process.on("SIGTERM", () => void close());
 process.on("SIGINT", () => void close());
 
+// How late the event loop runs: a stalled manager is what makes workers give up on it.
+const delay = monitorEventLoopDelay({ resolution: 10 });
+delay.enable();
+
+const profiler = new Session();
+profiler.connect();
+const post = (method: string, params?: object) =>
+  new Promise<unknown>((resolve, reject) =>
+    profiler.post(method, params ?? {}, (error, result) =>
+      error ? reject(error) : resolve(result),
+    ),
+  );
+
 interface Submit {
   prefix: string;
   count: number;
@@ -64,7 +99,36 @@ process.stdout.write(`${JSON.stringify({ listening: server.address })}\n`);
 
 for await (const line of createInterface({ input: process.stdin })) {
   if (!line.trim()) continue;
-  const { submit } = JSON.parse(line) as { submit?: Submit };
+  const { submit, profile, file, loop } = JSON.parse(line) as {
+    submit?: Submit;
+    profile?: "start" | "stop";
+    file?: string;
+    loop?: "reset" | "read";
+  };
+  if (loop === "reset") {
+    delay.reset();
+    process.stdout.write(`${JSON.stringify({ loop: "reset" })}\n`);
+    continue;
+  }
+  if (loop === "read") {
+    const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+    process.stdout.write(
+      `${JSON.stringify({ loop: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) } })}\n`,
+    );
+    continue;
+  }
+  if (profile === "start") {
+    await post("Profiler.enable");
+    await post("Profiler.start");
+    process.stdout.write(`${JSON.stringify({ profiling: true })}\n`);
+    continue;
+  }
+  if (profile === "stop" && file) {
+    const { profile: data } = (await post("Profiler.stop")) as { profile: object };
+    await writeFile(file, JSON.stringify(data));
+    process.stdout.write(`${JSON.stringify({ profiled: file })}\n`);
+    continue;
+  }
   if (!submit) continue;
   const spec = fromJson(TaskSpecSchema, submit.spec);
   const times = new Float64Array(submit.count);
