@@ -109,6 +109,7 @@ async function oneRun(
       running.set(id, resolve);
       setTimeout(() => reject(new Error(`task ${id} not RUNNING within 30 s`)), 30_000).unref();
     });
+    seen.catch(() => undefined); // awaited below; a RunTask failure must not leave it unhandled
     const t0 = Date.now();
     await client.runTask({ id, spec: spec(i) });
     const { event, at } = await seen;

@@ -8,6 +8,7 @@
  * on Ctrl-C too. Exits 1 when a scenario could not run; timings never fail a run.
  */
 import { randomBytes } from "node:crypto";
+import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
 import { cleanUp, deferCleanup } from "./cleanup.js";
@@ -80,6 +81,12 @@ async function main(): Promise<number> {
     removeContainersByLabel(docker, `${BENCH_CONTAINER_LABEL}=${runId}`),
   );
   const machine = await describeMachine(docker);
+  const loadAtStart = loadavg();
+  if ((loadAtStart[0] ?? 0) > machine.cores / 2) {
+    process.stderr.write(
+      `bench: load average ${loadAtStart[0]?.toFixed(2)} on ${machine.cores} cores: other work will skew the figures\n`,
+    );
+  }
   const mode = args.quick ? "quick" : "full";
   const profileDir = args.profile
     ? fileURLToPath(new URL(`./results/profiles/${runId}`, import.meta.url))
@@ -127,6 +134,7 @@ async function main(): Promise<number> {
         : ""
     }`.trim(),
     machine,
+    loadAtStart,
     seconds: (Date.now() - started) / 1000,
     scenarios: results,
   };
@@ -149,6 +157,12 @@ async function exit(code: number): Promise<never> {
   }
   process.exit(code);
 }
+
+// A waiter that timed out after its scenario already failed must not take the run down
+// (and skip the clean-up): say so and carry on.
+process.on("unhandledRejection", (reason) => {
+  process.stderr.write(`bench: late failure (ignored): ${(reason as Error)?.message ?? reason}\n`);
+});
 
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {

@@ -126,8 +126,8 @@ async function oneRun(
   const workers: WorkerProcess[] = [];
   const waiters = new Set<Waiter>();
   const client = taskClient(manager.address);
-  const until = (predicate: (e: TaskEvent) => boolean, what: string, timeoutMs = 30_000) =>
-    new Promise<number>((resolve, reject) => {
+  const until = (predicate: (e: TaskEvent) => boolean, what: string, timeoutMs = 30_000) => {
+    const promise = new Promise<number>((resolve, reject) => {
       const waiter: Waiter = {
         predicate,
         resolve: (at) => {
@@ -141,6 +141,10 @@ async function oneRun(
       }, timeoutMs);
       waiters.add(waiter);
     });
+    // Awaited by the caller; a failure before that point must not leave it unhandled.
+    promise.catch(() => undefined);
+    return promise;
+  };
   const placed = new Map<string, { workerId: string; generation: bigint }>();
   const log: Logged[] = [];
   let watch: ReturnType<typeof watchTasks> | undefined;

@@ -12,6 +12,8 @@ export interface Report {
   readonly date: string;
   readonly command: string;
   readonly machine: Machine;
+  /** 1, 5 and 15 minute load averages when the run started: other work skews the figures. */
+  readonly loadAtStart: readonly number[];
   /** Wall time of the whole run, seconds. */
   readonly seconds: number;
   readonly scenarios: readonly ScenarioResult[];
@@ -85,7 +87,7 @@ export function renderTable(report: Report): string {
   );
   return [
     `cube benchmarks (${report.mode}), ${report.date}, ${Math.round(report.seconds)} s`,
-    `machine: ${machineLine(report.machine)}`,
+    `machine: ${machineLine(report.machine)}; load average at start ${report.loadAtStart.map((l) => l.toFixed(2)).join(" ")}`,
     table.toString(),
     ...notes,
   ].join("\n");

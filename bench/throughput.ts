@@ -101,7 +101,7 @@ export async function throughput(ctx: BenchContext): Promise<ScenarioOutcome> {
     note:
       `${s.workers} hollow workers (real worker code — store, outbox, stream client, task runner — with the hollow driver; data on tmpfs) in ${s.hosts} child process(es), ` +
       `each on its own gRPC stream to a manager process (data on disk, synced group commits); a fresh cluster for each measurement. ` +
-      `"RunTask over gRPC": manager/main.ts, ${s.grpcTasks} tasks, ${s.concurrency} RunTask calls in flight over ${s.connections} HTTP/2 connections; its baseline is no-op unary calls (grpc.health.v1 Check) at the same concurrency against the same process. ` +
+      `"RunTask over gRPC": manager/main.ts, ${s.grpcTasks} tasks, ${s.concurrency} RunTask calls in flight over ${s.connections} HTTP/2 connections; its baselines are no-op unary calls (grpc.health.v1 Check) at the same concurrency against the same process: their rate, and the manager's CPU per call. ` +
       `"in-process submit": ${s.tasks} tasks to the same manager parts (bench/manager-host.ts), handed to manager/task-ops.ts runTask inside the process, ${s.concurrency} in flight. ` +
       "placements/s = tasks ÷ (last task SCHEDULED − first submit); latencies = manager event time of RUNNING − client submit time (one clock). " +
       "Manager RSS = VmHWM, CPU = utime+stime over the run, from /proc. " +
@@ -151,12 +151,21 @@ async function startManagerFor(
   return Object.assign(child, { address: String(child.hello.listening) });
 }
 
-/** Calls/s of a no-op unary RPC for `ms` at the given concurrency: the transport's ceiling. */
-async function noopRate(address: string, s: Sizes, ms: number): Promise<number> {
+/**
+ * Calls/s of a no-op unary RPC for `ms` at the given concurrency — the transport's ceiling —
+ * and the server's CPU time per call (µs).
+ */
+async function noopRate(
+  address: string,
+  pid: number,
+  s: Sizes,
+  ms: number,
+): Promise<{ rate: number; cpuPerCall: number }> {
   const clients = Array.from({ length: s.connections }, () =>
     createClient(Health, createGrpcTransport({ baseUrl: `http://${address}` })),
   );
   const t0 = Date.now();
+  const cpu0 = procStats(pid).cpuSeconds;
   let calls = 0;
   await runPool(s.concurrency, s.concurrency, async (lane) => {
     const client = clients[lane % clients.length] as (typeof clients)[number];
@@ -165,7 +174,8 @@ async function noopRate(address: string, s: Sizes, ms: number): Promise<number> 
       calls++;
     }
   });
-  return calls / ((Date.now() - t0) / 1000);
+  const cpu = procStats(pid).cpuSeconds - cpu0;
+  return { rate: calls / ((Date.now() - t0) / 1000), cpuPerCall: (cpu / calls) * 1e6 };
 }
 
 async function oneRun(
@@ -231,7 +241,9 @@ async function oneRun(
     await untilAllRunning(first, 60_000);
     const baseline: Record<string, number> = {};
     if (mode === "grpc") {
-      baseline[key(mode, "placements/s")] = await noopRate(m.address, s, ctx.quick ? 1000 : 3000);
+      const noop = await noopRate(m.address, m.pid, s, ctx.quick ? 1000 : 3000);
+      baseline[key(mode, "placements/s")] = noop.rate;
+      baseline[key(mode, "manager CPU per task (µs)")] = noop.cpuPerCall;
     }
     const fromRevision = await currentRevision(first);
     const prefix = `tp-${run}-`;

@@ -76,6 +76,7 @@ test("the table and the Markdown show every figure with its baseline, ratio and 
       docker: "20.10",
       virtualized: false,
     },
+    loadAtStart: [0.5, 0.4, 0.3],
     seconds: 1,
     scenarios: [finish(outcome, true), failed("restart", "t", new Error("boom"))],
   };
@@ -93,6 +94,7 @@ test("the table and the Markdown show every figure with its baseline, ratio and 
   t.is(r[2]?.baseline, "—");
   t.is(r[3]?.figure, "FAILED: boom");
   t.regex(renderTable(report), /median of 3 runs/);
+  t.regex(renderTable(report), /load average at start 0\.50 0\.40 0\.30/);
   const md = renderMarkdown(report);
   t.regex(md, /^\| scenario \| figure \|/);
   t.regex(md, /\| latency \| p50 \(ms\) \| 115 \| 100 \| 1\.15× \| ≤ 1\.15× bare ✓ \|/);
