@@ -1,6 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Level } from "level";
-import type { Task, TaskEvent, TaskSpec } from "../gen/cube/v1/task_pb.js";
+import type { Task, TaskEvent } from "../gen/cube/v1/task_pb.js";
 import { WorkerSchema } from "../gen/cube/v1/worker_pb.js";
 import {
   DEFAULT_EVENT_RETENTION,
@@ -9,7 +9,8 @@ import {
   type TaskRecord,
   type WorkerRecord,
 } from "./store.js";
-import { Bytes, Codec, Reader } from "./store-codec.js";
+import { Codec, type SharedSpec } from "./store-codec.js";
+import { Bytes, Reader } from "./wire.js";
 
 /*
  * Key layout (keys sort as strings; revisions are zero-padded to 20 digits):
@@ -114,7 +115,7 @@ export class LevelStore implements Store {
     this.#latest = last ? blobRange(last).last : 0n;
     const tasks: TaskRecord[] = [];
     // Replicas share specs: each distinct spec is decoded once (and the object shared).
-    const specs = new Map<string, TaskSpec>();
+    const specs = new Map<string, SharedSpec>();
     const it = this.#db.iterator({ gt: "t/", lt: "t0" });
     try {
       for (let page = await it.nextv(2000); page.length > 0; page = await it.nextv(2000)) {
