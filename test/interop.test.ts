@@ -105,3 +105,35 @@ test("a @grpc/grpc-js client with proto-loader runs, lists, watches and stops a 
   t.is((bad as grpc.ServiceError).code, grpc.status.INVALID_ARGUMENT);
   t.regex((bad as grpc.ServiceError).details, /^spec\.image/);
 });
+
+test("a @grpc/grpc-js client reads the manager's grpc.health.v1 status", async (t) => {
+  const manager = await startManager({
+    listen: "127.0.0.1:0",
+    dataDir: await tempDir(t),
+    logger: createLogger("manager", "silent"),
+  });
+  t.teardown(() => manager.close());
+  const definition = await protoLoader.load("grpc/health/v1/health.proto", {
+    includeDirs: ["proto"],
+    enums: String,
+  });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    grpc: {
+      health: {
+        v1: {
+          Health: new (
+            a: string,
+            c: grpc.ChannelCredentials,
+          ) => grpc.Client & { Check: Unary<object, { status: string }> };
+        };
+      };
+    };
+  };
+  const client = new loaded.grpc.health.v1.Health(
+    manager.address,
+    grpc.credentials.createInsecure(),
+  );
+  t.teardown(() => client.close());
+  const health = await call(client.Check, client, { service: "" });
+  t.is(health.status, "SERVING");
+});
