@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
-import { TaskSchema } from "../gen/cube/v1/task_pb.js";
+import { DesiredState, TaskEventType, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { WorkerSchema, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import {
   AssignmentAction,
@@ -219,6 +219,18 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
     if (!task) continue;
     cp.logger.info({ task: id, worker: worker.id }, "reconcile: sending a missing task again");
     cp.assign(worker, AssignmentAction.RUN, task);
+  }
+  // Stopped while the worker was away, and it holds nothing of them: nothing left to stop.
+  for (const id of [...worker.tasks]) {
+    const entry = cp.tasks.get(id);
+    if (!entry || held.has(id) || entry.task.desiredState !== DesiredState.STOPPED) continue;
+    worker.unacked.delete(id);
+    cp.change(
+      entry,
+      { state: TaskState.COMPLETED, reason: "stopped", finishedAt: timestampFromMs(Date.now()) },
+      TaskEventType.STATE_CHANGED,
+      "stopped (its worker did not hold it)",
+    );
   }
 }
 

@@ -380,3 +380,20 @@ test("WatchWorkers sends every worker, then each again as it changes", async (t)
   t.is(seen[0], "w1:READY:0");
   t.true(seen.includes("w2:READY:0"));
 });
+
+test("a task stopped while its worker is away is COMPLETED when the worker comes back without it", async (t) => {
+  const h = await harness(t, { downGraceMs: 5000 });
+  const w = new FakeWorker("w1", { auto: false });
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({ spec: spec() });
+  const id = task?.id ?? "";
+  t.is(task?.state, TaskState.SCHEDULED);
+  w.disconnect();
+  await status(h, "w1", WorkerStatus.DISCONNECTED);
+  await h.tasks.stopTask({ id });
+  t.is((await h.tasks.getTask({ id })).task?.state, TaskState.SCHEDULED);
+  await new FakeWorker("w1").connect(h.transport, []);
+  const done = await state(h, id, TaskState.COMPLETED);
+  t.is(done.reason, "stopped");
+  t.is((await h.workers.getWorker({ id: "w1" })).worker?.taskCount, 0);
+});
