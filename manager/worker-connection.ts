@@ -24,6 +24,11 @@ export class WorkerConnection {
     return this.#ended;
   }
 
+  /** Nothing is waiting to go down (a heartbeat would be the only message). */
+  get idle(): boolean {
+    return this.#queue.length === 0;
+  }
+
   /** Queues a message; ignored once the stream has ended. */
   send(message: Outbound): void {
     if (this.#ended) return;

@@ -262,7 +262,8 @@ function heartbeat(cp: ControlPlane, conn: WorkerConnection): { current?: NodeJS
     } else if (worker.connection === conn && now - worker.lastSeenMs > timeout) {
       workerDown(cp, worker, `silent for ${now - worker.lastSeenMs}ms`);
       return;
-    } else if (conn.registered && now - conn.lastSentMs >= interval) {
+    } else if (conn.registered && conn.idle && now - conn.lastSentMs >= interval) {
+      // Only when nothing is queued: a worker that stopped reading gets no pile of heartbeats.
       conn.send({
         case: "heartbeat",
         value: { $typeName: "cube.v1.Heartbeat", time: timestampFromMs(now) },
