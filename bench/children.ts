@@ -41,7 +41,7 @@ export interface SpawnOptions {
   readonly readyTimeoutMs?: number;
 }
 
-const TAIL = 16_384;
+const TAIL = Number(process.env.BENCH_STDERR_TAIL ?? 16_384);
 
 /**
  * Spawns `node --import=tsx <script>` from the repository root and resolves once it has

@@ -13,6 +13,8 @@ export interface BenchContext {
   readonly profileDir?: string;
   /** Size overrides from the command line (e.g. --workers=200 --tasks=20000). */
   readonly overrides: Readonly<Record<string, number>>;
+  /** Other flags with a value (e.g. --modes=grpc). */
+  readonly flags: Readonly<Record<string, string>>;
   /** One progress line on stderr, prefixed with the scenario's name. */
   progress(message: string): void;
 }

@@ -3,7 +3,9 @@
  * recovery, restart), prints a table and writes bench/results/latest.json (and
  * full.json or quick.json). Flags: --quick, --only=latency,restart, --runs=N,
  * --profile (CPU profile of the manager under throughput), and size overrides
- * --workers=N --tasks=N --hosts=N --concurrency=N --latency-tasks=N --restart-tasks=N.
+ * --workers=N --tasks=N --grpc-tasks=N --hosts=N --concurrency=N --connections=N
+ * --latency-tasks=N --recovery-tasks=N --restart-tasks=N, and --modes=grpc,in-process
+ * (throughput).
  * Every child process and container it made is removed at the end, on failure and
  * on Ctrl-C too. Exits 1 when a scenario could not run; timings never fail a run.
  */
@@ -40,10 +42,11 @@ interface Args {
   runs?: number;
   profile: boolean;
   overrides: Record<string, number>;
+  flags: Record<string, string>;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { quick: false, only: [], profile: false, overrides: {} };
+  const args: Args = { quick: false, only: [], profile: false, overrides: {}, flags: {} };
   for (const arg of argv) {
     const [flag, value] = arg.split("=", 2) as [string, string | undefined];
     if (flag === "--quick") args.quick = true;
@@ -53,6 +56,8 @@ function parseArgs(argv: readonly string[]): Args {
       args.runs = Math.floor(Number(value));
     else if (flag.startsWith("--") && value !== undefined && /^\d+$/.test(value)) {
       args.overrides[flag.slice(2)] = Number(value);
+    } else if (flag.startsWith("--") && value) {
+      args.flags[flag.slice(2)] = value;
     } else {
       throw new Error(`unknown argument ${arg} (see the top of bench/main.ts)`);
     }
@@ -103,6 +108,7 @@ async function main(): Promise<number> {
       docker,
       ...(profileDir ? { profileDir } : {}),
       overrides: args.overrides,
+      flags: args.flags,
       progress: (message) => process.stderr.write(`bench ${name}: ${message}\n`),
     };
     const t0 = Date.now();

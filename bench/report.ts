@@ -2,7 +2,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import Table from "cli-table3";
 import { type Machine, machineLine } from "./machine.js";
-import type { ScenarioResult } from "./result.js";
+import { goalId, type ScenarioResult } from "./result.js";
 import { round } from "./stats.js";
 
 /** Everything one `npm run bench` wrote. */
@@ -36,7 +36,7 @@ function goalCell(result: ScenarioResult, key: string): string {
   return result.goals
     .filter((g) => g.figure === key)
     .map((g) => {
-      const met = result.met[g.text];
+      const met = result.met[goalId(g)];
       return `${g.text} ${met === null || met === undefined ? "(not judged)" : met ? "✓" : "✗"}`;
     })
     .join("; ");

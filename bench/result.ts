@@ -30,7 +30,7 @@ export interface ScenarioResult {
   /** What the baseline is, how the figures were taken, caveats. */
   readonly note: string;
   readonly goals: readonly Goal[];
-  /** Per goal text: met or not; null when not judged (quick mode). */
+  /** Per goal ("figure: text"): met or not; null when not judged (quick mode). */
   readonly met: Record<string, boolean | null>;
   /** Extra detail worth keeping (per-run figures, profiles), not printed in the table. */
   readonly detail?: Record<string, unknown>;
@@ -58,10 +58,16 @@ export function finish(outcome: ScenarioOutcome, judge: boolean): ScenarioResult
   const met: Record<string, boolean | null> = {};
   for (const goal of outcome.goals) {
     const value = goal.ofRatio ? ratio[goal.figure] : outcome.figures[goal.figure];
-    if (!judge || value === undefined || !Number.isFinite(value)) met[goal.text] = null;
-    else met[goal.text] = goal.kind === "max" ? value <= goal.limit : value >= goal.limit;
+    const id = goalId(goal);
+    if (!judge || value === undefined || !Number.isFinite(value)) met[id] = null;
+    else met[id] = goal.kind === "max" ? value <= goal.limit : value >= goal.limit;
   }
   return { ...outcome, ratio, met };
+}
+
+/** How a goal is named in {@link ScenarioResult.met}: its figure and its text. */
+export function goalId(goal: Goal): string {
+  return `${goal.figure}: ${goal.text}`;
 }
 
 /** A scenario's result when it could not run to the end. */

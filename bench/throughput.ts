@@ -79,7 +79,10 @@ export async function throughput(ctx: BenchContext): Promise<ScenarioOutcome> {
   for (let run = 1; run <= ctx.runs; run++) {
     const figures: Record<string, number> = {};
     const baseline: Record<string, number> = {};
-    for (const mode of MODES) {
+    const modes = ctx.flags.modes
+      ? MODES.filter((m) => ctx.flags.modes?.split(",").includes(m))
+      : MODES;
+    for (const mode of modes) {
       const r = await oneRun(ctx, run, s, mode, profiles);
       Object.assign(figures, r.figures);
       Object.assign(baseline, r.baseline);
@@ -408,6 +411,28 @@ async function replay(
   return { placedAt, runningAt, replaced: placements.reduce((n, p) => n + (p > 1 ? 1 : 0), 0) };
 }
 
+/** Why the wait failed: how many tasks are still PENDING or SCHEDULED, and a few of them. */
+async function stuckReport(client: Client<typeof TaskService>, timeoutMs: number): Promise<string> {
+  const stuck: string[] = [];
+  let count = 0;
+  let pageToken = "";
+  do {
+    const page = await client.listTasks({
+      states: [TaskState.PENDING, TaskState.SCHEDULED],
+      pageSize: 1000,
+      pageToken,
+    });
+    count += page.tasks.length;
+    for (const t of page.tasks.slice(0, 5 - stuck.length)) {
+      stuck.push(
+        `${t.id} ${TaskState[t.state]} g${t.generation} on ${t.workerId || "-"}${t.reason ? ` (${t.reason})` : ""}`,
+      );
+    }
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return `${count} tasks not RUNNING after ${timeoutMs} ms, e.g. ${stuck.join("; ")}`;
+}
+
 /** Tasks submitted and waited for before measuring. */
 const WARM_UP = 200;
 
@@ -426,7 +451,7 @@ async function untilAllRunning(
       pageSize: 1,
     });
     if (page.tasks.length === 0) return Date.now();
-    if (Date.now() > deadline) throw new Error("not every task became RUNNING in time");
+    if (Date.now() > deadline) throw new Error(await stuckReport(client, timeoutMs));
     await new Promise((r) => setTimeout(r, 50));
   }
 }
