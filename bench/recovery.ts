@@ -45,6 +45,7 @@ const K = {
   moved: "worker kill -9 → its tasks RUNNING elsewhere (ms)",
   movedFirst: "worker kill -9 → first task RUNNING elsewhere (ms)",
   tasksMoved: "tasks on the killed worker",
+  parallel: "the killed worker's share of containers started at once (ms)",
   dockerKill: "container `docker kill` → RUNNING again (ms)",
   crash: "container main process kill -9 → RUNNING again (ms)",
 };
@@ -58,7 +59,15 @@ export async function recovery(ctx: BenchContext): Promise<ScenarioOutcome> {
   for (let run = 1; run <= ctx.runs; run++) {
     const { figures: cube, timelines } = await oneRun(ctx, run, perWorker);
     allTimelines.push(timelines);
-    const bare = { [K.crash]: await dockerRestartBaseline(ctx.docker, ctx.runId, run) };
+    const bare = {
+      [K.crash]: await dockerRestartBaseline(ctx.docker, ctx.runId, run),
+      [K.parallel]: await bareParallelStart(
+        ctx.docker,
+        ctx.runId,
+        run,
+        cube[K.tasksMoved] ?? perWorker,
+      ),
+    };
     cubeRuns.push(cube);
     bareRuns.push(bare);
     ctx.progress(
@@ -76,7 +85,8 @@ export async function recovery(ctx: BenchContext): Promise<ScenarioOutcome> {
       `manager with default timing (heartbeat 500 ms, timeout 2 s, down grace 1 s) and 3 worker processes; ${3 * perWorker} tasks spread by the fit scheduler. ` +
       "Worker kill: SIGKILL of one worker process → the last of its tasks RUNNING on another worker (WatchTasks, client clock). " +
       `Container kill: a task with restart policy always and back-off ${BACKOFF_MS} ms, killed by \`docker kill\` or by SIGKILL of its main process from the host → RUNNING at the next generation. ` +
-      "Baseline: Docker's own `--restart always` on the same container body, main process SIGKILLed → Docker's \"start\" event (Docker ignores its restart policy after `docker kill`). " +
+      "Baselines: Docker's own `--restart always` on the same container body, main process SIGKILLed → Docker's \"start\" event (Docker ignores its restart policy after `docker kill`); " +
+      "and bare dockerode create + start of as many containers as the killed worker had, all at once — the engine's share of moving them. " +
       "No same-run baseline for the worker kill: for reference, Swarm marks a node down after ~15 s, Nomad after 20–30 s.",
     goals: [
       { figure: K.moved, kind: "max", limit: 3000, text: "≤ 3000 ms" },
@@ -286,6 +296,38 @@ async function oneRun(
     await removeContainersByLabel(ctx.docker, label);
     await dir.remove();
   }
+}
+
+/** Bare create + start + inspect of `n` containers at once: ms until all of them run. */
+async function bareParallelStart(
+  docker: Docker,
+  runId: string,
+  run: number,
+  n: number,
+): Promise<number> {
+  const t0 = Date.now();
+  const started = await Promise.all(
+    Array.from({ length: n }, (_, i) => {
+      const name = `bare-parallel-${runId}-${run}-${i}`;
+      return bareRun(docker, name, {
+        name,
+        image: IMAGE,
+        ports: [{ containerPort: 80 }],
+        resources: { memoryBytes: 32n << 20n },
+        labels: { [BENCH_LABEL]: runId },
+      });
+    }),
+  );
+  const ms = Date.now() - t0;
+  await Promise.all(
+    started.map((c) =>
+      docker
+        .getContainer(c.id)
+        .remove({ force: true })
+        .catch(() => undefined),
+    ),
+  );
+  return ms;
 }
 
 /**
