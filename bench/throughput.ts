@@ -104,7 +104,7 @@ export async function throughput(ctx: BenchContext): Promise<ScenarioOutcome> {
     note:
       `${s.workers} hollow workers (real worker code — store, outbox, stream client, task runner — with the hollow driver; data on tmpfs) in ${s.hosts} child process(es), ` +
       `each on its own gRPC stream to a manager process (data on disk, synced group commits); a fresh cluster for each measurement. ` +
-      `"RunTask over gRPC": manager/main.ts, ${s.grpcTasks} tasks, ${s.concurrency} RunTask calls in flight over ${s.connections} HTTP/2 connections; its baselines are no-op unary calls (grpc.health.v1 Check) at the same concurrency against the same process: their rate, and the manager's CPU per call. ` +
+      `"RunTask over gRPC": manager/main.ts, ${s.grpcTasks} tasks, ${s.concurrency} RunTask calls in flight over ${s.connections} HTTP/2 connections; its baselines are no-op unary calls (grpc.health.v1 Check) at the same concurrency against the same process: their rate, and the manager's CPU per call (idle load taken out). ` +
       `"in-process submit": ${s.tasks} tasks to the same manager parts (bench/manager-host.ts), handed to manager/task-ops.ts runTask inside the process, ${s.concurrency} in flight. ` +
       "placements/s = tasks ÷ (last task SCHEDULED − first submit); latencies = manager event time of RUNNING − client submit time (one clock). " +
       "Manager RSS = VmHWM, CPU = utime+stime over the run, from /proc. " +
@@ -156,13 +156,14 @@ async function startManagerFor(
 
 /**
  * Calls/s of a no-op unary RPC for `ms` at the given concurrency — the transport's ceiling —
- * and the server's CPU time per call (µs).
+ * and the server's CPU time per call (µs), its idle load (`idlePercent` of a core) taken out.
  */
 async function noopRate(
   address: string,
   pid: number,
   s: Sizes,
   ms: number,
+  idlePercent: number,
 ): Promise<{ rate: number; cpuPerCall: number }> {
   const clients = Array.from({ length: s.connections }, () =>
     createClient(Health, createGrpcTransport({ baseUrl: `http://${address}` })),
@@ -177,8 +178,9 @@ async function noopRate(
       calls++;
     }
   });
-  const cpu = procStats(pid).cpuSeconds - cpu0;
-  return { rate: calls / ((Date.now() - t0) / 1000), cpuPerCall: (cpu / calls) * 1e6 };
+  const seconds = (Date.now() - t0) / 1000;
+  const cpu = procStats(pid).cpuSeconds - cpu0 - (idlePercent / 100) * seconds;
+  return { rate: calls / seconds, cpuPerCall: (Math.max(0, cpu) / calls) * 1e6 };
 }
 
 async function oneRun(
@@ -242,9 +244,14 @@ async function oneRun(
     // (WatchTasks after revision 0 means "only new events").
     await runPool(WARM_UP, 64, (i) => first.runTask({ id: `tp-${run}-warm-${i}`, spec }));
     await untilAllRunning(first, 60_000);
+    // What the connected workers cost the manager when nothing happens (heartbeats).
+    const idleMs = ctx.quick ? 1000 : 3000;
+    const idle0 = procStats(m.pid).cpuSeconds;
+    await new Promise((r) => setTimeout(r, idleMs));
+    const idlePercent = ((procStats(m.pid).cpuSeconds - idle0) / (idleMs / 1000)) * 100;
     const baseline: Record<string, number> = {};
     if (mode === "grpc") {
-      const noop = await noopRate(m.address, m.pid, s, ctx.quick ? 1000 : 3000);
+      const noop = await noopRate(m.address, m.pid, s, idleMs, idlePercent);
       baseline[key(mode, "placements/s")] = noop.rate;
       baseline[key(mode, "manager CPU per task (µs)")] = noop.cpuPerCall;
     }
@@ -343,6 +350,7 @@ async function oneRun(
       [key(mode, "hollow workers CPU (% of one core)")]: ((hostsAfter - hostsBefore) / wall) * 100,
     };
     figures[key(mode, "tasks placed more than once")] = replaced;
+    figures[key(mode, `manager CPU idle with ${s.workers} workers (% of one core)`)] = idlePercent;
     if (loop.p99 !== undefined) figures[key(mode, "manager event-loop delay p99 (ms)")] = loop.p99;
     if (loop.max !== undefined) figures[key(mode, "manager event-loop delay max (ms)")] = loop.max;
     if (mode === "grpc") {
