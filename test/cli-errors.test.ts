@@ -81,6 +81,7 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["frobnicate"], /unknown command 'frobnicate'/],
     [["ps", "--frob"], /unknown option '--frob'/],
     [["manager", "--heartbeat-interval", "fast"], /is not a duration/],
+    [["manager", "--startup-grace", "soon"], /is not a duration/],
   ];
   const results = await Promise.all(cases.map(([args]) => inProcess(args)));
   for (const [i, r] of results.entries()) {

@@ -24,7 +24,24 @@ test.before(async () => {
   const dir = await mkdtemp(join(tmpdir(), "cube-e2e-cli-"));
   const processes: RunningCube[] = [];
   cluster = { manager: "", workers: [], dir, processes };
-  const manager = startCube(["manager", "--listen", "127.0.0.1:0", "--data-dir", join(dir, "m")]);
+  // The timing flags spelled out with their defaults, so the flags themselves are exercised.
+  const manager = startCube([
+    "manager",
+    "--listen",
+    "127.0.0.1:0",
+    "--data-dir",
+    join(dir, "m"),
+    "--scheduler",
+    "fit",
+    "--heartbeat-interval",
+    "500ms",
+    "--heartbeat-timeout",
+    "2s",
+    "--down-grace",
+    "1s",
+    "--startup-grace",
+    "6s",
+  ]);
   processes.push(manager);
   const [, address] = await manager.waitFor(/manager listening on (\S+)/);
   cluster.manager = address as string;

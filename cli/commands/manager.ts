@@ -16,6 +16,7 @@ interface ManagerFlags {
   heartbeatInterval?: number;
   heartbeatTimeout?: number;
   downGrace?: number;
+  startupGrace?: number;
 }
 
 /** Where the manager keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -60,6 +61,11 @@ export function managerCommand(io: Io): Command {
       "then, time until it is DOWN and its tasks move (env CUBE_DOWN_GRACE, default 1s)",
       arg(parseDuration),
     )
+    .option(
+      "--startup-grace <duration>",
+      "after a manager restart, time workers get to reconnect before their tasks move (env CUBE_STARTUP_GRACE, default max(down grace, 6s))",
+      arg(parseDuration),
+    )
     .addHelpText(
       "after",
       `
@@ -93,6 +99,7 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     heartbeatIntervalMs: flags.heartbeatInterval ?? fromEnv("CUBE_HEARTBEAT_INTERVAL", envDuration),
     heartbeatTimeoutMs: flags.heartbeatTimeout ?? fromEnv("CUBE_HEARTBEAT_TIMEOUT", envDuration),
     downGraceMs: flags.downGrace ?? fromEnv("CUBE_DOWN_GRACE", envDuration),
+    startupGraceMs: flags.startupGrace ?? fromEnv("CUBE_STARTUP_GRACE", envDuration),
   };
   let handle: ManagerHandle;
   try {
