@@ -1,7 +1,7 @@
 /**
  * `npm run bench` / `npm run bench:quick`: runs the scenarios (latency, throughput,
- * recovery, restart), prints a table and writes bench/results/latest.json (and
- * full.json or quick.json). Flags: --quick, --only=latency,restart, --runs=N,
+ * recovery, restart), prints a table and writes bench/results/latest.json (and, for a
+ * full run, full.json). Flags: --quick, --only=latency,restart, --runs=N,
  * --profile (CPU profile of the manager under throughput), and size overrides
  * --workers=N --tasks=N --grpc-tasks=N --hosts=N --concurrency=N --connections=N
  * --latency-tasks=N --recovery-tasks=N --restart-tasks=N, and --modes=grpc,in-process
@@ -147,11 +147,14 @@ async function main(): Promise<number> {
   process.stdout.write(`${renderTable(report)}\n`);
   const resultsDir = fileURLToPath(new URL("./results/", import.meta.url));
   await writeReport(report, `${resultsDir}latest.json`);
-  await writeReport(report, `${resultsDir}${mode}.json`);
   if (!args.quick) {
+    // Kept apart, so that a quick run (CI, a check) never overwrites the full figures.
+    await writeReport(report, `${resultsDir}full.json`);
     process.stdout.write(`\nMarkdown (for the README):\n\n${renderMarkdown(report)}\n`);
   }
-  process.stdout.write(`\nwrote bench/results/latest.json and bench/results/${mode}.json\n`);
+  process.stdout.write(
+    `\nwrote bench/results/latest.json${args.quick ? "" : " and bench/results/full.json"}\n`,
+  );
   return results.some((r) => r.runs === 0) ? 1 : 0;
 }
 
