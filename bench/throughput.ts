@@ -92,6 +92,9 @@ export async function throughput(ctx: BenchContext): Promise<ScenarioOutcome> {
           `${Math.round(r.figures[key(mode, "manager CPU (% of one core)")] ?? 0)}% cpu`,
       );
     }
+    if (modes.includes("in-process")) {
+      baseline[key("in-process", "placements/s")] = await controlPlaneRate(ctx, s);
+    }
     runs.push(figures);
     baselines.push(baseline);
   }
@@ -105,7 +108,7 @@ export async function throughput(ctx: BenchContext): Promise<ScenarioOutcome> {
       `${s.workers} hollow workers (real worker code — store, outbox, stream client, task runner — with the hollow driver; data on tmpfs) in ${s.hosts} child process(es), ` +
       `each on its own gRPC stream to a manager process (data on disk, synced group commits); a fresh cluster for each measurement. ` +
       `"RunTask over gRPC": manager/main.ts, ${s.grpcTasks} tasks, ${s.concurrency} RunTask calls in flight over ${s.connections} HTTP/2 connections; its baselines are no-op unary calls (grpc.health.v1 Check) at the same concurrency against the same process: their rate, and the manager's CPU per call (idle load taken out). ` +
-      `"in-process submit": ${s.tasks} tasks to the same manager parts (bench/manager-host.ts), handed to manager/task-ops.ts runTask inside the process, ${s.concurrency} in flight. ` +
+      `"in-process submit": ${s.tasks} tasks to the same manager parts (bench/manager-host.ts), handed to manager/task-ops.ts runTask inside the process, ${s.concurrency} in flight; its baseline is the same submit to a manager with no workers (tasks accepted and stored, left PENDING): the control plane and store alone. ` +
       "placements/s = tasks ÷ (last task SCHEDULED − first submit); latencies = manager event time of RUNNING − client submit time (one clock). " +
       "Manager RSS = VmHWM, CPU = utime+stime over the run, from /proc. " +
       "Heartbeat timeout and down grace raised to 10 s (a saturated 2-core machine delays heartbeats); tasks placed more than once counts any move all the same.",
@@ -152,6 +155,42 @@ async function startManagerFor(
     stdin: true,
   });
   return Object.assign(child, { address: String(child.hello.listening) });
+}
+
+/**
+ * Tasks/s the manager's control plane accepts and stores with no worker at all (they stay
+ * PENDING): the same in-process submit, without placements and worker streams — what the
+ * rest of the pipeline is measured against.
+ */
+async function controlPlaneRate(ctx: BenchContext, s: Sizes): Promise<number> {
+  const dir = await tempDir("control-plane");
+  const count = Math.min(s.tasks, ctx.quick ? 2000 : 20_000);
+  try {
+    const host = await startManagerFor(
+      { ...ctx, profileDir: undefined },
+      "in-process",
+      join(dir.path, "m"),
+    );
+    try {
+      host.send({
+        submit: {
+          prefix: "cp-",
+          count,
+          concurrency: s.concurrency,
+          spec: toJson(TaskSpecSchema, create(TaskSpecSchema, SPEC)),
+          file: join(dir.path, "submitted.f64"),
+        },
+      });
+      const answer = await host.nextLine();
+      if (typeof answer?.ms !== "number")
+        throw new Error(`manager host: ${JSON.stringify(answer)}`);
+      return count / (answer.ms / 1000);
+    } finally {
+      await host.kill();
+    }
+  } finally {
+    await dir.remove();
+  }
 }
 
 /**
@@ -234,12 +273,7 @@ async function oneRun(
       taskClient(m.address),
     );
     const first = clients[0] as Client<typeof TaskService>;
-    const spec = {
-      name: "hollow",
-      image: "cube/httpd:local",
-      resources: { cpu: 0.01, memoryBytes: 8n << 20n },
-      labels: { [BENCH_LABEL]: ctx.runId },
-    };
+    const spec = { ...SPEC, labels: { [BENCH_LABEL]: ctx.runId } };
     // A warm-up round, unmeasured: JIT, connections, and a revision above 0 to replay from
     // (WatchTasks after revision 0 means "only new events").
     await runPool(WARM_UP, 64, (i) => first.runTask({ id: `tp-${run}-warm-${i}`, spec }));
@@ -440,6 +474,13 @@ async function stuckReport(client: Client<typeof TaskService>, timeoutMs: number
   } while (pageToken);
   return `${count} tasks not RUNNING after ${timeoutMs} ms, e.g. ${stuck.join("; ")}`;
 }
+
+/** What every throughput task asks for: a sliver, so a hollow worker holds thousands. */
+const SPEC = {
+  name: "hollow",
+  image: "cube/httpd:local",
+  resources: { cpu: 0.01, memoryBytes: 8n << 20n },
+};
 
 /** Tasks submitted and waited for before measuring. */
 const WARM_UP = 200;
