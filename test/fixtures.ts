@@ -6,7 +6,10 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Client } from "@connectrpc/connect";
 import Docker from "dockerode";
+import type { Task } from "../gen/cube/v1/task_pb.js";
+import type { TaskService } from "../gen/cube/v1/task_service_pb.js";
 
 /** The local HTTP image built by `npm run setup` (busybox httpd on port 80, /health answers 200). */
 export const HTTP_IMAGE = "cube/httpd:local";
@@ -78,4 +81,16 @@ export function nodeView(overrides: NodeViewOverrides = {}): NodeView {
     capacity: { cpu: 4, memoryBytes: 8n * 1024n ** 3n, diskBytes: 100n * 1024n ** 3n, ...capacity },
     allocated: { cpu: 0, memoryBytes: 0n, diskBytes: 0n, ...allocated },
   };
+}
+
+/** Every task the manager behind `client` lists, reading all pages. */
+export async function allTasks(client: Client<typeof TaskService>): Promise<Task[]> {
+  const out: Task[] = [];
+  let token = "";
+  do {
+    const page = await client.listTasks({ pageSize: 1000, pageToken: token });
+    out.push(...page.tasks);
+    token = page.nextPageToken;
+  } while (token);
+  return out;
 }

@@ -2,27 +2,16 @@
  * Real processes and a real dockerd: a manager and two workers, spawned with
  * `node --import=tsx`, killed with SIGKILL.
  */
-import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test from "ava";
-import { type Task, TaskState } from "../gen/cube/v1/task_pb.js";
+import { TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { grpcTransport } from "../lib/client.js";
-import { docker, HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
+import { allTasks, docker, HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
 import { eventually } from "./manager-harness.js";
 import { Cluster } from "./manager-process.js";
-
-async function allTasks(client: Client<typeof TaskService>): Promise<Task[]> {
-  const out: Task[] = [];
-  let token = "";
-  do {
-    const page = await client.listTasks({ pageSize: 1000, pageToken: token });
-    out.push(...page.tasks);
-    token = page.nextPageToken;
-  } while (token);
-  return out;
-}
 
 /** Running containers of our workers, by task id. */
 async function runningContainers(workerIds: string[]): Promise<Map<string, string[]>> {

@@ -4,27 +4,16 @@
  * cores take 20) so the test starts 20 real containers, not 200, while 180 tasks wait
  * PENDING — which exercises the pending queue across the crash too.
  */
-import { type Client, createClient } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import test from "ava";
-import { type Task, TaskState } from "../gen/cube/v1/task_pb.js";
+import { TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { grpcTransport } from "../lib/client.js";
-import { docker, requireDocker, tempDir } from "./fixtures.js";
+import { allTasks, docker, requireDocker, tempDir } from "./fixtures.js";
 import { eventually } from "./manager-harness.js";
 import { Cluster } from "./manager-process.js";
 
 const TOTAL = 200;
-
-async function allTasks(client: Client<typeof TaskService>): Promise<Task[]> {
-  const out: Task[] = [];
-  let token = "";
-  do {
-    const page = await client.listTasks({ pageSize: 1000, pageToken: token });
-    out.push(...page.tasks);
-    token = page.nextPageToken;
-  } while (token);
-  return out;
-}
 
 test("kill -9 of the manager while 200 tasks are submitted: every acknowledged task survives, one container per running task", async (t) => {
   await requireDocker();
