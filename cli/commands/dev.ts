@@ -71,8 +71,13 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
     await manager.close().catch(() => undefined);
     throw new CliError(startFailure("worker", "127.0.0.1:0", error));
   }
-  // npm exec (npx) says so in npm_command; a `cube` on the PATH (npm link) does not.
-  const self = io.env.npm_command === "exec" ? "npx cube" : "cube";
+  // npm exec (npx) and `npm run dev` say so in npm_command: from a clone, the other
+  // terminal needs `npx cube`; a `cube` on the PATH (npm link) sets no npm_command.
+  const viaNpm =
+    io.env.npm_command === "exec" ||
+    io.env.npm_command === "run" ||
+    io.env.npm_command === "run-script";
+  const self = viaNpm ? "npx cube" : "cube";
   io.stdout.write(banner(manager.address, worker, opts.dataDir, self));
 
   let stopping = false;
