@@ -12,7 +12,7 @@ import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
 import { holdsResources } from "../lib/task-state.js";
 import type { ControlPlane } from "./control-plane.js";
 import { decideRestart, type EndKind, formatMs, maxRestarts } from "./restart-policy.js";
-import { place } from "./scheduling.js";
+import { assignAttempt, place } from "./scheduling.js";
 import type { TaskEntry } from "./task-table.js";
 import type { WorkerEntry } from "./worker-table.js";
 
@@ -113,23 +113,7 @@ function restartNow(cp: ControlPlane, entry: TaskEntry): void {
   const ready = worker?.status === WorkerStatus.READY;
   if (worker && ready && (holdsResources(from) || worker.fits(entry.request))) {
     const attempt = task.restartCount + 1;
-    const after = cp.change(
-      entry,
-      {
-        state: TaskState.SCHEDULED,
-        generation: task.generation + 1n,
-        restartCount: attempt,
-        scheduledAt: timestampFromMs(Date.now()),
-        containerId: "",
-        ports: [],
-        exitCode: undefined,
-        health: HealthStatus.UNSPECIFIED,
-        reason: "",
-      },
-      TaskEventType.STATE_CHANGED,
-      `restart ${attempt}/${max} on ${worker.label}`,
-    );
-    cp.assign(worker, AssignmentAction.RUN, after);
+    assignAttempt(cp, entry, worker, attempt, `restart ${attempt}/${max} on ${worker.label}`);
     return;
   }
   place(cp, entry, {

@@ -6,6 +6,37 @@ import type { Amounts } from "./scheduler/types.js";
 import type { TaskEntry } from "./task-table.js";
 import type { WorkerEntry } from "./worker-table.js";
 
+/**
+ * Records the task SCHEDULED on `worker` with the next generation (a fresh attempt: no
+ * container, ports, exit code or health yet) and pushes the RUN assignment to it.
+ */
+export function assignAttempt(
+  cp: ControlPlane,
+  entry: TaskEntry,
+  worker: WorkerEntry,
+  restartCount: number,
+  message: string,
+): void {
+  const after = cp.change(
+    entry,
+    {
+      state: TaskState.SCHEDULED,
+      workerId: worker.id,
+      generation: entry.task.generation + 1n,
+      restartCount,
+      scheduledAt: timestampFromMs(Date.now()),
+      containerId: "",
+      ports: [],
+      exitCode: undefined,
+      health: HealthStatus.UNSPECIFIED,
+      reason: "",
+    },
+    TaskEventType.STATE_CHANGED,
+    message,
+  );
+  cp.assign(worker, AssignmentAction.RUN, after);
+}
+
 /** How {@link place} should treat a placement. */
 export interface PlaceOptions {
   /** Workers not to use (the one a task is moved away from). */
@@ -30,24 +61,13 @@ export function place(cp: ControlPlane, entry: TaskEntry, options: PlaceOptions 
   if (plan.kind === "place") {
     const worker = cp.workers.get(plan.nodeId);
     if (!worker) throw new Error(`scheduler picked unknown worker ${plan.nodeId}`);
-    const after = cp.change(
+    assignAttempt(
+      cp,
       entry,
-      {
-        state: TaskState.SCHEDULED,
-        workerId: worker.id,
-        generation: task.generation + 1n,
-        restartCount,
-        scheduledAt: timestampFromMs(Date.now()),
-        containerId: "",
-        ports: [],
-        exitCode: undefined,
-        health: HealthStatus.UNSPECIFIED,
-        reason: "",
-      },
-      TaskEventType.STATE_CHANGED,
+      worker,
+      restartCount,
       options.placedMessage?.(worker) ?? `scheduled on ${worker.label}`,
     );
-    cp.assign(worker, AssignmentAction.RUN, after);
     return true;
   }
   const reason = `${options.reasonPrefix ?? ""}${plan.reason}`;
