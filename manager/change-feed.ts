@@ -3,6 +3,8 @@
  * backlog is a set of keys, so it is bounded by the number of workers however slow the
  * subscriber is, and notifying never blocks.
  */
+import { Waker } from "../lib/waker.js";
+
 export class ChangeFeed {
   readonly #subs = new Set<Subscription>();
 
@@ -22,7 +24,7 @@ export class ChangeFeed {
 /** One subscriber's set of changed keys. */
 export class Subscription {
   #dirty = new Set<string>();
-  #wake: (() => void) | undefined;
+  readonly #waker = new Waker();
   readonly #onClose: () => void;
 
   constructor(onClose: () => void) {
@@ -31,21 +33,13 @@ export class Subscription {
 
   mark(key: string): void {
     this.#dirty.add(key);
-    this.#wake?.();
+    this.#waker.wake();
   }
 
   /** The keys changed since the last call, waiting for one; [] once `signal` aborts. */
   async changed(signal: AbortSignal): Promise<string[]> {
     while (this.#dirty.size === 0 && !signal.aborted) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          signal.removeEventListener("abort", done);
-          this.#wake = undefined;
-          resolve();
-        };
-        this.#wake = done;
-        signal.addEventListener("abort", done, { once: true });
-      });
+      await this.#waker.wait(signal);
     }
     if (signal.aborted) return [];
     const keys = [...this.#dirty];

@@ -1,4 +1,5 @@
 import type { TaskEvent } from "../gen/cube/v1/task_pb.js";
+import { Waker } from "../lib/waker.js";
 
 /**
  * One watcher's queue. The hub never waits for it: when it holds `limit` events the watcher
@@ -8,7 +9,7 @@ export class EventWatcher {
   /** True once the watcher fell `limit` events behind; nothing more is queued. */
   overflowed = false;
   #queue: TaskEvent[] = [];
-  #wake: (() => void) | undefined;
+  readonly #waker = new Waker();
   readonly #limit: number;
   readonly #taskId: string | undefined;
   readonly #onClose: (w: EventWatcher) => void;
@@ -30,7 +31,7 @@ export class EventWatcher {
     } else {
       this.#queue.push(event);
     }
-    this.#wake?.();
+    this.#waker.wake();
   }
 
   /**
@@ -39,15 +40,7 @@ export class EventWatcher {
    */
   async take(signal: AbortSignal): Promise<TaskEvent[] | undefined> {
     while (this.#queue.length === 0 && !this.overflowed && !signal.aborted) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          signal.removeEventListener("abort", done);
-          this.#wake = undefined;
-          resolve();
-        };
-        this.#wake = done;
-        signal.addEventListener("abort", done, { once: true });
-      });
+      await this.#waker.wait(signal);
     }
     if (this.overflowed) return undefined;
     const out = this.#queue;

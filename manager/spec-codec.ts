@@ -1,6 +1,7 @@
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import type {
   HealthCheck,
+  PortBinding,
   PortMapping,
   Resources,
   RestartPolicy,
@@ -115,7 +116,7 @@ export function decodeSpec(bytes: Uint8Array): TaskSpec | undefined {
         break;
       }
       case 6: {
-        const p = readPortMapping(chunk);
+        const p = readPort<PortMapping>(chunk, "cube.v1.PortMapping");
         if (!p) return undefined;
         spec.ports.push(p);
         break;
@@ -152,14 +153,15 @@ function readEntry(bytes: Uint8Array): [string, string] | undefined {
   return [key, value];
 }
 
-function readPortMapping(bytes: Uint8Array): PortMapping | undefined {
-  const p: PortMapping = {
-    $typeName: "cube.v1.PortMapping",
-    containerPort: 0,
-    hostPort: 0,
-    protocol: 0,
-    hostIp: "",
-  };
+/**
+ * Decodes a PortMapping or a PortBinding: the two messages share their field numbers and
+ * types, and differ only in name.
+ */
+export function readPort<T extends PortMapping | PortBinding>(
+  bytes: Uint8Array,
+  typeName: T["$typeName"],
+): T | undefined {
+  const p = { $typeName: typeName, containerPort: 0, hostPort: 0, protocol: 0, hostIp: "" } as T;
   const r = new Reader(bytes);
   while (!r.done) {
     const tag = r.small();

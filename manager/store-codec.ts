@@ -9,7 +9,7 @@ import {
   type TaskSpec,
   TaskSpecSchema,
 } from "../gen/cube/v1/task_pb.js";
-import { decodeSpec, encodeSpec } from "./spec-codec.js";
+import { decodeSpec, encodeSpec, readPort } from "./spec-codec.js";
 import { Bytes, Reader } from "./wire.js";
 
 /*
@@ -201,7 +201,7 @@ export function readTaskRest(bytes: Uint8Array): Task | undefined {
       else if (field === 6) task.containerId = r.text(chunk);
       else if (field === 10) task.reason = r.text(chunk);
       else if (field === 7) {
-        const port = readPort(chunk);
+        const port = readPort<PortBinding>(chunk, "cube.v1.PortBinding");
         if (!port) return undefined;
         task.ports.push(port);
       } else if (field >= 13 && field <= 16) {
@@ -215,26 +215,6 @@ export function readTaskRest(bytes: Uint8Array): Task | undefined {
     } else return undefined;
   }
   return task;
-}
-
-function readPort(bytes: Uint8Array): PortBinding | undefined {
-  const port: PortBinding = {
-    $typeName: "cube.v1.PortBinding",
-    containerPort: 0,
-    hostPort: 0,
-    protocol: 0,
-    hostIp: "",
-  };
-  const r = new Reader(bytes);
-  while (!r.done) {
-    const tag = r.small();
-    if (tag === 1 << 3) port.containerPort = r.small();
-    else if (tag === 2 << 3) port.hostPort = r.small();
-    else if (tag === 3 << 3) port.protocol = r.small();
-    else if (tag === ((4 << 3) | 2)) port.hostIp = r.text(r.delimited());
-    else return undefined;
-  }
-  return port;
 }
 
 function readTimestamp(bytes: Uint8Array): Timestamp | undefined {
