@@ -8,20 +8,6 @@ import type Docker from "dockerode";
 import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
 import { createOptions, publishedPorts } from "../worker/docker-container-spec.js";
 
-/** Force-removes every container carrying `label` ("key" or "key=value"); returns how many. */
-export async function removeContainersByLabel(docker: Docker, label: string): Promise<number> {
-  const list = await docker.listContainers({ all: true, filters: { label: [label] } });
-  await Promise.all(
-    list.map((c) =>
-      docker
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => undefined),
-    ),
-  );
-  return list.length;
-}
-
 /** A container started the bare way. */
 export interface BareContainer {
   readonly id: string;

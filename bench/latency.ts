@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import type { TaskEvent } from "../gen/cube/v1/task_pb.js";
+import { removeLabelled } from "../worker/docker-remove-labelled.js";
 import { tempDir } from "./cleanup.js";
 import {
   currentRevision,
@@ -18,7 +19,7 @@ import {
   watchTasks,
 } from "./cluster.js";
 import { BENCH_CONTAINER_LABEL, BENCH_LABEL, type BenchContext } from "./context.js";
-import { bareRun, removeContainersByLabel } from "./docker-bare.js";
+import { bareRun } from "./docker-bare.js";
 import { firstHttp200 } from "./http-probe.js";
 import type { ScenarioOutcome } from "./result.js";
 import { medianOfRuns, percentile } from "./stats.js";
@@ -150,7 +151,7 @@ async function oneRun(
     watch.stop();
     await worker.kill();
     await manager.kill();
-    await removeContainersByLabel(ctx.docker, label);
+    await removeLabelled(ctx.docker, label);
     await dir.remove();
   }
   return { cube, bare };

@@ -13,9 +13,9 @@ import { randomBytes } from "node:crypto";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
+import { removeLabelled } from "../worker/docker-remove-labelled.js";
 import { cleanUp, deferCleanup } from "./cleanup.js";
 import { BENCH_CONTAINER_LABEL, type BenchContext } from "./context.js";
-import { removeContainersByLabel } from "./docker-bare.js";
 import { latency } from "./latency.js";
 import { describeMachine } from "./machine.js";
 import { recovery } from "./recovery.js";
@@ -79,11 +79,11 @@ async function main(): Promise<number> {
     throw new Error(`no Docker engine answers (${error.message}): run \`npm run setup\` first`);
   });
   // Leftovers of an earlier run that was killed before it could clean up.
-  const stale = await removeContainersByLabel(docker, BENCH_CONTAINER_LABEL);
+  const stale = await removeLabelled(docker, BENCH_CONTAINER_LABEL);
   if (stale > 0)
     process.stderr.write(`bench: removed ${stale} containers left by an earlier run\n`);
   deferCleanup("bench containers", () =>
-    removeContainersByLabel(docker, `${BENCH_CONTAINER_LABEL}=${runId}`),
+    removeLabelled(docker, `${BENCH_CONTAINER_LABEL}=${runId}`),
   );
   const machine = await describeMachine(docker);
   const loadAtStart = loadavg();
@@ -122,7 +122,7 @@ async function main(): Promise<number> {
       // Each scenario leaves nothing behind for the next one to trip over.
       await cleanUp();
       deferCleanup("bench containers", () =>
-        removeContainersByLabel(docker, `${BENCH_CONTAINER_LABEL}=${runId}`),
+        removeLabelled(docker, `${BENCH_CONTAINER_LABEL}=${runId}`),
       );
     }
     ctx.progress(`done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

@@ -19,6 +19,7 @@ import {
   type TaskEvent,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
+import { removeLabelled } from "../worker/docker-remove-labelled.js";
 import { tempDir } from "./cleanup.js";
 import {
   currentRevision,
@@ -33,7 +34,7 @@ import {
   watchTasks,
 } from "./cluster.js";
 import { BENCH_CONTAINER_LABEL, BENCH_LABEL, type BenchContext } from "./context.js";
-import { bareRun, containerPid, removeContainersByLabel } from "./docker-bare.js";
+import { bareRun, containerPid } from "./docker-bare.js";
 import type { ScenarioOutcome } from "./result.js";
 import { median, medianOfRuns } from "./stats.js";
 
@@ -237,7 +238,7 @@ async function oneRun(
       return e ? e.time - killedAt : Number.NaN;
     });
     // Its containers live on (nobody stops them): remove them now.
-    await removeContainersByLabel(ctx.docker, `cube.worker=${victim.id}`);
+    await removeLabelled(ctx.docker, `cube.worker=${victim.id}`);
 
     // Let the engine settle (the moved tasks' starts, the removals) before timing again.
     await new Promise((r) => setTimeout(r, 1000));
@@ -292,8 +293,8 @@ async function oneRun(
     watch?.stop();
     for (const w of workers) await w.kill();
     await manager.kill();
-    for (const w of workers) await removeContainersByLabel(ctx.docker, `cube.worker=${w.id}`);
-    await removeContainersByLabel(ctx.docker, label);
+    for (const w of workers) await removeLabelled(ctx.docker, `cube.worker=${w.id}`);
+    await removeLabelled(ctx.docker, label);
     await dir.remove();
   }
 }

@@ -14,6 +14,7 @@ import {
 
 /** A reflection request as both v1 and v1alpha spell it (their schemas are identical). */
 interface ReflectionRequest {
+  host: string;
   messageRequest:
     | { case: "fileByFilename" | "fileContainingSymbol"; value: string }
     | { case: "allExtensionNumbersOfType" | "listServices"; value: string }
@@ -59,30 +60,21 @@ export function registerReflection(router: ConnectRouter, files: readonly DescFi
     file_grpc_reflection_v1_reflection,
     file_grpc_reflection_v1alpha_reflection,
   ]);
-  router.service(ServerReflectionV1, {
-    async *serverReflectionInfo(requests) {
-      const sent = new Set<string>();
-      for await (const request of requests) {
-        yield {
-          validHost: request.host,
-          originalRequest: request,
-          messageResponse: answer(index, request, sent),
-        };
-      }
-    },
-  });
-  router.service(ServerReflectionV1alpha, {
-    async *serverReflectionInfo(requests) {
-      const sent = new Set<string>();
-      for await (const request of requests) {
-        yield {
-          validHost: request.host,
-          originalRequest: request,
-          messageResponse: answer(index, request, sent),
-        };
-      }
-    },
-  });
+  // v1 and v1alpha are the same protocol under two names: one handler serves both.
+  const serverReflectionInfo = async function* <R extends ReflectionRequest>(
+    requests: AsyncIterable<R>,
+  ) {
+    const sent = new Set<string>();
+    for await (const request of requests) {
+      yield {
+        validHost: request.host,
+        originalRequest: request,
+        messageResponse: answer(index, request, sent),
+      };
+    }
+  };
+  router.service(ServerReflectionV1, { serverReflectionInfo });
+  router.service(ServerReflectionV1alpha, { serverReflectionInfo });
 }
 
 function buildIndex(roots: readonly DescFile[]): ReflectionIndex {

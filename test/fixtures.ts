@@ -10,6 +10,7 @@ import type { Client } from "@connectrpc/connect";
 import Docker from "dockerode";
 import type { Task } from "../gen/cube/v1/task_pb.js";
 import type { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { removeLabelled } from "../worker/docker-remove-labelled.js";
 
 /** The local HTTP image built by `npm run setup` (busybox httpd on port 80, /health answers 200). */
 export const HTTP_IMAGE = "cube/httpd:local";
@@ -42,17 +43,8 @@ export async function tempDir(t: { teardown(fn: () => unknown): void }): Promise
 }
 
 /** Force-removes every container carrying `label` (e.g. "cube.worker=abc"); returns how many. */
-export async function removeContainers(label: string): Promise<number> {
-  const list = await docker.listContainers({ all: true, filters: { label: [label] } });
-  await Promise.all(
-    list.map((c) =>
-      docker
-        .getContainer(c.Id)
-        .remove({ force: true })
-        .catch(() => undefined),
-    ),
-  );
-  return list.length;
+export function removeContainers(label: string): Promise<number> {
+  return removeLabelled(docker, label);
 }
 
 type NodeView = import("../manager/scheduler/types.js").NodeView;

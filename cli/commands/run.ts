@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
-import { type PortMapping, type RestartMode, TaskSchema } from "../../gen/cube/v1/task_pb.js";
+import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import { buildSpec, givenSpecFlags, type RunFlags } from "../build-spec.js";
 import { CliError, usageError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS } from "../client.js";
@@ -24,17 +24,8 @@ import { parseSize } from "../parse-size.js";
 import { parseTaskFile, type TaskFile } from "../parse-task-file.js";
 import { waitForTask } from "../wait-for-task.js";
 
-interface RunOptions extends ClientOptions {
-  name?: string;
-  env?: [string, string][];
-  port?: PortMapping[];
-  cpu?: number;
-  memory?: bigint;
-  disk?: bigint;
-  healthPath?: string;
-  restart?: RestartMode;
-  maxRestarts?: number;
-  label?: [string, string][];
+/** The flags of `cube run`: the task-shaping ones and the rest. */
+interface RunOptions extends ClientOptions, RunFlags {
   id?: string;
   file?: string;
   wait?: boolean;
@@ -161,9 +152,8 @@ async function taskRequest(
   args: string[],
   opts: RunOptions,
 ): Promise<TaskFile> {
-  const flags: RunFlags = opts;
   if (opts.file !== undefined) {
-    const mixed = givenSpecFlags(flags);
+    const mixed = givenSpecFlags(opts);
     if (image !== undefined) mixed.unshift("IMAGE");
     if (mixed.length > 0) {
       throw usageError(`-f cannot be combined with ${mixed.join(", ")}: put them in the file`);
@@ -180,7 +170,7 @@ async function taskRequest(
   }
   if (image === undefined) throw usageError("missing IMAGE (or -f task.yaml)");
   try {
-    const spec = buildSpec(image, args, flags);
+    const spec = buildSpec(image, args, opts);
     return opts.id ? { spec, id: opts.id } : { spec };
   } catch (error) {
     throw usageError((error as Error).message);
