@@ -1,4 +1,5 @@
 import { createLogger } from "../lib/logger.js";
+import { stopOnSignals } from "../lib/stop-on-signals.js";
 import { type ManagerHandle, type ManagerOptions, startManager } from "./index.js";
 
 /**
@@ -9,23 +10,10 @@ import { type ManagerHandle, type ManagerOptions, startManager } from "./index.j
 export async function runManagerProcess(options: ManagerOptions): Promise<ManagerHandle> {
   const logger = options.logger ?? createLogger("manager");
   const handle = await startManager({ ...options, logger });
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ signal }, "second signal: exiting now");
-      process.exit(130);
-    }
-    stopping = true;
-    logger.info({ signal }, "stopping");
-    handle.close().then(
-      () => process.exit(0),
-      (error) => {
-        logger.error({ err: error }, "close failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  stopOnSignals({
+    onStop: (signal) => logger.info({ signal }, "stopping"),
+    close: () => handle.close(),
+    onError: (error) => logger.error({ err: error }, "close failed"),
+  });
   return handle;
 }

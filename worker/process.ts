@@ -1,4 +1,5 @@
 import { createLogger } from "../lib/logger.js";
+import { stopOnSignals } from "../lib/stop-on-signals.js";
 import { startWorker, type WorkerHandle, type WorkerOptions } from "./index.js";
 
 /** {@link WorkerOptions}, plus how long a signalled shutdown may take. */
@@ -20,28 +21,16 @@ export async function runWorkerProcess(options: WorkerProcessOptions): Promise<W
     logger.error({ err: reason }, "unhandled rejection (ignored)");
   });
   const handle = await startWorker({ ...options, logger });
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ signal }, "second signal: exiting now");
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal }, "shutting down");
-    const timeoutMs = options.shutdownTimeoutMs ?? 10_000;
-    setTimeout(() => {
-      logger.error({ timeoutMs }, "shutdown took too long: exiting");
-      process.exit(1);
-    }, timeoutMs).unref();
-    handle.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  const timeoutMs = options.shutdownTimeoutMs ?? 10_000;
+  stopOnSignals({
+    onStop: (signal) => logger.info({ signal }, "shutting down"),
+    close: () => handle.close(),
+    onError: (error) => logger.error({ err: error }, "shutdown failed"),
+    secondSignalExitCode: 1,
+    deadline: {
+      ms: timeoutMs,
+      onExpired: () => logger.error({ timeoutMs }, "shutdown took too long: exiting"),
+    },
+  });
   return handle;
 }

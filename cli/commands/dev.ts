@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { Command } from "commander";
+import { stopOnSignals } from "../../lib/stop-on-signals.js";
 import type { ManagerHandle } from "../../manager/index.js";
 import type { WorkerHandle } from "../../worker/index.js";
 import { CliError } from "../cli-error.js";
@@ -80,34 +81,23 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
   const self = viaNpm ? "npx cube" : "cube";
   io.stdout.write(banner(manager.address, worker, opts.dataDir, self));
 
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(130);
-    stopping = true;
-    io.stderr.write(`\n${signal}: stopping the worker, then the manager…\n`);
-    setTimeout(() => {
-      io.stderr.write("cube dev: shutdown took too long, exiting\n");
-      process.exit(1);
-    }, SHUTDOWN_DEADLINE_MS).unref();
+  stopOnSignals({
+    onStop: (signal) => io.stderr.write(`\n${signal}: stopping the worker, then the manager…\n`),
     // The worker first: it flushes its updates to a manager that is still there.
-    worker
-      .close()
-      .catch((error: unknown) => logger.error({ err: error }, "worker close failed"))
-      .then(() => manager.close())
-      .then(
-        () => {
-          io.stderr.write("cube dev: stopped\n");
-          process.exit(0);
-        },
-        (error: unknown) => {
-          logger.error({ err: error }, "manager close failed");
-          process.exit(1);
-        },
-      );
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
-  // Runs until a signal: the handler above exits the process.
+    close: async () => {
+      await worker
+        .close()
+        .catch((error: unknown) => logger.error({ err: error }, "worker close failed"));
+      await manager.close();
+      io.stderr.write("cube dev: stopped\n");
+    },
+    onError: (error) => logger.error({ err: error }, "manager close failed"),
+    deadline: {
+      ms: SHUTDOWN_DEADLINE_MS,
+      onExpired: () => io.stderr.write("cube dev: shutdown took too long, exiting\n"),
+    },
+  });
+  // Runs until a signal: stopOnSignals exits the process.
   await new Promise<never>(() => {});
 }
 
