@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/v1/task_service.proto.
  */
 export const file_cube_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("ChpjdWJlL3YxL3Rhc2tfc2VydmljZS5wcm90bxIHY3ViZS52MSI9Cg5SdW5UYXNrUmVxdWVzdBIfCgRzcGVjGAEgASgLMhEuY3ViZS52MS5UYXNrU3BlYxIKCgJpZBgCIAEoCSIuCg9SdW5UYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLmN1YmUudjEuVGFzayIcCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSIuCg9HZXRUYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLmN1YmUudjEuVGFzayLkAQoQTGlzdFRhc2tzUmVxdWVzdBIiCgZzdGF0ZXMYASADKA4yEi5jdWJlLnYxLlRhc2tTdGF0ZRIRCgl3b3JrZXJfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRI1CgZsYWJlbHMYBCADKAsyJS5jdWJlLnYxLkxpc3RUYXNrc1JlcXVlc3QuTGFiZWxzRW50cnkSEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJcChFMaXN0VGFza3NSZXNwb25zZRIcCgV0YXNrcxgBIAMoCzINLmN1YmUudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEAoIcmV2aXNpb24YAyABKAQiHQoPU3RvcFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIi8KEFN0b3BUYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLmN1YmUudjEuVGFzayJPChVMaXN0VGFza0V2ZW50c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKA0SEgoKcGFnZV90b2tlbhgDIAEoCSJVChZMaXN0VGFza0V2ZW50c1Jlc3BvbnNlEiIKBmV2ZW50cxgBIAMoCzISLmN1YmUudjEuVGFza0V2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI8ChFXYXRjaFRhc2tzUmVxdWVzdBIWCg5hZnRlcl9yZXZpc2lvbhgBIAEoBBIPCgd0YXNrX2lkGAIgASgJIjcKEldhdGNoVGFza3NSZXNwb25zZRIhCgVldmVudBgBIAEoCzISLmN1YmUudjEuVGFza0V2ZW50IjsKD1Rhc2tMb2dzUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZmb2xsb3cYAiABKAgSDAoEdGFpbBgDIAEoDSJuChBUYXNrTG9nc1Jlc3BvbnNlEgwKBGRhdGEYASABKAwSIgoGc3RyZWFtGAIgASgOMhIuY3ViZS52MS5Mb2dTdHJlYW0SKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqVQoJTG9nU3RyZWFtEhoKFkxPR19TVFJFQU1fVU5TUEVDSUZJRUQQABIVChFMT0dfU1RSRUFNX1NURE9VVBABEhUKEUxPR19TVFJFQU1fU1RERVJSEAIy7QMKC1Rhc2tTZXJ2aWNlEjwKB1J1blRhc2sSFy5jdWJlLnYxLlJ1blRhc2tSZXF1ZXN0GhguY3ViZS52MS5SdW5UYXNrUmVzcG9uc2USPAoHR2V0VGFzaxIXLmN1YmUudjEuR2V0VGFza1JlcXVlc3QaGC5jdWJlLnYxLkdldFRhc2tSZXNwb25zZRJCCglMaXN0VGFza3MSGS5jdWJlLnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5jdWJlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEj8KCFN0b3BUYXNrEhguY3ViZS52MS5TdG9wVGFza1JlcXVlc3QaGS5jdWJlLnYxLlN0b3BUYXNrUmVzcG9uc2USUQoOTGlzdFRhc2tFdmVudHMSHi5jdWJlLnYxLkxpc3RUYXNrRXZlbnRzUmVxdWVzdBofLmN1YmUudjEuTGlzdFRhc2tFdmVudHNSZXNwb25zZRJHCgpXYXRjaFRhc2tzEhouY3ViZS52MS5XYXRjaFRhc2tzUmVxdWVzdBobLmN1YmUudjEuV2F0Y2hUYXNrc1Jlc3BvbnNlMAESQQoIVGFza0xvZ3MSGC5jdWJlLnYxLlRhc2tMb2dzUmVxdWVzdBoZLmN1YmUudjEuVGFza0xvZ3NSZXNwb25zZTABYgZwcm90bzM", [file_cube_v1_task, file_google_protobuf_timestamp]);
+  fileDesc("ChpjdWJlL3YxL3Rhc2tfc2VydmljZS5wcm90bxIHY3ViZS52MSI9Cg5SdW5UYXNrUmVxdWVzdBIfCgRzcGVjGAEgASgLMhEuY3ViZS52MS5UYXNrU3BlYxIKCgJpZBgCIAEoCSIuCg9SdW5UYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLmN1YmUudjEuVGFzayI8Cg9SdW5UYXNrc1JlcXVlc3QSKQoIcmVxdWVzdHMYASADKAsyFy5jdWJlLnYxLlJ1blRhc2tSZXF1ZXN0IjAKEFJ1blRhc2tzUmVzcG9uc2USHAoFdGFza3MYASADKAsyDS5jdWJlLnYxLlRhc2siHAoOR2V0VGFza1JlcXVlc3QSCgoCaWQYASABKAkiLgoPR2V0VGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5jdWJlLnYxLlRhc2si5AEKEExpc3RUYXNrc1JlcXVlc3QSIgoGc3RhdGVzGAEgAygOMhIuY3ViZS52MS5UYXNrU3RhdGUSEQoJd29ya2VyX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNQoGbGFiZWxzGAQgAygLMiUuY3ViZS52MS5MaXN0VGFza3NSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgFIAEoDRISCgpwYWdlX3Rva2VuGAYgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXAoRTGlzdFRhc2tzUmVzcG9uc2USHAoFdGFza3MYASADKAsyDS5jdWJlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhAKCHJldmlzaW9uGAMgASgEIh0KD1N0b3BUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSIvChBTdG9wVGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5jdWJlLnYxLlRhc2siTwoVTGlzdFRhc2tFdmVudHNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiVQoWTGlzdFRhc2tFdmVudHNSZXNwb25zZRIiCgZldmVudHMYASADKAsyEi5jdWJlLnYxLlRhc2tFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAoRV2F0Y2hUYXNrc1JlcXVlc3QSFgoOYWZ0ZXJfcmV2aXNpb24YASABKAQSDwoHdGFza19pZBgCIAEoCSI3ChJXYXRjaFRhc2tzUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5jdWJlLnYxLlRhc2tFdmVudCI7Cg9UYXNrTG9nc1JlcXVlc3QSCgoCaWQYASABKAkSDgoGZm9sbG93GAIgASgIEgwKBHRhaWwYAyABKA0ibgoQVGFza0xvZ3NSZXNwb25zZRIMCgRkYXRhGAEgASgMEiIKBnN0cmVhbRgCIAEoDjISLmN1YmUudjEuTG9nU3RyZWFtEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKlUKCUxvZ1N0cmVhbRIaChZMT0dfU1RSRUFNX1VOU1BFQ0lGSUVEEAASFQoRTE9HX1NUUkVBTV9TVERPVVQQARIVChFMT0dfU1RSRUFNX1NUREVSUhACMq4ECgtUYXNrU2VydmljZRI8CgdSdW5UYXNrEhcuY3ViZS52MS5SdW5UYXNrUmVxdWVzdBoYLmN1YmUudjEuUnVuVGFza1Jlc3BvbnNlEj8KCFJ1blRhc2tzEhguY3ViZS52MS5SdW5UYXNrc1JlcXVlc3QaGS5jdWJlLnYxLlJ1blRhc2tzUmVzcG9uc2USPAoHR2V0VGFzaxIXLmN1YmUudjEuR2V0VGFza1JlcXVlc3QaGC5jdWJlLnYxLkdldFRhc2tSZXNwb25zZRJCCglMaXN0VGFza3MSGS5jdWJlLnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5jdWJlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEj8KCFN0b3BUYXNrEhguY3ViZS52MS5TdG9wVGFza1JlcXVlc3QaGS5jdWJlLnYxLlN0b3BUYXNrUmVzcG9uc2USUQoOTGlzdFRhc2tFdmVudHMSHi5jdWJlLnYxLkxpc3RUYXNrRXZlbnRzUmVxdWVzdBofLmN1YmUudjEuTGlzdFRhc2tFdmVudHNSZXNwb25zZRJHCgpXYXRjaFRhc2tzEhouY3ViZS52MS5XYXRjaFRhc2tzUmVxdWVzdBobLmN1YmUudjEuV2F0Y2hUYXNrc1Jlc3BvbnNlMAESQQoIVGFza0xvZ3MSGC5jdWJlLnYxLlRhc2tMb2dzUmVxdWVzdBoZLmN1YmUudjEuVGFza0xvZ3NSZXNwb25zZTABYgZwcm90bzM", [file_cube_v1_task, file_google_protobuf_timestamp]);
 
 /**
  * RunTaskRequest asks for one task.
@@ -67,6 +67,48 @@ export const RunTaskResponseSchema: GenMessage<RunTaskResponse> = /*@__PURE__*/
   messageDesc(file_cube_v1_task_service, 1);
 
 /**
+ * RunTasksRequest asks for many tasks at once (a job with a count, a bulk import).
+ *
+ * @generated from message cube.v1.RunTasksRequest
+ */
+export type RunTasksRequest = Message<"cube.v1.RunTasksRequest"> & {
+  /**
+   * The tasks, each as RunTask takes it; 1 to 5,000 of them, ids unique among them.
+   *
+   * @generated from field: repeated cube.v1.RunTaskRequest requests = 1;
+   */
+  requests: RunTaskRequest[];
+};
+
+/**
+ * Describes the message cube.v1.RunTasksRequest.
+ * Use `create(RunTasksRequestSchema)` to create a new message.
+ */
+export const RunTasksRequestSchema: GenMessage<RunTasksRequest> = /*@__PURE__*/
+  messageDesc(file_cube_v1_task_service, 2);
+
+/**
+ * RunTasksResponse carries the accepted tasks.
+ *
+ * @generated from message cube.v1.RunTasksResponse
+ */
+export type RunTasksResponse = Message<"cube.v1.RunTasksResponse"> & {
+  /**
+   * The tasks as stored, in the order of the requests.
+   *
+   * @generated from field: repeated cube.v1.Task tasks = 1;
+   */
+  tasks: Task[];
+};
+
+/**
+ * Describes the message cube.v1.RunTasksResponse.
+ * Use `create(RunTasksResponseSchema)` to create a new message.
+ */
+export const RunTasksResponseSchema: GenMessage<RunTasksResponse> = /*@__PURE__*/
+  messageDesc(file_cube_v1_task_service, 3);
+
+/**
  * GetTaskRequest names a task.
  *
  * @generated from message cube.v1.GetTaskRequest
@@ -85,7 +127,7 @@ export type GetTaskRequest = Message<"cube.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 2);
+  messageDesc(file_cube_v1_task_service, 4);
 
 /**
  * GetTaskResponse carries one task.
@@ -106,7 +148,7 @@ export type GetTaskResponse = Message<"cube.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 3);
+  messageDesc(file_cube_v1_task_service, 5);
 
 /**
  * ListTasksRequest filters and pages the task list. Filters combine with AND.
@@ -162,7 +204,7 @@ export type ListTasksRequest = Message<"cube.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 4);
+  messageDesc(file_cube_v1_task_service, 6);
 
 /**
  * ListTasksResponse is one page of tasks.
@@ -197,7 +239,7 @@ export type ListTasksResponse = Message<"cube.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 5);
+  messageDesc(file_cube_v1_task_service, 7);
 
 /**
  * StopTaskRequest names the task to stop.
@@ -218,7 +260,7 @@ export type StopTaskRequest = Message<"cube.v1.StopTaskRequest"> & {
  * Use `create(StopTaskRequestSchema)` to create a new message.
  */
 export const StopTaskRequestSchema: GenMessage<StopTaskRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 6);
+  messageDesc(file_cube_v1_task_service, 8);
 
 /**
  * StopTaskResponse carries the task after the request was recorded.
@@ -239,7 +281,7 @@ export type StopTaskResponse = Message<"cube.v1.StopTaskResponse"> & {
  * Use `create(StopTaskResponseSchema)` to create a new message.
  */
 export const StopTaskResponseSchema: GenMessage<StopTaskResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 7);
+  messageDesc(file_cube_v1_task_service, 9);
 
 /**
  * ListTaskEventsRequest names the task whose history is wanted.
@@ -274,7 +316,7 @@ export type ListTaskEventsRequest = Message<"cube.v1.ListTaskEventsRequest"> & {
  * Use `create(ListTaskEventsRequestSchema)` to create a new message.
  */
 export const ListTaskEventsRequestSchema: GenMessage<ListTaskEventsRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 8);
+  messageDesc(file_cube_v1_task_service, 10);
 
 /**
  * ListTaskEventsResponse is one page of a task's events.
@@ -302,7 +344,7 @@ export type ListTaskEventsResponse = Message<"cube.v1.ListTaskEventsResponse"> &
  * Use `create(ListTaskEventsResponseSchema)` to create a new message.
  */
 export const ListTaskEventsResponseSchema: GenMessage<ListTaskEventsResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 9);
+  messageDesc(file_cube_v1_task_service, 11);
 
 /**
  * WatchTasksRequest says where to start and what to follow.
@@ -331,7 +373,7 @@ export type WatchTasksRequest = Message<"cube.v1.WatchTasksRequest"> & {
  * Use `create(WatchTasksRequestSchema)` to create a new message.
  */
 export const WatchTasksRequestSchema: GenMessage<WatchTasksRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 10);
+  messageDesc(file_cube_v1_task_service, 12);
 
 /**
  * WatchTasksResponse carries one event.
@@ -352,7 +394,7 @@ export type WatchTasksResponse = Message<"cube.v1.WatchTasksResponse"> & {
  * Use `create(WatchTasksResponseSchema)` to create a new message.
  */
 export const WatchTasksResponseSchema: GenMessage<WatchTasksResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 11);
+  messageDesc(file_cube_v1_task_service, 13);
 
 /**
  * TaskLogsRequest says which output to stream.
@@ -387,7 +429,7 @@ export type TaskLogsRequest = Message<"cube.v1.TaskLogsRequest"> & {
  * Use `create(TaskLogsRequestSchema)` to create a new message.
  */
 export const TaskLogsRequestSchema: GenMessage<TaskLogsRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 12);
+  messageDesc(file_cube_v1_task_service, 14);
 
 /**
  * TaskLogsResponse is one chunk of output.
@@ -422,7 +464,7 @@ export type TaskLogsResponse = Message<"cube.v1.TaskLogsResponse"> & {
  * Use `create(TaskLogsResponseSchema)` to create a new message.
  */
 export const TaskLogsResponseSchema: GenMessage<TaskLogsResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_task_service, 13);
+  messageDesc(file_cube_v1_task_service, 15);
 
 /**
  * LogStream tells stdout from stderr.
@@ -478,6 +520,20 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof RunTaskRequestSchema;
     output: typeof RunTaskResponseSchema;
+  },
+  /**
+   * Accepts up to 5,000 tasks in one call, all or none: every request is validated
+   * first, and INVALID_ARGUMENT names the bad one (`requests[3].spec.image`). Each
+   * request behaves as RunTask (ids are idempotency keys, ALREADY_EXISTS for a known
+   * id with another spec); the tasks are stored in one write and scheduled in order.
+   * Answers once all are durably stored, with the tasks in request order.
+   *
+   * @generated from rpc cube.v1.TaskService.RunTasks
+   */
+  runTasks: {
+    methodKind: "unary";
+    input: typeof RunTasksRequestSchema;
+    output: typeof RunTasksResponseSchema;
   },
   /**
    * One task. NOT_FOUND for an unknown id.

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/v1/worker_service.proto.
  */
 export const file_cube_v1_worker_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxjdWJlL3YxL3dvcmtlcl9zZXJ2aWNlLnByb3RvEgdjdWJlLnYxIt4CCg5Db25uZWN0UmVxdWVzdBIlCghyZWdpc3RlchgBIAEoCzIRLmN1YmUudjEuUmVnaXN0ZXJIABIlCgZ1cGRhdGUYAiABKAsyEy5jdWJlLnYxLlRhc2tVcGRhdGVIABInCglpbnZlbnRvcnkYAyABKAsyEi5jdWJlLnYxLkludmVudG9yeUgAEjAKDmFzc2lnbm1lbnRfYWNrGAQgASgLMhYuY3ViZS52MS5Bc3NpZ25tZW50QWNrSAASJwoGaGVhbHRoGAUgASgLMhUuY3ViZS52MS5IZWFsdGhSZXBvcnRIABIlCghwcm9ncmVzcxgGIAEoCzIRLmN1YmUudjEuUHJvZ3Jlc3NIABIfCgVzdGF0cxgHIAEoCzIOLmN1YmUudjEuU3RhdHNIABInCgloZWFydGJlYXQYCCABKAsyEi5jdWJlLnYxLkhlYXJ0YmVhdEgAQgkKB21lc3NhZ2UixQEKD0Nvbm5lY3RSZXNwb25zZRIpCgpyZWdpc3RlcmVkGAEgASgLMhMuY3ViZS52MS5SZWdpc3RlcmVkSAASKQoKYXNzaWdubWVudBgCIAEoCzITLmN1YmUudjEuQXNzaWdubWVudEgAEigKCnVwZGF0ZV9hY2sYAyABKAsyEi5jdWJlLnYxLlVwZGF0ZUFja0gAEicKCWhlYXJ0YmVhdBgEIAEoCzISLmN1YmUudjEuSGVhcnRiZWF0SABCCQoHbWVzc2FnZSLRAQoIUmVnaXN0ZXISEQoJd29ya2VyX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIkCghjYXBhY2l0eRgEIAEoCzISLmN1YmUudjEuUmVzb3VyY2VzEi0KBmxhYmVscxgFIAMoCzIdLmN1YmUudjEuUmVnaXN0ZXIuTGFiZWxzRW50cnkSDwoHdmVyc2lvbhgGIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIm8KClJlZ2lzdGVyZWQSEQoJd29ya2VyX2lkGAEgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9sYXN0X3VwZGF0ZV9zZXEYAyABKAQigwEKCkFzc2lnbm1lbnQSKQoGYWN0aW9uGAEgASgOMhkuY3ViZS52MS5Bc3NpZ25tZW50QWN0aW9uEhsKBHRhc2sYAiABKAsyDS5jdWJlLnYxLlRhc2sSLQoKc3RvcF9ncmFjZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJfCg1Bc3NpZ25tZW50QWNrEg8KB3Rhc2tfaWQYASABKAkSEgoKZ2VuZXJhdGlvbhgCIAEoBBIpCgZhY3Rpb24YAyABKA4yGS5jdWJlLnYxLkFzc2lnbm1lbnRBY3Rpb24i/AEKClRhc2tVcGRhdGUSCwoDc2VxGAEgASgEEg8KB3Rhc2tfaWQYAiABKAkSEgoKZ2VuZXJhdGlvbhgDIAEoBBIhCgVzdGF0ZRgEIAEoDjISLmN1YmUudjEuVGFza1N0YXRlEhQKDGNvbnRhaW5lcl9pZBgFIAEoCRIjCgVwb3J0cxgGIAMoCzIULmN1YmUudjEuUG9ydEJpbmRpbmcSFgoJZXhpdF9jb2RlGAcgASgFSACIAQESDgoGcmVhc29uGAggASgJEigKBHRpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgwKCl9leGl0X2NvZGUikgEKDUludmVudG9yeUl0ZW0SDwoHdGFza19pZBgBIAEoCRISCgpnZW5lcmF0aW9uGAIgASgEEiEKBXN0YXRlGAMgASgOMhIuY3ViZS52MS5UYXNrU3RhdGUSFAoMY29udGFpbmVyX2lkGAQgASgJEiMKBXBvcnRzGAUgAygLMhQuY3ViZS52MS5Qb3J0QmluZGluZyIyCglJbnZlbnRvcnkSJQoFaXRlbXMYASADKAsyFi5jdWJlLnYxLkludmVudG9yeUl0ZW0iswEKDEhlYWx0aFJlcG9ydBIPCgd0YXNrX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAQSJQoGc3RhdHVzGAMgASgOMhUuY3ViZS52MS5IZWFsdGhTdGF0dXMSDwoHbWVzc2FnZRgEIAEoCRIcChRjb25zZWN1dGl2ZV9mYWlsdXJlcxgFIAEoDRIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJsCghQcm9ncmVzcxIPCgd0YXNrX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAQSDwoHbWVzc2FnZRgDIAEoCRIVCg1jdXJyZW50X2J5dGVzGAQgASgEEhMKC3RvdGFsX2J5dGVzGAUgASgEIlAKBVN0YXRzEiIKBG5vZGUYASABKAsyFC5jdWJlLnYxLk5vZGVNZXRyaWNzEiMKBXRhc2tzGAIgAygLMhQuY3ViZS52MS5UYXNrTWV0cmljcyI1CglIZWFydGJlYXQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiGAoJVXBkYXRlQWNrEgsKA3NlcRgBIAEoBCIUChJMaXN0V29ya2Vyc1JlcXVlc3QiNwoTTGlzdFdvcmtlcnNSZXNwb25zZRIgCgd3b3JrZXJzGAEgAygLMg8uY3ViZS52MS5Xb3JrZXIiHgoQR2V0V29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCSI0ChFHZXRXb3JrZXJSZXNwb25zZRIfCgZ3b3JrZXIYASABKAsyDy5jdWJlLnYxLldvcmtlciIVChNXYXRjaFdvcmtlcnNSZXF1ZXN0IjcKFFdhdGNoV29ya2Vyc1Jlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmN1YmUudjEuV29ya2VyKmwKEEFzc2lnbm1lbnRBY3Rpb24SIQodQVNTSUdOTUVOVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIZChVBU1NJR05NRU5UX0FDVElPTl9SVU4QARIaChZBU1NJR05NRU5UX0FDVElPTl9TVE9QEAIyrgIKDVdvcmtlclNlcnZpY2USQAoHQ29ubmVjdBIXLmN1YmUudjEuQ29ubmVjdFJlcXVlc3QaGC5jdWJlLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESSAoLTGlzdFdvcmtlcnMSGy5jdWJlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBocLmN1YmUudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJCCglHZXRXb3JrZXISGS5jdWJlLnYxLkdldFdvcmtlclJlcXVlc3QaGi5jdWJlLnYxLkdldFdvcmtlclJlc3BvbnNlEk0KDFdhdGNoV29ya2VycxIcLmN1YmUudjEuV2F0Y2hXb3JrZXJzUmVxdWVzdBodLmN1YmUudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwAWIGcHJvdG8z", [file_cube_v1_metrics, file_cube_v1_task, file_cube_v1_worker, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxjdWJlL3YxL3dvcmtlcl9zZXJ2aWNlLnByb3RvEgdjdWJlLnYxIo0DCg5Db25uZWN0UmVxdWVzdBIlCghyZWdpc3RlchgBIAEoCzIRLmN1YmUudjEuUmVnaXN0ZXJIABIlCgZ1cGRhdGUYAiABKAsyEy5jdWJlLnYxLlRhc2tVcGRhdGVIABInCglpbnZlbnRvcnkYAyABKAsyEi5jdWJlLnYxLkludmVudG9yeUgAEjAKDmFzc2lnbm1lbnRfYWNrGAQgASgLMhYuY3ViZS52MS5Bc3NpZ25tZW50QWNrSAASJwoGaGVhbHRoGAUgASgLMhUuY3ViZS52MS5IZWFsdGhSZXBvcnRIABIlCghwcm9ncmVzcxgGIAEoCzIRLmN1YmUudjEuUHJvZ3Jlc3NIABIfCgVzdGF0cxgHIAEoCzIOLmN1YmUudjEuU3RhdHNIABInCgloZWFydGJlYXQYCCABKAsyEi5jdWJlLnYxLkhlYXJ0YmVhdEgAEi0KBWJhdGNoGAkgASgLMhwuY3ViZS52MS5Db25uZWN0UmVxdWVzdEJhdGNoSABCCQoHbWVzc2FnZSJAChNDb25uZWN0UmVxdWVzdEJhdGNoEikKCG1lc3NhZ2VzGAEgAygLMhcuY3ViZS52MS5Db25uZWN0UmVxdWVzdCL1AQoPQ29ubmVjdFJlc3BvbnNlEikKCnJlZ2lzdGVyZWQYASABKAsyEy5jdWJlLnYxLlJlZ2lzdGVyZWRIABIpCgphc3NpZ25tZW50GAIgASgLMhMuY3ViZS52MS5Bc3NpZ25tZW50SAASKAoKdXBkYXRlX2FjaxgDIAEoCzISLmN1YmUudjEuVXBkYXRlQWNrSAASJwoJaGVhcnRiZWF0GAQgASgLMhIuY3ViZS52MS5IZWFydGJlYXRIABIuCgViYXRjaBgFIAEoCzIdLmN1YmUudjEuQ29ubmVjdFJlc3BvbnNlQmF0Y2hIAEIJCgdtZXNzYWdlIkIKFENvbm5lY3RSZXNwb25zZUJhdGNoEioKCG1lc3NhZ2VzGAEgAygLMhguY3ViZS52MS5Db25uZWN0UmVzcG9uc2Ui6AEKCFJlZ2lzdGVyEhEKCXdvcmtlcl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2FkZHJlc3MYAyABKAkSJAoIY2FwYWNpdHkYBCABKAsyEi5jdWJlLnYxLlJlc291cmNlcxItCgZsYWJlbHMYBSADKAsyHS5jdWJlLnYxLlJlZ2lzdGVyLkxhYmVsc0VudHJ5Eg8KB3ZlcnNpb24YBiABKAkSFQoNYWNjZXB0c19iYXRjaBgHIAEoCBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIm8KClJlZ2lzdGVyZWQSEQoJd29ya2VyX2lkGAEgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9sYXN0X3VwZGF0ZV9zZXEYAyABKAQigwEKCkFzc2lnbm1lbnQSKQoGYWN0aW9uGAEgASgOMhkuY3ViZS52MS5Bc3NpZ25tZW50QWN0aW9uEhsKBHRhc2sYAiABKAsyDS5jdWJlLnYxLlRhc2sSLQoKc3RvcF9ncmFjZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJfCg1Bc3NpZ25tZW50QWNrEg8KB3Rhc2tfaWQYASABKAkSEgoKZ2VuZXJhdGlvbhgCIAEoBBIpCgZhY3Rpb24YAyABKA4yGS5jdWJlLnYxLkFzc2lnbm1lbnRBY3Rpb24i/AEKClRhc2tVcGRhdGUSCwoDc2VxGAEgASgEEg8KB3Rhc2tfaWQYAiABKAkSEgoKZ2VuZXJhdGlvbhgDIAEoBBIhCgVzdGF0ZRgEIAEoDjISLmN1YmUudjEuVGFza1N0YXRlEhQKDGNvbnRhaW5lcl9pZBgFIAEoCRIjCgVwb3J0cxgGIAMoCzIULmN1YmUudjEuUG9ydEJpbmRpbmcSFgoJZXhpdF9jb2RlGAcgASgFSACIAQESDgoGcmVhc29uGAggASgJEigKBHRpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgwKCl9leGl0X2NvZGUikgEKDUludmVudG9yeUl0ZW0SDwoHdGFza19pZBgBIAEoCRISCgpnZW5lcmF0aW9uGAIgASgEEiEKBXN0YXRlGAMgASgOMhIuY3ViZS52MS5UYXNrU3RhdGUSFAoMY29udGFpbmVyX2lkGAQgASgJEiMKBXBvcnRzGAUgAygLMhQuY3ViZS52MS5Qb3J0QmluZGluZyIyCglJbnZlbnRvcnkSJQoFaXRlbXMYASADKAsyFi5jdWJlLnYxLkludmVudG9yeUl0ZW0iswEKDEhlYWx0aFJlcG9ydBIPCgd0YXNrX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAQSJQoGc3RhdHVzGAMgASgOMhUuY3ViZS52MS5IZWFsdGhTdGF0dXMSDwoHbWVzc2FnZRgEIAEoCRIcChRjb25zZWN1dGl2ZV9mYWlsdXJlcxgFIAEoDRIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJsCghQcm9ncmVzcxIPCgd0YXNrX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAQSDwoHbWVzc2FnZRgDIAEoCRIVCg1jdXJyZW50X2J5dGVzGAQgASgEEhMKC3RvdGFsX2J5dGVzGAUgASgEIlAKBVN0YXRzEiIKBG5vZGUYASABKAsyFC5jdWJlLnYxLk5vZGVNZXRyaWNzEiMKBXRhc2tzGAIgAygLMhQuY3ViZS52MS5UYXNrTWV0cmljcyI1CglIZWFydGJlYXQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiGAoJVXBkYXRlQWNrEgsKA3NlcRgBIAEoBCIUChJMaXN0V29ya2Vyc1JlcXVlc3QiNwoTTGlzdFdvcmtlcnNSZXNwb25zZRIgCgd3b3JrZXJzGAEgAygLMg8uY3ViZS52MS5Xb3JrZXIiHgoQR2V0V29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCSI0ChFHZXRXb3JrZXJSZXNwb25zZRIfCgZ3b3JrZXIYASABKAsyDy5jdWJlLnYxLldvcmtlciIVChNXYXRjaFdvcmtlcnNSZXF1ZXN0IjcKFFdhdGNoV29ya2Vyc1Jlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmN1YmUudjEuV29ya2VyKmwKEEFzc2lnbm1lbnRBY3Rpb24SIQodQVNTSUdOTUVOVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIZChVBU1NJR05NRU5UX0FDVElPTl9SVU4QARIaChZBU1NJR05NRU5UX0FDVElPTl9TVE9QEAIyrgIKDVdvcmtlclNlcnZpY2USQAoHQ29ubmVjdBIXLmN1YmUudjEuQ29ubmVjdFJlcXVlc3QaGC5jdWJlLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESSAoLTGlzdFdvcmtlcnMSGy5jdWJlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBocLmN1YmUudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJCCglHZXRXb3JrZXISGS5jdWJlLnYxLkdldFdvcmtlclJlcXVlc3QaGi5jdWJlLnYxLkdldFdvcmtlclJlc3BvbnNlEk0KDFdhdGNoV29ya2VycxIcLmN1YmUudjEuV2F0Y2hXb3JrZXJzUmVxdWVzdBodLmN1YmUudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwAWIGcHJvdG8z", [file_cube_v1_metrics, file_cube_v1_task, file_cube_v1_worker, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ConnectRequest is one message up the stream, from a worker.
@@ -95,6 +95,14 @@ export type ConnectRequest = Message<"cube.v1.ConnectRequest"> & {
      */
     value: Heartbeat;
     case: "heartbeat";
+  } | {
+    /**
+     * Several of the above, in order.
+     *
+     * @generated from field: cube.v1.ConnectRequestBatch batch = 9;
+     */
+    value: ConnectRequestBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -104,6 +112,27 @@ export type ConnectRequest = Message<"cube.v1.ConnectRequest"> & {
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
   messageDesc(file_cube_v1_worker_service, 0);
+
+/**
+ * ConnectRequestBatch is several messages up the stream in one frame.
+ *
+ * @generated from message cube.v1.ConnectRequestBatch
+ */
+export type ConnectRequestBatch = Message<"cube.v1.ConnectRequestBatch"> & {
+  /**
+   * The messages, applied in order; none is a batch or a register.
+   *
+   * @generated from field: repeated cube.v1.ConnectRequest messages = 1;
+   */
+  messages: ConnectRequest[];
+};
+
+/**
+ * Describes the message cube.v1.ConnectRequestBatch.
+ * Use `create(ConnectRequestBatchSchema)` to create a new message.
+ */
+export const ConnectRequestBatchSchema: GenMessage<ConnectRequestBatch> = /*@__PURE__*/
+  messageDesc(file_cube_v1_worker_service, 1);
 
 /**
  * ConnectResponse is one message down the stream, from the manager.
@@ -148,6 +177,14 @@ export type ConnectResponse = Message<"cube.v1.ConnectResponse"> & {
      */
     value: Heartbeat;
     case: "heartbeat";
+  } | {
+    /**
+     * Several of the above, in order (only to a worker that accepts batches).
+     *
+     * @generated from field: cube.v1.ConnectResponseBatch batch = 5;
+     */
+    value: ConnectResponseBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -156,7 +193,28 @@ export type ConnectResponse = Message<"cube.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 1);
+  messageDesc(file_cube_v1_worker_service, 2);
+
+/**
+ * ConnectResponseBatch is several messages down the stream in one frame.
+ *
+ * @generated from message cube.v1.ConnectResponseBatch
+ */
+export type ConnectResponseBatch = Message<"cube.v1.ConnectResponseBatch"> & {
+  /**
+   * The messages, applied in order; none is a batch or a registered.
+   *
+   * @generated from field: repeated cube.v1.ConnectResponse messages = 1;
+   */
+  messages: ConnectResponse[];
+};
+
+/**
+ * Describes the message cube.v1.ConnectResponseBatch.
+ * Use `create(ConnectResponseBatchSchema)` to create a new message.
+ */
+export const ConnectResponseBatchSchema: GenMessage<ConnectResponseBatch> = /*@__PURE__*/
+  messageDesc(file_cube_v1_worker_service, 3);
 
 /**
  * Register introduces a worker.
@@ -205,6 +263,13 @@ export type Register = Message<"cube.v1.Register"> & {
    * @generated from field: string version = 6;
    */
   version: string;
+
+  /**
+   * The worker understands ConnectResponse.batch; the manager packs messages only then.
+   *
+   * @generated from field: bool accepts_batch = 7;
+   */
+  acceptsBatch: boolean;
 };
 
 /**
@@ -212,7 +277,7 @@ export type Register = Message<"cube.v1.Register"> & {
  * Use `create(RegisterSchema)` to create a new message.
  */
 export const RegisterSchema: GenMessage<Register> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 2);
+  messageDesc(file_cube_v1_worker_service, 4);
 
 /**
  * Registered accepts a worker.
@@ -248,7 +313,7 @@ export type Registered = Message<"cube.v1.Registered"> & {
  * Use `create(RegisteredSchema)` to create a new message.
  */
 export const RegisteredSchema: GenMessage<Registered> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 3);
+  messageDesc(file_cube_v1_worker_service, 5);
 
 /**
  * Assignment tells a worker to run or stop a task. Applying one twice is harmless:
@@ -284,7 +349,7 @@ export type Assignment = Message<"cube.v1.Assignment"> & {
  * Use `create(AssignmentSchema)` to create a new message.
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 4);
+  messageDesc(file_cube_v1_worker_service, 6);
 
 /**
  * AssignmentAck says an assignment was applied.
@@ -319,7 +384,7 @@ export type AssignmentAck = Message<"cube.v1.AssignmentAck"> & {
  * Use `create(AssignmentAckSchema)` to create a new message.
  */
 export const AssignmentAckSchema: GenMessage<AssignmentAck> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 5);
+  messageDesc(file_cube_v1_worker_service, 7);
 
 /**
  * TaskUpdate reports a task's observed state on a worker.
@@ -396,7 +461,7 @@ export type TaskUpdate = Message<"cube.v1.TaskUpdate"> & {
  * Use `create(TaskUpdateSchema)` to create a new message.
  */
 export const TaskUpdateSchema: GenMessage<TaskUpdate> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 6);
+  messageDesc(file_cube_v1_worker_service, 8);
 
 /**
  * InventoryItem is one task a worker holds a container (or a record) for.
@@ -445,7 +510,7 @@ export type InventoryItem = Message<"cube.v1.InventoryItem"> & {
  * Use `create(InventoryItemSchema)` to create a new message.
  */
 export const InventoryItemSchema: GenMessage<InventoryItem> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 7);
+  messageDesc(file_cube_v1_worker_service, 9);
 
 /**
  * Inventory lists everything a worker holds.
@@ -466,7 +531,7 @@ export type Inventory = Message<"cube.v1.Inventory"> & {
  * Use `create(InventorySchema)` to create a new message.
  */
 export const InventorySchema: GenMessage<Inventory> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 8);
+  messageDesc(file_cube_v1_worker_service, 10);
 
 /**
  * HealthReport carries a changed health check result.
@@ -522,7 +587,7 @@ export type HealthReport = Message<"cube.v1.HealthReport"> & {
  * Use `create(HealthReportSchema)` to create a new message.
  */
 export const HealthReportSchema: GenMessage<HealthReport> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 9);
+  messageDesc(file_cube_v1_worker_service, 11);
 
 /**
  * Progress reports work under way for a task (image pull).
@@ -571,7 +636,7 @@ export type Progress = Message<"cube.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 10);
+  messageDesc(file_cube_v1_worker_service, 12);
 
 /**
  * Stats is one metrics sample of the worker and its tasks.
@@ -599,7 +664,7 @@ export type Stats = Message<"cube.v1.Stats"> & {
  * Use `create(StatsSchema)` to create a new message.
  */
 export const StatsSchema: GenMessage<Stats> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 11);
+  messageDesc(file_cube_v1_worker_service, 13);
 
 /**
  * Heartbeat keeps an idle stream alive.
@@ -620,7 +685,7 @@ export type Heartbeat = Message<"cube.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 12);
+  messageDesc(file_cube_v1_worker_service, 14);
 
 /**
  * UpdateAck acknowledges updates.
@@ -641,7 +706,7 @@ export type UpdateAck = Message<"cube.v1.UpdateAck"> & {
  * Use `create(UpdateAckSchema)` to create a new message.
  */
 export const UpdateAckSchema: GenMessage<UpdateAck> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 13);
+  messageDesc(file_cube_v1_worker_service, 15);
 
 /**
  * ListWorkersRequest asks for all workers.
@@ -656,7 +721,7 @@ export type ListWorkersRequest = Message<"cube.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 14);
+  messageDesc(file_cube_v1_worker_service, 16);
 
 /**
  * ListWorkersResponse carries all workers.
@@ -677,7 +742,7 @@ export type ListWorkersResponse = Message<"cube.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 15);
+  messageDesc(file_cube_v1_worker_service, 17);
 
 /**
  * GetWorkerRequest names a worker.
@@ -698,7 +763,7 @@ export type GetWorkerRequest = Message<"cube.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 16);
+  messageDesc(file_cube_v1_worker_service, 18);
 
 /**
  * GetWorkerResponse carries one worker.
@@ -719,7 +784,7 @@ export type GetWorkerResponse = Message<"cube.v1.GetWorkerResponse"> & {
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 17);
+  messageDesc(file_cube_v1_worker_service, 19);
 
 /**
  * WatchWorkersRequest starts a watch of the workers.
@@ -734,7 +799,7 @@ export type WatchWorkersRequest = Message<"cube.v1.WatchWorkersRequest"> & {
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 18);
+  messageDesc(file_cube_v1_worker_service, 20);
 
 /**
  * WatchWorkersResponse carries one worker as it is now.
@@ -755,7 +820,7 @@ export type WatchWorkersResponse = Message<"cube.v1.WatchWorkersResponse"> & {
  * Use `create(WatchWorkersResponseSchema)` to create a new message.
  */
 export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 19);
+  messageDesc(file_cube_v1_worker_service, 21);
 
 /**
  * AssignmentAction says what to do with the task of an assignment.
@@ -811,6 +876,11 @@ export const WorkerService: GenService<{
    *   and a `heartbeat` every heartbeat_interval when nothing else was sent.
    * Down (manager → worker): `registered` first, then `assignment` (run or stop a task),
    *   `update_ack` (cumulative), and `heartbeat`.
+   *
+   * Either side may pack several messages, in order, into one `batch` (a worker may always;
+   * the manager only to a worker whose Register set accepts_batch). A batch never holds
+   * a batch or a register/registered. Busy streams send one frame per burst instead of
+   * one per message, which is most of what a placement costs at scale.
    *
    * The stream is the heartbeat: a worker whose stream ends, or is silent past the
    * manager's heartbeat timeout, is DISCONNECTED, then DOWN after the grace period.
