@@ -46,10 +46,10 @@ export function parseRestartMode(input: string): RestartMode {
   return mode;
 }
 
-/** Parses a whole number within bounds (--max-restarts, --tail). */
-export function parseCount(input: string, max = 2 ** 32 - 1): number {
-  if (!/^\s*\d+\s*$/.test(input) || Number(input) > max) {
-    throw new Error(`"${input}" is not a whole number between 0 and ${max}`);
+/** Parses a whole number within bounds (--max-restarts, --tail, --count). */
+export function parseCount(input: string, max = 2 ** 32 - 1, min = 0): number {
+  if (!/^\s*\d+\s*$/.test(input) || Number(input) > max || Number(input) < min) {
+    throw new Error(`"${input}" is not a whole number between ${min} and ${max}`);
   }
   return Number(input);
 }

@@ -7,6 +7,7 @@ import {
   type Task,
   type TaskEvent,
   TaskEventType,
+  type TaskSpec,
   TaskSpecSchema,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
@@ -32,24 +33,38 @@ export function findTask(cp: ControlPlane, id: string): TaskEntry {
  */
 export async function runTask(cp: ControlPlane, request: RunTaskRequest): Promise<Task> {
   const spec = validateRunTask(request);
-  if (request.id !== "") {
-    const existing = cp.tasks.get(request.id);
-    if (existing) {
-      if (!existing.task.spec || !equals(TaskSpecSchema, existing.task.spec, spec)) {
-        throw new ConnectError(
-          `task "${request.id}" already exists with another spec`,
-          Code.AlreadyExists,
-        );
-      }
-      await cp.committed();
-      return existing.task;
-    }
+  const existing = knownTask(cp, request.id, spec);
+  if (existing) {
+    await cp.committed();
+    return existing.task;
   }
-  const entry = cp.createTask(request.id || randomUUID(), spec);
-  placeNew(cp, entry);
-  const stored = entry.task;
+  const stored = acceptTask(cp, request.id, spec);
   await cp.committed();
   return stored;
+}
+
+/**
+ * The task already stored under a client-chosen id when its spec equals `spec` (a retry);
+ * undefined when the id is empty or new. Throws ALREADY_EXISTS naming the id when the stored
+ * spec differs. Changes nothing.
+ */
+export function knownTask(cp: ControlPlane, id: string, spec: TaskSpec): TaskEntry | undefined {
+  if (id === "") return undefined;
+  const existing = cp.tasks.get(id);
+  if (existing && (!existing.task.spec || !equals(TaskSpecSchema, existing.task.spec, spec))) {
+    throw new ConnectError(`task "${id}" already exists with another spec`, Code.AlreadyExists);
+  }
+  return existing;
+}
+
+/**
+ * Creates a validated, new task (the manager picks the id when `id` is empty) and places it
+ * or queues it; returns the snapshot as stored, durable with the next group commit.
+ */
+export function acceptTask(cp: ControlPlane, id: string, spec: TaskSpec): Task {
+  const entry = cp.createTask(id || randomUUID(), spec);
+  placeNew(cp, entry);
+  return entry.task;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import type { ControlPlane } from "./control-plane.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
+import { runTasks } from "./run-tasks.js";
 import { proxyTaskLogs } from "./task-logs.js";
 import { findTask, runTask, stopTask, taskEvents } from "./task-ops.js";
 import { watchTasks } from "./watch-tasks.js";
@@ -17,6 +18,9 @@ export function taskServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => 
     router.service(TaskService, {
       async runTask(req) {
         return { task: await runTask(cp, req) };
+      },
+      async runTasks(req) {
+        return { tasks: await runTasks(cp, req.requests) };
       },
       async getTask(req) {
         const entry = findTask(cp, req.id);

@@ -7,6 +7,8 @@ import type { RunTaskRequest } from "../gen/cube/v1/task_service_pb.js";
 
 /** Limits a task spec must keep; anything beyond is a mistake or an attack, never a real need. */
 export const LIMITS = {
+  /** Requests in one RunTasks call. */
+  batchSize: 5000,
   idLength: 64,
   nameLength: 253,
   imageLength: 1024,

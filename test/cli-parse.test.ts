@@ -19,6 +19,7 @@ import { formatPort, parsePort } from "../cli/parse-port.js";
 import { formatSize, parseSize } from "../cli/parse-size.js";
 import { parseTaskFile } from "../cli/parse-task-file.js";
 import { pickTask } from "../cli/resolve-task.js";
+import { taskCopies } from "../cli/task-copies.js";
 import { TaskWaiter, willRestart } from "../cli/task-waiter.js";
 import {
   DesiredState,
@@ -127,6 +128,30 @@ test("cpu, states, restart modes, counts", (t) => {
   t.is(parseCount("3"), 3);
   t.throws(() => parseCount("-1"));
   t.throws(() => parseCount("1.5"));
+  t.is(parseCount("5000", 5000, 1), 5000);
+  t.throws(() => parseCount("0", 5000, 1), { message: /between 1 and 5000/ });
+});
+
+test("run --count: ids and names numbered from 0, or left to the manager", (t) => {
+  const spec = buildSpec("busybox", [], { name: "web" });
+  const named = taskCopies({ id: "job", spec }, 3);
+  t.deepEqual(
+    named.map((r) => [r.id, r.spec.name]),
+    [
+      ["job-0", "web-0"],
+      ["job-1", "web-1"],
+      ["job-2", "web-2"],
+    ],
+  );
+  t.is(spec.name, "web", "the given spec is left as it is");
+  const bare = taskCopies({ spec: buildSpec("busybox", [], {}) }, 2);
+  t.deepEqual(
+    bare.map((r) => [r.id, r.spec.name]),
+    [
+      [undefined, ""],
+      [undefined, ""],
+    ],
+  );
 });
 
 test("run flags build the TaskSpec", (t) => {

@@ -350,6 +350,37 @@ spec:
   t.is(stopped.state, "TASK_STATE_COMPLETED");
 });
 
+test.serial("run --count submits numbered copies in one call, idempotent with --id", async (t) => {
+  const args = ["--id", "e2e-count", "--name", "e2e-count", "--label", "suite=e2e-count"];
+  const first = await c("run", HTTP_IMAGE, "--count", "3", "--memory", "32Mi", ...args);
+  t.is(first.code, 0, first.stderr);
+  t.is(first.stdout, "e2e-count-0\ne2e-count-1\ne2e-count-2\n");
+  const again = await c(
+    "run",
+    HTTP_IMAGE,
+    "--count",
+    "3",
+    "--memory",
+    "32Mi",
+    ...args,
+    "-o",
+    "json",
+  );
+  t.is(again.code, 0, again.stderr);
+  const answer = JSON.parse(again.stdout) as { tasks: { id: string; spec: { name: string } }[] };
+  t.deepEqual(
+    answer.tasks.map((x) => [x.id, x.spec.name]),
+    [0, 1, 2].map((i) => [`e2e-count-${i}`, `e2e-count-${i}`]),
+  );
+  const changed = await c("run", HTTP_IMAGE, "--count", "4", "--memory", "64Mi", ...args);
+  t.is(changed.code, 1, changed.stderr);
+  t.regex(changed.stderr, /^cube: requests\[0\]: task "e2e-count-0" already exists/);
+  const ps = JSON.parse((await c("ps", "--label", "suite=e2e-count", "--json")).stdout);
+  t.is(ps.tasks.length, 3, "the refused batch stored nothing (no e2e-count-3)");
+  const stop = await c("stop", "e2e-count-0", "e2e-count-1", "e2e-count-2", "--wait");
+  t.is(stop.code, 0, stop.stderr);
+});
+
 test.serial("Ctrl-C stops the workers, then the manager, cleanly (exit 0)", async (t) => {
   const [manager, ...workers] = (cluster as Cluster).processes as [RunningCube, ...RunningCube[]];
   for (const w of workers) w.signal("SIGINT");

@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import {
   DesiredState,
   type Protocol,
@@ -11,7 +11,7 @@ import {
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
 import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
-import { eventually, FakeWorker, harness, spec } from "./manager-harness.js";
+import { eventually, FakeWorker, type Harness, harness, spec } from "./manager-harness.js";
 
 type SpecInit = MessageInitShape<typeof TaskSpecSchema>;
 
@@ -303,4 +303,143 @@ test("ListTaskEvents pages a task's history", async (t) => {
     [...revs].sort((a, b) => (a < b ? -1 : 1)),
   );
   t.true(revs.length >= 4);
+});
+
+/** RunTasks requests `prefix-0`… (or without ids when `prefix` is empty), named by index. */
+function batch(n: number, prefix: string, init: SpecInit = {}) {
+  return Array.from({ length: n }, (_, i) => ({
+    id: prefix ? `${prefix}-${i}` : "",
+    spec: spec({ name: `n${i}`, ...init }),
+  }));
+}
+
+test("RunTasks accepts a batch in order and schedules it in order", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("w1", { capacity: { cpu: 64, memoryBytes: 64n << 30n } });
+  await w.connect(h.transport);
+  const requests = [...batch(30, "b"), ...batch(20, "")];
+  const { tasks } = await h.tasks.runTasks({ requests });
+  t.is(tasks.length, 50);
+  t.deepEqual(
+    tasks.slice(0, 30).map((x) => x.id),
+    requests.slice(0, 30).map((r) => r.id),
+  );
+  t.deepEqual(
+    tasks.map((x) => x.spec?.name),
+    requests.map((r) => r.spec.name),
+  );
+  for (const task of tasks) t.is(task.state, TaskState.SCHEDULED, task.reason);
+  t.true(
+    tasks.slice(30).every((x) => x.id !== ""),
+    "the manager chose the missing ids",
+  );
+  t.is(new Set(tasks.map((x) => x.id)).size, 50);
+  const listed = await h.tasks.listTasks({});
+  t.deepEqual(
+    listed.tasks.map((x) => x.id),
+    tasks.map((x) => x.id),
+    "stored in request order",
+  );
+  await eventually(() => {
+    if (w.assignments.length < 50) throw new Error(`${w.assignments.length} assignments`);
+  });
+  t.deepEqual(
+    w.assignments.map((a) => a.task?.id),
+    tasks.map((x) => x.id),
+    "RUN sent in request order",
+  );
+});
+
+test("RunTasks retried with the same batch returns the same tasks and records nothing", async (t) => {
+  const h = await harness(t);
+  const requests = batch(10, "r", { env: { A: "1" } });
+  const first = await h.tasks.runTasks({ requests });
+  const revision = h.cp.revision;
+  const again = await h.tasks.runTasks({ requests });
+  t.deepEqual(again.tasks, first.tasks);
+  t.is(h.cp.revision, revision, "no new event");
+  t.is(h.cp.tasks.size, 10);
+});
+
+test("RunTasks with a new task among retries creates only the new one", async (t) => {
+  const h = await harness(t);
+  const old = batch(3, "m");
+  const first = await h.tasks.runTasks({ requests: old });
+  const revision = h.cp.revision;
+  const mixed = [old[0], { id: "m-new", spec: spec() }, old[2], { id: "", spec: spec() }];
+  const { tasks } = await h.tasks.runTasks({ requests: mixed });
+  t.deepEqual(tasks.map((x) => x.id).slice(0, 3), ["m-0", "m-new", "m-2"]);
+  t.is(tasks[0]?.revision, first.tasks[0]?.revision);
+  t.is(tasks[2]?.revision, first.tasks[2]?.revision);
+  t.true((tasks[1]?.revision ?? 0n) > revision);
+  t.true((tasks[3]?.revision ?? 0n) > (tasks[1]?.revision ?? 0n), "created in request order");
+  t.is(h.cp.tasks.size, 5);
+});
+
+/** Runs a batch that must fail; checks that none of its tasks was stored. */
+async function rejected(
+  t: ExecutionContext,
+  h: Harness,
+  requests: { id?: string; spec?: ReturnType<typeof spec> }[],
+): Promise<{ code: Code; message: string }> {
+  const before = h.cp.tasks.size;
+  const revision = h.cp.revision;
+  const e = await code(h.tasks.runTasks({ requests }));
+  t.is(h.cp.tasks.size, before, "nothing stored");
+  t.is(h.cp.revision, revision, "no event");
+  return e;
+}
+
+test("RunTasks with a bad request names it by index and stores none of the batch", async (t) => {
+  const h = await harness(t);
+  const requests = [
+    ...batch(3, "bad"),
+    { id: "bad-3", spec: spec({ image: "" }) },
+    ...batch(2, "more"),
+  ];
+  const e = await rejected(t, h, requests);
+  t.is(e.code, Code.InvalidArgument);
+  t.is(e.message, "requests[3].spec.image: required");
+  const noSpec = await rejected(t, h, [{ spec: spec() }, {}]);
+  t.is(noSpec.message, "requests[1].spec: required");
+  const badId = await rejected(t, h, [{ id: "a/b", spec: spec() }]);
+  t.regex(badId.message, /^requests\[0\]\.id: /);
+  t.is((await h.tasks.listTasks({})).tasks.length, 0);
+});
+
+test("RunTasks refuses 0 and 5001 requests", async (t) => {
+  const h = await harness(t);
+  const none = await rejected(t, h, []);
+  t.is(none.code, Code.InvalidArgument);
+  t.regex(none.message, /^requests: 1 to 5000 tasks/);
+  const many = await rejected(t, h, batch(5001, ""));
+  t.is(many.code, Code.InvalidArgument);
+  t.regex(many.message, /^requests: 1 to 5000 tasks/);
+  const { tasks } = await h.tasks.runTasks({ requests: batch(5000, "") });
+  t.is(tasks.length, 5000, "5000 is allowed");
+});
+
+test("RunTasks refuses an id repeated within the batch", async (t) => {
+  const h = await harness(t);
+  const requests = batch(6, "d");
+  requests[5] = { id: "d-2", spec: spec() };
+  const e = await rejected(t, h, requests);
+  t.is(e.code, Code.InvalidArgument);
+  t.is(e.message, 'requests[5].id: "d-2" repeats requests[2].id');
+});
+
+test("RunTasks with a known id and another spec is ALREADY_EXISTS and stores nothing", async (t) => {
+  const h = await harness(t);
+  await h.tasks.runTask({ id: "k-1", spec: spec({ env: { A: "1" } }) });
+  const requests = [
+    { id: "k-0", spec: spec() },
+    { id: "k-1", spec: spec({ env: { A: "2" } }) },
+  ];
+  const e = await rejected(t, h, requests);
+  t.is(e.code, Code.AlreadyExists);
+  t.is(e.message, 'requests[1]: task "k-1" already exists with another spec');
+  t.deepEqual(
+    (await h.tasks.listTasks({})).tasks.map((x) => x.id),
+    ["k-1"],
+  );
 });

@@ -81,6 +81,7 @@ test("ListTasks filters by state, name, labels and worker, oldest first, in page
 test("the TaskService methods that change tasks are UNIMPLEMENTED on a worker", async (t) => {
   const { tasks } = setup([]);
   t.is(codeOf(await t.throwsAsync(tasks.runTask({}))), Code.Unimplemented);
+  t.is(codeOf(await t.throwsAsync(tasks.runTasks({}))), Code.Unimplemented);
   t.is(codeOf(await t.throwsAsync(tasks.stopTask({ id: "a" }))), Code.Unimplemented);
   t.is(codeOf(await t.throwsAsync(tasks.listTaskEvents({ taskId: "a" }))), Code.Unimplemented);
 });

@@ -2,9 +2,11 @@ import { readFile } from "node:fs/promises";
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
+import { RunTasksResponseSchema } from "../../gen/cube/v1/task_service_pb.js";
+import { LIMITS } from "../../manager/validate-spec.js";
 import { buildSpec, givenSpecFlags, type RunFlags } from "../build-spec.js";
 import { CliError, usageError } from "../cli-error.js";
-import { CALL_TIMEOUT_MS } from "../client.js";
+import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
   addClientOptions,
   arg,
@@ -22,17 +24,22 @@ import { parseKeyValue } from "../parse-key-value.js";
 import { parsePort } from "../parse-port.js";
 import { parseSize } from "../parse-size.js";
 import { parseTaskFile, type TaskFile } from "../parse-task-file.js";
+import { taskCopies } from "../task-copies.js";
 import { waitForTask } from "../wait-for-task.js";
 
 /** The flags of `cube run`: the task-shaping ones and the rest. */
 interface RunOptions extends ClientOptions, RunFlags {
   id?: string;
   file?: string;
+  count: number;
   wait?: boolean;
   timeout: number;
 }
 
-/** `cube run`: submits a task, prints its id, and with --wait follows it until it runs. */
+/**
+ * `cube run`: submits a task (or --count copies of it in one call), prints the ids, and with
+ * --wait follows the one task until it runs.
+ */
 export function runCommand(io: Io): Command {
   const cmd = new Command("run")
     .description("run a task: a container from IMAGE, placed on a worker by the manager")
@@ -87,7 +94,13 @@ export function runCommand(io: Io): Command {
       "-f, --file <task.yaml|task.json>",
       'read the task from a file ("-" for stdin): the JSON mapping of TaskSpec, or {id, spec}',
     )
-    .option("--wait", "follow the task and return once it runs (and is healthy)")
+    .option(
+      "--count <n>",
+      `run n copies in one call, all or none (1-${LIMITS.batchSize}); with --id ID and --name NAME they get ID-0, NAME-0, ID-1, NAME-1…`,
+      arg((s) => parseCount(s, LIMITS.batchSize, 1)),
+      1,
+    )
+    .option("--wait", "follow the task and return once it runs (and is healthy); not with --count")
     .option(
       "--timeout <duration>",
       "with --wait: give up after this long",
@@ -103,6 +116,7 @@ Examples:
   cube run cube/httpd:local --name web --memory 64Mi --cpu 0.5 --label app=web
   cube run cube/httpd:local --restart on-failure -- sh -c 'echo hi; exit 1'
   cube run -f task.yaml --wait
+  cube run cube/httpd:local --count 100 --id batch --name worker --cpu 0.1
 
 Exit codes with --wait: 0 running (and healthy), 3 failed, 6 still pending or not ready at --timeout.`,
     )
@@ -120,6 +134,15 @@ async function run(
 ): Promise<void> {
   const startedAt = io.now();
   const request = await taskRequest(image, args, opts);
+  if (opts.count > 1) {
+    if (opts.wait) {
+      throw usageError(
+        "--wait follows one task: not with --count (watch them with `cube ps --watch`)",
+      );
+    }
+    await withManager(io, opts, (clients) => runCopies(io, clients, request, opts));
+    return;
+  }
   await withManager(io, opts, async (clients) => {
     const { task } = await clients.tasks.runTask(request, { timeoutMs: CALL_TIMEOUT_MS });
     if (!task) throw new CliError("the manager answered without a task");
@@ -145,6 +168,24 @@ async function run(
       io.stdout.write(`${JSON.stringify(toJson(TaskSchema, now ?? task), null, 2)}\n`);
     }
   });
+}
+
+/** Submits --count copies in one RunTasks call and prints their ids (or the JSON answer). */
+async function runCopies(
+  io: Io,
+  clients: ManagerClients,
+  request: TaskFile,
+  opts: RunOptions,
+): Promise<void> {
+  const answer = await clients.tasks.runTasks(
+    { requests: taskCopies(request, opts.count) },
+    { timeoutMs: CALL_TIMEOUT_MS },
+  );
+  if (outputFormat(opts) === "json") {
+    io.stdout.write(`${JSON.stringify(toJson(RunTasksResponseSchema, answer), null, 2)}\n`);
+  } else {
+    io.stdout.write(answer.tasks.map((task) => `${task.id}\n`).join(""));
+  }
 }
 
 async function taskRequest(
