@@ -2,6 +2,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Level } from "level";
 import type { Task, TaskEvent } from "../gen/cube/v1/task_pb.js";
 import { WorkerSchema } from "../gen/cube/v1/worker_pb.js";
+import { type Deferred, deferred } from "../lib/deferred.js";
 import {
   DEFAULT_EVENT_RETENTION,
   type LoadedState,
@@ -38,21 +39,12 @@ interface Batch {
   readonly tasks: Map<string, TaskRecord>;
   readonly workers: Map<string, WorkerRecord>;
   readonly events: TaskEvent[];
-  readonly done: Promise<void>;
-  resolve(): void;
-  reject(error: Error): void;
+  /** Settles when the batch is on disk (or failed); flush() callers await it. */
+  readonly written: Deferred;
 }
 
 function newBatch(): Batch {
-  let resolve!: () => void;
-  let reject!: (e: Error) => void;
-  const done = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // A rejected batch nobody awaits must not crash the process; flush() callers see it.
-  done.catch(() => undefined);
-  return { tasks: new Map(), workers: new Map(), events: [], done, resolve, reject };
+  return { tasks: new Map(), workers: new Map(), events: [], written: deferred() };
 }
 
 /**
@@ -159,7 +151,7 @@ export class LevelStore implements Store {
 
   flush(): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
-    return (this.#open ?? this.#inflight)?.done ?? Promise.resolve();
+    return (this.#open ?? this.#inflight)?.written.promise ?? Promise.resolve();
   }
 
   async taskEvents(taskId: string, afterRevision: bigint, limit: number): Promise<TaskEvent[]> {
@@ -251,7 +243,7 @@ export class LevelStore implements Store {
         this.#inflight = undefined;
         const last = batch.events.at(-1);
         if (last) this.#latest = last.revision;
-        batch.resolve();
+        batch.written.resolve();
         if (this.#open) this.#kick();
         this.#maybeCompact();
       },
@@ -262,8 +254,8 @@ export class LevelStore implements Store {
   #fail(batch: Batch, error: Error): void {
     this.#inflight = undefined;
     this.#failed = new Error(`store write failed in ${this.#dir}: ${error.message}`);
-    batch.reject(this.#failed);
-    this.#open?.reject(this.#failed);
+    batch.written.reject(this.#failed);
+    this.#open?.written.reject(this.#failed);
     this.#open = undefined;
   }
 

@@ -13,6 +13,8 @@ export class WorkerConnection {
   workerId: string | undefined;
   /** Set once `registered` went down: nothing else may precede it. */
   registered = false;
+  /** The worker understands batches (Register.accepts_batch): a burst goes as one frame. */
+  acceptsBatch = false;
   /** When something was last sent down (for heartbeats). */
   lastSentMs = Date.now();
   #queue: Outbound[] = [];
@@ -54,7 +56,11 @@ export class WorkerConnection {
         if (this.#queue.length > 0) {
           const batch = this.#queue;
           this.#queue = [];
-          for (const message of batch) yield { $typeName: "cube.v1.ConnectResponse", message };
+          if (this.acceptsBatch && batch.length > 1) {
+            yield pack(batch);
+          } else {
+            for (const message of batch) yield { $typeName: "cube.v1.ConnectResponse", message };
+          }
           continue;
         }
         if (this.#ended) break;
@@ -68,4 +74,18 @@ export class WorkerConnection {
       signal.removeEventListener("abort", onAbort);
     }
   }
+}
+
+/** Several messages as one frame (the worker applies them in order). */
+function pack(messages: Outbound[]): ConnectResponse {
+  return {
+    $typeName: "cube.v1.ConnectResponse",
+    message: {
+      case: "batch",
+      value: {
+        $typeName: "cube.v1.ConnectResponseBatch",
+        messages: messages.map((message) => ({ $typeName: "cube.v1.ConnectResponse", message })),
+      },
+    },
+  };
 }

@@ -103,6 +103,17 @@ export function onMessage(cp: ControlPlane, conn: WorkerConnection, request: Con
         cp.workerFeed.notify(worker.id);
       }
       break;
+    case "batch":
+      for (const inner of m.value.messages) {
+        const kind = inner.message.case;
+        if (kind === "register" || kind === "batch") {
+          conn.end(new ConnectError(`a batch may not hold a ${kind}`, Code.InvalidArgument));
+          return;
+        }
+        onMessage(cp, conn, inner);
+        if (conn.ended) return;
+      }
+      break;
     default:
       break; // heartbeat, or a message kind this manager does not know yet
   }
@@ -152,6 +163,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   worker.lastSeenMs = now;
   worker.setStatus(WorkerStatus.READY);
   conn.workerId = worker.id;
+  conn.acceptsBatch = reg.acceptsBatch;
   cp.saveWorker(worker);
   const lastUpdateSeq = worker.lastUpdateSeq;
   cp.afterCommit(() => {

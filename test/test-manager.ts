@@ -271,6 +271,11 @@ export class TestManager {
 
   #receive(conn: Connection, req: ConnectRequest, interval: number): void {
     if (conn.cut) return;
+    // A batch is its messages, in order: tests see each one as if it came alone.
+    if (req.message.case === "batch") {
+      for (const inner of req.message.value.messages) this.#receive(conn, inner, interval);
+      return;
+    }
     this.received.push({ at: Date.now(), connection: conn.n, message: req.message });
     const m = req.message;
     if (m.case === "register") {

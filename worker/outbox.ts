@@ -34,8 +34,7 @@ export class Outbox {
   readonly #pending: TaskUpdate[];
   readonly #listeners = new Set<() => void>();
   #lastSeq: bigint;
-  // Commits are chained so updates become visible in seq order even though each
-  // one waits for its own fsync.
+  /** The latest append, for {@link settled}. */
   #writes: Promise<unknown> = Promise.resolve();
 
   private constructor(store: WorkerStore, pending: TaskUpdate[]) {
@@ -63,10 +62,11 @@ export class Outbox {
       time: timestampNow(),
     });
     const lastSeq = this.#lastSeq;
-    const write = this.#writes.then(async () => {
-      await this.#store.commit({ ...change, updates: [stored], lastSeq });
+    // Committed at once, so updates made together share one batch; made visible in seq
+    // order because the store resolves its batches in the order the changes were made.
+    const write = this.#store.commit({ ...change, updates: [stored], lastSeq }).then(() => {
       this.#pending.push(stored);
-      for (const listener of this.#listeners) listener();
+      this.#notify();
       return stored;
     });
     this.#writes = write.catch(() => undefined);
@@ -88,17 +88,19 @@ export class Outbox {
     let n = 0;
     while (n < this.#pending.length && (this.#pending[n]?.seq ?? 0n) <= seq) n++;
     if (n === 0) return;
-    this.#pending.splice(0, n);
-    for (const listener of this.#listeners) listener();
-    const write = this.#writes.then(() => this.#store.deleteUpdatesUpTo(seq));
-    this.#writes = write.catch(() => undefined);
-    await write;
+    const dropped = this.#pending.splice(0, n);
+    this.#notify();
+    await this.#store.deleteUpdates(dropped.map((u) => u.seq));
   }
 
   /** Calls `listener` whenever updates are appended or acknowledged; returns the unsubscribe. */
   subscribe(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  #notify(): void {
+    for (const listener of this.#listeners) listener();
   }
 
   /** Resolves once every write started so far is done. */

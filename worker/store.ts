@@ -5,6 +5,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type BatchOperation, Level } from "level";
 import { type Task, TaskSchema } from "../gen/cube/v1/task_pb.js";
 import { type TaskUpdate, TaskUpdateSchema } from "../gen/cube/v1/worker_service_pb.js";
+import { type Deferred, deferred } from "../lib/deferred.js";
 
 /** Thrown when another process holds the data directory's LevelDB lock. */
 export class DataDirInUseError extends Error {
@@ -26,6 +27,15 @@ export interface StoreChange {
   readonly lastSeq?: bigint;
 }
 
+type Op = BatchOperation<Level<string, unknown>, string, unknown>;
+
+/** Changes gathered for one LevelDB batch, and who waits for it. */
+interface Group {
+  readonly ops: Op[];
+  sync: boolean;
+  readonly written: Deferred;
+}
+
 // Seq keys sort as strings, so pad them to the width of the largest uint64.
 const seqKey = (seq: bigint) => seq.toString().padStart(20, "0");
 
@@ -40,6 +50,8 @@ export class WorkerStore {
   readonly #meta;
   readonly #outbox;
   readonly #tasks;
+  #group: Group | undefined;
+  #writing: Promise<void> | undefined;
 
   private constructor(
     db: Level<string, unknown>,
@@ -97,9 +109,14 @@ export class WorkerStore {
     return out;
   }
 
-  /** Applies `change` atomically and durably (fsync) before resolving. */
-  async commit(change: StoreChange): Promise<void> {
-    const ops: BatchOperation<Level<string, unknown>, string, unknown>[] = [];
+  /**
+   * Applies `change` atomically and durably (fsync) before resolving. Changes made in the
+   * same event-loop turn, or while a write is in flight, share one batch (group commit):
+   * a hundred RUNs arriving together cost one fsync. Batches are written, and their
+   * promises resolved, in the order the changes were made.
+   */
+  commit(change: StoreChange): Promise<void> {
+    const ops: Op[] = [];
     for (const u of change.updates ?? []) {
       ops.push({
         type: "put",
@@ -117,16 +134,53 @@ export class WorkerStore {
     if (change.lastSeq !== undefined) {
       ops.push({ type: "put", sublevel: this.#meta, key: "seq", value: change.lastSeq.toString() });
     }
-    if (ops.length > 0) await this.#db.batch(ops, { sync: true });
+    return this.#enqueue(ops, true);
   }
 
-  /** Drops kept updates with seq ≤ `seq`; not synced, since sending one twice is harmless. */
-  async deleteUpdatesUpTo(seq: bigint): Promise<void> {
-    await this.#outbox.clear({ lte: seqKey(seq) });
+  /**
+   * Drops the kept updates with these seqs; not synced on its own (sending one twice is
+   * harmless), it rides along with the next batch.
+   */
+  deleteUpdates(seqs: readonly bigint[]): Promise<void> {
+    return this.#enqueue(
+      seqs.map((seq) => ({ type: "del", sublevel: this.#outbox, key: seqKey(seq) })),
+      false,
+    );
   }
 
-  /** Closes the database (and releases the directory's lock). */
+  #enqueue(ops: Op[], sync: boolean): Promise<void> {
+    if (ops.length === 0) return this.#group?.written.promise ?? this.#writing ?? Promise.resolve();
+    let group = this.#group;
+    if (!group) {
+      group = { ops: [], sync: false, written: deferred() };
+      this.#group = group;
+      if (!this.#writing) setImmediate(() => this.#write());
+    }
+    for (const op of ops) group.ops.push(op);
+    group.sync ||= sync;
+    return group.written.promise;
+  }
+
+  /** Writes the open group, then the one gathered meanwhile, until none is left. */
+  #write(): void {
+    const group = this.#group;
+    if (!group) return;
+    this.#group = undefined;
+    const writing = this.#db.batch(group.ops, { sync: group.sync }).then(
+      () => group.written.resolve(),
+      (error: Error) => group.written.reject(error),
+    );
+    this.#writing = writing;
+    void writing.then(() => {
+      this.#writing = undefined;
+      this.#write();
+    });
+  }
+
+  /** Closes the database (and releases the directory's lock) once pending batches are written. */
   async close(): Promise<void> {
+    while (this.#group || this.#writing)
+      await (this.#writing ?? this.#group?.written.promise)?.catch(() => {});
     await this.#db.close();
   }
 }

@@ -8,6 +8,7 @@ import {
   type Assignment,
   type ConnectRequest,
   ConnectRequestSchema,
+  type ConnectResponse,
   type HealthReport,
   HeartbeatSchema,
   type InventoryItem,
@@ -173,7 +174,7 @@ export class StreamClient extends EventEmitter<{
       abortReason ||= why;
       abort.abort();
     };
-    const out = new AsyncQueue<ConnectRequest>();
+    const out = new AsyncQueue<ConnectRequest>({ pack: packRequests });
     this.#out = out;
     if (this.#stop.signal.aborted) out.close();
     let lastSent = Date.now();
@@ -208,10 +209,12 @@ export class StreamClient extends EventEmitter<{
       }
     }, 100);
     let unsubscribe = () => {};
-    push({ case: "register", value: create(RegisterSchema, this.#o.register()) });
+    push({
+      case: "register",
+      value: create(RegisterSchema, { ...this.#o.register(), acceptsBatch: true }),
+    });
     try {
-      for await (const res of client.connect(out, { signal: abort.signal })) {
-        lastHeard = Date.now();
+      const handle = (res: ConnectResponse) => {
         const m = res.message;
         if (m.case === "registered" && !registered) {
           registered = true;
@@ -238,7 +241,13 @@ export class StreamClient extends EventEmitter<{
           this.#ack(m.value.seq);
         } else if (m.case === "heartbeat") {
           managerBeats = true;
+        } else if (m.case === "batch") {
+          for (const inner of m.value.messages) if (inner.message.case !== "batch") handle(inner);
         }
+      };
+      for await (const res of client.connect(out, { signal: abort.signal })) {
+        lastHeard = Date.now();
+        handle(res);
       }
       return { reason: abortReason || "the manager ended the stream", registered };
     } catch (error) {
@@ -259,6 +268,14 @@ export class StreamClient extends EventEmitter<{
       this.#log.error({ err: error }, "could not drop acknowledged updates");
     });
   }
+}
+
+/** Several requests as one frame (they are applied in order). */
+function packRequests(messages: ConnectRequest[]): ConnectRequest {
+  return {
+    $typeName: "cube.v1.ConnectRequest",
+    message: { case: "batch", value: { $typeName: "cube.v1.ConnectRequestBatch", messages } },
+  };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

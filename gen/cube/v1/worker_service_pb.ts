@@ -202,7 +202,7 @@ export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
  */
 export type ConnectResponseBatch = Message<"cube.v1.ConnectResponseBatch"> & {
   /**
-   * The messages, applied in order; none is a batch or a registered.
+   * The messages, applied in order; none is a batch.
    *
    * @generated from field: repeated cube.v1.ConnectResponse messages = 1;
    */
@@ -879,7 +879,7 @@ export const WorkerService: GenService<{
    *
    * Either side may pack several messages, in order, into one `batch` (a worker may always;
    * the manager only to a worker whose Register set accepts_batch). A batch never holds
-   * a batch or a register/registered. Busy streams send one frame per burst instead of
+   * a batch or a register. Busy streams send one frame per burst instead of
    * one per message, which is most of what a placement costs at scale.
    *
    * The stream is the heartbeat: a worker whose stream ends, or is silent past the
