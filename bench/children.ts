@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { deferCleanup } from "./cleanup.js";
 
@@ -59,8 +61,14 @@ export async function spawnChild(options: SpawnOptions): Promise<Child> {
     },
   );
   let stderr = "";
+  // BENCH_LOG_DIR keeps every child's whole stderr (warnings of a thousand workers) to read after.
+  const logDir = process.env.BENCH_LOG_DIR;
+  const log = logDir
+    ? createWriteStream(join(logDir, `${options.name.replace(/\W+/g, "-")}-${child.pid}.log`))
+    : undefined;
   child.stderr?.setEncoding("utf8").on("data", (s: string) => {
     stderr = (stderr + s).slice(-TAIL);
+    log?.write(s);
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),

@@ -10,6 +10,7 @@ import { type TaskEvent, type TaskSpecSchema, TaskState } from "../gen/cube/v1/t
 import { TaskService, WatchTasksRequestSchema } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
+import { STREAM_WINDOW } from "../lib/flow-control.js";
 import { type Child, spawnChild } from "./children.js";
 
 /** Manager settings passed as CUBE_* variables. */
@@ -92,7 +93,11 @@ export async function spawnWorker(
 export function taskClient(address: string): Client<typeof TaskService> {
   return createClient(
     TaskService,
-    createGrpcTransport({ baseUrl: `http://${address}`, pingIntervalMs: 5000 }),
+    createGrpcTransport({
+      baseUrl: `http://${address}`,
+      pingIntervalMs: 5000,
+      nodeOptions: { settings: { initialWindowSize: STREAM_WINDOW } },
+    }),
   );
 }
 

@@ -7,6 +7,7 @@
  *   BENCH_COUNT     how many workers
  *   BENCH_DIR       parent of their data directories (tmpfs, so their fsyncs are free)
  *   BENCH_HOST      this host's index, for worker names
+ *   BENCH_PING_TIMEOUT  ms a ping to the manager may go unanswered (the manager's heartbeat timeout)
  * Prints one JSON line once all are connected: {"ready": n, "ids": [...], "ms": start-up}.
  * SIGTERM or SIGINT: exits at once (the parent removes the data directories).
  */
@@ -42,6 +43,7 @@ for (let i = 0; i < count; i += BATCH) {
         logger,
         // Hollow workers report no metrics worth sampling; an hour keeps the samplers quiet.
         statsIntervalMs: 3_600_000,
+        pingTimeoutMs: Number(process.env.BENCH_PING_TIMEOUT) || undefined,
         capacity: { cpu: 64, memoryBytes: 64n << 30n, diskBytes: 1n << 40n },
       }),
     ),

@@ -2,15 +2,15 @@
  * A manager process for the throughput scenario's "engine" measurement: the manager's own
  * parts composed as manager/index.ts startManager composes them (LevelStore, control plane,
  * TaskService/WorkerService/MetricsService routes on an h2c server), plus a way to submit
- * tasks from inside the process — through the very function the RunTask handler calls
- * (manager/task-ops.ts runTask) — so placements are measured without the cost of one
- * unary RPC per task. Workers still talk to it over real gRPC streams.
+ * tasks from inside the process — through the very function the RunTasks handler calls
+ * (manager/run-tasks.ts) — so placements are measured without the transport. Workers still talk to it over real gRPC streams.
  *
  * Environment: CUBE_DATA_DIR (required), CUBE_LISTEN (default 127.0.0.1:0), and
  * CUBE_HEARTBEAT_INTERVAL, CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE in ms (as manager/main.ts).
  * Prints {"listening": "host:port"}. Then reads JSON lines on stdin:
- *   {"submit": {"prefix": "x-", "count": N, "concurrency": C, "spec": {...}, "file": PATH}}
- * runs them, writes the submit times (Date.now(), float64, little-endian) to PATH and prints
+ *   {"submit": {"prefix": "x-", "count": N, "batch": B, "concurrency": C, "spec": {...}, "file": PATH}}
+ * runs them — B tasks per runTasks call (the RunTasks handler's function), C calls in
+ * flight — writes the submit times (Date.now(), float64, little-endian) to PATH and prints
  * {"submitted": N, "ms": wall}.
  *   {"profile": "start"} starts the V8 CPU profiler; {"profile": "stop", "file": PATH} writes
  *   the profile since the start to PATH (a .cpuprofile) and prints {"profiled": PATH}, so a
@@ -30,8 +30,8 @@ import { createLogger } from "../lib/logger.js";
 import { startServer } from "../lib/server.js";
 import { openControlPlane } from "../manager/index.js";
 import { MANAGER_FILES, managerRoutes } from "../manager/routes.js";
+import { runTasks } from "../manager/run-tasks.js";
 import { LevelStore } from "../manager/store-level.js";
-import { runTask } from "../manager/task-ops.js";
 import { runPool } from "./pool.js";
 
 const dataDir = process.env.CUBE_DATA_DIR;
@@ -90,6 +90,7 @@ const post = (method: string, params?: object) =>
 interface Submit {
   prefix: string;
   count: number;
+  batch: number;
   concurrency: number;
   spec: JsonValue;
   file: string;
@@ -133,9 +134,17 @@ for await (const line of createInterface({ input: process.stdin })) {
   const spec = fromJson(TaskSpecSchema, submit.spec);
   const times = new Float64Array(submit.count);
   const t0 = Date.now();
-  await runPool(submit.count, submit.concurrency, async (i) => {
-    times[i] = Date.now();
-    await runTask(cp, create(RunTaskRequestSchema, { id: `${submit.prefix}${i}`, spec }));
+  const batch = Math.max(1, submit.batch);
+  await runPool(Math.ceil(submit.count / batch), submit.concurrency, async (b) => {
+    const first = b * batch;
+    const n = Math.min(batch, submit.count - first);
+    times.fill(Date.now(), first, first + n);
+    await runTasks(
+      cp,
+      Array.from({ length: n }, (_, k) =>
+        create(RunTaskRequestSchema, { id: `${submit.prefix}${first + k}`, spec }),
+      ),
+    );
   });
   await writeFile(submit.file, new Uint8Array(times.buffer));
   process.stdout.write(`${JSON.stringify({ submitted: submit.count, ms: Date.now() - t0 })}\n`);

@@ -2,13 +2,12 @@
  * Throughput: W hollow workers (the real worker code with the hollow driver, spread over
  * a few child processes, each worker on its own gRPC stream to the manager) and N tasks,
  * measured twice per run, each on a fresh cluster:
- *  - "gRPC": the real manager process (manager/main.ts), tasks submitted by RunTask with
- *    bounded concurrency over a few HTTP/2 connections — what a user gets. Its same-run
- *    baseline is the rate of no-op unary calls (grpc.health.v1 Check) at the same
- *    concurrency against the same process: the transport's ceiling.
- *  - "in-process": the same manager parts (bench/manager-host.ts), tasks submitted inside
- *    the process through the function the RunTask handler calls, so placements are measured
- *    without one unary RPC per task.
+ *  - "gRPC": the real manager process (manager/main.ts), tasks submitted by RunTasks in
+ *    batches (a few calls in flight) — what a user gets. Its same-run baseline is the
+ *    same cluster fed by RunTask, one call per task (many in flight): what batching buys.
+ *  - "in-process": the same manager parts (bench/manager-host.ts), the same batches handed
+ *    to the function the RunTasks handler calls, so placements are measured without the
+ *    transport. Its baseline is the control plane alone (no workers).
  * The manager runs in its own process, so /proc gives its peak RSS and CPU. Placement and
  * RUNNING times come afterwards from the manager's event log (WatchTasks replayed from the
  * revision before the first submit): no live watcher loads the manager during the run.
@@ -16,11 +15,9 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create, toJson } from "@bufbuild/protobuf";
-import { type Client, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Client } from "@connectrpc/connect";
 import { TaskEventType, TaskSpecSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import type { TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { type Child, spawnChild } from "./children.js";
 import { tempDir } from "./cleanup.js";
 import {
@@ -41,7 +38,7 @@ import { medianOfRuns, percentile } from "./stats.js";
 type Mode = "grpc" | "in-process";
 const MODES: readonly Mode[] = ["grpc", "in-process"];
 const SUFFIX: Record<Mode, string> = {
-  grpc: "RunTask over gRPC",
+  grpc: "RunTasks over gRPC",
   "in-process": "in-process submit",
 };
 const key = (mode: Mode, what: string) => `${what} — ${SUFFIX[mode]}`;
@@ -50,8 +47,14 @@ interface Sizes {
   workers: number;
   /** Tasks of the in-process measurement. */
   tasks: number;
-  /** Tasks of the RunTask-over-gRPC measurement (fewer: one RPC each makes it slow). */
+  /** Tasks of the RunTasks-over-gRPC measurement. */
   grpcTasks: number;
+  /** Tasks of the one-RunTask-per-task baseline (fewer: one RPC each makes it slow). */
+  singleTasks: number;
+  /** Tasks per RunTasks call. */
+  batch: number;
+  /** RunTasks calls in flight. */
+  inflight: number;
   hosts: number;
   concurrency: number;
   connections: number;
@@ -63,7 +66,10 @@ function sizes(ctx: BenchContext): Sizes {
   return {
     workers,
     tasks: o.tasks ?? (ctx.quick ? 2000 : 100_000),
-    grpcTasks: o["grpc-tasks"] ?? o.tasks ?? (ctx.quick ? 2000 : 20_000),
+    grpcTasks: o["grpc-tasks"] ?? o.tasks ?? (ctx.quick ? 2000 : 100_000),
+    singleTasks: o["single-tasks"] ?? (ctx.quick ? 300 : 5000),
+    batch: o.batch ?? (ctx.quick ? 250 : 5000),
+    inflight: o.inflight ?? 2,
     hosts: Math.max(1, Math.min(workers, o.hosts ?? (ctx.quick ? 1 : 4))),
     concurrency: o.concurrency ?? 256,
     connections: o.connections ?? 4,
@@ -107,8 +113,8 @@ export async function throughput(ctx: BenchContext): Promise<ScenarioOutcome> {
     note:
       `${s.workers} hollow workers (real worker code — store, outbox, stream client, task runner — with the hollow driver; data on tmpfs) in ${s.hosts} child process(es), ` +
       `each on its own gRPC stream to a manager process (data on disk, synced group commits); a fresh cluster for each measurement. ` +
-      `"RunTask over gRPC": manager/main.ts, ${s.grpcTasks} tasks, ${s.concurrency} RunTask calls in flight over ${s.connections} HTTP/2 connections; its baselines are no-op unary calls (grpc.health.v1 Check) at the same concurrency against the same process: their rate, and the manager's CPU per call (idle load taken out). ` +
-      `"in-process submit": ${s.tasks} tasks to the same manager parts (bench/manager-host.ts), handed to manager/task-ops.ts runTask inside the process, ${s.concurrency} in flight; its baseline is the same submit to a manager with no workers (tasks accepted and stored, left PENDING): the control plane and store alone. ` +
+      `"RunTasks over gRPC": manager/main.ts, ${s.grpcTasks} tasks in RunTasks calls of ${s.batch}, ${s.inflight} in flight over ${s.connections} HTTP/2 connections; its baseline is the same cluster, just before, fed ${s.singleTasks} tasks by RunTask one call per task, ${s.concurrency} in flight (rate = calls answered/s; every answer is a durable placement), and the manager's CPU per task then. ` +
+      `"in-process submit": ${s.tasks} tasks to the same manager parts (bench/manager-host.ts), handed to manager/run-tasks.ts inside the process in the same batches; its baseline is the same submit to a manager with no workers (tasks accepted and stored, left PENDING): the control plane and store alone. ` +
       "placements/s = tasks ÷ (last task SCHEDULED − first submit); latencies = manager event time of RUNNING − client submit time (one clock). " +
       "Manager RSS = VmHWM, CPU = utime+stime over the run, from /proc. " +
       "Heartbeat timeout and down grace raised to 10 s (a saturated 2-core machine delays heartbeats); tasks placed more than once counts any move all the same.",
@@ -176,7 +182,8 @@ async function controlPlaneRate(ctx: BenchContext, s: Sizes): Promise<number> {
         submit: {
           prefix: "cp-",
           count,
-          concurrency: s.concurrency,
+          batch: s.batch,
+          concurrency: s.inflight,
           spec: toJson(TaskSpecSchema, create(TaskSpecSchema, SPEC)),
           file: join(dir.path, "submitted.f64"),
         },
@@ -194,32 +201,34 @@ async function controlPlaneRate(ctx: BenchContext, s: Sizes): Promise<number> {
 }
 
 /**
- * Calls/s of a no-op unary RPC for `ms` at the given concurrency — the transport's ceiling —
- * and the server's CPU time per call (µs), its idle load (`idlePercent` of a core) taken out.
+ * Tasks/s placed by RunTask, one call per task, `s.concurrency` in flight over the given
+ * clients — the way before RunTasks — and the manager's CPU per task (µs), its idle load
+ * (`idlePercent` of a core) taken out. Waits until they all run, so the measured batch
+ * run starts from a quiet cluster.
  */
-async function noopRate(
-  address: string,
+async function singleCallRate(
+  clients: Client<typeof TaskService>[],
   pid: number,
   s: Sizes,
-  ms: number,
+  prefix: string,
+  spec: typeof SPEC & { labels: Record<string, string> },
   idlePercent: number,
-): Promise<{ rate: number; cpuPerCall: number }> {
-  const clients = Array.from({ length: s.connections }, () =>
-    createClient(Health, createGrpcTransport({ baseUrl: `http://${address}` })),
-  );
+): Promise<{ rate: number; cpuPerTask: number }> {
   const t0 = Date.now();
   const cpu0 = procStats(pid).cpuSeconds;
-  let calls = 0;
-  await runPool(s.concurrency, s.concurrency, async (lane) => {
-    const client = clients[lane % clients.length] as (typeof clients)[number];
-    while (Date.now() - t0 < ms) {
-      await client.check({});
-      calls++;
-    }
-  });
+  await runPool(s.singleTasks, s.concurrency, (i) =>
+    (clients[i % clients.length] as Client<typeof TaskService>).runTask({
+      id: `${prefix}${i}`,
+      spec,
+    }),
+  );
   const seconds = (Date.now() - t0) / 1000;
   const cpu = procStats(pid).cpuSeconds - cpu0 - (idlePercent / 100) * seconds;
-  return { rate: calls / seconds, cpuPerCall: (Math.max(0, cpu) / calls) * 1e6 };
+  await untilAllRunning(
+    clients[0] as Client<typeof TaskService>,
+    Math.max(60_000, s.singleTasks * 3),
+  );
+  return { rate: s.singleTasks / seconds, cpuPerTask: (Math.max(0, cpu) / s.singleTasks) * 1e6 };
 }
 
 async function oneRun(
@@ -249,6 +258,7 @@ async function oneRun(
             BENCH_COUNT: String(Math.min(perHost, s.workers - h * perHost)),
             BENCH_DIR: join(shm.path, `h${h}`),
             BENCH_HOST: String(h),
+            BENCH_PING_TIMEOUT: TIMING.CUBE_HEARTBEAT_TIMEOUT,
           },
           // Whole-process profiles of the worker side, written when the host exits on SIGTERM.
           ...(ctx.profileDir
@@ -285,9 +295,19 @@ async function oneRun(
     const idlePercent = ((procStats(m.pid).cpuSeconds - idle0) / (idleMs / 1000)) * 100;
     const baseline: Record<string, number> = {};
     if (mode === "grpc") {
-      const noop = await noopRate(m.address, m.pid, s, idleMs, idlePercent);
-      baseline[key(mode, "placements/s")] = noop.rate;
-      baseline[key(mode, "manager CPU per task (µs)")] = noop.cpuPerCall;
+      const single = await singleCallRate(
+        clients,
+        m.pid,
+        s,
+        `tp-${run}-single-`,
+        spec,
+        idlePercent,
+      );
+      baseline[key(mode, "placements/s")] = single.rate;
+      baseline[key(mode, "manager CPU per task (µs)")] = single.cpuPerTask;
+      ctx.progress(
+        `run ${run} (${SUFFIX[mode]}): baseline, RunTask one call per task: ${Math.round(single.rate)} placements/s`,
+      );
     }
     const fromRevision = await currentRevision(first);
     const prefix = `tp-${run}-`;
@@ -312,11 +332,12 @@ async function oneRun(
       if (mode === "grpc") {
         submitted = new Float64Array(count);
         const times = submitted;
-        await runPool(count, s.concurrency, async (i) => {
-          times[i] = Date.now();
-          await (clients[i % clients.length] as Client<typeof TaskService>).runTask({
-            id: `${prefix}${i}`,
-            spec,
+        await runPool(Math.ceil(count / s.batch), s.inflight, async (b) => {
+          const from = b * s.batch;
+          const n = Math.min(s.batch, count - from);
+          times.fill(Date.now(), from, from + n);
+          await (clients[b % clients.length] as Client<typeof TaskService>).runTasks({
+            requests: Array.from({ length: n }, (_, k) => ({ id: `${prefix}${from + k}`, spec })),
           });
         });
       } else {
@@ -325,7 +346,8 @@ async function oneRun(
           submit: {
             prefix,
             count,
-            concurrency: s.concurrency,
+            batch: s.batch,
+            concurrency: s.inflight,
             spec: toJson(TaskSpecSchema, create(TaskSpecSchema, spec)),
             file,
           },
@@ -388,7 +410,7 @@ async function oneRun(
     if (loop.p99 !== undefined) figures[key(mode, "manager event-loop delay p99 (ms)")] = loop.p99;
     if (loop.max !== undefined) figures[key(mode, "manager event-loop delay max (ms)")] = loop.max;
     if (mode === "grpc") {
-      figures[key(mode, "RunTask accepted/s")] = count / ((acceptedAt - start) / 1000);
+      figures[key(mode, "RunTasks accepted/s")] = count / ((acceptedAt - start) / 1000);
     }
     return { figures, baseline };
   } finally {

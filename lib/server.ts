@@ -3,6 +3,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
 import { registerReflection } from "./reflection.js";
 
@@ -50,11 +51,12 @@ export async function startServer(options: ServerOptions): Promise<Server> {
       registerReflection(router, options.files);
     },
   });
-  const server = http2.createServer(handler);
+  const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW } }, handler);
   // http2 close() waits for every session to end on its own, and a worker's stream
   // never does: keep them to close them ourselves.
   const sessions = new Set<http2.Http2Session>();
   server.on("session", (session) => {
+    session.setLocalWindowSize(SESSION_WINDOW);
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });

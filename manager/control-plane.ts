@@ -18,6 +18,7 @@ import { ChangeFeed } from "./change-feed.js";
 import { EventHub } from "./event-hub.js";
 import type { ResolvedOptions } from "./options.js";
 import { Placer } from "./placement.js";
+import { prewiredTasks } from "./prewired.js";
 import { resumeAfterLoad } from "./recovery.js";
 import { pendingPass } from "./scheduling.js";
 import type { Store } from "./store.js";
@@ -168,7 +169,11 @@ export class ControlPlane {
       // Superseded assignments are not sent; one sent before `registered` would break the
       // protocol, and the inventory reconcile resends what is missing anyway.
       if (conn?.registered && worker.unacked.get(task.id) === assignment) {
-        conn.send({ case: "assignment", value: assignment });
+        // The task goes prewired (see prewired.ts); the kept assignment keeps its task.
+        const value: Assignment = conn.binary
+          ? { ...assignment, task: undefined, $unknown: prewiredTasks(2, [task]) }
+          : assignment;
+        conn.send({ case: "assignment", value });
       }
     });
   }

@@ -3,6 +3,7 @@ import type { TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import type { ControlPlane } from "./control-plane.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
+import { isBinary, prewiredTasks } from "./prewired.js";
 import { runTasks } from "./run-tasks.js";
 import { proxyTaskLogs } from "./task-logs.js";
 import { findTask, runTask, stopTask, taskEvents } from "./task-ops.js";
@@ -19,8 +20,15 @@ export function taskServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => 
       async runTask(req) {
         return { task: await runTask(cp, req) };
       },
-      async runTasks(req) {
-        return { tasks: await runTasks(cp, req.requests) };
+      async runTasks(req, ctx) {
+        const tasks = await runTasks(cp, req.requests);
+        if (!isBinary(ctx.requestHeader.get("content-type"))) return { tasks };
+        // Thousands of tasks: encoded by the hand codec (see prewired.ts).
+        return {
+          $typeName: "cube.v1.RunTasksResponse",
+          tasks: [],
+          $unknown: prewiredTasks(1, tasks),
+        };
       },
       async getTask(req) {
         const entry = findTask(cp, req.id);

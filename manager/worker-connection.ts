@@ -15,6 +15,8 @@ export class WorkerConnection {
   registered = false;
   /** The worker understands batches (Register.accepts_batch): a burst goes as one frame. */
   acceptsBatch = false;
+  /** The stream speaks binary protobuf (not JSON): Tasks may go down prewired. */
+  binary = true;
   /** When something was last sent down (for heartbeats). */
   lastSentMs = Date.now();
   #queue: Outbound[] = [];

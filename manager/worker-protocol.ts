@@ -11,6 +11,7 @@ import {
   type Register,
 } from "../gen/cube/v1/worker_service_pb.js";
 import type { ControlPlane } from "./control-plane.js";
+import { isBinary } from "./prewired.js";
 import { reconcile } from "./reconcile.js";
 import { workerDisconnected, workerDown } from "./recovery.js";
 import { applyHealth, applyProgress, applyUpdate } from "./task-updates.js";
@@ -31,6 +32,7 @@ export async function* workerStream(
   ctx: HandlerContext,
 ): AsyncGenerator<ConnectResponse> {
   const conn = new WorkerConnection();
+  conn.binary = isBinary(ctx.requestHeader.get("content-type"));
   const timer = heartbeat(cp, conn);
   (async () => {
     for await (const request of requests) {
@@ -173,6 +175,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
         $typeName: "cube.v1.Registered",
         workerId: reg.workerId,
         heartbeatInterval: durationFromMs(cp.options.heartbeatIntervalMs),
+        heartbeatTimeout: durationFromMs(cp.options.heartbeatTimeoutMs),
         lastUpdateSeq,
       },
     });

@@ -20,9 +20,11 @@ import {
   TaskSpecSchema,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
-import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { RunTasksResponseSchema, TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerSchema } from "../gen/cube/v1/worker_pb.js";
+import { AssignmentAction, AssignmentSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { grpcTransport } from "../lib/client.js";
+import { prewiredTasks, taskBytes } from "../manager/prewired.js";
 import { decodeSpec, encodeSpec } from "../manager/spec-codec.js";
 import { Codec, readTaskRest } from "../manager/store-codec.js";
 import { LevelStore } from "../manager/store-level.js";
@@ -246,6 +248,30 @@ test("the store's hand encoder round-trips every field through fromBinary", (t) 
   const zero = create(TaskSchema, { id: "z", exitCode: 0 });
   for (const task of [full, zero, create(TaskSchema, {})]) {
     t.true(equals(TaskSchema, fromBinary(TaskSchema, codec.task(task)), task), task.id);
+    t.true(
+      equals(TaskSchema, fromBinary(TaskSchema, taskBytes(task)), task),
+      `prewired ${task.id}`,
+    );
+    // Prewired tasks in a response and an assignment read back as the tasks themselves.
+    const response = fromBinary(
+      RunTasksResponseSchema,
+      toBinary(RunTasksResponseSchema, {
+        ...create(RunTasksResponseSchema),
+        $unknown: prewiredTasks(1, [task, full]),
+      }),
+    );
+    t.is(response.tasks.length, 2);
+    t.true(equals(TaskSchema, response.tasks[0] as Task, task));
+    t.true(equals(TaskSchema, response.tasks[1] as Task, full));
+    const assignment = fromBinary(
+      AssignmentSchema,
+      toBinary(AssignmentSchema, {
+        ...create(AssignmentSchema, { action: AssignmentAction.RUN }),
+        $unknown: prewiredTasks(2, [task]),
+      }),
+    );
+    t.true(equals(TaskSchema, assignment.task as Task, task));
+    t.is(assignment.action, AssignmentAction.RUN);
     const e = create(TaskEventSchema, {
       revision: 9n,
       type: TaskEventType.PROGRESS,

@@ -37,6 +37,8 @@ export interface WorkerOptions {
   logger?: Logger;
   /** Time between metrics samples sent to the manager; default 2 s. */
   statsIntervalMs?: number;
+  /** How long a ping to the manager may go unanswered; default the manager's heartbeat timeout. */
+  pingTimeoutMs?: number;
   /** What the worker offers, where not the machine's cores, memory and free disk. */
   capacity?: Partial<{ cpu: number; memoryBytes: bigint; diskBytes: bigint }>;
 }
@@ -128,6 +130,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       inventory: () => runner.inventory(),
       healthReports: () => runner.healthReports(),
       onAssignment: (assignment) => void runner.apply(assignment),
+      ...(options.pingTimeoutMs ? { pingTimeoutMs: options.pingTimeoutMs } : {}),
     });
     stream = client;
     feed.on("sample", (s) => client.send({ case: "stats", value: create(StatsSchema, s) }));

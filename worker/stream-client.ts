@@ -39,9 +39,10 @@ export interface StreamClientOptions {
   /** HTTP/2 ping period: how fast a dead network (no FIN) is noticed. Default 1 s. */
   readonly pingIntervalMs?: number;
   /**
-   * How long a ping may go unanswered before the connection is dropped. Default 2 s, the
-   * manager's own heartbeat timeout: with 1 s, a saturated host (1,000 hollow workers in the
-   * benchmark) dropped hundreds of healthy streams a minute and their tasks moved.
+   * How long a ping may go unanswered before the connection is dropped. Default: the
+   * heartbeat timeout the manager gave on the last connection, 2 s before any. With 1 s, a
+   * saturated host (1,000 hollow workers in the benchmark) dropped hundreds of healthy
+   * streams a minute and their tasks moved.
    */
   readonly pingTimeoutMs?: number;
   readonly backoff?: BackoffOptions;
@@ -72,6 +73,8 @@ export class StreamClient extends EventEmitter<{
   #live = false;
   #loop: Promise<void> | undefined;
   #abortCurrent: ((reason: string) => void) | undefined;
+  /** The manager's heartbeat timeout, from the last Registered. */
+  #managerTimeoutMs: number | undefined;
 
   constructor(options: StreamClientOptions) {
     super();
@@ -154,7 +157,11 @@ export class StreamClient extends EventEmitter<{
     const sockets = new Set<Socket>();
     const session = new Http2SessionManager(
       baseUrl,
-      { pingIntervalMs, pingTimeoutMs: this.#o.pingTimeoutMs ?? 2000, pingIdleConnection: false },
+      {
+        pingIntervalMs,
+        pingTimeoutMs: this.#o.pingTimeoutMs ?? this.#managerTimeoutMs ?? 2000,
+        pingIdleConnection: false,
+      },
       {
         createConnection: (url: URL) => {
           const socket = netConnect(Number(url.port || 80), url.hostname);
@@ -166,7 +173,8 @@ export class StreamClient extends EventEmitter<{
     );
     const client = createClient(
       WorkerService,
-      createGrpcTransport({ baseUrl, sessionManager: session }),
+      // No compression: on a LAN, gzip of every batch costs the manager more CPU than it saves.
+      createGrpcTransport({ baseUrl, sessionManager: session, acceptCompression: [] }),
     );
     const abort = new AbortController();
     let abortReason = "";
@@ -181,6 +189,7 @@ export class StreamClient extends EventEmitter<{
     let lastHeard = Date.now();
     let managerBeats = false;
     let heartbeatMs = 500;
+    let silentMs = 2000;
     let registered = false;
     let sentSeq = 0n;
     const push = (message: ConnectRequest["message"]) => {
@@ -202,7 +211,7 @@ export class StreamClient extends EventEmitter<{
         if (now - startedAt > REGISTER_TIMEOUT_MS) this.#abortCurrent?.("no answer to register");
         return;
       }
-      if (managerBeats && now - lastHeard > Math.max(4 * heartbeatMs, 2000)) {
+      if (managerBeats && now - lastHeard > silentMs) {
         this.#abortCurrent?.(`manager silent for ${now - lastHeard} ms`);
       } else if (now - lastSent >= heartbeatMs && !out.closed) {
         push({ case: "heartbeat", value: create(HeartbeatSchema, { time: timestampNow() }) });
@@ -220,6 +229,9 @@ export class StreamClient extends EventEmitter<{
           registered = true;
           heartbeatMs = m.value.heartbeatInterval ? durationMs(m.value.heartbeatInterval) : 500;
           if (!(heartbeatMs > 0)) heartbeatMs = 500;
+          const timeout = m.value.heartbeatTimeout ? durationMs(m.value.heartbeatTimeout) : 0;
+          silentMs = timeout > 0 ? timeout : Math.max(4 * heartbeatMs, 2000);
+          this.#managerTimeoutMs = timeout > 0 ? timeout : undefined;
           sentSeq = m.value.lastUpdateSeq;
           this.#ack(sentSeq);
           drain();
