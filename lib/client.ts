@@ -1,6 +1,5 @@
 import type { Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { STREAM_WINDOW } from "./flow-control.js";
 
 /**
  * A gRPC transport (HTTP/2, h2c) to a cube server at host:port or a full URL. HTTP/2
@@ -17,7 +16,5 @@ export function grpcTransport(
     pingTimeoutMs: 1000,
     // connect-node 2.1.2 can crash on an idle ping after the server began shutting down.
     pingIdleConnection: false,
-    // Large answers (a RunTasks of thousands) arrive without waiting on WINDOW_UPDATEs.
-    nodeOptions: { settings: { initialWindowSize: STREAM_WINDOW } },
   });
 }
