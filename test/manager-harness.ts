@@ -124,6 +124,9 @@ export class FakeWorker {
   ended: { error?: unknown } | undefined;
   /** What this worker runs: task id → generation. */
   readonly running = new Map<string, bigint>();
+  /** Frames received, and how many of them were batches. */
+  frames = 0;
+  batchFrames = 0;
   #feed = new Feed<RequestInit>();
   #seq: bigint;
   #listeners = new Set<() => void>();
@@ -135,6 +138,8 @@ export class FakeWorker {
       capacity?: { cpu?: number; memoryBytes?: bigint; diskBytes?: bigint };
       seq?: bigint;
       address?: string;
+      /** Register with accepts_batch. */
+      acceptsBatch?: boolean;
     } = {},
   ) {
     this.#seq = options.seq ?? 0n;
@@ -157,12 +162,16 @@ export class FakeWorker {
         address: this.options.address ?? "127.0.0.1:1",
         capacity: this.options.capacity ?? { cpu: 4, memoryBytes: 8n << 30n },
         version: "test",
+        acceptsBatch: this.options.acceptsBatch ?? false,
       },
     });
     this.send({ case: "inventory", value: { items: inventory ?? [] } });
     const responses = client.connect(this.#feed);
     (async () => {
-      for await (const r of responses) this.#receive(r.message);
+      for await (const r of responses) {
+        this.frames++;
+        this.#receive(r.message);
+      }
     })().then(
       () => this.#end({}),
       (error) => this.#end({ error }),
@@ -216,7 +225,28 @@ export class FakeWorker {
     );
   }
 
+  /** Sends several messages as one batch frame. */
+  sendBatch(messages: RequestInit["message"][]): void {
+    this.send({ case: "batch", value: { messages: messages.map((message) => ({ message })) } });
+  }
+
+  /** The update message {@link update} would send (next seq), for a batch. */
+  nextUpdate(taskId: string, generation: bigint, state: TaskState): RequestInit["message"] {
+    this.#seq += 1n;
+    return {
+      case: "update",
+      value: { seq: this.#seq, taskId, generation, state, containerId: `c-${taskId}` },
+    };
+  }
+
   #receive(m: { case?: string; value?: unknown }): void {
+    if (m.case === "batch") {
+      this.batchFrames++;
+      for (const inner of (m.value as { messages: { message: typeof m }[] }).messages) {
+        this.#receive(inner.message);
+      }
+      return;
+    }
     if (m.case === "registered") this.registered = m.value as Registered;
     if (m.case === "updateAck") this.acks.push((m.value as { seq: bigint }).seq);
     if (m.case === "assignment") {

@@ -397,3 +397,52 @@ test("a task stopped while its worker is away is COMPLETED when the worker comes
   t.is(done.reason, "stopped");
   t.is((await h.workers.getWorker({ id: "w1" })).worker?.taskCount, 0);
 });
+
+test("a worker that accepts batches gets bursts as batch frames; batches it sends apply in order", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("wb", { acceptsBatch: true, auto: false });
+  await w.connect(h.transport);
+  const { tasks } = await h.tasks.runTasks({
+    requests: Array.from({ length: 20 }, (_, i) => ({ id: `b${i}`, spec: spec() })),
+  });
+  t.is(tasks.length, 20);
+  await eventually(() => {
+    if (w.assignments.length < 20) throw new Error(`${w.assignments.length}/20 assignments`);
+  });
+  t.true(w.batchFrames >= 1, `${w.batchFrames} batch frames`);
+  t.true(w.frames < 20, `20 assignments came in ${w.frames} frames`);
+  t.deepEqual(
+    w.assignments.map((a) => a.task?.id),
+    tasks.map((task) => task.id),
+    "in placement order, with their tasks whole",
+  );
+  t.is(w.assignments[0]?.task?.spec?.image, spec().image);
+  // RUNNING then COMPLETED of b0 in one frame: applied in that order.
+  w.sendBatch([
+    w.nextUpdate("b0", 1n, TaskState.RUNNING),
+    w.nextUpdate("b0", 1n, TaskState.COMPLETED),
+    w.nextUpdate("b1", 1n, TaskState.RUNNING),
+  ]);
+  await state(h, "b1", TaskState.RUNNING);
+  const { events } = await h.tasks.listTaskEvents({ taskId: "b0" });
+  const states = events
+    .filter((e) => e.type === TaskEventType.STATE_CHANGED)
+    .map((e) => TaskState[e.task?.state ?? 0]);
+  t.deepEqual(states.slice(0, 3), ["SCHEDULED", "RUNNING", "COMPLETED"]);
+  await eventually(() => {
+    if (!w.acks.includes(3n)) throw new Error(`acks ${w.acks}`);
+  });
+});
+
+test("a batch holding a register or a batch ends the stream with INVALID_ARGUMENT", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("wr");
+  await w.connect(h.transport);
+  w.sendBatch([{ case: "register", value: { workerId: "wr" } }]);
+  await eventually(() => {
+    if (!w.ended) throw new Error("stream still open");
+  });
+  const e = ConnectError.from(w.ended?.error);
+  t.is(e.code, Code.InvalidArgument);
+  t.regex(e.rawMessage, /batch may not hold a register/);
+});

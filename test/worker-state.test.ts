@@ -181,6 +181,59 @@ test("the async queue yields what was pushed, then ends when closed", async (t) 
   t.deepEqual(seen, [1, 2]);
 });
 
+test("the async queue with pack sends what one turn pushed as one value", async (t) => {
+  const queue = new AsyncQueue<number[]>({ pack: (values) => values.flat() });
+  const seen: number[][] = [];
+  const reading = (async () => {
+    for await (const v of queue) seen.push(v);
+  })();
+  queue.push([1]);
+  queue.push([2]);
+  queue.push([3]);
+  await new Promise((r) => setTimeout(r, 20));
+  queue.push([4]);
+  queue.close();
+  await reading;
+  t.deepEqual(seen, [[1, 2, 3], [4]]);
+});
+
+test("store changes made together share one batch, land in order, and survive a reopen", async (t) => {
+  const dir = await tempDir(t);
+  let store = await WorkerStore.open(dir);
+  let outbox = await Outbox.open(store);
+  const heard: bigint[] = [];
+  outbox.subscribe(() => heard.push(outbox.pending().at(-1)?.seq ?? 0n));
+  const tasks = Array.from({ length: 200 }, (_, i) =>
+    create(TaskSchema, { id: `t${i}`, generation: 1n, state: TaskState.SCHEDULED }),
+  );
+  // Records and updates of 200 tasks in one turn, as a RUN burst makes them.
+  const saved = Promise.all(tasks.slice(0, 100).map((task) => store.commit({ putTasks: [task] })));
+  const appended = await Promise.all(
+    tasks.map((task) => outbox.append(update(task.id), { putTasks: [task] })),
+  );
+  await saved;
+  t.deepEqual(
+    appended.map((u) => u.seq),
+    tasks.map((_, i) => BigInt(i + 1)),
+  );
+  t.deepEqual(
+    heard,
+    appended.map((u) => u.seq),
+    "visible one by one, in seq order",
+  );
+  await outbox.ack(150n);
+  await store.close();
+  store = await WorkerStore.open(dir);
+  t.teardown(() => store.close());
+  outbox = await Outbox.open(store);
+  t.is((await store.tasks()).length, 200);
+  t.deepEqual(
+    outbox.pending().map((u) => u.seq),
+    appended.slice(150).map((u) => u.seq),
+    "acked updates are gone, the rest kept",
+  );
+});
+
 test("labels parse from k=v,k=v and name the bad entry", (t) => {
   t.deepEqual(parseLabels("zone=a, tier=web,empty=,eq=a=b"), {
     zone: "a",
