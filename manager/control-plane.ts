@@ -186,20 +186,13 @@ export class ControlPlane {
     worker.unacked.delete(taskId);
   }
 
-  /** Stores a worker's identity and update seq (with the next group commit). */
+  /**
+   * Stores a worker's identity and update seq (with the next group commit). Called for
+   * every update a worker sends: the record object is passed as is, so the store can keep
+   * its encoding until the identity changes.
+   */
   saveWorker(worker: WorkerEntry): void {
-    this.store.putWorker({
-      worker: create(WorkerSchema, {
-        id: worker.record.id,
-        name: worker.record.name,
-        address: worker.record.address,
-        capacity: worker.record.capacity,
-        labels: worker.record.labels,
-        registeredAt: worker.record.registeredAt,
-        version: worker.record.version,
-      }),
-      lastUpdateSeq: worker.lastUpdateSeq,
-    });
+    this.store.putWorker({ worker: worker.record, lastUpdateSeq: worker.lastUpdateSeq });
   }
 
   /** Runs `fn` once everything recorded so far is durable (callbacks run in order). */

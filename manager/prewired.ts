@@ -24,7 +24,7 @@ export function taskBytes(task: Task): Uint8Array {
   if (!spec) return rest;
   let field = specFields.get(spec);
   if (!field) {
-    field = new Bytes(256).field(2, encodeSpec(spec)).finish();
+    field = new Bytes(256).field(2, encodeSpec(spec)).finish().slice();
     specFields.set(spec, field);
   }
   const out = new Uint8Array(field.length + rest.length);

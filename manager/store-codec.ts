@@ -122,7 +122,7 @@ export class Codec {
   #specField(taskId: string, spec: TaskSpec): Uint8Array {
     const cached = this.#specs.get(taskId);
     if (cached?.spec === spec) return cached.field;
-    const field = new Bytes(256).field(2, encodeSpec(spec)).finish();
+    const field = new Bytes(256).field(2, encodeSpec(spec)).finish().slice();
     this.#specs.set(taskId, { spec, field });
     return field;
   }

@@ -1,7 +1,7 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Level } from "level";
 import type { Task, TaskEvent } from "../gen/cube/v1/task_pb.js";
-import { WorkerSchema } from "../gen/cube/v1/worker_pb.js";
+import { type Worker, WorkerSchema } from "../gen/cube/v1/worker_pb.js";
 import { type Deferred, deferred } from "../lib/deferred.js";
 import {
   DEFAULT_EVENT_RETENTION,
@@ -59,6 +59,8 @@ export class LevelStore implements Store {
   readonly #dir: string;
   readonly #retention: number;
   readonly #codec = new Codec();
+  /** Encoded worker records: the same record is stored again with every update's seq. */
+  readonly #workerBodies = new WeakMap<Worker, Uint8Array>();
   /** Revisions of each task's retained events (persisted inside its task record). */
   readonly #revisions = new Map<string, bigint[]>();
   #open: Batch | undefined;
@@ -291,7 +293,11 @@ export class LevelStore implements Store {
       );
     }
     for (const { worker, lastUpdateSeq } of batch.workers.values()) {
-      const body = toBinary(WorkerSchema, worker);
+      let body = this.#workerBodies.get(worker);
+      if (!body) {
+        body = toBinary(WorkerSchema, worker);
+        this.#workerBodies.set(worker, body);
+      }
       const value = new Uint8Array(8 + body.length);
       new DataView(value.buffer).setBigUint64(0, lastUpdateSeq);
       value.set(body, 8);

@@ -29,8 +29,10 @@ export class Bytes {
   /** An unsigned varint (numbers up to 2^53, or bigints up to 2^64; negatives as int64). */
   varint(value: number | bigint): this {
     this.#room(10);
-    if (typeof value === "number" && value >= 0 && value < 0x80000000) {
-      let v = value;
+    // Revisions, generations and seconds are bigints but small: skip BigInt arithmetic.
+    const small = typeof value === "bigint" && value >= 0n && value < 0x80000000n;
+    if (small || (typeof value === "number" && value >= 0 && value < 0x80000000)) {
+      let v = Number(value);
       while (v > 0x7f) {
         this.#buf[this.#len++] = (v & 0x7f) | 0x80;
         v >>>= 7;
@@ -97,20 +99,55 @@ export class Bytes {
 
   /** A Duration field, left out when unset. */
   duration(fieldNo: number, d: Duration | undefined): this {
-    if (!d) return this;
-    return this.field(fieldNo, new Bytes(24).uint(1, d.seconds).uint(2, d.nanos).finish());
+    return d ? this.#secondsNanos(fieldNo, d.seconds, d.nanos) : this;
   }
 
   /** A Timestamp field, left out when unset. */
   timestamp(fieldNo: number, t: Timestamp | undefined): this {
-    if (!t) return this;
-    const inner = new Bytes(24).uint(1, t.seconds).uint(2, t.nanos).finish();
-    return this.field(fieldNo, inner);
+    return t ? this.#secondsNanos(fieldNo, t.seconds, t.nanos) : this;
   }
 
-  finish(): Uint8Array {
-    return new Uint8Array(this.#buf.subarray(0, this.#len));
+  /** {seconds = 1, nanos = 2} written in place: its length is known without encoding it. */
+  #secondsNanos(fieldNo: number, seconds: bigint, nanos: number): this {
+    const length =
+      (seconds === 0n ? 0 : 1 + varintSize(seconds)) + (nanos === 0 ? 0 : 1 + varintSize(nanos));
+    return this.varint((fieldNo << 3) | 2)
+      .varint(length)
+      .uint(1, seconds)
+      .uint(2, nanos);
   }
+
+  /**
+   * The bytes written so far: a view of this buffer, not a copy (most encodings are
+   * written into another buffer at once). Copy it (`.slice()`) to keep it: a view holds
+   * on to the memory pool it was cut from.
+   */
+  finish(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
+  }
+}
+
+/** Bytes of a varint (negative numbers take 10, as int64). */
+function varintSize(value: number | bigint): number {
+  let v = typeof value === "bigint" ? BigInt.asUintN(64, value) : value;
+  if (typeof v === "number") {
+    if (v < 0) return 10;
+    if (v < 0x80000000) {
+      let n = 1;
+      while (v > 0x7f) {
+        v >>>= 7;
+        n++;
+      }
+      return n;
+    }
+    v = BigInt(v);
+  }
+  let n = 1;
+  while (v > 0x7fn) {
+    v >>= 7n;
+    n++;
+  }
+  return n;
 }
 
 const decoder = new TextDecoder();
