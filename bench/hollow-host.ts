@@ -10,11 +10,14 @@
  *   BENCH_PING_TIMEOUT  ms a ping to the manager may go unanswered (the manager's heartbeat timeout)
  * Prints one JSON line once all are connected: {"ready": n, "ids": [...], "ms": start-up}.
  * SIGTERM or SIGINT: exits at once (the parent removes the data directories).
+ * Reads profile commands on stdin (bench/window-profiler.ts) to profile the measured window.
  */
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { createLogger } from "../lib/logger.js";
 import { createHollowDriver } from "../worker/hollow-driver.js";
 import { startWorker, type WorkerHandle } from "../worker/index.js";
+import { windowProfiler } from "./window-profiler.js";
 
 const manager = process.env.BENCH_MANAGER ?? "";
 const count = Number(process.env.BENCH_COUNT ?? "0");
@@ -53,3 +56,8 @@ for (let i = 0; i < count; i += BATCH) {
 process.stdout.write(
   `${JSON.stringify({ ready: handles.length, ids: handles.map((h) => h.id), ms: Date.now() - t0 })}\n`,
 );
+
+const profileCommand = windowProfiler();
+for await (const line of createInterface({ input: process.stdin })) {
+  if (line.trim()) await profileCommand(JSON.parse(line));
+}

@@ -20,7 +20,6 @@
  * SIGTERM closes it gracefully.
  */
 import { mkdir, writeFile } from "node:fs/promises";
-import { Session } from "node:inspector";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
@@ -33,6 +32,7 @@ import { MANAGER_FILES, managerRoutes } from "../manager/routes.js";
 import { runTasks } from "../manager/run-tasks.js";
 import { LevelStore } from "../manager/store-level.js";
 import { runPool } from "./pool.js";
+import { windowProfiler } from "./window-profiler.js";
 
 const dataDir = process.env.CUBE_DATA_DIR;
 if (!dataDir) {
@@ -78,14 +78,7 @@ process.on("SIGINT", () => void close());
 const delay = monitorEventLoopDelay({ resolution: 10 });
 delay.enable();
 
-const profiler = new Session();
-profiler.connect();
-const post = (method: string, params?: object) =>
-  new Promise<unknown>((resolve, reject) =>
-    profiler.post(method, params ?? {}, (error, result) =>
-      error ? reject(error) : resolve(result),
-    ),
-  );
+const profileCommand = windowProfiler();
 
 interface Submit {
   prefix: string;
@@ -118,18 +111,7 @@ for await (const line of createInterface({ input: process.stdin })) {
     );
     continue;
   }
-  if (profile === "start") {
-    await post("Profiler.enable");
-    await post("Profiler.start");
-    process.stdout.write(`${JSON.stringify({ profiling: true })}\n`);
-    continue;
-  }
-  if (profile === "stop" && file) {
-    const { profile: data } = (await post("Profiler.stop")) as { profile: object };
-    await writeFile(file, JSON.stringify(data));
-    process.stdout.write(`${JSON.stringify({ profiled: file })}\n`);
-    continue;
-  }
+  if (await profileCommand({ profile, file })) continue;
   if (!submit) continue;
   const spec = fromJson(TaskSpecSchema, submit.spec);
   const times = new Float64Array(submit.count);

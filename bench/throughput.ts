@@ -148,12 +148,10 @@ async function startManagerFor(
   mode: Mode,
   dataDir: string,
 ): Promise<Child & { address: string }> {
-  if (mode === "grpc") {
-    // The real process can only be profiled whole (start-up, warm-up and replay included).
-    const nodeFlags = ctx.profileDir
-      ? ["--cpu-prof", `--cpu-prof-dir=${join(ctx.profileDir, `throughput-${mode}`)}`]
-      : [];
-    return spawnManager({ dataDir, nodeFlags, env: { CUBE_LOG_LEVEL: "warn", ...TIMING } });
+  // Profiled, both modes run in the manager host (the same parts and routes as the real
+  // process), which can profile just the measured window.
+  if (mode === "grpc" && !ctx.profileDir) {
+    return spawnManager({ dataDir, env: { CUBE_LOG_LEVEL: "warn", ...TIMING } });
   }
   const child = await spawnChild({
     name: "manager host",
@@ -266,15 +264,8 @@ async function oneRun(
             BENCH_HOST: String(h),
             BENCH_PING_TIMEOUT: TIMING.CUBE_HEARTBEAT_TIMEOUT,
           },
-          // Whole-process profiles of the worker side, written when the host exits on SIGTERM.
-          ...(ctx.profileDir
-            ? {
-                nodeFlags: [
-                  "--cpu-prof",
-                  `--cpu-prof-dir=${join(ctx.profileDir, `hollow-${mode}-run${run}`)}`,
-                ],
-              }
-            : {}),
+          // Profiled over the measured window only, through stdin (bench/window-profiler.ts).
+          stdin: ctx.profileDir !== undefined,
           readyTimeoutMs: 300_000,
         }),
       ),
@@ -323,10 +314,10 @@ async function oneRun(
       m.send({ loop: "reset" });
       await m.nextLine();
     }
-    const profiling = mode === "in-process" && ctx.profileDir !== undefined;
+    const profiling = ctx.profileDir !== undefined;
     if (profiling) {
-      m.send({ profile: "start" });
-      await m.nextLine();
+      for (const child of [m, ...hosts]) child.send({ profile: "start" });
+      for (const child of [m, ...hosts]) await child.nextLine();
     }
     const start = Date.now();
     let submitted: Float64Array;
@@ -380,10 +371,17 @@ async function oneRun(
     const hostsAfter = hosts.reduce((sum, h) => sum + procStats(h.pid).cpuSeconds, 0);
     if (profiling && ctx.profileDir) {
       await mkdir(ctx.profileDir, { recursive: true });
-      const file = join(ctx.profileDir, `throughput-in-process-run${run}.cpuprofile`);
+      const file = join(ctx.profileDir, `throughput-${mode}-run${run}.cpuprofile`);
       m.send({ profile: "stop", file });
       await m.nextLine();
       profiles.push({ file, top: await topFrames(file, 25) });
+      for (const [h, host] of hosts.entries()) {
+        host.send({
+          profile: "stop",
+          file: join(ctx.profileDir, `hollow-${mode}-run${run}-h${h}.cpuprofile`),
+        });
+        await host.nextLine();
+      }
       ctx.progress(
         `run ${run} (${SUFFIX[mode]}): manager profile of the measured window: ${file}\n${profiles
           .at(-1)
@@ -420,7 +418,7 @@ async function oneRun(
     }
     return { figures, baseline };
   } finally {
-    for (const h of hosts) await (ctx.profileDir ? h.stop(10_000) : h.kill());
+    for (const h of hosts) await h.kill();
     await manager?.kill();
     await shm.remove();
     await dir.remove();

@@ -9,8 +9,9 @@ import {
   type TaskSpec,
   TaskSpecSchema,
 } from "../gen/cube/v1/task_pb.js";
-import { decodeSpec, encodeSpec, readPort } from "./spec-codec.js";
-import { Bytes, Reader } from "./wire.js";
+import { decodeSpec, readPort } from "../lib/spec-codec.js";
+import { knownSpecField, taskBytes, taskRest } from "../lib/task-codec.js";
+import { Bytes, Reader } from "../lib/wire.js";
 
 /*
  * Value formats of the LevelDB store. Every message inside is standard protobuf encoding
@@ -31,54 +32,20 @@ export interface SharedSpec {
 }
 
 /**
- * Encodes the store's records. A task's spec never changes, so its encoding is cached per
- * task id; everything else is encoded by hand (the protobuf wire format of Task and
+ * Encodes the store's records through lib/task-codec.ts (a spec encoded once, a snapshot
+ * once); everything is encoded by hand (the protobuf wire format of Task and
  * TaskEvent, which fromBinary reads back), about 10x faster than the reflective toBinary.
  * test/manager-store.test.ts checks both against the generated schema.
  */
 export class Codec {
-  readonly #specs = new Map<string, SharedSpec>();
-
-  /** The task without its spec: Task's wire format, every field but 2. */
+  /** The task without its spec: Task's wire format, every field but 2 (see task-codec.ts). */
   taskRest(task: Task): Uint8Array {
-    const out = new Bytes(128)
-      .string(1, task.id)
-      .uint(3, task.desiredState)
-      .uint(4, task.state)
-      .string(5, task.workerId)
-      .string(6, task.containerId);
-    for (const p of task.ports) {
-      const port = new Bytes(32)
-        .uint(1, p.containerPort)
-        .uint(2, p.hostPort)
-        .uint(3, p.protocol)
-        .string(4, p.hostIp)
-        .finish();
-      out.field(7, port);
-    }
-    // optional int32: present even when 0; negative values are sign-extended varints.
-    if (task.exitCode !== undefined) out.varint(8 << 3).varint(task.exitCode);
-    return out
-      .uint(9, task.restartCount)
-      .string(10, task.reason)
-      .uint(11, task.revision)
-      .uint(12, task.health)
-      .timestamp(13, task.createdAt)
-      .timestamp(14, task.scheduledAt)
-      .timestamp(15, task.startedAt)
-      .timestamp(16, task.finishedAt)
-      .uint(17, task.generation)
-      .finish();
+    return taskRest(task);
   }
 
-  /** The whole task: its spec field first (encoded once per task), then the rest. */
-  task(task: Task, rest = this.taskRest(task)): Uint8Array {
-    if (!task.spec) return rest;
-    const field = this.#specField(task.id, task.spec);
-    const out = new Uint8Array(field.length + rest.length);
-    out.set(field, 0);
-    out.set(rest, field.length);
-    return out;
+  /** The whole task: its spec field first (encoded once per spec), then the rest. */
+  task(task: Task, rest = taskRest(task)): Uint8Array {
+    return taskBytes(task, rest);
   }
 
   /** A task record: the task, then the revisions of its events. */
@@ -114,19 +81,6 @@ export class Codec {
     return fromBinary(TaskEventSchema, bytes);
   }
 
-  /** Forgets a task's cached spec (its record is gone). */
-  forget(taskId: string): void {
-    this.#specs.delete(taskId);
-  }
-
-  #specField(taskId: string, spec: TaskSpec): Uint8Array {
-    const cached = this.#specs.get(taskId);
-    if (cached?.spec === spec) return cached.field;
-    const field = new Bytes(256).field(2, encodeSpec(spec)).finish().slice();
-    this.#specs.set(taskId, { spec, field });
-    return field;
-  }
-
   #readTask(bytes: Uint8Array, specs: Map<string, SharedSpec>): Task {
     if (bytes[0] !== ((2 << 3) | 2)) return fromBinary(TaskSchema, bytes);
     const reader = new Reader(bytes);
@@ -142,11 +96,12 @@ export class Codec {
         field: bytes.subarray(0, reader.pos),
       };
       specs.set(key, shared);
+      // Written again later (the task changes): its spec field is already encoded.
+      knownSpecField(shared.spec, shared.field);
     }
     const rest = bytes.subarray(reader.pos);
     const task = readTaskRest(rest) ?? fromBinary(TaskSchema, rest);
     task.spec = shared.spec;
-    this.#specs.set(task.id, shared);
     return task;
   }
 }

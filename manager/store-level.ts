@@ -3,6 +3,7 @@ import { Level } from "level";
 import type { Task, TaskEvent } from "../gen/cube/v1/task_pb.js";
 import { type Worker, WorkerSchema } from "../gen/cube/v1/worker_pb.js";
 import { type Deferred, deferred } from "../lib/deferred.js";
+import { Bytes, Reader } from "../lib/wire.js";
 import {
   DEFAULT_EVENT_RETENTION,
   type LoadedState,
@@ -11,7 +12,6 @@ import {
   type WorkerRecord,
 } from "./store.js";
 import { Codec, type SharedSpec } from "./store-codec.js";
-import { Bytes, Reader } from "./wire.js";
 
 /*
  * Key layout (keys sort as strings; revisions are zero-padded to 20 digits):
@@ -262,16 +262,8 @@ export class LevelStore implements Store {
   }
 
   #encode(batch: Batch, out: ChainedBatch): void {
-    // The snapshot an event recorded is often the task's latest: encode it once for both.
-    const rests = new Map<Task, Uint8Array>();
-    const rest = (task: Task) => {
-      let bytes = rests.get(task);
-      if (!bytes) {
-        bytes = this.#codec.taskRest(task);
-        rests.set(task, bytes);
-      }
-      return bytes;
-    };
+    // The snapshot an event recorded is often the task's latest: task-codec encodes it once.
+    const rest = (task: Task) => this.#codec.taskRest(task);
     const events = batch.events;
     if (events.length > 0) {
       const blob = new Bytes(events.length * 160);

@@ -24,8 +24,9 @@ import { RunTasksResponseSchema, TaskService } from "../gen/cube/v1/task_service
 import { WorkerSchema } from "../gen/cube/v1/worker_pb.js";
 import { AssignmentAction, AssignmentSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { grpcTransport } from "../lib/client.js";
-import { prewiredTasks, taskBytes } from "../manager/prewired.js";
-import { decodeSpec, encodeSpec } from "../manager/spec-codec.js";
+import { decodeSpec, encodeSpec } from "../lib/spec-codec.js";
+import { taskBytes } from "../lib/task-codec.js";
+import { prewiredTasks } from "../manager/prewired.js";
 import { Codec, readTaskRest } from "../manager/store-codec.js";
 import { LevelStore } from "../manager/store-level.js";
 import { tempDir } from "./fixtures.js";

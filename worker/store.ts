@@ -6,6 +6,7 @@ import { type BatchOperation, Level } from "level";
 import { type Task, TaskSchema } from "../gen/cube/v1/task_pb.js";
 import { type TaskUpdate, TaskUpdateSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { type Deferred, deferred } from "../lib/deferred.js";
+import { taskBytes } from "../lib/task-codec.js";
 
 /** Thrown when another process holds the data directory's LevelDB lock. */
 export class DataDirInUseError extends Error {
@@ -33,6 +34,8 @@ type Op = BatchOperation<Level<string, unknown>, string, unknown>;
 interface Group {
   readonly ops: Op[];
   sync: boolean;
+  /** The seq counter to store with this batch. */
+  lastSeq?: bigint;
   readonly written: Deferred;
 }
 
@@ -126,15 +129,12 @@ export class WorkerStore {
       });
     }
     for (const t of change.putTasks ?? []) {
-      ops.push({ type: "put", sublevel: this.#tasks, key: t.id, value: toBinary(TaskSchema, t) });
+      ops.push({ type: "put", sublevel: this.#tasks, key: t.id, value: taskBytes(t) });
     }
     for (const id of change.deleteTasks ?? []) {
       ops.push({ type: "del", sublevel: this.#tasks, key: id });
     }
-    if (change.lastSeq !== undefined) {
-      ops.push({ type: "put", sublevel: this.#meta, key: "seq", value: change.lastSeq.toString() });
-    }
-    return this.#enqueue(ops, true);
+    return this.#enqueue(ops, true, change.lastSeq);
   }
 
   /**
@@ -148,8 +148,9 @@ export class WorkerStore {
     );
   }
 
-  #enqueue(ops: Op[], sync: boolean): Promise<void> {
-    if (ops.length === 0) return this.#group?.written.promise ?? this.#writing ?? Promise.resolve();
+  #enqueue(ops: Op[], sync: boolean, lastSeq?: bigint): Promise<void> {
+    if (ops.length === 0 && lastSeq === undefined)
+      return this.#group?.written.promise ?? this.#writing ?? Promise.resolve();
     let group = this.#group;
     if (!group) {
       group = { ops: [], sync: false, written: deferred() };
@@ -158,6 +159,8 @@ export class WorkerStore {
     }
     for (const op of ops) group.ops.push(op);
     group.sync ||= sync;
+    // One seq counter write per batch, the highest (appends come in seq order).
+    if (lastSeq !== undefined) group.lastSeq = lastSeq;
     return group.written.promise;
   }
 
@@ -166,6 +169,14 @@ export class WorkerStore {
     const group = this.#group;
     if (!group) return;
     this.#group = undefined;
+    if (group.lastSeq !== undefined) {
+      group.ops.push({
+        type: "put",
+        sublevel: this.#meta,
+        key: "seq",
+        value: group.lastSeq.toString(),
+      });
+    }
     const writing = this.#db.batch(group.ops, { sync: group.sync }).then(
       () => group.written.resolve(),
       (error: Error) => group.written.reject(error),
