@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { deferCleanup } from "./cleanup.js";
 
+/** What bin/cube.js runs cube's processes with (its shebang): a 64 MiB young generation. */
+const NODE_FLAGS = ["--max-semi-space-size=64"];
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** A Node child process running one of the repository's entry points. */
@@ -53,7 +55,13 @@ const TAIL = Number(process.env.BENCH_STDERR_TAIL ?? 16_384);
 export async function spawnChild(options: SpawnOptions): Promise<Child> {
   const child = spawn(
     process.execPath,
-    [...(options.nodeFlags ?? []), "--import=tsx", options.script, ...(options.args ?? [])],
+    [
+      ...NODE_FLAGS,
+      ...(options.nodeFlags ?? []),
+      "--import=tsx",
+      options.script,
+      ...(options.args ?? []),
+    ],
     {
       cwd: ROOT,
       env: { ...process.env, CUBE_LOG_LEVEL: "warn", ...options.env },
