@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
+import { setPriority } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { deferCleanup } from "./cleanup.js";
@@ -41,6 +42,8 @@ export interface SpawnOptions {
   readonly nodeFlags?: readonly string[];
   /** Give it a stdin pipe for {@link Child.send}; default none. */
   readonly stdin?: boolean;
+  /** Scheduling niceness (0–19): lower priority than the process under test. */
+  readonly nice?: number;
   /** How long it may take to print its first line; default 30 s. */
   readonly readyTimeoutMs?: number;
 }
@@ -68,6 +71,7 @@ export async function spawnChild(options: SpawnOptions): Promise<Child> {
       stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe"],
     },
   );
+  if (options.nice && child.pid) setPriority(child.pid, options.nice);
   let stderr = "";
   // BENCH_LOG_DIR keeps every child's whole stderr (warnings of a thousand workers) to read after.
   const logDir = process.env.BENCH_LOG_DIR;
