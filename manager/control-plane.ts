@@ -55,6 +55,8 @@ export class ControlPlane {
   closed = false;
   #post: { promise: Promise<void>; fns: (() => void)[] } | undefined;
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Assignments whose decision is on disk: only those may go to a worker. */
+  readonly #durable = new WeakSet<Assignment>();
 
   private constructor(store: Store, options: ResolvedOptions, logger: Logger, revision: bigint) {
     this.store = store;
@@ -165,25 +167,60 @@ export class ControlPlane {
     };
     worker.unacked.set(task.id, assignment);
     this.afterCommit(() => {
-      const conn = worker.connection;
       // Superseded assignments are not sent; one sent before `registered` would break the
       // protocol, and the inventory reconcile resends what is missing anyway.
-      if (conn?.registered && worker.unacked.get(task.id) === assignment) {
-        // The task goes prewired (see prewired.ts); the kept assignment keeps its task.
-        const value: Assignment = conn.binary
-          ? { ...assignment, task: undefined, $unknown: prewiredTasks(2, [task]) }
-          : assignment;
-        conn.send({ case: "assignment", value });
-      }
+      this.#durable.add(assignment);
+      if (worker.unacked.get(task.id) === assignment) this.#dispatch(worker, task.id);
     });
   }
 
-  /** An assignment the worker applied. */
+  /** An assignment the worker applied; its room in the window goes to the next waiting. */
   acknowledged(worker: WorkerEntry, taskId: string, generation: bigint, action: AssignmentAction) {
     const a: Assignment | undefined = worker.unacked.get(taskId);
     if (!a || a.action !== action) return;
     if (action === AssignmentAction.RUN && a.task?.generation !== generation) return;
-    worker.unacked.delete(taskId);
+    worker.settle(taskId);
+    this.pumpAssignments(worker);
+  }
+
+  /** Sends waiting assignments while the worker's window has room. */
+  pumpAssignments(worker: WorkerEntry): void {
+    for (const id of worker.waiting) {
+      if (worker.inFlight.size >= this.options.assignmentWindow) return;
+      this.#dispatch(worker, id);
+    }
+  }
+
+  /**
+   * Sends the task's latest assignment down the worker's stream, or queues it when the
+   * window is full. A task already in flight is replaced in place (a STOP overtaking its
+   * RUN goes at once).
+   */
+  #dispatch(worker: WorkerEntry, taskId: string): void {
+    const conn = worker.connection;
+    const assignment = worker.unacked.get(taskId);
+    // Not durable yet: its own commit callback dispatches it.
+    if (!conn?.registered || !assignment || !this.#durable.has(assignment)) {
+      worker.waiting.delete(taskId);
+      return;
+    }
+    if (!worker.inFlight.has(taskId)) {
+      if (worker.inFlight.size >= this.options.assignmentWindow) {
+        worker.waiting.add(taskId); // a task already waiting keeps its place
+        return;
+      }
+      worker.inFlight.add(taskId);
+    }
+    worker.waiting.delete(taskId);
+    // The task goes prewired (see prewired.ts); the kept assignment keeps its task.
+    const value: Assignment = conn.binary
+      ? {
+          ...assignment,
+          task: undefined,
+          $unknown: prewiredTasks(2, assignment.task ? [assignment.task] : []),
+        }
+      : assignment;
+    conn.send({ case: "assignment", value });
   }
 
   /**

@@ -53,6 +53,13 @@ export interface ManagerOptions {
   stopGraceMs?: number;
   /** Longest a graceful close waits for in-flight work before closing anyway. Default 5000. */
   shutdownTimeoutMs?: number;
+  /**
+   * Assignments (of distinct tasks) a worker may have unacknowledged; more wait in the
+   * manager, in order, until acks come back. Flow control: a worker that falls behind
+   * holds a bounded queue, so it keeps answering pings and heartbeats instead of drowning
+   * in a backlog and being taken for dead. Default 256.
+   */
+  assignmentWindow?: number;
 }
 
 /** The options with every default filled in. */
@@ -72,6 +79,7 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     eventRetention: options.eventRetention ?? 500_000,
     stopGraceMs: options.stopGraceMs ?? 10_000,
     shutdownTimeoutMs: options.shutdownTimeoutMs ?? 5000,
+    assignmentWindow: Math.max(1, options.assignmentWindow ?? 256),
   };
   for (const [name, value] of Object.entries(resolved)) {
     if (typeof value === "number" && !(Number.isFinite(value) && value >= 0)) {

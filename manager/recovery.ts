@@ -149,6 +149,7 @@ export function workerDown(cp: ControlPlane, worker: WorkerEntry, why: string): 
   conn?.end(new ConnectError(`worker marked DOWN: ${why}`));
   worker.setStatus(WorkerStatus.DOWN);
   worker.unacked.clear();
+  worker.resetWindow();
   worker.taskMetrics.clear();
   cp.workerFeed.notify(worker.id);
   cp.logger.warn(

@@ -162,6 +162,8 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   worker.connection = conn;
   // Acks are per stream: a duplicate replayed on this one is acknowledged again.
   worker.ackedSeq = 0n;
+  // So is the window: what went down the old stream is resent by the reconcile if missing.
+  worker.resetWindow();
   worker.lastSeenMs = now;
   worker.setStatus(WorkerStatus.READY);
   conn.workerId = worker.id;
@@ -210,7 +212,7 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
   );
   const held = new Set(inventory.items.map((i) => i.taskId));
   for (const [id, a] of worker.unacked) {
-    if (a.action === AssignmentAction.STOP && !held.has(id)) worker.unacked.delete(id);
+    if (a.action === AssignmentAction.STOP && !held.has(id)) worker.settle(id);
   }
   for (const id of actions.current) {
     const a = worker.unacked.get(id);
@@ -218,7 +220,7 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
       a?.action === AssignmentAction.RUN &&
       a.task?.generation === cp.tasks.get(id)?.task.generation
     ) {
-      worker.unacked.delete(id);
+      worker.settle(id);
     }
   }
   for (const item of actions.stop) {
@@ -239,7 +241,7 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
   for (const id of [...worker.tasks]) {
     const entry = cp.tasks.get(id);
     if (!entry || held.has(id) || entry.task.desiredState !== DesiredState.STOPPED) continue;
-    worker.unacked.delete(id);
+    worker.settle(id);
     cp.change(
       entry,
       { state: TaskState.COMPLETED, reason: "stopped", finishedAt: timestampFromMs(Date.now()) },
@@ -247,6 +249,7 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
       "stopped (its worker did not hold it)",
     );
   }
+  cp.pumpAssignments(worker);
 }
 
 function streamEnded(cp: ControlPlane, conn: WorkerConnection, why: string): void {

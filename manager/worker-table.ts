@@ -40,6 +40,10 @@ export class WorkerEntry {
   readonly tasks = new Set<string>();
   /** Latest assignment per task not yet acknowledged by the worker. */
   readonly unacked = new Map<string, Assignment>();
+  /** Tasks whose latest assignment is on its way on the current stream (the window). */
+  readonly inFlight = new Set<string>();
+  /** Tasks whose assignment waits for room in the window, oldest first. */
+  readonly waiting = new Set<string>();
   metrics: NodeMetrics | undefined;
   taskMetrics = new Map<string, TaskMetrics>();
   downTimer: NodeJS.Timeout | undefined;
@@ -64,6 +68,19 @@ export class WorkerEntry {
     this.view = view;
     this.setRecord(record);
     this.setStatus(status);
+  }
+
+  /** The task's assignment is settled (acknowledged, or no longer wanted). */
+  settle(taskId: string): void {
+    this.unacked.delete(taskId);
+    this.inFlight.delete(taskId);
+    this.waiting.delete(taskId);
+  }
+
+  /** Nothing is in flight any more (a new stream, or the worker is gone). */
+  resetWindow(): void {
+    this.inFlight.clear();
+    this.waiting.clear();
   }
 
   get id(): string {

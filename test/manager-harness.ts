@@ -140,6 +140,8 @@ export class FakeWorker {
       address?: string;
       /** Register with accepts_batch. */
       acceptsBatch?: boolean;
+      /** Ack each assignment as it arrives (default); false leaves it to {@link ackAll}. */
+      ack?: boolean;
     } = {},
   ) {
     this.#seq = options.seq ?? 0n;
@@ -225,6 +227,19 @@ export class FakeWorker {
     );
   }
 
+  /** Acks every assignment received so far (for a worker made with `ack: false`). */
+  ackAll(): void {
+    for (const a of this.assignments) this.#ack(a);
+  }
+
+  #ack(a: Assignment): void {
+    const task = a.task as Task;
+    this.send({
+      case: "assignmentAck",
+      value: { taskId: task.id, generation: task.generation, action: a.action },
+    });
+  }
+
   /** Sends several messages as one batch frame. */
   sendBatch(messages: RequestInit["message"][]): void {
     this.send({ case: "batch", value: { messages: messages.map((message) => ({ message })) } });
@@ -253,10 +268,7 @@ export class FakeWorker {
       const a = m.value as Assignment;
       this.assignments.push(a);
       const task = a.task as Task;
-      this.send({
-        case: "assignmentAck",
-        value: { taskId: task.id, generation: task.generation, action: a.action },
-      });
+      if (this.options.ack !== false) this.#ack(a);
       if (this.options.auto !== false) {
         if (a.action === AssignmentAction.RUN) {
           this.running.set(task.id, task.generation);

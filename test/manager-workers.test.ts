@@ -446,3 +446,44 @@ test("a batch holding a register or a batch ends the stream with INVALID_ARGUMEN
   t.is(e.code, Code.InvalidArgument);
   t.regex(e.rawMessage, /batch may not hold a register/);
 });
+
+test("a worker gets at most assignment_window unacknowledged tasks; the rest follow its acks, in order", async (t) => {
+  const h = await harness(t, { assignmentWindow: 3 });
+  const w = new FakeWorker("ww", { ack: false, auto: false });
+  await w.connect(h.transport);
+  const { tasks } = await h.tasks.runTasks({
+    requests: Array.from({ length: 8 }, (_, i) => ({ id: `w${i}`, spec: spec() })),
+  });
+  t.true(tasks.every((task) => task.state === TaskState.SCHEDULED && task.workerId === "ww"));
+  await eventually(() => {
+    if (w.assignments.length < 3) throw new Error(`${w.assignments.length} assignments`);
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  t.deepEqual(
+    w.assignments.map((a) => a.task?.id),
+    ["w0", "w1", "w2"],
+    "three in flight, the rest wait",
+  );
+  // A STOP of a waiting task replaces its RUN: it never gets the RUN.
+  await h.tasks.stopTask({ id: "w4" });
+  w.ackAll();
+  await eventually(() => {
+    if (w.assignments.length < 6) throw new Error(`${w.describe()}`);
+  });
+  t.deepEqual(
+    w.assignments.slice(3, 6).map((a) => [a.task?.id, AssignmentAction[a.action]]),
+    [
+      ["w3", "RUN"],
+      ["w4", "STOP"],
+      ["w5", "RUN"],
+    ],
+  );
+  w.ackAll();
+  await eventually(() => {
+    if (w.assignments.length < 8) throw new Error(`${w.describe()}`);
+  });
+  t.deepEqual(
+    w.assignments.slice(6).map((a) => a.task?.id),
+    ["w6", "w7"],
+  );
+});
