@@ -116,7 +116,7 @@ for await (const line of createInterface({ input: process.stdin })) {
   const spec = fromJson(TaskSpecSchema, submit.spec);
   const times = new Float64Array(submit.count);
   const t0 = Date.now();
-  const batch = Math.max(1, submit.batch);
+  const batch = Math.max(1, Math.floor(submit.batch) || 1);
   await runPool(Math.ceil(submit.count / batch), submit.concurrency, async (b) => {
     const first = b * batch;
     const n = Math.min(batch, submit.count - first);
