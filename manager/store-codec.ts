@@ -10,7 +10,7 @@ import {
   TaskSpecSchema,
 } from "../gen/cube/v1/task_pb.js";
 import { decodeSpec, readPort } from "../lib/spec-codec.js";
-import { knownSpecField, taskBytes, taskRest } from "../lib/task-codec.js";
+import { knownSpecField, taskBytes } from "../lib/task-codec.js";
 import { Bytes, Reader } from "../lib/wire.js";
 
 /*
@@ -38,19 +38,9 @@ export interface SharedSpec {
  * test/manager-store.test.ts checks both against the generated schema.
  */
 export class Codec {
-  /** The task without its spec: Task's wire format, every field but 2 (see task-codec.ts). */
-  taskRest(task: Task): Uint8Array {
-    return taskRest(task);
-  }
-
-  /** The whole task: its spec field first (encoded once per spec), then the rest. */
-  task(task: Task, rest = taskRest(task)): Uint8Array {
-    return taskBytes(task, rest);
-  }
-
   /** A task record: the task, then the revisions of its events. */
   taskRecord(task: Task, revisions: readonly bigint[], rest?: Uint8Array): Uint8Array {
-    const out = new Bytes(256).delimited(this.task(task, rest));
+    const out = new Bytes(256).delimited(taskBytes(task, rest));
     for (const r of revisions) out.varint(r);
     return out.finish();
   }
@@ -107,7 +97,7 @@ export class Codec {
 }
 
 /**
- * Decodes what {@link Codec.taskRest} writes, by hand (loading 100,000 tasks is dominated by
+ * Decodes what lib/task-codec.ts taskRest writes, by hand (loading 100,000 tasks is dominated by
  * this). Returns undefined on anything it does not know — a field from a newer version, an
  * unexpected wire type — and the caller falls back to fromBinary.
  */

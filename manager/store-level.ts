@@ -1,8 +1,9 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Level } from "level";
-import type { Task, TaskEvent } from "../gen/cube/v1/task_pb.js";
+import type { TaskEvent } from "../gen/cube/v1/task_pb.js";
 import { type Worker, WorkerSchema } from "../gen/cube/v1/worker_pb.js";
 import { type Deferred, deferred } from "../lib/deferred.js";
+import { taskRest } from "../lib/task-codec.js";
 import { Bytes, Reader } from "../lib/wire.js";
 import {
   DEFAULT_EVENT_RETENTION,
@@ -262,13 +263,12 @@ export class LevelStore implements Store {
   }
 
   #encode(batch: Batch, out: ChainedBatch): void {
-    // The snapshot an event recorded is often the task's latest: task-codec encodes it once.
-    const rest = (task: Task) => this.#codec.taskRest(task);
+    // The snapshot an event recorded is often the task's latest: taskRest encodes it once.
     const events = batch.events;
     if (events.length > 0) {
       const blob = new Bytes(events.length * 160);
       for (const event of events) {
-        blob.delimited(this.#codec.event(event, event.task && rest(event.task)));
+        blob.delimited(this.#codec.event(event, event.task && taskRest(event.task)));
       }
       const first = (events[0] as TaskEvent).revision;
       out.put(blobKey(first, first + BigInt(events.length - 1)), blob.finish());
@@ -281,7 +281,7 @@ export class LevelStore implements Store {
       }
       out.put(
         `t/${pad(createdRevision)}/${task.id}`,
-        this.#codec.taskRecord(task, revisions, rest(task)),
+        this.#codec.taskRecord(task, revisions, taskRest(task)),
       );
     }
     for (const { worker, lastUpdateSeq } of batch.workers.values()) {
