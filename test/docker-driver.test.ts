@@ -11,7 +11,14 @@ import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
 import { LogStream } from "../gen/cube/v1/task_service_pb.js";
 import { createDockerDriver } from "../worker/docker-driver.js";
 import { type ContainerRequest, DriverError, type LogChunk } from "../worker/driver.js";
-import { docker, HTTP_IMAGE, removeContainers, requireDocker, tempDir } from "./fixtures.js";
+import {
+  docker,
+  fetchContainer,
+  HTTP_IMAGE,
+  removeContainers,
+  requireDocker,
+  tempDir,
+} from "./fixtures.js";
 
 const driver = createDockerDriver();
 test.before(() => requireDocker());
@@ -56,7 +63,7 @@ test("start publishes the container port on 127.0.0.1 and it answers", async (t)
   t.is(port?.containerPort, 80);
   t.is(port?.hostIp, "127.0.0.1");
   t.true((port?.hostPort ?? 0) > 0);
-  const response = await fetch(`http://127.0.0.1:${port?.hostPort}/health`);
+  const response = await fetchContainer(`http://127.0.0.1:${port?.hostPort}/health`);
   t.is(response.status, 200);
   const labels = (await docker.getContainer(info.containerId).inspect()).Config.Labels;
   t.is(labels["cube.worker"], w);
@@ -315,7 +322,9 @@ test("exit reasons read well: out of memory, command not found", async (t) => {
   const oom = await driver.start(
     request(w, {
       command: ["sh", "-c"],
-      args: ["dd if=/dev/zero of=/dev/null bs=64M count=1"],
+      // The pause matters: containerd watches the cgroup for OOM only after the task has
+      // started, and under load an immediate OOM can beat it (Docker then says plain 137).
+      args: ["sleep 1; exec dd if=/dev/zero of=/dev/null bs=64M count=1"],
       resources: { cpu: 0, memoryBytes: 16n << 20n, diskBytes: 0n },
     }),
   );

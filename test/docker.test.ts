@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import test, { type ExecutionContext } from "ava";
-import { HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
+import { fetchContainer, HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
 
 /** Starts cube/httpd:local with port 80 published on a Docker-chosen 127.0.0.1 port. */
 async function startHttpd(t: ExecutionContext, env: string[] = []): Promise<string> {
@@ -28,23 +28,12 @@ async function startHttpd(t: ExecutionContext, env: string[] = []): Promise<stri
   const hostPort = info.NetworkSettings.Ports["80/tcp"]?.[0]?.HostPort;
   t.truthy(hostPort, "port 80 is published");
   const base = `http://127.0.0.1:${hostPort}`;
-  // The port is bound before httpd inside listens: retry the first request briefly.
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await fetch(`${base}/`);
-      return base;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  await fetchContainer(`${base}/`);
+  return base;
 }
 
 async function status(url: string): Promise<number> {
-  const response = await fetch(url);
-  await response.arrayBuffer();
-  return response.status;
+  return (await fetchContainer(url)).status;
 }
 
 test("the image is labelled with its input hash and runs busybox httpd on port 80", async (t) => {

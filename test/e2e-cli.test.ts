@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
 import { cube, type RunningCube, startCube } from "./cli-harness.js";
-import { docker, HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
+import { docker, fetchContainer, HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
 
 interface Cluster {
   manager: string;
@@ -168,7 +168,7 @@ test.serial(
     t.truthy(worker, "placed on one of our workers");
     const hostPort = task.ports[0].hostPort as number;
     t.true(hostPort > 0);
-    const answer = await fetch(`http://127.0.0.1:${hostPort}/health`);
+    const answer = await fetchContainer(`http://127.0.0.1:${hostPort}/health`);
     t.is(answer.status, 200);
 
     t.is(table.code, 0);

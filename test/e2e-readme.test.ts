@@ -18,7 +18,7 @@ import {
   type RunningCube,
   startProcess,
 } from "./cli-harness.js";
-import { removeContainers, requireDocker } from "./fixtures.js";
+import { fetchContainer, removeContainers, requireDocker } from "./fixtures.js";
 
 /**
  * The shell lines of the quick start (comments and blank lines removed), and the sample
@@ -78,7 +78,7 @@ test("the README quick start works as written", async (t) => {
       continue; // Done before the test run (npm test runs it); requireDocker() checked it.
     }
     if (program === "curl") {
-      const answer = await fetch(args.at(-1) as string);
+      const answer = await fetchContainer(args.at(-1) as string);
       t.is(answer.status, 200, line);
       continue;
     }

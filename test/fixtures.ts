@@ -35,6 +35,26 @@ export async function requireDocker(): Promise<Docker> {
   return docker;
 }
 
+/**
+ * GETs a URL served by a test container, bounded: each attempt gives up after 3 s and
+ * failures are retried for up to 20 s. Docker binds the host port before the process inside
+ * listens, and a fresh veth can drop the proxy's first SYN, which without a bound leaves a
+ * plain fetch hanging for minutes; here it fails with the last error instead.
+ */
+export async function fetchContainer(url: string, deadlineMs = 20_000): Promise<Response> {
+  const deadline = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      const response = await fetch(url, { signal: AbortSignal.timeout(3000) });
+      await response.clone().arrayBuffer();
+      return response;
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`GET ${url}: ${(error as Error).message}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 /** A fresh temporary directory, removed when the test ends (`t.teardown`). */
 export async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "cube-test-"));

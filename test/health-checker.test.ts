@@ -22,7 +22,7 @@ import {
   healthCheckPort,
   resolveHealthCheck,
 } from "../worker/health-checker.js";
-import { HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
+import { fetchContainer, HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
 
 const fast = (path: string, threshold = 3, timeoutMs = 1000) =>
   create(HealthCheckSchema, {
@@ -129,13 +129,13 @@ test("a real container: /health is HEALTHY; the CGI check turns UNHEALTHY after 
   const cgi = recorder();
   checker.watch("web", 1n, fast("/cgi-bin/health"), port, cgi.onChange);
   t.like(await cgi.until(1), { status: HealthStatus.HEALTHY });
-  t.is((await fetch(`http://127.0.0.1:${port}/cgi-bin/sick`)).status, 200);
+  t.is((await fetchContainer(`http://127.0.0.1:${port}/cgi-bin/sick`)).status, 200);
   t.like(await cgi.until(2), {
     status: HealthStatus.UNHEALTHY,
     message: "HTTP 500",
     consecutiveFailures: 3,
   });
-  t.is((await fetch(`http://127.0.0.1:${port}/cgi-bin/well`)).status, 200);
+  t.is((await fetchContainer(`http://127.0.0.1:${port}/cgi-bin/well`)).status, 200);
   t.like(await cgi.until(3), { status: HealthStatus.HEALTHY, consecutiveFailures: 0 });
   // /health never changed, so it reported once only.
   t.is(plain.reports.length, 1);

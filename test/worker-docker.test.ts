@@ -13,7 +13,7 @@ import { HealthStatus, TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { grpcTransport } from "../lib/client.js";
-import { docker, HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
+import { docker, fetchContainer, HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
 import { TestManager } from "./test-manager.js";
 import { spawnWorker } from "./worker-process.js";
 
@@ -60,7 +60,7 @@ test.serial(
     const port = update.ports[0]?.hostPort ?? 0;
     t.true(port > 0);
     t.is(update.ports[0]?.hostIp, "127.0.0.1");
-    const res = await fetch(`http://127.0.0.1:${port}/health`);
+    const res = await fetchContainer(`http://127.0.0.1:${port}/health`);
     t.is(res.status, 200);
     const info = await docker.getContainer(update.containerId).inspect();
     t.is(info.Config.Labels["cube.task"], "web");
@@ -126,7 +126,7 @@ test("a failing health check is reported UNHEALTHY, a passing one HEALTHY", asyn
     "HEALTHY",
   );
   const port = update.ports[0]?.hostPort;
-  const sick = await fetch(`http://127.0.0.1:${port}/cgi-bin/sick`);
+  const sick = await fetchContainer(`http://127.0.0.1:${port}/cgi-bin/sick`);
   t.is(sick.status, 200);
   const sickAt = Date.now();
   const unhealthy = await manager.waitFor(
@@ -197,7 +197,7 @@ test("the worker serves its tasks read-only, its metrics, health and reflection-
     15_000,
     "RUNNING",
   );
-  await fetch(`http://127.0.0.1:${update.ports[0]?.hostPort}/health`);
+  await fetchContainer(`http://127.0.0.1:${update.ports[0]?.hostPort}/health`);
   const transport = grpcTransport(worker.address);
   const tasks = createClient(TaskService, transport);
   const got = await tasks.getTask({ id: "seen" });

@@ -26,6 +26,7 @@ interface DockerEvent {
 }
 
 const MAX_RETRY_MS = 2000;
+const MAX_OOM_REMEMBERED = 1000;
 
 /** Resolves waits on container exits; calls `onDie` for every cube container that dies. */
 export class ExitWatcher {
@@ -33,6 +34,8 @@ export class ExitWatcher {
   readonly #onDie: (containerId: string) => void;
   readonly #logger: Logger | undefined;
   readonly #waiters = new Map<string, Waiter>();
+  /** Containers Docker reported OOM-killed, for a die seen before inspect shows the exit. */
+  readonly #oomKilled = new Set<string>();
   #stream: Readable | undefined;
   #connecting: Promise<void> | undefined;
   #retryMs = 100;
@@ -75,7 +78,7 @@ export class ExitWatcher {
     let stream: Readable;
     try {
       stream = (await this.#docker.getEvents({
-        filters: { type: ["container"], event: ["die"], label: [LABEL_WORKER] },
+        filters: { type: ["container"], event: ["die", "oom"], label: [LABEL_WORKER] },
       })) as unknown as Readable;
     } catch (error) {
       this.#logger?.warn({ err: error }, "docker event stream failed to open; retrying");
@@ -124,7 +127,14 @@ export class ExitWatcher {
       return;
     }
     const id = event.Actor?.ID ?? event.id;
-    if (event.Action !== "die" || !id) return;
+    if (!id) return;
+    if (event.Action === "oom") {
+      // Docker sends "oom" before "die"; bounded so a long-running worker does not grow it.
+      if (this.#oomKilled.size >= MAX_OOM_REMEMBERED) this.#oomKilled.clear();
+      this.#oomKilled.add(id);
+      return;
+    }
+    if (event.Action !== "die") return;
     this.#onDie(id);
     if (!this.#waiters.has(id)) return;
     const code = Number(event.Actor?.Attributes?.exitCode ?? Number.NaN);
@@ -160,7 +170,7 @@ export class ExitWatcher {
     if (died) {
       this.#settle(id, {
         exitCode: died.exitCode,
-        reason: exitReason(died.exitCode, false),
+        reason: exitReason(died.exitCode, this.#oomKilled.has(id)),
         finishedAtMs: died.timeMs,
       });
     }
@@ -170,6 +180,7 @@ export class ExitWatcher {
     const waiter = this.#waiters.get(id);
     if (!waiter) return;
     this.#waiters.delete(id);
+    this.#oomKilled.delete(id);
     waiter.resolve(status);
   }
 
