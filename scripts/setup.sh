@@ -58,7 +58,7 @@ wait_for() {
   local name=$1 pid=$2 timeout_s=$3 log=$4 check=$5
   local deadline=$(($(date +%s) + timeout_s))
   until "$check"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if ! alive "$pid"; then
       # A set-up running at the same time may have won the race to start it.
       sleep 1
       "$check" && return 0
@@ -71,6 +71,13 @@ wait_for() {
   done
 }
 is_root() { [[ $(id -u) == 0 ]]; }
+# alive PID: the process runs. A killed process stays a zombie until its parent reaps it,
+# and under some inits that takes a while: kill -0 alone would call it alive.
+alive() {
+  local state
+  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z && $state != X ]]
+}
 
 # --- 0. Node ----------------------------------------------------------------------------
 command -v node >/dev/null || die "node is missing: install Node.js >= 20.19 (https://nodejs.org)"
@@ -132,7 +139,7 @@ else
   dockerd_pid=
   if [[ -f $DOCKERD_PIDFILE ]]; then
     old_pid=$(<"$DOCKERD_PIDFILE")
-    if [[ -n $old_pid && $(cat "/proc/$old_pid/comm" 2>/dev/null) == dockerd ]]; then
+    if [[ -n $old_pid && $(cat "/proc/$old_pid/comm" 2>/dev/null) == dockerd ]] && alive "$old_pid"; then
       # A dockerd that is still starting up: wait for it rather than start a second.
       dockerd_pid=$old_pid
       say "dockerd (pid $dockerd_pid) is running but does not answer yet"
@@ -142,6 +149,12 @@ else
       say "removing stale $DOCKERD_PIDFILE (process ${old_pid:-?} is gone)"
       rm -f "$DOCKERD_PIDFILE"
     fi
+  fi
+  containerd_pidfile=/var/run/docker/containerd/containerd.pid
+  if [[ -z $dockerd_pid && -f $containerd_pidfile ]] && ! alive "$(<"$containerd_pidfile")"; then
+    # dockerd reuses the containerd this names while kill -0 succeeds, and a zombie left by
+    # a killed dockerd passes that test: it would then time out dialling it, and exit.
+    rm -f "$containerd_pidfile"
   fi
   begin "starting dockerd (log: $DOCKERD_LOG)"
   if [[ -z $dockerd_pid ]]; then

@@ -115,7 +115,9 @@ export class ExitWatcher {
         for (const id of this.#waiters.keys()) void this.#check(id);
       });
     }, delay);
-    this.#retryTimer.unref();
+    // Idle, the retry must not keep the process alive; with exits awaited it has to, as the
+    // open stream it replaces would have.
+    if (this.#waiters.size === 0) this.#retryTimer.unref();
   }
 
   #onLine(line: string): void {
