@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Task, TaskSpec } from "../gen/cube/v1/task_pb.js";
 import type { RunTaskRequest } from "../gen/cube/v1/task_service_pb.js";
+import { specField } from "../lib/task-codec.js";
 import type { ControlPlane } from "./control-plane.js";
 import { acceptTask, knownTask } from "./task-ops.js";
 import type { TaskEntry } from "./task-table.js";
@@ -29,6 +30,8 @@ export async function runTasks(
   const specs: TaskSpec[] = new Array(n);
   const known: (TaskEntry | undefined)[] = new Array(n);
   const firstIndex = new Map<string, number>();
+  // Replicas in one call carry equal specs: they share one object (and its encoding).
+  const shared = new Map<string, TaskSpec>();
   let i = 0;
   try {
     for (; i < n; i++) {
@@ -42,8 +45,8 @@ export async function runTasks(
         }
         firstIndex.set(id, i);
       }
-      specs[i] = spec;
-      known[i] = knownTask(cp, id, spec);
+      specs[i] = share(shared, spec);
+      known[i] = knownTask(cp, id, specs[i] as TaskSpec);
     }
   } catch (error) {
     throw atRequest(error, i);
@@ -60,6 +63,20 @@ export async function runTasks(
     if (entry) tasks[j] = entry.task;
   }
   return tasks;
+}
+
+/**
+ * The spec equal to `spec` already seen in this call, or `spec` itself. Keyed by its
+ * encoding, which the store and the answer need anyway (so the key costs nothing): a
+ * hundred thousand replicas keep one spec alive, not a hundred thousand.
+ */
+function share(seen: Map<string, TaskSpec>, spec: TaskSpec): TaskSpec {
+  const field = specField(spec);
+  const key = Buffer.from(field.buffer, field.byteOffset, field.byteLength).toString("latin1");
+  const first = seen.get(key);
+  if (first) return first;
+  seen.set(key, spec);
+  return spec;
 }
 
 /** The error of one request, its message prefixed with where the request is in the batch. */

@@ -1,4 +1,4 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import {
   DesiredState,
@@ -11,9 +11,12 @@ import { type InventoryItem, InventoryItemSchema } from "../gen/cube/v1/worker_s
 import { DriverError } from "./driver.js";
 import type { NewUpdate } from "./outbox.js";
 
-/** A copy of `task` with `changes` applied; records are never changed in place. */
+/**
+ * A copy of `task` with `changes` applied. Shallow: records are never changed in place, so
+ * the copy shares the spec, ports and timestamps (and the spec's cached encoding) safely.
+ */
 export function withChanges(task: Task, changes: Partial<Omit<Task, "$typeName">>): Task {
-  return Object.assign(clone(TaskSchema, task), changes);
+  return { ...task, ...changes };
 }
 
 /** A fresh record of a task the worker was told to run. */
