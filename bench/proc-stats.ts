@@ -37,3 +37,13 @@ export function procStats(pid: number): ProcStats {
   const cpu = (Number(fields[11]) + Number(fields[12])) / clockTicks();
   return { rssPeakBytes: kb("VmHWM"), rssBytes: kb("VmRSS"), cpuSeconds: cpu };
 }
+
+/** The machine's CPU time so far, from /proc/stat: busy (all but idle and iowait) and total, seconds. */
+export function machineCpu(): { busySeconds: number; totalSeconds: number } {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
+  // cpu user nice system idle iowait irq softirq steal …
+  const t = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = t.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (t[3] ?? 0) + (t[4] ?? 0);
+  return { busySeconds: (total - idle) / clockTicks(), totalSeconds: total / clockTicks() };
+}

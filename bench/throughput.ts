@@ -30,7 +30,7 @@ import {
 } from "./cluster.js";
 import { BENCH_LABEL, type BenchContext } from "./context.js";
 import { runPool } from "./pool.js";
-import { procStats } from "./proc-stats.js";
+import { machineCpu, procStats } from "./proc-stats.js";
 import { type Frame, topFrames } from "./profile-top.js";
 import type { ScenarioOutcome } from "./result.js";
 import { medianOfRuns, percentile } from "./stats.js";
@@ -313,6 +313,8 @@ async function oneRun(
     const prefix = `tp-${run}-`;
     const before = procStats(m.pid);
     const hostsBefore = hosts.reduce((sum, h) => sum + procStats(h.pid).cpuSeconds, 0);
+    const machineBefore = machineCpu();
+    const selfBefore = process.cpuUsage();
     if (mode === "in-process") {
       m.send({ loop: "reset" });
       await m.nextLine();
@@ -372,6 +374,8 @@ async function oneRun(
       loop = ((await m.nextLine())?.loop ?? {}) as typeof loop;
     }
     const hostsAfter = hosts.reduce((sum, h) => sum + procStats(h.pid).cpuSeconds, 0);
+    const machineAfter = machineCpu();
+    const self = process.cpuUsage(selfBefore);
     if (profiling && ctx.profileDir) {
       await mkdir(ctx.profileDir, { recursive: true });
       const file = join(ctx.profileDir, `throughput-${mode}-run${run}.cpuprofile`);
@@ -411,6 +415,13 @@ async function oneRun(
       [key(mode, "manager CPU (% of one core)")]: (cpu / wall) * 100,
       [key(mode, "manager CPU per task (µs)")]: (cpu / count) * 1e6,
       [key(mode, "hollow workers CPU (% of one core)")]: ((hostsAfter - hostsBefore) / wall) * 100,
+      // Where the rest of the machine went: the submitting client (this process), and all.
+      [key(mode, "bench client CPU (% of one core)")]:
+        ((self.user + self.system) / 1e6 / wall) * 100,
+      [key(mode, "machine CPU busy (% of all cores)")]:
+        ((machineAfter.busySeconds - machineBefore.busySeconds) /
+          (machineAfter.totalSeconds - machineBefore.totalSeconds)) *
+        100,
     };
     figures[key(mode, "tasks placed more than once")] = replaced;
     figures[key(mode, `manager CPU idle with ${s.workers} workers (% of one core)`)] = idlePercent;
