@@ -1,9 +1,15 @@
 import type { Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
+/** How long a client's HTTP/2 ping may go unanswered before it drops the connection. */
+const PING_TIMEOUT_MS = 10_000;
+
 /**
  * A gRPC transport (HTTP/2, h2c) to a cube server at host:port or a full URL. HTTP/2
- * pings notice a dead peer that never sent a FIN.
+ * pings notice a dead peer that never sent a FIN, within about 11 s: a ping may take
+ * {@link PING_TIMEOUT_MS}, because a manager that stalls for a few seconds (a GC pause, a
+ * saturated event loop, a VM without CPU) answers afterwards, and a 1 s timeout failed
+ * every call in flight with UNAVAILABLE "PING timed out".
  */
 export function grpcTransport(
   address: string,
@@ -13,7 +19,7 @@ export function grpcTransport(
   return createGrpcTransport({
     baseUrl,
     pingIntervalMs: options.pingIntervalMs ?? 1000,
-    pingTimeoutMs: 1000,
+    pingTimeoutMs: PING_TIMEOUT_MS,
     // connect-node 2.1.2 can crash on an idle ping after the server began shutting down.
     pingIdleConnection: false,
   });
