@@ -139,12 +139,14 @@ test("stream cut and restored while containers end: no update lost, order kept",
   t.teardown(() => manager.close());
   const worker = await start(t, manager, await tempDir(t));
   await inventoryOn(manager, 1);
-  // Each ends on its own, one after another, while the manager is away.
+  // Each ends on its own, one after another, while the manager is away. The first sleep is
+  // long: under load the five containers started up to 1.4 s apart, and the first ended
+  // before the last was RUNNING, with the manager still there.
   const ids = ["e1", "e2", "e3", "e4", "e5"];
   ids.forEach((id, i) => {
     manager.run({
       id,
-      spec: { image: HTTP_IMAGE, command: ["sh", "-c", `sleep ${1 + i * 0.3}; exit ${10 + i}`] },
+      spec: { image: HTTP_IMAGE, command: ["sh", "-c", `sleep ${5 + i * 0.3}; exit ${10 + i}`] },
     });
   });
   await manager.waitFor(
