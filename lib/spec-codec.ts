@@ -21,17 +21,7 @@ export function encodeSpec(spec: TaskSpec): Uint8Array {
   for (const c of spec.command) out.stringAlways(3, c);
   for (const a of spec.args) out.stringAlways(4, a);
   for (const [k, v] of Object.entries(spec.env)) out.field(5, entry(k, v));
-  for (const p of spec.ports) {
-    out.field(
-      6,
-      new Bytes(32)
-        .uint(1, p.containerPort)
-        .uint(2, p.hostPort)
-        .uint(3, p.protocol)
-        .string(4, p.hostIp)
-        .finish(),
-    );
-  }
+  for (const p of spec.ports) out.field(6, encodePort(p));
   const r = spec.resources;
   if (r) {
     out.field(
@@ -153,6 +143,16 @@ function readEntry(bytes: Uint8Array): [string, string] | undefined {
   return [key, value];
 }
 
+/** Encodes a PortMapping or a PortBinding (same field numbers; see {@link readPort}). */
+export function encodePort(p: PortMapping | PortBinding): Uint8Array {
+  return new Bytes(32)
+    .uint(1, p.containerPort)
+    .uint(2, p.hostPort)
+    .uint(3, p.protocol)
+    .string(4, p.hostIp)
+    .finish();
+}
+
 /**
  * Decodes a PortMapping or a PortBinding: the two messages share their field numbers and
  * types, and differ only in name.
@@ -188,15 +188,8 @@ function readResources(bytes: Uint8Array): Resources | undefined {
 }
 
 function readDuration(bytes: Uint8Array): Duration | undefined {
-  const d: Duration = { $typeName: "google.protobuf.Duration", seconds: 0n, nanos: 0 };
-  const r = new Reader(bytes);
-  while (!r.done) {
-    const tag = r.small();
-    if (tag === 1 << 3) d.seconds = BigInt.asIntN(64, r.varint());
-    else if (tag === 2 << 3) d.nanos = Number(BigInt.asIntN(32, r.varint()));
-    else return undefined;
-  }
-  return d;
+  const d = Reader.secondsNanos(bytes);
+  return d && { $typeName: "google.protobuf.Duration", ...d };
 }
 
 function readRestartPolicy(bytes: Uint8Array): RestartPolicy | undefined {

@@ -1,5 +1,5 @@
 import type { Task, TaskSpec } from "../gen/cube/v1/task_pb.js";
-import { encodeSpec } from "./spec-codec.js";
+import { encodePort, encodeSpec } from "./spec-codec.js";
 import { Bytes } from "./wire.js";
 
 /*
@@ -24,15 +24,7 @@ export function taskRest(task: Task): Uint8Array {
     .uint(4, task.state)
     .string(5, task.workerId)
     .string(6, task.containerId);
-  for (const p of task.ports) {
-    const port = new Bytes(32)
-      .uint(1, p.containerPort)
-      .uint(2, p.hostPort)
-      .uint(3, p.protocol)
-      .string(4, p.hostIp)
-      .finish();
-    out.field(7, port);
-  }
+  for (const p of task.ports) out.field(7, encodePort(p));
   // optional int32: present even when 0; negative values are sign-extended varints.
   if (task.exitCode !== undefined) out.varint(8 << 3).varint(task.exitCode);
   bytes = out
@@ -65,6 +57,17 @@ export function specField(spec: TaskSpec): Uint8Array {
 /** Records the encoding of a spec read back from storage, so it is not encoded again. */
 export function knownSpecField(spec: TaskSpec, field: Uint8Array): void {
   specFields.set(spec, field);
+}
+
+/**
+ * The whole task written into `out` as a length-delimited value (a repeated field's element,
+ * a record), spec field and rest copied in directly rather than joined first.
+ */
+export function delimitedTask(out: Bytes, task: Task, rest = taskRest(task)): Bytes {
+  const field = task.spec ? specField(task.spec) : undefined;
+  out.varint((field?.length ?? 0) + rest.length);
+  if (field) out.raw(field);
+  return out.raw(rest);
 }
 
 /** The whole task: its spec field first, then the rest (protobuf allows any field order). */

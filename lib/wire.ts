@@ -2,7 +2,8 @@ import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /*
  * The protobuf wire format at its simplest — varints, fixed doubles, length-delimited
- * fields — for the store's hand-written codecs (store-codec.ts, spec-codec.ts).
+ * fields — for the hand-written codecs (lib/task-codec.ts, lib/spec-codec.ts,
+ * manager/store-codec.ts).
  */
 
 /** A growable byte buffer for protobuf varints, strings and byte strings. */
@@ -221,6 +222,23 @@ export class Reader {
       if (ascii) return String.fromCharCode.apply(null, chunk as unknown as number[]);
     }
     return decoder.decode(chunk);
+  }
+
+  /**
+   * A Timestamp or Duration ({seconds = 1, nanos = 2}) from its bytes; undefined when it
+   * holds any other field.
+   */
+  static secondsNanos(bytes: Uint8Array): { seconds: bigint; nanos: number } | undefined {
+    let seconds = 0n;
+    let nanos = 0;
+    const r = new Reader(bytes);
+    while (!r.done) {
+      const tag = r.small();
+      if (tag === 1 << 3) seconds = BigInt.asIntN(64, r.varint());
+      else if (tag === 2 << 3) nanos = Number(BigInt.asIntN(32, r.varint()));
+      else return undefined;
+    }
+    return { seconds, nanos };
   }
 
   delimited(): Uint8Array {

@@ -1,7 +1,7 @@
 import type { UnknownField } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import type { Task } from "../gen/cube/v1/task_pb.js";
-import { taskBytes } from "../lib/task-codec.js";
+import { delimitedTask } from "../lib/task-codec.js";
 import { Bytes } from "../lib/wire.js";
 
 /*
@@ -20,7 +20,7 @@ export function prewiredTasks(fieldNo: number, tasks: readonly Task[]): UnknownF
   return tasks.map((task) => ({
     no: fieldNo,
     wireType: WireType.LengthDelimited,
-    data: new Bytes(32).delimited(taskBytes(task)).finish(),
+    data: delimitedTask(new Bytes(256), task).finish(),
   }));
 }
 

@@ -10,7 +10,7 @@ import {
   TaskSpecSchema,
 } from "../gen/cube/v1/task_pb.js";
 import { decodeSpec, readPort } from "../lib/spec-codec.js";
-import { knownSpecField, taskBytes } from "../lib/task-codec.js";
+import { delimitedTask, knownSpecField } from "../lib/task-codec.js";
 import { Bytes, Reader } from "../lib/wire.js";
 
 /*
@@ -40,7 +40,7 @@ export interface SharedSpec {
 export class Codec {
   /** A task record: the task, then the revisions of its events. */
   taskRecord(task: Task, revisions: readonly bigint[], rest?: Uint8Array): Uint8Array {
-    const out = new Bytes(256).delimited(taskBytes(task, rest));
+    const out = delimitedTask(new Bytes(256), task, rest);
     for (const r of revisions) out.varint(r);
     return out.finish();
   }
@@ -163,13 +163,6 @@ export function readTaskRest(bytes: Uint8Array): Task | undefined {
 }
 
 function readTimestamp(bytes: Uint8Array): Timestamp | undefined {
-  const ts: Timestamp = { $typeName: "google.protobuf.Timestamp", seconds: 0n, nanos: 0 };
-  const r = new Reader(bytes);
-  while (!r.done) {
-    const tag = r.small();
-    if (tag === 1 << 3) ts.seconds = BigInt.asIntN(64, r.varint());
-    else if (tag === 2 << 3) ts.nanos = r.small();
-    else return undefined;
-  }
-  return ts;
+  const t = Reader.secondsNanos(bytes);
+  return t && { $typeName: "google.protobuf.Timestamp", ...t };
 }
