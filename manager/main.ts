@@ -2,18 +2,19 @@
  * Entry point of a bare manager process, configured from the environment (for tests that
  * spawn a real manager and kill -9 it): CUBE_LISTEN (default 127.0.0.1:5555, port 0 ok),
  * CUBE_DATA_DIR (required), CUBE_SCHEDULER, and CUBE_HEARTBEAT_INTERVAL,
- * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE, CUBE_STARTUP_GRACE in milliseconds. Prints {"listening":"host:port"}
+ * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE, CUBE_STARTUP_GRACE in milliseconds, and
+ * CUBE_ASSIGNMENT_WINDOW. Prints {"listening":"host:port"}
  * on stdout once it serves. `cube manager` is the command for people.
  */
 import type { SchedulerName } from "./placement.js";
 import { runManagerProcess } from "./process.js";
 
-function ms(name: string): number | undefined {
+function ms(name: string, what = "a number of milliseconds"): number | undefined {
   const value = process.env[name];
   if (!value) return undefined;
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0) {
-    process.stderr.write(`${name}: "${value}" is not a number of milliseconds\n`);
+    process.stderr.write(`${name}: "${value}" is not ${what}\n`);
     process.exit(2);
   }
   return n;
@@ -33,6 +34,7 @@ try {
     heartbeatTimeoutMs: ms("CUBE_HEARTBEAT_TIMEOUT"),
     downGraceMs: ms("CUBE_DOWN_GRACE"),
     startupGraceMs: ms("CUBE_STARTUP_GRACE"),
+    assignmentWindow: ms("CUBE_ASSIGNMENT_WINDOW", "a number of assignments"),
   });
   process.stdout.write(`${JSON.stringify({ listening: handle.address })}\n`);
 } catch (error) {

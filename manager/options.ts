@@ -57,7 +57,10 @@ export interface ManagerOptions {
    * Assignments (of distinct tasks) a worker may have unacknowledged; more wait in the
    * manager, in order, until acks come back. Flow control: a worker that falls behind
    * holds a bounded queue, so it keeps answering pings and heartbeats instead of drowning
-   * in a backlog and being taken for dead. Default 256.
+   * in a backlog and being taken for dead. Default 16: a worker acks a RUN once its container
+   * started, and Docker starts a burst no faster with more in flight (40 tasks on one worker:
+   * ~6-7 s with 8, 16 or 256), while a thousand hollow workers sharing two cores kept up
+   * with placements (0 moved instead of 11,000 at 256) and ran them 30 % faster.
    */
   assignmentWindow?: number;
 }
@@ -79,7 +82,7 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     eventRetention: options.eventRetention ?? 500_000,
     stopGraceMs: options.stopGraceMs ?? 10_000,
     shutdownTimeoutMs: options.shutdownTimeoutMs ?? 5000,
-    assignmentWindow: Math.max(1, options.assignmentWindow ?? 256),
+    assignmentWindow: Math.max(1, options.assignmentWindow ?? 16),
   };
   for (const [name, value] of Object.entries(resolved)) {
     if (typeof value === "number" && !(Number.isFinite(value) && value >= 0)) {

@@ -41,6 +41,8 @@ test.before(async () => {
     "1s",
     "--startup-grace",
     "6s",
+    "--assignment-window",
+    "8",
   ]);
   processes.push(manager);
   const [, address] = await manager.waitFor(/manager listening on (\S+)/);

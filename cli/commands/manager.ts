@@ -5,6 +5,7 @@ import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import type { Io } from "../io.js";
 import { parseDuration } from "../parse-duration.js";
+import { parseCount } from "../parse-enum.js";
 
 type SchedulerName = "round-robin" | "epvm" | "fit";
 const SCHEDULERS: readonly SchedulerName[] = ["round-robin", "epvm", "fit"];
@@ -17,6 +18,7 @@ interface ManagerFlags {
   heartbeatTimeout?: number;
   downGrace?: number;
   startupGrace?: number;
+  assignmentWindow?: number;
 }
 
 /** Where the manager keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -66,6 +68,11 @@ export function managerCommand(io: Io): Command {
       "after a manager restart, time workers get to reconnect before their tasks move (env CUBE_STARTUP_GRACE, default max(down grace, 6s))",
       arg(parseDuration),
     )
+    .option(
+      "--assignment-window <n>",
+      "assignments a worker may have unacknowledged before the rest wait in the manager (env CUBE_ASSIGNMENT_WINDOW, default 16)",
+      arg(parseWindow),
+    )
     .addHelpText(
       "after",
       `
@@ -100,6 +107,7 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     heartbeatTimeoutMs: flags.heartbeatTimeout ?? fromEnv("CUBE_HEARTBEAT_TIMEOUT", envDuration),
     downGraceMs: flags.downGrace ?? fromEnv("CUBE_DOWN_GRACE", envDuration),
     startupGraceMs: flags.startupGrace ?? fromEnv("CUBE_STARTUP_GRACE", envDuration),
+    assignmentWindow: flags.assignmentWindow ?? fromEnv("CUBE_ASSIGNMENT_WINDOW", parseWindow),
   };
   let handle: ManagerHandle;
   try {
@@ -117,6 +125,11 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
   io.stdout.write(`manager listening on ${handle.address} (data in ${options.dataDir})\n`);
   // The process runner owns the rest: it exits on SIGINT/SIGTERM after a graceful close.
   await new Promise<never>(() => {});
+}
+
+/** A window of at least one assignment. */
+function parseWindow(input: string): number {
+  return parseCount(input, 1_000_000, 1);
 }
 
 function envScheduler(value: string): SchedulerName {
