@@ -69,7 +69,7 @@ function sizes(ctx: BenchContext): Sizes {
     grpcTasks: o["grpc-tasks"] ?? o.tasks ?? (ctx.quick ? 2000 : 100_000),
     singleTasks: o["single-tasks"] ?? (ctx.quick ? 300 : 5000),
     batch: o.batch ?? (ctx.quick ? 250 : 5000),
-    inflight: o.inflight ?? 2,
+    inflight: o.inflight ?? 4,
     hosts: Math.max(1, Math.min(workers, o.hosts ?? (ctx.quick ? 1 : 4))),
     concurrency: o.concurrency ?? 256,
     connections: o.connections ?? 4,

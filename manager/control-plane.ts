@@ -55,6 +55,8 @@ export class ControlPlane {
   closed = false;
   #post: { promise: Promise<void>; fns: (() => void)[] } | undefined;
   readonly #timers = new Set<NodeJS.Timeout>();
+  /** Whether info lines are logged (read once: per-task lines are on the hot path). */
+  readonly #logInfo: boolean;
   /** Assignments whose decision is on disk: only those may go to a worker. */
   readonly #durable = new WeakSet<Assignment>();
 
@@ -63,6 +65,7 @@ export class ControlPlane {
     this.options = options;
     this.logger = logger;
     this.revision = revision;
+    this.#logInfo = logger.isLevelEnabled("info");
     this.hub = new EventHub(options.watchHistorySize, revision);
     this.placer = new Placer(options.scheduler);
   }
@@ -114,10 +117,13 @@ export class ControlPlane {
     this.tasks.add(entry);
     this.pending.set(id, entry);
     this.#record(entry, task, TaskEventType.CREATED, "accepted", now);
-    this.logger.info(
-      { task: id, taskName: spec.name || undefined, image: spec.image },
-      "task accepted",
-    );
+    // Guarded: the fields would be gathered for every task even with info off.
+    if (this.#logInfo) {
+      this.logger.info(
+        { task: id, taskName: spec.name || undefined, image: spec.image },
+        "task accepted",
+      );
+    }
     return entry;
   }
 
@@ -133,7 +139,7 @@ export class ControlPlane {
     entry.task = after;
     this.#account(entry, before, after);
     this.#record(entry, after, type, message, Date.now());
-    if (before.state !== after.state) {
+    if (before.state !== after.state && this.#logInfo) {
       this.logger.info(
         {
           task: after.id,

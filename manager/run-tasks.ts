@@ -1,11 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Task, TaskSpec } from "../gen/cube/v1/task_pb.js";
 import type { RunTaskRequest } from "../gen/cube/v1/task_service_pb.js";
+import { sameMessage } from "../lib/same-message.js";
 import { specField } from "../lib/task-codec.js";
 import type { ControlPlane } from "./control-plane.js";
 import { acceptTask, knownTask } from "./task-ops.js";
 import type { TaskEntry } from "./task-table.js";
-import { LIMITS, validateRunTask } from "./validate-spec.js";
+import { LIMITS, validateRunTask, validateTaskId } from "./validate-spec.js";
 
 /**
  * Runs a batch of tasks, all or none: every request is checked as RunTask checks it, and
@@ -32,12 +33,21 @@ export async function runTasks(
   const firstIndex = new Map<string, number>();
   // Replicas in one call carry equal specs: they share one object (and its encoding).
   const shared = new Map<string, TaskSpec>();
+  // The previous request's spec, checked: a replica equal to it needs no check or encoding.
+  let last: TaskSpec | undefined;
   let i = 0;
   try {
     for (; i < n; i++) {
       const request = requests[i] as RunTaskRequest;
-      const spec = validateRunTask(request);
       const id = request.id;
+      let spec: TaskSpec;
+      if (last && sameMessage(request.spec, last)) {
+        validateTaskId(id);
+        spec = last;
+      } else {
+        spec = share(shared, validateRunTask(request));
+        last = spec;
+      }
       if (id !== "") {
         const first = firstIndex.get(id);
         if (first !== undefined) {
@@ -45,8 +55,8 @@ export async function runTasks(
         }
         firstIndex.set(id, i);
       }
-      specs[i] = share(shared, spec);
-      known[i] = knownTask(cp, id, specs[i] as TaskSpec);
+      specs[i] = spec;
+      known[i] = knownTask(cp, id, spec);
     }
   } catch (error) {
     throw atRequest(error, i);

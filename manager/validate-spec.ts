@@ -43,12 +43,15 @@ function bad(field: string, message: string): never {
  * starts with the field path ("spec.ports[1].container_port: ..."). Nothing is normalised:
  * the spec is stored as given, so an idempotent retry compares equal.
  */
-export function validateRunTask(request: RunTaskRequest): TaskSpec {
-  if (request.id !== "") {
-    if (request.id.length > LIMITS.idLength || !ID.test(request.id)) {
-      bad("id", `1-${LIMITS.idLength} letters, digits, '-', '_' or '.'`);
-    }
+/** Checks a client-chosen task id (empty: the manager picks one); INVALID_ARGUMENT "id: …". */
+export function validateTaskId(id: string): void {
+  if (id !== "" && (id.length > LIMITS.idLength || !ID.test(id))) {
+    bad("id", `1-${LIMITS.idLength} letters, digits, '-', '_' or '.'`);
   }
+}
+
+export function validateRunTask(request: RunTaskRequest): TaskSpec {
+  validateTaskId(request.id);
   const spec = request.spec;
   if (!spec) bad("spec", "required");
   text("spec.name", spec.name, LIMITS.nameLength);
