@@ -81,6 +81,26 @@ export class Bytes {
 
   /** A string field even when empty (list elements, map entries). */
   stringAlways(fieldNo: number, value: string): this {
+    // Ids, names and reasons are short ASCII: copied by hand, without the two native calls.
+    const chars = value.length;
+    if (chars < 0x80) {
+      this.varint((fieldNo << 3) | 2);
+      this.#room(chars + 1);
+      const buf = this.#buf;
+      const at = this.#len + 1;
+      let i = 0;
+      for (; i < chars; i++) {
+        const c = value.charCodeAt(i);
+        if (c > 0x7f) break;
+        buf[at + i] = c;
+      }
+      if (i === chars) {
+        buf[at - 1] = chars;
+        this.#len = at + chars;
+        return this;
+      }
+      this.#len -= varintSize((fieldNo << 3) | 2);
+    }
     const n = Buffer.byteLength(value);
     this.varint((fieldNo << 3) | 2).varint(n);
     this.#room(n);

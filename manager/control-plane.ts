@@ -1,12 +1,10 @@
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
-  DesiredState,
   type Task,
   type TaskEvent,
   TaskEventType,
-  TaskSchema,
   type TaskSpec,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
@@ -16,6 +14,7 @@ import type { Logger } from "../lib/logger.js";
 import { holdsResources, stateName } from "../lib/task-state.js";
 import { ChangeFeed } from "./change-feed.js";
 import { EventHub } from "./event-hub.js";
+import { newTask } from "./new-task.js";
 import type { ResolvedOptions } from "./options.js";
 import { Placer } from "./placement.js";
 import { prewiredTasks } from "./prewired.js";
@@ -104,15 +103,7 @@ export class ControlPlane {
   createTask(id: string, spec: TaskSpec): TaskEntry {
     const revision = ++this.revision;
     const now = Date.now();
-    const task = create(TaskSchema, {
-      id,
-      spec,
-      desiredState: DesiredState.RUNNING,
-      state: TaskState.PENDING,
-      reason: "waiting to be scheduled",
-      revision,
-      createdAt: timestampFromMs(now),
-    });
+    const task = newTask(id, spec, revision, now);
     const entry: TaskEntry = { task, createdRevision: revision, request: requestOf(task) };
     this.tasks.add(entry);
     this.pending.set(id, entry);
