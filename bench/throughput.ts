@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { create, toJson } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { TaskEventType, TaskSpecSchema, TaskState } from "../gen/cube/v1/task_pb.js";
-import type { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { type TaskService, TaskView } from "../gen/cube/v1/task_service_pb.js";
 import { type Child, spawnChild } from "./children.js";
 import { tempDir } from "./cleanup.js";
 import {
@@ -340,6 +340,8 @@ async function oneRun(
           times.fill(Date.now(), from, from + n);
           await (clients[b % clients.length] as Client<typeof TaskService>).runTasks({
             requests: Array.from({ length: n }, (_, k) => ({ id: `${prefix}${from + k}`, spec })),
+            // As `cube run --count` asks: ids and states back, not the specs just sent.
+            view: TaskView.BASIC,
           });
         });
       } else {

@@ -1,7 +1,7 @@
 import type { UnknownField } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import type { Task } from "../gen/cube/v1/task_pb.js";
-import { delimitedTask } from "../lib/task-codec.js";
+import { delimitedTask, taskRest } from "../lib/task-codec.js";
 import { Bytes } from "../lib/wire.js";
 
 /*
@@ -14,13 +14,21 @@ import { Bytes } from "../lib/wire.js";
 
 /**
  * Unknown fields that put `tasks` on the wire as the repeated (or singular) Task field
- * `fieldNo`: set them as a message's `$unknown` and leave the field itself empty.
+ * `fieldNo`: set them as a message's `$unknown` and leave the field itself empty. Without
+ * `withSpec`, each task goes without its spec (TaskView BASIC).
  */
-export function prewiredTasks(fieldNo: number, tasks: readonly Task[]): UnknownField[] {
+export function prewiredTasks(
+  fieldNo: number,
+  tasks: readonly Task[],
+  withSpec = true,
+): UnknownField[] {
   return tasks.map((task) => ({
     no: fieldNo,
     wireType: WireType.LengthDelimited,
-    data: delimitedTask(new Bytes(256), task).finish(),
+    data: (withSpec
+      ? delimitedTask(new Bytes(256), task)
+      : new Bytes(160).delimited(taskRest(task))
+    ).finish(),
   }));
 }
 

@@ -1,6 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { TaskState } from "../gen/cube/v1/task_pb.js";
-import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { TaskService, TaskView } from "../gen/cube/v1/task_service_pb.js";
 import type { ControlPlane } from "./control-plane.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 import { isBinary, prewiredTasks } from "./prewired.js";
@@ -22,12 +22,15 @@ export function taskServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => 
       },
       async runTasks(req, ctx) {
         const tasks = await runTasks(cp, req.requests);
-        if (!isBinary(ctx.requestHeader.get("content-type"))) return { tasks };
+        const withSpec = req.view !== TaskView.BASIC;
+        if (!isBinary(ctx.requestHeader.get("content-type"))) {
+          return { tasks: withSpec ? tasks : tasks.map((task) => ({ ...task, spec: undefined })) };
+        }
         // Thousands of tasks: encoded by the hand codec (see prewired.ts).
         return {
           $typeName: "cube.v1.RunTasksResponse",
           tasks: [],
-          $unknown: prewiredTasks(1, tasks),
+          $unknown: prewiredTasks(1, tasks, withSpec),
         };
       },
       async getTask(req) {

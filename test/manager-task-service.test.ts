@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import test, { type ExecutionContext } from "ava";
 import {
   DesiredState,
@@ -10,7 +10,9 @@ import {
   type TaskSpecSchema,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
+import { TaskService, TaskView } from "../gen/cube/v1/task_service_pb.js";
 import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
+import { managerRoutes } from "../manager/routes.js";
 import { eventually, FakeWorker, type Harness, harness, spec } from "./manager-harness.js";
 
 type SpecInit = MessageInitShape<typeof TaskSpecSchema>;
@@ -312,6 +314,38 @@ function batch(n: number, prefix: string, init: SpecInit = {}) {
     spec: spec({ name: `n${i}`, ...init }),
   }));
 }
+
+test("RunTasks answers the full tasks by default, and without their specs in the BASIC view (binary and JSON)", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("w1", { capacity: { cpu: 64, memoryBytes: 64n << 30n } });
+  await w.connect(h.transport);
+  const json = createClient(
+    TaskService,
+    createRouterTransport(managerRoutes(h.cp), { transport: { useBinaryFormat: false } }),
+  );
+  for (const [format, client] of [
+    ["binary", h.tasks],
+    ["json", json],
+  ] as const) {
+    const full = await client.runTasks({ requests: batch(3, `full-${format}`) });
+    t.deepEqual(
+      full.tasks.map((x) => x.spec?.name),
+      ["n0", "n1", "n2"],
+      `${format}: specs by default`,
+    );
+    const basic = await client.runTasks({
+      requests: batch(3, `basic-${format}`),
+      view: TaskView.BASIC,
+    });
+    t.deepEqual(
+      basic.tasks.map((x) => [x.id, x.spec, x.state, x.workerId, x.generation]),
+      [0, 1, 2].map((i) => [`basic-${format}-${i}`, undefined, TaskState.SCHEDULED, "w1", 1n]),
+      `${format}: ids, states and placements, no specs`,
+    );
+    const stored = await client.getTask({ id: `basic-${format}-0` });
+    t.is(stored.task?.spec?.name, "n0", `${format}: the spec is stored all the same`);
+  }
+});
 
 test("RunTasks accepts a batch in order and schedules it in order", async (t) => {
   const h = await harness(t);

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
-import { RunTasksResponseSchema } from "../../gen/cube/v1/task_service_pb.js";
+import { RunTasksResponseSchema, TaskView } from "../../gen/cube/v1/task_service_pb.js";
 import { LIMITS } from "../../manager/validate-spec.js";
 import { buildSpec, givenSpecFlags, type RunFlags } from "../build-spec.js";
 import { CliError, usageError } from "../cli-error.js";
@@ -177,11 +177,13 @@ async function runCopies(
   request: TaskFile,
   opts: RunOptions,
 ): Promise<void> {
+  const json = outputFormat(opts) === "json";
   const answer = await clients.tasks.runTasks(
-    { requests: taskCopies(request, opts.count) },
+    // The table prints ids only: the specs just sent need not come back.
+    { requests: taskCopies(request, opts.count), view: json ? TaskView.FULL : TaskView.BASIC },
     { timeoutMs: CALL_TIMEOUT_MS },
   );
-  if (outputFormat(opts) === "json") {
+  if (json) {
     io.stdout.write(`${JSON.stringify(toJson(RunTasksResponseSchema, answer), null, 2)}\n`);
   } else {
     io.stdout.write(answer.tasks.map((task) => `${task.id}\n`).join(""));
