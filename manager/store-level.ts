@@ -51,8 +51,8 @@ function newBatch(): Batch {
 /**
  * The manager's {@link Store} on LevelDB (`level`), one process per directory.
  *
- * Group commit: every change queued while a write is in flight (or within the same event-loop
- * turn) goes into the next single `batch(..., {sync: true})`, so a thousand RunTasks cost one
+ * Group commit: every change queued while a write is in flight (or within the same synchronous
+ * run) goes into the next single `batch(..., {sync: true})`, so a thousand RunTasks cost one
  * fsync, not a thousand. A task written several times in one batch is written once.
  */
 export class LevelStore implements Store {
@@ -219,11 +219,16 @@ export class LevelStore implements Store {
     return this.#open;
   }
 
-  /** Starts a write at the end of this turn unless one is already in flight (it will follow). */
+  /**
+   * Starts a write once the current synchronous run ends, unless one is in flight (it will
+   * follow). Not at the end of the event-loop turn: four RunTasks calls read in one turn
+   * then waited for one commit together and were answered together, and their client,
+   * busy with four answers at once, left the manager idle (~20 % of the time).
+   */
   #kick(): void {
     if (this.#scheduled || this.#inflight) return;
     this.#scheduled = true;
-    setImmediate(() => this.#write());
+    queueMicrotask(() => this.#write());
   }
 
   #write(): void {
