@@ -12,6 +12,7 @@ import { WorkerSchema, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { type Assignment, AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../lib/logger.js";
 import { holdsResources, stateName } from "../lib/task-state.js";
+import { timestampLiteral } from "../lib/timestamp.js";
 import { ChangeFeed } from "./change-feed.js";
 import { EventHub } from "./event-hub.js";
 import { newTask } from "./new-task.js";
@@ -302,11 +303,7 @@ export class ControlPlane {
       $typeName: "cube.v1.TaskEvent",
       revision: task.revision,
       type,
-      time: {
-        $typeName: "google.protobuf.Timestamp",
-        seconds: BigInt(Math.floor(now / 1000)),
-        nanos: (now % 1000) * 1_000_000,
-      },
+      time: timestampLiteral(now),
       task,
       message,
     };

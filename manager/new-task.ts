@@ -5,6 +5,7 @@ import {
   type TaskSpec,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
+import { timestampLiteral } from "../lib/timestamp.js";
 
 /**
  * A task just accepted: PENDING, desired RUNNING, "waiting to be scheduled", created at
@@ -26,11 +27,7 @@ export function newTask(id: string, spec: TaskSpec, revision: bigint, nowMs: num
     reason: "waiting to be scheduled",
     revision,
     health: HealthStatus.UNSPECIFIED,
-    createdAt: {
-      $typeName: "google.protobuf.Timestamp",
-      seconds: BigInt(Math.floor(nowMs / 1000)),
-      nanos: (nowMs % 1000) * 1_000_000,
-    },
+    createdAt: timestampLiteral(nowMs),
     generation: 0n,
   };
 }

@@ -1,6 +1,6 @@
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { HealthStatus, TaskEventType, TaskState } from "../gen/cube/v1/task_pb.js";
 import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
+import { timestampLiteral } from "../lib/timestamp.js";
 import type { ControlPlane } from "./control-plane.js";
 import type { Amounts } from "./scheduler/types.js";
 import type { TaskEntry } from "./task-table.js";
@@ -24,7 +24,7 @@ export function assignAttempt(
       workerId: worker.id,
       generation: entry.task.generation + 1n,
       restartCount,
-      scheduledAt: timestampFromMs(Date.now()),
+      scheduledAt: timestampLiteral(Date.now()),
       containerId: "",
       ports: [],
       exitCode: undefined,

@@ -2,6 +2,7 @@ import { create, equals } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import test from "ava";
 import { DesiredState, TaskSchema, TaskSpecSchema, TaskState } from "../gen/cube/v1/task_pb.js";
+import { timestampLiteral } from "../lib/timestamp.js";
 import { newTask } from "../manager/new-task.js";
 
 test("newTask is the message create(TaskSchema) makes, field for field", (t) => {
@@ -21,4 +22,10 @@ test("newTask is the message create(TaskSchema) makes, field for field", (t) => 
   // Same keys too: a field Task gains (and create() fills in) must be added to the literal.
   t.deepEqual(Object.keys(literal).sort(), Object.keys(reflective).sort());
   t.deepEqual({ ...literal }, { ...reflective });
+});
+
+test("timestampLiteral is the Timestamp timestampFromMs makes", (t) => {
+  for (const ms of [0, 1, 999, 1000, 1_795_000_000_123, 1_795_000_000_999]) {
+    t.deepEqual({ ...timestampLiteral(ms) }, { ...timestampFromMs(ms) }, String(ms));
+  }
 });
