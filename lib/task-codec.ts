@@ -37,9 +37,10 @@ export function taskRest(task: Task): Uint8Array {
     .timestamp(15, task.startedAt)
     .timestamp(16, task.finishedAt)
     .uint(17, task.generation)
-    .finish()
-    // Kept as long as the snapshot: a copy, not a view of a shared memory pool.
-    .slice();
+    // Kept as long as the snapshot, as a view of a pool chunk it shares with the encodings
+    // made around it (a copy would cost an ArrayBuffer each). It always was a view: the
+    // `.slice()` that stood here is Buffer's, which does not copy.
+    .finish();
   rests.set(task, bytes);
   return bytes;
 }
@@ -48,7 +49,7 @@ export function taskRest(task: Task): Uint8Array {
 export function specField(spec: TaskSpec): Uint8Array {
   let field = specFields.get(spec);
   if (!field) {
-    field = new Bytes(256).field(2, encodeSpec(spec)).finish().slice();
+    field = new Bytes(256).field(2, encodeSpec(spec)).finish();
     specFields.set(spec, field);
   }
   return field;

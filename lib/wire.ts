@@ -140,8 +140,9 @@ export class Bytes {
 
   /**
    * The bytes written so far: a view of this buffer, not a copy (most encodings are
-   * written into another buffer at once). Copy it (`.slice()`) to keep it: a view holds
-   * on to the memory pool it was cut from.
+   * written into another buffer at once). A view kept holds on to the memory it was cut
+   * from — for a small Bytes, an 8 KiB chunk of Node's pool shared with other encodings.
+   * (`Buffer#slice` is a view too; `Uint8Array.prototype.slice.call(b)` copies.)
    */
   finish(): Uint8Array {
     return this.#buf.subarray(0, this.#len);
