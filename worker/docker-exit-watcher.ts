@@ -36,6 +36,8 @@ export class ExitWatcher {
   readonly #waiters = new Map<string, Waiter>();
   /** Containers Docker reported OOM-killed, for a die seen before inspect shows the exit. */
   readonly #oomKilled = new Set<string>();
+  /** Settles the waits of containers reported dead, one after another, in event order. */
+  #dieOrder: Promise<void> = Promise.resolve();
   #stream: Readable | undefined;
   #connecting: Promise<void> | undefined;
   #retryMs = 100;
@@ -141,41 +143,58 @@ export class ExitWatcher {
     if (!this.#waiters.has(id)) return;
     const code = Number(event.Actor?.Attributes?.exitCode ?? Number.NaN);
     const timeMs = event.time ? event.time * 1000 : Date.now();
-    void this.#check(id, Number.isNaN(code) ? undefined : { exitCode: code, timeMs });
+    // Inspected at once, all of them, but settled in the order the containers died: one
+    // inspect answered before an earlier one must not report its exit first.
+    const status = this.#exitStatus(
+      id,
+      Number.isNaN(code) ? undefined : { exitCode: code, timeMs },
+    );
+    this.#dieOrder = this.#dieOrder
+      .then(() => status)
+      .then((s) => {
+        if (s) this.#settle(id, s);
+      });
   }
 
-  /** Inspects a waited container; settles its wait when it has exited (or per the die event). */
-  async #check(id: string, died?: { exitCode: number; timeMs: number }): Promise<void> {
-    if (!this.#waiters.has(id)) return;
+  /** Inspects a waited container; settles its wait when it has exited. */
+  async #check(id: string): Promise<void> {
+    const status = await this.#exitStatus(id);
+    if (status) this.#settle(id, status);
+  }
+
+  /**
+   * How a waited container exited (from inspect, or per its die event when inspect lags or
+   * the container is already gone); undefined while it runs. Never rejects.
+   */
+  async #exitStatus(
+    id: string,
+    died?: { exitCode: number; timeMs: number },
+  ): Promise<ExitStatus | undefined> {
+    if (!this.#waiters.has(id)) return undefined;
     try {
       const info = await this.#docker.getContainer(id).inspect();
       const state = info.State;
       if (!state.Running && (state.Status === "exited" || state.Status === "dead")) {
         const finished = Date.parse(state.FinishedAt);
-        return this.#settle(id, {
+        return {
           exitCode: state.ExitCode,
           reason: exitReason(state.ExitCode, state.OOMKilled),
           finishedAtMs: Number.isNaN(finished) ? Date.now() : finished,
-        });
+        };
       }
     } catch (error) {
       if (isNotFound(error) && !died) {
-        return this.#settle(id, {
-          exitCode: -1,
-          reason: "container is gone",
-          finishedAtMs: Date.now(),
-        });
+        return { exitCode: -1, reason: "container is gone", finishedAtMs: Date.now() };
       }
       if (!died) this.#logger?.warn({ err: error, containerId: id }, "inspect after exit failed");
     }
     // The event is authoritative even when inspect lags or the container was removed at once.
-    if (died) {
-      this.#settle(id, {
-        exitCode: died.exitCode,
-        reason: exitReason(died.exitCode, this.#oomKilled.has(id)),
-        finishedAtMs: died.timeMs,
-      });
-    }
+    if (!died) return undefined;
+    return {
+      exitCode: died.exitCode,
+      reason: exitReason(died.exitCode, this.#oomKilled.has(id)),
+      finishedAtMs: died.timeMs,
+    };
   }
 
   #settle(id: string, status: ExitStatus): void {
