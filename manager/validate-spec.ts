@@ -38,11 +38,6 @@ function bad(field: string, message: string): never {
   throw new ConnectError(`${field}: ${message}`, Code.InvalidArgument);
 }
 
-/**
- * Checks a RunTask request and returns its spec, or throws INVALID_ARGUMENT whose message
- * starts with the field path ("spec.ports[1].container_port: ..."). Nothing is normalised:
- * the spec is stored as given, so an idempotent retry compares equal.
- */
 /** Checks a client-chosen task id (empty: the manager picks one); INVALID_ARGUMENT "id: …". */
 export function validateTaskId(id: string): void {
   if (id !== "" && (id.length > LIMITS.idLength || !ID.test(id))) {
@@ -50,6 +45,11 @@ export function validateTaskId(id: string): void {
   }
 }
 
+/**
+ * Checks a RunTask request and returns its spec, or throws INVALID_ARGUMENT whose message
+ * starts with the field path ("spec.ports[1].container_port: ..."). Nothing is normalised:
+ * the spec is stored as given, so an idempotent retry compares equal.
+ */
 export function validateRunTask(request: RunTaskRequest): TaskSpec {
   validateTaskId(request.id);
   const spec = request.spec;
