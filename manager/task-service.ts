@@ -5,6 +5,7 @@ import type { ControlPlane } from "./control-plane.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 import { isBinary, prewiredTasks } from "./prewired.js";
 import { runTasks } from "./run-tasks.js";
+import { wireRequests, withWireRunTasks } from "./run-tasks-wire.js";
 import { proxyTaskLogs } from "./task-logs.js";
 import { findTask, runTask, stopTask, taskEvents } from "./task-ops.js";
 import { watchTasks } from "./watch-tasks.js";
@@ -16,12 +17,12 @@ import { watchTasks } from "./watch-tasks.js";
  */
 export function taskServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
   return (router) =>
-    router.service(TaskService, {
+    router.service(withWireRunTasks(TaskService), {
       async runTask(req) {
         return { task: await runTask(cp, req) };
       },
       async runTasks(req, ctx) {
-        const tasks = await runTasks(cp, req.requests);
+        const tasks = await runTasks(cp, wireRequests(req));
         const withSpec = req.view !== TaskView.BASIC;
         if (!isBinary(ctx.requestHeader.get("content-type"))) {
           return { tasks: withSpec ? tasks : tasks.map((task) => ({ ...task, spec: undefined })) };
