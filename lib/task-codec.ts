@@ -12,13 +12,16 @@ import { Bytes } from "./wire.js";
  */
 
 const rests = new WeakMap<Task, Uint8Array>();
+/** Where taskRest writes before copying out: one buffer, not one per encoding. */
+const scratch = new Bytes(1024);
 const specFields = new WeakMap<TaskSpec, Uint8Array>();
 
 /** The task without its spec: Task's wire format, every field but 2. */
 export function taskRest(task: Task): Uint8Array {
   let bytes = rests.get(task);
   if (bytes) return bytes;
-  const out = new Bytes(128)
+  const out = scratch
+    .reset()
     .string(1, task.id)
     .uint(3, task.desiredState)
     .uint(4, task.state)
@@ -37,10 +40,9 @@ export function taskRest(task: Task): Uint8Array {
     .timestamp(15, task.startedAt)
     .timestamp(16, task.finishedAt)
     .uint(17, task.generation)
-    // Kept as long as the snapshot, as a view of a pool chunk it shares with the encodings
-    // made around it (a copy would cost an ArrayBuffer each). It always was a view: the
-    // `.slice()` that stood here is Buffer's, which does not copy.
-    .finish();
+    // Kept as long as the snapshot, in a slice of Node's pool cut to its size (its own
+    // ArrayBuffer would cost more than the bytes).
+    .copy();
   rests.set(task, bytes);
   return bytes;
 }

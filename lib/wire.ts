@@ -138,6 +138,26 @@ export class Bytes {
       .uint(2, nanos);
   }
 
+  /** Empties the buffer for another encoding (keeping its memory). */
+  reset(): this {
+    this.#len = 0;
+    return this;
+  }
+
+  /**
+   * The bytes written so far, copied to a buffer of their own size from Node's pool: for a
+   * Bytes reused through {@link reset}, whose memory the next encoding overwrites.
+   */
+  copy(): Uint8Array {
+    const n = this.#len;
+    const out = Buffer.allocUnsafe(n);
+    const buf = this.#buf;
+    // Most encodings are ~100 bytes: a loop beats the native copy's call.
+    if (n <= 256) for (let i = 0; i < n; i++) out[i] = buf[i] as number;
+    else buf.copy(out, 0, 0, n);
+    return out;
+  }
+
   /**
    * The bytes written so far: a view of this buffer, not a copy (most encodings are
    * written into another buffer at once). A view kept holds on to the memory it was cut
@@ -151,6 +171,8 @@ export class Bytes {
 
 /** Bytes of a varint (negative numbers take 10, as int64). */
 function varintSize(value: number | bigint): number {
+  // Seconds, revisions and generations are small bigints: counted as numbers.
+  if (typeof value === "bigint" && value >= 0n && value < 0x80000000n) value = Number(value);
   let v = typeof value === "bigint" ? BigInt.asUintN(64, value) : value;
   if (typeof v === "number") {
     if (v < 0) return 10;

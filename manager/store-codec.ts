@@ -40,9 +40,23 @@ export interface SharedSpec {
 export class Codec {
   /** A task record: the task, then the revisions of its events. */
   taskRecord(task: Task, revisions: readonly bigint[], rest?: Uint8Array): Uint8Array {
-    const out = delimitedTask(new Bytes(256), task, rest);
+    return this.#taskRecord(new Bytes(256), task, revisions, rest).finish();
+  }
+
+  /**
+   * The same, in a buffer the next call overwrites: for a value handed to LevelDB at once
+   * (a batch's put copies it into the batch, synchronously).
+   */
+  transientTaskRecord(task: Task, revisions: readonly bigint[], rest?: Uint8Array): Uint8Array {
+    return this.#taskRecord(this.#recordScratch.reset(), task, revisions, rest).finish();
+  }
+
+  readonly #recordScratch = new Bytes(4096);
+
+  #taskRecord(out: Bytes, task: Task, revisions: readonly bigint[], rest?: Uint8Array): Bytes {
+    delimitedTask(out, task, rest);
     for (const r of revisions) out.varint(r);
-    return out.finish();
+    return out;
   }
 
   /** Reads a task record, sharing equal specs through `specs` (replicas have equal specs). */
@@ -57,14 +71,28 @@ export class Codec {
     return { task: this.#readTask(bytes, specs), revisions };
   }
 
+  /** Where events are encoded before they are copied into their blob. */
+  readonly #scratch = new Bytes(1024);
+
   /** A TaskEvent whose task is `taskRest` (the task without its spec). */
   event(event: TaskEvent, taskRest: Uint8Array | undefined): Uint8Array {
-    const out = new Bytes(64 + (taskRest?.length ?? 0))
+    return this.#event(event, taskRest).copy();
+  }
+
+  /** Appends the event to `out` as a delimited record (an event blob's entry). */
+  delimitedEvent(out: Bytes, event: TaskEvent, taskRest: Uint8Array | undefined): void {
+    const bytes = this.#event(event, taskRest);
+    out.varint(bytes.length).raw(bytes.finish());
+  }
+
+  #event(event: TaskEvent, taskRest: Uint8Array | undefined): Bytes {
+    const out = this.#scratch
+      .reset()
       .uint(1, event.revision)
       .uint(2, event.type)
       .timestamp(3, event.time);
     if (taskRest) out.field(4, taskRest);
-    return out.string(5, event.message).finish();
+    return out.string(5, event.message);
   }
 
   readEvent(bytes: Uint8Array): TaskEvent {

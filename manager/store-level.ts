@@ -273,7 +273,7 @@ export class LevelStore implements Store {
     if (events.length > 0) {
       const blob = new Bytes(events.length * 160);
       for (const event of events) {
-        blob.delimited(this.#codec.event(event, event.task && taskRest(event.task)));
+        this.#codec.delimitedEvent(blob, event, event.task && taskRest(event.task));
       }
       const first = (events[0] as TaskEvent).revision;
       out.put(blobKey(first, first + BigInt(events.length - 1)), blob.finish());
@@ -286,7 +286,7 @@ export class LevelStore implements Store {
       }
       out.put(
         `t/${pad(createdRevision)}/${task.id}`,
-        this.#codec.taskRecord(task, revisions, taskRest(task)),
+        this.#codec.transientTaskRecord(task, revisions, taskRest(task)),
       );
     }
     for (const { worker, lastUpdateSeq } of batch.workers.values()) {
