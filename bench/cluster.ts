@@ -10,7 +10,7 @@ import { type TaskEvent, type TaskSpecSchema, TaskState } from "../gen/cube/v1/t
 import { TaskService, WatchTasksRequestSchema } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
-import { STREAM_WINDOW } from "../lib/flow-control.js";
+import { STREAM_WINDOW, WideWindowSessionManager } from "../lib/flow-control.js";
 import { type Child, spawnChild } from "./children.js";
 
 /** Manager settings passed as CUBE_* variables. */
@@ -91,12 +91,15 @@ export async function spawnWorker(
 
 /** A TaskService client on its own HTTP/2 connection. */
 export function taskClient(address: string): Client<typeof TaskService> {
+  const baseUrl = `http://${address}`;
+  const settings = { initialWindowSize: STREAM_WINDOW };
   return createClient(
     TaskService,
     createGrpcTransport({
-      baseUrl: `http://${address}`,
+      baseUrl,
       pingIntervalMs: 5000,
-      nodeOptions: { settings: { initialWindowSize: STREAM_WINDOW } },
+      nodeOptions: { settings },
+      sessionManager: new WideWindowSessionManager(baseUrl, { pingIntervalMs: 5000 }, { settings }),
     }),
   );
 }

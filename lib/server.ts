@@ -7,6 +7,15 @@ import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
 import { registerReflection } from "./reflection.js";
 
+/**
+ * Answers are never compressed: cube's traffic stays on loopback and LANs, where gzip costs
+ * more CPU than it saves in time; and connect-node compresses through Node's async zlib,
+ * whose chunks each wait for a turn of the event loop — on a busy manager, a RunTasks
+ * answer of 5,000 tasks took ~0.5 s to leave. (gRPC's own servers do not compress unless
+ * told to either.)
+ */
+const NO_COMPRESSION = Number.MAX_SAFE_INTEGER;
+
 /** What {@link startServer} needs. */
 export interface ServerOptions {
   /** host:port to listen on; port 0 picks a free one. */
@@ -45,6 +54,8 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const { host, port } = parseListen(options.listen);
   const health = new HealthState();
   const handler = connectNodeAdapter({
+    // Answers go uncompressed (compressed requests are still read; see NO_COMPRESSION).
+    compressMinBytes: NO_COMPRESSION,
     routes(router) {
       options.routes(router);
       registerHealth(router, health);
