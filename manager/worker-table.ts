@@ -4,6 +4,7 @@ import type { NodeMetrics, TaskMetrics } from "../gen/cube/v1/metrics_pb.js";
 import { ResourcesSchema } from "../gen/cube/v1/task_pb.js";
 import { type Worker, WorkerSchema, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import type { Assignment } from "../gen/cube/v1/worker_service_pb.js";
+import { memoryNumbers } from "./scheduler/numbers.js";
 import type { Amounts, NodeView } from "./scheduler/types.js";
 import type { WorkerConnection } from "./worker-connection.js";
 
@@ -20,6 +21,9 @@ type MutableNodeView = { -readonly [K in keyof NodeView]: NodeView[K] } & {
   capacity: MutableAmounts;
   allocated: MutableAmounts;
 };
+
+/** The one object a view's {@link NodeView.memory} points to while its amounts are exact. */
+type MutableMemory = { capacity: number; allocated: number };
 
 /**
  * One worker as the manager tracks it: its stored identity, its live connection, the tasks
@@ -49,6 +53,7 @@ export class WorkerEntry {
   downTimer: NodeJS.Timeout | undefined;
   /** What the scheduler sees; the same object across calls, updated in place. */
   readonly view: NodeView;
+  readonly #memory: MutableMemory = { capacity: 0, allocated: 0 };
   #cpuMicros = 0;
 
   constructor(record: Worker, lastUpdateSeq: bigint, status: WorkerStatus) {
@@ -64,6 +69,7 @@ export class WorkerEntry {
       allocated: { cpu: 0, memoryBytes: 0n, diskBytes: 0n },
       taskCount: 0,
       labels: record.labels,
+      memory: undefined,
     };
     this.view = view;
     this.setRecord(record);
@@ -102,6 +108,16 @@ export class WorkerEntry {
     view.capacity.cpu = record.capacity?.cpu ?? 0;
     view.capacity.memoryBytes = record.capacity?.memoryBytes ?? 0n;
     view.capacity.diskBytes = record.capacity?.diskBytes ?? 0n;
+    this.#syncMemory();
+  }
+
+  #syncMemory(): void {
+    const view = this.view as MutableNodeView;
+    view.memory = memoryNumbers(
+      view.capacity.memoryBytes,
+      view.allocated.memoryBytes,
+      this.#memory,
+    );
   }
 
   setStatus(status: WorkerStatus): void {
@@ -172,6 +188,7 @@ export class WorkerEntry {
     view.allocated.memoryBytes += sign === 1 ? amounts.memoryBytes : -amounts.memoryBytes;
     view.allocated.diskBytes += sign === 1 ? amounts.diskBytes : -amounts.diskBytes;
     view.taskCount = this.tasks.size;
+    this.#syncMemory();
   }
 }
 

@@ -10,6 +10,7 @@ import type { Client } from "@connectrpc/connect";
 import Docker from "dockerode";
 import type { Task } from "../gen/cube/v1/task_pb.js";
 import type { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { memoryNumbers } from "../manager/scheduler/numbers.js";
 import { removeLabelled } from "../worker/docker-remove-labelled.js";
 
 /** The local HTTP image built by `npm run setup` (busybox httpd on port 80, /health answers 200). */
@@ -93,6 +94,11 @@ export function nodeView(overrides: NodeViewOverrides = {}): NodeView {
     capacity: { cpu: 4, memoryBytes: 8n * 1024n ** 3n, diskBytes: 100n * 1024n ** 3n, ...capacity },
     allocated: { cpu: 0, memoryBytes: 0n, diskBytes: 0n, ...allocated },
   };
+}
+
+/** `node` with its memory amounts also as numbers, as the manager's worker table keeps them. */
+export function withMemoryNumbers(node: NodeView): NodeView {
+  return { ...node, memory: memoryNumbers(node.capacity.memoryBytes, node.allocated.memoryBytes) };
 }
 
 /** Every task the manager behind `client` lists, reading all pages. */

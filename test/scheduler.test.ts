@@ -19,7 +19,7 @@ import {
 } from "../manager/scheduler/index.js";
 import { formatBytes, formatCores } from "../manager/scheduler/reason.js";
 import { fitCost, TASK_WEIGHT } from "../manager/scheduler/resource-fit.js";
-import { nodeView } from "./fixtures.js";
+import { nodeView, withMemoryNumbers } from "./fixtures.js";
 
 const MiB = 1024n ** 2n;
 const GiB = 1024n ** 3n;
@@ -61,6 +61,9 @@ function check(t: import("ava").ExecutionContext, scheduler: Scheduler, c: Case)
   const fast = schedule(scheduler, c.task, snap);
   const stepwise = scheduleStepwise(scheduler, c.task, snap);
   t.deepEqual(fast, stepwise, "schedule() and the three steps disagree");
+  // The manager's views also carry their memory as numbers: the plan must not change.
+  const numbers = snapshot(c.nodes.map(withMemoryNumbers), c.cursor);
+  t.deepEqual(schedule(scheduler, c.task, numbers), fast, "memory as numbers changes the plan");
   if ("pending" in c.expect) {
     t.like(fast, { kind: "pending", reason: c.expect.pending, cursor: snap.cursor });
   } else {

@@ -8,7 +8,11 @@
  * means the node did not declare that dimension (the proto's "0 means no limit"), so it
  * is not limited there.
  */
+import { EXACT_BELOW, memoNumber } from "./numbers.js";
 import type { Candidates, NodeView, Snapshot, TaskRequest } from "./types.js";
+
+/** The task's memory request as a number (the same task is checked against every node). */
+const requestNumber = memoNumber();
 
 /**
  * Slack on cpu sums, in cores: allocated cpu is a sum of doubles, and 0.2 + 0.4 + 0.3 + 0.1
@@ -42,8 +46,16 @@ export function misfit(task: TaskRequest, node: NodeView): number {
   if (want.cpu > 0 && cap.cpu > 0 && used.cpu + want.cpu > cap.cpu + CPU_EPSILON) {
     mask |= MISFIT.cpu;
   }
-  if (want.memoryBytes > 0n && cap.memoryBytes > 0n) {
-    if (used.memoryBytes + want.memoryBytes > cap.memoryBytes) mask |= MISFIT.memory;
+  const wantMemory = want.memoryBytes;
+  if (wantMemory > 0n && cap.memoryBytes > 0n) {
+    const m = node.memory;
+    if (
+      m !== undefined && wantMemory < EXACT_BELOW
+        ? m.allocated + requestNumber(wantMemory) > m.capacity
+        : used.memoryBytes + wantMemory > cap.memoryBytes
+    ) {
+      mask |= MISFIT.memory;
+    }
   }
   if (want.diskBytes > 0n && cap.diskBytes > 0n) {
     if (used.diskBytes + want.diskBytes > cap.diskBytes) mask |= MISFIT.disk;

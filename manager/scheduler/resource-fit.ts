@@ -36,9 +36,12 @@ export function fitCost(task: TaskRequest, node: NodeView): number {
     dims++;
   }
   if (cap.memoryBytes > 0n) {
+    const m = node.memory;
     sum +=
-      (Number(used.memoryBytes) + requestNumber(want.memoryBytes)) /
-      capacityNumber(cap.memoryBytes);
+      m !== undefined
+        ? (m.allocated + requestNumber(want.memoryBytes)) / m.capacity
+        : (Number(used.memoryBytes) + requestNumber(want.memoryBytes)) /
+          capacityNumber(cap.memoryBytes);
     dims++;
   }
   const mean = dims > 0 && Number.isFinite(sum) ? sum / dims : 0;

@@ -28,6 +28,19 @@ export interface NodeView {
   /** Latest measured memory in use, bytes (undefined when no sample yet). */
   readonly memoryUsedBytes?: bigint;
   readonly labels: Readonly<Record<string, string>>;
+  /**
+   * capacity.memoryBytes and allocated.memoryBytes as numbers, when the caller keeps them
+   * ({@link memoryNumbers}): the scheduling loop looks at ~100 nodes a task, and a bigint
+   * sum is a heap allocation (300 MB of garbage per 100,000 placements). Absent, the
+   * scheduler reads the bigints; either way the plan is the same.
+   */
+  readonly memory?: MemoryNumbers;
+}
+
+/** A node's memory amounts as numbers, exact (see {@link NodeView.memory}). */
+export interface MemoryNumbers {
+  readonly capacity: number;
+  readonly allocated: number;
 }
 
 /** What the task asks for. */
