@@ -98,23 +98,45 @@ export function wireRequests(req: RunTasksRequest): RunTaskRequest[] {
   for (const { no, data } of unknown) {
     if (no !== 1) continue;
     try {
-      // fromBinary checked the framing of field 1, not what is inside.
-      const entry = new Reader(data).delimited();
-      const parsed = readRequest(entry);
-      if (!parsed) {
-        out.push(fromBinary(RunTaskRequestSchema, entry));
+      // Read in place, without a view per field: this runs 5,000 times a call.
+      const r = new Reader(data);
+      // fromBinary checked the framing of field 1 (data = length, message), not the inside.
+      r.small();
+      let specStart = -1;
+      let specEnd = -1;
+      let id: string | undefined;
+      let plain = true;
+      while (!r.done) {
+        const tag = r.small();
+        if (tag === 0x0a && specStart < 0) {
+          const n = r.small();
+          specStart = r.pos;
+          specEnd = specStart + n;
+          if (specEnd > data.length) throw new Error("truncated spec");
+          r.pos = specEnd;
+        } else if (tag === 0x12 && id === undefined) {
+          id = r.text(r.delimited());
+        } else {
+          plain = false;
+          break;
+        }
+      }
+      if (!plain) {
+        // Anything else (an unknown field, a field twice): the reflective reader, whole.
+        out.push(fromBinary(RunTaskRequestSchema, new Reader(data).delimited()));
         continue;
       }
       let spec: TaskSpec | undefined;
-      if (parsed.spec === undefined) spec = undefined;
-      else if (lastBytes && lastSpec && sameBytes(parsed.spec, lastBytes)) spec = lastSpec;
-      else {
+      if (specStart < 0) spec = undefined;
+      else if (lastBytes && lastSpec && sameRange(data, specStart, specEnd, lastBytes)) {
+        spec = lastSpec;
+      } else {
         // Once per distinct spec: the reflective reader, protobuf's merge rules and all.
-        spec = fromBinary(TaskSpecSchema, parsed.spec);
-        lastBytes = parsed.spec;
+        lastBytes = data.subarray(specStart, specEnd);
+        spec = fromBinary(TaskSpecSchema, lastBytes);
         lastSpec = spec;
       }
-      out.push({ $typeName: "cube.v1.RunTaskRequest", spec, id: parsed.id });
+      out.push({ $typeName: "cube.v1.RunTaskRequest", spec, id: id ?? "" });
     } catch (error) {
       throw new ConnectError(
         `requests[${out.length}]: cannot decode: ${(error as Error).message}`,
@@ -125,23 +147,9 @@ export function wireRequests(req: RunTasksRequest): RunTaskRequest[] {
   return out;
 }
 
-/** RunTaskRequest's two fields, or undefined for anything else. */
-function readRequest(bytes: Uint8Array): { spec: Uint8Array | undefined; id: string } | undefined {
-  const reader = new Reader(bytes);
-  // Throws on a truncated field: the caller answers INVALID_ARGUMENT.
-  let spec: Uint8Array | undefined;
-  let id: string | undefined;
-  while (!reader.done) {
-    const tag = reader.small();
-    if (tag === 0x0a && spec === undefined) spec = reader.delimited();
-    else if (tag === 0x12 && id === undefined) id = reader.text(reader.delimited());
-    else return undefined;
-  }
-  return { spec, id: id ?? "" };
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+/** Whether `data[start, end)` holds the bytes of `b`. */
+function sameRange(data: Uint8Array, start: number, end: number, b: Uint8Array): boolean {
+  if (end - start !== b.length) return false;
+  for (let i = 0; i < b.length; i++) if (data[start + i] !== b[i]) return false;
   return true;
 }

@@ -260,6 +260,22 @@ test("the store's hand encoder round-trips every field through fromBinary", (t) 
     t.is(response.tasks.length, 2);
     t.true(equals(TaskSchema, response.tasks[0] as Task, task));
     t.true(equals(TaskSchema, response.tasks[1] as Task, full));
+    // All of them in one unknown field, each after the first with its own tag; BASIC: no spec.
+    const basic = fromBinary(
+      RunTasksResponseSchema,
+      toBinary(RunTasksResponseSchema, {
+        ...create(RunTasksResponseSchema),
+        $unknown: prewiredTasks(1, [task, full, task], false),
+      }),
+    );
+    t.deepEqual(
+      basic.tasks.map((x) => [x.id, x.spec]),
+      [
+        [task.id, undefined],
+        [full.id, undefined],
+        [task.id, undefined],
+      ],
+    );
     const assignment = fromBinary(
       AssignmentSchema,
       toBinary(AssignmentSchema, {
