@@ -31,8 +31,7 @@ type MutableMemory = { capacity: number; allocated: number };
  * incrementally (O(1) per task change), never recomputed by scanning tasks.
  */
 export class WorkerEntry {
-  /** Stored identity: id, name, address, capacity, labels, version, registered_at. */
-  record: Worker;
+  #record: Worker;
   status: WorkerStatus;
   /** Highest TaskUpdate.seq persisted for this worker. */
   lastUpdateSeq: bigint;
@@ -57,7 +56,7 @@ export class WorkerEntry {
   #cpuMicros = 0;
 
   constructor(record: Worker, lastUpdateSeq: bigint, status: WorkerStatus) {
-    this.record = record;
+    this.#record = record;
     this.lastUpdateSeq = lastUpdateSeq;
     this.status = status;
     const view: MutableNodeView = {
@@ -95,13 +94,21 @@ export class WorkerEntry {
 
   /** The name people know it by, with its id when they differ. */
   get label(): string {
-    return this.record.name && this.record.name !== this.record.id
-      ? `${this.record.name} (${this.record.id})`
-      : this.record.id;
+    return this.#label;
+  }
+
+  /** Built once per record: every placement's event message names the worker. */
+  #label = "";
+
+  /** Stored identity: id, name, address, capacity, labels, version, registered_at. */
+  get record(): Worker {
+    return this.#record;
   }
 
   setRecord(record: Worker): void {
-    this.record = record;
+    this.#record = record;
+    this.#label =
+      record.name && record.name !== record.id ? `${record.name} (${record.id})` : record.id;
     const view = this.view as MutableNodeView;
     view.name = record.name;
     view.labels = record.labels;
