@@ -18,7 +18,6 @@ import { EventHub } from "./event-hub.js";
 import { newTask } from "./new-task.js";
 import type { ResolvedOptions } from "./options.js";
 import { Placer } from "./placement.js";
-import { prewiredTasks } from "./prewired.js";
 import { resumeAfterLoad } from "./recovery.js";
 import { pendingPass } from "./scheduling.js";
 import type { Store } from "./store.js";
@@ -210,15 +209,8 @@ export class ControlPlane {
       worker.inFlight.add(taskId);
     }
     worker.waiting.delete(taskId);
-    // The task goes prewired (see prewired.ts); the kept assignment keeps its task.
-    const value: Assignment = conn.binary
-      ? {
-          ...assignment,
-          task: undefined,
-          $unknown: prewiredTasks(2, assignment.task ? [assignment.task] : []),
-        }
-      : assignment;
-    conn.send({ case: "assignment", value });
+    // Encoded by hand on its way down (worker-wire.ts), the task from its cached bytes.
+    conn.send({ case: "assignment", value: assignment });
   }
 
   /**
