@@ -16,6 +16,7 @@ import { reconcile } from "./reconcile.js";
 import { workerDisconnected, workerDown } from "./recovery.js";
 import { applyHealth, applyProgress, applyUpdate } from "./task-updates.js";
 import { WorkerConnection } from "./worker-connection.js";
+import { wireRequest } from "./worker-requests-wire.js";
 import { WorkerEntry } from "./worker-table.js";
 
 const WORKER_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -38,7 +39,7 @@ export async function* workerStream(
     for await (const request of requests) {
       if (conn.ended) break;
       try {
-        onMessage(cp, conn, request);
+        onMessage(cp, conn, wireRequest(request));
       } catch (error) {
         // A bug of ours must not take the manager down with it: log, drop the stream.
         cp.logger.error({ err: error, worker: conn.workerId }, "worker message failed");

@@ -2,6 +2,7 @@ import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import type { ControlPlane } from "./control-plane.js";
 import { workerStream } from "./worker-protocol.js";
+import { withWireConnect } from "./worker-requests-wire.js";
 
 /**
  * The manager's WorkerService: the workers' Connect stream, and ListWorkers, GetWorker and
@@ -9,7 +10,7 @@ import { workerStream } from "./worker-protocol.js";
  */
 export function workerServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
   return (router) =>
-    router.service(WorkerService, {
+    router.service(withWireConnect(WorkerService), {
       connect(requests, ctx) {
         return workerStream(cp, requests, ctx);
       },
