@@ -6,10 +6,11 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Client } from "@connectrpc/connect";
+import type { Client, ServiceImpl } from "@connectrpc/connect";
 import Docker from "dockerode";
 import type { Task } from "../gen/cube/v1/task_pb.js";
-import type { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { file_cube_v1_task_service, TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { type Server, startServer } from "../lib/server.js";
 import { memoryNumbers } from "../manager/scheduler/numbers.js";
 import { removeLabelled } from "../worker/docker-remove-labelled.js";
 
@@ -111,4 +112,23 @@ export async function allTasks(client: Client<typeof TaskService>): Promise<Task
     token = page.nextPageToken;
   } while (token);
   return out;
+}
+
+/**
+ * A real server on 127.0.0.1:0 offering TaskService with the given methods (the others
+ * answer UNIMPLEMENTED), plus health and reflection; closed when the test ends.
+ */
+export async function serveTaskService(
+  t: { teardown(fn: () => unknown): void },
+  methods: Partial<ServiceImpl<typeof TaskService>>,
+): Promise<Server> {
+  const server = await startServer({
+    listen: "127.0.0.1:0",
+    files: [file_cube_v1_task_service],
+    routes(router) {
+      router.service(TaskService, methods);
+    },
+  });
+  t.teardown(() => server.close());
+  return server;
 }

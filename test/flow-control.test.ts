@@ -7,30 +7,18 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Http2SessionManager } from "@connectrpc/connect-node";
 import test from "ava";
 import { TaskSchema } from "../gen/cube/v1/task_pb.js";
-import {
-  file_cube_v1_task_service,
-  GetTaskRequestSchema,
-  GetTaskResponseSchema,
-  TaskService,
-} from "../gen/cube/v1/task_service_pb.js";
+import { GetTaskRequestSchema, GetTaskResponseSchema } from "../gen/cube/v1/task_service_pb.js";
 import { SESSION_WINDOW, WideWindowSessionManager } from "../lib/flow-control.js";
-import { type Server, startServer } from "../lib/server.js";
+import type { Server } from "../lib/server.js";
+import { serveTaskService } from "./fixtures.js";
 
 const BIG_REASON = "x".repeat(200_000);
 
 /** A server whose GetTask answers a task of ~200 KB (compressible to almost nothing). */
-async function serve(t: { teardown(fn: () => unknown): void }): Promise<Server> {
-  const server = await startServer({
-    listen: "127.0.0.1:0",
-    files: [file_cube_v1_task_service],
-    routes(router) {
-      router.service(TaskService, {
-        getTask: (req) => ({ task: create(TaskSchema, { id: req.id, reason: BIG_REASON }) }),
-      });
-    },
+function serve(t: { teardown(fn: () => unknown): void }): Promise<Server> {
+  return serveTaskService(t, {
+    getTask: (req) => ({ task: create(TaskSchema, { id: req.id, reason: BIG_REASON }) }),
   });
-  t.teardown(() => server.close());
-  return server;
 }
 
 /** The connection-level receive window of the session a request of `manager` went on. */

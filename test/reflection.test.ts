@@ -11,31 +11,23 @@ import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test from "ava";
 import { TaskSchema } from "../gen/cube/v1/task_pb.js";
-import { file_cube_v1_task_service, TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { grpcTransport } from "../lib/client.js";
-import { type Server, startServer } from "../lib/server.js";
+import type { Server } from "../lib/server.js";
+import { serveTaskService } from "./fixtures.js";
 
 const BUF = fileURLToPath(new URL("../node_modules/.bin/buf", import.meta.url));
 const run = promisify(execFile);
 
 /** A server offering TaskService, whose GetTask echoes the id (the rest is unimplemented). */
-async function serve(t: { teardown(fn: () => unknown): void }): Promise<Server> {
-  const server = await startServer({
-    listen: "127.0.0.1:0",
-    files: [file_cube_v1_task_service],
-    routes(router) {
-      router.service(TaskService, {
-        getTask(req) {
-          if (!req.id) throw new ConnectError("id is required", Code.InvalidArgument);
-          return { task: create(TaskSchema, { id: req.id }) };
-        },
-      });
+function serve(t: { teardown(fn: () => unknown): void }): Promise<Server> {
+  return serveTaskService(t, {
+    getTask(req) {
+      if (!req.id) throw new ConnectError("id is required", Code.InvalidArgument);
+      return { task: create(TaskSchema, { id: req.id }) };
     },
   });
-  t.teardown(() => server.close());
-  return server;
 }
 
 /** Runs `buf curl` over gRPC with prior-knowledge h2c; killed when the test ends. */
