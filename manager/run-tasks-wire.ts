@@ -1,20 +1,14 @@
-import {
-  create,
-  createFileRegistry,
-  type DescMessage,
-  type DescService,
-  fromBinary,
-} from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { type DescService, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type TaskSpec, TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
 import {
-  file_cube_v1_task_service,
   type RunTaskRequest,
   RunTaskRequestSchema,
   type RunTasksRequest,
+  RunTasksRequestSchema,
 } from "../gen/cube/v1/task_service_pb.js";
 import { Reader } from "../lib/wire.js";
+import { UNUSED_NUMBERS, wireTwin, withRequestsAs } from "./wire-twin.js";
 
 /*
  * RunTasks requests decoded by hand. A call of 5,000 replicas carries one spec 5,000 times,
@@ -27,60 +21,14 @@ import { Reader } from "../lib/wire.js";
  * before. Same wire format, same JSON: clients see no difference.
  */
 
-/** The twin's stand-in number for `requests`: the highest field number protobuf allows. */
-const JSON_ONLY = 536_870_911;
+/** The wire twin of RunTasksRequest (see above; wire-twin.ts). */
+export const RunTasksRequestWireSchema = wireTwin(RunTasksRequestSchema, {
+  1: UNUSED_NUMBERS[0],
+});
 
-const registry = createFileRegistry(
-  create(FileDescriptorProtoSchema, {
-    name: "cube/v1/run_tasks_wire.proto",
-    package: "cube.v1.wire",
-    dependency: ["cube/v1/task_service.proto"],
-    syntax: "proto3",
-    messageType: [
-      {
-        name: "RunTasksRequest",
-        field: [
-          {
-            name: "requests",
-            jsonName: "requests",
-            number: JSON_ONLY,
-            label: 3, // LABEL_REPEATED
-            type: 11, // TYPE_MESSAGE
-            typeName: ".cube.v1.RunTaskRequest",
-          },
-          {
-            name: "view",
-            jsonName: "view",
-            number: 2,
-            label: 1, // LABEL_OPTIONAL
-            type: 14, // TYPE_ENUM
-            typeName: ".cube.v1.TaskView",
-          },
-        ],
-      },
-    ],
-  }),
-  (name) => (name === file_cube_v1_task_service.proto.name ? file_cube_v1_task_service : undefined),
-);
-
-/** The wire twin of RunTasksRequest (see above). */
-export const RunTasksRequestWireSchema = registry.getMessage(
-  "cube.v1.wire.RunTasksRequest",
-) as DescMessage;
-
-/**
- * `service` with RunTasks reading its request through the twin; every other method as is.
- * The twin's fields have RunTasksRequest's names, so handlers keep its type.
- */
+/** `service` with RunTasks reading its requests through the twin; handlers keep its type. */
 export function withWireRunTasks<S extends DescService>(service: S): S {
-  const methods = service.methods.map((m) =>
-    m.name === "RunTasks" ? { ...m, input: RunTasksRequestWireSchema } : m,
-  );
-  return {
-    ...service,
-    methods,
-    method: Object.fromEntries(methods.map((m) => [m.localName, m])),
-  } as S;
+  return withRequestsAs(service, "RunTasks", RunTasksRequestWireSchema);
 }
 
 /**

@@ -1,14 +1,5 @@
-import {
-  clone,
-  create,
-  createFileRegistry,
-  type DescMessage,
-  type DescService,
-  fromBinary,
-  type UnknownField,
-} from "@bufbuild/protobuf";
+import { type DescService, fromBinary, type UnknownField } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { DescriptorProtoSchema, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PortBinding } from "../gen/cube/v1/task_pb.js";
 import {
@@ -16,12 +7,12 @@ import {
   AssignmentAckSchema,
   type ConnectRequest,
   ConnectRequestSchema,
-  file_cube_v1_worker_service,
   type TaskUpdate,
   TaskUpdateSchema,
 } from "../gen/cube/v1/worker_service_pb.js";
 import { readPort } from "../lib/spec-codec.js";
 import { Bytes, Reader } from "../lib/wire.js";
+import { UNUSED_NUMBERS, wireTwin, withRequestsAs } from "./wire-twin.js";
 
 /*
  * What comes up a binary worker stream, decoded by hand where it is hot: every task's
@@ -33,42 +24,16 @@ import { Bytes, Reader } from "../lib/wire.js";
  * Anything the hand reader does not expect goes to fromBinary.
  */
 
-/** Twin numbers of the hot fields: the top of protobuf's range, which no client uses. */
-const TWIN: Record<number, number> = { 2: 536_870_911, 4: 536_870_910, 9: 536_870_909 };
+/** The twin of ConnectRequest (see above; wire-twin.ts): update, assignment_ack, batch moved. */
+export const ConnectRequestWireSchema = wireTwin(ConnectRequestSchema, {
+  2: UNUSED_NUMBERS[0],
+  4: UNUSED_NUMBERS[1],
+  9: UNUSED_NUMBERS[2],
+});
 
-const twinProto = clone(DescriptorProtoSchema, ConnectRequestSchema.proto);
-for (const field of twinProto.field) field.number = TWIN[field.number] ?? field.number;
-
-const registry = createFileRegistry(
-  create(FileDescriptorProtoSchema, {
-    name: "cube/v1/worker_service_wire.proto",
-    package: "cube.v1.wire",
-    dependency: [file_cube_v1_worker_service.proto.name],
-    syntax: "proto3",
-    messageType: [twinProto],
-  }),
-  (name) =>
-    name === file_cube_v1_worker_service.proto.name ? file_cube_v1_worker_service : undefined,
-);
-
-/** The twin of ConnectRequest (see above). */
-export const ConnectRequestWireSchema = registry.getMessage(
-  "cube.v1.wire.ConnectRequest",
-) as DescMessage;
-
-/**
- * `service` with Connect reading its requests through the twin; every other method as is.
- * The twin's fields have ConnectRequest's names, so handlers keep its type.
- */
+/** `service` with Connect reading its requests through the twin; handlers keep its type. */
 export function withWireConnect<S extends DescService>(service: S): S {
-  const methods = service.methods.map((m) =>
-    m.name === "Connect" ? { ...m, input: ConnectRequestWireSchema } : m,
-  );
-  return {
-    ...service,
-    methods,
-    method: Object.fromEntries(methods.map((m) => [m.localName, m])),
-  } as S;
+  return withRequestsAs(service, "Connect", ConnectRequestWireSchema);
 }
 
 /**
