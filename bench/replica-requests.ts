@@ -14,7 +14,7 @@ import { Bytes } from "../lib/wire.js";
  * thread, while the manager waits for the call). Here the spec is encoded once and each
  * request is that encoding plus its id, carried as unknown fields of field 1: protobuf-es
  * writes unknown fields as they are, so the bytes on the wire are exactly those of the
- * plain message (test/replica-requests.test.ts compares them).
+ * plain message (test/run-tasks-wire.test.ts compares them).
  */
 
 /** RunTaskRequest field numbers (proto/cube/v1/task_service.proto). */

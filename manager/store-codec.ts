@@ -38,25 +38,20 @@ export interface SharedSpec {
  * test/manager-store.test.ts checks both against the generated schema.
  */
 export class Codec {
-  /** A task record: the task, then the revisions of its events. */
-  taskRecord(task: Task, revisions: readonly bigint[], rest?: Uint8Array): Uint8Array {
-    return this.#taskRecord(new Bytes(256), task, revisions, rest).finish();
-  }
+  /** Where task records are encoded before LevelDB copies them. */
+  readonly #recordScratch = new Bytes(4096);
+  /** Where events are encoded before they are copied into their blob. */
+  readonly #scratch = new Bytes(1024);
 
   /**
-   * The same, in a buffer the next call overwrites: for a value handed to LevelDB at once
-   * (a batch's put copies it into the batch, synchronously).
+   * A task record: the task, then the revisions of its events. Written in a buffer the next
+   * call overwrites: the value is handed to LevelDB at once (a batch's put copies it,
+   * synchronously).
    */
-  transientTaskRecord(task: Task, revisions: readonly bigint[], rest?: Uint8Array): Uint8Array {
-    return this.#taskRecord(this.#recordScratch.reset(), task, revisions, rest).finish();
-  }
-
-  readonly #recordScratch = new Bytes(4096);
-
-  #taskRecord(out: Bytes, task: Task, revisions: readonly bigint[], rest?: Uint8Array): Bytes {
-    delimitedTask(out, task, rest);
+  taskRecord(task: Task, revisions: readonly bigint[], rest?: Uint8Array): Uint8Array {
+    const out = delimitedTask(this.#recordScratch.reset(), task, rest);
     for (const r of revisions) out.varint(r);
-    return out;
+    return out.finish();
   }
 
   /** Reads a task record, sharing equal specs through `specs` (replicas have equal specs). */
@@ -70,9 +65,6 @@ export class Codec {
     while (!reader.done) revisions.push(reader.varint());
     return { task: this.#readTask(bytes, specs), revisions };
   }
-
-  /** Where events are encoded before they are copied into their blob. */
-  readonly #scratch = new Bytes(1024);
 
   /** A TaskEvent whose task is `taskRest` (the task without its spec). */
   event(event: TaskEvent, taskRest: Uint8Array | undefined): Uint8Array {

@@ -286,7 +286,7 @@ export class LevelStore implements Store {
       }
       out.put(
         `t/${pad(createdRevision)}/${task.id}`,
-        this.#codec.transientTaskRecord(task, revisions, taskRest(task)),
+        this.#codec.taskRecord(task, revisions, taskRest(task)),
       );
     }
     for (const { worker, lastUpdateSeq } of batch.workers.values()) {

@@ -1,8 +1,9 @@
-import { toBinary, type UnknownField } from "@bufbuild/protobuf";
+import { toBinary } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import { type ConnectResponse, ConnectResponseSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { delimitedTask } from "../lib/task-codec.js";
-import { Bytes, Reader } from "../lib/wire.js";
+import { Bytes } from "../lib/wire.js";
+import { asUnknown } from "./prewired.js";
 
 /*
  * What goes down a binary worker stream, encoded by hand. The reflective toBinary walked
@@ -73,15 +74,4 @@ export function wireResponse(messages: readonly Outbound[]): ConnectResponse {
     message: { case: undefined },
     $unknown: asUnknown(out.finish()),
   };
-}
-
-/**
- * Message bytes as unknown fields: the first field's tag, then everything after it as the
- * data (protobuf-es writes the tag, then the data as is: the same bytes).
- */
-function asUnknown(bytes: Uint8Array): UnknownField[] {
-  if (bytes.length === 0) return [];
-  const reader = new Reader(bytes);
-  const tag = reader.small();
-  return [{ no: tag >>> 3, wireType: tag & 7, data: bytes.subarray(reader.pos) }];
 }
