@@ -56,8 +56,12 @@ export class ControlPlane {
   readonly #timers = new Set<NodeJS.Timeout>();
   /** Whether info lines are logged (read once: per-task lines are on the hot path). */
   readonly #logInfo: boolean;
-  /** Assignments whose decision is on disk: only those may go to a worker. */
-  readonly #durable = new WeakSet<Assignment>();
+  /**
+   * Assignments whose decision is not on disk yet: those may not go to a worker. Kept as
+   * the few not yet durable rather than a WeakSet of the many that are: a weak table with
+   * an entry per placement cost the garbage collector more than the set costs.
+   */
+  readonly #notDurable = new Set<Assignment>();
 
   private constructor(store: Store, options: ResolvedOptions, logger: Logger, revision: bigint) {
     this.store = store;
@@ -163,10 +167,11 @@ export class ControlPlane {
         action === AssignmentAction.STOP ? durationFromMs(this.options.stopGraceMs) : undefined,
     };
     worker.unacked.set(task.id, assignment);
+    this.#notDurable.add(assignment);
     this.afterCommit(() => {
       // Superseded assignments are not sent; one sent before `registered` would break the
       // protocol, and the inventory reconcile resends what is missing anyway.
-      this.#durable.add(assignment);
+      this.#notDurable.delete(assignment);
       if (worker.unacked.get(task.id) === assignment) this.#dispatch(worker, task.id);
     });
   }
@@ -197,7 +202,7 @@ export class ControlPlane {
     const conn = worker.connection;
     const assignment = worker.unacked.get(taskId);
     // Not durable yet: its own commit callback dispatches it.
-    if (!conn?.registered || !assignment || !this.#durable.has(assignment)) {
+    if (!conn?.registered || !assignment || this.#notDurable.has(assignment)) {
       worker.waiting.delete(taskId);
       return;
     }
