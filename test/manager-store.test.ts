@@ -330,6 +330,23 @@ test("the store's hand decoder reads what fromBinary reads, and declines what it
   t.is(readTaskRest(new Uint8Array([((99 << 3) & 0x7f) | 0x80, 99 >> 4, 1])), undefined);
 });
 
+test("a snapshot's cached encoding stays with it: the next snapshot, made by spread, is encoded anew", (t) => {
+  const before = create(TaskSchema, { id: "t", state: TaskState.PENDING, revision: 1n });
+  const first = taskRest(before);
+  t.is(taskRest(before), first, "encoded once per snapshot");
+  const after: Task = { ...before, state: TaskState.SCHEDULED, workerId: "w", revision: 2n };
+  const back = fromBinary(TaskSchema, taskRest(after));
+  t.is(back.state, TaskState.SCHEDULED);
+  t.is(back.workerId, "w");
+  t.is(back.revision, 2n);
+  // The cache is invisible to what reads the message: keys, JSON, protobuf-es equality.
+  t.deepEqual(Object.keys(before), Object.keys(create(TaskSchema, {})));
+  t.true(equals(TaskSchema, before, fromBinary(TaskSchema, first)));
+  // A frozen snapshot cannot carry it: encoded each time, still right.
+  const frozen = Object.freeze({ ...after });
+  t.deepEqual(taskRest(frozen), taskRest(after));
+});
+
 test("the hand-written TaskSpec codec agrees with the generated one", (t) => {
   // A new field in these messages must be added to spec-codec.ts too.
   t.deepEqual(
