@@ -52,7 +52,8 @@ export class ControlPlane {
   /** Set while a pending pass is queued: new tasks then join the queue instead of jumping it. */
   passQueued = false;
   closed = false;
-  #post: { promise: Promise<void>; fns: (() => void)[] } | undefined;
+  /** What waits for the write in flight: events to publish, then callbacks, in order. */
+  #post: { promise: Promise<void>; events: TaskEvent[]; fns: (() => void)[] } | undefined;
   readonly #timers = new Set<NodeJS.Timeout>();
   /** Whether info lines are logged (read once: per-task lines are on the hot path). */
   readonly #logInfo: boolean;
@@ -227,18 +228,29 @@ export class ControlPlane {
     this.store.putWorker({ worker: worker.record, lastUpdateSeq: worker.lastUpdateSeq });
   }
 
-  /** Runs `fn` once everything recorded so far is durable (callbacks run in order). */
+  /**
+   * Runs `fn` once everything recorded so far is durable (callbacks run in order, after the
+   * events recorded before that commit are published).
+   */
   afterCommit(fn: () => void): void {
+    this.#postFor().fns.push(fn);
+  }
+
+  /**
+   * What runs once everything recorded so far is durable: the events are published first
+   * (in revision order), then the callbacks. Events are listed rather than wrapped in a
+   * callback each: two fewer objects per placement for the young generation to copy while
+   * a batch is in flight.
+   */
+  #postFor(): { events: TaskEvent[]; fns: (() => void)[] } {
     const promise = this.store.flush();
-    if (this.#post?.promise === promise) {
-      this.#post.fns.push(fn);
-      return;
-    }
-    const post = { promise, fns: [fn] };
+    if (this.#post?.promise === promise) return this.#post;
+    const post = { promise, events: [] as TaskEvent[], fns: [] as (() => void)[] };
     this.#post = post;
     promise.then(
       () => {
         if (this.#post === post) this.#post = undefined;
+        for (const e of post.events) this.hub.publish(e);
         for (const f of post.fns) f();
       },
       (error: Error) => {
@@ -246,6 +258,7 @@ export class ControlPlane {
         this.logger.fatal({ err: error }, "store write failed: changes are no longer acknowledged");
       },
     );
+    return post;
   }
 
   /** Resolves once everything recorded so far is durable; UNAVAILABLE when the store failed. */
@@ -306,7 +319,7 @@ export class ControlPlane {
     };
     this.store.putTask({ task, createdRevision: entry.createdRevision });
     this.store.putEvent(event);
-    this.afterCommit(() => this.hub.publish(event));
+    this.#postFor().events.push(event);
   }
 
   /** Keeps worker allocations, task sets and the pending queue in step with one change. */
