@@ -89,12 +89,18 @@ export async function spawnWorker(
   return Object.assign(child, { id, address: addressOf(child) });
 }
 
-/** A TaskService client on its own HTTP/2 connection. */
-export function taskClient(address: string): Client<typeof TaskService> {
+/**
+ * A TaskService client on its own HTTP/2 connection, through `service` (TaskService, or a
+ * variant reading some answers differently: bench/replica-requests.ts).
+ */
+export function taskClient(
+  address: string,
+  service: typeof TaskService = TaskService,
+): Client<typeof TaskService> {
   const baseUrl = `http://${address}`;
   const settings = { initialWindowSize: STREAM_WINDOW };
   return createClient(
-    TaskService,
+    service,
     createGrpcTransport({
       baseUrl,
       pingIntervalMs: 5000,

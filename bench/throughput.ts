@@ -32,7 +32,7 @@ import { BENCH_LABEL, type BenchContext } from "./context.js";
 import { runPool } from "./pool.js";
 import { machineCpu, procStats } from "./proc-stats.js";
 import { type Frame, topFrames } from "./profile-top.js";
-import { replicaRequests } from "./replica-requests.js";
+import { answeredTasks, CountingTaskService, replicaRequests } from "./replica-requests.js";
 import type { ScenarioOutcome } from "./result.js";
 import { medianOfRuns, percentile } from "./stats.js";
 
@@ -114,7 +114,7 @@ export async function throughput(ctx: BenchContext): Promise<ScenarioOutcome> {
     note:
       `${s.workers} hollow workers (real worker code — store, outbox, stream client, task runner — with the hollow driver; data on tmpfs) in ${s.hosts} child process(es) at nice ${NICE_HOLLOW} (they stand for other machines), ` +
       `each on its own gRPC stream to a manager process (data on disk, synced group commits); a fresh cluster for each measurement. ` +
-      `"RunTasks over gRPC": manager/main.ts, ${s.grpcTasks} tasks in RunTasks calls of ${s.batch}, ${s.inflight} in flight over ${s.connections} HTTP/2 connections (the client encodes the shared spec once per call: same bytes as the plain message); its baseline is the same cluster, just before, fed ${s.singleTasks} tasks by RunTask one call per task, ${s.concurrency} in flight (rate = calls answered/s; every answer is a durable placement), and the manager's CPU per task then. ` +
+      `"RunTasks over gRPC": manager/main.ts, ${s.grpcTasks} tasks in RunTasks calls of ${s.batch}, ${s.inflight} in flight over ${s.connections} HTTP/2 connections (the client encodes the shared spec once per call: same bytes as the plain message; it counts the tasks of each answer without decoding them); its baseline is the same cluster, just before, fed ${s.singleTasks} tasks by RunTask one call per task, ${s.concurrency} in flight (rate = calls answered/s; every answer is a durable placement), and the manager's CPU per task then. ` +
       `"in-process submit": ${s.tasks} tasks to the same manager parts (bench/manager-host.ts), handed to manager/run-tasks.ts inside the process in the same batches; its baseline is the same submit to a manager with no workers (tasks accepted and stored, left PENDING): the control plane and store alone. ` +
       "placements/s = tasks ÷ (last task SCHEDULED − first submit); latencies = manager event time of RUNNING − client submit time (one clock). " +
       "Manager RSS = VmHWM, CPU = utime+stime over the run, from /proc. " +
@@ -281,7 +281,7 @@ async function oneRun(
     );
 
     const clients: Client<typeof TaskService>[] = Array.from({ length: s.connections }, () =>
-      taskClient(m.address),
+      taskClient(m.address, CountingTaskService),
     );
     const first = clients[0] as Client<typeof TaskService>;
     const spec = { ...SPEC, labels: { [BENCH_LABEL]: ctx.runId } };
@@ -343,9 +343,13 @@ async function oneRun(
           // limits the figure (with the reflective encoder the manager waited for requests
           // ~20 % of the time). Ids and states come back, not the specs just sent.
           const ids = Array.from({ length: n }, (_, k) => `${prefix}${from + k}`);
-          await (clients[b % clients.length] as Client<typeof TaskService>).runTasks(
+          const answer = await (clients[b % clients.length] as Client<typeof TaskService>).runTasks(
             replicaRequests(spec, ids, TaskView.BASIC),
           );
+          // Counted, not decoded (CountingTaskService): same reason as the requests.
+          if (answeredTasks(answer) !== n) {
+            throw new Error(`RunTasks of ${n} tasks answered ${answeredTasks(answer)}`);
+          }
         });
       } else {
         const file = join(dir.path, "submitted.f64");

@@ -9,7 +9,7 @@ import { DescriptorProtoSchema, FileDescriptorProtoSchema } from "@bufbuild/prot
 
 /*
  * Wire twins: a request message read by the manager with some of its fields declared under
- * field numbers no client uses. In binary those fields then arrive as unknown fields — raw
+ * field numbers no client uses (or an answer read so by a benchmark client). In binary those fields then arrive as unknown fields — raw
  * bytes the manager decodes by hand, faster than the reflective fromBinary — while JSON,
  * which names fields, reads them as before. Used where thousands of messages a second
  * arrive: RunTasks requests (run-tasks-wire.ts) and worker streams
@@ -54,7 +54,27 @@ export function withRequestsAs<S extends DescService>(
   method: string,
   input: DescMessage,
 ): S {
-  const methods = service.methods.map((m) => (m.name === method ? { ...m, input } : m));
+  return withMethod(service, method, { input });
+}
+
+/**
+ * `service` with `method`'s answers read through `output` (for a client); every other method
+ * as is. The answers keep the real type's field names, with the moved fields left unread.
+ */
+export function withAnswersAs<S extends DescService>(
+  service: S,
+  method: string,
+  output: DescMessage,
+): S {
+  return withMethod(service, method, { output });
+}
+
+function withMethod<S extends DescService>(
+  service: S,
+  method: string,
+  change: { input?: DescMessage; output?: DescMessage },
+): S {
+  const methods = service.methods.map((m) => (m.name === method ? { ...m, ...change } : m));
   return {
     ...service,
     methods,

@@ -1,7 +1,7 @@
 import { create, equals, fromBinary, fromJson, toBinary, toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import test from "ava";
-import { replicaRequests } from "../bench/replica-requests.js";
+import { answeredTasks, CountingTaskService, replicaRequests } from "../bench/replica-requests.js";
 import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
 import {
   RunTaskRequestSchema,
@@ -144,4 +144,25 @@ test("a service with the twin answers clients of the real contract, binary and J
       useBinaryFormat ? "binary" : "JSON",
     );
   }
+});
+
+test("the benchmark's counting client counts the tasks of an answer without decoding them", async (t) => {
+  const transport = createRouterTransport((router) =>
+    router.service(withWireRunTasks(TaskService), {
+      runTasks: (req) => ({ tasks: wireRequests(req).map((r) => ({ id: r.id, spec: r.spec })) }),
+    }),
+  );
+  const ids = ["a", "b", "c"];
+  const counted = await createClient(CountingTaskService, transport).runTasks(
+    replicaRequests(spec, ids),
+  );
+  t.is(counted.tasks.length, 0, "nothing decoded");
+  t.is(answeredTasks(counted), 3);
+  // The real contract's client decodes them all; the count is the same.
+  const decoded = await createClient(TaskService, transport).runTasks(replicaRequests(spec, ids));
+  t.is(answeredTasks(decoded), 3);
+  t.deepEqual(
+    decoded.tasks.map((task) => task.id),
+    ids,
+  );
 });
