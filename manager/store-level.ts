@@ -36,6 +36,13 @@ function blobRange(key: string): { first: bigint; last: bigint } {
 
 type ChainedBatch = ReturnType<Level<string, Uint8Array>["batch"]>;
 
+/** An event blob as read: the revisions it holds and its value. */
+interface EventBlob {
+  readonly first: bigint;
+  readonly last: bigint;
+  readonly value: Uint8Array;
+}
+
 interface Batch {
   readonly tasks: Map<string, TaskRecord>;
   readonly workers: Map<string, WorkerRecord>;
@@ -71,6 +78,13 @@ export class LevelStore implements Store {
   #oldest = 1n;
   #latest = 0n;
   #compacting: Promise<void> | undefined;
+  /**
+   * The blob read last. A watcher replaying the log pages through it 1,000 events at a
+   * time, and a blob holds a whole commit (10,000 events of a RunTasks batch, ~2.4 MB):
+   * read from LevelDB once per page, a replay of 300,000 events copied ~1.5 GB and took
+   * the manager's RSS from 0.7 to 2 GB.
+   */
+  #recentBlob: EventBlob | undefined;
 
   private constructor(dir: string, retention: number) {
     this.#dir = dir;
@@ -162,7 +176,7 @@ export class LevelStore implements Store {
       .filter((r) => r > afterRevision && r >= this.#oldest && r <= this.#latest)
       .slice(0, limit);
     const out: TaskEvent[] = [];
-    let blob: { first: bigint; last: bigint; value: Uint8Array } | undefined;
+    let blob: EventBlob | undefined;
     for (const revision of wanted) {
       if (!blob || revision > blob.last) blob = await this.#blobHolding(revision);
       if (!blob) continue;
@@ -174,17 +188,17 @@ export class LevelStore implements Store {
 
   async eventsAfter(afterRevision: bigint, limit: number): Promise<TaskEvent[]> {
     const out: TaskEvent[] = [];
-    const start = await this.#blobHolding(afterRevision + 1n);
-    const from = start ? blobKey(start.first, start.last) : `e/${pad(afterRevision + 1n)}`;
-    for await (const [key, value] of this.#db.iterator({ gte: from, lt: "e0" })) {
-      let revision = blobRange(key).first;
-      const reader = new Reader(value);
-      while (!reader.done && out.length < limit) {
+    // Blobs are contiguous: every revision up to the latest is in exactly one.
+    let next = afterRevision + 1n < this.#oldest ? this.#oldest : afterRevision + 1n;
+    while (out.length < limit && next <= this.#latest) {
+      const blob = await this.#blobHolding(next);
+      if (!blob) break;
+      const reader = new Reader(blob.value);
+      for (let revision = blob.first; !reader.done && out.length < limit; revision++) {
         const bytes = reader.delimited();
-        if (revision > afterRevision) out.push(this.#codec.readEvent(bytes));
-        revision++;
+        if (revision >= next) out.push(this.#codec.readEvent(bytes));
       }
-      if (out.length >= limit) break;
+      next = blob.last + 1n;
     }
     return out;
   }
@@ -200,15 +214,17 @@ export class LevelStore implements Store {
   }
 
   /** The blob whose range holds `revision`, if it is still kept. */
-  async #blobHolding(
-    revision: bigint,
-  ): Promise<{ first: bigint; last: bigint; value: Uint8Array } | undefined> {
+  async #blobHolding(revision: bigint): Promise<EventBlob | undefined> {
+    const recent = this.#recentBlob;
+    if (recent && recent.first <= revision && revision <= recent.last) return recent;
     const [entry] = await this.#db
       .iterator({ gt: "e/", lte: `e/${pad(revision)}-~`, reverse: true, limit: 1 })
       .all();
     if (!entry) return undefined;
     const range = blobRange(entry[0]);
-    return revision <= range.last ? { ...range, value: entry[1] } : undefined;
+    if (revision > range.last) return undefined;
+    this.#recentBlob = { ...range, value: entry[1] };
+    return this.#recentBlob;
   }
 
   #batch(): Batch {

@@ -102,6 +102,42 @@ test("LevelStore: everything written comes back after a reopen, in creation orde
   await store.close();
 });
 
+test("LevelStore: paging through the log crosses commits in order, each page where the last ended", async (t) => {
+  const dir = await tempDir(t);
+  const store = await LevelStore.open(dir);
+  t.teardown(() => store.close());
+  await store.load();
+  // Three group commits of five events: three blobs.
+  for (let r = 1n; r <= 15n; r++) {
+    const x = task(`t${r}`, r);
+    store.putTask({ task: x, createdRevision: r });
+    store.putEvent(event(x));
+    if (r % 5n === 0n) await store.flush();
+  }
+  for (const size of [1, 2, 4, 7, 100]) {
+    const seen: bigint[] = [];
+    for (let page = await store.eventsAfter(0n, size); page.length > 0; ) {
+      seen.push(...page.map((e) => e.revision));
+      page = await store.eventsAfter(page.at(-1)?.revision ?? 0n, size);
+    }
+    t.deepEqual(
+      seen,
+      Array.from({ length: 15 }, (_, i) => BigInt(i + 1)),
+      `pages of ${size}`,
+    );
+  }
+  // From the middle of a blob, and back to an earlier one (the blob read last is not the only one).
+  t.deepEqual(
+    (await store.eventsAfter(12n, 10)).map((e) => e.revision),
+    [13n, 14n, 15n],
+  );
+  t.deepEqual(
+    (await store.eventsAfter(2n, 4)).map((e) => e.revision),
+    [3n, 4n, 5n, 6n],
+  );
+  t.deepEqual(await store.eventsAfter(15n, 10), []);
+});
+
 test("LevelStore: a second process on the same directory gets a clear error", async (t) => {
   const dir = await tempDir(t);
   const store = await LevelStore.open(dir);
