@@ -103,8 +103,8 @@ export function taskClient(
     service,
     createGrpcTransport({
       baseUrl,
-      pingIntervalMs: 5000,
-      nodeOptions: { settings },
+      // Pings and HTTP/2 settings go to the session manager: the transport's own options
+      // for them only build its default one.
       sessionManager: new WideWindowSessionManager(baseUrl, { pingIntervalMs: 5000 }, { settings }),
     }),
   );

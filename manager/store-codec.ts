@@ -1,5 +1,4 @@
 import { fromBinary } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   type PortBinding,
   type Task,
@@ -11,6 +10,7 @@ import {
 } from "../gen/cube/v1/task_pb.js";
 import { decodeSpec, readPort } from "../lib/spec-codec.js";
 import { delimitedTask, knownSpecField } from "../lib/task-codec.js";
+import { readTimestamp } from "../lib/timestamp.js";
 import { Bytes, Reader } from "../lib/wire.js";
 
 /*
@@ -66,12 +66,10 @@ export class Codec {
     return { task: this.#readTask(bytes, specs), revisions };
   }
 
-  /** A TaskEvent whose task is `taskRest` (the task without its spec). */
-  event(event: TaskEvent, taskRest: Uint8Array | undefined): Uint8Array {
-    return this.#event(event, taskRest).copy();
-  }
-
-  /** Appends the event to `out` as a delimited record (an event blob's entry). */
+  /**
+   * Appends a TaskEvent whose task is `taskRest` (the task without its spec) to `out` as a
+   * delimited record (an event blob's entry).
+   */
   delimitedEvent(out: Bytes, event: TaskEvent, taskRest: Uint8Array | undefined): void {
     const bytes = this.#event(event, taskRest);
     out.varint(bytes.length).raw(bytes.finish());
@@ -180,9 +178,4 @@ export function readTaskRest(bytes: Uint8Array): Task | undefined {
     } else return undefined;
   }
   return task;
-}
-
-function readTimestamp(bytes: Uint8Array): Timestamp | undefined {
-  const t = Reader.secondsNanos(bytes);
-  return t && { $typeName: "google.protobuf.Timestamp", ...t };
 }

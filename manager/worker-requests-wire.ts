@@ -1,5 +1,4 @@
 import { type DescService, fromBinary, type UnknownField } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PortBinding } from "../gen/cube/v1/task_pb.js";
 import {
@@ -11,6 +10,7 @@ import {
   TaskUpdateSchema,
 } from "../gen/cube/v1/worker_service_pb.js";
 import { readPort } from "../lib/spec-codec.js";
+import { readTimestamp } from "../lib/timestamp.js";
 import { Bytes, Reader } from "../lib/wire.js";
 import { UNUSED_NUMBERS, wireTwin, withRequestsAs } from "./wire-twin.js";
 
@@ -150,12 +150,10 @@ function readUpdate(bytes: Uint8Array): TaskUpdate {
       case (8 << 3) | 2:
         u.reason = r.text(r.delimited());
         break;
-      case (9 << 3) | 2: {
-        const t = Reader.secondsNanos(r.delimited());
-        if (!t) return fromBinary(TaskUpdateSchema, bytes);
-        u.time = { $typeName: "google.protobuf.Timestamp", ...t } satisfies Timestamp;
+      case (9 << 3) | 2:
+        u.time = readTimestamp(r.delimited());
+        if (!u.time) return fromBinary(TaskUpdateSchema, bytes);
         break;
-      }
       default:
         return fromBinary(TaskUpdateSchema, bytes);
     }
