@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { create, toJson } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { TaskEventType, TaskSpecSchema, TaskState } from "../gen/cube/v1/task_pb.js";
-import { type TaskService, TaskView } from "../gen/cube/v1/task_service_pb.js";
+import { TaskService, TaskView } from "../gen/cube/v1/task_service_pb.js";
 import { type Child, spawnChild } from "./children.js";
 import { tempDir } from "./cleanup.js";
 import {
@@ -32,7 +32,6 @@ import { BENCH_LABEL, type BenchContext } from "./context.js";
 import { runPool } from "./pool.js";
 import { machineCpu, procStats } from "./proc-stats.js";
 import { type Frame, topFrames } from "./profile-top.js";
-import { answeredTasks, CountingTaskService, replicaRequests } from "./replica-requests.js";
 import type { ScenarioOutcome } from "./result.js";
 import { medianOfRuns, percentile } from "./stats.js";
 
@@ -281,7 +280,7 @@ async function oneRun(
     );
 
     const clients: Client<typeof TaskService>[] = Array.from({ length: s.connections }, () =>
-      taskClient(m.address, CountingTaskService),
+      taskClient(m.address, TaskService),
     );
     const first = clients[0] as Client<typeof TaskService>;
     const spec = { ...SPEC, labels: { [BENCH_LABEL]: ctx.runId } };
@@ -339,16 +338,16 @@ async function oneRun(
           const from = b * s.batch;
           const n = Math.min(s.batch, count - from);
           times.fill(Date.now(), from, from + n);
-          // The spec encoded once, not 5,000 times: the load generator must not be what
-          // limits the figure (with the reflective encoder the manager waited for requests
-          // ~20 % of the time). Ids and states come back, not the specs just sent.
-          const ids = Array.from({ length: n }, (_, k) => `${prefix}${from + k}`);
+          // As `cube run --count` sends them: ids and states come back, not the specs sent.
+          const requests = Array.from({ length: n }, (_, k) => ({
+            id: `${prefix}${from + k}`,
+            spec,
+          }));
           const answer = await (clients[b % clients.length] as Client<typeof TaskService>).runTasks(
-            replicaRequests(spec, ids, TaskView.BASIC),
+            { requests, view: TaskView.BASIC },
           );
-          // Counted, not decoded (CountingTaskService): same reason as the requests.
-          if (answeredTasks(answer) !== n) {
-            throw new Error(`RunTasks of ${n} tasks answered ${answeredTasks(answer)}`);
+          if (answer.tasks.length !== n) {
+            throw new Error(`RunTasks of ${n} tasks answered ${answer.tasks.length}`);
           }
         });
       } else {

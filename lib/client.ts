@@ -20,7 +20,8 @@ export function grpcTransport(
     baseUrl,
     pingIntervalMs: options.pingIntervalMs ?? 1000,
     pingTimeoutMs: PING_TIMEOUT_MS,
-    // connect-node 2.1.2 can crash on an idle ping after the server began shutting down.
-    pingIdleConnection: false,
+    // Idle connections are pinged too, so a CLI watch notices a dead manager. connect-node
+    // 2.3 no longer crashes on a ping racing a GOAWAY (test/client-transport.test.ts).
+    pingIdleConnection: true,
   });
 }

@@ -1,5 +1,4 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { Reader } from "./wire.js";
 
 /**
  * The Timestamp of `ms` (whole milliseconds since the epoch, not negative), the same message
@@ -27,9 +26,3 @@ export function timestampLiteral(ms: number): Timestamp {
  */
 let lastMs = -1;
 let last: Timestamp = { $typeName: "google.protobuf.Timestamp", seconds: 0n, nanos: 0 };
-
-/** A Timestamp message's bytes read by hand; undefined when they hold anything else. */
-export function readTimestamp(bytes: Uint8Array): Timestamp | undefined {
-  const t = Reader.secondsNanos(bytes);
-  return t && { $typeName: "google.protobuf.Timestamp", ...t };
-}

@@ -1,8 +1,7 @@
+import { equals } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Task, TaskSpec } from "../gen/cube/v1/task_pb.js";
+import { type Task, type TaskSpec, TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
 import type { RunTaskRequest } from "../gen/cube/v1/task_service_pb.js";
-import { sameMessage } from "../lib/same-message.js";
-import { specField } from "../lib/task-codec.js";
 import type { ControlPlane } from "./control-plane.js";
 import { acceptTask, knownTask } from "./task-ops.js";
 import type { TaskEntry } from "./task-table.js";
@@ -31,9 +30,10 @@ export async function runTasks(
   const specs: TaskSpec[] = new Array(n);
   const known: (TaskEntry | undefined)[] = new Array(n);
   const firstIndex = new Map<string, number>();
-  // Replicas in one call carry equal specs: they share one object (and its encoding).
-  const shared = new Map<string, TaskSpec>();
-  // The previous request's spec, checked: a replica equal to it needs no check or encoding.
+  // Replicas in one call carry equal specs, one after another: a request whose spec equals
+  // the previous one's is not checked again, and its task shares the checked spec object
+  // (a hundred thousand replicas keep one spec in memory, not a hundred thousand).
+  let lastSent: TaskSpec | undefined;
   let last: TaskSpec | undefined;
   let i = 0;
   try {
@@ -41,11 +41,12 @@ export async function runTasks(
       const request = requests[i] as RunTaskRequest;
       const id = request.id;
       let spec: TaskSpec;
-      if (last && sameMessage(request.spec, last)) {
+      if (last && lastSent && request.spec && equals(TaskSpecSchema, request.spec, lastSent)) {
         validateTaskId(id);
         spec = last;
       } else {
-        spec = share(shared, validateRunTask(request));
+        spec = validateRunTask(request);
+        lastSent = request.spec;
         last = spec;
       }
       if (id !== "") {
@@ -73,20 +74,6 @@ export async function runTasks(
     if (entry) tasks[j] = entry.task;
   }
   return tasks;
-}
-
-/**
- * The spec equal to `spec` already seen in this call, or `spec` itself. Keyed by its
- * encoding, which the store and the answer need anyway (so the key costs nothing): a
- * hundred thousand replicas keep one spec alive, not a hundred thousand.
- */
-function share(seen: Map<string, TaskSpec>, spec: TaskSpec): TaskSpec {
-  const field = specField(spec);
-  const key = Buffer.from(field.buffer, field.byteOffset, field.byteLength).toString("latin1");
-  const first = seen.get(key);
-  if (first) return first;
-  seen.set(key, spec);
-  return spec;
 }
 
 /** The error of one request, its message prefixed with where the request is in the batch. */

@@ -1,10 +1,17 @@
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Level } from "level";
-import type { TaskEvent } from "../gen/cube/v1/task_pb.js";
-import { type Worker, WorkerSchema } from "../gen/cube/v1/worker_pb.js";
+import {
+  EventBlobSchema,
+  TaskRecordSchema,
+  WorkerRecordSchema,
+} from "../gen/cube/store/v1/records_pb.js";
+import {
+  type Task,
+  type TaskEvent,
+  type TaskSpec,
+  TaskSpecSchema,
+} from "../gen/cube/v1/task_pb.js";
 import { type Deferred, deferred } from "../lib/deferred.js";
-import { taskRest } from "../lib/task-codec.js";
-import { Bytes, Reader } from "../lib/wire.js";
 import {
   DEFAULT_EVENT_RETENTION,
   type LoadedState,
@@ -12,14 +19,14 @@ import {
   type TaskRecord,
   type WorkerRecord,
 } from "./store.js";
-import { Codec, type SharedSpec } from "./store-codec.js";
 
 /*
- * Key layout (keys sort as strings; revisions are zero-padded to 20 digits):
- *   t/<created revision>/<task id>   → task record (see store-codec.ts): the Task and the
- *                                      revisions of its events; t/ iterates in creation order
- *   e/<first revision>-<last rev.>   → event blob: the events of one group commit
- *   w/<worker id>                    → 8-byte big-endian last update seq, then Worker
+ * Key layout (keys sort as strings; revisions are zero-padded to 20 digits). Every value is
+ * a message of proto/cube/store/v1/records.proto, encoded by protobuf-es:
+ *   t/<created revision>/<task id>   → TaskRecord: the Task and the revisions of its events;
+ *                                      t/ iterates in creation order
+ *   e/<first revision>-<last rev.>   → EventBlob: the events of one group commit
+ *   w/<worker id>                    → WorkerRecord: the Worker and its last update seq
  * Task and worker ids never contain "/" (the manager validates them).
  *
  * One blob per commit and the per-task event list inside the task record keep a placement
@@ -36,11 +43,11 @@ function blobRange(key: string): { first: bigint; last: bigint } {
 
 type ChainedBatch = ReturnType<Level<string, Uint8Array>["batch"]>;
 
-/** An event blob as read: the revisions it holds and its value. */
+/** An event blob as read: the revisions it holds and its events. */
 interface EventBlob {
   readonly first: bigint;
   readonly last: bigint;
-  readonly value: Uint8Array;
+  readonly events: readonly TaskEvent[];
 }
 
 interface Batch {
@@ -66,9 +73,6 @@ export class LevelStore implements Store {
   readonly #db: Level<string, Uint8Array>;
   readonly #dir: string;
   readonly #retention: number;
-  readonly #codec = new Codec();
-  /** Encoded worker records: the same record is stored again with every update's seq. */
-  readonly #workerBodies = new WeakMap<Worker, Uint8Array>();
   /** Revisions of each task's retained events (persisted inside its task record). */
   readonly #revisions = new Map<string, bigint[]>();
   #open: Batch | undefined;
@@ -123,14 +127,21 @@ export class LevelStore implements Store {
     this.#oldest = first ? blobRange(first).first : 1n;
     this.#latest = last ? blobRange(last).last : 0n;
     const tasks: TaskRecord[] = [];
-    // Replicas share specs: each distinct spec is decoded once (and the object shared).
-    const specs = new Map<string, SharedSpec>();
+    // Replicas, stored one after another, have equal specs: they share one object again.
+    let lastSpec: TaskSpec | undefined;
     const it = this.#db.iterator({ gt: "t/", lt: "t0" });
     try {
       for (let page = await it.nextv(2000); page.length > 0; page = await it.nextv(2000)) {
         for (const [key, value] of page) {
-          const { task, revisions } = this.#codec.readTaskRecord(value, specs);
-          this.#revisions.set(task.id, revisions);
+          const record = fromBinary(TaskRecordSchema, value);
+          const task = record.task;
+          if (!task) throw new Error(`store: task record ${key} holds no task`);
+          if (task.spec && lastSpec && equals(TaskSpecSchema, task.spec, lastSpec)) {
+            task.spec = lastSpec;
+          } else {
+            lastSpec = task.spec;
+          }
+          this.#revisions.set(task.id, record.eventRevisions);
           tasks.push({ createdRevision: BigInt(key.slice(2, 22)), task });
         }
       }
@@ -138,12 +149,10 @@ export class LevelStore implements Store {
       await it.close();
     }
     const workers: WorkerRecord[] = [];
-    for await (const [, value] of this.#db.iterator({ gt: "w/", lt: "w0" })) {
-      const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
-      workers.push({
-        lastUpdateSeq: view.getBigUint64(0),
-        worker: fromBinary(WorkerSchema, value.subarray(8)),
-      });
+    for await (const [key, value] of this.#db.iterator({ gt: "w/", lt: "w0" })) {
+      const record = fromBinary(WorkerRecordSchema, value);
+      if (!record.worker) throw new Error(`store: worker record ${key} holds no worker`);
+      workers.push({ lastUpdateSeq: record.lastUpdateSeq, worker: record.worker });
     }
     return { tasks, workers, revision: this.#latest };
   }
@@ -180,8 +189,8 @@ export class LevelStore implements Store {
     for (const revision of wanted) {
       if (!blob || revision > blob.last) blob = await this.#blobHolding(revision);
       if (!blob) continue;
-      const bytes = eventAt(blob.value, Number(revision - blob.first));
-      if (bytes) out.push(this.#codec.readEvent(bytes));
+      const event = blob.events[Number(revision - blob.first)];
+      if (event) out.push(event);
     }
     return out;
   }
@@ -193,10 +202,9 @@ export class LevelStore implements Store {
     while (out.length < limit && next <= this.#latest) {
       const blob = await this.#blobHolding(next);
       if (!blob) break;
-      const reader = new Reader(blob.value);
-      for (let revision = blob.first; !reader.done && out.length < limit; revision++) {
-        const bytes = reader.delimited();
-        if (revision >= next) out.push(this.#codec.readEvent(bytes));
+      for (const event of blob.events.slice(Number(next - blob.first))) {
+        if (out.length >= limit) break;
+        out.push(event);
       }
       next = blob.last + 1n;
     }
@@ -223,7 +231,7 @@ export class LevelStore implements Store {
     if (!entry) return undefined;
     const range = blobRange(entry[0]);
     if (revision > range.last) return undefined;
-    this.#recentBlob = { ...range, value: entry[1] };
+    this.#recentBlob = { ...range, events: fromBinary(EventBlobSchema, entry[1]).events };
     return this.#recentBlob;
   }
 
@@ -284,15 +292,11 @@ export class LevelStore implements Store {
   }
 
   #encode(batch: Batch, out: ChainedBatch): void {
-    // The snapshot an event recorded is often the task's latest: taskRest encodes it once.
     const events = batch.events;
     if (events.length > 0) {
-      const blob = new Bytes(events.length * 160);
-      for (const event of events) {
-        this.#codec.delimitedEvent(blob, event, event.task && taskRest(event.task));
-      }
+      const blob = create(EventBlobSchema, { events: events.map(withoutSpec) });
       const first = (events[0] as TaskEvent).revision;
-      out.put(blobKey(first, first + BigInt(events.length - 1)), blob.finish());
+      out.put(blobKey(first, first + BigInt(events.length - 1)), toBinary(EventBlobSchema, blob));
     }
     for (const { task, createdRevision } of batch.tasks.values()) {
       let revisions = this.#revisions.get(task.id) ?? [];
@@ -300,21 +304,12 @@ export class LevelStore implements Store {
         revisions = revisions.filter((r) => r >= this.#oldest);
         this.#revisions.set(task.id, revisions);
       }
-      out.put(
-        `t/${pad(createdRevision)}/${task.id}`,
-        this.#codec.taskRecord(task, revisions, taskRest(task)),
-      );
+      const record = create(TaskRecordSchema, { task, eventRevisions: revisions });
+      out.put(`t/${pad(createdRevision)}/${task.id}`, toBinary(TaskRecordSchema, record));
     }
     for (const { worker, lastUpdateSeq } of batch.workers.values()) {
-      let body = this.#workerBodies.get(worker);
-      if (!body) {
-        body = toBinary(WorkerSchema, worker);
-        this.#workerBodies.set(worker, body);
-      }
-      const value = new Uint8Array(8 + body.length);
-      new DataView(value.buffer).setBigUint64(0, lastUpdateSeq);
-      value.set(body, 8);
-      out.put(`w/${worker.id}`, value);
+      const record = create(WorkerRecordSchema, { worker, lastUpdateSeq });
+      out.put(`w/${worker.id}`, toBinary(WorkerRecordSchema, record));
     }
   }
 
@@ -345,12 +340,9 @@ export class LevelStore implements Store {
   }
 }
 
-/** The `index`-th event of a blob (revision = blob's first + index), without decoding the others. */
-function eventAt(blob: Uint8Array, index: number): Uint8Array | undefined {
-  const reader = new Reader(blob);
-  for (let i = 0; !reader.done; i++) {
-    const bytes = reader.delimited();
-    if (i === index) return bytes;
-  }
-  return undefined;
+/** The event with its task's spec left out (a spec never changes: readers fill it in). */
+function withoutSpec(event: TaskEvent): TaskEvent {
+  if (!event.task?.spec) return event;
+  const task: Task = { ...event.task, spec: undefined };
+  return { ...event, task };
 }

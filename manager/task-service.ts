@@ -3,9 +3,7 @@ import type { TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService, TaskView } from "../gen/cube/v1/task_service_pb.js";
 import type { ControlPlane } from "./control-plane.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
-import { isBinary, prewiredTasks } from "./prewired.js";
 import { runTasks } from "./run-tasks.js";
-import { wireRequests, withWireRunTasks } from "./run-tasks-wire.js";
 import { proxyTaskLogs } from "./task-logs.js";
 import { findTask, runTask, stopTask, taskEvents } from "./task-ops.js";
 import { watchTasks } from "./watch-tasks.js";
@@ -17,22 +15,14 @@ import { watchTasks } from "./watch-tasks.js";
  */
 export function taskServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
   return (router) =>
-    router.service(withWireRunTasks(TaskService), {
+    router.service(TaskService, {
       async runTask(req) {
         return { task: await runTask(cp, req) };
       },
-      async runTasks(req, ctx) {
-        const tasks = await runTasks(cp, wireRequests(req));
+      async runTasks(req) {
+        const tasks = await runTasks(cp, req.requests);
         const withSpec = req.view !== TaskView.BASIC;
-        if (!isBinary(ctx.requestHeader.get("content-type"))) {
-          return { tasks: withSpec ? tasks : tasks.map((task) => ({ ...task, spec: undefined })) };
-        }
-        // Thousands of tasks: encoded by the hand codec (see prewired.ts).
-        return {
-          $typeName: "cube.v1.RunTasksResponse",
-          tasks: [],
-          $unknown: prewiredTasks(1, tasks, withSpec),
-        };
+        return { tasks: withSpec ? tasks : tasks.map((task) => ({ ...task, spec: undefined })) };
       },
       async getTask(req) {
         const entry = findTask(cp, req.id);

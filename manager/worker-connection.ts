@@ -1,6 +1,5 @@
 import type { ConnectError } from "@connectrpc/connect";
 import type { ConnectResponse } from "../gen/cube/v1/worker_service_pb.js";
-import { wireResponse } from "./worker-wire.js";
 
 type Outbound = ConnectResponse["message"];
 
@@ -16,8 +15,6 @@ export class WorkerConnection {
   registered = false;
   /** The worker understands batches (Register.accepts_batch): a burst goes as one frame. */
   acceptsBatch = false;
-  /** The stream speaks binary protobuf (not JSON): messages go down hand-encoded. */
-  binary = true;
   /** When something was last sent down (for heartbeats). */
   lastSentMs = Date.now();
   #queue: Outbound[] = [];
@@ -59,11 +56,7 @@ export class WorkerConnection {
         if (this.#queue.length > 0) {
           const batch = this.#queue;
           this.#queue = [];
-          if (this.binary && this.acceptsBatch) {
-            yield wireResponse(batch);
-          } else if (this.binary) {
-            for (const message of batch) yield wireResponse([message]);
-          } else if (this.acceptsBatch && batch.length > 1) {
+          if (this.acceptsBatch && batch.length > 1) {
             yield pack(batch);
           } else {
             for (const message of batch) yield { $typeName: "cube.v1.ConnectResponse", message };

@@ -11,12 +11,10 @@ import {
   type Register,
 } from "../gen/cube/v1/worker_service_pb.js";
 import type { ControlPlane } from "./control-plane.js";
-import { isBinary } from "./prewired.js";
 import { reconcile } from "./reconcile.js";
 import { workerDisconnected, workerDown } from "./recovery.js";
 import { applyHealth, applyProgress, applyUpdate } from "./task-updates.js";
 import { WorkerConnection } from "./worker-connection.js";
-import { wireRequest } from "./worker-requests-wire.js";
 import { WorkerEntry } from "./worker-table.js";
 
 const WORKER_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -33,13 +31,12 @@ export async function* workerStream(
   ctx: HandlerContext,
 ): AsyncGenerator<ConnectResponse> {
   const conn = new WorkerConnection();
-  conn.binary = isBinary(ctx.requestHeader.get("content-type"));
   const timer = heartbeat(cp, conn);
   (async () => {
     for await (const request of requests) {
       if (conn.ended) break;
       try {
-        onMessage(cp, conn, wireRequest(request));
+        onMessage(cp, conn, request);
       } catch (error) {
         // A bug of ours must not take the manager down with it: log, drop the stream.
         cp.logger.error({ err: error, worker: conn.workerId }, "worker message failed");

@@ -2,7 +2,6 @@ import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import type { ControlPlane } from "./control-plane.js";
 import { workerStream } from "./worker-protocol.js";
-import { withWireConnect } from "./worker-requests-wire.js";
 
 /**
  * The manager's WorkerService: the workers' Connect stream, and ListWorkers, GetWorker and
@@ -10,7 +9,7 @@ import { withWireConnect } from "./worker-requests-wire.js";
  */
 export function workerServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
   return (router) =>
-    router.service(withWireConnect(WorkerService), {
+    router.service(WorkerService, {
       connect(requests, ctx) {
         return workerStream(cp, requests, ctx);
       },

@@ -2,7 +2,7 @@
 # cube's set-up, run by `npm run setup`, `npm test` and `npm run dev` before anything else.
 # On a Debian 12 machine, as root, it makes sure that:
 #   1. the npm dependencies are installed (npm ci, when node_modules is missing or older
-#      than package-lock.json);
+#      than package-lock.json), Node 24 LTS among them (the `node` package);
 #   2. Debian's docker.io, busybox-static and docker-registry are installed;
 #   3. a Docker engine answers (dockerd started in the background when none does);
 #   4. the test image cube/httpd:local is built and current (images/httpd/build.sh);
@@ -80,10 +80,13 @@ alive() {
 }
 
 # --- 0. Node ----------------------------------------------------------------------------
-command -v node >/dev/null || die "node is missing: install Node.js >= 20.19 (https://nodejs.org)"
+# The machine's Node only runs npm: cube itself runs on the Node 24 LTS that npm installs
+# into node_modules (the `node` package), which `npm run`, `npm test`, `npx cube` and
+# bin/cube.js use. npm 11 needs Node >= 20.17 to run.
+command -v node >/dev/null || die "node is missing: install Node.js >= 20.17 with npm (https://nodejs.org)"
 node -e 'const [a, b] = process.versions.node.split(".").map(Number);
-  process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' ||
-  die "Node.js $(node -p process.versions.node) is too old: install Node.js >= 20.19"
+  process.exit(a > 20 || (a === 20 && b >= 17) ? 0 : 1)' ||
+  die "Node.js $(node -p process.versions.node) is too old to run npm: install Node.js >= 20.17"
 
 # --- 1. npm dependencies ----------------------------------------------------------------
 # npm ci writes node_modules/.package-lock.json last: older than package-lock.json means
@@ -101,6 +104,14 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
   rm -f "$npm_log"
   ok
 fi
+
+# The project's own Node: the `node` package puts its binary in node_modules/.bin.
+project_node=node_modules/.bin/node
+[[ -x $project_node ]] || die "$project_node is missing after npm ci: remove node_modules and run \`npm run setup\` again"
+project_node_version=$("$project_node" -p process.versions.node) ||
+  die "$project_node does not run: remove node_modules and run \`npm run setup\` again"
+[[ $project_node_version == 24.* ]] ||
+  die "$project_node is Node $project_node_version, not 24: remove node_modules and run \`npm run setup\` again"
 
 # --- 2. Debian packages -----------------------------------------------------------------
 missing=()

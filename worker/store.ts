@@ -6,7 +6,6 @@ import { Level } from "level";
 import { type Task, TaskSchema } from "../gen/cube/v1/task_pb.js";
 import { type TaskUpdate, TaskUpdateSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { type Deferred, deferred } from "../lib/deferred.js";
-import { taskBytes } from "../lib/task-codec.js";
 
 /** Thrown when another process holds the data directory's LevelDB lock. */
 export class DataDirInUseError extends Error {
@@ -133,7 +132,7 @@ export class WorkerStore {
       ops.push({ key: prefix(OUTBOX) + seqKey(u.seq), value: toBinary(TaskUpdateSchema, u) });
     }
     for (const t of change.putTasks ?? []) {
-      ops.push({ key: prefix(TASKS) + t.id, value: taskBytes(t) });
+      ops.push({ key: prefix(TASKS) + t.id, value: toBinary(TaskSchema, t) });
     }
     for (const id of change.deleteTasks ?? []) ops.push({ key: prefix(TASKS) + id });
     return this.#enqueue(ops, true, change.lastSeq);
