@@ -10,7 +10,7 @@ import { type TaskEvent, type TaskSpecSchema, TaskState } from "../gen/cube/v1/t
 import { TaskService, WatchTasksRequestSchema } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
-import { STREAM_WINDOW, WideWindowSessionManager } from "../lib/flow-control.js";
+import { STREAM_WINDOW, WideWindowSessionManager } from "../lib/rpc/flow-control.js";
 import { type Child, spawnChild } from "./children.js";
 
 /** Manager settings passed as CUBE_* variables. */

@@ -6,7 +6,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type Docker from "dockerode";
 import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
-import { createOptions, publishedPorts } from "../worker/docker-container-spec.js";
+import { createOptions, publishedPorts } from "../worker/docker/container-spec.js";
 
 /** A container started the bare way. */
 export interface BareContainer {

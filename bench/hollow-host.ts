@@ -15,8 +15,8 @@
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { createLogger } from "../lib/logger.js";
-import { createHollowDriver } from "../worker/hollow-driver.js";
 import { startWorker, type WorkerHandle } from "../worker/index.js";
+import { createHollowDriver } from "./hollow-driver.js";
 import { windowProfiler } from "./window-profiler.js";
 
 const manager = process.env.BENCH_MANAGER ?? "";

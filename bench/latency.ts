@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import type { TaskEvent } from "../gen/cube/v1/task_pb.js";
-import { removeLabelled } from "../worker/docker-remove-labelled.js";
+import { removeLabelled } from "../worker/docker/remove-labelled.js";
 import { tempDir } from "./cleanup.js";
 import {
   currentRevision,

@@ -13,7 +13,7 @@ import { randomBytes } from "node:crypto";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
-import { removeLabelled } from "../worker/docker-remove-labelled.js";
+import { removeLabelled } from "../worker/docker/remove-labelled.js";
 import { cleanUp, deferCleanup } from "./cleanup.js";
 import { BENCH_CONTAINER_LABEL, type BenchContext } from "./context.js";
 import { latency } from "./latency.js";

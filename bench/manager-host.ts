@@ -26,11 +26,11 @@ import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
 import { RunTaskRequestSchema } from "../gen/cube/v1/task_service_pb.js";
 import { createLogger } from "../lib/logger.js";
-import { startServer } from "../lib/server.js";
+import { startServer } from "../lib/rpc/server.js";
+import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
 import { openControlPlane } from "../manager/index.js";
-import { MANAGER_FILES, managerRoutes } from "../manager/routes.js";
-import { runTasks } from "../manager/run-tasks.js";
-import { LevelStore } from "../manager/store-level.js";
+import { runTasks } from "../manager/rules/run-tasks.js";
+import { LevelStore } from "../manager/store/level-store.js";
 import { runPool } from "./pool.js";
 import { windowProfiler } from "./window-profiler.js";
 

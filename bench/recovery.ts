@@ -19,7 +19,7 @@ import {
   type TaskEvent,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
-import { removeLabelled } from "../worker/docker-remove-labelled.js";
+import { removeLabelled } from "../worker/docker/remove-labelled.js";
 import { tempDir } from "./cleanup.js";
 import {
   currentRevision,

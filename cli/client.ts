@@ -2,7 +2,7 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { grpcTransport } from "../lib/client.js";
+import { grpcTransport } from "../lib/rpc/client.js";
 
 /** Where `cube` looks for the manager when neither --manager nor CUBE_MANAGER says. */
 export const DEFAULT_MANAGER = "127.0.0.1:5555";

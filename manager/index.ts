@@ -1,14 +1,15 @@
 import { mkdir } from "node:fs/promises";
 import { createLogger, type Logger } from "../lib/logger.js";
-import { startServer } from "../lib/server.js";
-import { ControlPlane } from "./control-plane.js";
-import { type ManagerOptions, resolveOptions } from "./options.js";
-import { MANAGER_FILES, managerRoutes } from "./routes.js";
-import type { Store } from "./store.js";
-import { LevelStore } from "./store-level.js";
+import { startServer } from "../lib/rpc/server.js";
+import { MANAGER_FILES, managerRoutes } from "./api/routes.js";
+import { ControlPlane } from "./core/control-plane.js";
+import { type ManagerOptions, resolveOptions } from "./core/options.js";
+import { RULES } from "./rules/index.js";
+import { LevelStore } from "./store/level-store.js";
+import type { Store } from "./store/store.js";
 
-export type { ManagerOptions } from "./options.js";
-export { SCHEDULERS, type SchedulerName } from "./placement.js";
+export type { ManagerOptions } from "./core/options.js";
+export { SCHEDULERS, type SchedulerName } from "./core/placer.js";
 
 /** A running manager. */
 export interface ManagerHandle {
@@ -31,7 +32,7 @@ export async function openControlPlane(
   options: Omit<ManagerOptions, "dataDir"> = {},
 ): Promise<ControlPlane> {
   const logger = options.logger ?? createLogger("manager");
-  return ControlPlane.open(store, resolveOptions(options), logger);
+  return ControlPlane.open(store, resolveOptions(options), logger, RULES);
 }
 
 /**
@@ -46,7 +47,7 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
   const store = await LevelStore.open(options.dataDir, { eventRetention: resolved.eventRetention });
   let cp: ControlPlane;
   try {
-    cp = await ControlPlane.open(store, resolved, logger);
+    cp = await ControlPlane.open(store, resolved, logger, RULES);
   } catch (error) {
     await store.close().catch(() => undefined);
     throw error;

@@ -6,7 +6,7 @@
  * CUBE_ASSIGNMENT_WINDOW. Prints {"listening":"host:port"}
  * on stdout once it serves. `cube manager` is the command for people.
  */
-import type { SchedulerName } from "./placement.js";
+import type { SchedulerName } from "./core/placer.js";
 import { runManagerProcess } from "./process.js";
 
 function ms(name: string, what = "a number of milliseconds"): number | undefined {

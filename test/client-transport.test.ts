@@ -6,8 +6,8 @@
 import { createClient } from "@connectrpc/connect";
 import test from "ava";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { grpcTransport } from "../lib/client.js";
 import { createLogger } from "../lib/logger.js";
+import { grpcTransport } from "../lib/rpc/client.js";
 import { startManager } from "../manager/index.js";
 import { tempDir } from "./fixtures.js";
 import { spawnCube } from "./manager-process.js";

@@ -9,8 +9,8 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import test, { type ExecutionContext } from "ava";
 import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
 import { LogStream } from "../gen/cube/v1/task_service_pb.js";
-import { createDockerDriver } from "../worker/docker-driver.js";
-import { type ContainerRequest, DriverError, type LogChunk } from "../worker/driver.js";
+import { createDockerDriver } from "../worker/docker/driver.js";
+import { type ContainerRequest, DriverError, type LogChunk } from "../worker/tasks/driver.js";
 import {
   docker,
   fetchContainer,

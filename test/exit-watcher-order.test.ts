@@ -7,7 +7,7 @@
 import { PassThrough } from "node:stream";
 import test from "ava";
 import type Docker from "dockerode";
-import { ExitWatcher } from "../worker/docker-exit-watcher.js";
+import { ExitWatcher } from "../worker/docker/exit-watcher.js";
 
 function fakeDocker() {
   const events = new PassThrough();

@@ -10,9 +10,9 @@ import type { Client, ServiceImpl } from "@connectrpc/connect";
 import Docker from "dockerode";
 import type { Task } from "../gen/cube/v1/task_pb.js";
 import { file_cube_v1_task_service, TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { type Server, startServer } from "../lib/server.js";
+import { type Server, startServer } from "../lib/rpc/server.js";
 import { memoryNumbers } from "../manager/scheduler/numbers.js";
-import { removeLabelled } from "../worker/docker-remove-labelled.js";
+import { removeLabelled } from "../worker/docker/remove-labelled.js";
 
 /** The local HTTP image built by `npm run setup` (busybox httpd on port 80, /health answers 200). */
 export const HTTP_IMAGE = "cube/httpd:local";

@@ -8,8 +8,8 @@ import { Http2SessionManager } from "@connectrpc/connect-node";
 import test from "ava";
 import { TaskSchema } from "../gen/cube/v1/task_pb.js";
 import { GetTaskRequestSchema, GetTaskResponseSchema } from "../gen/cube/v1/task_service_pb.js";
-import { SESSION_WINDOW, WideWindowSessionManager } from "../lib/flow-control.js";
-import type { Server } from "../lib/server.js";
+import { SESSION_WINDOW, WideWindowSessionManager } from "../lib/rpc/flow-control.js";
+import type { Server } from "../lib/rpc/server.js";
 import { serveTaskService } from "./fixtures.js";
 
 const BIG_REASON = "x".repeat(200_000);

@@ -15,13 +15,13 @@ import {
   Protocol,
   TaskSpecSchema,
 } from "../gen/cube/v1/task_pb.js";
-import { createDockerDriver } from "../worker/docker-driver.js";
+import { createDockerDriver } from "../worker/docker/driver.js";
 import {
   HealthChecker,
   type HealthReport,
   healthCheckPort,
   resolveHealthCheck,
-} from "../worker/health-checker.js";
+} from "../worker/tasks/health-checker.js";
 import { fetchContainer, HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
 
 const fast = (path: string, threshold = 3, timeoutMs = 1000) =>

@@ -14,9 +14,9 @@ import {
   type HealthCheckResponse,
   HealthCheckResponse_ServingStatus as Status,
 } from "../gen/grpc/health/v1/health_pb.js";
-import { grpcTransport } from "../lib/client.js";
-import { HealthState, registerHealth } from "../lib/health.js";
-import { startServer } from "../lib/server.js";
+import { grpcTransport } from "../lib/rpc/client.js";
+import { HealthState, registerHealth } from "../lib/rpc/health.js";
+import { startServer } from "../lib/rpc/server.js";
 
 /** Reads the next message of a stream, failing after `ms` instead of hanging the test. */
 async function next(

@@ -8,7 +8,7 @@ import { TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
-import { grpcTransport } from "../lib/client.js";
+import { grpcTransport } from "../lib/rpc/client.js";
 import { allTasks, docker, HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
 import { eventually } from "./manager-harness.js";
 import { Cluster } from "./manager-process.js";

@@ -8,7 +8,7 @@ import { createClient } from "@connectrpc/connect";
 import test from "ava";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { grpcTransport } from "../lib/client.js";
+import { grpcTransport } from "../lib/rpc/client.js";
 import { allTasks, docker, requireDocker, tempDir } from "./fixtures.js";
 import { eventually } from "./manager-harness.js";
 import { Cluster } from "./manager-process.js";

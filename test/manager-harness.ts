@@ -21,12 +21,12 @@ import {
   WorkerService,
 } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger } from "../lib/logger.js";
-import type { ControlPlane } from "../manager/control-plane.js";
+import { managerRoutes } from "../manager/api/routes.js";
+import type { ControlPlane } from "../manager/core/control-plane.js";
+import type { ManagerOptions } from "../manager/core/options.js";
 import { openControlPlane } from "../manager/index.js";
-import type { ManagerOptions } from "../manager/options.js";
-import { managerRoutes } from "../manager/routes.js";
-import type { Store } from "../manager/store.js";
-import { MemoryStore } from "../manager/store-memory.js";
+import { MemoryStore } from "../manager/store/memory-store.js";
+import type { Store } from "../manager/store/store.js";
 
 type RequestInit = MessageInitShape<typeof ConnectRequestSchema>;
 

@@ -10,8 +10,13 @@ import {
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
 import { InventoryItemSchema } from "../gen/cube/v1/worker_service_pb.js";
-import { reconcile } from "../manager/reconcile.js";
-import { backoffMs, decideRestart, type EndKind, formatMs } from "../manager/restart-policy.js";
+import { reconcile } from "../manager/rules/reconcile.js";
+import {
+  backoffMs,
+  decideRestart,
+  type EndKind,
+  formatMs,
+} from "../manager/rules/restart-policy.js";
 
 function task(
   mode: RestartMode,

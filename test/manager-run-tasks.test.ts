@@ -7,7 +7,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test from "ava";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { grpcTransport } from "../lib/client.js";
+import { grpcTransport } from "../lib/rpc/client.js";
 import { allTasks, HTTP_IMAGE, tempDir } from "./fixtures.js";
 import { Cluster } from "./manager-process.js";
 

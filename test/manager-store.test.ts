@@ -12,8 +12,8 @@ import {
 } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerSchema } from "../gen/cube/v1/worker_pb.js";
-import { grpcTransport } from "../lib/client.js";
-import { LevelStore } from "../manager/store-level.js";
+import { grpcTransport } from "../lib/rpc/client.js";
+import { LevelStore } from "../manager/store/level-store.js";
 import { tempDir } from "./fixtures.js";
 import { spawnCube } from "./manager-process.js";
 

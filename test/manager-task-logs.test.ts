@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import test from "ava";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
 import { LogStream, TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { startServer } from "../lib/server.js";
+import { startServer } from "../lib/rpc/server.js";
 import { eventually, FakeWorker, type Harness, harness, spec } from "./manager-harness.js";
 
 /** A stand-in for a worker's own TaskService: TaskLogs echoes what it was asked. */

@@ -12,7 +12,7 @@ import {
 } from "../gen/cube/v1/task_pb.js";
 import { TaskService, TaskView } from "../gen/cube/v1/task_service_pb.js";
 import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
-import { managerRoutes } from "../manager/routes.js";
+import { managerRoutes } from "../manager/api/routes.js";
 import { eventually, FakeWorker, type Harness, harness, spec } from "./manager-harness.js";
 
 type SpecInit = MessageInitShape<typeof TaskSpecSchema>;

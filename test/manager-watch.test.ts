@@ -2,11 +2,11 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test from "ava";
 import { type TaskEvent, TaskEventType } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { grpcTransport } from "../lib/client.js";
-import { startServer } from "../lib/server.js";
-import { EventHub } from "../manager/event-hub.js";
-import { MANAGER_FILES, managerRoutes } from "../manager/routes.js";
-import { MemoryStore } from "../manager/store-memory.js";
+import { grpcTransport } from "../lib/rpc/client.js";
+import { startServer } from "../lib/rpc/server.js";
+import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
+import { EventHub } from "../manager/core/event-hub.js";
+import { MemoryStore } from "../manager/store/memory-store.js";
 import { eventually, harness, spec } from "./manager-harness.js";
 
 async function collect(

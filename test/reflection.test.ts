@@ -13,8 +13,8 @@ import test from "ava";
 import { TaskSchema } from "../gen/cube/v1/task_pb.js";
 import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { grpcTransport } from "../lib/client.js";
-import type { Server } from "../lib/server.js";
+import { grpcTransport } from "../lib/rpc/client.js";
+import type { Server } from "../lib/rpc/server.js";
 import { serveTaskService } from "./fixtures.js";
 
 const BUF = fileURLToPath(new URL("../node_modules/.bin/buf", import.meta.url));

@@ -6,8 +6,8 @@
 import { randomUUID } from "node:crypto";
 import test from "ava";
 import type Docker from "dockerode";
-import { createDockerDriver } from "../worker/docker-driver.js";
-import { DriverError, type PullProgress } from "../worker/driver.js";
+import { createDockerDriver } from "../worker/docker/driver.js";
+import { DriverError, type PullProgress } from "../worker/tasks/driver.js";
 import { docker, HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
 
 const REGISTRY = "127.0.0.1:5000";

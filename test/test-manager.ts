@@ -17,7 +17,7 @@ import {
   type TaskUpdate,
   WorkerService,
 } from "../gen/cube/v1/worker_service_pb.js";
-import { type Server, startServer } from "../lib/server.js";
+import { type Server, startServer } from "../lib/rpc/server.js";
 import { AsyncQueue } from "../worker/async-queue.js";
 
 type UpCase = NonNullable<ConnectRequest["message"]["case"]>;

@@ -12,7 +12,7 @@ import { MetricsService } from "../gen/cube/v1/metrics_pb.js";
 import { HealthStatus, TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
-import { grpcTransport } from "../lib/client.js";
+import { grpcTransport } from "../lib/rpc/client.js";
 import { docker, fetchContainer, HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
 import { TestManager } from "./test-manager.js";
 import { spawnWorker } from "./worker-process.js";

@@ -7,12 +7,12 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import test from "ava";
+import { createHollowDriver } from "../bench/hollow-driver.js";
 import { MetricsService, NodeMetricsSchema } from "../gen/cube/v1/metrics_pb.js";
 import { type Task, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { createHollowDriver } from "../worker/hollow-driver.js";
-import { workerRoutes } from "../worker/server.js";
-import { StatsFeed } from "../worker/stats-feed.js";
+import { workerRoutes } from "../worker/api/server.js";
+import { StatsFeed } from "../worker/stream/stats-feed.js";
 
 const WORKER = "w-1";
 

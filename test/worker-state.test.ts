@@ -7,12 +7,12 @@ import test from "ava";
 import { DesiredState, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { AsyncQueue } from "../worker/async-queue.js";
 import { backoffDelay } from "../worker/backoff.js";
-import type { ContainerInfo } from "../worker/driver.js";
 import { parseLabels } from "../worker/env.js";
-import { KeyedSerial } from "../worker/keyed-serial.js";
-import { Outbox } from "../worker/outbox.js";
-import { planRecovery } from "../worker/recover.js";
-import { DataDirInUseError, WorkerStore } from "../worker/store.js";
+import { DataDirInUseError, WorkerStore } from "../worker/store/worker-store.js";
+import { Outbox } from "../worker/stream/outbox.js";
+import type { ContainerInfo } from "../worker/tasks/driver.js";
+import { KeyedSerial } from "../worker/tasks/keyed-serial.js";
+import { planRecovery } from "../worker/tasks/recovery-plan.js";
 import { tempDir } from "./fixtures.js";
 
 const update = (taskId: string, state = TaskState.RUNNING) => ({

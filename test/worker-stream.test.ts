@@ -7,12 +7,12 @@
 import { connect, createServer as createNetServer, type Socket } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import test, { type ExecutionContext } from "ava";
+import { createHollowDriver } from "../bench/hollow-driver.js";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
 import { AssignmentAction, AssignmentSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger } from "../lib/logger.js";
-import type { Driver } from "../worker/driver.js";
-import { createHollowDriver } from "../worker/hollow-driver.js";
 import { startWorker } from "../worker/index.js";
+import type { Driver } from "../worker/tasks/driver.js";
 import { tempDir } from "./fixtures.js";
 import { TestManager } from "./test-manager.js";
 

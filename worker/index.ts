@@ -5,19 +5,19 @@ import { file_cube_v1_metrics } from "../gen/cube/v1/metrics_pb.js";
 import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
 import { StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger, type Logger } from "../lib/logger.js";
-import { parseListen, startServer } from "../lib/server.js";
-import { createDockerDriver } from "./docker-driver.js";
-import type { Driver } from "./driver.js";
-import { HealthChecker } from "./health-checker.js";
+import { parseListen, startServer } from "../lib/rpc/server.js";
+import { workerRoutes } from "./api/server.js";
+import { createDockerDriver } from "./docker/driver.js";
 import { defaultCapacity, NodeMetricsSampler } from "./node-metrics.js";
-import { Outbox } from "./outbox.js";
-import { workerRoutes } from "./server.js";
-import { StatsFeed } from "./stats-feed.js";
-import { WorkerStore } from "./store.js";
-import { StreamClient } from "./stream-client.js";
-import { TaskRunner } from "./task-runner.js";
+import { WorkerStore } from "./store/worker-store.js";
+import { Outbox } from "./stream/outbox.js";
+import { StatsFeed } from "./stream/stats-feed.js";
+import { StreamClient } from "./stream/stream-client.js";
+import type { Driver } from "./tasks/driver.js";
+import { HealthChecker } from "./tasks/health-checker.js";
+import { TaskRunner } from "./tasks/task-runner.js";
 
-export { DataDirInUseError } from "./store.js";
+export { DataDirInUseError } from "./store/worker-store.js";
 
 /** How to start a worker. */
 export interface WorkerOptions {

@@ -3,7 +3,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import { RunTasksResponseSchema, TaskView } from "../../gen/cube/v1/task_service_pb.js";
-import { LIMITS } from "../../manager/validate-spec.js";
+import { LIMITS } from "../../manager/rules/validate-spec.js";
 import { buildSpec, givenSpecFlags, type RunFlags } from "../build-spec.js";
 import { CliError, usageError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";

@@ -1,0 +1,22 @@
+/**
+ * Time as the manager's rules see it: now, and timers. Production uses {@link systemClock};
+ * tests pass a fake one (test/fake-clock.ts) and move time by hand instead of sleeping.
+ */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /** Runs `fn` once, `ms` from now; the handle cancels it. */
+  setTimeout(fn: () => void, ms: number): TimerHandle;
+  /** Cancels a timer (a no-op for one that ran or was cleared). */
+  clearTimeout(handle: TimerHandle): void;
+}
+
+/** A timer of a {@link Clock}: opaque to its users. */
+export type TimerHandle = { readonly __timer: unique symbol } | NodeJS.Timeout;
+
+/** The real clock: Date.now and Node's timers. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};

@@ -1,0 +1,70 @@
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { type TaskLogsResponse, TaskService } from "../../gen/cube/v1/task_service_pb.js";
+import { WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
+import { grpcTransport } from "../../lib/rpc/client.js";
+import type { ControlPlane } from "../core/control-plane.js";
+import { findTask } from "../rules/task-ops.js";
+
+/** One transport per worker address: HTTP/2 sessions are reused across log requests. */
+const transports = new Map<string, Transport>();
+
+function transportTo(address: string): Transport {
+  let t = transports.get(address);
+  if (!t) {
+    t = grpcTransport(address);
+    transports.set(address, t);
+  }
+  return t;
+}
+
+/**
+ * Streams a task's container output from the worker that runs it (its own
+ * TaskService.TaskLogs at the address it registered). FAILED_PRECONDITION when the task has
+ * no container yet; UNAVAILABLE naming the worker when it cannot be reached.
+ */
+export async function* proxyTaskLogs(
+  cp: ControlPlane,
+  request: { id: string; follow: boolean; tail: number },
+  signal: AbortSignal,
+): AsyncGenerator<TaskLogsResponse> {
+  const task = findTask(cp, request.id).task;
+  if (!task.workerId || !task.containerId) {
+    throw new ConnectError(
+      `task "${task.id}" has no container yet (it is ${task.workerId ? "being started" : "not placed"})`,
+      Code.FailedPrecondition,
+    );
+  }
+  const worker = cp.workers.get(task.workerId);
+  if (!worker?.record.address) {
+    throw new ConnectError(
+      `worker ${task.workerId} of task "${task.id}" has no known address`,
+      Code.FailedPrecondition,
+    );
+  }
+  const name = `worker ${worker.label} at ${worker.record.address}`;
+  if (worker.status === WorkerStatus.DOWN) {
+    throw new ConnectError(`${name} is DOWN: its logs cannot be read`, Code.Unavailable);
+  }
+  const client = createClient(TaskService, transportTo(worker.record.address));
+  try {
+    for await (const chunk of client.taskLogs(
+      { id: task.id, follow: request.follow, tail: request.tail },
+      { signal },
+    )) {
+      yield chunk;
+    }
+  } catch (error) {
+    if (signal.aborted) return;
+    const e = ConnectError.from(error);
+    // A worker that answered (NOT_FOUND, FAILED_PRECONDITION...) speaks for itself.
+    const reached = ![
+      Code.Unavailable,
+      Code.Unknown,
+      Code.Canceled,
+      Code.Aborted,
+      Code.Internal,
+    ].includes(e.code);
+    if (reached) throw e;
+    throw new ConnectError(`${name} is unreachable: ${e.rawMessage}`, Code.Unavailable);
+  }
+}

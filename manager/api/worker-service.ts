@@ -1,0 +1,44 @@
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { WorkerService } from "../../gen/cube/v1/worker_service_pb.js";
+import type { ControlPlane } from "../core/control-plane.js";
+import { workerStream } from "./worker-stream.js";
+
+/**
+ * The manager's WorkerService: the workers' Connect stream, and ListWorkers, GetWorker and
+ * WatchWorkers for people.
+ */
+export function workerServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
+  return (router) =>
+    router.service(WorkerService, {
+      connect(requests, ctx) {
+        return workerStream(cp, requests, ctx);
+      },
+      listWorkers() {
+        return { workers: [...cp.workers.all()].map((w) => w.toProto()) };
+      },
+      getWorker(req) {
+        const worker = cp.workers.find(req.id);
+        if (!worker) {
+          throw new ConnectError(
+            `worker "${req.id}" not found (give an id, or a name only one worker has)`,
+            Code.NotFound,
+          );
+        }
+        return { worker: worker.toProto() };
+      },
+      async *watchWorkers(_req, ctx) {
+        const sub = cp.workerFeed.subscribe();
+        try {
+          for (const w of cp.workers.all()) yield { worker: w.toProto() };
+          while (!ctx.signal.aborted) {
+            for (const id of await sub.changed(ctx.signal)) {
+              const w = cp.workers.get(id);
+              if (w) yield { worker: w.toProto() };
+            }
+          }
+        } finally {
+          sub.close();
+        }
+      },
+    });
+}

@@ -1,0 +1,389 @@
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  type Task,
+  type TaskEvent,
+  TaskEventType,
+  type TaskSpec,
+  TaskState,
+} from "../../gen/cube/v1/task_pb.js";
+import { WorkerSchema, WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
+import { type Assignment, AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
+import type { Clock, TimerHandle } from "../../lib/clock.js";
+import type { Logger } from "../../lib/logger.js";
+import { assertTransition, holdsResources, stateName } from "../../lib/task-state.js";
+import { timestampLiteral } from "../../lib/timestamp.js";
+import type { Store } from "../store/store.js";
+import { ChangeFeed } from "./change-feed.js";
+import { EventHub } from "./event-hub.js";
+import { newTask } from "./new-task.js";
+import type { ResolvedOptions } from "./options.js";
+import { Placer } from "./placer.js";
+import { requestOf, type TaskEntry, TaskTable } from "./task-table.js";
+import { WorkerEntry, WorkerTable } from "./worker-table.js";
+
+/**
+ * What the control plane asks of the rules above it (manager/rules/), handed in by whoever
+ * opens it: the core never imports a rule, so the layers stay one-way.
+ */
+export interface ControlPlaneRules {
+  /** One pass over the PENDING tasks, placing what fits now (capacity appeared). */
+  pendingPass(cp: ControlPlane): void;
+  /** Right after the stored state is loaded: start-up grace, restarts to schedule again. */
+  resume(cp: ControlPlane): void;
+}
+
+/**
+ * The manager's state and the one way to change it. Every task change goes through
+ * {@link ControlPlane.change}: a new immutable snapshot, one event with the next revision,
+ * incremental bookkeeping (worker allocations, pending queue), a queued store write, and —
+ * once that write is durable — the event published to watchers. Messages to workers are
+ * likewise sent only after the decision behind them is durable.
+ */
+export class ControlPlane {
+  readonly tasks = new TaskTable();
+  readonly workers = new WorkerTable();
+  /** PENDING tasks, oldest first (insertion order of the Map). */
+  readonly pending = new Map<string, TaskEntry>();
+  /** Entries with a restart timer running. */
+  readonly restarting = new Set<TaskEntry>();
+  readonly hub: EventHub;
+  /** Worker ids whose status, tasks or allocation changed (WatchWorkers). */
+  readonly workerFeed = new ChangeFeed();
+  /** Worker ids that sent a metrics sample (WatchMetrics). */
+  readonly metricsFeed = new ChangeFeed();
+  readonly placer: Placer;
+  readonly store: Store;
+  readonly options: ResolvedOptions;
+  readonly logger: Logger;
+  /** Revision of the last recorded event (durable or about to be). */
+  revision: bigint;
+  /** Set while a pending pass is queued: new tasks then join the queue instead of jumping it. */
+  passQueued = false;
+  closed = false;
+  /** What waits for the write in flight: events to publish, then callbacks, in order. */
+  #post: { promise: Promise<void>; events: TaskEvent[]; fns: (() => void)[] } | undefined;
+  readonly #timers = new Set<TimerHandle>();
+  /** The clock every rule reads time from (a fake one in tests). */
+  readonly clock: Clock;
+  readonly #rules: ControlPlaneRules;
+  /** Whether info lines are logged (read once: per-task lines are on the hot path). */
+  readonly #logInfo: boolean;
+  /**
+   * Assignments whose decision is not on disk yet: those may not go to a worker. Kept as
+   * the few not yet durable rather than a WeakSet of the many that are: a weak table with
+   * an entry per placement cost the garbage collector more than the set costs.
+   */
+  readonly #notDurable = new Set<Assignment>();
+
+  private constructor(
+    store: Store,
+    options: ResolvedOptions,
+    logger: Logger,
+    revision: bigint,
+    rules: ControlPlaneRules,
+  ) {
+    this.store = store;
+    this.options = options;
+    this.clock = options.clock;
+    this.#rules = rules;
+    this.logger = logger;
+    this.revision = revision;
+    this.#logInfo = logger.isLevelEnabled("info");
+    this.hub = new EventHub(options.watchHistorySize, revision);
+    this.placer = new Placer(options.scheduler);
+  }
+
+  /**
+   * Loads the stored state: every task and worker back in memory, the revision counter
+   * restored, then hands the control plane to `rules.resume` (start-up grace, restarts that
+   * were waiting out a back-off).
+   */
+  static async open(
+    store: Store,
+    options: ResolvedOptions,
+    logger: Logger,
+    rules: ControlPlaneRules,
+  ): Promise<ControlPlane> {
+    const started = performance.now();
+    const state = await store.load();
+    const cp = new ControlPlane(store, options, logger, state.revision, rules);
+    for (const { worker, lastUpdateSeq } of state.workers) {
+      cp.workers.add(new WorkerEntry(worker, lastUpdateSeq, WorkerStatus.DISCONNECTED));
+    }
+    for (const { task, createdRevision } of state.tasks) {
+      const entry: TaskEntry = { task, createdRevision, request: requestOf(task) };
+      cp.tasks.add(entry);
+      cp.#account(entry, undefined, task);
+    }
+    rules.resume(cp);
+    logger.info(
+      {
+        tasks: cp.tasks.size,
+        workers: cp.workers.size,
+        revision: String(cp.revision),
+        ms: Math.round(performance.now() - started),
+      },
+      "state loaded",
+    );
+    return cp;
+  }
+
+  /** Accepts a new task (PENDING, CREATED event). The caller then tries to place it. */
+  createTask(id: string, spec: TaskSpec): TaskEntry {
+    const revision = ++this.revision;
+    const now = this.clock.now();
+    const task = newTask(id, spec, revision, now);
+    const entry: TaskEntry = { task, createdRevision: revision, request: requestOf(task) };
+    this.tasks.add(entry);
+    this.pending.set(id, entry);
+    this.#record(entry, task, TaskEventType.CREATED, "accepted", now);
+    // Guarded: the fields would be gathered for every task even with info off.
+    if (this.#logInfo) {
+      this.logger.info(
+        { task: id, taskName: spec.name || undefined, image: spec.image },
+        "task accepted",
+      );
+    }
+    return entry;
+  }
+
+  /**
+   * Records a change of a task: a new snapshot (`patch` over the current one), an event of
+   * `type`, bookkeeping, persistence; the event is published once durable. Returns the new
+   * snapshot. A state move must be in the transition table (lib/task-state.ts): an illegal
+   * one throws before anything changes — a bug of the rule that asked for it. Rules build
+   * their patches with core/lifecycle.ts; updates from workers are checked before they get
+   * here (rules/task-updates.ts refuses and logs an illegal one).
+   */
+  change(entry: TaskEntry, patch: Partial<Task>, type: TaskEventType, message = ""): Task {
+    const before = entry.task;
+    if (patch.state !== undefined && patch.state !== before.state) {
+      assertTransition(before.state, patch.state);
+    }
+    const revision = ++this.revision;
+    const after: Task = { ...before, ...patch, revision };
+    entry.task = after;
+    this.#account(entry, before, after);
+    this.#record(entry, after, type, message, this.clock.now());
+    if (before.state !== after.state && this.#logInfo) {
+      this.logger.info(
+        {
+          task: after.id,
+          worker: after.workerId || undefined,
+          generation: Number(after.generation),
+          from: stateName(before.state),
+          to: stateName(after.state),
+          reason: after.reason || undefined,
+        },
+        `task ${stateName(after.state)}`,
+      );
+    }
+    return after;
+  }
+
+  /** Changes fields people read but no watcher needs (a pending reason, a container id): stored, no event. */
+  touch(entry: TaskEntry, patch: Partial<Task>): void {
+    entry.task = { ...entry.task, ...patch };
+    this.store.putTask({ task: entry.task, createdRevision: entry.createdRevision });
+  }
+
+  /** Sends (once durable) a RUN or STOP of `task` to `worker`, tracked until acknowledged. */
+  assign(worker: WorkerEntry, action: AssignmentAction, task: Task): void {
+    // A literal, not create(): this runs once per placement.
+    const assignment: Assignment = {
+      $typeName: "cube.v1.Assignment",
+      action,
+      task,
+      stopGrace:
+        action === AssignmentAction.STOP ? durationFromMs(this.options.stopGraceMs) : undefined,
+    };
+    worker.unacked.set(task.id, assignment);
+    this.#notDurable.add(assignment);
+    this.afterCommit(() => {
+      // Superseded assignments are not sent; one sent before `registered` would break the
+      // protocol, and the inventory reconcile resends what is missing anyway.
+      this.#notDurable.delete(assignment);
+      if (worker.unacked.get(task.id) === assignment) this.#dispatch(worker, task.id);
+    });
+  }
+
+  /** An assignment the worker applied; its room in the window goes to the next waiting. */
+  acknowledged(worker: WorkerEntry, taskId: string, generation: bigint, action: AssignmentAction) {
+    const a: Assignment | undefined = worker.unacked.get(taskId);
+    if (!a || a.action !== action) return;
+    if (action === AssignmentAction.RUN && a.task?.generation !== generation) return;
+    worker.settle(taskId);
+    this.pumpAssignments(worker);
+  }
+
+  /** Sends waiting assignments while the worker's window has room. */
+  pumpAssignments(worker: WorkerEntry): void {
+    for (const id of worker.waiting) {
+      if (worker.inFlight.size >= this.options.assignmentWindow) return;
+      this.#dispatch(worker, id);
+    }
+  }
+
+  /**
+   * Sends the task's latest assignment down the worker's stream, or queues it when the
+   * window is full. A task already in flight is replaced in place (a STOP overtaking its
+   * RUN goes at once).
+   */
+  #dispatch(worker: WorkerEntry, taskId: string): void {
+    const conn = worker.connection;
+    const assignment = worker.unacked.get(taskId);
+    // Not durable yet: its own commit callback dispatches it.
+    if (!conn?.registered || !assignment || this.#notDurable.has(assignment)) {
+      worker.waiting.delete(taskId);
+      return;
+    }
+    if (!worker.inFlight.has(taskId)) {
+      if (worker.inFlight.size >= this.options.assignmentWindow) {
+        worker.waiting.add(taskId); // a task already waiting keeps its place
+        return;
+      }
+      worker.inFlight.add(taskId);
+    }
+    worker.waiting.delete(taskId);
+    // Encoded by hand on its way down (worker-wire.ts), the task from its cached bytes.
+    conn.send({ case: "assignment", value: assignment });
+  }
+
+  /**
+   * Stores a worker's identity and update seq (with the next group commit). Called for
+   * every update a worker sends: the record object is passed as is, so the store can keep
+   * its encoding until the identity changes.
+   */
+  saveWorker(worker: WorkerEntry): void {
+    this.store.putWorker({ worker: worker.record, lastUpdateSeq: worker.lastUpdateSeq });
+  }
+
+  /**
+   * Runs `fn` once everything recorded so far is durable (callbacks run in order, after the
+   * events recorded before that commit are published).
+   */
+  afterCommit(fn: () => void): void {
+    this.#postFor().fns.push(fn);
+  }
+
+  /**
+   * What runs once everything recorded so far is durable: the events are published first
+   * (in revision order), then the callbacks. Events are listed rather than wrapped in a
+   * callback each: two fewer objects per placement for the young generation to copy while
+   * a batch is in flight.
+   */
+  #postFor(): { events: TaskEvent[]; fns: (() => void)[] } {
+    const promise = this.store.flush();
+    if (this.#post?.promise === promise) return this.#post;
+    const post = { promise, events: [] as TaskEvent[], fns: [] as (() => void)[] };
+    this.#post = post;
+    promise.then(
+      () => {
+        if (this.#post === post) this.#post = undefined;
+        for (const e of post.events) this.hub.publish(e);
+        for (const f of post.fns) f();
+      },
+      (error: Error) => {
+        if (this.#post === post) this.#post = undefined;
+        this.logger.fatal({ err: error }, "store write failed: changes are no longer acknowledged");
+      },
+    );
+    return post;
+  }
+
+  /** Resolves once everything recorded so far is durable; UNAVAILABLE when the store failed. */
+  async committed(): Promise<void> {
+    try {
+      await this.store.flush();
+    } catch (error) {
+      throw new ConnectError(
+        `the manager cannot write its store: ${(error as Error).message}`,
+        Code.Unavailable,
+      );
+    }
+  }
+
+  /** Queues one pass over the pending tasks (capacity appeared); passes coalesce per turn. */
+  wakePending(): void {
+    if (this.passQueued || this.pending.size === 0 || this.closed) return;
+    this.passQueued = true;
+    setImmediate(() => {
+      this.passQueued = false;
+      if (!this.closed) this.#rules.pendingPass(this);
+    });
+  }
+
+  /** A timer of the control plane's clock that {@link ControlPlane.close} cancels. */
+  timer(ms: number, fn: () => void): TimerHandle {
+    const t = this.clock.setTimeout(() => {
+      this.#timers.delete(t);
+      if (!this.closed) fn();
+    }, ms);
+    this.#timers.add(t);
+    return t;
+  }
+
+  clearTimer(t: TimerHandle | undefined): void {
+    if (!t) return;
+    this.clock.clearTimeout(t);
+    this.#timers.delete(t);
+  }
+
+  /** Cancels timers and ends worker streams; the store stays open for the caller to close. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.#timers) this.clock.clearTimeout(t);
+    this.#timers.clear();
+    for (const w of this.workers.all()) w.connection?.end();
+    await this.store.flush().catch(() => undefined);
+  }
+
+  #record(entry: TaskEntry, task: Task, type: TaskEventType, message: string, now: number): void {
+    const event: TaskEvent = {
+      $typeName: "cube.v1.TaskEvent",
+      revision: task.revision,
+      type,
+      time: timestampLiteral(now),
+      task,
+      message,
+    };
+    this.store.putTask({ task, createdRevision: entry.createdRevision });
+    this.store.putEvent(event);
+    this.#postFor().events.push(event);
+  }
+
+  /** Keeps worker allocations, task sets and the pending queue in step with one change. */
+  #account(entry: TaskEntry, before: Task | undefined, after: Task): void {
+    const heldBefore = before !== undefined && holdsResources(before.state) && before.workerId;
+    const heldAfter = holdsResources(after.state) && after.workerId;
+    if (heldBefore && !(heldAfter && before.workerId === after.workerId)) {
+      const w = this.workers.get(before.workerId);
+      if (w) {
+        w.release(after.id, entry.request);
+        this.workerFeed.notify(w.id);
+      }
+      this.wakePending();
+    }
+    if (heldAfter && !(heldBefore && before?.workerId === after.workerId)) {
+      let w = this.workers.get(after.workerId);
+      if (!w) {
+        // Only after a load whose worker record is missing: keep the task where it is.
+        w = new WorkerEntry(
+          create(WorkerSchema, { id: after.workerId, name: after.workerId }),
+          0n,
+          WorkerStatus.DISCONNECTED,
+        );
+        this.workers.add(w);
+      }
+      w.reserve(after.id, entry.request);
+      this.workerFeed.notify(w.id);
+    }
+    if (after.state === TaskState.PENDING) {
+      if (!this.pending.has(after.id)) this.pending.set(after.id, entry);
+    } else if (before?.state === TaskState.PENDING) {
+      this.pending.delete(after.id);
+    }
+  }
+}

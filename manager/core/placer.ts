@@ -1,0 +1,49 @@
+import {
+  type Amounts,
+  createScheduler,
+  type NodeView,
+  type Plan,
+  SCHEDULER_NAMES,
+  type Scheduler,
+  type SchedulerName,
+  schedule,
+} from "../scheduler/index.js";
+
+export type { SchedulerName } from "../scheduler/index.js";
+
+/** Every policy name, for flags and messages. */
+export const SCHEDULERS: readonly SchedulerName[] = SCHEDULER_NAMES;
+
+/**
+ * The manager's side of the pure scheduler: it owns the round-robin cursor and hands the
+ * scheduler a snapshot of the node views (the same objects, updated in place, so building a
+ * snapshot costs nothing per placement).
+ */
+export class Placer {
+  readonly scheduler: Scheduler;
+  #cursor = 0;
+
+  constructor(name: SchedulerName) {
+    if (!SCHEDULERS.includes(name)) {
+      throw new Error(`unknown scheduler "${name}": use ${SCHEDULERS.join(", ")}`);
+    }
+    this.scheduler = createScheduler(name);
+  }
+
+  /** Where `task` should go among `nodes`, or why it cannot go anywhere now. */
+  plan(
+    taskId: string,
+    resources: Amounts,
+    nodes: readonly NodeView[],
+    nowMs: number,
+    avoid?: ReadonlySet<string>,
+  ): Plan {
+    const plan = schedule(
+      this.scheduler,
+      { id: taskId, resources, avoid },
+      { nodes, now: nowMs, cursor: this.#cursor },
+    );
+    this.#cursor = plan.cursor;
+    return plan;
+  }
+}

@@ -1,0 +1,101 @@
+import type { Task, TaskState } from "../../gen/cube/v1/task_pb.js";
+import type { TimerHandle } from "../../lib/clock.js";
+import type { Amounts } from "../scheduler/types.js";
+
+/** One task as the manager holds it: the current (immutable) snapshot and bookkeeping. */
+export interface TaskEntry {
+  /** The task now. Replaced, never mutated: events and responses share old snapshots. */
+  task: Task;
+  /** Revision of its CREATED event: orders tasks by creation. */
+  readonly createdRevision: bigint;
+  /** What it asks of a worker, computed once (the spec never changes). */
+  readonly request: Amounts;
+  /** A restart waiting out its back-off. */
+  restartTimer?: TimerHandle;
+  /** When the last PROGRESS event was recorded (progress is thinned). */
+  lastProgressMs?: number;
+}
+
+/** The filters of ListTasks; all optional, combined with AND. */
+export interface TaskFilter {
+  states?: ReadonlySet<TaskState>;
+  workerId?: string;
+  name?: string;
+  labels?: Readonly<Record<string, string>>;
+}
+
+/** What a task asks of a worker, from its spec. */
+export function requestOf(task: Task): Amounts {
+  const r = task.spec?.resources;
+  return { cpu: r?.cpu ?? 0, memoryBytes: r?.memoryBytes ?? 0n, diskBytes: r?.diskBytes ?? 0n };
+}
+
+/** All tasks, by id and in creation order (for stable paging). */
+export class TaskTable {
+  readonly #byId = new Map<string, TaskEntry>();
+  /** Creation order; createdRevision strictly increases along it. */
+  readonly #ordered: TaskEntry[] = [];
+
+  get(id: string): TaskEntry | undefined {
+    return this.#byId.get(id);
+  }
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  /** Adds a task newer than every task added before. */
+  add(entry: TaskEntry): void {
+    this.#byId.set(entry.task.id, entry);
+    this.#ordered.push(entry);
+  }
+
+  /** Every task, oldest first. */
+  all(): readonly TaskEntry[] {
+    return this.#ordered;
+  }
+
+  /**
+   * Up to `limit` tasks matching `filter` created after `afterCreated`, oldest first, and the
+   * position to continue from (undefined when nothing matching is left).
+   */
+  page(
+    filter: TaskFilter,
+    afterCreated: bigint,
+    limit: number,
+  ): { tasks: Task[]; next: bigint | undefined } {
+    const tasks: Task[] = [];
+    for (let i = this.#firstAfter(afterCreated); i < this.#ordered.length; i++) {
+      const entry = this.#ordered[i] as TaskEntry;
+      if (!matches(entry.task, filter)) continue;
+      if (tasks.length === limit) {
+        return { tasks, next: this.#ordered[i - 1]?.createdRevision };
+      }
+      tasks.push(entry.task);
+    }
+    return { tasks, next: undefined };
+  }
+
+  /** Index of the first task created after `revision` (binary search). */
+  #firstAfter(revision: bigint): number {
+    let lo = 0;
+    let hi = this.#ordered.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.#ordered[mid] as TaskEntry).createdRevision <= revision) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+function matches(task: Task, filter: TaskFilter): boolean {
+  if (filter.states && filter.states.size > 0 && !filter.states.has(task.state)) return false;
+  if (filter.workerId && task.workerId !== filter.workerId) return false;
+  if (filter.name && task.spec?.name !== filter.name) return false;
+  if (filter.labels) {
+    const labels = task.spec?.labels ?? {};
+    for (const [k, v] of Object.entries(filter.labels)) if (labels[k] !== v) return false;
+  }
+  return true;
+}

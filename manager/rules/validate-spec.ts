@@ -1,0 +1,183 @@
+import { isIP } from "node:net";
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Protocol, RestartMode, type TaskSpec } from "../../gen/cube/v1/task_pb.js";
+import type { RunTaskRequest } from "../../gen/cube/v1/task_service_pb.js";
+
+/** Limits a task spec must keep; anything beyond is a mistake or an attack, never a real need. */
+export const LIMITS = {
+  /** Requests in one RunTasks call. */
+  batchSize: 5000,
+  idLength: 64,
+  nameLength: 253,
+  imageLength: 1024,
+  argCount: 256,
+  argLength: 16 * 1024,
+  envCount: 256,
+  envKeyLength: 256,
+  envValueLength: 32 * 1024,
+  labelCount: 64,
+  labelKeyLength: 253,
+  labelValueLength: 1024,
+  portCount: 100,
+  cpu: 1024,
+  bytes: 2n ** 50n, // 1 PiB
+  minMemoryBytes: 6n * 1024n * 1024n, // Docker refuses less
+  maxRestarts: 1000,
+  durationMs: 24 * 3600 * 1000,
+  healthPathLength: 1024,
+  failureThreshold: 100,
+} as const;
+
+const ID = /^[A-Za-z0-9._-]+$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it rejects
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+function bad(field: string, message: string): never {
+  throw new ConnectError(`${field}: ${message}`, Code.InvalidArgument);
+}
+
+/** Checks a client-chosen task id (empty: the manager picks one); INVALID_ARGUMENT "id: …". */
+export function validateTaskId(id: string): void {
+  if (id !== "" && (id.length > LIMITS.idLength || !ID.test(id))) {
+    bad("id", `1-${LIMITS.idLength} letters, digits, '-', '_' or '.'`);
+  }
+}
+
+/**
+ * Checks a RunTask request and returns its spec, or throws INVALID_ARGUMENT whose message
+ * starts with the field path ("spec.ports[1].container_port: ..."). Nothing is normalised:
+ * the spec is stored as given, so an idempotent retry compares equal.
+ */
+export function validateRunTask(request: RunTaskRequest): TaskSpec {
+  validateTaskId(request.id);
+  const spec = request.spec;
+  if (!spec) bad("spec", "required");
+  text("spec.name", spec.name, LIMITS.nameLength);
+  if (spec.image.trim() === "") bad("spec.image", "required");
+  text("spec.image", spec.image, LIMITS.imageLength);
+  if (/\s/.test(spec.image)) bad("spec.image", "must not contain spaces");
+  list("spec.command", spec.command);
+  list("spec.args", spec.args);
+  map("spec.env", spec.env, LIMITS.envCount, LIMITS.envKeyLength, LIMITS.envValueLength);
+  for (const key of Object.keys(spec.env)) {
+    if (key === "" || key.includes("=")) bad(`spec.env["${key}"]`, "a name, without '='");
+  }
+  map(
+    "spec.labels",
+    spec.labels,
+    LIMITS.labelCount,
+    LIMITS.labelKeyLength,
+    LIMITS.labelValueLength,
+  );
+  ports(spec);
+  resources(spec);
+  restartPolicy(spec);
+  healthCheck(spec);
+  return spec;
+}
+
+function text(field: string, value: string, max: number): void {
+  if (value.length > max) bad(field, `at most ${max} characters (got ${value.length})`);
+  if (CONTROL.test(value)) bad(field, "must not contain control characters");
+}
+
+function list(field: string, values: readonly string[]): void {
+  if (values.length > LIMITS.argCount) bad(field, `at most ${LIMITS.argCount} entries`);
+  values.forEach((v, i) => {
+    if (v.length > LIMITS.argLength)
+      bad(`${field}[${i}]`, `at most ${LIMITS.argLength} characters`);
+  });
+}
+
+function map(
+  field: string,
+  values: Record<string, string>,
+  count: number,
+  keyLength: number,
+  valueLength: number,
+): void {
+  const entries = Object.entries(values);
+  if (entries.length > count) bad(field, `at most ${count} entries (got ${entries.length})`);
+  for (const [k, v] of entries) {
+    if (k.length > keyLength)
+      bad(`${field}["${k.slice(0, 32)}…"]`, `key over ${keyLength} characters`);
+    if (v.length > valueLength) bad(`${field}["${k}"]`, `value over ${valueLength} characters`);
+  }
+}
+
+function ports(spec: TaskSpec): void {
+  if (spec.ports.length > LIMITS.portCount)
+    bad("spec.ports", `at most ${LIMITS.portCount} entries`);
+  const hostPorts = new Set<string>();
+  spec.ports.forEach((p, i) => {
+    const f = `spec.ports[${i}]`;
+    if (p.containerPort < 1 || p.containerPort > 65535) bad(`${f}.container_port`, "1-65535");
+    if (p.hostPort > 65535) bad(`${f}.host_port`, "0-65535 (0 lets Docker choose)");
+    if (!(p.protocol in Protocol)) bad(`${f}.protocol`, `unknown value ${p.protocol}`);
+    if (p.hostIp !== "" && isIP(p.hostIp) === 0)
+      bad(`${f}.host_ip`, `"${p.hostIp}" is not an IP address`);
+    if (p.hostPort !== 0) {
+      const udp = p.protocol === Protocol.UDP ? "udp" : "tcp";
+      const key = `${p.hostIp || "127.0.0.1"}:${p.hostPort}/${udp}`;
+      if (hostPorts.has(key)) bad(`${f}.host_port`, `${p.hostPort}/${udp} is used twice`);
+      hostPorts.add(key);
+    }
+  });
+}
+
+function resources(spec: TaskSpec): void {
+  const r = spec.resources;
+  if (!r) return;
+  if (!Number.isFinite(r.cpu) || r.cpu < 0 || r.cpu > LIMITS.cpu) {
+    bad("spec.resources.cpu", `cores, 0-${LIMITS.cpu} (got ${r.cpu})`);
+  }
+  if (r.memoryBytes > LIMITS.bytes) bad("spec.resources.memory_bytes", "at most 1 PiB");
+  if (r.memoryBytes !== 0n && r.memoryBytes < LIMITS.minMemoryBytes) {
+    bad("spec.resources.memory_bytes", "at least 6 MiB when set (Docker's minimum)");
+  }
+  if (r.diskBytes > LIMITS.bytes) bad("spec.resources.disk_bytes", "at most 1 PiB");
+}
+
+function duration(field: string, d: Duration | undefined): number {
+  if (!d) return 0;
+  if (d.seconds < 0n || d.nanos < 0 || d.nanos > 999_999_999) bad(field, "must not be negative");
+  const ms = durationMs(d);
+  if (ms > LIMITS.durationMs) bad(field, "at most 24h");
+  return ms;
+}
+
+function restartPolicy(spec: TaskSpec): void {
+  const p = spec.restartPolicy;
+  if (!p) return;
+  if (!(p.mode in RestartMode)) bad("spec.restart_policy.mode", `unknown value ${p.mode}`);
+  if (p.maxRestarts > LIMITS.maxRestarts) {
+    bad("spec.restart_policy.max_restarts", `at most ${LIMITS.maxRestarts}`);
+  }
+  const backoff = duration("spec.restart_policy.backoff", p.backoff);
+  const max = duration("spec.restart_policy.max_backoff", p.maxBackoff);
+  if (p.maxBackoff && max < backoff) {
+    bad("spec.restart_policy.max_backoff", "must not be below backoff");
+  }
+}
+
+function healthCheck(spec: TaskSpec): void {
+  const h = spec.healthCheck;
+  if (!h) return;
+  if (!h.path.startsWith("/")) bad("spec.health_check.path", 'must start with "/"');
+  text("spec.health_check.path", h.path, LIMITS.healthPathLength);
+  if (/\s/.test(h.path)) bad("spec.health_check.path", "must not contain spaces");
+  if (h.port > 65535) bad("spec.health_check.port", "0-65535");
+  if (h.port === 0 && spec.ports.length === 0) {
+    bad("spec.health_check.port", "the task publishes no port to check: add one to spec.ports");
+  }
+  if (h.port !== 0 && !spec.ports.some((p) => p.containerPort === h.port)) {
+    bad("spec.health_check.port", `${h.port} is not a container port of spec.ports`);
+  }
+  duration("spec.health_check.interval", h.interval);
+  duration("spec.health_check.timeout", h.timeout);
+  if (h.failureThreshold > LIMITS.failureThreshold) {
+    bad("spec.health_check.failure_threshold", `at most ${LIMITS.failureThreshold}`);
+  }
+}

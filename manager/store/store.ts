@@ -1,0 +1,60 @@
+import type { Task, TaskEvent } from "../../gen/cube/v1/task_pb.js";
+import type { Worker } from "../../gen/cube/v1/worker_pb.js";
+
+/** A task as stored, with the revision of its CREATED event, which orders tasks by creation. */
+export interface TaskRecord {
+  readonly task: Task;
+  readonly createdRevision: bigint;
+}
+
+/** A worker as stored: who it is, and the highest update seq the manager has persisted for it. */
+export interface WorkerRecord {
+  /** Identity, address, capacity, labels, registration time; live fields are not kept. */
+  readonly worker: Worker;
+  readonly lastUpdateSeq: bigint;
+}
+
+/** Everything a manager needs to resume after a restart. */
+export interface LoadedState {
+  /** Every task, oldest first. */
+  readonly tasks: TaskRecord[];
+  readonly workers: WorkerRecord[];
+  /** Revision of the latest event (0 when none). */
+  readonly revision: bigint;
+}
+
+/**
+ * The manager's durable state: tasks, the global event log (revision-ordered, with a per-task
+ * index) and workers. Writes are queued and made durable together (group commit): a change is
+ * acknowledged to anyone only after a {@link Store.flush} that covers it has resolved.
+ *
+ * Events read back may carry their task without `spec`: a spec never changes, so readers fill
+ * it in from the task.
+ */
+export interface Store {
+  /** Reads everything back. Call once, before any write. */
+  load(): Promise<LoadedState>;
+  /** Queues the latest state of a task (replacing any queued earlier state of it). */
+  putTask(record: TaskRecord): void;
+  /** Queues an event; revisions must be queued in increasing order. */
+  putEvent(event: TaskEvent): void;
+  /** Queues the latest state of a worker. */
+  putWorker(record: WorkerRecord): void;
+  /**
+   * Resolves once everything queued so far is durable (on disk, synced). Calls made before the
+   * same write starts get the same promise. Rejects when the write fails; the store then
+   * refuses every later write, since acknowledging after a lost write would lie.
+   */
+  flush(): Promise<void>;
+  /** Events of one task with a revision above `afterRevision`, oldest first, at most `limit`. */
+  taskEvents(taskId: string, afterRevision: bigint, limit: number): Promise<TaskEvent[]>;
+  /** Events of all tasks with a revision above `afterRevision`, oldest first, at most `limit`. */
+  eventsAfter(afterRevision: bigint, limit: number): Promise<TaskEvent[]>;
+  /** Revision of the oldest event still kept (older ones were dropped by retention); 1 when none was dropped. */
+  oldestRevision(): bigint;
+  /** Flushes and releases the store. */
+  close(): Promise<void>;
+}
+
+/** Default number of events a store keeps before dropping the oldest. */
+export const DEFAULT_EVENT_RETENTION = 500_000;

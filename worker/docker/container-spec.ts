@@ -1,0 +1,172 @@
+/**
+ * Translation between cube's task spec and Docker's container JSON, both ways, kept
+ * pure so it can be read and tested without an engine.
+ */
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type Docker from "dockerode";
+import { type PortBinding, PortBindingSchema, Protocol } from "../../gen/cube/v1/task_pb.js";
+import { type ContainerInfo, type ContainerRequest, DriverError } from "../tasks/driver.js";
+
+/** Label keys every cube container carries. */
+export const LABEL_TASK = "cube.task";
+export const LABEL_WORKER = "cube.worker";
+export const LABEL_GENERATION = "cube.generation";
+/** Prefix of the task spec's own labels, so they cannot clash with cube's. */
+export const LABEL_SPEC_PREFIX = "cube.label.";
+
+const NAME_SAFE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}$/;
+
+/**
+ * The container's name: `cube-<task>-g<generation>-<worker prefix>`. Deterministic, so
+ * a repeated start of the same assignment finds the container it made before; the
+ * worker prefix keeps two workers on one engine (tests, dev clusters) from colliding on
+ * tasks with equal ids. Ids Docker would refuse are sanitized and suffixed with a hash
+ * so that distinct ids never share a name.
+ */
+export function containerName(taskId: string, generation: bigint, workerId: string): string {
+  const task = NAME_SAFE.test(taskId)
+    ? taskId
+    : `${taskId.replace(/[^a-zA-Z0-9_.-]/g, "_").slice(0, 60)}-${hash(taskId)}`;
+  const worker = workerId.replace(/[^a-zA-Z0-9]/g, "").slice(0, 8) || hash(workerId);
+  return `cube-${task}-g${generation}-${worker}`;
+}
+
+function hash(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 8);
+}
+
+function protocolName(protocol: Protocol): "tcp" | "udp" {
+  return protocol === Protocol.UDP ? "udp" : "tcp";
+}
+
+/** Docker's create body for a request; throws DriverError invalid-spec for what Docker cannot express. */
+export function createOptions(request: ContainerRequest): Docker.ContainerCreateOptions {
+  const { spec } = request;
+  if (spec.image === "") throw new DriverError("the task spec has no image", "invalid-spec");
+  const labels: Record<string, string> = {};
+  for (const [key, value] of Object.entries(spec.labels)) labels[LABEL_SPEC_PREFIX + key] = value;
+  labels[LABEL_TASK] = request.taskId;
+  labels[LABEL_WORKER] = request.workerId;
+  labels[LABEL_GENERATION] = request.generation.toString();
+
+  const exposed: Record<string, object> = {};
+  const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+  for (const port of spec.ports) {
+    if (port.containerPort < 1 || port.containerPort > 65535) {
+      throw new DriverError(
+        `container port ${port.containerPort} is not in 1–65535`,
+        "invalid-spec",
+      );
+    }
+    const key = `${port.containerPort}/${protocolName(port.protocol)}`;
+    exposed[key] = {};
+    const binding = {
+      HostIp: port.hostIp || "127.0.0.1",
+      HostPort: port.hostPort === 0 ? "" : String(port.hostPort),
+    };
+    const existing = bindings[key];
+    if (existing) existing.push(binding);
+    else bindings[key] = [binding];
+  }
+
+  const resources = spec.resources;
+  const hostConfig: Docker.HostConfig = {
+    // An init as PID 1 forwards SIGTERM, so servers that ignore it as PID 1 still stop in ms.
+    Init: true,
+    PortBindings: bindings,
+  };
+  if (resources && resources.cpu > 0) hostConfig.NanoCpus = Math.round(resources.cpu * 1e9);
+  if (resources && resources.memoryBytes > 0n) hostConfig.Memory = Number(resources.memoryBytes);
+
+  const options: Docker.ContainerCreateOptions = {
+    name: containerName(request.taskId, request.generation, request.workerId),
+    Image: spec.image,
+    Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+    Labels: labels,
+    ExposedPorts: exposed,
+    HostConfig: hostConfig,
+  };
+  if (spec.command.length > 0) options.Entrypoint = [...spec.command];
+  if (spec.args.length > 0) options.Cmd = [...spec.args];
+  return options;
+}
+
+/** The ports Docker actually published, from an inspect's NetworkSettings.Ports. */
+export function publishedPorts(
+  ports: Record<string, { HostIp: string; HostPort: string }[] | null> | undefined,
+): PortBinding[] {
+  const result: PortBinding[] = [];
+  for (const [key, hosts] of Object.entries(ports ?? {})) {
+    const [port, proto] = key.split("/");
+    for (const host of hosts ?? []) {
+      // Docker 20.10 publishes on IPv6 too when HostIp is empty; one binding per port is enough.
+      if (host.HostIp === "::" && result.some((b) => b.containerPort === Number(port))) continue;
+      result.push(
+        create(PortBindingSchema, {
+          containerPort: Number(port),
+          hostPort: Number(host.HostPort),
+          protocol: proto === "udp" ? Protocol.UDP : Protocol.TCP,
+          hostIp: host.HostIp,
+        }),
+      );
+    }
+  }
+  return result;
+}
+
+/** Docker's zero time ("0001-01-01T00:00:00Z") means "never". */
+function timeMs(text: string | undefined): number | undefined {
+  if (!text || text.startsWith("0001-")) return undefined;
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+/** A ContainerInfo from `container.inspect()`. */
+export function containerInfo(inspect: Docker.ContainerInspectInfo): ContainerInfo {
+  const labels = inspect.Config.Labels ?? {};
+  const state = inspect.State;
+  const exited = !state.Running && (state.Status === "exited" || state.Status === "dead");
+  const error = state.OOMKilled ? "out of memory" : state.Error || undefined;
+  return {
+    containerId: inspect.Id,
+    taskId: labels[LABEL_TASK] ?? "",
+    generation: parseGeneration(labels[LABEL_GENERATION]),
+    running: state.Running,
+    ...(exited ? { exitCode: state.ExitCode } : {}),
+    ...(error ? { error } : {}),
+    ports: publishedPorts(
+      inspect.NetworkSettings.Ports as Record<
+        string,
+        { HostIp: string; HostPort: string }[] | null
+      >,
+    ),
+    ...optional("startedAtMs", timeMs(state.StartedAt)),
+    ...optional("finishedAtMs", timeMs(state.FinishedAt)),
+  };
+}
+
+function optional<K extends string>(key: K, value: number | undefined) {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: number };
+}
+
+function parseGeneration(text: string | undefined): bigint {
+  try {
+    return text ? BigInt(text) : 0n;
+  } catch {
+    return 0n;
+  }
+}
+
+const EXIT_MEANINGS: Record<number, string> = {
+  126: "command not executable",
+  127: "command not found",
+  137: "killed",
+};
+
+/** For people: "exit code 3", "exit code 137 (killed)", "out of memory". */
+export function exitReason(exitCode: number, oomKilled: boolean): string {
+  if (oomKilled) return "out of memory";
+  const meaning = EXIT_MEANINGS[exitCode];
+  return meaning ? `exit code ${exitCode} (${meaning})` : `exit code ${exitCode}`;
+}

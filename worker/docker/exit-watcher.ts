@@ -1,0 +1,215 @@
+/**
+ * Container exits, seen through ONE shared subscription to Docker's event stream (not
+ * polling), so a `docker kill` is noticed within milliseconds however many tasks run.
+ * Each waited container is also inspected once the subscription is up, and again after
+ * every reconnect, so an exit that happened while nobody listened is not missed.
+ */
+import type { Readable } from "node:stream";
+import type Docker from "dockerode";
+import type { Logger } from "../../lib/logger.js";
+import type { ExitStatus } from "../tasks/driver.js";
+import { exitReason, LABEL_WORKER } from "./container-spec.js";
+import { isNotFound } from "./errors.js";
+import { onJsonLines } from "./json-lines.js";
+
+interface Waiter {
+  readonly promise: Promise<ExitStatus>;
+  readonly resolve: (status: ExitStatus) => void;
+}
+
+interface DockerEvent {
+  readonly Type?: string;
+  readonly Action?: string;
+  readonly id?: string;
+  readonly time?: number;
+  readonly Actor?: { ID?: string; Attributes?: Record<string, string> };
+}
+
+const MAX_RETRY_MS = 2000;
+const MAX_OOM_REMEMBERED = 1000;
+
+/** Resolves waits on container exits; calls `onDie` for every cube container that dies. */
+export class ExitWatcher {
+  readonly #docker: Docker;
+  readonly #onDie: (containerId: string) => void;
+  readonly #logger: Logger | undefined;
+  readonly #waiters = new Map<string, Waiter>();
+  /** Containers Docker reported OOM-killed, for a die seen before inspect shows the exit. */
+  readonly #oomKilled = new Set<string>();
+  /** Settles the waits of containers reported dead, one after another, in event order. */
+  #dieOrder: Promise<void> = Promise.resolve();
+  #stream: Readable | undefined;
+  #connecting: Promise<void> | undefined;
+  #retryMs = 100;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(docker: Docker, onDie: (containerId: string) => void, logger?: Logger) {
+    this.#docker = docker;
+    this.#onDie = onDie;
+    this.#logger = logger;
+  }
+
+  /**
+   * Resolves when the container exits, at once if it already has. A container that is
+   * gone altogether resolves with exit code -1 and reason "container is gone".
+   */
+  wait(containerId: string): Promise<ExitStatus> {
+    const existing = this.#waiters.get(containerId);
+    if (existing) return existing.promise;
+    let resolve!: (status: ExitStatus) => void;
+    const promise = new Promise<ExitStatus>((r) => {
+      resolve = r;
+    });
+    this.#waiters.set(containerId, { promise, resolve });
+    // Subscribe first, inspect second: an exit between the two is then seen by one of them.
+    void this.subscribe().then(() => this.#check(containerId));
+    return promise;
+  }
+
+  /** Opens the event subscription if it is not open; resolves once it is (or failed, retrying). */
+  subscribe(): Promise<void> {
+    if (this.#closed || this.#stream) return Promise.resolve();
+    this.#connecting ??= this.#connect().finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
+  }
+
+  async #connect(): Promise<void> {
+    let stream: Readable;
+    try {
+      stream = (await this.#docker.getEvents({
+        filters: { type: ["container"], event: ["die", "oom"], label: [LABEL_WORKER] },
+      })) as unknown as Readable;
+    } catch (error) {
+      this.#logger?.warn({ err: error }, "docker event stream failed to open; retrying");
+      this.#retry();
+      return;
+    }
+    if (this.#closed) {
+      stream.destroy();
+      return;
+    }
+    this.#retryMs = 100;
+    this.#stream = stream;
+    onJsonLines(stream, (line) => this.#onLine(line));
+    const broken = () => {
+      if (this.#stream !== stream) return;
+      this.#stream = undefined;
+      if (this.#closed) return;
+      this.#logger?.warn("docker event stream ended; reconnecting");
+      this.#retry();
+    };
+    stream.on("end", broken);
+    stream.on("close", broken);
+    stream.on("error", broken);
+  }
+
+  #retry(): void {
+    if (this.#closed || this.#retryTimer) return;
+    const delay = this.#retryMs;
+    this.#retryMs = Math.min(this.#retryMs * 2, MAX_RETRY_MS);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      // Exits that happened while disconnected are found by inspecting every waited container.
+      void this.subscribe().then(() => {
+        for (const id of this.#waiters.keys()) void this.#check(id);
+      });
+    }, delay);
+    // Idle, the retry must not keep the process alive; with exits awaited it has to, as the
+    // open stream it replaces would have.
+    if (this.#waiters.size === 0) this.#retryTimer.unref();
+  }
+
+  #onLine(line: string): void {
+    let event: DockerEvent;
+    try {
+      event = JSON.parse(line) as DockerEvent;
+    } catch {
+      this.#logger?.warn({ line }, "unreadable docker event");
+      return;
+    }
+    const id = event.Actor?.ID ?? event.id;
+    if (!id) return;
+    if (event.Action === "oom") {
+      // Docker sends "oom" before "die"; bounded so a long-running worker does not grow it.
+      if (this.#oomKilled.size >= MAX_OOM_REMEMBERED) this.#oomKilled.clear();
+      this.#oomKilled.add(id);
+      return;
+    }
+    if (event.Action !== "die") return;
+    this.#onDie(id);
+    if (!this.#waiters.has(id)) return;
+    const code = Number(event.Actor?.Attributes?.exitCode ?? Number.NaN);
+    const timeMs = event.time ? event.time * 1000 : Date.now();
+    // Inspected at once, all of them, but settled in the order the containers died: one
+    // inspect answered before an earlier one must not report its exit first.
+    const status = this.#exitStatus(
+      id,
+      Number.isNaN(code) ? undefined : { exitCode: code, timeMs },
+    );
+    this.#dieOrder = this.#dieOrder
+      .then(() => status)
+      .then((s) => {
+        if (s) this.#settle(id, s);
+      });
+  }
+
+  /** Inspects a waited container; settles its wait when it has exited. */
+  async #check(id: string): Promise<void> {
+    const status = await this.#exitStatus(id);
+    if (status) this.#settle(id, status);
+  }
+
+  /**
+   * How a waited container exited (from inspect, or per its die event when inspect lags or
+   * the container is already gone); undefined while it runs. Never rejects.
+   */
+  async #exitStatus(
+    id: string,
+    died?: { exitCode: number; timeMs: number },
+  ): Promise<ExitStatus | undefined> {
+    if (!this.#waiters.has(id)) return undefined;
+    try {
+      const info = await this.#docker.getContainer(id).inspect();
+      const state = info.State;
+      if (!state.Running && (state.Status === "exited" || state.Status === "dead")) {
+        const finished = Date.parse(state.FinishedAt);
+        return {
+          exitCode: state.ExitCode,
+          reason: exitReason(state.ExitCode, state.OOMKilled),
+          finishedAtMs: Number.isNaN(finished) ? Date.now() : finished,
+        };
+      }
+    } catch (error) {
+      if (isNotFound(error) && !died) {
+        return { exitCode: -1, reason: "container is gone", finishedAtMs: Date.now() };
+      }
+      if (!died) this.#logger?.warn({ err: error, containerId: id }, "inspect after exit failed");
+    }
+    // The event is authoritative even when inspect lags or the container was removed at once.
+    if (!died) return undefined;
+    return {
+      exitCode: died.exitCode,
+      reason: exitReason(died.exitCode, this.#oomKilled.has(id)),
+      finishedAtMs: died.timeMs,
+    };
+  }
+
+  #settle(id: string, status: ExitStatus): void {
+    const waiter = this.#waiters.get(id);
+    if (!waiter) return;
+    this.#waiters.delete(id);
+    this.#oomKilled.delete(id);
+    waiter.resolve(status);
+  }
+
+  /** Ends the subscription; pending waits stay pending. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    this.#stream?.destroy();
+    this.#stream = undefined;
+  }
+}

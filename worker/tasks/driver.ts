@@ -1,0 +1,103 @@
+import type { PortBinding, TaskSpec } from "../../gen/cube/v1/task_pb.js";
+import type { LogStream } from "../../gen/cube/v1/task_service_pb.js";
+
+/** What a driver needs to start one task's container. */
+export interface ContainerRequest {
+  /** Task id (label cube.task). */
+  readonly taskId: string;
+  /** Assignment generation (label cube.generation). */
+  readonly generation: bigint;
+  /** Worker id (label cube.worker). */
+  readonly workerId: string;
+  /** What to run. */
+  readonly spec: TaskSpec;
+}
+
+/** A container as a driver sees it. */
+export interface ContainerInfo {
+  readonly containerId: string;
+  readonly taskId: string;
+  readonly generation: bigint;
+  readonly running: boolean;
+  /** Set once the container has exited. */
+  readonly exitCode?: number;
+  /** Docker's words when it could not run the container (OOM killed, …). */
+  readonly error?: string;
+  readonly ports: PortBinding[];
+  readonly startedAtMs?: number;
+  readonly finishedAtMs?: number;
+}
+
+/** How a container ended. */
+export interface ExitStatus {
+  readonly exitCode: number;
+  /** For people: "exit code 137 (killed)", "OOM killed". */
+  readonly reason: string;
+  readonly finishedAtMs: number;
+}
+
+/** Image pull progress. */
+export interface PullProgress {
+  readonly message: string;
+  readonly currentBytes: bigint;
+  readonly totalBytes: bigint;
+}
+
+/** One sample of a container's usage. */
+export interface ContainerStats {
+  readonly containerId: string;
+  readonly cpuPercent: number;
+  readonly memoryUsedBytes: bigint;
+  readonly memoryLimitBytes: bigint;
+  readonly timeMs: number;
+}
+
+/** One chunk of container output. */
+export interface LogChunk {
+  readonly stream: LogStream;
+  readonly data: Uint8Array;
+}
+
+/**
+ * Error whose message is fit for people and whose `kind` says whose fault it is, so the
+ * worker can report a task FAILED with a readable reason and keep serving.
+ */
+export class DriverError extends Error {
+  constructor(
+    message: string,
+    readonly kind: "image-not-found" | "port-taken" | "invalid-spec" | "runtime",
+  ) {
+    super(message);
+    this.name = "DriverError";
+  }
+}
+
+/**
+ * A container runtime, as Nomad's task drivers: the worker's only way to touch
+ * containers. The Docker driver is the real one; benchmarks use a hollow one.
+ */
+export interface Driver {
+  /** Makes `image` available locally, pulling it only when missing; reports progress. */
+  pull(image: string, onProgress: (p: PullProgress) => void): Promise<void>;
+  /** Creates and starts the container; resolves with its id and actual port bindings. */
+  start(request: ContainerRequest): Promise<ContainerInfo>;
+  /** Resolves when the container exits (at once if it already has); seen through events, not polling. */
+  wait(containerId: string): Promise<ExitStatus>;
+  /** SIGTERM, then SIGKILL after `graceMs`. Resolves once it is stopped; a gone container is not an error. */
+  stop(containerId: string, graceMs: number): Promise<void>;
+  /** Removes the container; a gone container is not an error. */
+  destroy(containerId: string): Promise<void>;
+  /** The container now, or undefined when it is gone. */
+  inspect(containerId: string): Promise<ContainerInfo | undefined>;
+  /** The latest usage sample of each running container of this worker (sampled in the background). */
+  stats(): readonly ContainerStats[];
+  /** The container's output. */
+  logs(
+    containerId: string,
+    options: { follow: boolean; tail: number; signal: AbortSignal },
+  ): AsyncIterable<LogChunk>;
+  /** Every container labelled for `workerId`, running or not: what a restarted worker re-adopts. */
+  recover(workerId: string): Promise<ContainerInfo[]>;
+  /** Stops background work (event stream, stats); leaves containers alone. */
+  close(): Promise<void>;
+}

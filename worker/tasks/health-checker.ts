@@ -1,0 +1,173 @@
+/**
+ * HTTP health checks of running tasks, made by the worker next to the container on its
+ * published host port. Only status changes are reported (HEALTHY on the first 200,
+ * UNHEALTHY after `failure_threshold` failures in a row), so a steady task sends nothing.
+ */
+import { request } from "node:http";
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import {
+  type HealthCheck,
+  HealthStatus,
+  type PortBinding,
+  Protocol,
+  type TaskSpec,
+} from "../../gen/cube/v1/task_pb.js";
+
+/** What a change of health looks like to the worker. */
+export interface HealthReport {
+  readonly status: HealthStatus;
+  /** What the last check saw: "HTTP 200", "HTTP 500", "timeout after 1s", "connection refused". */
+  readonly message: string;
+  readonly consecutiveFailures: number;
+}
+
+/** A health check with the proto's defaults applied. */
+export interface ResolvedHealthCheck {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly failureThreshold: number;
+}
+
+/** Applies the defaults of task.proto: interval 1 s, timeout 1 s, threshold 3, path "/". */
+export function resolveHealthCheck(check: HealthCheck): ResolvedHealthCheck {
+  const interval = check.interval ? durationMs(check.interval) : 0;
+  const timeout = check.timeout ? durationMs(check.timeout) : 0;
+  const path = check.path || "/";
+  return {
+    path: path.startsWith("/") ? path : `/${path}`,
+    intervalMs: interval > 0 ? interval : 1000,
+    timeoutMs: timeout > 0 ? timeout : 1000,
+    failureThreshold: check.failureThreshold || 3,
+  };
+}
+
+/**
+ * The host port to check for a task: the published port of `health_check.port`, or of
+ * the spec's first port when that is 0. Undefined when nothing suitable is published.
+ */
+export function healthCheckPort(
+  spec: TaskSpec,
+  bindings: readonly PortBinding[],
+): number | undefined {
+  const containerPort = spec.healthCheck?.port || spec.ports[0]?.containerPort;
+  if (!containerPort) return undefined;
+  const binding = bindings.find(
+    (b) => b.containerPort === containerPort && b.protocol !== Protocol.UDP && b.hostPort > 0,
+  );
+  return binding?.hostPort;
+}
+
+/** "1s", "1.5s", "500ms": durations as people write them. */
+function formatMs(ms: number): string {
+  return ms >= 1000 && ms % 100 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+const ERROR_WORDS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  EHOSTUNREACH: "host unreachable",
+  EPIPE: "connection closed",
+};
+
+/** One GET; resolves with null on HTTP 200, else with what went wrong. Never rejects. */
+export function probe(port: number, path: string, timeoutMs: number, signal: AbortSignal) {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  return new Promise<string | null>((resolve) => {
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method: "GET",
+        // A fresh connection each time: nothing pooled outlives the check.
+        agent: false,
+        headers: { connection: "close", "user-agent": "cube-health-check" },
+        signal: AbortSignal.any([timeout, signal]),
+      },
+      (res) => {
+        res.resume();
+        res.on("error", () => undefined);
+        resolve(res.statusCode === 200 ? null : `HTTP ${res.statusCode}`);
+      },
+    );
+    req.on("error", (error: NodeJS.ErrnoException) => {
+      if (timeout.aborted) return resolve(`timeout after ${formatMs(timeoutMs)}`);
+      if (signal.aborted) return resolve("check cancelled");
+      resolve((error.code && ERROR_WORDS[error.code]) ?? error.message);
+    });
+    req.end();
+  });
+}
+
+interface Watch {
+  readonly generation: bigint;
+  readonly abort: AbortController;
+  timer?: NodeJS.Timeout;
+}
+
+/** Runs the health checks of a worker's tasks, one loop per watched task. */
+export class HealthChecker {
+  readonly #watches = new Map<string, Watch>();
+
+  /**
+   * Checks `taskId` on 127.0.0.1:`hostPort` from now on, replacing any earlier watch of
+   * it. `onChange` is called only when the status changes, first on the first result
+   * that decides one.
+   */
+  watch(
+    taskId: string,
+    generation: bigint,
+    check: HealthCheck,
+    hostPort: number,
+    onChange: (report: HealthReport) => void,
+  ): void {
+    this.unwatch(taskId);
+    const config = resolveHealthCheck(check);
+    const watch: Watch = { generation, abort: new AbortController() };
+    this.#watches.set(taskId, watch);
+    let status = HealthStatus.UNSPECIFIED;
+    let failures = 0;
+    const round = async () => {
+      const startedAt = Date.now();
+      const failure = await probe(hostPort, config.path, config.timeoutMs, watch.abort.signal);
+      if (watch.abort.signal.aborted) return;
+      let next = status;
+      if (failure === null) {
+        failures = 0;
+        next = HealthStatus.HEALTHY;
+      } else {
+        failures += 1;
+        if (failures >= config.failureThreshold) next = HealthStatus.UNHEALTHY;
+      }
+      if (next !== status) {
+        status = next;
+        onChange({ status, message: failure ?? "HTTP 200", consecutiveFailures: failures });
+      }
+      // Interval from start to start, so a slow answer does not stretch the period.
+      const delay = Math.max(0, config.intervalMs - (Date.now() - startedAt));
+      watch.timer = setTimeout(round, delay);
+      watch.timer.unref();
+    };
+    void round();
+  }
+
+  /** The generation being watched for `taskId`, if any. */
+  watching(taskId: string): bigint | undefined {
+    return this.#watches.get(taskId)?.generation;
+  }
+
+  /** Stops checking `taskId`; a check in flight is cancelled and reports nothing. */
+  unwatch(taskId: string): void {
+    const watch = this.#watches.get(taskId);
+    if (!watch) return;
+    this.#watches.delete(taskId);
+    watch.abort.abort();
+    clearTimeout(watch.timer);
+  }
+
+  /** Stops every check. */
+  close(): void {
+    for (const taskId of [...this.#watches.keys()]) this.unwatch(taskId);
+  }
+}
