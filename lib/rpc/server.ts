@@ -1,8 +1,9 @@
+import * as http from "node:http";
 import * as http2 from "node:http2";
-import type { AddressInfo, Socket } from "node:net";
+import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
 import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
 import { registerReflection } from "./reflection.js";
@@ -24,6 +25,11 @@ export interface ServerOptions {
   routes: (router: ConnectRouter) => void;
   /** Proto files of the services, offered through gRPC reflection. */
   files: readonly DescFile[];
+  /**
+   * Answers plain HTTP requests that are no RPC (GET /metrics, the dashboard's files), over
+   * HTTP/1.1 and HTTP/2 alike. Unset: such requests get 404.
+   */
+  fallback?: ConnectNodeAdapterOptions["fallback"];
 }
 
 /** A running server. */
@@ -45,10 +51,27 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || "127.0.0.1"), port };
 }
 
+/** The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113 §3.4). */
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
 /**
- * Starts an h2c (HTTP/2 without TLS) server speaking gRPC, gRPC-Web and Connect, with
- * grpc.health.v1 and gRPC server reflection (v1 and v1alpha) beside the given routes,
- * so grpcurl and buf curl work without .proto files.
+ * Whether `head` (the first bytes a client sent) opens an HTTP/2 connection; undefined
+ * while too few bytes have arrived to tell. No HTTP/1.x request line starts like the
+ * preface, so its first bytes decide.
+ */
+export function opensHttp2(head: Uint8Array): boolean | undefined {
+  const n = Math.min(head.length, H2_PREFACE.length);
+  for (let i = 0; i < n; i++) if (head[i] !== H2_PREFACE[i]) return false;
+  return n === H2_PREFACE.length ? true : undefined;
+}
+
+/**
+ * Starts a server speaking gRPC, gRPC-Web and Connect on one plaintext port, over HTTP/2
+ * with prior knowledge (h2c: gRPC clients, grpcurl, buf curl) and over HTTP/1.1 (curl
+ * without flags, browsers, Prometheus): each connection goes to the HTTP/2 or the HTTP/1.1
+ * server by its first bytes. gRPC needs HTTP/2 (trailers); Connect and gRPC-Web work on
+ * both. grpc.health.v1 and gRPC server reflection (v1 and v1alpha) are served beside the
+ * given routes, so grpcurl and buf curl work without .proto files.
  */
 export async function startServer(options: ServerOptions): Promise<Server> {
   const { host, port } = parseListen(options.listen);
@@ -61,12 +84,33 @@ export async function startServer(options: ServerOptions): Promise<Server> {
       registerHealth(router, health);
       registerReflection(router, options.files);
     },
+    fallback: options.fallback,
   });
-  const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW } }, handler);
+  const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW } }, handler);
+  const h1 = http.createServer(handler);
+  // The port itself: each connection is handed to h2 or h1 once its first bytes are in.
+  const server = createNetServer({ pauseOnConnect: true }, (socket) => {
+    let head = Buffer.alloc(0);
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      // biome-ignore lint/suspicious/noAssignInExpressions: read until the buffer is drained
+      while ((chunk = socket.read() as Buffer | null) !== null) head = Buffer.concat([head, chunk]);
+      const h2c = opensHttp2(head);
+      if (h2c === undefined) return; // fewer bytes than it takes to tell: wait for more
+      socket.off("readable", onReadable);
+      socket.off("end", onEnd);
+      socket.unshift(head);
+      (h2c ? h2 : h1).emit("connection", socket);
+    };
+    const onEnd = () => socket.destroy();
+    socket.on("readable", onReadable);
+    socket.once("end", onEnd);
+    socket.once("error", () => socket.destroy());
+  });
   // http2 close() waits for every session to end on its own, and a worker's stream
   // never does: keep them to close them ourselves.
   const sessions = new Set<http2.Http2Session>();
-  server.on("session", (session) => {
+  h2.on("session", (session) => {
     session.setLocalWindowSize(SESSION_WINDOW);
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
@@ -95,6 +139,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const s of sessions) s.close();
+        h1.closeAllConnections();
         // A peer that never answers GOAWAY must not hold the process up.
         const timer = setTimeout(() => {
           for (const s of sessions) s.destroy();
