@@ -7,6 +7,7 @@ import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/
 import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
 import { registerReflection } from "./reflection.js";
+import { strictInput } from "./strict-input.js";
 
 /**
  * Answers are never compressed: cube's traffic stays on loopback and LANs, where gzip costs
@@ -16,6 +17,42 @@ import { registerReflection } from "./reflection.js";
  * told to either.)
  */
 const NO_COMPRESSION = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Bounds on what one client can make a server hold. Every input has a size bound: these are
+ * the transport's; validate-spec.ts has the fields'.
+ */
+export interface ServerLimits {
+  /**
+   * Largest request message, after decompression: a larger one is RESOURCE_EXHAUSTED, and a
+   * compressed body stops inflating there (a gzip bomb costs at most this much). Default
+   * 4 MiB, gRPC's own default; a RunTasks of 5,000 tasks is about 1 MiB.
+   */
+  maxMessageBytes: number;
+  /** A connection that has not sent its first bytes within this is closed. Default 10 s. */
+  firstBytesTimeoutMs: number;
+  /**
+   * An HTTP/2 connection with no stream open and no traffic (pings count) for this long is
+   * closed. Default 5 min. HTTP/1.1 connections close after Node's 5 s keep-alive.
+   */
+  idleTimeoutMs: number;
+  /** Streams open at once on one HTTP/2 connection. Default 1,000. */
+  maxConcurrentStreams: number;
+  /** Request headers, in bytes, on either protocol. Default 16 KiB. */
+  maxHeaderBytes: number;
+  /** Connections open at once; more are refused. Default 10,000. */
+  maxConnections: number;
+}
+
+/** The limits a server has unless told otherwise (see {@link ServerLimits}). */
+export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
+  maxMessageBytes: 4 << 20,
+  firstBytesTimeoutMs: 10_000,
+  idleTimeoutMs: 5 * 60_000,
+  maxConcurrentStreams: 1000,
+  maxHeaderBytes: 16 << 10,
+  maxConnections: 10_000,
+};
 
 /** What {@link startServer} needs. */
 export interface ServerOptions {
@@ -30,6 +67,8 @@ export interface ServerOptions {
    * HTTP/1.1 and HTTP/2 alike. Unset: such requests get 404.
    */
   fallback?: ConnectNodeAdapterOptions["fallback"];
+  /** Overrides of {@link DEFAULT_LIMITS}. */
+  limits?: Partial<ServerLimits>;
 }
 
 /** A running server. */
@@ -76,9 +115,15 @@ export function opensHttp2(head: Uint8Array): boolean | undefined {
 export async function startServer(options: ServerOptions): Promise<Server> {
   const { host, port } = parseListen(options.listen);
   const health = new HealthState();
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const handler = connectNodeAdapter({
     // Answers go uncompressed (compressed requests are still read; see NO_COMPRESSION).
     compressMinBytes: NO_COMPRESSION,
+    readMaxBytes: limits.maxMessageBytes,
+    // An unknown JSON field or enum name is an error, not a silent drop; strictInput does
+    // the same for binary requests.
+    jsonOptions: { ignoreUnknownFields: false },
+    interceptors: [strictInput],
     routes(router) {
       options.routes(router);
       registerHealth(router, health);
@@ -86,8 +131,21 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     },
     fallback: options.fallback,
   });
-  const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW } }, handler);
-  const h1 = http.createServer(handler);
+  const h2 = http2.createServer(
+    {
+      settings: {
+        initialWindowSize: STREAM_WINDOW,
+        maxConcurrentStreams: limits.maxConcurrentStreams,
+        maxHeaderListSize: limits.maxHeaderBytes,
+      },
+      maxSessionInvalidFrames: 100,
+    },
+    handler,
+  );
+  const h1 = http.createServer(
+    { maxHeaderSize: limits.maxHeaderBytes, headersTimeout: limits.firstBytesTimeoutMs },
+    handler,
+  );
   // The port itself: each connection is handed to h2 or h1 once its first bytes are in.
   const server = createNetServer({ pauseOnConnect: true }, (socket) => {
     let head = Buffer.alloc(0);
@@ -99,10 +157,13 @@ export async function startServer(options: ServerOptions): Promise<Server> {
       if (h2c === undefined) return; // fewer bytes than it takes to tell: wait for more
       socket.off("readable", onReadable);
       socket.off("end", onEnd);
+      socket.setTimeout(0);
       socket.unshift(head);
       (h2c ? h2 : h1).emit("connection", socket);
     };
     const onEnd = () => socket.destroy();
+    // A client that connects and says nothing holds a socket for nothing.
+    socket.setTimeout(limits.firstBytesTimeoutMs, () => socket.destroy());
     socket.on("readable", onReadable);
     socket.once("end", onEnd);
     socket.once("error", () => socket.destroy());
@@ -114,10 +175,21 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     session.setLocalWindowSize(SESSION_WINDOW);
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    // Idle = no stream open and no frame (a ping counts) for idleTimeoutMs: a long watch
+    // stream is not idle, a connection left open and silent is.
+    let open = 0;
+    session.on("stream", (stream) => {
+      open++;
+      stream.once("close", () => open--);
+    });
+    session.setTimeout(limits.idleTimeoutMs, () => {
+      if (open === 0) session.close();
+    });
   });
   // A destroyed session still ends its socket gracefully, which never completes when
   // the peer stopped reading (a dead network): keep the sockets to destroy them too.
   const sockets = new Set<Socket>();
+  server.maxConnections = limits.maxConnections;
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));

@@ -32,7 +32,10 @@ export const LIMITS = {
 
 const ID = /^[A-Za-z0-9._-]+$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it rejects
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+// Bidirectional overrides and isolates reorder what a terminal shows ("Trojan Source"): a
+// name could then read as another task's.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 
 function bad(field: string, message: string): never {
   throw new ConnectError(`${field}: ${message}`, Code.InvalidArgument);
@@ -71,6 +74,11 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
     LIMITS.labelKeyLength,
     LIMITS.labelValueLength,
   );
+  // Labels are shown and matched by people: no control or bidirectional characters in
+  // values either (env values may hold anything: certificates, scripts).
+  for (const [k, v] of Object.entries(spec.labels)) {
+    text(`spec.labels["${k}"]`, v, LIMITS.labelValueLength);
+  }
   ports(spec);
   resources(spec);
   restartPolicy(spec);
@@ -81,6 +89,7 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
 function text(field: string, value: string, max: number): void {
   if (value.length > max) bad(field, `at most ${max} characters (got ${value.length})`);
   if (CONTROL.test(value)) bad(field, "must not contain control characters");
+  if (BIDI.test(value)) bad(field, "must not contain bidirectional-override characters");
 }
 
 function list(field: string, values: readonly string[]): void {
@@ -103,6 +112,12 @@ function map(
   for (const [k, v] of entries) {
     if (k.length > keyLength)
       bad(`${field}["${k.slice(0, 32)}…"]`, `key over ${keyLength} characters`);
+    if (CONTROL.test(k) || BIDI.test(k)) {
+      bad(
+        `${field}["${k.replace(/[^\x20-\x7e]/g, "?")}"]`,
+        "key has control or bidirectional characters",
+      );
+    }
     if (v.length > valueLength) bad(`${field}["${k}"]`, `value over ${valueLength} characters`);
   }
 }
