@@ -20,6 +20,7 @@ import {
   type Registered,
   WorkerService,
 } from "../gen/cube/v1/worker_service_pb.js";
+import type { Clock } from "../lib/clock.js";
 import { createLogger } from "../lib/logger.js";
 import { managerRoutes } from "../manager/api/routes.js";
 import type { ControlPlane } from "../manager/core/control-plane.js";
@@ -33,6 +34,8 @@ type RequestInit = MessageInitShape<typeof ConnectRequestSchema>;
 /** A manager to test: its control plane, store, and clients of its three services. */
 export interface Harness {
   cp: ControlPlane;
+  /** The clock the manager's rules read (the `clock` option, e.g. a FakeClock; else the system's). */
+  clock: Clock;
   store: Store;
   transport: Transport;
   tasks: Client<typeof TaskService>;
@@ -56,6 +59,7 @@ export async function harness(
   const transport = createRouterTransport(managerRoutes(cp));
   return {
     cp,
+    clock: cp.clock,
     store,
     transport,
     tasks: createClient(TaskService, transport),
@@ -168,20 +172,33 @@ export class FakeWorker {
       },
     });
     this.send({ case: "inventory", value: { items: inventory ?? [] } });
-    const responses = client.connect(this.#feed);
+    const feed = this.#feed;
+    const responses = client.connect(feed);
+    // An end of an earlier stream of this worker is not this one's.
+    const end = (how: { error?: unknown }) => {
+      if (this.#feed === feed) this.#end(how);
+    };
     (async () => {
       for await (const r of responses) {
         this.frames++;
         this.#receive(r.message);
       }
     })().then(
-      () => this.#end({}),
-      (error) => this.#end({ error }),
+      () => end({}),
+      (error) => end({ error }),
     );
-    return eventually(() => {
-      if (!this.registered) throw new Error(`${this.id} not registered`);
-      return this.registered;
-    });
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      if (this.registered) return this.registered;
+      // Refused (the stream ended first): no need to wait out the deadline. Read through a
+      // cast: TS keeps the `undefined` assigned above across the awaits.
+      const ended = this.ended as FakeWorker["ended"];
+      if (ended) {
+        throw new Error(`${this.id}: stream ended before registered`, { cause: ended.error });
+      }
+      if (Date.now() > deadline) throw new Error(`${this.id} not registered`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
   }
 
   send(message: RequestInit["message"]): void {

@@ -1,15 +1,30 @@
-/** The manager's pure rules as named table cases: restart policy, back-off, reconcile. */
+/**
+ * The manager's pure rules as named table cases: restart policy, back-off, reconcile, what a
+ * worker may report, and what each lifecycle move sets and resets.
+ */
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import test from "ava";
 import {
   DesiredState,
+  HealthStatus,
   RestartMode,
   type Task,
   TaskSchema,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
 import { InventoryItemSchema } from "../gen/cube/v1/worker_service_pb.js";
+import {
+  ended,
+  failed,
+  pending,
+  refusedReport,
+  running,
+  scheduled,
+  stopped,
+  stopRequested,
+  type TaskPatch,
+} from "../manager/core/lifecycle.js";
 import { reconcile } from "../manager/rules/reconcile.js";
 import {
   backoffMs,
@@ -175,5 +190,146 @@ for (const [name, tasks, items, want] of RECONCILE_CASES) {
       here.map((x) => x.id),
     );
     t.is(`stop[${r.stop.map((i) => i.taskId)}] run[${r.run}] current[${r.current}]`, want);
+  });
+}
+
+// What a worker may report, per state the manager holds: "X" it may, "t" the transition table
+// forbids it, "m" the table allows it but the move is the manager's (a restart, a move, back
+// to PENDING). Same-state reports never get here (applyUpdate treats them as no move).
+const REPORTS = `
+  from \\ to    UNSPECIFIED  PENDING  SCHEDULED  RUNNING  COMPLETED  FAILED
+  UNSPECIFIED       t          m         t         t         t        t
+  PENDING           t          t         m         t         m        t
+  SCHEDULED         t          m         m         X         X        X
+  RUNNING           t          m         m         t         X        X
+  COMPLETED         t          m         m         t         t        t
+  FAILED            t          m         m         t         t        t
+`;
+
+type StateName = keyof typeof TaskState & string;
+const [reportHeader = "", ...reportRows] = REPORTS.trim().split("\n");
+const REPORT_COLUMNS = reportHeader.trim().split(/\s+/).slice(3) as StateName[];
+
+test("the table of reports covers every state, both ways", (t) => {
+  const names = Object.keys(TaskState).filter((k) => Number.isNaN(Number(k)));
+  t.deepEqual([...REPORT_COLUMNS].sort(), [...names].sort());
+  t.deepEqual(reportRows.map((r) => r.trim().split(/\s+/)[0]).sort(), [...names].sort());
+});
+
+for (const row of reportRows) {
+  const [from, ...cells] = row.trim().split(/\s+/) as [StateName, ...string[]];
+  if (cells.length !== REPORT_COLUMNS.length) throw new Error(`row ${from}: ${cells.length} cells`);
+  for (const [i, to] of REPORT_COLUMNS.entries()) {
+    const cell = cells[i];
+    const want =
+      cell === "X"
+        ? "may report"
+        : cell === "t"
+          ? "not in the transition table"
+          : "the manager's to decide";
+    test(`a worker reporting ${from} → ${to}: ${want}`, (t) => {
+      const got = refusedReport(TaskState[from], TaskState[to]);
+      if (cell === "X") t.is(got, undefined);
+      else if (cell === "t") t.is(got, `${from} → ${to} is not in the transition table`);
+      else t.is(got, `${from} → ${to} is the manager's to decide, not a worker's to report`);
+    });
+  }
+}
+
+test("a worker reporting a state number outside the enum is refused as no task state", (t) => {
+  t.is(refusedReport(TaskState.RUNNING, 99 as TaskState), "UNKNOWN(99) is not a task state");
+});
+
+// What each move sets and resets, applied over a task that ran once (generation 1, exit code 3,
+// healthy, container and ports): the fields a move leaves out keep their values.
+const ran = create(TaskSchema, {
+  id: "t",
+  state: TaskState.RUNNING,
+  workerId: "w1",
+  generation: 1n,
+  containerId: "c1",
+  ports: [{ containerPort: 80, hostPort: 8080 }],
+  exitCode: 3,
+  health: HealthStatus.HEALTHY,
+  reason: "old",
+  restartCount: 1,
+});
+const AT = 1_800_000_000_000;
+
+const MOVES: [string, TaskPatch, Record<string, unknown>][] = [
+  [
+    "scheduled: the next generation, nothing observed yet",
+    scheduled(ran, "w2", 2, AT),
+    {
+      state: TaskState.SCHEDULED,
+      workerId: "w2",
+      generation: 2n,
+      restartCount: 2,
+      containerId: "",
+      ports: [],
+      exitCode: undefined,
+      health: HealthStatus.UNSPECIFIED,
+      reason: "",
+    },
+  ],
+  [
+    "pending: off its worker, with the scheduler's reason",
+    pending("0/1 workers fit", 2),
+    {
+      state: TaskState.PENDING,
+      workerId: "",
+      containerId: "",
+      ports: [],
+      health: HealthStatus.UNSPECIFIED,
+      generation: 1n,
+      reason: "0/1 workers fit",
+    },
+  ],
+  [
+    "running: started, the container and exit code kept",
+    running(AT),
+    { state: TaskState.RUNNING, reason: "", containerId: "c1", exitCode: 3, generation: 1n },
+  ],
+  [
+    "ended without an exit code keeps the one it had",
+    ended(TaskState.FAILED, "start failed", AT),
+    { state: TaskState.FAILED, reason: "start failed", exitCode: 3 },
+  ],
+  [
+    "ended with an exit code",
+    ended(TaskState.COMPLETED, "exit code 0", AT, 0),
+    { state: TaskState.COMPLETED, reason: "exit code 0", exitCode: 0 },
+  ],
+  [
+    "stopped by the manager",
+    stopped(AT),
+    { state: TaskState.COMPLETED, reason: "stopped", exitCode: 3, workerId: "w1" },
+  ],
+  [
+    "stopped as the worker saw it, with its exit code",
+    stopped(timestampFromMs(AT), 137),
+    { state: TaskState.COMPLETED, reason: "stopped", exitCode: 137 },
+  ],
+  [
+    "failed by the manager",
+    failed("health check failed", AT),
+    { state: TaskState.FAILED, reason: "health check failed", health: HealthStatus.HEALTHY },
+  ],
+  [
+    "stop requested: only the desired state",
+    stopRequested(),
+    { desiredState: DesiredState.STOPPED, state: TaskState.RUNNING },
+  ],
+];
+
+for (const [name, patch, want] of MOVES) {
+  test(`lifecycle: ${name}`, (t) => {
+    const after: Task = { ...ran, ...patch };
+    t.like(after, want);
+    for (const [key, value] of Object.entries(want)) {
+      if (value === undefined) t.is(after[key as keyof Task], undefined, key);
+    }
+    if (patch.finishedAt) t.is(timestampMs(patch.finishedAt), AT);
+    if (patch.startedAt) t.is(timestampMs(patch.startedAt), AT);
   });
 }

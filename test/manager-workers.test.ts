@@ -10,6 +10,7 @@ import {
 } from "../gen/cube/v1/task_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
+import { FakeClock } from "./fake-clock.js";
 import { eventually, FakeWorker, type Harness, harness, spec } from "./manager-harness.js";
 
 async function state(h: Harness, id: string, want: TaskState, ms = 3000): Promise<Task> {
@@ -22,6 +23,13 @@ async function state(h: Harness, id: string, want: TaskState, ms = 3000): Promis
     }
     return task;
   }, ms);
+}
+
+/** Resolves once a restart of the task waits out its back-off (its timer is set). */
+async function restartWaiting(h: Harness, id: string): Promise<void> {
+  await eventually(() => {
+    if (!h.cp.tasks.get(id)?.restartTimer) throw new Error(`${id}: no restart waiting`);
+  });
 }
 
 async function status(h: Harness, id: string, want: WorkerStatus, ms = 3000): Promise<void> {
@@ -124,7 +132,8 @@ test("a task that fits nowhere is PENDING with a reason, and placed when capacit
 });
 
 test("a failed task is restarted with back-off on the same worker, then gives up", async (t) => {
-  const h = await harness(t);
+  const clock = new FakeClock();
+  const h = await harness(t, { clock });
   const w = new FakeWorker("w1");
   await w.connect(h.transport);
   const { task } = await h.tasks.runTask({
@@ -133,7 +142,12 @@ test("a failed task is restarted with back-off on the same worker, then gives up
     }),
   });
   const id = task?.id ?? "";
-  for (const gen of [1n, 2n, 3n]) {
+  // The back-off before the restart each failure leads to (none after the last).
+  for (const [gen, backoff] of [
+    [1n, 20],
+    [2n, 40],
+    [3n, 0],
+  ] as const) {
     await w.waitFor(
       (a) => a.task?.id === id && a.task.generation === gen && a.action === AssignmentAction.RUN,
     );
@@ -142,6 +156,10 @@ test("a failed task is restarted with back-off on the same worker, then gives up
       if (task?.generation !== gen || task.state !== TaskState.RUNNING) throw new Error("not yet");
     });
     w.update(id, gen, TaskState.FAILED, { exitCode: 1, reason: "exit code 1" });
+    if (backoff > 0) {
+      await restartWaiting(h, id);
+      clock.advance(backoff);
+    }
   }
   const failed = await state(h, id, TaskState.FAILED);
   t.is(failed.reason, "exit code 1 (gave up after 2 restarts)");
@@ -153,7 +171,8 @@ test("a failed task is restarted with back-off on the same worker, then gives up
 });
 
 test("an unhealthy task is restarted, and past its limit FAILED and stopped", async (t) => {
-  const h = await harness(t);
+  const clock = new FakeClock();
+  const h = await harness(t, { clock });
   const w = new FakeWorker("w1");
   await w.connect(h.transport);
   const { task } = await h.tasks.runTask({
@@ -177,6 +196,8 @@ test("an unhealthy task is restarted, and past its limit FAILED and stopped", as
     });
   await state(h, id, TaskState.RUNNING);
   unhealthy(1n);
+  await restartWaiting(h, id);
+  clock.advance(10);
   await w.waitFor((a) => a.task?.id === id && a.task.generation === 2n);
   await eventually(async () => {
     const { task } = await h.tasks.getTask({ id });
@@ -190,7 +211,8 @@ test("an unhealthy task is restarted, and past its limit FAILED and stopped", as
 });
 
 test("a worker whose stream ends is DOWN after the grace; its tasks move and its stale copies are stopped", async (t) => {
-  const h = await harness(t, { downGraceMs: 200 });
+  const clock = new FakeClock();
+  const h = await harness(t, { clock, downGraceMs: 200 });
   const w1 = new FakeWorker("w1");
   const w2 = new FakeWorker("w2");
   await w1.connect(h.transport);
@@ -200,7 +222,9 @@ test("a worker whose stream ends is DOWN after the grace; its tasks move and its
   await w2.connect(h.transport);
   w1.disconnect();
   await status(h, "w1", WorkerStatus.DISCONNECTED);
+  clock.advance(199);
   t.is((await h.tasks.getTask({ id })).task?.workerId, "w1", "tasks stay during the grace");
+  clock.advance(1);
   await status(h, "w1", WorkerStatus.DOWN);
   const moved = await state(h, id, TaskState.RUNNING);
   t.is(moved.workerId, "w2");
@@ -221,7 +245,8 @@ test("a worker whose stream ends is DOWN after the grace; its tasks move and its
 });
 
 test("a worker that reconnects within the grace keeps its tasks; missing ones are sent again", async (t) => {
-  const h = await harness(t, { downGraceMs: 2000 });
+  const clock = new FakeClock();
+  const h = await harness(t, { clock, downGraceMs: 2000 });
   const w = new FakeWorker("w1");
   await w.connect(h.transport);
   const a = (await h.tasks.runTask({ id: "a", spec: spec() })).task;
@@ -230,6 +255,7 @@ test("a worker that reconnects within the grace keeps its tasks; missing ones ar
   await state(h, "b", TaskState.RUNNING);
   w.disconnect();
   await status(h, "w1", WorkerStatus.DISCONNECTED);
+  clock.advance(1999); // the last moment of the grace
   const again = new FakeWorker("w1", { seq: 2n });
   await again.connect(h.transport, [
     { taskId: "a", generation: a?.generation ?? 0n, state: TaskState.RUNNING },
@@ -245,24 +271,32 @@ test("a worker that reconnects within the grace keeps its tasks; missing ones ar
 });
 
 test("a worker silent past the heartbeat timeout is DOWN", async (t) => {
+  const clock = new FakeClock();
   const h = await harness(t, {
+    clock,
     heartbeatIntervalMs: 50,
     heartbeatTimeoutMs: 200,
     downGraceMs: 5000,
   });
   const w = new FakeWorker("w1");
   await w.connect(h.transport);
-  const started = Date.now();
+  const started = clock.now();
+  // One heartbeat interval at a time, as the manager checks; bounded, in case it never is DOWN.
+  for (let i = 0; i < 40 && h.cp.workers.get("w1")?.status !== WorkerStatus.DOWN; i++) {
+    clock.advance(50);
+  }
   await status(h, "w1", WorkerStatus.DOWN);
-  const took = Date.now() - started;
+  const took = clock.now() - started;
   t.true(took < 2000, `DOWN after ${took} ms`);
+  t.is(took, 250, "at the first check past the 200 ms timeout");
   await eventually(() => {
     if (!w.ended) throw new Error("stream still open");
   });
 });
 
 test("a stopped task on a DISCONNECTED worker that goes DOWN is COMPLETED", async (t) => {
-  const h = await harness(t, { downGraceMs: 100 });
+  const clock = new FakeClock();
+  const h = await harness(t, { clock, downGraceMs: 100 });
   const w = new FakeWorker("w1", { auto: false });
   await w.connect(h.transport);
   const { task } = await h.tasks.runTask({ spec: spec() });
@@ -270,13 +304,17 @@ test("a stopped task on a DISCONNECTED worker that goes DOWN is COMPLETED", asyn
   w.update(id, 1n, TaskState.RUNNING);
   await state(h, id, TaskState.RUNNING);
   w.disconnect();
+  await status(h, "w1", WorkerStatus.DISCONNECTED);
   await h.tasks.stopTask({ id });
+  t.is((await h.tasks.getTask({ id })).task?.state, TaskState.RUNNING, "until the worker is DOWN");
+  clock.advance(100);
   const done = await state(h, id, TaskState.COMPLETED);
   t.is(done.reason, "stopped");
 });
 
 test("after a manager restart workers get the grace to come back, then their tasks move", async (t) => {
-  let h = await harness(t, { downGraceMs: 300, startupGraceMs: 300 });
+  const clock = new FakeClock();
+  let h = await harness(t, { clock, downGraceMs: 300, startupGraceMs: 300 });
   const w1 = new FakeWorker("w1");
   const w2 = new FakeWorker("w2");
   await w1.connect(h.transport);
@@ -296,6 +334,7 @@ test("after a manager restart workers get the grace to come back, then their tas
   t.is(workers.find((w) => w.id === "w1")?.taskCount, 1);
   const w2b = new FakeWorker("w2");
   await w2b.connect(h.transport);
+  clock.advance(300);
   const moved = await eventually(async () => {
     const { task } = await h.tasks.getTask({ id: "on1" });
     if (task?.workerId !== "w2" || task.state !== TaskState.RUNNING) throw new Error("not moved");
@@ -382,7 +421,8 @@ test("WatchWorkers sends every worker, then each again as it changes", async (t)
 });
 
 test("a task stopped while its worker is away is COMPLETED when the worker comes back without it", async (t) => {
-  const h = await harness(t, { downGraceMs: 5000 });
+  // A fake clock that never moves: the grace cannot run out however slow the machine.
+  const h = await harness(t, { clock: new FakeClock(), downGraceMs: 5000 });
   const w = new FakeWorker("w1", { auto: false });
   await w.connect(h.transport);
   const { task } = await h.tasks.runTask({ spec: spec() });

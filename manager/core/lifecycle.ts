@@ -1,14 +1,25 @@
-import { HealthStatus, type Task, TaskState } from "../../gen/cube/v1/task_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { DesiredState, HealthStatus, type Task, TaskState } from "../../gen/cube/v1/task_pb.js";
+import { canTransition, stateName } from "../../lib/task-state.js";
 import { timestampLiteral } from "../../lib/timestamp.js";
 
 /*
- * Every change of a task's observed state, built in one place: the rules ask for a move by
- * name, and ControlPlane.change checks it against the transition table (lib/task-state.ts)
- * before it records anything. A new state, or a new field a move must reset, is added here.
+ * Every change of a task's state, built in one place: the rules ask for a move by name, and
+ * ControlPlane.change checks it against the transition table (lib/task-state.ts) before it
+ * records anything. The manager's own decisions (scheduled, pending, stopped, failed) and what
+ * a worker observes of its container (running, ended) are both here, so what a move resets
+ * is written once. A new state, or a new field a move must reset, is added here.
  */
 
 /** A patch of a task: what changes, on top of the snapshot before. */
 export type TaskPatch = Partial<Omit<Task, "$typeName" | "id" | "spec" | "revision">>;
+
+/** A time as the builders take it: milliseconds of the manager's clock, or a worker's stamp. */
+export type At = number | Timestamp;
+
+function stamp(at: At): Timestamp {
+  return typeof at === "number" ? timestampLiteral(at) : at;
+}
 
 /** SCHEDULED on `workerId` as the next attempt: new generation, nothing observed yet. */
 export function scheduled(
@@ -44,12 +55,126 @@ export function pending(reason: string, restartCount: number): TaskPatch {
   };
 }
 
-/** COMPLETED "stopped": a stop the user asked for has taken effect. */
-export function stopped(nowMs: number): TaskPatch {
-  return { state: TaskState.COMPLETED, reason: "stopped", finishedAt: timestampLiteral(nowMs) };
+/** Desired STOPPED: a user asked for the task to stop (its state moves once that took effect). */
+export function stopRequested(): TaskPatch {
+  return { desiredState: DesiredState.STOPPED };
+}
+
+/**
+ * COMPLETED "stopped": a stop the user asked for has taken effect — decided by the manager
+ * (`at` its clock), or seen by the worker (`at` the worker's stamp, with the exit code of the
+ * container when it gave one; an exit code left out keeps the one the task has).
+ */
+export function stopped(at: At, exitCode?: number): TaskPatch {
+  const patch: TaskPatch = {
+    state: TaskState.COMPLETED,
+    reason: "stopped",
+    finishedAt: stamp(at),
+  };
+  if (exitCode !== undefined) patch.exitCode = exitCode;
+  return patch;
 }
 
 /** FAILED with `reason`, decided by the manager (a health check it gave up on). */
 export function failed(reason: string, nowMs: number): TaskPatch {
   return { state: TaskState.FAILED, reason, finishedAt: timestampLiteral(nowMs) };
+}
+
+/** RUNNING, as the worker saw its container start at `startedAt`. */
+export function running(startedAt: At, reason = ""): TaskPatch {
+  return { state: TaskState.RUNNING, reason, startedAt: stamp(startedAt) };
+}
+
+/**
+ * COMPLETED or FAILED, as the worker saw its container end (or fail to start): its reason,
+ * its exit code when it had one (left out, the task keeps the one it has).
+ */
+export function ended(
+  state: TaskState.COMPLETED | TaskState.FAILED,
+  reason: string,
+  finishedAt: At,
+  exitCode?: number,
+): TaskPatch {
+  const patch: TaskPatch = { state, reason, finishedAt: stamp(finishedAt) };
+  if (exitCode !== undefined) patch.exitCode = exitCode;
+  return patch;
+}
+
+/**
+ * The moves a worker may report: what it can see of its container (it started, it ended).
+ * Every other move in the transition table — a restart, a move to another worker, back to
+ * PENDING — is the manager's to decide, never a worker's to report.
+ */
+const OBSERVABLE: Readonly<Partial<Record<TaskState, readonly TaskState[]>>> = {
+  [TaskState.SCHEDULED]: [TaskState.RUNNING, TaskState.COMPLETED, TaskState.FAILED],
+  [TaskState.RUNNING]: [TaskState.COMPLETED, TaskState.FAILED],
+  // Replayed by a worker that comes back: what happened while contact was lost.
+  [TaskState.UNKNOWN]: [TaskState.RUNNING, TaskState.COMPLETED, TaskState.FAILED],
+};
+
+/**
+ * Why a worker may not report `from → to` (for the log line of the refusal), or undefined
+ * when it may. Checked before anything changes: a refused report leaves the task as it is.
+ */
+export function refusedReport(from: TaskState, to: TaskState): string | undefined {
+  if (TaskState[to] === undefined) return `${stateName(to)} is not a task state`;
+  if (!canTransition(from, to)) {
+    return `${stateName(from)} → ${stateName(to)} is not in the transition table`;
+  }
+  if (!OBSERVABLE[from]?.includes(to)) {
+    return `${stateName(from)} → ${stateName(to)} is the manager's to decide, not a worker's to report`;
+  }
+  return undefined;
+}
+
+/*
+ * Losing contact with a worker, and finding it again (manager/rules/worker-liveness.ts and
+ * the inventory reconcile). Disconnection is not death: the task keeps its placement.
+ */
+
+/**
+ * UNKNOWN: the manager lost contact with the task's worker at `nowMs` (`why` says how). The
+ * task keeps its worker, generation and container: they may well still run.
+ */
+export function lostContact(why: string, nowMs: number): TaskPatch {
+  return { state: TaskState.UNKNOWN, reason: why, lostContactAt: timestampLiteral(nowMs) };
+}
+
+/**
+ * Back from UNKNOWN to `state`, as the returning worker holds the task at its generation
+ * (SCHEDULED: the worker is starting it, or is sent its RUN again; RUNNING: its container
+ * runs), with the container id and ports it reports when it gives them.
+ */
+export function contactRestored(
+  state: TaskState.SCHEDULED | TaskState.RUNNING,
+  seen: { containerId?: string; ports?: Task["ports"] } = {},
+): TaskPatch {
+  const patch: TaskPatch = { state, reason: "" };
+  if (seen.containerId) patch.containerId = seen.containerId;
+  if (seen.ports && seen.ports.length > 0) patch.ports = seen.ports;
+  return patch;
+}
+
+/**
+ * RUNNING on `workerId` at `generation`: a worker the manager had lost contact with came
+ * back still running that copy, no replacement runs yet, so the task points at the
+ * returning copy again (its replacement is stopped). Health starts over: the worker reports
+ * it again.
+ */
+export function reclaimed(
+  workerId: string,
+  generation: bigint,
+  seen: { containerId: string; ports: Task["ports"] },
+): TaskPatch {
+  return {
+    state: TaskState.RUNNING,
+    workerId,
+    generation,
+    containerId: seen.containerId,
+    ports: seen.ports,
+    exitCode: undefined,
+    finishedAt: undefined,
+    health: HealthStatus.UNSPECIFIED,
+    reason: "",
+  };
 }

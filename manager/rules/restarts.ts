@@ -1,26 +1,21 @@
-import {
-  DesiredState,
-  HealthStatus,
-  type Task,
-  TaskEventType,
-  TaskState,
-} from "../../gen/cube/v1/task_pb.js";
+import { DesiredState, HealthStatus, TaskEventType, TaskState } from "../../gen/cube/v1/task_pb.js";
 import { WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
 import { AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
 import { holdsResources } from "../../lib/task-state.js";
 import type { ControlPlane } from "../core/control-plane.js";
-import { failed } from "../core/lifecycle.js";
+import { failed, type TaskPatch } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
 import type { WorkerEntry } from "../core/worker-table.js";
 import { assignAttempt, place } from "./placing.js";
 import { decideRestart, type EndKind, formatMs, maxRestarts } from "./restart-policy.js";
 
 /**
- * A task's container ended (`patch` holds the terminal state and reason): records it, then
- * applies the restart policy — a PROGRESS event "restarting in 200ms (2/3)" and a timer, or
- * " (gave up after 3 restarts)" added to the reason.
+ * A task's container ended (`patch`, built by core/lifecycle.ts's `ended`, holds the terminal
+ * state and reason): records it, then applies the restart policy — a PROGRESS event
+ * "restarting in 200ms (2/3)" and a timer, or " (gave up after 3 restarts)" added to the
+ * reason.
  */
-export function taskEnded(cp: ControlPlane, entry: TaskEntry, patch: Partial<Task>, end: EndKind) {
+export function taskEnded(cp: ControlPlane, entry: TaskEntry, patch: TaskPatch, end: EndKind) {
   const reason = patch.reason ?? "";
   if (entry.restartTimer || entry.task.desiredState !== DesiredState.RUNNING) {
     cp.change(entry, patch, TaskEventType.STATE_CHANGED, reason);

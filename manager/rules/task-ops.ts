@@ -13,7 +13,7 @@ import {
 import type { RunTaskRequest } from "../../gen/cube/v1/task_service_pb.js";
 import { AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
 import type { ControlPlane } from "../core/control-plane.js";
-import { stopped } from "../core/lifecycle.js";
+import { stopped, stopRequested } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
 import { placeNew } from "./placing.js";
 import { cancelRestart } from "./restarts.js";
@@ -81,12 +81,7 @@ export async function stopTask(cp: ControlPlane, id: string): Promise<Task> {
   }
   cancelRestart(cp, entry);
   const from = task.state;
-  task = cp.change(
-    entry,
-    { desiredState: DesiredState.STOPPED },
-    TaskEventType.DESIRED_CHANGED,
-    "stop requested",
-  );
+  task = cp.change(entry, stopRequested(), TaskEventType.DESIRED_CHANGED, "stop requested");
   if (from === TaskState.PENDING) {
     task = cp.change(
       entry,

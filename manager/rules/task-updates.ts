@@ -1,25 +1,12 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import {
-  DesiredState,
-  HealthStatus,
-  type Task,
-  TaskEventType,
-  TaskState,
-} from "../../gen/cube/v1/task_pb.js";
+import { DesiredState, HealthStatus, TaskEventType, TaskState } from "../../gen/cube/v1/task_pb.js";
 import type { HealthReport, Progress, TaskUpdate } from "../../gen/cube/v1/worker_service_pb.js";
-import { canTransition, isFinished, stateName } from "../../lib/task-state.js";
+import { isFinished, stateName } from "../../lib/task-state.js";
 import type { ControlPlane } from "../core/control-plane.js";
+import { ended, refusedReport, running, stopped, type TaskPatch } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
 import type { WorkerEntry } from "../core/worker-table.js";
 import { taskEnded, taskUnhealthy } from "./restarts.js";
-
-/** States a worker may report. */
-const REPORTABLE = new Set([
-  TaskState.SCHEDULED,
-  TaskState.RUNNING,
-  TaskState.COMPLETED,
-  TaskState.FAILED,
-]);
 
 /** Progress events of one task are kept at most this often (pull progress comes fast). */
 const PROGRESS_EVERY_MS = 250;
@@ -43,52 +30,66 @@ function current(
 }
 
 /**
- * Applies a worker's TaskUpdate through the state table. Updates of another generation or
- * worker are stale and ignored (the inventory reconcile deals with their containers). A task
- * meant to stop that ends is COMPLETED "stopped"; a task that ends otherwise goes through its
- * restart policy.
+ * Applies a worker's TaskUpdate. Updates of another generation or worker are stale and
+ * ignored (the inventory reconcile deals with their containers). A move a worker may not
+ * report (see {@link refusedReport}) is refused with a warning naming why, and the task stays
+ * as it is. A task meant to stop that ends is COMPLETED "stopped"; a task that ends otherwise
+ * goes through its restart policy.
  */
 export function applyUpdate(cp: ControlPlane, worker: WorkerEntry, update: TaskUpdate): void {
   const entry = current(cp, worker, update.taskId, update.generation);
   if (!entry) return;
   const task = entry.task;
-  const patch: Partial<Task> = {};
+  // What the worker sees of its container, whatever the state does.
+  const seen: TaskPatch = {};
   if (update.containerId && update.containerId !== task.containerId) {
-    patch.containerId = update.containerId;
+    seen.containerId = update.containerId;
   }
-  if (update.ports.length > 0) patch.ports = update.ports;
-  let to = update.state;
-  if (to === task.state) {
-    if (Object.keys(patch).length > 0) cp.touch(entry, patch);
+  if (update.ports.length > 0) seen.ports = update.ports;
+  if (update.state === task.state) {
+    if (Object.keys(seen).length > 0) cp.touch(entry, seen);
     return;
   }
-  let reason = update.reason;
+  if (isFinished(task.state) && isFinished(update.state)) return; // ended already: old news
   const stopping = task.desiredState === DesiredState.STOPPED;
-  if (stopping && isFinished(to)) {
-    to = TaskState.COMPLETED;
-    reason = "stopped";
-  }
-  if (isFinished(task.state) && isFinished(to)) return; // ended already: old news
-  if (!REPORTABLE.has(to) || !canTransition(task.state, to)) {
+  // However a container meant to stop ended, the stop has taken effect.
+  const to = stopping && isFinished(update.state) ? TaskState.COMPLETED : update.state;
+  const refused = refusedReport(task.state, to);
+  if (refused) {
     cp.logger.warn(
-      { task: task.id, worker: worker.id, from: stateName(task.state), to: stateName(to) },
-      "ignored an update with an illegal state move",
+      {
+        task: task.id,
+        worker: worker.id,
+        generation: Number(update.generation),
+        seq: Number(update.seq),
+        from: stateName(task.state),
+        to: stateName(to),
+        reason: refused,
+      },
+      "refused an update with an illegal state move",
     );
     return;
   }
-  const now = update.time ? update.time : timestampFromMs(cp.clock.now());
-  patch.state = to;
-  patch.reason = reason;
-  if (update.exitCode !== undefined) patch.exitCode = update.exitCode;
-  if (to === TaskState.RUNNING) patch.startedAt = now;
-  if (isFinished(to)) {
-    patch.finishedAt = now;
-    if (!stopping) {
-      taskEnded(cp, entry, patch, to === TaskState.FAILED ? "failed" : "completed");
-      return;
-    }
+  const at = update.time ?? timestampFromMs(cp.clock.now());
+  if (to === TaskState.RUNNING) {
+    cp.change(
+      entry,
+      { ...seen, ...running(at, update.reason) },
+      TaskEventType.STATE_CHANGED,
+      update.reason,
+    );
+  } else if (stopping) {
+    cp.change(
+      entry,
+      { ...seen, ...stopped(at, update.exitCode) },
+      TaskEventType.STATE_CHANGED,
+      "stopped",
+    );
+  } else if (to === TaskState.COMPLETED || to === TaskState.FAILED) {
+    // The only other moves refusedReport lets through.
+    const patch = { ...seen, ...ended(to, update.reason, at, update.exitCode) };
+    taskEnded(cp, entry, patch, to === TaskState.FAILED ? "failed" : "completed");
   }
-  cp.change(entry, patch, TaskEventType.STATE_CHANGED, reason);
 }
 
 /** Records a health change; an UNHEALTHY task goes through its restart policy. */
