@@ -18,6 +18,7 @@ import { cleanUp, deferCleanup } from "./cleanup.js";
 import { BENCH_CONTAINER_LABEL, type BenchContext } from "./context.js";
 import { latency } from "./latency.js";
 import { describeMachine } from "./machine.js";
+import { metricsScrape } from "./metrics-scrape.js";
 import { recovery } from "./recovery.js";
 import { type Report, renderMarkdown, renderTable, writeReport } from "./report.js";
 import { restart } from "./restart.js";
@@ -31,6 +32,7 @@ const SCENARIOS: Record<string, { title: string; run: Scenario }> = {
   throughput: { title: "placements on hollow workers", run: throughput },
   recovery: { title: "worker kill -9 and container kill, time to RUNNING again", run: recovery },
   restart: { title: "manager SIGKILL with a full store, time to answer ListTasks", run: restart },
+  "metrics-scrape": { title: "GET /metrics with 100,000 tasks", run: metricsScrape },
 };
 
 /** Hard limits on a whole run: a hung scenario must not hang CI. */

@@ -1,6 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { createLogger, type Logger } from "../lib/logger.js";
 import { startServer } from "../lib/rpc/server.js";
+import { managerMetrics } from "./api/metrics-http.js";
 import { MANAGER_FILES, managerRoutes } from "./api/routes.js";
 import { ControlPlane } from "./core/control-plane.js";
 import { type ManagerOptions, resolveOptions } from "./core/options.js";
@@ -54,10 +55,14 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
   }
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
+    const metrics = resolved.metrics ? managerMetrics(cp) : undefined;
+    if (metrics) store.observeCommits((seconds) => cp.metrics.committed(seconds));
     server = await startServer({
       listen: resolved.listen,
       routes: managerRoutes(cp),
       files: MANAGER_FILES,
+      fallback: metrics?.fallback,
+      interceptors: metrics?.interceptors ?? [],
     });
   } catch (error) {
     await cp.close();

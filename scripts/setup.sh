@@ -3,7 +3,8 @@
 # On a Debian 12 machine, as root, it makes sure that:
 #   1. the npm dependencies are installed (npm ci, when node_modules is missing or older
 #      than package-lock.json), Node 24 LTS among them (the `node` package);
-#   2. Debian's docker.io, busybox-static and docker-registry are installed;
+#   2. Debian's docker.io, busybox-static, docker-registry and prometheus are installed
+#      (prometheus never started as a service: the metrics tests run their own);
 #   3. a Docker engine answers (dockerd started in the background when none does);
 #   4. the test image cube/httpd:local is built and current (images/httpd/build.sh);
 #   5. a local registry answers on 127.0.0.1:5000 (scripts/registry.yml).
@@ -12,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES_HINT="docker.io busybox-static docker-registry"
+APT_PACKAGES_HINT="docker.io busybox-static docker-registry prometheus"
 DOCKERD_LOG=${CUBE_DOCKERD_LOG:-/var/log/dockerd.log}
 DOCKERD_PIDFILE=/var/run/docker.pid
 DOCKERD_TIMEOUT_S=${CUBE_DOCKERD_TIMEOUT_S:-60}
@@ -121,21 +122,38 @@ if [[ $(dpkg-query -W -f='${db:Status-Status}' busybox-static 2>/dev/null) != in
   missing+=(busybox-static)
 fi
 if ! command -v docker-registry >/dev/null; then missing+=(docker-registry); fi
+# The server and promtool, for test/metrics*.test.ts (a real scrape, and the format's checks).
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  missing+=(prometheus)
+fi
 if ((${#missing[@]})); then
   if ! is_root || ! command -v apt-get >/dev/null; then
     die "missing ${missing[*]}: as root on Debian 12, run \`apt-get install -y ${missing[*]}\` (cube needs $APT_PACKAGES_HINT), then \`npm run setup\` again"
   fi
   begin "installing ${missing[*]} with apt-get"
+  # Debian's prometheus starts its service on install wherever an init system can (and its
+  # recommended node-exporter too): nothing may start here, the tests run their own server
+  # with their own config and storage. policy-rc.d answering 101 ("action forbidden") is
+  # Debian's way to say so to invoke-rc.d and deb-systemd-invoke, for this install only.
+  policy_rc=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [[ ! -e $policy_rc ]]; then
+    printf '#!/bin/sh\n# cube setup: no service starts during its apt-get install\nexit 101\n' >"$policy_rc"
+    chmod 755 "$policy_rc"
+    made_policy=1
+  fi
   apt_log=$(mktemp)
   if ! {
     apt-get update -qq &&
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
   } >"$apt_log" 2>&1; then
+    if ((made_policy)); then rm -f "$policy_rc"; fi
     fail_step
     cat "$apt_log" >&2
     rm -f "$apt_log"
     die "apt-get install ${missing[*]} failed (output above)"
   fi
+  if ((made_policy)); then rm -f "$policy_rc"; fi
   rm -f "$apt_log"
   ok
 fi

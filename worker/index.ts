@@ -6,6 +6,7 @@ import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
 import { StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger, type Logger } from "../lib/logger.js";
 import { parseListen, startServer } from "../lib/rpc/server.js";
+import { WorkerMetrics } from "./api/metrics.js";
 import { workerRoutes } from "./api/server.js";
 import { createDockerDriver } from "./docker/driver.js";
 import { defaultCapacity, NodeMetricsSampler } from "./node-metrics.js";
@@ -25,6 +26,8 @@ export interface WorkerOptions {
   manager: string;
   /** host:port of the worker's own gRPC server; default "127.0.0.1:5556"; port 0 picks one. */
   listen?: string;
+  /** Serve GET /metrics (Prometheus text, no token needed) on that port. Default true. */
+  metrics?: boolean;
   /** Name for people; default the host name. */
   name?: string;
   /** Where the worker keeps its LevelDB (id, outbox, task records). One worker per directory. */
@@ -75,8 +78,15 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const workerId = store.workerId;
   const logger = (options.logger ?? createLogger("worker")).child({ worker: workerId });
   const ownDriver = !options.driver;
-  const driver = options.driver ?? createDockerDriver({ dockerHost: options.dockerHost, logger });
-  const health = new HealthChecker();
+  const metrics = new WorkerMetrics();
+  const driver =
+    options.driver ??
+    createDockerDriver({
+      dockerHost: options.dockerHost,
+      logger,
+      instrument: (docker) => metrics.instrumentDocker(docker),
+    });
+  const health = new HealthChecker((healthy) => metrics.healthCheck(healthy));
   const statsIntervalMs = options.statsIntervalMs ?? 2000;
   const sampler = new NodeMetricsSampler({
     dataDir: options.dataDir,
@@ -98,6 +108,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       logger,
       send: (message) => stream?.send(message),
     });
+    metrics.readTasksFrom(runner);
     const recovered = await runner.recover();
     logger.info({ ...recovered, pendingUpdates: outbox.pending().length }, "worker state loaded");
     const feed = new StatsFeed({
@@ -112,6 +123,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       listen: options.listen ?? "127.0.0.1:5556",
       routes: workerRoutes({ workerId, tasks: () => runner.tasks(), stats: feed, driver }),
       files: [file_cube_v1_task_service, file_cube_v1_metrics],
+      ...(options.metrics === false ? {} : metrics.serving()),
     });
     server = srv;
     const capacity = { ...(await defaultCapacity(options.dataDir)), ...options.capacity };
@@ -133,6 +145,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       ...(options.pingTimeoutMs ? { pingTimeoutMs: options.pingTimeoutMs } : {}),
     });
     stream = client;
+    metrics.watchStream(client);
     feed.on("sample", (s) => client.send({ case: "stats", value: create(StatsSchema, s) }));
     feed.start();
     client.start();

@@ -6,12 +6,14 @@ import type { WorkerHandle } from "../../worker/index.js";
 import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import type { Io } from "../io.js";
+import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
 
 interface DevOptions {
   listen: string;
   dataDir: string;
   name?: string;
   logLevel?: string;
+  metrics?: boolean;
 }
 
 /** How long Ctrl-C may take before `cube dev` exits anyway. */
@@ -28,6 +30,7 @@ export function devCommand(io: Io): Command {
       "--log-level <level>",
       "log level of the JSON logs on stderr (env CUBE_LOG_LEVEL, default warn)",
     )
+    .option("--no-metrics", NO_METRICS_HELP)
     .addHelpText(
       "after",
       `
@@ -55,6 +58,7 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
       listen: opts.listen,
       dataDir: join(opts.dataDir, "manager"),
       logger,
+      metrics: metricsWanted(opts.metrics, io.env),
     });
   } catch (error) {
     throw new CliError(startFailure("manager", opts.listen, error));
@@ -67,6 +71,7 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
       name: opts.name,
       dataDir: join(opts.dataDir, "worker"),
       logger,
+      metrics: metricsWanted(opts.metrics, io.env),
     });
   } catch (error) {
     await manager.close().catch(() => undefined);

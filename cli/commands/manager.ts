@@ -4,6 +4,7 @@ import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import type { Io } from "../io.js";
+import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
 import { parseDuration } from "../parse-duration.js";
 import { parseCount } from "../parse-enum.js";
 
@@ -19,6 +20,7 @@ interface ManagerFlags {
   downGrace?: number;
   startupGrace?: number;
   assignmentWindow?: number;
+  metrics?: boolean;
 }
 
 /** Where the manager keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -73,6 +75,7 @@ export function managerCommand(io: Io): Command {
       "assignments a worker may have unacknowledged before the rest wait in the manager (env CUBE_ASSIGNMENT_WINDOW, default 16)",
       arg(parseWindow),
     )
+    .option("--no-metrics", NO_METRICS_HELP)
     .addHelpText(
       "after",
       `
@@ -108,6 +111,7 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     downGraceMs: flags.downGrace ?? fromEnv("CUBE_DOWN_GRACE", envDuration),
     startupGraceMs: flags.startupGrace ?? fromEnv("CUBE_STARTUP_GRACE", envDuration),
     assignmentWindow: flags.assignmentWindow ?? fromEnv("CUBE_ASSIGNMENT_WINDOW", parseWindow),
+    metrics: metricsWanted(flags.metrics, env),
   };
   let handle: ManagerHandle;
   try {

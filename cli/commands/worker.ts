@@ -4,6 +4,7 @@ import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { collect } from "../client-options.js";
 import type { Io } from "../io.js";
+import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
 import { parseKeyValue, toRecord } from "../parse-key-value.js";
 
 interface WorkerFlags {
@@ -13,6 +14,7 @@ interface WorkerFlags {
   dataDir?: string;
   label?: [string, string][];
   dockerHost?: string;
+  metrics?: boolean;
 }
 
 /** Where a worker keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -44,6 +46,7 @@ export function workerCommand(io: Io): Command {
       "--docker-host <url>",
       "Docker engine (env CUBE_DOCKER_HOST or DOCKER_HOST, default the local socket)",
     )
+    .option("--no-metrics", NO_METRICS_HELP)
     .addHelpText(
       "after",
       `
@@ -78,6 +81,7 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
     dataDir: flags.dataDir || env.CUBE_DATA_DIR || DEFAULT_WORKER_DATA_DIR,
     labels: { ...envLabels, ...toRecord(flags.label ?? []) },
     dockerHost: flags.dockerHost || env.CUBE_DOCKER_HOST || undefined,
+    metrics: metricsWanted(flags.metrics, env),
   };
   let handle: WorkerHandle;
   try {

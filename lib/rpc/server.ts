@@ -2,7 +2,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
 import type { DescFile } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
@@ -69,6 +69,11 @@ export interface ServerOptions {
   fallback?: ConnectNodeAdapterOptions["fallback"];
   /** Overrides of {@link DEFAULT_LIMITS}. */
   limits?: Partial<ServerLimits>;
+  /**
+   * Run before any other check, for every RPC (grpc.health.v1 and reflection included):
+   * where the server's authorization decision is made.
+   */
+  interceptors?: readonly Interceptor[];
 }
 
 /** A running server. */
@@ -123,7 +128,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     // An unknown JSON field or enum name is an error, not a silent drop; strictInput does
     // the same for binary requests.
     jsonOptions: { ignoreUnknownFields: false },
-    interceptors: [strictInput],
+    interceptors: [...(options.interceptors ?? []), strictInput],
     routes(router) {
       options.routes(router);
       registerHealth(router, health);

@@ -17,6 +17,7 @@ import { timestampLiteral } from "../../lib/timestamp.js";
 import type { Store } from "../store/store.js";
 import { ChangeFeed } from "./change-feed.js";
 import { EventHub } from "./event-hub.js";
+import { ManagerMetrics } from "./manager-metrics.js";
 import { newTask } from "./new-task.js";
 import type { ResolvedOptions } from "./options.js";
 import { Placer } from "./placer.js";
@@ -54,6 +55,8 @@ export class ControlPlane {
   /** Worker ids that sent a metrics sample (WatchMetrics). */
   readonly metricsFeed = new ChangeFeed();
   readonly placer: Placer;
+  /** Tasks by state, placements, scheduling and commit times (served at GET /metrics). */
+  readonly metrics: ManagerMetrics;
   readonly store: Store;
   readonly options: ResolvedOptions;
   readonly logger: Logger;
@@ -92,7 +95,8 @@ export class ControlPlane {
     this.revision = revision;
     this.#logInfo = logger.isLevelEnabled("info");
     this.hub = new EventHub(options.watchHistorySize, revision);
-    this.placer = new Placer(options.scheduler);
+    this.metrics = new ManagerMetrics({ workers: () => this.workers.all() });
+    this.placer = new Placer(options.scheduler, this.metrics);
   }
 
   /**
@@ -138,6 +142,7 @@ export class ControlPlane {
     const entry: TaskEntry = { task, createdRevision: revision, request: requestOf(task) };
     this.tasks.add(entry);
     this.pending.set(id, entry);
+    this.metrics.taskChanged(undefined, task);
     this.#record(entry, task, TaskEventType.CREATED, "accepted", now);
     // Guarded: the fields would be gathered for every task even with info off.
     if (this.#logInfo) {
@@ -356,6 +361,7 @@ export class ControlPlane {
 
   /** Keeps worker allocations, task sets and the pending queue in step with one change. */
   #account(entry: TaskEntry, before: Task | undefined, after: Task): void {
+    this.metrics.taskChanged(before, after);
     const heldBefore = before !== undefined && holdsResources(before.state) && before.workerId;
     const heldAfter = holdsResources(after.state) && after.workerId;
     if (heldBefore && !(heldAfter && before.workerId === after.workerId)) {

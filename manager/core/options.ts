@@ -42,6 +42,11 @@ export interface ManagerOptions {
    * not move every task of every healthy worker. Default max(downGraceMs, 6000).
    */
   startupGraceMs?: number;
+  /**
+   * Serve GET /metrics (Prometheus text, no token needed) on the API port, and count RPCs
+   * for it. Default true.
+   */
+  metrics?: boolean;
   /** Where the rules read the time and set their timers; default the system clock. */
   clock?: Clock;
   /** Structured logger; default `createLogger("manager")`. */
@@ -87,6 +92,7 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     shutdownTimeoutMs: options.shutdownTimeoutMs ?? 5000,
     assignmentWindow: Math.max(1, options.assignmentWindow ?? 16),
     clock: options.clock ?? systemClock,
+    metrics: options.metrics ?? true,
   };
   for (const [name, value] of Object.entries(resolved)) {
     if (typeof value === "number" && !(Number.isFinite(value) && value >= 0)) {

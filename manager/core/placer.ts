@@ -11,6 +11,12 @@ import {
 
 export type { SchedulerName } from "../scheduler/index.js";
 
+/** Where the time of each scheduler run goes (ManagerMetrics), by outcome. */
+export interface DecisionTiming {
+  readonly decidedPlaced: { observe(seconds: number): void };
+  readonly decidedUnplaced: { observe(seconds: number): void };
+}
+
 /** Every policy name, for flags and messages. */
 export const SCHEDULERS: readonly SchedulerName[] = SCHEDULER_NAMES;
 
@@ -21,13 +27,15 @@ export const SCHEDULERS: readonly SchedulerName[] = SCHEDULER_NAMES;
  */
 export class Placer {
   readonly scheduler: Scheduler;
+  readonly #timing: DecisionTiming | undefined;
   #cursor = 0;
 
-  constructor(name: SchedulerName) {
+  constructor(name: SchedulerName, timing?: DecisionTiming) {
     if (!SCHEDULERS.includes(name)) {
       throw new Error(`unknown scheduler "${name}": use ${SCHEDULERS.join(", ")}`);
     }
     this.scheduler = createScheduler(name);
+    this.#timing = timing;
   }
 
   /** Where `task` should go among `nodes`, or why it cannot go anywhere now. */
@@ -38,12 +46,16 @@ export class Placer {
     nowMs: number,
     avoid?: ReadonlySet<string>,
   ): Plan {
+    const started = performance.now();
     const plan = schedule(
       this.scheduler,
       { id: taskId, resources, avoid },
       { nodes, now: nowMs, cursor: this.#cursor },
     );
     this.#cursor = plan.cursor;
+    const seconds = (performance.now() - started) / 1000;
+    if (plan.kind === "place") this.#timing?.decidedPlaced.observe(seconds);
+    else this.#timing?.decidedUnplaced.observe(seconds);
     return plan;
   }
 }

@@ -34,6 +34,8 @@ export interface DockerDriverOptions {
   /** "unix:///var/run/docker.sock", "tcp://127.0.0.1:2375" or a socket path; default: DOCKER_HOST or the local socket. */
   readonly dockerHost?: string;
   readonly logger?: Logger;
+  /** Handed the client before first use, to measure its calls (WorkerMetrics.instrumentDocker). */
+  readonly instrument?: (docker: Docker) => void;
 }
 
 /** A dockerode client for `dockerHost` (undefined → dockerode's defaults, which honour DOCKER_HOST). */
@@ -51,7 +53,9 @@ export function dockerClient(dockerHost?: string): Docker {
 
 /** Creates the Docker driver. Background work (events, stats) starts with the first container. */
 export function createDockerDriver(options: DockerDriverOptions = {}): Driver {
-  return new DockerDriver(dockerClient(options.dockerHost), options.logger);
+  const docker = dockerClient(options.dockerHost);
+  options.instrument?.(docker);
+  return new DockerDriver(docker, options.logger);
 }
 
 const PORT_TAKEN = /port is already allocated|address already in use/i;

@@ -109,6 +109,12 @@ interface Watch {
 /** Runs the health checks of a worker's tasks, one loop per watched task. */
 export class HealthChecker {
   readonly #watches = new Map<string, Watch>();
+  /** Told the outcome of every probe that was not cancelled (the worker's metrics). */
+  readonly #onProbe: ((healthy: boolean) => void) | undefined;
+
+  constructor(onProbe?: (healthy: boolean) => void) {
+    this.#onProbe = onProbe;
+  }
 
   /**
    * Checks `taskId` on 127.0.0.1:`hostPort` from now on, replacing any earlier watch of
@@ -132,6 +138,7 @@ export class HealthChecker {
       const startedAt = Date.now();
       const failure = await probe(hostPort, config.path, config.timeoutMs, watch.abort.signal);
       if (watch.abort.signal.aborted) return;
+      this.#onProbe?.(failure === null);
       let next = status;
       if (failure === null) {
         failures = 0;
