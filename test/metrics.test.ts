@@ -349,6 +349,9 @@ test("Docker endpoints keep a few label values: ids and image names are taken ou
     ["/images/cube/httpd:local/json", "/images/{id}/json"],
     ["/images/127.0.0.1:5000/app:1/json", "/images/{id}/json"],
     ["/images/create?fromImage=cube", "/images/create"],
+    ["/images/cube/httpd:local?force=true", "/images/{id}"],
+    ["/images/cube/httpd", "/images/{id}"],
+    ["/containers/cube-web-1-3/logs?follow=1", "/containers/{id}/logs"],
     ["/events?filters=x", "/events"],
     ["/_ping", "/_ping"],
   ];

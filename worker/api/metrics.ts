@@ -15,10 +15,38 @@ const TASK_STATES: readonly TaskState[] = Object.values(TaskState).filter(
 /** Docker API paths whose second segment is an operation, not an id or a name. */
 const COLLECTION_OPS = new Set(["create", "json", "prune", "load", "search", "get"]);
 
+/** Operations on one object (the segment after its id); anything else is part of a name. */
+const OBJECT_OPS = new Set([
+  "archive",
+  "attach",
+  "changes",
+  "exec",
+  "export",
+  "get",
+  "history",
+  "json",
+  "kill",
+  "logs",
+  "pause",
+  "push",
+  "rename",
+  "resize",
+  "restart",
+  "start",
+  "stats",
+  "stop",
+  "tag",
+  "top",
+  "unpause",
+  "update",
+  "wait",
+]);
+
 /**
  * The Docker API path of a call with its ids and names taken out, so the label keeps a few
  * values: "/containers/3f2a…/start?" → "/containers/{id}/start", "/images/cube/httpd:local/json"
- * → "/images/{id}/json", "/containers/create?" → "/containers/create".
+ * → "/images/{id}/json", "/containers/create?" → "/containers/create", DELETE
+ * "/images/cube/httpd:local" → "/images/{id}".
  */
 export function dockerEndpoint(path: string): string {
   const parts = path.split("?", 1)[0]?.split("/").filter(Boolean) ?? [];
@@ -30,9 +58,10 @@ export function dockerEndpoint(path: string): string {
   if (rest.length === 1) {
     return COLLECTION_OPS.has(rest[0] as string) ? `/${resource}/${rest[0]}` : `/${resource}/{id}`;
   }
-  // The last segment is the operation; everything between it and the resource is the id
-  // (image names hold slashes).
-  return `/${resource}/{id}/${rest.at(-1)}`;
+  // The last segment is the operation when it is one; everything between it and the
+  // resource is the id (image names hold slashes: DELETE /images/cube/httpd is no operation).
+  const last = rest.at(-1) as string;
+  return OBJECT_OPS.has(last) ? `/${resource}/{id}/${last}` : `/${resource}/{id}`;
 }
 
 /** What the worker's metrics read at a scrape. */
