@@ -15,9 +15,13 @@ const TYPE_NAMES: Record<number, string> = {
   [TaskEventType.DESIRED_CHANGED]: "desired",
   [TaskEventType.PROGRESS]: "progress",
   [TaskEventType.HEALTH_CHANGED]: "health",
+  [TaskEventType.COPY_STOPPED]: "copy",
 };
 
-/** The short word for an event type: "created", "state", "desired", "progress", "health". */
+/**
+ * The short word for an event type: "created", "state", "desired", "progress", "health",
+ * "copy" (a second copy found after a lost worker came back is stopped).
+ */
 export function eventTypeName(type: TaskEventType): string {
   return TYPE_NAMES[type] ?? "unknown";
 }
@@ -30,7 +34,11 @@ export function eventSummary(event: TaskEvent): string {
     what = task.health === HealthStatus.HEALTHY ? "healthy" : "unhealthy";
   } else if (event.type === TaskEventType.DESIRED_CHANGED && task) {
     what = task.desiredState === DesiredState.STOPPED ? "stop requested" : "run requested";
-  } else if (task && event.type !== TaskEventType.PROGRESS) {
+  } else if (
+    task &&
+    event.type !== TaskEventType.PROGRESS &&
+    event.type !== TaskEventType.COPY_STOPPED
+  ) {
     what = stateName(task.state);
   }
   const words = event.message || (event.type === TaskEventType.STATE_CHANGED ? task?.reason : "");

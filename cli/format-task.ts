@@ -30,8 +30,11 @@ export interface TaskRowContext {
   noTrunc?: boolean;
 }
 
-/** The STATE cell: the state, "(healthy)"/"(unhealthy)" when checked, coloured if enabled. */
-export function stateLabel(task: Task, colors: Colors): string {
+/**
+ * The STATE cell: the state, "(healthy)"/"(unhealthy)" when checked, and for an UNKNOWN task
+ * how long ago contact with its worker was lost (given `now`), coloured if enabled.
+ */
+export function stateLabel(task: Task, colors: Colors, now?: number): string {
   const name = stateName(task.state);
   const paint =
     {
@@ -40,12 +43,17 @@ export function stateLabel(task: Task, colors: Colors): string {
       [TaskState.RUNNING]: colors.green,
       [TaskState.COMPLETED]: colors.dim,
       [TaskState.FAILED]: colors.red,
+      [TaskState.UNKNOWN]: colors.magenta,
     }[task.state as number] ?? ((s: string) => s);
   let health = "";
   if (task.state === TaskState.RUNNING && task.health === HealthStatus.HEALTHY) {
     health = ` ${colors.green("(healthy)")}`;
   } else if (task.state === TaskState.RUNNING && task.health === HealthStatus.UNHEALTHY) {
     health = ` ${colors.red("(unhealthy)")}`;
+  } else if (task.state === TaskState.UNKNOWN) {
+    const lost = task.lostContactAt ? timestampMs(task.lostContactAt) : undefined;
+    const ago = lost !== undefined && now !== undefined ? ` ${formatAge(now - lost)} ago` : "";
+    health = ` ${colors.dim(`(lost contact${ago})`)}`;
   }
   return `${paint(name)}${health}`;
 }
@@ -72,7 +80,7 @@ export function taskRow(task: Task, ctx: TaskRowContext): string[] {
   return [
     shortId(task.id, ctx.noTrunc),
     task.spec?.name ?? "",
-    stateLabel(task, ctx.colors),
+    stateLabel(task, ctx.colors, ctx.now),
     workerLabel(task.workerId, ctx.workerNames, ctx.noTrunc),
     task.spec?.image ?? "",
     portsLabel(task),

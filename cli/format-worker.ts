@@ -1,5 +1,5 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { type Worker, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
+import { EngineStatus, type Worker, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import type { Colors } from "./colors.js";
 import { shortId } from "./format-task.js";
 import { formatAge } from "./parse-duration.js";
@@ -11,8 +11,22 @@ export const WORKER_HEAD = ["NAME", "ID", "STATUS", "CPU", "MEMORY", "DISK", "TA
 /** Typical widths of the {@link WORKER_HEAD} columns, for rows printed one at a time. */
 export const WORKER_WIDTHS = [10, 12, 12, 7, 14, 12, 5, 9];
 
-/** The STATUS cell, coloured if enabled: READY green, DISCONNECTED yellow, DOWN red. */
-export function workerStatusLabel(status: WorkerStatus, colors: Colors): string {
+/**
+ * The STATUS cell, coloured if enabled: READY green, DISCONNECTED yellow, DOWN red; with
+ * ", engine down" in red when the worker said its container engine does not answer.
+ */
+export function workerStatusLabel(
+  status: WorkerStatus,
+  colors: Colors,
+  engine = EngineStatus.UNSPECIFIED,
+): string {
+  const label = statusWord(status, colors);
+  return engine === EngineStatus.DOWN && status !== WorkerStatus.DOWN
+    ? `${label}${colors.red(", engine down")}`
+    : label;
+}
+
+function statusWord(status: WorkerStatus, colors: Colors): string {
   switch (status) {
     case WorkerStatus.READY:
       return colors.green("READY");
@@ -43,7 +57,7 @@ export function workerRow(
   return [
     worker.name,
     shortId(worker.id, ctx.noTrunc),
-    workerStatusLabel(worker.status, ctx.colors),
+    workerStatusLabel(worker.status, ctx.colors, worker.engine?.status),
     `${cores(alloc?.cpu ?? 0)}/${cores(cap?.cpu ?? 0)}`,
     `${formatSize(alloc?.memoryBytes ?? 0n)}/${formatSize(cap?.memoryBytes ?? 0n)}`,
     `${formatSize(alloc?.diskBytes ?? 0n)}/${formatSize(cap?.diskBytes ?? 0n)}`,

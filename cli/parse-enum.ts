@@ -6,6 +6,7 @@ const STATES: Record<string, TaskState> = {
   running: TaskState.RUNNING,
   completed: TaskState.COMPLETED,
   failed: TaskState.FAILED,
+  unknown: TaskState.UNKNOWN,
 };
 
 /**

@@ -2,7 +2,8 @@
  * Entry point of a bare manager process, configured from the environment (for tests that
  * spawn a real manager and kill -9 it): CUBE_LISTEN (default 127.0.0.1:5555, port 0 ok),
  * CUBE_DATA_DIR (required), CUBE_SCHEDULER, and CUBE_HEARTBEAT_INTERVAL,
- * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE, CUBE_STARTUP_GRACE in milliseconds, and
+ * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE, CUBE_STARTUP_GRACE, CUBE_RESTART_GRACE and
+ * CUBE_ASSIGNMENT_RESEND in milliseconds, and
  * CUBE_ASSIGNMENT_WINDOW. Prints {"listening":"host:port"}
  * on stdout once it serves. `cube manager` is the command for people.
  */
@@ -34,6 +35,8 @@ try {
     heartbeatTimeoutMs: ms("CUBE_HEARTBEAT_TIMEOUT"),
     downGraceMs: ms("CUBE_DOWN_GRACE"),
     startupGraceMs: ms("CUBE_STARTUP_GRACE"),
+    restartGraceMs: ms("CUBE_RESTART_GRACE"),
+    assignmentResendMs: ms("CUBE_ASSIGNMENT_RESEND"),
     assignmentWindow: ms("CUBE_ASSIGNMENT_WINDOW", "a number of assignments"),
   });
   process.stdout.write(`${JSON.stringify({ listening: handle.address })}\n`);

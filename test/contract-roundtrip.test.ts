@@ -56,7 +56,12 @@ import {
   TaskView,
   type WatchTasksRequestSchema,
 } from "../gen/cube/v1/task_service_pb.js";
-import { file_cube_v1_worker, type Worker, WorkerSchema } from "../gen/cube/v1/worker_pb.js";
+import {
+  EngineStatus,
+  file_cube_v1_worker,
+  type Worker,
+  WorkerSchema,
+} from "../gen/cube/v1/worker_pb.js";
 import {
   AssignmentAction,
   type ConnectRequest,
@@ -584,6 +589,8 @@ test("the manager carries every field: RunTasks, GetTask, ListTaskEvents, WatchT
   capacity.cpu = random.int(16, 256);
   capacity.memoryBytes = BigInt(random.int(64, 1024)) << 30n;
   capacity.diskBytes = BigInt(random.int(64, 1024)) << 30n;
+  // A worker that says its container engine is down gets no task to carry.
+  need(register.engine, "register.engine").status = EngineStatus.UP;
   t.deepEqual(missingFields(RegisterSchema, register), []);
   const worker = new ScriptedWorker(grpcTransport(address), register);
   t.teardown(() => worker.close());

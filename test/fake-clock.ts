@@ -38,6 +38,15 @@ export class FakeClock implements Clock {
     return this.#timers.size;
   }
 
+  /**
+   * Moves time `ms` forward without running any timer, as a stalled process (a GC pause, a
+   * SIGSTOP) sees it: the timers that fell due meanwhile run late, at the next
+   * {@link advance} (`advance(0)` runs them at once).
+   */
+  stall(ms: number): void {
+    this.#now += ms;
+  }
+
   /** Moves time `ms` forward, running every timer due by then (timers they set included). */
   advance(ms: number): void {
     const until = this.#now + ms;
@@ -55,7 +64,8 @@ export class FakeClock implements Clock {
       }
       if (!next) break;
       this.#timers.delete(next[0]);
-      this.#now = next[1].at;
+      // Never backwards: after a stall, overdue timers run late, at the time it is now.
+      this.#now = Math.max(this.#now, next[1].at);
       next[1].fn();
     }
     this.#now = until;

@@ -391,7 +391,7 @@ const LEGAL: {
       clock.advance(500);
       await reach(h, "t", TaskState.RUNNING, 2n);
     },
-    path: ["PENDING", "SCHEDULED", "RUNNING", "SCHEDULED", "RUNNING"],
+    path: ["PENDING", "SCHEDULED", "RUNNING", "UNKNOWN", "SCHEDULED", "RUNNING"],
     check(t, task) {
       t.is(task.workerId, "w2");
       t.is(task.restartCount, 1);
@@ -410,7 +410,7 @@ const LEGAL: {
       clock.advance(500);
       await reach(h, "t", TaskState.PENDING);
     },
-    path: ["PENDING", "SCHEDULED", "RUNNING", "PENDING"],
+    path: ["PENDING", "SCHEDULED", "RUNNING", "UNKNOWN", "PENDING"],
     check(t, task) {
       t.is(task.workerId, "");
       t.true(task.reason.startsWith("worker w1 is DOWN; "), task.reason);
@@ -493,7 +493,7 @@ test("down grace: a worker whose stream ended is DISCONNECTED, then DOWN exactly
   clock.advance(999);
   t.is(workerStatus(h, "w1"), "DISCONNECTED");
   t.is(now(h, "t").workerId, "w1", "the task stays during the grace");
-  t.is(now(h, "t").state, TaskState.RUNNING);
+  t.is(now(h, "t").state, TaskState.UNKNOWN, "contact with it is lost");
 
   clock.advance(1);
   t.is(workerStatus(h, "w1"), "DOWN");
@@ -530,7 +530,7 @@ test("startup grace: after a restart of the control plane, a worker that does no
   await reach(h, "t", TaskState.RUNNING, 2n);
 });
 
-test("heartbeat timeout: a silent worker is DOWN at the first check past the timeout; one that talks stays READY", async (t) => {
+test("heartbeat timeout: a silent worker is DISCONNECTED at the first check past the timeout; one that talks stays READY", async (t) => {
   const clock = new FakeClock();
   const h = await harness(t, {
     clock,
@@ -555,7 +555,7 @@ test("heartbeat timeout: a silent worker is DOWN at the first check past the tim
   }
   t.is(workerStatus(h, "quiet"), "READY", "silent for exactly the timeout is not past it");
   clock.advance(100);
-  t.is(workerStatus(h, "quiet"), "DOWN");
+  t.is(workerStatus(h, "quiet"), "DISCONNECTED");
   t.is(workerStatus(h, "chatty"), "READY");
   await eventually(() => {
     if (!quiet.ended) throw new Error("stream still open");

@@ -197,13 +197,14 @@ for (const [name, tasks, items, want] of RECONCILE_CASES) {
 // forbids it, "m" the table allows it but the move is the manager's (a restart, a move, back
 // to PENDING). Same-state reports never get here (applyUpdate treats them as no move).
 const REPORTS = `
-  from \\ to    UNSPECIFIED  PENDING  SCHEDULED  RUNNING  COMPLETED  FAILED
-  UNSPECIFIED       t          m         t         t         t        t
-  PENDING           t          t         m         t         m        t
-  SCHEDULED         t          m         m         X         X        X
-  RUNNING           t          m         m         t         X        X
-  COMPLETED         t          m         m         t         t        t
-  FAILED            t          m         m         t         t        t
+  from \\ to    UNSPECIFIED  PENDING  SCHEDULED  RUNNING  COMPLETED  FAILED  UNKNOWN
+  UNSPECIFIED       t          m         t         t         t        t       t
+  PENDING           t          t         m         t         m        t       t
+  SCHEDULED         t          m         m         X         X        X       m
+  RUNNING           t          m         m         t         X        X       m
+  COMPLETED         t          m         m         t         t        t       t
+  FAILED            t          m         m         t         t        t       t
+  UNKNOWN           t          m         m         X         X        X       t
 `;
 
 type StateName = keyof typeof TaskState & string;

@@ -12,13 +12,14 @@ import {
 // change to the table has to be made twice: here and in lib/task-state.ts.
 // Rows are the state a task is in, columns the state it moves to; "X" is legal.
 const TABLE = `
-  from \\ to    UNSPECIFIED  PENDING  SCHEDULED  RUNNING  COMPLETED  FAILED
-  UNSPECIFIED       .          X         .         .         .        .
-  PENDING           .          .         X         .         X        .
-  SCHEDULED         .          X         X         X         X        X
-  RUNNING           .          X         X         .         X        X
-  COMPLETED         .          X         X         .         .        .
-  FAILED            .          X         X         .         .        .
+  from \\ to    UNSPECIFIED  PENDING  SCHEDULED  RUNNING  COMPLETED  FAILED  UNKNOWN
+  UNSPECIFIED       .          X         .         .         .        .       .
+  PENDING           .          .         X         .         X        .       .
+  SCHEDULED         .          X         X         X         X        X       X
+  RUNNING           .          X         X         .         X        X       X
+  COMPLETED         .          X         X         .         .        .       .
+  FAILED            .          X         X         .         .        .       .
+  UNKNOWN           .          X         X         X         X        X       .
 `;
 
 type StateName = keyof typeof TaskState & string;
@@ -35,7 +36,7 @@ const EXPECTED = new Map(
 test("the table covers every TaskState value", (t) => {
   const values = Object.keys(TaskState).filter((k) => Number.isNaN(Number(k)));
   t.deepEqual([...values].sort(), [...COLUMNS].sort());
-  t.is(COLUMNS.length, 6);
+  t.is(COLUMNS.length, 7);
 });
 
 test("the table has a row for every column", (t) => {
@@ -69,7 +70,7 @@ test("isFinished and holdsResources", (t) => {
   const finished = COLUMNS.filter((s) => isFinished(TaskState[s]));
   const holding = COLUMNS.filter((s) => holdsResources(TaskState[s]));
   t.deepEqual(finished, ["COMPLETED", "FAILED"]);
-  t.deepEqual(holding, ["SCHEDULED", "RUNNING"]);
+  t.deepEqual(holding, ["SCHEDULED", "RUNNING", "UNKNOWN"]);
 });
 
 test("stateName", (t) => {

@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { file_cube_v1_metrics } from "../gen/cube/v1/metrics_pb.js";
 import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
-import { StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
+import { InventorySchema, StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger, type Logger } from "../lib/logger.js";
 import { parseListen, startServer } from "../lib/rpc/server.js";
 import { WorkerMetrics } from "./api/metrics.js";
@@ -15,6 +15,7 @@ import { Outbox } from "./stream/outbox.js";
 import { StatsFeed } from "./stream/stats-feed.js";
 import { StreamClient } from "./stream/stream-client.js";
 import type { Driver } from "./tasks/driver.js";
+import { EngineMonitor } from "./tasks/engine-monitor.js";
 import { HealthChecker } from "./tasks/health-checker.js";
 import { TaskRunner } from "./tasks/task-runner.js";
 
@@ -54,10 +55,12 @@ export interface WorkerHandle {
   readonly address: string;
   /**
    * Stops gracefully: stops taking assignments, lets those under way finish, waits
-   * (briefly) for the manager to acknowledge pending updates, closes the stream and
-   * the store. Containers keep running; the next start re-adopts them.
+   * (briefly) for the manager to acknowledge pending updates, says goodbye (restarting,
+   * unless told otherwise: the manager then waits its restart grace before it replaces the
+   * worker's tasks), closes the stream and the store. Containers keep running; the next
+   * start re-adopts them.
    */
-  close(): Promise<void>;
+  close(goodbye?: { restarting?: boolean; reason?: string }): Promise<void>;
 }
 
 const VERSION: string = JSON.parse(
@@ -87,6 +90,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       instrument: (docker) => metrics.instrumentDocker(docker),
     });
   const health = new HealthChecker((healthy) => metrics.healthCheck(healthy));
+  const ping = driver.ping?.bind(driver);
+  const engine = ping ? new EngineMonitor({ ping, logger }) : undefined;
+  if (engine) driver.onEngineLost?.((reason) => engine.suspect(reason));
   const statsIntervalMs = options.statsIntervalMs ?? 2000;
   const sampler = new NodeMetricsSampler({
     dataDir: options.dataDir,
@@ -107,6 +113,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       health,
       logger,
       send: (message) => stream?.send(message),
+      engine,
     });
     metrics.readTasksFrom(runner);
     const recovered = await runner.recover();
@@ -138,6 +145,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         capacity,
         labels: options.labels ?? {},
         version: VERSION,
+        engine: engine?.report,
       }),
       inventory: () => runner.inventory(),
       healthReports: () => runner.healthReports(),
@@ -147,6 +155,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     stream = client;
     metrics.watchStream(client);
     feed.on("sample", (s) => client.send({ case: "stats", value: create(StatsSchema, s) }));
+    if (engine) followEngine(engine, runner, client, logger);
     feed.start();
     client.start();
     logger.info({ address: srv.address, manager: options.manager }, "worker started");
@@ -155,16 +164,20 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     return {
       id: workerId,
       address: srv.address,
-      close() {
+      close(goodbye = {}) {
         closing ??= (async () => {
           await srv.close();
           await runner.drain(DRAIN_MS);
           const flushed = await client.flush(FLUSH_MS);
-          await client.close();
+          await client.close(undefined, {
+            restarting: goodbye.restarting ?? true,
+            reason: goodbye.reason ?? "",
+          });
           feed.close();
           sampler.close();
           health.close();
           runner.close();
+          engine?.close();
           if (ownDriver) await driver.close();
           await outbox.settled();
           await store.close();
@@ -182,10 +195,47 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     await server?.close();
     sampler.close();
     health.close();
+    engine?.close();
     if (ownDriver) await driver.close().catch(() => undefined);
     await store.close();
     throw error;
   }
+}
+
+/**
+ * Tells the manager whenever the container engine goes away or comes back, and re-syncs
+ * with it when it is back: the task records are brought in line with what the engine holds
+ * (exits missed meanwhile reported), then a fresh inventory goes up, so the manager resends
+ * what is missing and stops what should not run. Re-syncs never overlap; one asked for
+ * while another runs follows it.
+ */
+function followEngine(
+  engine: EngineMonitor,
+  runner: TaskRunner,
+  client: StreamClient,
+  logger: Logger,
+): void {
+  engine.on("change", (report) => client.send({ case: "engine", value: report }));
+  let running: Promise<void> | undefined;
+  let again = false;
+  const resync = () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        const items = await runner.resync();
+        if (items) client.send({ case: "inventory", value: create(InventorySchema, { items }) });
+      } while (again);
+    })()
+      .catch((error: unknown) => logger.error({ err: error }, "re-sync with the engine failed"))
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  engine.on("up", resync);
 }
 
 /** The address to give the manager: a wildcard bind is reached through the host name. */

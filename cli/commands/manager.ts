@@ -19,6 +19,8 @@ interface ManagerFlags {
   heartbeatTimeout?: number;
   downGrace?: number;
   startupGrace?: number;
+  restartGrace?: number;
+  assignmentResend?: number;
   assignmentWindow?: number;
   metrics?: boolean;
 }
@@ -71,6 +73,16 @@ export function managerCommand(io: Io): Command {
       arg(parseDuration),
     )
     .option(
+      "--restart-grace <duration>",
+      "time a worker that said it is restarting (SIGTERM) gets to come back before its tasks are replaced (env CUBE_RESTART_GRACE, default 30s)",
+      arg(parseDuration),
+    )
+    .option(
+      "--assignment-resend <duration>",
+      "an assignment a worker has not acknowledged for this long is sent again (env CUBE_ASSIGNMENT_RESEND, default 5s)",
+      arg(parseDuration),
+    )
+    .option(
       "--assignment-window <n>",
       "assignments a worker may have unacknowledged before the rest wait in the manager (env CUBE_ASSIGNMENT_WINDOW, default 16)",
       arg(parseWindow),
@@ -110,6 +122,8 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     heartbeatTimeoutMs: flags.heartbeatTimeout ?? fromEnv("CUBE_HEARTBEAT_TIMEOUT", envDuration),
     downGraceMs: flags.downGrace ?? fromEnv("CUBE_DOWN_GRACE", envDuration),
     startupGraceMs: flags.startupGrace ?? fromEnv("CUBE_STARTUP_GRACE", envDuration),
+    restartGraceMs: flags.restartGrace ?? fromEnv("CUBE_RESTART_GRACE", envDuration),
+    assignmentResendMs: flags.assignmentResend ?? fromEnv("CUBE_ASSIGNMENT_RESEND", envDuration),
     assignmentWindow: flags.assignmentWindow ?? fromEnv("CUBE_ASSIGNMENT_WINDOW", parseWindow),
     metrics: metricsWanted(flags.metrics, env),
   };

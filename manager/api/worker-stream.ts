@@ -1,23 +1,39 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
-import { DesiredState, TaskEventType, TaskSchema } from "../../gen/cube/v1/task_pb.js";
-import { WorkerSchema, WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
 import {
+  DesiredState,
+  HealthStatus,
+  type Task,
+  TaskEventType,
+  TaskSchema,
+  TaskState,
+} from "../../gen/cube/v1/task_pb.js";
+import {
+  type EngineReport,
+  EngineStatus,
+  WorkerSchema,
+  WorkerStatus,
+} from "../../gen/cube/v1/worker_pb.js";
+import {
+  type Assignment,
   AssignmentAction,
   type ConnectRequest,
   type ConnectResponse,
   type Inventory,
+  type InventoryItem,
   type Register,
 } from "../../gen/cube/v1/worker_service_pb.js";
 import type { TimerHandle } from "../../lib/clock.js";
 import type { ControlPlane } from "../core/control-plane.js";
-import { stopped } from "../core/lifecycle.js";
+import { contactRestored, ended, reclaimed, stopped } from "../core/lifecycle.js";
+import type { TaskEntry } from "../core/task-table.js";
 import { WorkerConnection } from "../core/worker-connection.js";
 import { WorkerEntry } from "../core/worker-table.js";
 import { reconcile } from "../rules/reconcile.js";
+import { cancelRestart, taskEnded, taskUnhealthy } from "../rules/restarts.js";
 import { applyHealth, applyProgress, applyUpdate } from "../rules/task-updates.js";
-import { workerDisconnected, workerDown } from "../rules/worker-liveness.js";
+import { noteProgress, workerBack, workerDisconnected } from "../rules/worker-liveness.js";
 
 const WORKER_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -105,6 +121,17 @@ export function onMessage(cp: ControlPlane, conn: WorkerConnection, request: Con
         cp.workerFeed.notify(worker.id);
       }
       break;
+    case "leaving":
+      // Its stream ends next; the grace it then gets depends on this.
+      worker.leaving = m.value;
+      cp.logger.info(
+        { worker: worker.id, restarting: m.value.restarting, reason: m.value.reason || undefined },
+        m.value.restarting ? "worker restarting" : "worker leaving",
+      );
+      break;
+    case "engine":
+      onEngine(cp, worker, m.value);
+      break;
     case "batch":
       for (const inner of m.value.messages) {
         const kind = inner.message.case;
@@ -156,8 +183,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
     }
     worker.setRecord(record);
   }
-  cp.clearTimer(worker.downTimer);
-  worker.downTimer = undefined;
+  workerBack(cp, worker);
   const wasDown = worker.status === WorkerStatus.DOWN;
   worker.connection = conn;
   // Acks are per stream: a duplicate replayed on this one is acknowledged again.
@@ -166,6 +192,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   worker.resetWindow();
   worker.lastSeenMs = now;
   worker.setStatus(WorkerStatus.READY);
+  worker.setEngine(reg.engine);
   conn.workerId = worker.id;
   conn.acceptsBatch = reg.acceptsBatch;
   cp.saveWorker(worker);
@@ -185,7 +212,13 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   });
   cp.workerFeed.notify(worker.id);
   cp.logger.info(
-    { worker: worker.id, workerName: record.name, address: record.address, wasDown },
+    {
+      worker: worker.id,
+      workerName: record.name,
+      address: record.address,
+      wasDown,
+      engine: reg.engine ? EngineStatus[reg.engine.status] : undefined,
+    },
     "worker READY",
   );
   cp.wakePending();
@@ -202,7 +235,11 @@ function ackUpdates(cp: ControlPlane, worker: WorkerEntry): void {
   });
 }
 
-/** Reconciles what the worker holds with what the manager wants (see {@link reconcile}). */
+/**
+ * Reconciles what the worker holds with what the manager wants (the plan is
+ * {@link reconcile}'s): sent after every (re)connect, and again when the worker's engine
+ * came back.
+ */
 function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory): void {
   const actions = reconcile(
     worker.id,
@@ -223,19 +260,42 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
       worker.settle(id);
     }
   }
+  for (const item of actions.restore) restore(cp, worker, item);
+  for (const decision of actions.reclaim) reclaim(cp, worker, decision.item, decision.because);
+  const duplicates = new Map(actions.duplicates.map((d) => [d.item, d.because]));
   for (const item of actions.stop) {
-    const task = cp.tasks.get(item.taskId)?.task ?? create(TaskSchema, { id: item.taskId });
-    cp.logger.info(
-      { task: item.taskId, worker: worker.id, generation: Number(item.generation) },
-      "reconcile: stopping a copy that should not run",
-    );
+    const entry = cp.tasks.get(item.taskId);
+    const task = entry?.task ?? create(TaskSchema, { id: item.taskId });
+    const because = duplicates.get(item);
+    if (entry && because !== undefined) {
+      const message = `stopping the copy on ${worker.label} (generation ${item.generation}) that came back: ${because} on ${placeLabel(cp, entry.task)}`;
+      cp.change(entry, {}, TaskEventType.COPY_STOPPED, message);
+      cp.logger.info(
+        { task: item.taskId, worker: worker.id, generation: Number(item.generation) },
+        `reconcile: ${message}`,
+      );
+    } else {
+      cp.logger.info(
+        { task: item.taskId, worker: worker.id, generation: Number(item.generation) },
+        "reconcile: stopping a copy that should not run",
+      );
+    }
     cp.assign(worker, AssignmentAction.STOP, { ...task, generation: item.generation });
   }
   for (const id of actions.run) {
-    const task = cp.tasks.get(id)?.task;
-    if (!task) continue;
+    const entry = cp.tasks.get(id);
+    if (!entry) continue;
+    if (entry.task.state === TaskState.UNKNOWN) {
+      // Back, but without it (it never started): it is sent again.
+      cp.change(
+        entry,
+        contactRestored(TaskState.SCHEDULED),
+        TaskEventType.STATE_CHANGED,
+        `contact with ${worker.label} restored; it does not hold the task: sending it again`,
+      );
+    }
     cp.logger.info({ task: id, worker: worker.id }, "reconcile: sending a missing task again");
-    cp.assign(worker, AssignmentAction.RUN, task);
+    cp.assign(worker, AssignmentAction.RUN, entry.task);
   }
   // Stopped while the worker was away, and it holds nothing of them: nothing left to stop.
   for (const id of [...worker.tasks]) {
@@ -252,6 +312,89 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
   cp.pumpAssignments(worker);
 }
 
+/** Where a task is placed, for people: "wb (generation 2)", or "no worker" while PENDING. */
+function placeLabel(cp: ControlPlane, task: Task): string {
+  if (!task.workerId) return "no worker";
+  const w = cp.workers.get(task.workerId);
+  return `${w?.label ?? task.workerId} (generation ${task.generation})`;
+}
+
+/** An UNKNOWN task whose worker is back holding it at its generation: its state is known again. */
+function restore(cp: ControlPlane, worker: WorkerEntry, item: InventoryItem): void {
+  const entry = cp.tasks.get(item.taskId);
+  if (!entry || entry.task.state !== TaskState.UNKNOWN) return;
+  if (item.state === TaskState.SCHEDULED || item.state === TaskState.RUNNING) {
+    const after = cp.change(
+      entry,
+      contactRestored(item.state, item),
+      TaskEventType.STATE_CHANGED,
+      `contact with ${worker.label} restored`,
+    );
+    // Its restart was cancelled when contact was lost: decide it again.
+    if (after.state === TaskState.RUNNING && after.health === HealthStatus.UNHEALTHY) {
+      taskUnhealthy(cp, entry, worker, "unhealthy before contact was lost");
+    }
+    return;
+  }
+  // Ended while contact was lost, and no update said so (one would have arrived first).
+  const state = item.state === TaskState.COMPLETED ? TaskState.COMPLETED : TaskState.FAILED;
+  const reason = `ended while contact with ${worker.label} was lost`;
+  taskEnded(
+    cp,
+    entry,
+    ended(state, reason, cp.clock.now()),
+    state === TaskState.FAILED ? "failed" : "completed",
+  );
+}
+
+/**
+ * A worker came back still running a copy of a task that was replaced meanwhile, and the
+ * replacement does not run: the task points at the returning copy again, and the
+ * replacement (if one was placed) is stopped. Exactly one copy survives.
+ */
+function reclaim(cp: ControlPlane, worker: WorkerEntry, item: InventoryItem, because: string) {
+  const entry: TaskEntry | undefined = cp.tasks.get(item.taskId);
+  if (!entry) return;
+  const before = entry.task;
+  const replacement = before.workerId ? cp.workers.get(before.workerId) : undefined;
+  const stopping = replacement ? `; stopping the replacement on ${placeLabel(cp, before)}` : "";
+  const message = `kept the copy on ${worker.label} (generation ${item.generation}) that came back: ${because}${stopping}`;
+  cancelRestart(cp, entry);
+  cp.change(
+    entry,
+    reclaimed(worker.id, item.generation, item),
+    TaskEventType.STATE_CHANGED,
+    message,
+  );
+  cp.change(
+    entry,
+    contactRestored(TaskState.RUNNING),
+    TaskEventType.STATE_CHANGED,
+    `running on ${worker.label}`,
+  );
+  cp.logger.info(
+    { task: item.taskId, worker: worker.id, generation: Number(item.generation) },
+    `reconcile: ${message}`,
+  );
+  worker.settle(item.taskId);
+  // The replacement goes, starting, running or ended (an ended one's container is kept for
+  // its logs until a STOP): its worker stops whatever generation of the task it holds.
+  if (replacement) cp.assign(replacement, AssignmentAction.STOP, before);
+}
+
+/** The worker's container engine went away or came back. */
+function onEngine(cp: ControlPlane, worker: WorkerEntry, report: EngineReport): void {
+  const was = worker.engine?.status;
+  worker.setEngine(report);
+  if (was === report.status) return;
+  cp.workerFeed.notify(worker.id);
+  const up = report.status === EngineStatus.UP;
+  const fields = { worker: worker.id, workerName: worker.record.name, reason: report.reason };
+  if (up) cp.logger.info(fields, "worker's container engine is back");
+  else cp.logger.warn(fields, "worker's container engine is DOWN: no new tasks go there");
+  if (up) cp.wakePending();
+}
+
 function streamEnded(cp: ControlPlane, conn: WorkerConnection, why: string): void {
   conn.end();
   const worker = conn.workerId ? cp.workers.get(conn.workerId) : undefined;
@@ -262,14 +405,19 @@ function streamEnded(cp: ControlPlane, conn: WorkerConnection, why: string): voi
 
 /**
  * One timer per stream, re-armed every heartbeat interval: a heartbeat goes down when
- * nothing else did, and a worker silent past the heartbeat timeout is DOWN at once.
+ * nothing else did; assignments unacknowledged for a whole resend period go down again;
+ * and a worker silent past the heartbeat timeout — by the manager's own running time — has
+ * its stream closed and is DISCONNECTED.
  */
 function heartbeat(cp: ControlPlane, conn: WorkerConnection): { current?: TimerHandle } {
   const { heartbeatIntervalMs: interval, heartbeatTimeoutMs: timeout } = cp.options;
   const ref: { current?: TimerHandle } = {};
   const started = cp.clock.now();
+  let lastResendCheck = started;
   const tick = () => {
     if (conn.ended || cp.closed) return;
+    // A stall of the manager gives the worker a fresh silence clock before it is judged.
+    noteProgress(cp);
     const now = cp.clock.now();
     const worker = conn.workerId ? cp.workers.get(conn.workerId) : undefined;
     if (!worker) {
@@ -278,17 +426,53 @@ function heartbeat(cp: ControlPlane, conn: WorkerConnection): { current?: TimerH
         return;
       }
     } else if (worker.connection === conn && now - worker.lastSeenMs > timeout) {
-      workerDown(cp, worker, `silent for ${now - worker.lastSeenMs}ms`);
+      const why = `silent for ${now - worker.lastSeenMs}ms`;
+      worker.connection = undefined;
+      conn.end(new ConnectError(`worker ${why}: closing its stream`, Code.DeadlineExceeded));
+      workerDisconnected(cp, worker, why);
       return;
-    } else if (conn.registered && conn.idle && now - conn.lastSentMs >= interval) {
-      // Only when nothing is queued: a worker that stopped reading gets no pile of heartbeats.
-      conn.send({
-        case: "heartbeat",
-        value: { $typeName: "cube.v1.Heartbeat", time: timestampFromMs(now) },
-      });
+    } else if (worker.connection === conn && conn.registered) {
+      if (now - lastResendCheck >= cp.options.assignmentResendMs) {
+        lastResendCheck = now;
+        resendUnacked(cp, worker, conn);
+      }
+      if (conn.idle && now - conn.lastSentMs >= interval) {
+        // Only when nothing is queued: a worker that stopped reading gets no pile of heartbeats.
+        conn.send({
+          case: "heartbeat",
+          value: { $typeName: "cube.v1.Heartbeat", time: timestampFromMs(now) },
+        });
+      }
     }
     ref.current = cp.clock.setTimeout(tick, interval);
   };
   ref.current = cp.clock.setTimeout(tick, interval);
   return ref;
+}
+
+/**
+ * Sends again every assignment in flight that was already unacknowledged at the previous
+ * check (the same assignment: a newer one replaced in between has not waited yet). A
+ * worker that could not apply one — its engine was down, its store failed — gets it again
+ * without waiting for a reconnect; applying one twice is harmless.
+ */
+function resendUnacked(cp: ControlPlane, worker: WorkerEntry, conn: WorkerConnection): void {
+  const marks = new Map<string, Assignment>();
+  let resent = 0;
+  for (const id of worker.inFlight) {
+    const a = worker.unacked.get(id);
+    if (!a) continue;
+    if (worker.resendMarks.get(id) === a) {
+      conn.send({ case: "assignment", value: a });
+      resent++;
+    }
+    marks.set(id, a);
+  }
+  worker.resendMarks = marks;
+  if (resent > 0) {
+    cp.logger.info(
+      { worker: worker.id, resent, afterMs: cp.options.assignmentResendMs },
+      "sent again assignments the worker has not acknowledged",
+    );
+  }
 }

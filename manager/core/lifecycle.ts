@@ -156,10 +156,11 @@ export function contactRestored(
 }
 
 /**
- * RUNNING on `workerId` at `generation`: a worker the manager had lost contact with came
- * back still running that copy, no replacement runs yet, so the task points at the
- * returning copy again (its replacement is stopped). Health starts over: the worker reports
- * it again.
+ * SCHEDULED on `workerId` at `generation`, the copy it reports (`seen`): a worker the
+ * manager had lost contact with came back still running a copy that was replaced, no
+ * replacement runs, so the task points at the returning copy again (its replacement is
+ * stopped). Then {@link contactRestored} RUNNING, as that worker holds it. Health starts
+ * over: the worker reports it again.
  */
 export function reclaimed(
   workerId: string,
@@ -167,13 +168,12 @@ export function reclaimed(
   seen: { containerId: string; ports: Task["ports"] },
 ): TaskPatch {
   return {
-    state: TaskState.RUNNING,
+    state: TaskState.SCHEDULED,
     workerId,
     generation,
     containerId: seen.containerId,
     ports: seen.ports,
     exitCode: undefined,
-    finishedAt: undefined,
     health: HealthStatus.UNSPECIFIED,
     reason: "",
   };

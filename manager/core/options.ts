@@ -5,15 +5,34 @@ import type { SchedulerName } from "./placer.js";
 /**
  * How a manager runs. Every duration is in milliseconds; every field but `dataDir` has a default.
  *
- * Failure detection trade-off: with the defaults (heartbeat 500 ms, heartbeat timeout 2 s,
- * down grace 1 s) a worker killed with kill -9 (its stream ends at once) is DOWN after 1 s and
- * its tasks RUNNING elsewhere within ~3 s, and a worker whose network died silently is DOWN
- * after 2 s. The price is flapping on a slow or lossy network: a worker that stalls for more
- * than the timeout (GC pause, congested link, overloaded host), or whose reconnect takes
- * longer than the grace, has its tasks moved, and when it comes back its copies are stopped —
- * churn, never two live copies for longer than one reconcile. On such networks raise
- * `heartbeatTimeoutMs` and `downGraceMs` (e.g. 10 s and 30 s): tasks then take longer to move
- * after a real failure.
+ * Failure detection, and why disconnection is not death. A worker whose stream ends, or that
+ * is silent past `heartbeatTimeoutMs`, is DISCONNECTED and its tasks UNKNOWN ("lost contact",
+ * with the time): nothing is stopped or started. Only once it is DOWN, `downGraceMs` later,
+ * are its tasks replaced on other workers (next generation). If it comes back after that,
+ * its inventory is reconciled so that exactly one copy of each task survives: the
+ * replacement when it is RUNNING (and healthy, when it has a health check), else the
+ * returning copy, which the task points at again; the other copy is stopped, and the task's
+ * events say which and why.
+ *
+ * The trade-off the defaults make. When a stream ends, the manager cannot tell a crashed
+ * agent (its containers still run, it will be back in a second or two) from a dead host
+ * (they are gone). The defaults favour healing a dead host fast: with heartbeat 500 ms,
+ * timeout 2 s and down grace 1 s, a worker process killed with kill -9 has its tasks RUNNING
+ * elsewhere within ~3 s; the price is that an agent killed with kill -9 and restarted 2 s
+ * later finds its tasks replaced (its copies are stopped on return, so they are restarted
+ * elsewhere, never duplicated for longer than one reconcile). Planned restarts need no such
+ * trade: on SIGTERM a worker says it is restarting, and the manager then waits
+ * `restartGraceMs` (30 s) instead, so an agent upgrade replaces nothing. On a cluster where
+ * agents crash and restart more often than hosts die, raise `downGraceMs` past the agent's
+ * restart time (e.g. 5 s: an agent back within 5 s keeps every container, while a dead host
+ * takes ~7 s to heal). On a slow or lossy network also raise `heartbeatTimeoutMs` (e.g. 10 s
+ * and 30 s): real failures then take that much longer to heal.
+ *
+ * The manager never blames workers for its own stalls: silence is measured against its own
+ * event loop, and a stall (GC pause, overload, SIGSTOP) longer than a heartbeat interval gives
+ * every worker a fresh silence clock, and every DISCONNECTED worker — and one whose stream
+ * ends right after the stall — at least `startupGraceMs` to come back (a worker that lost its
+ * manager backs off up to 5 s between dials).
  */
 export interface ManagerOptions {
   /** host:port to serve on; port 0 picks a free one. Default "127.0.0.1:5555". */
@@ -25,16 +44,31 @@ export interface ManagerOptions {
   /** How often a worker must say something (it sends a heartbeat when idle). Default 500. */
   heartbeatIntervalMs?: number;
   /**
-   * A READY worker silent for this long is DOWN at once (its stream is closed) and its tasks
-   * move. Keep it several heartbeat intervals long. Default 2000.
+   * A READY worker silent for this long (by the manager's own running time: see the stall
+   * rule above) has its stream closed and is DISCONNECTED, its tasks UNKNOWN; DOWN after
+   * `downGraceMs` more. Keep it several heartbeat intervals long. Default 2000.
    */
   heartbeatTimeoutMs?: number;
   /**
-   * A worker whose stream ended is DISCONNECTED; if it does not reconnect within this long it
-   * is DOWN and its tasks move. Also the time workers get to reconnect after a manager
-   * restart before their tasks move. Default 1000.
+   * A worker whose stream ended (or fell silent) is DISCONNECTED and its tasks UNKNOWN; if it
+   * does not reconnect within this long it is DOWN and its tasks are replaced elsewhere.
+   * Default 1000.
    */
   downGraceMs?: number;
+  /**
+   * How long the manager waits for a worker that said it is restarting (it sent Leaving with
+   * restarting set, as cube's worker does on SIGTERM) before it is DOWN and its tasks are
+   * replaced. Long enough for an agent upgrade or a service restart; a worker stopped for good
+   * this way has its tasks replaced only this much later. Default 30,000.
+   */
+  restartGraceMs?: number;
+  /**
+   * An assignment a worker has not acknowledged for this long is sent again (then again
+   * each period), on the same stream: a worker that could not apply it (its engine was
+   * down, its store failed) gets another chance without waiting for a reconnect. Applying
+   * one twice is harmless. Default 5000.
+   */
+  assignmentResendMs?: number;
   /**
    * After the manager starts, how long known workers get to reconnect before they are DOWN
    * and their tasks move. Longer than `downGraceMs` because a worker that lost its manager
@@ -85,6 +119,8 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 2000,
     downGraceMs: options.downGraceMs ?? 1000,
     startupGraceMs: options.startupGraceMs ?? Math.max(options.downGraceMs ?? 1000, 6000),
+    restartGraceMs: options.restartGraceMs ?? 30_000,
+    assignmentResendMs: options.assignmentResendMs ?? 5000,
     watchBufferSize: options.watchBufferSize ?? 10_000,
     watchHistorySize: options.watchHistorySize ?? 10_000,
     eventRetention: options.eventRetention ?? 500_000,
@@ -100,6 +136,7 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     }
   }
   if (resolved.heartbeatIntervalMs <= 0) throw new Error("heartbeatIntervalMs must be above 0");
+  if (resolved.assignmentResendMs <= 0) throw new Error("assignmentResendMs must be above 0");
   if (resolved.heartbeatTimeoutMs <= resolved.heartbeatIntervalMs) {
     throw new Error(
       `heartbeatTimeoutMs (${resolved.heartbeatTimeoutMs}) must exceed heartbeatIntervalMs (${resolved.heartbeatIntervalMs})`,

@@ -2,8 +2,14 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { NodeMetrics, TaskMetrics } from "../../gen/cube/v1/metrics_pb.js";
 import { ResourcesSchema } from "../../gen/cube/v1/task_pb.js";
-import { type Worker, WorkerSchema, WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
-import type { Assignment } from "../../gen/cube/v1/worker_service_pb.js";
+import {
+  type EngineReport,
+  EngineStatus,
+  type Worker,
+  WorkerSchema,
+  WorkerStatus,
+} from "../../gen/cube/v1/worker_pb.js";
+import type { Assignment, Leaving } from "../../gen/cube/v1/worker_service_pb.js";
 import type { TimerHandle } from "../../lib/clock.js";
 import { memoryNumbers } from "../scheduler/numbers.js";
 import type { Amounts, NodeView } from "../scheduler/types.js";
@@ -50,7 +56,19 @@ export class WorkerEntry {
   readonly waiting = new Set<string>();
   metrics: NodeMetrics | undefined;
   taskMetrics = new Map<string, TaskMetrics>();
+  /** Runs out the grace of a DISCONNECTED worker: it is DOWN when it fires. */
   downTimer: TimerHandle | undefined;
+  /** The length of that grace, and what it will say: kept to re-arm it after a stall. */
+  downGrace: { readonly ms: number; readonly why: string } | undefined;
+  /** The goodbye the worker sent on its current stream, if any (cleared when it registers). */
+  leaving: Leaving | undefined;
+  /** Its container engine, as it last reported (undefined: never said). */
+  engine: EngineReport | undefined;
+  /**
+   * Assignments seen unacknowledged at the last resend check, per task: one still the same
+   * object at the next check has waited a whole period, and is sent again.
+   */
+  resendMarks = new Map<string, Assignment>();
   /** What the scheduler sees; the same object across calls, updated in place. */
   readonly view: NodeView;
   readonly #memory: MutableMemory = { capacity: 0, allocated: 0 };
@@ -87,6 +105,7 @@ export class WorkerEntry {
   resetWindow(): void {
     this.inFlight.clear();
     this.waiting.clear();
+    this.resendMarks.clear();
   }
 
   get id(): string {
@@ -130,9 +149,28 @@ export class WorkerEntry {
 
   setStatus(status: WorkerStatus): void {
     this.status = status;
+    this.#syncReady();
+  }
+
+  /** Records what the worker says of its container engine; a worker without one gets no new task. */
+  setEngine(report: EngineReport | undefined): void {
+    this.engine = report;
+    this.#syncReady();
+  }
+
+  /** Whether the worker said its container engine does not answer. */
+  get engineDown(): boolean {
+    return this.engine?.status === EngineStatus.DOWN;
+  }
+
+  #syncReady(): void {
     const view = this.view as MutableNodeView;
-    view.ready = status === WorkerStatus.READY;
-    view.notReadyReason = view.ready ? undefined : WorkerStatus[status];
+    view.ready = this.status === WorkerStatus.READY && !this.engineDown;
+    view.notReadyReason = view.ready
+      ? undefined
+      : this.status === WorkerStatus.READY
+        ? "without its container engine"
+        : WorkerStatus[this.status];
   }
 
   setMetrics(node: NodeMetrics, tasks: TaskMetrics[]): void {
@@ -186,6 +224,7 @@ export class WorkerEntry {
       lastHeartbeat: this.lastSeenMs ? timestampFromMs(this.lastSeenMs) : undefined,
       metrics: this.metrics,
       taskCount: this.tasks.size,
+      engine: this.engine,
     });
   }
 
@@ -200,10 +239,26 @@ export class WorkerEntry {
   }
 }
 
+/**
+ * The manager's own progress, against which worker silence is measured (see
+ * manager/rules/worker-liveness.ts): when its loop last ran a liveness check, and when it
+ * last came out of a stall.
+ */
+export interface LoopProgress {
+  /** Clock time of the last check; 0 before the first. */
+  lastCheckMs: number;
+  /** Clock time the last stall was noticed; -Infinity before any. */
+  lastStallEndMs: number;
+  /** Stalls noticed so far. */
+  stalls: number;
+}
+
 /** Every worker the manager knows, and the node list the scheduler reads. */
 export class WorkerTable {
   readonly #byId = new Map<string, WorkerEntry>();
   #views: NodeView[] = [];
+  /** The manager's own progress, for the liveness rules. */
+  readonly loop: LoopProgress = { lastCheckMs: 0, lastStallEndMs: -Infinity, stalls: 0 };
 
   get(id: string): WorkerEntry | undefined {
     return this.#byId.get(id);

@@ -1,13 +1,14 @@
 import type { ControlPlaneRules } from "../core/control-plane.js";
 import { pendingPass } from "./placing.js";
 import { resumeRestarts } from "./restarts.js";
-import { startupGrace } from "./worker-liveness.js";
+import { startupGrace, watchProgress } from "./worker-liveness.js";
 
 /** The rules the control plane calls back into (see {@link ControlPlaneRules}). */
 export const RULES: ControlPlaneRules = {
   pendingPass,
   resume(cp) {
     startupGrace(cp);
+    watchProgress(cp);
     resumeRestarts(cp);
   },
 };

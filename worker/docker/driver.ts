@@ -23,7 +23,14 @@ import {
   LABEL_TASK,
   LABEL_WORKER,
 } from "./container-spec.js";
-import { dockerMessage, dockerStatus, isNotFound, tolerating } from "./errors.js";
+import {
+  dockerMessage,
+  dockerStatus,
+  engineUnavailable,
+  isNotFound,
+  isUnreachable,
+  tolerating,
+} from "./errors.js";
 import { ExitWatcher } from "./exit-watcher.js";
 import { containerLogs } from "./logs.js";
 import { pullImage } from "./pull.js";
@@ -60,24 +67,86 @@ export function createDockerDriver(options: DockerDriverOptions = {}): Driver {
 
 const PORT_TAKEN = /port is already allocated|address already in use/i;
 
+/** How long a ping may take before the engine counts as not answering. */
+const PING_TIMEOUT_MS = 3000;
+
 class DockerDriver implements Driver {
   readonly #docker: Docker;
   readonly #logger: Logger | undefined;
   readonly #stats: StatsSampler;
   readonly #exits: ExitWatcher;
+  readonly #lost = new Set<(reason: string) => void>();
 
   constructor(docker: Docker, logger?: Logger) {
     this.#docker = docker;
     this.#logger = logger;
     this.#stats = new StatsSampler(docker, logger);
-    this.#exits = new ExitWatcher(docker, (id) => this.#stats.untrack(id), logger);
+    this.#exits = new ExitWatcher(
+      docker,
+      (id) => this.#stats.untrack(id),
+      logger,
+      (reason) => this.#engineLost(reason),
+    );
+  }
+
+  onEngineLost(listener: (reason: string) => void): void {
+    this.#lost.add(listener);
+  }
+
+  #engineLost(reason: string): void {
+    for (const listener of this.#lost) listener(reason);
+  }
+
+  /**
+   * Runs one call to the engine: one that could not reach it at all fails with a DriverError
+   * "engine-unavailable" (and tells the engine monitor), whatever the call was.
+   */
+  async #guard<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      const unavailable =
+        error instanceof DriverError
+          ? error.kind === "engine-unavailable"
+            ? error
+            : undefined
+          : isUnreachable(error)
+            ? engineUnavailable(error)
+            : undefined;
+      if (!unavailable) throw error;
+      this.#engineLost(unavailable.message);
+      throw unavailable;
+    }
+  }
+
+  async ping(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.#docker.ping(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer to a ping within ${PING_TIMEOUT_MS} ms`)),
+            PING_TIMEOUT_MS,
+          );
+        }),
+      ]);
+    } catch (error) {
+      throw new Error(dockerMessage(error), { cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   pull(image: string, onProgress: (p: PullProgress) => void): Promise<void> {
-    return pullImage(this.#docker, image, onProgress, this.#logger);
+    return this.#guard(() => pullImage(this.#docker, image, onProgress, this.#logger));
   }
 
-  async start(request: ContainerRequest): Promise<ContainerInfo> {
+  start(request: ContainerRequest): Promise<ContainerInfo> {
+    return this.#guard(() => this.#start(request));
+  }
+
+  async #start(request: ContainerRequest): Promise<ContainerInfo> {
     const options = createOptions(request);
     // Subscribing before the container runs means no exit can slip past unnoticed.
     await this.#exits.subscribe();
@@ -99,6 +168,8 @@ class DockerDriver implements Driver {
     } catch (error) {
       // 304: a concurrent start of the same assignment got there first, which is the goal.
       if (dockerStatus(error) === 304) return;
+      // The engine went away mid-start: the container stays for the retry to find by name.
+      if (isUnreachable(error)) throw engineUnavailable(error);
       await tolerating([404, 409], () => container.remove({ force: true }));
       const message = dockerMessage(error);
       if (PORT_TAKEN.test(message)) {
@@ -126,6 +197,7 @@ class DockerDriver implements Driver {
     try {
       inspect = await container.inspect();
     } catch (error) {
+      if (isUnreachable(error)) throw engineUnavailable(error);
       throw new DriverError(`container name ${name} is taken: ${dockerMessage(error)}`, "runtime");
     }
     const labels = inspect.Config.Labels ?? {};
@@ -147,15 +219,17 @@ class DockerDriver implements Driver {
 
   async stop(containerId: string, graceMs: number): Promise<void> {
     const t = Math.max(0, Math.ceil(graceMs / 1000));
-    await tolerating([304, 404], () => this.#docker.getContainer(containerId).stop({ t }));
+    await this.#guard(() =>
+      tolerating([304, 404], () => this.#docker.getContainer(containerId).stop({ t })),
+    );
     this.#stats.untrack(containerId);
   }
 
   async destroy(containerId: string): Promise<void> {
     this.#stats.untrack(containerId);
     // 409: a removal is already in progress, which is what was asked for.
-    await tolerating([404, 409], () =>
-      this.#docker.getContainer(containerId).remove({ force: true }),
+    await this.#guard(() =>
+      tolerating([404, 409], () => this.#docker.getContainer(containerId).remove({ force: true })),
     );
   }
 
@@ -164,6 +238,11 @@ class DockerDriver implements Driver {
       return containerInfo(await this.#docker.getContainer(containerId).inspect());
     } catch (error) {
       if (isNotFound(error)) return undefined;
+      if (isUnreachable(error)) {
+        const unavailable = engineUnavailable(error);
+        this.#engineLost(unavailable.message);
+        throw unavailable;
+      }
       throw new DriverError(`cannot inspect ${containerId}: ${dockerMessage(error)}`, "runtime");
     }
   }
@@ -190,7 +269,11 @@ class DockerDriver implements Driver {
     })();
   }
 
-  async recover(workerId: string): Promise<ContainerInfo[]> {
+  recover(workerId: string): Promise<ContainerInfo[]> {
+    return this.#guard(() => this.#recover(workerId));
+  }
+
+  async #recover(workerId: string): Promise<ContainerInfo[]> {
     await this.#exits.subscribe();
     const list = await this.#docker.listContainers({
       all: true,
@@ -216,6 +299,7 @@ class DockerDriver implements Driver {
 }
 
 function createError(error: unknown, image: string): DriverError {
+  if (isUnreachable(error)) return engineUnavailable(error);
   const message = dockerMessage(error);
   const status = dockerStatus(error);
   if (status === 404 && /no such image/i.test(message)) {

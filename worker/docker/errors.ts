@@ -1,3 +1,5 @@
+import { DriverError } from "../tasks/driver.js";
+
 /**
  * Reading dockerode's errors. docker-modem puts the HTTP status in `statusCode` and
  * Docker's own words in `json.message`; its `reason` is a per-endpoint guess that can
@@ -57,4 +59,37 @@ export async function tolerating(statuses: readonly number[], action: () => Prom
     const status = dockerStatus(error);
     if (status === undefined || !statuses.includes(status)) throw error;
   }
+}
+
+/** Error codes of a connection to the engine that could not be made or broke. */
+const UNREACHABLE = new Set([
+  "ENOENT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+]);
+
+/**
+ * True when the engine gave no HTTP answer at all because it could not be reached: its
+ * socket is gone (ENOENT while dockerd restarts), refused, or the connection broke mid-call.
+ * Not the task's fault: the worker waits for the engine and tries again.
+ */
+export function isUnreachable(error: unknown): boolean {
+  if (dockerStatus(error) !== undefined) return false;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code === "string" && UNREACHABLE.has(code)) return true;
+  const message = (error as { message?: unknown } | undefined)?.message;
+  return typeof message === "string" && /socket hang up|ECONNRESET|ECONNREFUSED/.test(message);
+}
+
+/** The DriverError of a call that could not reach the engine ("engine-unavailable"). */
+export function engineUnavailable(error: unknown): DriverError {
+  return new DriverError(
+    `the Docker engine does not answer: ${dockerMessage(error)}`,
+    "engine-unavailable",
+  );
 }

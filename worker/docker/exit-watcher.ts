@@ -33,6 +33,7 @@ export class ExitWatcher {
   readonly #docker: Docker;
   readonly #onDie: (containerId: string) => void;
   readonly #logger: Logger | undefined;
+  readonly #onBroken: ((reason: string) => void) | undefined;
   readonly #waiters = new Map<string, Waiter>();
   /** Containers Docker reported OOM-killed, for a die seen before inspect shows the exit. */
   readonly #oomKilled = new Set<string>();
@@ -44,10 +45,20 @@ export class ExitWatcher {
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  constructor(docker: Docker, onDie: (containerId: string) => void, logger?: Logger) {
+  /**
+   * `onBroken` hears of every failure of the subscription (it ended, or could not open): a
+   * sign that the engine may have gone away.
+   */
+  constructor(
+    docker: Docker,
+    onDie: (containerId: string) => void,
+    logger?: Logger,
+    onBroken?: (reason: string) => void,
+  ) {
     this.#docker = docker;
     this.#onDie = onDie;
     this.#logger = logger;
+    this.#onBroken = onBroken;
   }
 
   /**
@@ -85,6 +96,7 @@ export class ExitWatcher {
     } catch (error) {
       this.#logger?.warn({ err: error }, "docker event stream failed to open; retrying");
       this.#retry();
+      this.#onBroken?.(`the event stream could not open: ${(error as Error).message}`);
       return;
     }
     if (this.#closed) {
@@ -100,6 +112,7 @@ export class ExitWatcher {
       if (this.#closed) return;
       this.#logger?.warn("docker event stream ended; reconnecting");
       this.#retry();
+      this.#onBroken?.("the event stream ended");
     };
     stream.on("end", broken);
     stream.on("close", broken);

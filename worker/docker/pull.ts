@@ -6,7 +6,7 @@
 import type Docker from "dockerode";
 import type { Logger } from "../../lib/logger.js";
 import { DriverError, type PullProgress } from "../tasks/driver.js";
-import { dockerMessage } from "./errors.js";
+import { dockerMessage, engineUnavailable, isUnreachable } from "./errors.js";
 
 /** Minimum time between two progress callbacks. */
 const PROGRESS_EVERY_MS = 200;
@@ -33,7 +33,8 @@ export async function pullImage(
   try {
     await docker.getImage(image).inspect();
     return;
-  } catch {
+  } catch (error) {
+    if (isUnreachable(error)) throw engineUnavailable(error);
     // missing locally (or unreadable): pull it
   }
   const started = Date.now();
@@ -41,6 +42,7 @@ export async function pullImage(
   try {
     stream = await docker.pull(image);
   } catch (error) {
+    if (isUnreachable(error)) throw engineUnavailable(error);
     throw notFound(image, dockerMessage(error));
   }
   const layers = new Map<string, { current: number; total: number }>();
@@ -84,6 +86,7 @@ export async function pullImage(
       },
     );
   }).catch((error: unknown) => {
+    if (isUnreachable(error)) throw engineUnavailable(error);
     throw notFound(image, dockerMessage(error));
   });
 

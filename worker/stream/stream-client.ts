@@ -13,6 +13,8 @@ import {
   HeartbeatSchema,
   type InventoryItem,
   InventorySchema,
+  type Leaving,
+  LeavingSchema,
   RegisterSchema,
   WorkerService,
 } from "../../gen/cube/v1/worker_service_pb.js";
@@ -120,8 +122,19 @@ export class StreamClient extends EventEmitter<{
     return this.#o.outbox.pending().length === 0;
   }
 
-  /** Ends the stream (half-close first, so the manager sees a clean end) and stops dialling. */
-  async close(timeoutMs = 1000): Promise<void> {
+  /**
+   * Ends the stream (half-close first, so the manager sees a clean end) and stops dialling.
+   * With `goodbye`, a Leaving message goes up first, when connected: whether the worker is
+   * restarting decides how long the manager waits before it replaces the worker's tasks.
+   */
+  async close(
+    timeoutMs = 1000,
+    goodbye?: Omit<MessageInitShape<typeof LeavingSchema>, "$typeName">,
+  ): Promise<void> {
+    if (goodbye && this.#live && this.#out) {
+      const value: Leaving = create(LeavingSchema, goodbye);
+      this.#out.push(create(ConnectRequestSchema, { message: { case: "leaving", value } }));
+    }
     this.#stop.abort();
     this.#out?.close();
     if (!this.#loop) return;

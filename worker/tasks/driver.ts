@@ -65,7 +65,13 @@ export interface LogChunk {
 export class DriverError extends Error {
   constructor(
     message: string,
-    readonly kind: "image-not-found" | "port-taken" | "invalid-spec" | "runtime",
+    readonly kind:
+      | "image-not-found"
+      | "port-taken"
+      | "invalid-spec"
+      | "runtime"
+      /** The engine could not be reached (restarting, crashed): not the task's fault, retried. */
+      | "engine-unavailable",
   ) {
     super(message);
     this.name = "DriverError";
@@ -100,4 +106,14 @@ export interface Driver {
   recover(workerId: string): Promise<ContainerInfo[]>;
   /** Stops background work (event stream, stats); leaves containers alone. */
   close(): Promise<void>;
+  /**
+   * Resolves when the engine answers, rejects (with its words) when it does not. Optional:
+   * a driver with no engine to lose (the benchmarks' hollow one) has none.
+   */
+  ping?(): Promise<void>;
+  /**
+   * Calls `listener` whenever the driver sees a sign that its engine went away (its event
+   * stream broke, a call could not reach it), for the worker's engine monitor to check.
+   */
+  onEngineLost?(listener: (reason: string) => void): void;
 }

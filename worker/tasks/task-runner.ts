@@ -18,9 +18,11 @@ import {
   ProgressSchema,
 } from "../../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../../lib/logger.js";
+import { backoffDelay } from "../backoff.js";
 import type { WorkerStore } from "../store/worker-store.js";
 import type { Outbox } from "../stream/outbox.js";
-import type { ContainerInfo, Driver, ExitStatus } from "./driver.js";
+import { type ContainerInfo, type Driver, DriverError, type ExitStatus } from "./driver.js";
+import { ENGINE_BACKOFF, type EngineMonitor } from "./engine-monitor.js";
 import { healthCheckPort } from "./health-checker.js";
 import { KeyedSerial } from "./keyed-serial.js";
 import { applyRecovery } from "./recovery.js";
@@ -60,6 +62,12 @@ export interface TaskRunnerOptions {
   readonly logger: Logger;
   /** Sends a message up the stream if it is connected; drops it otherwise. */
   readonly send: (message: LiveMessage) => void;
+  /**
+   * Whether the container engine answers. With it, work that fails because the engine
+   * cannot be reached waits for the engine and is tried again (never reported FAILED), and
+   * the runner re-syncs with the engine when it is back. Without it, such work fails.
+   */
+  readonly engine?: EngineMonitor;
 }
 
 const DEFAULT_STOP_GRACE_MS = 10_000;
@@ -77,6 +85,12 @@ export class TaskRunner {
   readonly #log: Logger;
   readonly #ledger: TaskLedger;
   readonly #serial = new KeyedSerial();
+  /** Assignments queued or under way, by task: "generation/action" (a resent one is not queued twice). */
+  readonly #applying = new Map<string, { key: string; done: Promise<void> }>();
+  /** Container followed (exit and health) per task, so a re-sync does not follow it twice. */
+  readonly #following = new Map<string, string>();
+  /** Recovery could not reach the engine at start: it runs when the engine is back. */
+  #recoveryPending = false;
   #accepting = true;
   #closed = false;
 
@@ -122,10 +136,15 @@ export class TaskRunner {
       });
       return Promise.resolve();
     }
+    // The manager sends an assignment again when its ack is late (a long pull, an engine
+    // that is down): the one queued or under way acks it when done.
+    const key = `${task.generation}/${action}`;
+    const queued = this.#applying.get(task.id);
+    if (queued?.key === key) return queued.done;
     const receivedAt = Date.now();
     const grace = assignment.stopGrace ? durationMs(assignment.stopGrace) : 0;
     const graceMs = grace > 0 ? grace : DEFAULT_STOP_GRACE_MS;
-    return this.#serial.run(task.id, async () => {
+    const done = this.#serial.run(task.id, async () => {
       try {
         if (action === AssignmentAction.RUN) await this.#run(task, graceMs, receivedAt);
         else if (action === AssignmentAction.STOP) await this.#stop(task.id, graceMs);
@@ -147,12 +166,51 @@ export class TaskRunner {
         }),
       });
     });
+    const entry = { key, done };
+    this.#applying.set(task.id, entry);
+    void done.finally(() => {
+      if (this.#applying.get(task.id) === entry) this.#applying.delete(task.id);
+    });
+    return done;
+  }
+
+  /**
+   * Runs `work` (a step of one task's queue that calls the engine), and when it fails only
+   * because the engine cannot be reached, waits until the engine answers and runs it again,
+   * with back-off, until it succeeds, fails for another reason, or the runner closes. An
+   * engine restart must not end a task FAILED or leave an assignment unapplied.
+   */
+  async #withEngine<T>(taskId: string, what: string, work: () => Promise<T>): Promise<T> {
+    const engine = this.#o.engine;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await work();
+      } catch (error) {
+        const unavailable = error instanceof DriverError && error.kind === "engine-unavailable";
+        if (!unavailable || !engine || this.#closed) throw error;
+        engine.suspect(error.message);
+        if (attempt === 0) {
+          this.#log.warn(
+            { task: taskId, reason: error.message },
+            `container engine unavailable while ${what}: waiting for it`,
+          );
+        }
+        await engine.whenUp();
+        if (this.#closed) throw error;
+        // Back, or a glitch the ping did not see: a short pause, growing, before trying again.
+        await sleep(backoffDelay(attempt, ENGINE_BACKOFF));
+      }
+    }
   }
 
   async #run(task: Task, graceMs: number, receivedAt: number): Promise<void> {
     const have = this.#ledger.get(task.id);
     if (have && have.generation >= task.generation) return;
-    if (have) await this.#removeContainer(have, graceMs);
+    if (have) {
+      await this.#withEngine(task.id, "removing the older container", () =>
+        this.#removeContainer(have, graceMs),
+      );
+    }
     const scheduled = newRecord(task, this.#o.workerId, TaskState.SCHEDULED);
     const problem = specProblem(task.spec);
     if (problem) return this.#ledger.fail(scheduled, problem);
@@ -162,21 +220,24 @@ export class TaskRunner {
     const spec = task.spec ?? scheduled.spec;
     if (!spec) return;
     try {
-      let lastProgress = 0;
-      await this.#o.driver.pull(spec.image, (p) => {
-        const now = Date.now();
-        if (now - lastProgress < PROGRESS_EVERY_MS) return;
-        lastProgress = now;
-        this.#o.send({
-          case: "progress",
-          value: create(ProgressSchema, { taskId: task.id, generation: task.generation, ...p }),
+      const info = await this.#withEngine(task.id, "starting", async () => {
+        let lastProgress = 0;
+        await this.#o.driver.pull(spec.image, (p) => {
+          const now = Date.now();
+          if (now - lastProgress < PROGRESS_EVERY_MS) return;
+          lastProgress = now;
+          this.#o.send({
+            case: "progress",
+            value: create(ProgressSchema, { taskId: task.id, generation: task.generation, ...p }),
+          });
         });
-      });
-      const info = await this.#o.driver.start({
-        taskId: task.id,
-        generation: task.generation,
-        workerId: this.#o.workerId,
-        spec,
+        // Idempotent per assignment (the container's name): a retry finds what it made.
+        return this.#o.driver.start({
+          taskId: task.id,
+          generation: task.generation,
+          workerId: this.#o.workerId,
+          spec,
+        });
       });
       const running = withChanges(scheduled, {
         state: TaskState.RUNNING,
@@ -202,10 +263,18 @@ export class TaskRunner {
   /** Watches a running container: its exit through the driver, its health check. */
   #follow(task: Task): void {
     const { id, generation, containerId } = task;
+    if (this.#following.get(id) === containerId) return;
+    this.#following.set(id, containerId);
+    const unfollow = () => {
+      if (this.#following.get(id) === containerId) this.#following.delete(id);
+    };
     this.#o.driver.wait(containerId).then(
-      (exit) =>
-        this.#background(id, "recording an exit", () => this.#exited(id, containerId, exit)),
+      (exit) => {
+        unfollow();
+        this.#background(id, "recording an exit", () => this.#exited(id, containerId, exit));
+      },
       (error) => {
+        unfollow();
         if (!this.#closed) this.#log.warn({ task: id, err: error }, "lost sight of a container");
       },
     );
@@ -269,7 +338,7 @@ export class TaskRunner {
   }
 
   async #finishStop(task: Task, graceMs: number): Promise<void> {
-    await this.#removeContainer(task, graceMs);
+    await this.#withEngine(task.id, "stopping", () => this.#removeContainer(task, graceMs));
     await this.#ledger.report(
       withChanges(task, {
         state: TaskState.COMPLETED,
@@ -290,19 +359,12 @@ export class TaskRunner {
   /**
    * Re-adopts what the worker left behind when it last stopped (kill -9 included):
    * running containers are watched again, those that ended or vanished meanwhile are
-   * reported, stale ones removed. Starts nothing. Call once, before connecting.
+   * reported, stale ones removed. Starts nothing. Call once, before connecting. When the
+   * engine cannot be reached (and the runner has an engine monitor), the records are kept as
+   * they are, and the recovery runs when the engine is back (see {@link resync}).
    */
   async recover(): Promise<Record<RecoveryAction["kind"], number>> {
     const records = await this.#o.store.tasks();
-    let containers: ContainerInfo[];
-    try {
-      containers = await this.#o.driver.recover(this.#o.workerId);
-    } catch (error) {
-      throw new Error(
-        `cannot list this worker's containers on the Docker engine: ${error instanceof Error ? error.message : error}`,
-        { cause: error },
-      );
-    }
     const counts = {
       adopt: 0,
       exited: 0,
@@ -312,14 +374,25 @@ export class TaskRunner {
       keep: 0,
       remove: 0,
     };
-    const ctx = {
-      ledger: this.#ledger,
-      driver: this.#o.driver,
-      logger: this.#log,
-      graceMs: DEFAULT_STOP_GRACE_MS,
-      follow: (task: Task) => this.#follow(task),
-      finishStop: (task: Task) => this.#finishStop(task, DEFAULT_STOP_GRACE_MS),
-    };
+    let containers: ContainerInfo[];
+    try {
+      containers = await this.#o.driver.recover(this.#o.workerId);
+    } catch (error) {
+      const unavailable = error instanceof DriverError && error.kind === "engine-unavailable";
+      if (unavailable && this.#o.engine) {
+        // Nothing is known of the containers: the records stand until the engine answers.
+        for (const task of records) this.#ledger.restore(task);
+        this.#recoveryPending = true;
+        this.#o.engine.suspect(error.message);
+        this.#log.warn({ reason: error.message }, "container engine unavailable: recovery waits");
+        return counts;
+      }
+      throw new Error(
+        `cannot list this worker's containers on the Docker engine: ${error instanceof Error ? error.message : error}`,
+        { cause: error },
+      );
+    }
+    const ctx = this.#recoveryContext();
     for (const action of planRecovery(records, containers)) {
       counts[action.kind]++;
       const key = action.kind === "remove" ? action.container.taskId : action.task.id;
@@ -329,6 +402,80 @@ export class TaskRunner {
       else await this.#serial.run(key, apply);
     }
     return counts;
+  }
+
+  #recoveryContext() {
+    return {
+      ledger: this.#ledger,
+      driver: this.#o.driver,
+      logger: this.#log,
+      graceMs: DEFAULT_STOP_GRACE_MS,
+      follow: (task: Task) => this.#follow(task),
+      finishStop: (task: Task) => this.#finishStop(task, DEFAULT_STOP_GRACE_MS),
+    };
+  }
+
+  /**
+   * Brings the records in line with the engine again after it was unreachable (it
+   * restarted, or was down when the worker started): the recovery plan, made per task in
+   * that task's queue from its record as it is then, so it never crosses an assignment under
+   * way. Containers that died meanwhile are reported, vanished ones FAILED, stale ones
+   * removed; one already followed is left alone. Resolves with the inventory to send the
+   * manager (which resends what is missing and stops what should not run), or undefined when
+   * the engine went away again (the next return re-syncs).
+   */
+  async resync(): Promise<InventoryItem[] | undefined> {
+    let containers: ContainerInfo[];
+    try {
+      containers = await this.#o.driver.recover(this.#o.workerId);
+    } catch (error) {
+      this.#log.warn({ err: error }, "re-sync with the container engine failed");
+      if (error instanceof DriverError && error.kind === "engine-unavailable") {
+        this.#o.engine?.suspect(error.message);
+      }
+      return undefined;
+    }
+    this.#recoveryPending = false;
+    const byTask = new Map<string, ContainerInfo[]>();
+    for (const c of containers) byTask.set(c.taskId, [...(byTask.get(c.taskId) ?? []), c]);
+    const seen = new Map(this.#ledger.all().map((t) => [t.id, t]));
+    const ids = new Set([...seen.keys(), ...byTask.keys()]);
+    const ctx = this.#recoveryContext();
+    const steps: Promise<void>[] = [];
+    for (const id of ids) {
+      const step = this.#serial.run(id, async () => {
+        const record = this.#ledger.get(id);
+        // Changed since the containers were listed (an assignment ran): the list is stale for it.
+        if (record !== seen.get(id)) return;
+        for (const action of planRecovery(record ? [record] : [], byTask.get(id) ?? [])) {
+          const followed =
+            action.kind === "adopt" &&
+            action.task.state === TaskState.RUNNING &&
+            this.#following.get(id) === action.container.containerId;
+          if (followed || action.kind === "keep") continue;
+          if (action.kind === "remove") {
+            // May wait out a stop grace: after this step, in the task's queue.
+            this.#background(id, "removing a stale container", () => applyRecovery(action, ctx));
+            continue;
+          }
+          if (action.kind === "exited" || action.kind === "vanished") this.#o.health.unwatch(id);
+          await applyRecovery(action, ctx);
+        }
+      });
+      steps.push(
+        step.catch((error: unknown) => {
+          this.#log.error({ task: id, err: error }, "re-sync of a task failed");
+        }),
+      );
+    }
+    await Promise.all(steps);
+    this.#log.info({ tasks: ids.size, containers: containers.length }, "re-synced with the engine");
+    return this.inventory();
+  }
+
+  /** Whether the recovery at start could not reach the engine and still has to run. */
+  get recoveryPending(): boolean {
+    return this.#recoveryPending;
   }
 
   /** Stops taking assignments; resolves once those under way are done (or `deadlineMs` passed). */
@@ -349,4 +496,8 @@ export class TaskRunner {
     this.#accepting = false;
     this.#closed = true;
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

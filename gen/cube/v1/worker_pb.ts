@@ -16,7 +16,43 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/v1/worker.proto.
  */
 export const file_cube_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChRjdWJlL3YxL3dvcmtlci5wcm90bxIHY3ViZS52MSK2AwoGV29ya2VyEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIlCgZzdGF0dXMYBCABKA4yFS5jdWJlLnYxLldvcmtlclN0YXR1cxIkCghjYXBhY2l0eRgFIAEoCzISLmN1YmUudjEuUmVzb3VyY2VzEiUKCWFsbG9jYXRlZBgGIAEoCzISLmN1YmUudjEuUmVzb3VyY2VzEisKBmxhYmVscxgHIAMoCzIbLmN1YmUudjEuV29ya2VyLkxhYmVsc0VudHJ5EjIKDmxhc3RfaGVhcnRiZWF0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1yZWdpc3RlcmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgdtZXRyaWNzGAogASgLMhQuY3ViZS52MS5Ob2RlTWV0cmljcxISCgp0YXNrX2NvdW50GAsgASgNEg8KB3ZlcnNpb24YDCABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASp+CgxXb3JrZXJTdGF0dXMSHQoZV09SS0VSX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1dPUktFUl9TVEFUVVNfUkVBRFkQARIeChpXT1JLRVJfU1RBVFVTX0RJU0NPTk5FQ1RFRBACEhYKEldPUktFUl9TVEFUVVNfRE9XThADYgZwcm90bzM", [file_cube_v1_metrics, file_cube_v1_task, file_google_protobuf_timestamp]);
+  fileDesc("ChRjdWJlL3YxL3dvcmtlci5wcm90bxIHY3ViZS52MSJwCgxFbmdpbmVSZXBvcnQSJQoGc3RhdHVzGAEgASgOMhUuY3ViZS52MS5FbmdpbmVTdGF0dXMSDgoGcmVhc29uGAIgASgJEikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLdAwoGV29ya2VyEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDwoHYWRkcmVzcxgDIAEoCRIlCgZzdGF0dXMYBCABKA4yFS5jdWJlLnYxLldvcmtlclN0YXR1cxIkCghjYXBhY2l0eRgFIAEoCzISLmN1YmUudjEuUmVzb3VyY2VzEiUKCWFsbG9jYXRlZBgGIAEoCzISLmN1YmUudjEuUmVzb3VyY2VzEisKBmxhYmVscxgHIAMoCzIbLmN1YmUudjEuV29ya2VyLkxhYmVsc0VudHJ5EjIKDmxhc3RfaGVhcnRiZWF0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1yZWdpc3RlcmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgdtZXRyaWNzGAogASgLMhQuY3ViZS52MS5Ob2RlTWV0cmljcxISCgp0YXNrX2NvdW50GAsgASgNEg8KB3ZlcnNpb24YDCABKAkSJQoGZW5naW5lGA0gASgLMhUuY3ViZS52MS5FbmdpbmVSZXBvcnQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASp+CgxXb3JrZXJTdGF0dXMSHQoZV09SS0VSX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1dPUktFUl9TVEFUVVNfUkVBRFkQARIeChpXT1JLRVJfU1RBVFVTX0RJU0NPTk5FQ1RFRBACEhYKEldPUktFUl9TVEFUVVNfRE9XThADKlsKDEVuZ2luZVN0YXR1cxIdChlFTkdJTkVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFAoQRU5HSU5FX1NUQVRVU19VUBABEhYKEkVOR0lORV9TVEFUVVNfRE9XThACYgZwcm90bzM", [file_cube_v1_metrics, file_cube_v1_task, file_google_protobuf_timestamp]);
+
+/**
+ * EngineReport says whether a worker's container engine answers it.
+ *
+ * @generated from message cube.v1.EngineReport
+ */
+export type EngineReport = Message<"cube.v1.EngineReport"> & {
+  /**
+   * UP or DOWN.
+   *
+   * @generated from field: cube.v1.EngineStatus status = 1;
+   */
+  status: EngineStatus;
+
+  /**
+   * Why it is DOWN, in the engine's or the OS's words ("the Docker engine does not answer:
+   * connect ENOENT /var/run/docker.sock"); empty while UP.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * When it last changed, by the worker's clock.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 3;
+   */
+  since?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cube.v1.EngineReport.
+ * Use `create(EngineReportSchema)` to create a new message.
+ */
+export const EngineReportSchema: GenMessage<EngineReport> = /*@__PURE__*/
+  messageDesc(file_cube_v1_worker, 0);
 
 /**
  * Worker is a node agent as the manager knows it.
@@ -107,6 +143,13 @@ export type Worker = Message<"cube.v1.Worker"> & {
    * @generated from field: string version = 12;
    */
   version: string;
+
+  /**
+   * Its container engine, as the worker last reported it (unset: it never said).
+   *
+   * @generated from field: cube.v1.EngineReport engine = 13;
+   */
+  engine?: EngineReport | undefined;
 };
 
 /**
@@ -114,7 +157,7 @@ export type Worker = Message<"cube.v1.Worker"> & {
  * Use `create(WorkerSchema)` to create a new message.
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker, 0);
+  messageDesc(file_cube_v1_worker, 1);
 
 /**
  * WorkerStatus is the manager's view of a worker.
@@ -156,4 +199,40 @@ export enum WorkerStatus {
  */
 export const WorkerStatusSchema: GenEnum<WorkerStatus> = /*@__PURE__*/
   enumDesc(file_cube_v1_worker, 0);
+
+/**
+ * EngineStatus is whether a worker's container engine (Docker) answers it.
+ *
+ * @generated from enum cube.v1.EngineStatus
+ */
+export enum EngineStatus {
+  /**
+   * Not reported (a worker that predates the field, or one that never connected).
+   *
+   * @generated from enum value: ENGINE_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The engine answers: the worker can start and stop containers.
+   *
+   * @generated from enum value: ENGINE_STATUS_UP = 1;
+   */
+  UP = 1,
+
+  /**
+   * The engine does not answer (restarting, crashed, its socket gone): the worker keeps
+   * its tasks, retries what failed with back-off, and re-syncs once the engine is back.
+   * The manager places no new task on it meanwhile.
+   *
+   * @generated from enum value: ENGINE_STATUS_DOWN = 2;
+   */
+  DOWN = 2,
+}
+
+/**
+ * Describes the enum cube.v1.EngineStatus.
+ */
+export const EngineStatusSchema: GenEnum<EngineStatus> = /*@__PURE__*/
+  enumDesc(file_cube_v1_worker, 1);
 

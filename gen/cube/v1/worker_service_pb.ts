@@ -8,7 +8,7 @@ import type { NodeMetrics, TaskMetrics } from "./metrics_pb.js";
 import { file_cube_v1_metrics } from "./metrics_pb.js";
 import type { HealthStatus, PortBinding, Resources, Task, TaskState } from "./task_pb.js";
 import { file_cube_v1_task } from "./task_pb.js";
-import type { Worker } from "./worker_pb.js";
+import type { EngineReport, Worker } from "./worker_pb.js";
 import { file_cube_v1_worker } from "./worker_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/v1/worker_service.proto.
  */
 export const file_cube_v1_worker_service: GenFile = /*@__PURE__*/
-  fileDesc("ChxjdWJlL3YxL3dvcmtlcl9zZXJ2aWNlLnByb3RvEgdjdWJlLnYxIo0DCg5Db25uZWN0UmVxdWVzdBIlCghyZWdpc3RlchgBIAEoCzIRLmN1YmUudjEuUmVnaXN0ZXJIABIlCgZ1cGRhdGUYAiABKAsyEy5jdWJlLnYxLlRhc2tVcGRhdGVIABInCglpbnZlbnRvcnkYAyABKAsyEi5jdWJlLnYxLkludmVudG9yeUgAEjAKDmFzc2lnbm1lbnRfYWNrGAQgASgLMhYuY3ViZS52MS5Bc3NpZ25tZW50QWNrSAASJwoGaGVhbHRoGAUgASgLMhUuY3ViZS52MS5IZWFsdGhSZXBvcnRIABIlCghwcm9ncmVzcxgGIAEoCzIRLmN1YmUudjEuUHJvZ3Jlc3NIABIfCgVzdGF0cxgHIAEoCzIOLmN1YmUudjEuU3RhdHNIABInCgloZWFydGJlYXQYCCABKAsyEi5jdWJlLnYxLkhlYXJ0YmVhdEgAEi0KBWJhdGNoGAkgASgLMhwuY3ViZS52MS5Db25uZWN0UmVxdWVzdEJhdGNoSABCCQoHbWVzc2FnZSJAChNDb25uZWN0UmVxdWVzdEJhdGNoEikKCG1lc3NhZ2VzGAEgAygLMhcuY3ViZS52MS5Db25uZWN0UmVxdWVzdCL1AQoPQ29ubmVjdFJlc3BvbnNlEikKCnJlZ2lzdGVyZWQYASABKAsyEy5jdWJlLnYxLlJlZ2lzdGVyZWRIABIpCgphc3NpZ25tZW50GAIgASgLMhMuY3ViZS52MS5Bc3NpZ25tZW50SAASKAoKdXBkYXRlX2FjaxgDIAEoCzISLmN1YmUudjEuVXBkYXRlQWNrSAASJwoJaGVhcnRiZWF0GAQgASgLMhIuY3ViZS52MS5IZWFydGJlYXRIABIuCgViYXRjaBgFIAEoCzIdLmN1YmUudjEuQ29ubmVjdFJlc3BvbnNlQmF0Y2hIAEIJCgdtZXNzYWdlIkIKFENvbm5lY3RSZXNwb25zZUJhdGNoEioKCG1lc3NhZ2VzGAEgAygLMhguY3ViZS52MS5Db25uZWN0UmVzcG9uc2Ui6AEKCFJlZ2lzdGVyEhEKCXdvcmtlcl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2FkZHJlc3MYAyABKAkSJAoIY2FwYWNpdHkYBCABKAsyEi5jdWJlLnYxLlJlc291cmNlcxItCgZsYWJlbHMYBSADKAsyHS5jdWJlLnYxLlJlZ2lzdGVyLkxhYmVsc0VudHJ5Eg8KB3ZlcnNpb24YBiABKAkSFQoNYWNjZXB0c19iYXRjaBgHIAEoCBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqUBCgpSZWdpc3RlcmVkEhEKCXdvcmtlcl9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFwoPbGFzdF91cGRhdGVfc2VxGAMgASgEEjQKEWhlYXJ0YmVhdF90aW1lb3V0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIoMBCgpBc3NpZ25tZW50EikKBmFjdGlvbhgBIAEoDjIZLmN1YmUudjEuQXNzaWdubWVudEFjdGlvbhIbCgR0YXNrGAIgASgLMg0uY3ViZS52MS5UYXNrEi0KCnN0b3BfZ3JhY2UYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iXwoNQXNzaWdubWVudEFjaxIPCgd0YXNrX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAQSKQoGYWN0aW9uGAMgASgOMhkuY3ViZS52MS5Bc3NpZ25tZW50QWN0aW9uIvwBCgpUYXNrVXBkYXRlEgsKA3NlcRgBIAEoBBIPCgd0YXNrX2lkGAIgASgJEhIKCmdlbmVyYXRpb24YAyABKAQSIQoFc3RhdGUYBCABKA4yEi5jdWJlLnYxLlRhc2tTdGF0ZRIUCgxjb250YWluZXJfaWQYBSABKAkSIwoFcG9ydHMYBiADKAsyFC5jdWJlLnYxLlBvcnRCaW5kaW5nEhYKCWV4aXRfY29kZRgHIAEoBUgAiAEBEg4KBnJlYXNvbhgIIAEoCRIoCgR0aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIMCgpfZXhpdF9jb2RlIpIBCg1JbnZlbnRvcnlJdGVtEg8KB3Rhc2tfaWQYASABKAkSEgoKZ2VuZXJhdGlvbhgCIAEoBBIhCgVzdGF0ZRgDIAEoDjISLmN1YmUudjEuVGFza1N0YXRlEhQKDGNvbnRhaW5lcl9pZBgEIAEoCRIjCgVwb3J0cxgFIAMoCzIULmN1YmUudjEuUG9ydEJpbmRpbmciMgoJSW52ZW50b3J5EiUKBWl0ZW1zGAEgAygLMhYuY3ViZS52MS5JbnZlbnRvcnlJdGVtIrMBCgxIZWFsdGhSZXBvcnQSDwoHdGFza19pZBgBIAEoCRISCgpnZW5lcmF0aW9uGAIgASgEEiUKBnN0YXR1cxgDIAEoDjIVLmN1YmUudjEuSGVhbHRoU3RhdHVzEg8KB21lc3NhZ2UYBCABKAkSHAoUY29uc2VjdXRpdmVfZmFpbHVyZXMYBSABKA0SKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibAoIUHJvZ3Jlc3MSDwoHdGFza19pZBgBIAEoCRISCgpnZW5lcmF0aW9uGAIgASgEEg8KB21lc3NhZ2UYAyABKAkSFQoNY3VycmVudF9ieXRlcxgEIAEoBBITCgt0b3RhbF9ieXRlcxgFIAEoBCJQCgVTdGF0cxIiCgRub2RlGAEgASgLMhQuY3ViZS52MS5Ob2RlTWV0cmljcxIjCgV0YXNrcxgCIAMoCzIULmN1YmUudjEuVGFza01ldHJpY3MiNQoJSGVhcnRiZWF0EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhgKCVVwZGF0ZUFjaxILCgNzZXEYASABKAQiFAoSTGlzdFdvcmtlcnNSZXF1ZXN0IjcKE0xpc3RXb3JrZXJzUmVzcG9uc2USIAoHd29ya2VycxgBIAMoCzIPLmN1YmUudjEuV29ya2VyIh4KEEdldFdvcmtlclJlcXVlc3QSCgoCaWQYASABKAkiNAoRR2V0V29ya2VyUmVzcG9uc2USHwoGd29ya2VyGAEgASgLMg8uY3ViZS52MS5Xb3JrZXIiFQoTV2F0Y2hXb3JrZXJzUmVxdWVzdCI3ChRXYXRjaFdvcmtlcnNSZXNwb25zZRIfCgZ3b3JrZXIYASABKAsyDy5jdWJlLnYxLldvcmtlcipsChBBc3NpZ25tZW50QWN0aW9uEiEKHUFTU0lHTk1FTlRfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGQoVQVNTSUdOTUVOVF9BQ1RJT05fUlVOEAESGgoWQVNTSUdOTUVOVF9BQ1RJT05fU1RPUBACMq4CCg1Xb3JrZXJTZXJ2aWNlEkAKB0Nvbm5lY3QSFy5jdWJlLnYxLkNvbm5lY3RSZXF1ZXN0GhguY3ViZS52MS5Db25uZWN0UmVzcG9uc2UoATABEkgKC0xpc3RXb3JrZXJzEhsuY3ViZS52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHC5jdWJlLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USQgoJR2V0V29ya2VyEhkuY3ViZS52MS5HZXRXb3JrZXJSZXF1ZXN0GhouY3ViZS52MS5HZXRXb3JrZXJSZXNwb25zZRJNCgxXYXRjaFdvcmtlcnMSHC5jdWJlLnYxLldhdGNoV29ya2Vyc1JlcXVlc3QaHS5jdWJlLnYxLldhdGNoV29ya2Vyc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_cube_v1_metrics, file_cube_v1_task, file_cube_v1_worker, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChxjdWJlL3YxL3dvcmtlcl9zZXJ2aWNlLnByb3RvEgdjdWJlLnYxItsDCg5Db25uZWN0UmVxdWVzdBIlCghyZWdpc3RlchgBIAEoCzIRLmN1YmUudjEuUmVnaXN0ZXJIABIlCgZ1cGRhdGUYAiABKAsyEy5jdWJlLnYxLlRhc2tVcGRhdGVIABInCglpbnZlbnRvcnkYAyABKAsyEi5jdWJlLnYxLkludmVudG9yeUgAEjAKDmFzc2lnbm1lbnRfYWNrGAQgASgLMhYuY3ViZS52MS5Bc3NpZ25tZW50QWNrSAASJwoGaGVhbHRoGAUgASgLMhUuY3ViZS52MS5IZWFsdGhSZXBvcnRIABIlCghwcm9ncmVzcxgGIAEoCzIRLmN1YmUudjEuUHJvZ3Jlc3NIABIfCgVzdGF0cxgHIAEoCzIOLmN1YmUudjEuU3RhdHNIABInCgloZWFydGJlYXQYCCABKAsyEi5jdWJlLnYxLkhlYXJ0YmVhdEgAEi0KBWJhdGNoGAkgASgLMhwuY3ViZS52MS5Db25uZWN0UmVxdWVzdEJhdGNoSAASIwoHbGVhdmluZxgKIAEoCzIQLmN1YmUudjEuTGVhdmluZ0gAEicKBmVuZ2luZRgLIAEoCzIVLmN1YmUudjEuRW5naW5lUmVwb3J0SABCCQoHbWVzc2FnZSJAChNDb25uZWN0UmVxdWVzdEJhdGNoEikKCG1lc3NhZ2VzGAEgAygLMhcuY3ViZS52MS5Db25uZWN0UmVxdWVzdCL1AQoPQ29ubmVjdFJlc3BvbnNlEikKCnJlZ2lzdGVyZWQYASABKAsyEy5jdWJlLnYxLlJlZ2lzdGVyZWRIABIpCgphc3NpZ25tZW50GAIgASgLMhMuY3ViZS52MS5Bc3NpZ25tZW50SAASKAoKdXBkYXRlX2FjaxgDIAEoCzISLmN1YmUudjEuVXBkYXRlQWNrSAASJwoJaGVhcnRiZWF0GAQgASgLMhIuY3ViZS52MS5IZWFydGJlYXRIABIuCgViYXRjaBgFIAEoCzIdLmN1YmUudjEuQ29ubmVjdFJlc3BvbnNlQmF0Y2hIAEIJCgdtZXNzYWdlIkIKFENvbm5lY3RSZXNwb25zZUJhdGNoEioKCG1lc3NhZ2VzGAEgAygLMhguY3ViZS52MS5Db25uZWN0UmVzcG9uc2UijwIKCFJlZ2lzdGVyEhEKCXdvcmtlcl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2FkZHJlc3MYAyABKAkSJAoIY2FwYWNpdHkYBCABKAsyEi5jdWJlLnYxLlJlc291cmNlcxItCgZsYWJlbHMYBSADKAsyHS5jdWJlLnYxLlJlZ2lzdGVyLkxhYmVsc0VudHJ5Eg8KB3ZlcnNpb24YBiABKAkSFQoNYWNjZXB0c19iYXRjaBgHIAEoCBIlCgZlbmdpbmUYCCABKAsyFS5jdWJlLnYxLkVuZ2luZVJlcG9ydBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi0KB0xlYXZpbmcSEgoKcmVzdGFydGluZxgBIAEoCBIOCgZyZWFzb24YAiABKAkipQEKClJlZ2lzdGVyZWQSEQoJd29ya2VyX2lkGAEgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9sYXN0X3VwZGF0ZV9zZXEYAyABKAQSNAoRaGVhcnRiZWF0X3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24igwEKCkFzc2lnbm1lbnQSKQoGYWN0aW9uGAEgASgOMhkuY3ViZS52MS5Bc3NpZ25tZW50QWN0aW9uEhsKBHRhc2sYAiABKAsyDS5jdWJlLnYxLlRhc2sSLQoKc3RvcF9ncmFjZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJfCg1Bc3NpZ25tZW50QWNrEg8KB3Rhc2tfaWQYASABKAkSEgoKZ2VuZXJhdGlvbhgCIAEoBBIpCgZhY3Rpb24YAyABKA4yGS5jdWJlLnYxLkFzc2lnbm1lbnRBY3Rpb24i/AEKClRhc2tVcGRhdGUSCwoDc2VxGAEgASgEEg8KB3Rhc2tfaWQYAiABKAkSEgoKZ2VuZXJhdGlvbhgDIAEoBBIhCgVzdGF0ZRgEIAEoDjISLmN1YmUudjEuVGFza1N0YXRlEhQKDGNvbnRhaW5lcl9pZBgFIAEoCRIjCgVwb3J0cxgGIAMoCzIULmN1YmUudjEuUG9ydEJpbmRpbmcSFgoJZXhpdF9jb2RlGAcgASgFSACIAQESDgoGcmVhc29uGAggASgJEigKBHRpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgwKCl9leGl0X2NvZGUikgEKDUludmVudG9yeUl0ZW0SDwoHdGFza19pZBgBIAEoCRISCgpnZW5lcmF0aW9uGAIgASgEEiEKBXN0YXRlGAMgASgOMhIuY3ViZS52MS5UYXNrU3RhdGUSFAoMY29udGFpbmVyX2lkGAQgASgJEiMKBXBvcnRzGAUgAygLMhQuY3ViZS52MS5Qb3J0QmluZGluZyIyCglJbnZlbnRvcnkSJQoFaXRlbXMYASADKAsyFi5jdWJlLnYxLkludmVudG9yeUl0ZW0iswEKDEhlYWx0aFJlcG9ydBIPCgd0YXNrX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAQSJQoGc3RhdHVzGAMgASgOMhUuY3ViZS52MS5IZWFsdGhTdGF0dXMSDwoHbWVzc2FnZRgEIAEoCRIcChRjb25zZWN1dGl2ZV9mYWlsdXJlcxgFIAEoDRIoCgR0aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJsCghQcm9ncmVzcxIPCgd0YXNrX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAQSDwoHbWVzc2FnZRgDIAEoCRIVCg1jdXJyZW50X2J5dGVzGAQgASgEEhMKC3RvdGFsX2J5dGVzGAUgASgEIlAKBVN0YXRzEiIKBG5vZGUYASABKAsyFC5jdWJlLnYxLk5vZGVNZXRyaWNzEiMKBXRhc2tzGAIgAygLMhQuY3ViZS52MS5UYXNrTWV0cmljcyI1CglIZWFydGJlYXQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiGAoJVXBkYXRlQWNrEgsKA3NlcRgBIAEoBCIUChJMaXN0V29ya2Vyc1JlcXVlc3QiNwoTTGlzdFdvcmtlcnNSZXNwb25zZRIgCgd3b3JrZXJzGAEgAygLMg8uY3ViZS52MS5Xb3JrZXIiHgoQR2V0V29ya2VyUmVxdWVzdBIKCgJpZBgBIAEoCSI0ChFHZXRXb3JrZXJSZXNwb25zZRIfCgZ3b3JrZXIYASABKAsyDy5jdWJlLnYxLldvcmtlciIVChNXYXRjaFdvcmtlcnNSZXF1ZXN0IjcKFFdhdGNoV29ya2Vyc1Jlc3BvbnNlEh8KBndvcmtlchgBIAEoCzIPLmN1YmUudjEuV29ya2VyKmwKEEFzc2lnbm1lbnRBY3Rpb24SIQodQVNTSUdOTUVOVF9BQ1RJT05fVU5TUEVDSUZJRUQQABIZChVBU1NJR05NRU5UX0FDVElPTl9SVU4QARIaChZBU1NJR05NRU5UX0FDVElPTl9TVE9QEAIyrgIKDVdvcmtlclNlcnZpY2USQAoHQ29ubmVjdBIXLmN1YmUudjEuQ29ubmVjdFJlcXVlc3QaGC5jdWJlLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESSAoLTGlzdFdvcmtlcnMSGy5jdWJlLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBocLmN1YmUudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJCCglHZXRXb3JrZXISGS5jdWJlLnYxLkdldFdvcmtlclJlcXVlc3QaGi5jdWJlLnYxLkdldFdvcmtlclJlc3BvbnNlEk0KDFdhdGNoV29ya2VycxIcLmN1YmUudjEuV2F0Y2hXb3JrZXJzUmVxdWVzdBodLmN1YmUudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwAWIGcHJvdG8z", [file_cube_v1_metrics, file_cube_v1_task, file_cube_v1_worker, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ConnectRequest is one message up the stream, from a worker.
@@ -103,6 +103,22 @@ export type ConnectRequest = Message<"cube.v1.ConnectRequest"> & {
      */
     value: ConnectRequestBatch;
     case: "batch";
+  } | {
+    /**
+     * The worker is about to close its stream on purpose (its last message).
+     *
+     * @generated from field: cube.v1.Leaving leaving = 10;
+     */
+    value: Leaving;
+    case: "leaving";
+  } | {
+    /**
+     * Its container engine went away or came back.
+     *
+     * @generated from field: cube.v1.EngineReport engine = 11;
+     */
+    value: EngineReport;
+    case: "engine";
   } | { case: undefined; value?: undefined };
 };
 
@@ -270,6 +286,13 @@ export type Register = Message<"cube.v1.Register"> & {
    * @generated from field: bool accepts_batch = 7;
    */
   acceptsBatch: boolean;
+
+  /**
+   * Whether its container engine answers now (later changes come as `engine` messages).
+   *
+   * @generated from field: cube.v1.EngineReport engine = 8;
+   */
+  engine?: EngineReport | undefined;
 };
 
 /**
@@ -278,6 +301,36 @@ export type Register = Message<"cube.v1.Register"> & {
  */
 export const RegisterSchema: GenMessage<Register> = /*@__PURE__*/
   messageDesc(file_cube_v1_worker_service, 4);
+
+/**
+ * Leaving is a worker's goodbye, the last message before it closes its stream on purpose.
+ *
+ * @generated from message cube.v1.Leaving
+ */
+export type Leaving = Message<"cube.v1.Leaving"> & {
+  /**
+   * The worker process is restarting (SIGTERM: an upgrade, a service restart) and expects
+   * to be back with its containers still running: the manager then waits its restart grace,
+   * not its down grace, before it replaces the worker's tasks.
+   *
+   * @generated from field: bool restarting = 1;
+   */
+  restarting: boolean;
+
+  /**
+   * Why, for people and logs: "SIGTERM".
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message cube.v1.Leaving.
+ * Use `create(LeavingSchema)` to create a new message.
+ */
+export const LeavingSchema: GenMessage<Leaving> = /*@__PURE__*/
+  messageDesc(file_cube_v1_worker_service, 5);
 
 /**
  * Registered accepts a worker.
@@ -322,7 +375,7 @@ export type Registered = Message<"cube.v1.Registered"> & {
  * Use `create(RegisteredSchema)` to create a new message.
  */
 export const RegisteredSchema: GenMessage<Registered> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 5);
+  messageDesc(file_cube_v1_worker_service, 6);
 
 /**
  * Assignment tells a worker to run or stop a task. Applying one twice is harmless:
@@ -358,7 +411,7 @@ export type Assignment = Message<"cube.v1.Assignment"> & {
  * Use `create(AssignmentSchema)` to create a new message.
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 6);
+  messageDesc(file_cube_v1_worker_service, 7);
 
 /**
  * AssignmentAck says an assignment was applied.
@@ -393,7 +446,7 @@ export type AssignmentAck = Message<"cube.v1.AssignmentAck"> & {
  * Use `create(AssignmentAckSchema)` to create a new message.
  */
 export const AssignmentAckSchema: GenMessage<AssignmentAck> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 7);
+  messageDesc(file_cube_v1_worker_service, 8);
 
 /**
  * TaskUpdate reports a task's observed state on a worker.
@@ -470,7 +523,7 @@ export type TaskUpdate = Message<"cube.v1.TaskUpdate"> & {
  * Use `create(TaskUpdateSchema)` to create a new message.
  */
 export const TaskUpdateSchema: GenMessage<TaskUpdate> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 8);
+  messageDesc(file_cube_v1_worker_service, 9);
 
 /**
  * InventoryItem is one task a worker holds a container (or a record) for.
@@ -519,7 +572,7 @@ export type InventoryItem = Message<"cube.v1.InventoryItem"> & {
  * Use `create(InventoryItemSchema)` to create a new message.
  */
 export const InventoryItemSchema: GenMessage<InventoryItem> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 9);
+  messageDesc(file_cube_v1_worker_service, 10);
 
 /**
  * Inventory lists everything a worker holds.
@@ -540,7 +593,7 @@ export type Inventory = Message<"cube.v1.Inventory"> & {
  * Use `create(InventorySchema)` to create a new message.
  */
 export const InventorySchema: GenMessage<Inventory> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 10);
+  messageDesc(file_cube_v1_worker_service, 11);
 
 /**
  * HealthReport carries a changed health check result.
@@ -596,7 +649,7 @@ export type HealthReport = Message<"cube.v1.HealthReport"> & {
  * Use `create(HealthReportSchema)` to create a new message.
  */
 export const HealthReportSchema: GenMessage<HealthReport> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 11);
+  messageDesc(file_cube_v1_worker_service, 12);
 
 /**
  * Progress reports work under way for a task (image pull).
@@ -645,7 +698,7 @@ export type Progress = Message<"cube.v1.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 12);
+  messageDesc(file_cube_v1_worker_service, 13);
 
 /**
  * Stats is one metrics sample of the worker and its tasks.
@@ -673,7 +726,7 @@ export type Stats = Message<"cube.v1.Stats"> & {
  * Use `create(StatsSchema)` to create a new message.
  */
 export const StatsSchema: GenMessage<Stats> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 13);
+  messageDesc(file_cube_v1_worker_service, 14);
 
 /**
  * Heartbeat keeps an idle stream alive.
@@ -694,7 +747,7 @@ export type Heartbeat = Message<"cube.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 14);
+  messageDesc(file_cube_v1_worker_service, 15);
 
 /**
  * UpdateAck acknowledges updates.
@@ -715,7 +768,7 @@ export type UpdateAck = Message<"cube.v1.UpdateAck"> & {
  * Use `create(UpdateAckSchema)` to create a new message.
  */
 export const UpdateAckSchema: GenMessage<UpdateAck> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 15);
+  messageDesc(file_cube_v1_worker_service, 16);
 
 /**
  * ListWorkersRequest asks for all workers.
@@ -730,7 +783,7 @@ export type ListWorkersRequest = Message<"cube.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 16);
+  messageDesc(file_cube_v1_worker_service, 17);
 
 /**
  * ListWorkersResponse carries all workers.
@@ -751,7 +804,7 @@ export type ListWorkersResponse = Message<"cube.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 17);
+  messageDesc(file_cube_v1_worker_service, 18);
 
 /**
  * GetWorkerRequest names a worker.
@@ -772,7 +825,7 @@ export type GetWorkerRequest = Message<"cube.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 18);
+  messageDesc(file_cube_v1_worker_service, 19);
 
 /**
  * GetWorkerResponse carries one worker.
@@ -793,7 +846,7 @@ export type GetWorkerResponse = Message<"cube.v1.GetWorkerResponse"> & {
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 19);
+  messageDesc(file_cube_v1_worker_service, 20);
 
 /**
  * WatchWorkersRequest starts a watch of the workers.
@@ -808,7 +861,7 @@ export type WatchWorkersRequest = Message<"cube.v1.WatchWorkersRequest"> & {
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 20);
+  messageDesc(file_cube_v1_worker_service, 21);
 
 /**
  * WatchWorkersResponse carries one worker as it is now.
@@ -829,7 +882,7 @@ export type WatchWorkersResponse = Message<"cube.v1.WatchWorkersResponse"> & {
  * Use `create(WatchWorkersResponseSchema)` to create a new message.
  */
 export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_cube_v1_worker_service, 21);
+  messageDesc(file_cube_v1_worker_service, 22);
 
 /**
  * AssignmentAction says what to do with the task of an assignment.
@@ -882,9 +935,12 @@ export const WorkerService: GenService<{
    *   3. `inventory` — every task the worker holds a container for, so the manager can
    *      reconcile;
    *   then, as they happen: `update`, `health`, `progress`, `stats`, `assignment_ack`,
-   *   and a `heartbeat` every heartbeat_interval when nothing else was sent.
-   * Down (manager → worker): `registered` first, then `assignment` (run or stop a task),
-   *   `update_ack` (cumulative), and `heartbeat`.
+   *   `engine` (the container engine went away or came back; after it came back, a fresh
+   *   `inventory`), and a `heartbeat` every heartbeat_interval when nothing else was sent;
+   *   last, before a worker closes its stream on purpose, `leaving`.
+   * Down (manager → worker): `registered` first, then `assignment` (run or stop a task;
+   *   one not acknowledged for a while is sent again, so applying one twice must be
+   *   harmless), `update_ack` (cumulative), and `heartbeat`.
    *
    * Either side may pack several messages, in order, into one `batch` (a worker may always;
    * the manager only to a worker whose Register set accepts_batch). A batch never holds
@@ -892,7 +948,8 @@ export const WorkerService: GenService<{
    * one per message, which is most of what a placement costs at scale.
    *
    * The stream is the heartbeat: a worker whose stream ends, or is silent past the
-   * manager's heartbeat timeout, is DISCONNECTED, then DOWN after the grace period.
+   * manager's heartbeat timeout, is DISCONNECTED (its tasks UNKNOWN), then DOWN after the
+   * grace period (the longer restart grace after a `leaving` with restarting set).
    *
    * @generated from rpc cube.v1.WorkerService.Connect
    */
