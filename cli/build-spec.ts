@@ -11,6 +11,7 @@ import { toRecord } from "./parse-key-value.js";
 export interface RunFlags {
   name?: string;
   env?: readonly (readonly [string, string])[];
+  secretEnv?: readonly (readonly [string, string])[];
   port?: readonly PortMapping[];
   cpu?: number;
   memory?: bigint;
@@ -25,6 +26,7 @@ export interface RunFlags {
 export const RUN_FLAG_NAMES: Record<keyof RunFlags, string> = {
   name: "--name",
   env: "--env",
+  secretEnv: "--secret-env",
   port: "--port",
   cpu: "--cpu",
   memory: "--memory",
@@ -55,6 +57,7 @@ export function buildSpec(image: string, args: readonly string[], flags: RunFlag
     image,
     args: [...args],
     env: toRecord(flags.env ?? []),
+    secretEnv: toRecord(flags.secretEnv ?? []),
     ports: [...(flags.port ?? [])],
     labels: toRecord(flags.label ?? []),
     resources: hasResources

@@ -1,12 +1,15 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { connectManager, type ManagerClients, managerAddress } from "./client.js";
+import { CliError } from "./cli-error.js";
+import { connectManager, type ManagerClients, managerAddress, managerToken } from "./client.js";
+import { type CubeConfig, readConfig } from "./config-file.js";
 import { describeError } from "./describe-error.js";
 import type { Io } from "./io.js";
 
 /** The options every client command shares. */
 export interface ClientOptions {
   manager?: string;
+  token?: string;
   output?: "table" | "json";
   json?: boolean;
 }
@@ -16,7 +19,11 @@ export function addClientOptions(cmd: Command): Command {
   return cmd
     .option(
       "--manager <host:port>",
-      "manager address (default: $CUBE_MANAGER, else 127.0.0.1:5555)",
+      "manager address (default: $CUBE_MANAGER, else the config file's, else 127.0.0.1:5555)",
+    )
+    .option(
+      "--token <token>",
+      "bearer token (default: $CUBE_TOKEN, else the config file's, written by `cube dev` and `cube manager`)",
     )
     .addOption(
       new Option("-o, --output <format>", "output format")
@@ -40,9 +47,16 @@ export async function withManager<T>(
   opts: ClientOptions,
   body: (clients: ManagerClients) => Promise<T>,
 ): Promise<T> {
-  const address = managerAddress(opts.manager, io.env);
+  let config: CubeConfig;
   try {
-    return await body(connectManager(address));
+    config = await readConfig(io.env);
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
+  const address = managerAddress(opts.manager, io.env, config);
+  const token = managerToken(opts.token, io.env, config);
+  try {
+    return await body(connectManager(address, token));
   } catch (error) {
     throw describeError(error, address);
   }

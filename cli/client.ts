@@ -1,15 +1,33 @@
 import { type Client, createClient } from "@connectrpc/connect";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { TokenService } from "../gen/cube/v1/token_service_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { grpcTransport } from "../lib/rpc/client.js";
+import type { CubeConfig } from "./config-file.js";
 
 /** Where `cube` looks for the manager when neither --manager nor CUBE_MANAGER says. */
 export const DEFAULT_MANAGER = "127.0.0.1:5555";
 
-/** The manager address: the flag, else CUBE_MANAGER, else {@link DEFAULT_MANAGER}. */
-export function managerAddress(flag: string | undefined, env = process.env): string {
-  return flag || env.CUBE_MANAGER || DEFAULT_MANAGER;
+/**
+ * The manager address: the flag, else CUBE_MANAGER, else the config file's, else
+ * {@link DEFAULT_MANAGER}.
+ */
+export function managerAddress(
+  flag: string | undefined,
+  env = process.env,
+  config: CubeConfig = {},
+): string {
+  return flag || env.CUBE_MANAGER || config.manager || DEFAULT_MANAGER;
+}
+
+/** The token: the flag, else CUBE_TOKEN, else the config file's; undefined when none. */
+export function managerToken(
+  flag: string | undefined,
+  env = process.env,
+  config: CubeConfig = {},
+): string | undefined {
+  return flag || env.CUBE_TOKEN || config.token || undefined;
 }
 
 /** Clients of the manager's services, sharing one HTTP/2 connection. */
@@ -19,19 +37,21 @@ export interface ManagerClients {
   readonly tasks: Client<typeof TaskService>;
   readonly workers: Client<typeof WorkerService>;
   readonly health: Client<typeof Health>;
+  readonly tokens: Client<typeof TokenService>;
 }
 
 /**
  * Connects lazily to the manager over gRPC (h2c): nothing is dialled until the first
  * call, so a bad address surfaces as that call's error.
  */
-export function connectManager(address: string): ManagerClients {
-  const transport = grpcTransport(address);
+export function connectManager(address: string, token?: string): ManagerClients {
+  const transport = grpcTransport(address, { token });
   return {
     address,
     tasks: createClient(TaskService, transport),
     workers: createClient(WorkerService, transport),
     health: createClient(Health, transport),
+    tokens: createClient(TokenService, transport),
   };
 }
 

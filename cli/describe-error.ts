@@ -60,6 +60,13 @@ export function describeError(error: unknown, address: string): CliError {
         return new CliError(error.rawMessage, ExitCode.NotFound);
       case Code.InvalidArgument:
         return new CliError(error.rawMessage, ExitCode.Usage);
+      case Code.Unauthenticated:
+        return new CliError(
+          `the manager at ${address} refused the call: ${error.rawMessage} (give a token with --token or CUBE_TOKEN; \`cube dev\` and \`cube manager\` write one to the config file)`,
+          ExitCode.Denied,
+        );
+      case Code.PermissionDenied:
+        return new CliError(error.rawMessage, ExitCode.Denied);
       case Code.Unimplemented:
         return new CliError(
           `${address} does not serve this call (is it a worker rather than the manager?): ${error.rawMessage}`,

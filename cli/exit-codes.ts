@@ -17,6 +17,8 @@ export const ExitCode = {
   Unreachable: 5,
   /** Gave up waiting: the task stayed PENDING (could not be placed) or never got ready. */
   Timeout: 6,
+  /** The manager refused the call: no token, a bad one, or one whose role does not allow it. */
+  Denied: 7,
   /** Interrupted by Ctrl-C (128 + SIGINT, as shells report it). */
   Interrupted: 130,
 } as const;
@@ -33,4 +35,5 @@ export const EXIT_CODES_HELP = `Exit codes:
     4  not found: no such task
     5  the manager cannot be reached
     6  timed out: the task stayed PENDING or did not get ready in time
+    7  denied: no token, a bad one, or its role does not allow the call
   130  interrupted (Ctrl-C)`;

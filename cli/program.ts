@@ -8,6 +8,7 @@ import { nodesCommand } from "./commands/nodes.js";
 import { psCommand } from "./commands/ps.js";
 import { runCommand } from "./commands/run.js";
 import { stopCommand } from "./commands/stop.js";
+import { tokenCommand } from "./commands/token.js";
 import { versionCommand } from "./commands/version.js";
 import { workerCommand } from "./commands/worker.js";
 import { CUBE_VERSION } from "./cube-version.js";
@@ -34,7 +35,9 @@ Quick start:
   cube logs web
   cube stop web
 
-Client commands talk to the manager at --manager, else $CUBE_MANAGER, else 127.0.0.1:5555.
+Client commands talk to the manager at --manager, else $CUBE_MANAGER, else the config file's
+(written by \`cube dev\` and \`cube manager\`), else 127.0.0.1:5555, with the token of
+--token, else $CUBE_TOKEN, else the config file's.
 Tables for people, -o json (or --json) for scripts: the protobuf JSON mapping, as grpcurl shows.
 
 ${EXIT_CODES_HELP}`,
@@ -50,9 +53,12 @@ ${EXIT_CODES_HELP}`,
     logsCommand(io),
     nodesCommand(io),
     eventsCommand(io),
+    tokenCommand(io),
     versionCommand(io),
   ];
-  for (const cmd of [program, ...commands]) {
+  // Sub-commands (cube token create…) too.
+  const all = [program, ...commands, ...commands.flatMap((c) => c.commands as Command[])];
+  for (const cmd of all) {
     // addCommand() does not pass settings down (command() would): set them on each.
     cmd
       .exitOverride()
@@ -61,7 +67,7 @@ ${EXIT_CODES_HELP}`,
         writeOut: (s) => io.stdout.write(s),
         writeErr: (s) => io.stderr.write(s),
       });
-    if (cmd !== program) program.addCommand(cmd);
+    if (commands.includes(cmd)) program.addCommand(cmd);
   }
   return program;
 }

@@ -1,6 +1,8 @@
 import { mkdir } from "node:fs/promises";
 import { createLogger, type Logger } from "../lib/logger.js";
-import { startServer } from "../lib/rpc/server.js";
+import { parseListen, startServer } from "../lib/rpc/server.js";
+import { authInterceptor } from "./api/authorization.js";
+import { isLoopback, readToken, writeFirstTokens } from "./api/bootstrap-tokens.js";
 import { managerMetrics } from "./api/metrics-http.js";
 import { MANAGER_FILES, managerRoutes } from "./api/routes.js";
 import { ControlPlane } from "./core/control-plane.js";
@@ -9,6 +11,7 @@ import { RULES } from "./rules/index.js";
 import { LevelStore } from "./store/level-store.js";
 import type { Store } from "./store/store.js";
 
+export { readToken } from "./api/bootstrap-tokens.js";
 export type { ManagerOptions } from "./core/options.js";
 export { SCHEDULERS, type SchedulerName } from "./core/placer.js";
 
@@ -16,6 +19,10 @@ export { SCHEDULERS, type SchedulerName } from "./core/placer.js";
 export interface ManagerHandle {
   /** host:port it serves on (the real port when 0 was asked for). */
   readonly address: string;
+  /** The admin token made on the data dir's first start (undefined without auth). */
+  readonly adminToken: string | undefined;
+  /** The worker join token made on the data dir's first start (undefined without auth). */
+  readonly workerToken: string | undefined;
   /**
    * Graceful stop: health NOT_SERVING, streams and sessions closed, every accepted change
    * flushed to disk, the store closed — within `shutdownTimeoutMs`, after which it closes
@@ -44,6 +51,18 @@ export async function openControlPlane(
 export async function startManager(options: ManagerOptions): Promise<ManagerHandle> {
   const resolved = resolveOptions(options);
   const logger: Logger = options.logger ?? createLogger("manager");
+  const { host } = parseListen(resolved.listen);
+  if (!isLoopback(host)) {
+    if (!resolved.insecure) {
+      throw new Error(
+        `refusing to serve plaintext on ${resolved.listen}: tokens and task specs would cross the network in the clear; listen on 127.0.0.1, or pass --insecure (CUBE_INSECURE=1) on a network you trust`,
+      );
+    }
+    logger.warn(
+      { listen: resolved.listen },
+      "INSECURE: serving plaintext on a non-loopback address; anyone on the network can read tokens and task specs",
+    );
+  }
   await mkdir(options.dataDir, { recursive: true });
   const store = await LevelStore.open(options.dataDir, { eventRetention: resolved.eventRetention });
   let cp: ControlPlane;
@@ -55,6 +74,8 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
   }
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
+    if (resolved.auth) await writeFirstTokens(cp, options.dataDir);
+    // Metrics outermost: calls refused for want of a token are counted too.
     const metrics = resolved.metrics ? managerMetrics(cp) : undefined;
     if (metrics) store.observeCommits((seconds) => cp.metrics.committed(seconds));
     server = await startServer({
@@ -62,7 +83,10 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
       routes: managerRoutes(cp),
       files: MANAGER_FILES,
       fallback: metrics?.fallback,
-      interceptors: metrics?.interceptors ?? [],
+      interceptors: [
+        ...(metrics?.interceptors ?? []),
+        ...(resolved.auth ? [authInterceptor(cp.tokens, cp.clock, logger)] : []),
+      ],
     });
   } catch (error) {
     await cp.close();
@@ -74,8 +98,18 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
     "manager listening",
   );
   let closing: Promise<void> | undefined;
+  // A file removed by its owner is not an error: the tokens still work, the manager just
+  // cannot show them again.
+  const [adminToken, workerToken] = resolved.auth
+    ? await Promise.all([
+        readToken(options.dataDir, "admin").catch(() => undefined),
+        readToken(options.dataDir, "worker").catch(() => undefined),
+      ])
+    : [undefined, undefined];
   return {
     address: server.address,
+    adminToken,
+    workerToken,
     close() {
       closing ??= (async () => {
         const work = (async () => {

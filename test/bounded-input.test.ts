@@ -76,14 +76,18 @@ test("a gzip bomb is refused with RESOURCE_EXHAUSTED before it inflates, and the
   // Warm the manager up so its baseline RSS includes the connection and handler code.
   await fetch(`http://${m.address}/cube.v1.TaskService/ListTasks`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${m.token}` },
     body: "{}",
   });
   const before = rssBytes(pid);
   const began = Date.now();
   const res = await fetch(`http://${m.address}/cube.v1.TaskService/GetTask`, {
     method: "POST",
-    headers: { "content-type": "application/json", "content-encoding": "gzip" },
+    headers: {
+      "content-type": "application/json",
+      "content-encoding": "gzip",
+      authorization: `Bearer ${m.token}`,
+    },
     body: bomb,
   });
   const took = Date.now() - began;
@@ -99,7 +103,7 @@ test("a gzip bomb is refused with RESOURCE_EXHAUSTED before it inflates, and the
 
 test("a request message over 4 MiB is RESOURCE_EXHAUSTED; one under it is served", async (t) => {
   const m = await manager(t);
-  const client = createClient(TaskService, grpcTransport(m.address));
+  const client = createClient(TaskService, grpcTransport(m.address, { token: m.adminToken }));
   const big = await errorOf(
     client.runTask({ spec: { image: "x", env: { BIG: "v".repeat(5 << 20) } } }),
   );
@@ -113,7 +117,7 @@ test('unknown JSON fields ("privileged": true) and enum names are INVALID_ARGUME
   const post = async (body: object) => {
     const res = await fetch(`http://${m.address}/cube.v1.TaskService/RunTask`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", authorization: `Bearer ${m.adminToken}` },
       body: JSON.stringify(body),
     });
     return { status: res.status, ...((await res.json()) as { code: string; message: string }) };
@@ -129,7 +133,7 @@ test('unknown JSON fields ("privileged": true) and enum names are INVALID_ARGUME
   // Nothing was stored by either.
   const listed = await fetch(`http://${m.address}/cube.v1.TaskService/ListTasks`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", authorization: `Bearer ${m.adminToken}` },
     body: "{}",
   });
   t.deepEqual(await listed.json(), {});
@@ -137,7 +141,7 @@ test('unknown JSON fields ("privileged": true) and enum names are INVALID_ARGUME
 
 test("binary requests with an unknown field or enum number are INVALID_ARGUMENT naming the path", async (t) => {
   const m = await manager(t);
-  const client = createClient(TaskService, grpcTransport(m.address));
+  const client = createClient(TaskService, grpcTransport(m.address, { token: m.adminToken }));
   // A spec from a "newer" client: field 99 this manager does not know.
   const spec = create(TaskSpecSchema, { image: "cube/httpd:local" });
   const field99 = new BinaryWriter().tag(99, WireType.Varint).bool(true).finish();
@@ -158,7 +162,7 @@ test("binary requests with an unknown field or enum number are INVALID_ARGUMENT 
 
 test("names and labels with control or bidirectional-override characters are refused", async (t) => {
   const m = await manager(t);
-  const client = createClient(TaskService, grpcTransport(m.address));
+  const client = createClient(TaskService, grpcTransport(m.address, { token: m.adminToken }));
   const cases: [string, Parameters<typeof client.runTask>[0], RegExp][] = [
     [
       "bidi override in a name",

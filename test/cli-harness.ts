@@ -5,6 +5,8 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import type { Io } from "../cli/io.js";
@@ -15,9 +17,21 @@ export const CUBE_BIN = fileURLToPath(new URL("../bin/cube.js", import.meta.url)
 /** The repository root (where `npx cube` resolves to bin/cube.js). */
 export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-/** Environment for cube subprocesses: quiet logs, no colours. */
+/**
+ * The config file `cube dev` and `cube manager` write and client commands read, one per test
+ * process: a test's manager and its clients share it, and the developer's own
+ * ~/.config/cube/config.json is never touched.
+ */
+export const TEST_CONFIG = join(tmpdir(), `cube-test-config-${process.pid}.json`);
+
+/** Environment for cube subprocesses: quiet logs, no colours, the test's config file. */
 export function cubeEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, CUBE_LOG_LEVEL: "warn", ...extra };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CUBE_LOG_LEVEL: "warn",
+    CUBE_CONFIG: TEST_CONFIG,
+    ...extra,
+  };
   delete env.FORCE_COLOR;
   return env;
 }

@@ -21,7 +21,10 @@ test("a call waits out a manager stalled for 3.5 s (SIGSTOP … SIGCONT) instead
     CUBE_LISTEN: "127.0.0.1:0",
     CUBE_LOG_LEVEL: "warn",
   });
-  const client = createClient(TaskService, grpcTransport(manager.address));
+  const client = createClient(
+    TaskService,
+    grpcTransport(manager.address, { token: manager.token }),
+  );
   await client.listTasks({}); // the connection is up
   manager.child.kill("SIGSTOP");
   const resume = setTimeout(() => manager.child.kill("SIGCONT"), STALL_MS);
@@ -54,7 +57,10 @@ test("idle pings racing a server's GOAWAY do not crash the client (connect-node 
     listen: "127.0.0.1:0",
     logger: createLogger("manager", "silent"),
   });
-  const client = createClient(TaskService, grpcTransport(server.address, { pingIntervalMs: 20 }));
+  const client = createClient(
+    TaskService,
+    grpcTransport(server.address, { pingIntervalMs: 20, token: server.adminToken }),
+  );
   for (let round = 0; round < 5; round++) {
     await client.listTasks({});
     // Idle long enough for pings to be armed, then the server goes away mid-ping.

@@ -77,6 +77,7 @@ import {
   WorkerService,
 } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger } from "../lib/logger.js";
+import { redactSpec, redactTask } from "../lib/redact.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { startServer } from "../lib/rpc/server.js";
 import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
@@ -395,7 +396,8 @@ async function runAndGet(
   const differences: string[] = [];
   const { tasks } = await client.runTasks(request);
   for (const [i, r] of request.requests.entries()) {
-    const sent = need(r.spec, "spec");
+    // Read APIs show every field but secret values, which read "<redacted>" (lib/redact.ts).
+    const sent = redactSpec(need(r.spec, "spec"));
     differences.push(
       ...diff(TaskSpecSchema, tasks[i]?.spec, sent, `${label} RunTasks → tasks[${i}].spec.`),
     );
@@ -607,7 +609,9 @@ test("the manager carries every field: RunTasks, GetTask, ListTaskEvents, WatchT
   differences.push(...(await runAndGet(jsonTasks, runTasksRequest(random), "JSON")).differences);
 
   for (const [i, r] of request.requests.entries()) {
-    const sent = need(r.spec, "spec");
+    const full = need(r.spec, "spec");
+    // What read APIs show: secret values redacted; only the worker gets them (below).
+    const sent = redactSpec(full);
     const isCreated = (e: TaskEvent | undefined) =>
       e?.task?.id === r.id && e.type === TaskEventType.CREATED;
     // ListTaskEvents: from the store, specs put back by the reader.
@@ -633,10 +637,12 @@ test("the manager carries every field: RunTasks, GetTask, ListTaskEvents, WatchT
       (a) => a.task?.id === r.id && a.action === AssignmentAction.RUN,
     );
     differences.push(
-      ...diff(TaskSpecSchema, assignment.task?.spec, sent, `Assignment → task.spec.`),
+      ...diff(TaskSpecSchema, assignment.task?.spec, full, `Assignment → task.spec.`),
     );
     const { task: stored } = await tasks.getTask({ id: r.id });
-    differences.push(...diff(TaskSchema, assignment.task, stored, `Assignment → task.`));
+    differences.push(
+      ...diff(TaskSchema, redactTask(assignment.task), stored, `Assignment → task.`),
+    );
   }
 
   // Up: a TaskUpdate with every field set, for the current generation, state RUNNING.

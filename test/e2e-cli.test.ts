@@ -47,6 +47,8 @@ test.before(async () => {
   processes.push(manager);
   const [, address] = await manager.waitFor(/manager listening on (\S+)/);
   cluster.manager = address as string;
+  // The join token it prints for workers; clients read the admin token from the config file.
+  const [, joinToken] = await manager.waitFor(/--token (\S+)/);
   const workers = ["e2e-w1", "e2e-w2"].map((name) => {
     const w = startCube([
       "worker",
@@ -60,6 +62,8 @@ test.before(async () => {
       join(dir, name),
       "--label",
       `e2e=${name}`,
+      "--token",
+      joinToken as string,
     ]);
     processes.push(w);
     return { name, w };

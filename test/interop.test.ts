@@ -28,6 +28,17 @@ interface TaskServiceClient extends grpc.Client {
   WatchTasks(req: object): grpc.ClientReadableStream<{ event: { type: string; task: PlainTask } }>;
 }
 
+/** Sends `token` as a bearer token with every call, as any gRPC client can. */
+function withToken(token: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("authorization", `Bearer ${token}`);
+        next(metadata, listener);
+      },
+    });
+}
+
 function call<Req, Res>(fn: Unary<Req, Res>, client: grpc.Client, req: Req): Promise<Res> {
   return new Promise((resolve, reject) =>
     fn.call(client, req, (err, res) => (err ? reject(err) : resolve(res))),
@@ -51,11 +62,26 @@ test("a @grpc/grpc-js client with proto-loader runs, lists, watches and stops a 
   const loaded = grpc.loadPackageDefinition(definition) as unknown as {
     cube: {
       v1: {
-        TaskService: new (address: string, creds: grpc.ChannelCredentials) => TaskServiceClient;
+        TaskService: new (
+          address: string,
+          creds: grpc.ChannelCredentials,
+          options?: grpc.ClientOptions,
+        ) => TaskServiceClient;
       };
     };
   };
-  const client = new loaded.cube.v1.TaskService(manager.address, grpc.credentials.createInsecure());
+  const anonymous = new loaded.cube.v1.TaskService(
+    manager.address,
+    grpc.credentials.createInsecure(),
+  );
+  t.teardown(() => anonymous.close());
+  const refused = await call(anonymous.ListTasks, anonymous, {}).catch((e: grpc.ServiceError) => e);
+  t.is((refused as grpc.ServiceError).code, grpc.status.UNAUTHENTICATED);
+  const client = new loaded.cube.v1.TaskService(
+    manager.address,
+    grpc.credentials.createInsecure(),
+    { interceptors: [withToken(manager.adminToken ?? "")] },
+  );
   t.teardown(() => client.close());
 
   const run = await call(client.RunTask, client, {

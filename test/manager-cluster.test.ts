@@ -32,7 +32,7 @@ test("two workers share 10 tasks; kill -9 one and its tasks run on the other; it
   const manager = await cluster.startManager();
   const a = await cluster.startWorker("wa");
   const b = await cluster.startWorker("wb");
-  const transport = grpcTransport(manager.address);
+  const transport = grpcTransport(manager.address, { token: manager.token });
   const tasks = createClient(TaskService, transport);
   const workers = createClient(WorkerService, transport);
   await eventually(async () => {

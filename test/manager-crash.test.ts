@@ -21,7 +21,10 @@ test("kill -9 of the manager while 200 tasks are submitted: every acknowledged t
   const manager = await cluster.startManager();
   const a = await cluster.startWorker("wa");
   const b = await cluster.startWorker("wb");
-  const client = createClient(TaskService, grpcTransport(manager.address));
+  const client = createClient(
+    TaskService,
+    grpcTransport(manager.address, { token: manager.token }),
+  );
   const spec = (i: number) => ({
     name: `sleeper-${i}`,
     image: "cube/httpd:local",
@@ -49,7 +52,10 @@ test("kill -9 of the manager while 200 tasks are submitted: every acknowledged t
   t.true(unanswered.length > 0);
 
   const restarted = await cluster.startManager();
-  const again = createClient(TaskService, grpcTransport(restarted.address));
+  const again = createClient(
+    TaskService,
+    grpcTransport(restarted.address, { token: restarted.token }),
+  );
   const before = await allTasks(again);
   const ids = new Set(before.map((x) => x.id));
   for (const id of acknowledged) t.true(ids.has(id), `acknowledged ${id} survived`);

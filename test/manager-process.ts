@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { readToken } from "../manager/api/bootstrap-tokens.js";
 
 const ids = new WeakMap<ChildProcess, string>();
 
@@ -13,6 +14,8 @@ export interface Spawned {
   readonly address: string;
   /** The id it printed (workers), or "". */
   readonly id: string;
+  /** A manager's admin token (from its data dir), or undefined. */
+  readonly token: string | undefined;
   /** stderr so far (structured logs), for failure messages. */
   logs(): string;
   /** kill -9, resolving once it is gone. */
@@ -72,9 +75,15 @@ export async function spawnCube(
       );
     });
   });
+  const dataDir = env.CUBE_DATA_DIR;
+  const token =
+    entry.includes("manager/main.ts") && dataDir && env.CUBE_AUTH !== "0"
+      ? await readToken(dataDir, "admin")
+      : undefined;
   return {
     child,
     address,
+    token,
     id: ids.get(child) ?? "",
     logs: () => stderr,
     async kill9() {
@@ -127,6 +136,7 @@ export class Cluster {
     if (!this.manager) throw new Error("start the manager first");
     const w = await spawnCube(this.#quiet(), "worker/main.ts", {
       CUBE_MANAGER: this.manager.address,
+      CUBE_TOKEN: await readToken(`${this.dir}/manager`, "worker"),
       CUBE_LISTEN: "127.0.0.1:0",
       CUBE_NAME: name,
       CUBE_DATA_DIR: `${this.dir}/${name}`,

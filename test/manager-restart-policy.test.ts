@@ -17,7 +17,7 @@ test("a task failing its health check is restarted up to its limit, then FAILED 
   const cluster = new Cluster(t, await tempDir(t));
   const manager = await cluster.startManager();
   const worker = await cluster.startWorker("w");
-  const tasks = createClient(TaskService, grpcTransport(manager.address));
+  const tasks = createClient(TaskService, grpcTransport(manager.address, { token: manager.token }));
   const { task } = await tasks.runTask({
     spec: {
       name: "sick",

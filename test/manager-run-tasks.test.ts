@@ -14,7 +14,10 @@ import { Cluster } from "./manager-process.js";
 test("a RunTasks batch of 5000 answered over a socket survives kill -9; a bad one stores nothing", async (t) => {
   const cluster = new Cluster(t, await tempDir(t));
   const manager = await cluster.startManager();
-  const client = createClient(TaskService, grpcTransport(manager.address));
+  const client = createClient(
+    TaskService,
+    grpcTransport(manager.address, { token: manager.token }),
+  );
   const requests = Array.from({ length: 5000 }, (_, i) => ({
     id: `bulk-${i}`,
     spec: { name: `bulk-${i}`, image: HTTP_IMAGE, labels: { test: "run-tasks" } },
@@ -34,7 +37,10 @@ test("a RunTasks batch of 5000 answered over a socket survives kill -9; a bad on
   );
 
   const restarted = await cluster.startManager();
-  const again = createClient(TaskService, grpcTransport(restarted.address));
+  const again = createClient(
+    TaskService,
+    grpcTransport(restarted.address, { token: restarted.token }),
+  );
   const stored = await allTasks(again);
   t.deepEqual(
     stored.map((x) => x.id),

@@ -161,7 +161,7 @@ test("kill -9 of a manager process: every acknowledged task is back, and revisio
   const dir = await tempDir(t);
   const env = { CUBE_DATA_DIR: dir, CUBE_LISTEN: "127.0.0.1:0", CUBE_LOG_LEVEL: "warn" };
   const first = await spawnCube(t, "manager/main.ts", env);
-  const client = createClient(TaskService, grpcTransport(first.address));
+  const client = createClient(TaskService, grpcTransport(first.address, { token: first.token }));
   const acknowledged = new Set<string>();
   let refused = 0;
   const submit = async (i: number) => {
@@ -190,7 +190,7 @@ test("kill -9 of a manager process: every acknowledged task is back, and revisio
   t.true(refused > 0, "some requests hit the dead manager");
   t.log(`${acknowledged.size} acknowledged before kill -9, ${refused} refused`);
   const second = await spawnCube(t, "manager/main.ts", env);
-  const after = createClient(TaskService, grpcTransport(second.address));
+  const after = createClient(TaskService, grpcTransport(second.address, { token: second.token }));
   const seen = new Set<string>();
   let token = "";
   let revision = 0n;
@@ -213,7 +213,7 @@ test("SIGTERM stops a manager process gracefully and loses nothing", async (t) =
   const dir = await tempDir(t);
   const env = { CUBE_DATA_DIR: dir, CUBE_LISTEN: "127.0.0.1:0", CUBE_LOG_LEVEL: "info" };
   const first = await spawnCube(t, "manager/main.ts", env);
-  const client = createClient(TaskService, grpcTransport(first.address));
+  const client = createClient(TaskService, grpcTransport(first.address, { token: first.token }));
   await Promise.all(
     Array.from({ length: 50 }, (_, i) => client.runTask({ id: `t${i}`, spec: { image: "img" } })),
   );
@@ -226,6 +226,6 @@ test("SIGTERM stops a manager process gracefully and loses nothing", async (t) =
   t.true(Date.now() - started < 6000, `stopped in ${Date.now() - started} ms`);
   t.regex(first.logs(), /"msg":"manager stopped"/);
   const second = await spawnCube(t, "manager/main.ts", env);
-  const again = createClient(TaskService, grpcTransport(second.address));
+  const again = createClient(TaskService, grpcTransport(second.address, { token: second.token }));
   t.is((await again.listTasks({})).tasks.length, 50);
 });

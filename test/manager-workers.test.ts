@@ -527,3 +527,30 @@ test("a worker gets at most assignment_window unacknowledged tasks; the rest fol
     ["w6", "w7"],
   );
 });
+
+test("an update whose seq jumps is refused and never stored; later real updates still apply", async (t) => {
+  const h = await harness(t);
+  const w = new FakeWorker("w1", { auto: false });
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({ spec: spec() });
+  const id = task?.id ?? "";
+  w.update(id, 1n, TaskState.RUNNING);
+  await state(h, id, TaskState.RUNNING);
+  // A forged update far ahead: were it stored, every later real one would look like a replay.
+  w.send({
+    case: "update",
+    value: { seq: 2n ** 62n, taskId: id, generation: 1n, state: TaskState.FAILED },
+  });
+  await eventually(() => {
+    if (!w.ended) throw new Error("stream still open");
+  });
+  t.is(ConnectError.from(w.ended?.error).code, Code.InvalidArgument);
+  // Not applied (the stream's end may have made the task UNKNOWN since: lost contact).
+  t.not((await h.tasks.getTask({ id })).task?.state, TaskState.FAILED, "not applied");
+  // The real worker comes back and goes on from the seq the manager really has.
+  const again = new FakeWorker("w1", { auto: false, seq: 1n });
+  const registered = await again.connect(h.transport);
+  t.is(registered.lastUpdateSeq, 1n, "the jump was never stored");
+  again.update(id, 1n, TaskState.COMPLETED, { exitCode: 0, reason: "exit code 0" });
+  await state(h, id, TaskState.COMPLETED);
+});

@@ -27,13 +27,21 @@ async function curl(args: string[]): Promise<{ body: string; version: string; st
 }
 
 /** A Connect unary call with a JSON body, as the README shows it. */
-function connectJson(address: string, method: string, body: object, http2 = false) {
+function connectJson(
+  m: { address: string; adminToken: string | undefined },
+  method: string,
+  body: object,
+  http2 = false,
+) {
+  const address = m.address;
   return curl([
     ...(http2 ? ["--http2-prior-knowledge"] : []),
     "-X",
     "POST",
     "-H",
     "Content-Type: application/json",
+    "-H",
+    `Authorization: Bearer ${m.adminToken}`,
     `http://${address}/cube.v1.TaskService/${method}`,
     "-d",
     JSON.stringify(body),
@@ -52,36 +60,36 @@ async function manager(t: Parameters<typeof tempDir>[0]) {
 
 test("curl over HTTP/1.1 runs, lists and stops a task with Connect JSON", async (t) => {
   const m = await manager(t);
-  const ran = await connectJson(m.address, "RunTask", {
+  const ran = await connectJson(m, "RunTask", {
     id: "web-1",
     spec: { name: "web", image: "cube/httpd:local" },
   });
   t.is(ran.version, "1.1", "curl spoke HTTP/1.1");
   t.is(ran.status, "200", ran.body);
   t.is(JSON.parse(ran.body).task.id, "web-1");
-  const listed = await connectJson(m.address, "ListTasks", {});
+  const listed = await connectJson(m, "ListTasks", {});
   t.is(listed.version, "1.1");
   t.deepEqual(
     JSON.parse(listed.body).tasks.map((x: { id: string }) => x.id),
     ["web-1"],
   );
-  const stopped = await connectJson(m.address, "StopTask", { id: "web-1" });
+  const stopped = await connectJson(m, "StopTask", { id: "web-1" });
   t.is(stopped.status, "200", stopped.body);
   const task = JSON.parse(stopped.body).task;
   t.is(task.state, "TASK_STATE_COMPLETED");
   t.is(task.reason, "stopped");
   // An error keeps Connect's JSON error shape and status over HTTP/1.1 too.
-  const missing = await connectJson(m.address, "GetTask", { id: "nope" });
+  const missing = await connectJson(m, "GetTask", { id: "nope" });
   t.is(missing.status, "404");
   t.is(JSON.parse(missing.body).code, "not_found");
 });
 
 test("gRPC (Connect client, buf curl), gRPC-Web and h2c Connect work on the same port", async (t) => {
   const m = await manager(t);
-  const client = createClient(TaskService, grpcTransport(m.address));
+  const client = createClient(TaskService, grpcTransport(m.address, { token: m.adminToken }));
   const { task } = await client.runTask({ id: "a", spec: { image: "cube/httpd:local" } });
   t.is(task?.state, TaskState.PENDING);
-  const h2 = await connectJson(m.address, "GetTask", { id: "a" }, true);
+  const h2 = await connectJson(m, "GetTask", { id: "a" }, true);
   t.is(h2.version, "2", "curl spoke HTTP/2 with prior knowledge");
   t.is(JSON.parse(h2.body).task.id, "a");
   const viaGrpc = await run("npx", [
@@ -90,6 +98,8 @@ test("gRPC (Connect client, buf curl), gRPC-Web and h2c Connect work on the same
     "--protocol",
     "grpc",
     "--http2-prior-knowledge",
+    "-H",
+    `Authorization: Bearer ${m.adminToken}`,
     "-d",
     '{"id":"a"}',
     `http://${m.address}/cube.v1.TaskService/GetTask`,
@@ -100,6 +110,8 @@ test("gRPC (Connect client, buf curl), gRPC-Web and h2c Connect work on the same
     "curl",
     "--protocol",
     "grpcweb",
+    "-H",
+    `Authorization: Bearer ${m.adminToken}`,
     "-d",
     '{"id":"a"}',
     `http://${m.address}/cube.v1.TaskService/GetTask`,

@@ -8,9 +8,11 @@ import { createLogger, type Logger } from "../lib/logger.js";
 import { parseListen, startServer } from "../lib/rpc/server.js";
 import { WorkerMetrics } from "./api/metrics.js";
 import { workerRoutes } from "./api/server.js";
+import { type ContainerPolicy, DEFAULT_POLICY } from "./docker/container-spec.js";
 import { createDockerDriver } from "./docker/driver.js";
 import { defaultCapacity, NodeMetricsSampler } from "./node-metrics.js";
 import { WorkerStore } from "./store/worker-store.js";
+import { credentialSource } from "./stream/join.js";
 import { Outbox } from "./stream/outbox.js";
 import { StatsFeed } from "./stream/stats-feed.js";
 import { StreamClient } from "./stream/stream-client.js";
@@ -25,6 +27,13 @@ export { DataDirInUseError } from "./store/worker-store.js";
 export interface WorkerOptions {
   /** The manager's host:port. */
   manager: string;
+  /**
+   * A worker join token (role worker) from the manager: its data dir's worker.token, or
+   * `cube token create --role worker`. Traded once for a credential of the worker's own
+   * (kept in the data dir, worker/stream/join.ts). Needed unless the manager runs without
+   * auth.
+   */
+  token?: string;
   /** host:port of the worker's own gRPC server; default "127.0.0.1:5556"; port 0 picks one. */
   listen?: string;
   /** Serve GET /metrics (Prometheus text, no token needed) on that port. Default true. */
@@ -36,6 +45,8 @@ export interface WorkerOptions {
   labels?: Record<string, string>;
   /** Docker engine to use; default DOCKER_HOST or the local socket. */
   dockerHost?: string;
+  /** How containers are confined, over DEFAULT_POLICY (worker/docker/container-spec.ts). */
+  policy?: Partial<ContainerPolicy>;
   /** A driver to use instead of Docker (hollow workers in benchmarks); closed with the worker. */
   driver?: Driver;
   logger?: Logger;
@@ -87,6 +98,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     createDockerDriver({
       dockerHost: options.dockerHost,
       logger,
+      policy: { ...DEFAULT_POLICY, ...options.policy },
       instrument: (docker) => metrics.instrumentDocker(docker),
     });
   const health = new HealthChecker((healthy) => metrics.healthCheck(healthy));
@@ -136,6 +148,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     const capacity = { ...(await defaultCapacity(options.dataDir)), ...options.capacity };
     const client = new StreamClient({
       manager: options.manager,
+      token: credentialSource({
+        manager: options.manager,
+        dataDir: options.dataDir,
+        workerId,
+        token: options.token,
+        logger,
+      }),
       outbox,
       logger,
       register: () => ({

@@ -5,6 +5,7 @@ import type { ManagerHandle } from "../../manager/index.js";
 import type { WorkerHandle } from "../../worker/index.js";
 import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
+import { writeConfig } from "../config-file.js";
 import type { Io } from "../io.js";
 import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
 
@@ -46,7 +47,7 @@ Examples:
 
 async function dev(io: Io, opts: DevOptions): Promise<void> {
   // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
-  const [{ createLogger }, { startManager }, { startWorker }] = await Promise.all([
+  const [{ createLogger }, { startManager, readToken }, { startWorker }] = await Promise.all([
     import("../../lib/logger.js"),
     import("../../manager/index.js"),
     import("../../worker/index.js"),
@@ -63,10 +64,18 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
   } catch (error) {
     throw new CliError(startFailure("manager", opts.listen, error));
   }
+  const managerDir = join(opts.dataDir, "manager");
+  // The local user's client commands need no flags: the config file says where and with
+  // which token (the admin token this manager made on its first start).
+  const configFile = await writeConfig(io.env, {
+    manager: manager.address,
+    token: await readToken(managerDir, "admin"),
+  });
   let worker: WorkerHandle;
   try {
     worker = await startWorker({
       manager: manager.address,
+      token: await readToken(managerDir, "worker"),
       listen: "127.0.0.1:0",
       name: opts.name,
       dataDir: join(opts.dataDir, "worker"),
@@ -84,7 +93,7 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
     io.env.npm_command === "run" ||
     io.env.npm_command === "run-script";
   const self = viaNpm ? "npx cube" : "cube";
-  io.stdout.write(banner(manager.address, worker, opts.dataDir, self));
+  io.stdout.write(banner(manager.address, worker, opts.dataDir, self, configFile));
 
   stopOnSignals({
     onStop: (signal) => io.stderr.write(`\n${signal}: stopping the worker, then the manager…\n`),
@@ -123,14 +132,17 @@ export function banner(
   worker: { id: string; address: string },
   dataDir: string,
   cube = "cube",
+  configFile?: string,
 ): string {
-  const env = managerAddress === DEFAULT_MANAGER ? "" : `  export CUBE_MANAGER=${managerAddress}\n`;
+  const config = configFile
+    ? `cube dev: address and admin token written to ${configFile} for \`${cube}\`\n`
+    : "";
   return `cube dev: manager listening on ${managerAddress}
 cube dev: worker ${worker.id} listening on ${worker.address}
 cube dev: data in ${dataDir}; Ctrl-C stops both
-
+${config}
 Try, in another terminal:
-${env}  ${cube} run cube/httpd:local --name web --port 8080:80 --health-path /health --wait
+  ${cube} run cube/httpd:local --name web --port 8080:80 --health-path /health --wait
   curl http://127.0.0.1:8080/health
   ${cube} ps
   ${cube} logs web

@@ -3,6 +3,7 @@ import type { ManagerHandle } from "../../manager/index.js";
 import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
+import { writeConfig } from "../config-file.js";
 import type { Io } from "../io.js";
 import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
 import { parseDuration } from "../parse-duration.js";
@@ -23,6 +24,7 @@ interface ManagerFlags {
   assignmentResend?: number;
   assignmentWindow?: number;
   metrics?: boolean;
+  insecure?: boolean;
 }
 
 /** Where the manager keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -87,15 +89,25 @@ export function managerCommand(io: Io): Command {
       "assignments a worker may have unacknowledged before the rest wait in the manager (env CUBE_ASSIGNMENT_WINDOW, default 16)",
       arg(parseWindow),
     )
+    .option(
+      "--insecure",
+      "serve plaintext on a non-loopback address (env CUBE_INSECURE=1): tokens and specs cross the network in the clear",
+    )
     .option("--no-metrics", NO_METRICS_HELP)
     .addHelpText(
       "after",
       `
 Flags override the CUBE_* environment variables. Ctrl-C (or SIGTERM) stops it gracefully.
 
+On its first start the manager makes an admin token and a worker join token, stored hashed
+in its data dir and written in clear to admin.token and worker.token there (mode 0600). It
+writes its address and the admin token to the config file of the user who runs it
+(~/.config/cube/config.json, or $CUBE_CONFIG), so client commands on this machine need no
+flags, and prints how a worker joins.
+
 Examples:
   cube manager
-  cube manager --listen 0.0.0.0:5555 --data-dir /var/lib/cube --scheduler epvm
+  cube manager --listen 0.0.0.0:5555 --insecure --data-dir /var/lib/cube --scheduler epvm
   cube manager --heartbeat-timeout 5s --down-grace 10s`,
     )
     .action((flags: ManagerFlags) => manager(io, flags));
@@ -126,6 +138,7 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     assignmentResendMs: flags.assignmentResend ?? fromEnv("CUBE_ASSIGNMENT_RESEND", envDuration),
     assignmentWindow: flags.assignmentWindow ?? fromEnv("CUBE_ASSIGNMENT_WINDOW", parseWindow),
     metrics: metricsWanted(flags.metrics, env),
+    insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
   };
   let handle: ManagerHandle;
   try {
@@ -140,7 +153,19 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
         : `cannot start the manager: ${message}`,
     );
   }
+  const { readToken } = await import("../../manager/index.js");
+  const admin = await readToken(options.dataDir, "admin").catch(() => undefined);
+  const join = await readToken(options.dataDir, "worker").catch(() => undefined);
+  const config = admin
+    ? await writeConfig(env, { manager: handle.address, token: admin })
+    : undefined;
   io.stdout.write(`manager listening on ${handle.address} (data in ${options.dataDir})\n`);
+  if (config) io.stdout.write(`address and admin token written to ${config}\n`);
+  if (join) {
+    io.stdout.write(
+      `workers join with:\n  cube worker --manager ${handle.address} --token ${join}\n`,
+    );
+  }
   // The process runner owns the rest: it exits on SIGINT/SIGTERM after a graceful close.
   await new Promise<never>(() => {});
 }

@@ -52,6 +52,11 @@ export function runCommand(io: Io): Command {
       collect((s) => parseKeyValue(s, "variable", (k) => io.env[k])),
     )
     .option(
+      "--secret-env <KEY=VALUE>",
+      "secret environment variable: never shown back by the manager, stored encrypted (repeatable; KEY alone takes your value, which keeps it out of your shell history)",
+      collect((s) => parseKeyValue(s, "variable", (k) => io.env[k])),
+    )
+    .option(
       "-p, --port <[HOST:]CONTAINER[/udp]>",
       "publish a port on the worker's 127.0.0.1 (repeatable)",
       collect(parsePort),

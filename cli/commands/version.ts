@@ -3,6 +3,7 @@ import { HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/heal
 import type { CliError } from "../cli-error.js";
 import { connectManager, managerAddress } from "../client.js";
 import { addClientOptions, type ClientOptions, outputFormat } from "../client-options.js";
+import { readConfig } from "../config-file.js";
 import { CUBE_VERSION } from "../cube-version.js";
 import { describeError } from "../describe-error.js";
 import type { Io } from "../io.js";
@@ -27,7 +28,7 @@ Examples:
 }
 
 async function version(io: Io, opts: ClientOptions): Promise<void> {
-  const address = managerAddress(opts.manager, io.env);
+  const address = managerAddress(opts.manager, io.env, await readConfig(io.env).catch(() => ({})));
   let status = "";
   let problem: CliError | undefined;
   try {

@@ -2,18 +2,24 @@ import { Command } from "commander";
 import type { WorkerHandle } from "../../worker/index.js";
 import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
-import { collect } from "../client-options.js";
+import { arg, collect } from "../client-options.js";
 import type { Io } from "../io.js";
 import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
+import { parseCount } from "../parse-enum.js";
 import { parseKeyValue, toRecord } from "../parse-key-value.js";
 
 interface WorkerFlags {
   manager?: string;
+  token?: string;
   listen?: string;
   name?: string;
   dataDir?: string;
   label?: [string, string][];
   dockerHost?: string;
+  pidsLimit?: number;
+  allowNewPrivileges?: boolean;
+  capDrop?: string[];
+  allowRegistry?: string[];
   metrics?: boolean;
 }
 
@@ -27,6 +33,10 @@ export function workerCommand(io: Io): Command {
     .option(
       "--manager <host:port>",
       `manager to join (env CUBE_MANAGER, default ${DEFAULT_MANAGER})`,
+    )
+    .option(
+      "--token <token>",
+      "join token (role worker) from the manager (env CUBE_TOKEN): printed by `cube manager`, in its data dir's worker.token, or made by `cube token create --role worker`",
     )
     .option(
       "--listen <host:port>",
@@ -47,15 +57,38 @@ export function workerCommand(io: Io): Command {
       "Docker engine (env CUBE_DOCKER_HOST or DOCKER_HOST, default the local socket)",
     )
     .option("--no-metrics", NO_METRICS_HELP)
+    .option(
+      "--pids-limit <n>",
+      "processes a container may hold, 0 for no limit (env CUBE_PIDS_LIMIT, default 1024)",
+      arg((s) => parseCount(s, 4_194_304)),
+    )
+    .option(
+      "--allow-new-privileges",
+      "let setuid binaries in containers gain privileges (env CUBE_ALLOW_NEW_PRIVILEGES=1; default: no-new-privileges)",
+    )
+    .option(
+      "--cap-drop <cap>",
+      "capability dropped from Docker's defaults (repeatable; env CUBE_CAP_DROP=a,b; default NET_RAW; --cap-drop none keeps all)",
+      collect((s) => s.trim().toUpperCase()),
+    )
+    .option(
+      "--allow-registry <host>",
+      "registry images may come from, e.g. 127.0.0.1:5000 or docker.io (repeatable; env CUBE_ALLOW_REGISTRIES=a,b; default: any)",
+      collect((s) => s.trim()),
+    )
     .addHelpText(
       "after",
       `
+Containers run hardened by default: no-new-privileges, a pids limit, Docker's capabilities
+minus NET_RAW, ports published on 127.0.0.1 unless a task names a host IP. These flags relax
+or tighten that for this worker only; no task spec can.
+
 Flags override the CUBE_* environment variables. Ctrl-C (or SIGTERM) leaves gracefully:
 containers keep running, and the next start with the same --data-dir adopts them again.
 
 Examples:
   cube worker
-  cube worker --manager 10.0.0.5:5555 --listen 0.0.0.0:5556 --label zone=a
+  cube worker --manager 10.0.0.5:5555 --token cube_… --listen 0.0.0.0:5556 --label zone=a
   cube worker --name w2 --listen 127.0.0.1:5557 --data-dir ./.cube/w2`,
     )
     .action((flags: WorkerFlags) => worker(io, flags));
@@ -63,7 +96,7 @@ Examples:
 
 async function worker(io: Io, flags: WorkerFlags): Promise<void> {
   // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
-  const [{ parseLabels }, { runWorkerProcess }] = await Promise.all([
+  const [{ parseLabels, policyFromEnv }, { runWorkerProcess }] = await Promise.all([
     import("../../worker/env.js"),
     import("../../worker/process.js"),
   ]);
@@ -74,13 +107,27 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
   } catch (error) {
     throw new CliError(`CUBE_LABELS: ${(error as Error).message}`);
   }
+  let envPolicy: ReturnType<typeof policyFromEnv>;
+  try {
+    envPolicy = policyFromEnv(env);
+  } catch (error) {
+    throw new CliError((error as Error).message);
+  }
   const options = {
     manager: flags.manager || env.CUBE_MANAGER || DEFAULT_MANAGER,
+    token: flags.token || env.CUBE_TOKEN || undefined,
     listen: flags.listen || env.CUBE_LISTEN || "127.0.0.1:5556",
     name: flags.name || env.CUBE_NAME || undefined,
     dataDir: flags.dataDir || env.CUBE_DATA_DIR || DEFAULT_WORKER_DATA_DIR,
     labels: { ...envLabels, ...toRecord(flags.label ?? []) },
     dockerHost: flags.dockerHost || env.CUBE_DOCKER_HOST || undefined,
+    policy: {
+      ...envPolicy,
+      ...(flags.pidsLimit !== undefined ? { pidsLimit: flags.pidsLimit } : {}),
+      ...(flags.allowNewPrivileges ? { noNewPrivileges: false } : {}),
+      ...(flags.capDrop ? { dropCapabilities: flags.capDrop.filter((c) => c !== "NONE") } : {}),
+      ...(flags.allowRegistry ? { allowedRegistries: flags.allowRegistry } : {}),
+    },
     metrics: metricsWanted(flags.metrics, env),
   };
   let handle: WorkerHandle;

@@ -1,4 +1,4 @@
-import type { Transport } from "@connectrpc/connect";
+import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 /** How long a client's HTTP/2 ping may go unanswered before it drops the connection. */
@@ -13,7 +13,7 @@ const PING_TIMEOUT_MS = 10_000;
  */
 export function grpcTransport(
   address: string,
-  options: { pingIntervalMs?: number } = {},
+  options: { pingIntervalMs?: number; token?: string } = {},
 ): Transport {
   const baseUrl = /^https?:\/\//.test(address) ? address : `http://${address}`;
   return createGrpcTransport({
@@ -23,5 +23,14 @@ export function grpcTransport(
     // Idle connections are pinged too, so a CLI watch notices a dead manager. connect-node
     // 2.3 no longer crashes on a ping racing a GOAWAY (test/client-transport.test.ts).
     pingIdleConnection: true,
+    interceptors: options.token ? [bearer(options.token)] : [],
   });
+}
+
+/** Sends `token` as `Authorization: Bearer <token>` with every call. */
+export function bearer(token: string): Interceptor {
+  return (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
 }

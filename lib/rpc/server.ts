@@ -74,6 +74,11 @@ export interface ServerOptions {
    * where the server's authorization decision is made.
    */
   interceptors?: readonly Interceptor[];
+  /**
+   * Refuse unknown fields and enum values (strictInput). Default true; only test fakes that
+   * must see whatever a peer sends turn it off.
+   */
+  strict?: boolean;
 }
 
 /** A running server. */
@@ -128,7 +133,10 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     // An unknown JSON field or enum name is an error, not a silent drop; strictInput does
     // the same for binary requests.
     jsonOptions: { ignoreUnknownFields: false },
-    interceptors: [...(options.interceptors ?? []), strictInput],
+    interceptors: [
+      ...(options.interceptors ?? []),
+      ...(options.strict === false ? [] : [strictInput]),
+    ],
     routes(router) {
       options.routes(router);
       registerHealth(router, health);

@@ -2,10 +2,12 @@ import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { file_cube_v1_metrics } from "../../gen/cube/v1/metrics_pb.js";
 import { file_cube_v1_task_service } from "../../gen/cube/v1/task_service_pb.js";
+import { file_cube_v1_token_service } from "../../gen/cube/v1/token_service_pb.js";
 import { file_cube_v1_worker_service } from "../../gen/cube/v1/worker_service_pb.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { metricsServiceRoutes } from "./metrics-service.js";
 import { taskServiceRoutes } from "./task-service.js";
+import { tokenServiceRoutes } from "./token-service.js";
 import { workerServiceRoutes } from "./worker-service.js";
 
 /** Every service the manager serves (health and reflection come from lib/server.ts). */
@@ -14,6 +16,7 @@ export function managerRoutes(cp: ControlPlane): (router: ConnectRouter) => void
     taskServiceRoutes(cp)(router);
     workerServiceRoutes(cp)(router);
     metricsServiceRoutes(cp)(router);
+    tokenServiceRoutes(cp)(router);
   };
 }
 
@@ -22,4 +25,5 @@ export const MANAGER_FILES: readonly DescFile[] = [
   file_cube_v1_task_service,
   file_cube_v1_worker_service,
   file_cube_v1_metrics,
+  file_cube_v1_token_service,
 ];

@@ -1,6 +1,7 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { TaskState } from "../../gen/cube/v1/task_pb.js";
 import { TaskService, TaskView } from "../../gen/cube/v1/task_service_pb.js";
+import { redactEvent, redactTask } from "../../lib/redact.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { runTasks } from "../rules/run-tasks.js";
 import { findTask, runTask, stopTask, taskEvents } from "../rules/task-ops.js";
@@ -11,23 +12,28 @@ import { watchTasks } from "./watch-tasks.js";
 /**
  * The manager's TaskService: run, inspect, list, stop, follow tasks, and their logs through
  * the worker that runs them. Reads answer what is durable (they wait for the group commit in
- * flight), so nothing shown can be lost to a crash.
+ * flight), so nothing shown can be lost to a crash. Every task that leaves here has its
+ * secret values redacted (lib/redact.ts): they go only to the worker that runs the task.
  */
 export function taskServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
   return (router) =>
     router.service(TaskService, {
       async runTask(req) {
-        return { task: await runTask(cp, req) };
+        return { task: redactTask(await runTask(cp, req)) };
       },
       async runTasks(req) {
         const tasks = await runTasks(cp, req.requests);
         const withSpec = req.view !== TaskView.BASIC;
-        return { tasks: withSpec ? tasks : tasks.map((task) => ({ ...task, spec: undefined })) };
+        return {
+          tasks: withSpec
+            ? tasks.map((t) => redactTask(t))
+            : tasks.map((task) => ({ ...task, spec: undefined })),
+        };
       },
       async getTask(req) {
         const entry = findTask(cp, req.id);
         await cp.committed();
-        return { task: entry.task };
+        return { task: redactTask(entry.task) };
       },
       async listTasks(req) {
         const after = decodePageToken(req.pageToken, "tasks");
@@ -44,26 +50,26 @@ export function taskServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => 
           pageSize(req.pageSize),
         );
         return {
-          tasks,
+          tasks: tasks.map((t) => redactTask(t)),
           nextPageToken: next === undefined ? "" : encodePageToken("tasks", next),
           revision,
         };
       },
       async stopTask(req) {
-        return { task: await stopTask(cp, req.id) };
+        return { task: redactTask(await stopTask(cp, req.id)) };
       },
       async listTaskEvents(req) {
         const after = decodePageToken(req.pageToken, "events");
         const { events, more } = await taskEvents(cp, req.taskId, after, pageSize(req.pageSize));
         const last = events.at(-1)?.revision;
         return {
-          events,
+          events: events.map(redactEvent),
           nextPageToken: more && last !== undefined ? encodePageToken("events", last) : "",
         };
       },
       async *watchTasks(req, ctx) {
         for await (const event of watchTasks(cp, req.afterRevision, req.taskId, ctx.signal)) {
-          yield { event };
+          yield { event: redactEvent(event) };
         }
       },
       async *taskLogs(req, ctx) {

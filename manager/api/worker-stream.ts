@@ -63,7 +63,13 @@ export async function* workerStream(
     }
   })().then(
     () => streamEnded(cp, conn, "stream closed"),
-    (error) => streamEnded(cp, conn, ConnectError.from(error).message),
+    (error) => {
+      // Refused input (another worker's id, an unknown field) ends the stream with its
+      // status, so the worker hears why; a client that went away hears nothing anyway.
+      const refused = ConnectError.from(error);
+      conn.end(refused);
+      streamEnded(cp, conn, refused.message);
+    },
   );
   try {
     yield* conn.messages(ctx.signal);
@@ -95,6 +101,26 @@ export function onMessage(cp: ControlPlane, conn: WorkerConnection, request: Con
   worker.lastSeenMs = cp.clock.now();
   switch (m.case) {
     case "update":
+      // Seqs go up by one per update, kept across restarts, and arrive in order: the next
+      // new one is exactly lastUpdateSeq + 1. A jump is something no worker sends (a forged
+      // 2^62 would make every later real update look like a replay): refused, never stored.
+      if (m.value.seq > worker.lastUpdateSeq + 1n) {
+        cp.logger.warn(
+          {
+            worker: worker.id,
+            seq: String(m.value.seq),
+            expected: String(worker.lastUpdateSeq + 1n),
+          },
+          "refused an update whose seq jumps",
+        );
+        conn.end(
+          new ConnectError(
+            `update seq ${m.value.seq} jumps past ${worker.lastUpdateSeq + 1n}: updates are numbered one by one`,
+            Code.InvalidArgument,
+          ),
+        );
+        return;
+      }
       if (m.value.seq > worker.lastUpdateSeq) {
         worker.lastUpdateSeq = m.value.seq;
         cp.saveWorker(worker);

@@ -22,6 +22,7 @@ import { newTask } from "./new-task.js";
 import type { ResolvedOptions } from "./options.js";
 import { Placer } from "./placer.js";
 import { requestOf, type TaskEntry, TaskTable } from "./task-table.js";
+import { TokenTable } from "./token-table.js";
 import { WorkerEntry, WorkerTable } from "./worker-table.js";
 
 /**
@@ -57,6 +58,8 @@ export class ControlPlane {
   readonly placer: Placer;
   /** Tasks by state, placements, scheduling and commit times (served at GET /metrics). */
   readonly metrics: ManagerMetrics;
+  /** Bearer tokens (hashed), loaded with the rest of the state. */
+  tokens = new TokenTable();
   readonly store: Store;
   readonly options: ResolvedOptions;
   readonly logger: Logger;
@@ -113,6 +116,7 @@ export class ControlPlane {
     const started = performance.now();
     const state = await store.load();
     const cp = new ControlPlane(store, options, logger, state.revision, rules);
+    cp.tokens = new TokenTable(state.tokens);
     for (const { worker, lastUpdateSeq } of state.workers) {
       cp.workers.add(new WorkerEntry(worker, lastUpdateSeq, WorkerStatus.DISCONNECTED));
     }

@@ -77,6 +77,16 @@ export interface ManagerOptions {
    */
   startupGraceMs?: number;
   /**
+   * Calls need a bearer token of the right role (manager/api/authorization.ts). Default
+   * true; false only for in-process tests and benchmarks that say so.
+   */
+  auth?: boolean;
+  /**
+   * Serve plaintext on a non-loopback address. Refused without it: anyone on the network
+   * could read tokens and task specs off the wire. Default false.
+   */
+  insecure?: boolean;
+  /**
    * Serve GET /metrics (Prometheus text, no token needed) on the API port, and count RPCs
    * for it. Default true.
    */
@@ -129,6 +139,8 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     assignmentWindow: Math.max(1, options.assignmentWindow ?? 16),
     clock: options.clock ?? systemClock,
     metrics: options.metrics ?? true,
+    auth: options.auth ?? true,
+    insecure: options.insecure ?? false,
   };
   for (const [name, value] of Object.entries(resolved)) {
     if (typeof value === "number" && !(Number.isFinite(value) && value >= 0)) {

@@ -68,6 +68,19 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
     if (key === "" || key.includes("=")) bad(`spec.env["${key}"]`, "a name, without '='");
   }
   map(
+    "spec.secret_env",
+    spec.secretEnv,
+    LIMITS.envCount,
+    LIMITS.envKeyLength,
+    LIMITS.envValueLength,
+  );
+  for (const key of Object.keys(spec.secretEnv)) {
+    if (key === "" || key.includes("=")) {
+      bad(`spec.secret_env["${key}"]`, "a name, without '='");
+    }
+    if (key in spec.env) bad(`spec.secret_env["${key}"]`, "is also in spec.env: give it once");
+  }
+  map(
     "spec.labels",
     spec.labels,
     LIMITS.labelCount,

@@ -1,8 +1,10 @@
+import { join } from "node:path";
 import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Level } from "level";
 import {
   EventBlobSchema,
   TaskRecordSchema,
+  TokenRecordSchema,
   WorkerRecordSchema,
 } from "../../gen/cube/store/v1/records_pb.js";
 import {
@@ -12,11 +14,13 @@ import {
   TaskSpecSchema,
 } from "../../gen/cube/v1/task_pb.js";
 import { type Deferred, deferred } from "../../lib/deferred.js";
+import { SecretBox } from "../../lib/secret-box.js";
 import {
   DEFAULT_EVENT_RETENTION,
   type LoadedState,
   type Store,
   type TaskRecord,
+  type TokenRecord,
   type WorkerRecord,
 } from "./store.js";
 
@@ -27,12 +31,16 @@ import {
  *                                      t/ iterates in creation order
  *   e/<first revision>-<last rev.>   → EventBlob: the events of one group commit
  *   w/<worker id>                    → WorkerRecord: the Worker and its last update seq
+ *   k/<token id>                     → TokenRecord: a bearer token and its secret's hash
  * Task and worker ids never contain "/" (the manager validates them).
  *
  * One blob per commit and the per-task event list inside the task record keep a placement
  * (a CREATED and a STATE_CHANGED event, one task record) at one LevelDB put plus a share
  * of the blob, instead of five.
  */
+
+/** The key that seals secret env values at rest, beside the LevelDB files (mode 0600). */
+export const SECRET_KEY_FILE = "secrets.key";
 
 const pad = (n: bigint) => n.toString().padStart(20, "0");
 const blobKey = (first: bigint, last: bigint) => `e/${pad(first)}-${pad(last)}`;
@@ -53,13 +61,20 @@ interface EventBlob {
 interface Batch {
   readonly tasks: Map<string, TaskRecord>;
   readonly workers: Map<string, WorkerRecord>;
+  readonly tokens: Map<string, TokenRecord>;
   readonly events: TaskEvent[];
   /** Settles when the batch is on disk (or failed); flush() callers await it. */
   readonly written: Deferred;
 }
 
 function newBatch(): Batch {
-  return { tasks: new Map(), workers: new Map(), events: [], written: deferred() };
+  return {
+    tasks: new Map(),
+    workers: new Map(),
+    tokens: new Map(),
+    events: [],
+    written: deferred(),
+  };
 }
 
 /**
@@ -73,6 +88,10 @@ export class LevelStore implements Store {
   readonly #db: Level<string, Uint8Array>;
   readonly #dir: string;
   readonly #retention: number;
+  /** Seals secret env values before they are written, opens them when read back. */
+  #secrets: SecretBox | undefined;
+  /** The sealed copy of each spec with secrets (a spec is written again at every change). */
+  readonly #sealed = new WeakMap<TaskSpec, TaskSpec>();
   /** Revisions of each task's retained events (persisted inside its task record). */
   readonly #revisions = new Map<string, bigint[]>();
   #open: Batch | undefined;
@@ -120,6 +139,12 @@ export class LevelStore implements Store {
       }
       throw new Error(`cannot open the store in ${dir}: ${cause?.message ?? String(error)}`);
     }
+    try {
+      store.#secrets = await SecretBox.open(join(dir, SECRET_KEY_FILE));
+    } catch (error) {
+      await store.#db.close();
+      throw error;
+    }
     return store;
   }
 
@@ -138,6 +163,9 @@ export class LevelStore implements Store {
           const record = fromBinary(TaskRecordSchema, value);
           const task = record.task;
           if (!task) throw new Error(`store: task record ${key} holds no task`);
+          if (task.spec && Object.keys(task.spec.secretEnv).length > 0) {
+            task.spec.secretEnv = this.#box().openAll(task.spec.secretEnv);
+          }
           if (task.spec && lastSpec && equals(TaskSpecSchema, task.spec, lastSpec)) {
             task.spec = lastSpec;
           } else {
@@ -156,7 +184,11 @@ export class LevelStore implements Store {
       if (!record.worker) throw new Error(`store: worker record ${key} holds no worker`);
       workers.push({ lastUpdateSeq: record.lastUpdateSeq, worker: record.worker });
     }
-    return { tasks, workers, revision: this.#latest };
+    const tokens: TokenRecord[] = [];
+    for await (const [, value] of this.#db.iterator({ gt: "k/", lt: "k0" })) {
+      tokens.push(fromBinary(TokenRecordSchema, value));
+    }
+    return { tasks, workers, tokens, revision: this.#latest };
   }
 
   putTask(record: TaskRecord): void {
@@ -175,6 +207,10 @@ export class LevelStore implements Store {
 
   putWorker(record: WorkerRecord): void {
     this.#batch().workers.set(record.worker.id, record);
+  }
+
+  putToken(record: TokenRecord): void {
+    this.#batch().tokens.set(record.token?.id ?? "", record);
   }
 
   flush(): Promise<void> {
@@ -313,13 +349,35 @@ export class LevelStore implements Store {
         revisions = revisions.filter((r) => r >= this.#oldest);
         this.#revisions.set(task.id, revisions);
       }
-      const record = create(TaskRecordSchema, { task, eventRevisions: revisions });
+      const record = create(TaskRecordSchema, {
+        task: this.#sealTask(task),
+        eventRevisions: revisions,
+      });
       out.put(`t/${pad(createdRevision)}/${task.id}`, toBinary(TaskRecordSchema, record));
     }
     for (const { worker, lastUpdateSeq } of batch.workers.values()) {
       const record = create(WorkerRecordSchema, { worker, lastUpdateSeq });
       out.put(`w/${worker.id}`, toBinary(WorkerRecordSchema, record));
     }
+    for (const [id, record] of batch.tokens)
+      out.put(`k/${id}`, toBinary(TokenRecordSchema, record));
+  }
+
+  /** The task as written: secret env values sealed (the task itself is not changed). */
+  #sealTask(task: Task): Task {
+    const spec = task.spec;
+    if (!spec || Object.keys(spec.secretEnv).length === 0) return task;
+    let sealed = this.#sealed.get(spec);
+    if (!sealed) {
+      sealed = { ...spec, secretEnv: this.#box().sealAll(spec.secretEnv) };
+      this.#sealed.set(spec, sealed);
+    }
+    return { ...task, spec: sealed };
+  }
+
+  #box(): SecretBox {
+    if (!this.#secrets) throw new Error("store: the secret key is not loaded");
+    return this.#secrets;
   }
 
   /** Drops whole blobs older than the retention, in the background, from the keys alone. */

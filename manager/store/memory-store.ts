@@ -4,6 +4,7 @@ import {
   type LoadedState,
   type Store,
   type TaskRecord,
+  type TokenRecord,
   type WorkerRecord,
 } from "./store.js";
 
@@ -14,6 +15,7 @@ import {
 export class MemoryStore implements Store {
   readonly #tasks = new Map<string, TaskRecord>();
   readonly #workers = new Map<string, WorkerRecord>();
+  readonly #tokens = new Map<string, TokenRecord>();
   /** Retained events, oldest first; revisions are contiguous. */
   #events: TaskEvent[] = [];
   readonly #retention: number;
@@ -30,6 +32,7 @@ export class MemoryStore implements Store {
     return {
       tasks,
       workers: [...this.#workers.values()],
+      tokens: [...this.#tokens.values()],
       revision: this.#events.at(-1)?.revision ?? 0n,
     };
   }
@@ -48,6 +51,10 @@ export class MemoryStore implements Store {
 
   putWorker(record: WorkerRecord): void {
     this.#workers.set(record.worker.id, record);
+  }
+
+  putToken(record: TokenRecord): void {
+    this.#tokens.set(record.token?.id ?? "", record);
   }
 
   flush(): Promise<void> {

@@ -1,5 +1,8 @@
+import type { TokenRecord } from "../../gen/cube/store/v1/records_pb.js";
 import type { Task, TaskEvent } from "../../gen/cube/v1/task_pb.js";
 import type { Worker } from "../../gen/cube/v1/worker_pb.js";
+
+export type { TokenRecord } from "../../gen/cube/store/v1/records_pb.js";
 
 /** A task as stored, with the revision of its CREATED event, which orders tasks by creation. */
 export interface TaskRecord {
@@ -19,6 +22,8 @@ export interface LoadedState {
   /** Every task, oldest first. */
   readonly tasks: TaskRecord[];
   readonly workers: WorkerRecord[];
+  /** Every bearer token (hashed), revoked ones included. */
+  readonly tokens: TokenRecord[];
   /** Revision of the latest event (0 when none). */
   readonly revision: bigint;
 }
@@ -40,6 +45,8 @@ export interface Store {
   putEvent(event: TaskEvent): void;
   /** Queues the latest state of a worker. */
   putWorker(record: WorkerRecord): void;
+  /** Queues the latest state of a token (with the next group commit). */
+  putToken(record: TokenRecord): void;
   /**
    * Resolves once everything queued so far is durable (on disk, synced). Calls made before the
    * same write starts get the same promise. Rejects when the write fails; the store then

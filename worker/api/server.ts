@@ -8,6 +8,7 @@ import {
   TaskLogsResponseSchema,
   TaskService,
 } from "../../gen/cube/v1/task_service_pb.js";
+import { redactTask } from "../../lib/redact.js";
 import type { StatsFeed, StatsSample } from "../stream/stats-feed.js";
 import { type Driver, DriverError } from "../tasks/driver.js";
 
@@ -44,7 +45,8 @@ export function workerRoutes(view: WorkerView): (router: ConnectRouter) => void 
   };
   return (router) => {
     router.service(TaskService, {
-      getTask: (req) => ({ task: find(req.id) }),
+      // Secret values went into the container; they never come back out of this port.
+      getTask: (req) => ({ task: redactTask(find(req.id)) }),
       listTasks: (req) => listTasks(view, req),
       async *taskLogs(req, ctx) {
         const task = find(req.id);
@@ -128,7 +130,11 @@ function listTasks(view: WorkerView, req: ListTasksRequest) {
   const size = req.pageSize || 100;
   const page = matches.slice(offset, offset + size);
   const more = offset + size < matches.length;
-  return { tasks: page, nextPageToken: more ? String(offset + size) : "", revision: 0n };
+  return {
+    tasks: page.map((t) => redactTask(t)),
+    nextPageToken: more ? String(offset + size) : "",
+    revision: 0n,
+  };
 }
 
 const created = (t: Task) =>

@@ -18,6 +18,56 @@ export const LABEL_SPEC_PREFIX = "cube.label.";
 const NAME_SAFE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}$/;
 
 /**
+ * How tightly a worker confines the containers it runs. The defaults harden what Docker
+ * gives by default; a worker's operator may relax them (`cube worker` flags), a client never:
+ * nothing in a TaskSpec reaches these.
+ */
+export interface ContainerPolicy {
+  /** no-new-privileges: setuid binaries cannot gain privileges. Default true. */
+  readonly noNewPrivileges: boolean;
+  /** Processes a container may hold (a fork bomb stops there); 0: no limit. Default 1024. */
+  readonly pidsLimit: number;
+  /** Capabilities dropped from Docker's default set. Default NET_RAW (raw sockets: spoofing, ARP tricks). */
+  readonly dropCapabilities: readonly string[];
+  /**
+   * Registries images may come from ("127.0.0.1:5000", "docker.io", …); empty: any. A task
+   * whose image is elsewhere fails with a reason that says so, before any pull.
+   */
+  readonly allowedRegistries: readonly string[];
+}
+
+/** What a worker enforces unless its operator says otherwise. */
+export const DEFAULT_POLICY: ContainerPolicy = {
+  noNewPrivileges: true,
+  pidsLimit: 1024,
+  dropCapabilities: ["NET_RAW"],
+  allowedRegistries: [],
+};
+
+/**
+ * The registry an image reference names, as Docker resolves it: the first path component
+ * when it looks like a host (has "." or ":", or is "localhost"), else Docker Hub.
+ */
+export function registryOf(image: string): string {
+  const slash = image.indexOf("/");
+  if (slash < 0) return "docker.io";
+  const first = image.slice(0, slash);
+  return first.includes(".") || first.includes(":") || first === "localhost" ? first : "docker.io";
+}
+
+/** Throws DriverError invalid-spec when `image` comes from a registry the policy does not allow. */
+export function checkRegistry(image: string, policy: ContainerPolicy): void {
+  if (policy.allowedRegistries.length === 0) return;
+  const registry = registryOf(image);
+  if (!policy.allowedRegistries.includes(registry)) {
+    throw new DriverError(
+      `image ${image}: registry ${registry} is not allowed on this worker (allowed: ${policy.allowedRegistries.join(", ")})`,
+      "invalid-spec",
+    );
+  }
+}
+
+/**
  * The container's name: `cube-<task>-g<generation>-<worker prefix>`. Deterministic, so
  * a repeated start of the same assignment finds the container it made before; the
  * worker prefix keeps two workers on one engine (tests, dev clusters) from colliding on
@@ -41,9 +91,13 @@ function protocolName(protocol: Protocol): "tcp" | "udp" {
 }
 
 /** Docker's create body for a request; throws DriverError invalid-spec for what Docker cannot express. */
-export function createOptions(request: ContainerRequest): Docker.ContainerCreateOptions {
+export function createOptions(
+  request: ContainerRequest,
+  policy: ContainerPolicy = DEFAULT_POLICY,
+): Docker.ContainerCreateOptions {
   const { spec } = request;
   if (spec.image === "") throw new DriverError("the task spec has no image", "invalid-spec");
+  checkRegistry(spec.image, policy);
   const labels: Record<string, string> = {};
   for (const [key, value] of Object.entries(spec.labels)) labels[LABEL_SPEC_PREFIX + key] = value;
   labels[LABEL_TASK] = request.taskId;
@@ -76,13 +130,18 @@ export function createOptions(request: ContainerRequest): Docker.ContainerCreate
     Init: true,
     PortBindings: bindings,
   };
+  if (policy.noNewPrivileges) hostConfig.SecurityOpt = ["no-new-privileges"];
+  if (policy.pidsLimit > 0) hostConfig.PidsLimit = policy.pidsLimit;
+  if (policy.dropCapabilities.length > 0) hostConfig.CapDrop = [...policy.dropCapabilities];
   if (resources && resources.cpu > 0) hostConfig.NanoCpus = Math.round(resources.cpu * 1e9);
   if (resources && resources.memoryBytes > 0n) hostConfig.Memory = Number(resources.memoryBytes);
 
   const options: Docker.ContainerCreateOptions = {
     name: containerName(request.taskId, request.generation, request.workerId),
     Image: spec.image,
-    Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+    Env: Object.entries({ ...spec.env, ...spec.secretEnv }).map(
+      ([key, value]) => `${key}=${value}`,
+    ),
     Labels: labels,
     ExposedPorts: exposed,
     HostConfig: hostConfig,

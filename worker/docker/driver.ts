@@ -17,8 +17,11 @@ import {
   type PullProgress,
 } from "../tasks/driver.js";
 import {
+  type ContainerPolicy,
+  checkRegistry,
   containerInfo,
   createOptions,
+  DEFAULT_POLICY,
   LABEL_GENERATION,
   LABEL_TASK,
   LABEL_WORKER,
@@ -43,6 +46,8 @@ export interface DockerDriverOptions {
   readonly logger?: Logger;
   /** Handed the client before first use, to measure its calls (WorkerMetrics.instrumentDocker). */
   readonly instrument?: (docker: Docker) => void;
+  /** How containers are confined; default {@link DEFAULT_POLICY}. */
+  readonly policy?: ContainerPolicy;
 }
 
 /** A dockerode client for `dockerHost` (undefined → dockerode's defaults, which honour DOCKER_HOST). */
@@ -62,7 +67,7 @@ export function dockerClient(dockerHost?: string): Docker {
 export function createDockerDriver(options: DockerDriverOptions = {}): Driver {
   const docker = dockerClient(options.dockerHost);
   options.instrument?.(docker);
-  return new DockerDriver(docker, options.logger);
+  return new DockerDriver(docker, options.logger, options.policy ?? DEFAULT_POLICY);
 }
 
 const PORT_TAKEN = /port is already allocated|address already in use/i;
@@ -76,10 +81,12 @@ class DockerDriver implements Driver {
   readonly #stats: StatsSampler;
   readonly #exits: ExitWatcher;
   readonly #lost = new Set<(reason: string) => void>();
+  readonly #policy: ContainerPolicy;
 
-  constructor(docker: Docker, logger?: Logger) {
+  constructor(docker: Docker, logger: Logger | undefined, policy: ContainerPolicy) {
     this.#docker = docker;
     this.#logger = logger;
+    this.#policy = policy;
     this.#stats = new StatsSampler(docker, logger);
     this.#exits = new ExitWatcher(
       docker,
@@ -139,7 +146,11 @@ class DockerDriver implements Driver {
   }
 
   pull(image: string, onProgress: (p: PullProgress) => void): Promise<void> {
-    return this.#guard(() => pullImage(this.#docker, image, onProgress, this.#logger));
+    return this.#guard(async () => {
+      // Refused before anything leaves the machine: the registry may be the attacker's.
+      checkRegistry(image, this.#policy);
+      await pullImage(this.#docker, image, onProgress, this.#logger);
+    });
   }
 
   start(request: ContainerRequest): Promise<ContainerInfo> {
@@ -147,7 +158,7 @@ class DockerDriver implements Driver {
   }
 
   async #start(request: ContainerRequest): Promise<ContainerInfo> {
-    const options = createOptions(request);
+    const options = createOptions(request, this.#policy);
     // Subscribing before the container runs means no exit can slip past unnoticed.
     await this.#exits.subscribe();
     let container: Docker.Container;

@@ -19,6 +19,7 @@ import {
   WorkerService,
 } from "../../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../../lib/logger.js";
+import { bearer } from "../../lib/rpc/client.js";
 import { AsyncQueue } from "../async-queue.js";
 import { type BackoffOptions, backoffDelay, RECONNECT_BACKOFF } from "../backoff.js";
 import type { LiveMessage } from "../tasks/task-runner.js";
@@ -28,6 +29,11 @@ import type { Outbox } from "./outbox.js";
 export interface StreamClientOptions {
   /** The manager's host:port (or URL). */
   readonly manager: string;
+  /**
+   * The worker's credential (a worker token bound to its id), sent as a bearer token on the
+   * stream; a function is asked before each dial (it may join first: worker/stream/join.ts).
+   */
+  readonly token?: string | (() => Promise<string | undefined>);
   readonly outbox: Outbox;
   readonly logger: Logger;
   /** The Register message, built afresh for each connection. */
@@ -157,6 +163,12 @@ export class StreamClient extends EventEmitter<{
   }
 
   async #connectOnce(): Promise<{ reason: string; registered: boolean }> {
+    let token: string | undefined;
+    try {
+      token = typeof this.#o.token === "function" ? await this.#o.token() : this.#o.token;
+    } catch (error) {
+      return { reason: `cannot join the manager: ${(error as Error).message}`, registered: false };
+    }
     const baseUrl = /^https?:\/\//.test(this.#o.manager)
       ? this.#o.manager
       : `http://${this.#o.manager}`;
@@ -187,7 +199,12 @@ export class StreamClient extends EventEmitter<{
     const client = createClient(
       WorkerService,
       // No compression: on a LAN, gzip of every batch costs the manager more CPU than it saves.
-      createGrpcTransport({ baseUrl, sessionManager: session, acceptCompression: [] }),
+      createGrpcTransport({
+        baseUrl,
+        sessionManager: session,
+        acceptCompression: [],
+        interceptors: token ? [bearer(token)] : [],
+      }),
     );
     const abort = new AbortController();
     let abortReason = "";

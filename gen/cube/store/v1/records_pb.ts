@@ -10,6 +10,8 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Task, TaskEvent } from "../../v1/task_pb.js";
 import { file_cube_v1_task } from "../../v1/task_pb.js";
+import type { Token } from "../../v1/token_service_pb.js";
+import { file_cube_v1_token_service } from "../../v1/token_service_pb.js";
 import type { Worker } from "../../v1/worker_pb.js";
 import { file_cube_v1_worker } from "../../v1/worker_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -18,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/store/v1/records.proto.
  */
 export const file_cube_store_v1_records: GenFile = /*@__PURE__*/
-  fileDesc("ChtjdWJlL3N0b3JlL3YxL3JlY29yZHMucHJvdG8SDWN1YmUuc3RvcmUudjEiQgoKVGFza1JlY29yZBIbCgR0YXNrGAEgASgLMg0uY3ViZS52MS5UYXNrEhcKD2V2ZW50X3JldmlzaW9ucxgCIAMoBCIvCglFdmVudEJsb2ISIgoGZXZlbnRzGAEgAygLMhIuY3ViZS52MS5UYXNrRXZlbnQiSAoMV29ya2VyUmVjb3JkEh8KBndvcmtlchgBIAEoCzIPLmN1YmUudjEuV29ya2VyEhcKD2xhc3RfdXBkYXRlX3NlcRgCIAEoBGIGcHJvdG8z", [file_cube_v1_task, file_cube_v1_worker]);
+  fileDesc("ChtjdWJlL3N0b3JlL3YxL3JlY29yZHMucHJvdG8SDWN1YmUuc3RvcmUudjEiQgoKVGFza1JlY29yZBIbCgR0YXNrGAEgASgLMg0uY3ViZS52MS5UYXNrEhcKD2V2ZW50X3JldmlzaW9ucxgCIAMoBCIvCglFdmVudEJsb2ISIgoGZXZlbnRzGAEgAygLMhIuY3ViZS52MS5UYXNrRXZlbnQiSAoMV29ya2VyUmVjb3JkEh8KBndvcmtlchgBIAEoCzIPLmN1YmUudjEuV29ya2VyEhcKD2xhc3RfdXBkYXRlX3NlcRgCIAEoBCJDCgtUb2tlblJlY29yZBIdCgV0b2tlbhgBIAEoCzIOLmN1YmUudjEuVG9rZW4SFQoNc2VjcmV0X3NoYTI1NhgCIAEoDGIGcHJvdG8z", [file_cube_v1_task, file_cube_v1_token_service, file_cube_v1_worker]);
 
 /**
  * TaskRecord is the value under t/<created revision>/<task id>.
@@ -98,4 +100,32 @@ export type WorkerRecord = Message<"cube.store.v1.WorkerRecord"> & {
  */
 export const WorkerRecordSchema: GenMessage<WorkerRecord> = /*@__PURE__*/
   messageDesc(file_cube_store_v1_records, 2);
+
+/**
+ * TokenRecord is the value under k/<token id>.
+ *
+ * @generated from message cube.store.v1.TokenRecord
+ */
+export type TokenRecord = Message<"cube.store.v1.TokenRecord"> & {
+  /**
+   * The token as shown.
+   *
+   * @generated from field: cube.v1.Token token = 1;
+   */
+  token?: Token | undefined;
+
+  /**
+   * SHA-256 of the whole secret: the secret itself is never stored.
+   *
+   * @generated from field: bytes secret_sha256 = 2;
+   */
+  secretSha256: Uint8Array;
+};
+
+/**
+ * Describes the message cube.store.v1.TokenRecord.
+ * Use `create(TokenRecordSchema)` to create a new message.
+ */
+export const TokenRecordSchema: GenMessage<TokenRecord> = /*@__PURE__*/
+  messageDesc(file_cube_store_v1_records, 3);
 

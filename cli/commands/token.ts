@@ -1,0 +1,132 @@
+import { toJson } from "@bufbuild/protobuf";
+import { durationFromMs, timestampDate } from "@bufbuild/protobuf/wkt";
+import { Command, Option } from "commander";
+import {
+  CreateTokenResponseSchema,
+  Role,
+  type Token,
+  TokenSchema,
+} from "../../gen/cube/v1/token_service_pb.js";
+import { CALL_TIMEOUT_MS } from "../client.js";
+import {
+  addClientOptions,
+  arg,
+  type ClientOptions,
+  outputFormat,
+  withManager,
+} from "../client-options.js";
+import { renderTable } from "../format-table.js";
+import type { Io } from "../io.js";
+import { formatAge, parseDuration } from "../parse-duration.js";
+
+const ROLES = ["read", "operator", "admin", "worker"] as const;
+type RoleName = (typeof ROLES)[number];
+const ROLE: Record<RoleName, Role> = {
+  read: Role.READ,
+  operator: Role.OPERATOR,
+  admin: Role.ADMIN,
+  worker: Role.WORKER,
+};
+
+interface CreateOptions extends ClientOptions {
+  role: RoleName;
+  name?: string;
+  ttl?: number;
+}
+
+/** `cube token create|ls|revoke`: the manager's bearer tokens (an admin token is needed). */
+export function tokenCommand(io: Io): Command {
+  const cmd = new Command("token").description(
+    "manage the bearer tokens clients and workers use (needs an admin token)",
+  );
+  const create = new Command("create")
+    .description("make a token; its secret is printed once and never again")
+    .addOption(new Option("--role <role>", "what it may do").choices(ROLES).makeOptionMandatory())
+    .option("--name <name>", "what it is for (default: the role)")
+    .option("--ttl <duration>", "how long it works (default: until revoked)", arg(parseDuration));
+  addClientOptions(create)
+    .addHelpText(
+      "after",
+      `
+Roles: read (lists, watches, logs), operator (read, plus run and stop), admin (everything,
+tokens included), worker (a node agent joining the cluster).
+Prints the secret on stdout (-o json: the token and its secret).
+
+Examples:
+  cube token create --role read --name dashboard --ttl 720h
+  cube token create --role worker --name rack-2
+  CUBE_TOKEN=$(cube token create --role operator) cube ps`,
+    )
+    .action((opts: CreateOptions) =>
+      withManager(io, opts, async ({ tokens }) => {
+        const answer = await tokens.createToken(
+          {
+            name: opts.name ?? opts.role,
+            role: ROLE[opts.role],
+            ttl: opts.ttl === undefined ? undefined : durationFromMs(opts.ttl),
+          },
+          { timeoutMs: CALL_TIMEOUT_MS },
+        );
+        if (outputFormat(opts) === "json") {
+          io.stdout.write(`${JSON.stringify(toJson(CreateTokenResponseSchema, answer))}\n`);
+        } else {
+          io.stdout.write(`${answer.secret}\n`);
+          io.stderr.write(
+            `token ${answer.token?.id} (${opts.role}) created: the secret above is shown only once\n`,
+          );
+        }
+      }),
+    );
+  const ls = new Command("ls").description("list the tokens (never their secrets)");
+  addClientOptions(ls)
+    .addHelpText("after", "\nExamples:\n  cube token ls\n  cube token ls -o json")
+    .action((opts: ClientOptions) =>
+      withManager(io, opts, async ({ tokens }) => {
+        const { tokens: list } = await tokens.listTokens({}, { timeoutMs: CALL_TIMEOUT_MS });
+        if (outputFormat(opts) === "json") {
+          io.stdout.write(
+            `${JSON.stringify({ tokens: list.map((x) => toJson(TokenSchema, x)) })}\n`,
+          );
+          return;
+        }
+        io.stdout.write(
+          renderTable(
+            ["ID", "NAME", "ROLE", "AGE", "EXPIRES", "STATUS"],
+            list.map((x) => row(x, io.now())),
+          ),
+        );
+      }),
+    );
+  const revoke = new Command("revoke")
+    .description("revoke tokens at once")
+    .argument("<ids...>", "token ids (from `cube token ls`)");
+  addClientOptions(revoke)
+    .addHelpText("after", "\nExamples:\n  cube token revoke 3f2a9c01d4e5b6a7")
+    .action((ids: string[], opts: ClientOptions) =>
+      withManager(io, opts, async ({ tokens }) => {
+        for (const id of ids) {
+          await tokens.revokeToken({ id }, { timeoutMs: CALL_TIMEOUT_MS });
+          io.stdout.write(`${id}\n`);
+        }
+      }),
+    );
+  return cmd.addCommand(create).addCommand(ls).addCommand(revoke);
+}
+
+function row(token: Token, nowMs: number): string[] {
+  const created = token.createdAt ? timestampDate(token.createdAt).getTime() : nowMs;
+  const expires = token.expiresAt ? timestampDate(token.expiresAt).getTime() : undefined;
+  const status = token.revoked
+    ? "revoked"
+    : expires !== undefined && expires <= nowMs
+      ? "expired"
+      : "active";
+  return [
+    token.id,
+    token.name,
+    (Role[token.role] ?? String(token.role)).toLowerCase(),
+    formatAge(nowMs - created),
+    expires === undefined ? "never" : new Date(expires).toISOString(),
+    status,
+  ];
+}

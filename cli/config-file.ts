@@ -1,0 +1,51 @@
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+
+/**
+ * What `cube dev` and `cube manager` write for the local user so that client commands
+ * need no flags: where the manager is and the admin token it made on its first start.
+ */
+export interface CubeConfig {
+  manager?: string;
+  token?: string;
+}
+
+/**
+ * The config file: $CUBE_CONFIG, else $XDG_CONFIG_HOME/cube/config.json, else
+ * ~/.config/cube/config.json.
+ */
+export function configPath(env: NodeJS.ProcessEnv): string {
+  if (env.CUBE_CONFIG) return env.CUBE_CONFIG;
+  const base = env.XDG_CONFIG_HOME || join(env.HOME || homedir(), ".config");
+  return join(base, "cube", "config.json");
+}
+
+/** The config file's contents; {} when there is none. A file that is not JSON is an error. */
+export async function readConfig(env: NodeJS.ProcessEnv): Promise<CubeConfig> {
+  const path = configPath(env);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return {};
+    throw error;
+  }
+  try {
+    const parsed = JSON.parse(text) as CubeConfig;
+    return {
+      manager: typeof parsed.manager === "string" ? parsed.manager : undefined,
+      token: typeof parsed.token === "string" ? parsed.token : undefined,
+    };
+  } catch {
+    throw new Error(`${path} is not JSON: fix or remove it`);
+  }
+}
+
+/** Writes the config file (mode 0600: it holds a token); returns its path. */
+export async function writeConfig(env: NodeJS.ProcessEnv, config: CubeConfig): Promise<string> {
+  const path = configPath(env);
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await writeFile(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  return path;
+}

@@ -1,0 +1,202 @@
+import type { Message } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { MetricsService } from "../../gen/cube/v1/metrics_pb.js";
+import { TaskService } from "../../gen/cube/v1/task_service_pb.js";
+import { Role, type Token, TokenService } from "../../gen/cube/v1/token_service_pb.js";
+import { WorkerService } from "../../gen/cube/v1/worker_service_pb.js";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import type { Clock } from "../../lib/clock.js";
+import type { Logger } from "../../lib/logger.js";
+import { roleIncludes, type TokenTable } from "../core/token-table.js";
+
+/** Who may call a method: anyone, or a token holding the role. */
+export type Need = "anyone" | Role;
+
+const proc = (service: { typeName: string }, method: string) => `/${service.typeName}/${method}`;
+
+/**
+ * Every method the manager serves and who may call it: the one table of the authorization
+ * decision. A method missing here is refused to everyone (test/auth.test.ts checks that every
+ * served method has an entry).
+ */
+export const POLICY: ReadonlyMap<string, Need> = new Map<string, Need>([
+  [proc(TaskService, "RunTask"), Role.OPERATOR],
+  [proc(TaskService, "RunTasks"), Role.OPERATOR],
+  [proc(TaskService, "StopTask"), Role.OPERATOR],
+  [proc(TaskService, "GetTask"), Role.READ],
+  [proc(TaskService, "ListTasks"), Role.READ],
+  [proc(TaskService, "ListTaskEvents"), Role.READ],
+  [proc(TaskService, "WatchTasks"), Role.READ],
+  [proc(TaskService, "TaskLogs"), Role.READ],
+  [proc(WorkerService, "Connect"), Role.WORKER],
+  [proc(WorkerService, "ListWorkers"), Role.READ],
+  [proc(WorkerService, "GetWorker"), Role.READ],
+  [proc(WorkerService, "WatchWorkers"), Role.READ],
+  [proc(MetricsService, "GetNodeMetrics"), Role.READ],
+  [proc(MetricsService, "ListNodeMetrics"), Role.READ],
+  [proc(MetricsService, "ListTaskMetrics"), Role.READ],
+  [proc(MetricsService, "WatchMetrics"), Role.READ],
+  [proc(TokenService, "CreateToken"), Role.ADMIN],
+  [proc(TokenService, "ListTokens"), Role.ADMIN],
+  [proc(TokenService, "RevokeToken"), Role.ADMIN],
+  // With a join token; the handler checks it is one (role worker, bound to no worker).
+  [proc(TokenService, "JoinWorker"), Role.WORKER],
+  // Load balancers and grpcurl/buf curl discover the server before they hold a token.
+  [proc(Health, "Check"), "anyone"],
+  [proc(Health, "Watch"), "anyone"],
+  [proc(ReflectionV1, "ServerReflectionInfo"), "anyone"],
+  [proc(ReflectionV1alpha, "ServerReflectionInfo"), "anyone"],
+]);
+
+/** The bearer secret of an Authorization header, or undefined when there is none. */
+function bearer(header: string | null): string | undefined {
+  if (!header) return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!m) throw new ConnectError('authorization: expected "Bearer <token>"', Code.Unauthenticated);
+  return m[1];
+}
+
+/**
+ * The decision for one call: the token it acts as (undefined for a method anyone may call),
+ * or UNAUTHENTICATED (no, a malformed, unknown, revoked or expired token) or
+ * PERMISSION_DENIED (a live token whose role does not cover the method).
+ */
+export function authorize(
+  tokens: TokenTable,
+  procedure: string,
+  authorization: string | null,
+  nowMs: number,
+): Token | undefined {
+  const need = POLICY.get(procedure);
+  if (need === "anyone") return undefined;
+  const secret = bearer(authorization);
+  if (!secret) {
+    throw new ConnectError(
+      `${procedure} needs a token: send "Authorization: Bearer <token>" (cube: --token, CUBE_TOKEN or the config file)`,
+      Code.Unauthenticated,
+    );
+  }
+  const check = tokens.check(secret, nowMs);
+  if (!check.ok) throw new ConnectError(check.why, Code.Unauthenticated);
+  if (need === undefined || !roleIncludes(check.token.role, need)) {
+    throw new ConnectError(
+      `token ${check.token.id} (${Role[check.token.role]?.toLowerCase()}) may not call ${procedure}`,
+      Code.PermissionDenied,
+    );
+  }
+  return check.token;
+}
+
+/**
+ * Calls one token may make: `perSecond` on average, bursts of up to `burst` (a token bucket
+ * per token id). One runaway script or leaked token cannot starve everyone else; a worker's
+ * stream is one call, whatever flows on it.
+ */
+export interface RateLimit {
+  readonly perSecond: number;
+  readonly burst: number;
+}
+
+/** Far above what people and cube's own clients do (a RunTasks of 5,000 tasks is one call). */
+export const DEFAULT_RATE: RateLimit = { perSecond: 500, burst: 1000 };
+
+/** A token bucket per key, refilled by the clock. */
+export class RateLimiter {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    readonly limit: RateLimit,
+    readonly clock: Clock,
+  ) {}
+
+  /** Takes one call from `key`'s bucket; false when it is empty. */
+  take(key: string): boolean {
+    const now = this.clock.now();
+    const b = this.#buckets.get(key) ?? { tokens: this.limit.burst, at: now };
+    b.tokens = Math.min(this.limit.burst, b.tokens + ((now - b.at) / 1000) * this.limit.perSecond);
+    b.at = now;
+    this.#buckets.set(key, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+}
+
+/** The token a call was authorized as, for handlers that need it (undefined: anyone). */
+export const CALLER = new WeakMap<AbortSignal, Token>();
+
+/**
+ * The manager's authorization interceptor: {@link authorize} for every call before anything
+ * else runs; refusals are logged with the method and the reason, never the secret.
+ */
+export function authInterceptor(
+  tokens: TokenTable,
+  clock: Clock,
+  logger: Logger,
+  rate: RateLimit = DEFAULT_RATE,
+): Interceptor {
+  const limiter = new RateLimiter(rate, clock);
+  return (next) => async (req) => {
+    const procedure = proc(req.service, req.method.name);
+    try {
+      const token = authorize(tokens, procedure, req.header.get("authorization"), clock.now());
+      if (token) {
+        if (!limiter.take(token.id)) {
+          throw new ConnectError(
+            `token ${token.id} is over its rate of ${rate.perSecond} calls/s: slow down and retry`,
+            Code.ResourceExhausted,
+          );
+        }
+        CALLER.set(req.signal, token);
+        if (procedure === WORKER_STREAM) {
+          if (!token.workerId) {
+            throw new ConnectError(
+              `token ${token.id} is not a worker's own credential: a worker joins first (TokenService.JoinWorker, with a join token)`,
+              Code.PermissionDenied,
+            );
+          }
+          if (req.stream) {
+            return next({ ...req, message: onlyAs(token.workerId, req.message, logger) });
+          }
+        }
+      }
+    } catch (error) {
+      logger.warn(
+        { procedure, code: Code[(error as ConnectError).code], why: (error as Error).message },
+        "call refused",
+      );
+      throw error;
+    }
+    return next(req);
+  };
+}
+
+const WORKER_STREAM = proc(WorkerService, "Connect");
+
+/**
+ * The worker stream's messages, refused (PERMISSION_DENIED, logged) the moment one
+ * registers as a worker other than the one the credential names: a stream speaks only for
+ * its own worker, so no one can take over another worker's id and tasks.
+ */
+async function* onlyAs<M extends Message>(
+  workerId: string,
+  messages: AsyncIterable<M>,
+  logger: Logger,
+): AsyncGenerator<M> {
+  for await (const m of messages) {
+    const message = (m as { message?: { case?: string; value?: { workerId?: string } } }).message;
+    if (message?.case === "register" && message.value?.workerId !== workerId) {
+      logger.warn(
+        { credential: workerId, claimed: message.value?.workerId },
+        "refused a worker stream registering as another worker",
+      );
+      throw new ConnectError(
+        `this credential is worker "${workerId}"'s: it may not register as "${message.value?.workerId}"`,
+        Code.PermissionDenied,
+      );
+    }
+    yield m;
+  }
+}

@@ -1,0 +1,43 @@
+import { readFile, writeFile } from "node:fs/promises";
+import { isIP } from "node:net";
+import { join } from "node:path";
+import { Role } from "../../gen/cube/v1/token_service_pb.js";
+import type { ControlPlane } from "../core/control-plane.js";
+
+/** The token files a manager keeps in its data directory (mode 0600). */
+export type TokenFile = "admin" | "worker";
+
+const fileOf = (dataDir: string, kind: TokenFile) => join(dataDir, `${kind}.token`);
+
+/**
+ * On a manager's first start (no token stored yet): an admin token for the local user and a
+ * worker join token, each stored hashed like any token and written in clear to a 0600 file
+ * of the data directory — whoever can read the manager's data can act as it anyway. Later
+ * starts change nothing (revoked tokens stay revoked; a deleted file is not rewritten).
+ */
+export async function writeFirstTokens(cp: ControlPlane, dataDir: string): Promise<void> {
+  if (cp.tokens.size > 0) return;
+  const now = cp.clock.now();
+  for (const [kind, role, name] of [
+    ["admin", Role.ADMIN, "first admin token"],
+    ["worker", Role.WORKER, "first worker join token"],
+  ] as const) {
+    const { record, secret } = cp.tokens.create(name, role, undefined, now);
+    cp.store.putToken(record);
+    await cp.committed();
+    await writeFile(fileOf(dataDir, kind), `${secret}\n`, { mode: 0o600 });
+    cp.logger.info({ token: record.token?.id, file: fileOf(dataDir, kind) }, `${name} created`);
+  }
+}
+
+/** The token a manager wrote to `dataDir` on its first start (see {@link writeFirstTokens}). */
+export async function readToken(dataDir: string, kind: TokenFile): Promise<string> {
+  return (await readFile(fileOf(dataDir, kind), "utf8")).trim();
+}
+
+/** Whether `host` (as in a listen address) is a loopback address or name. */
+export function isLoopback(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return host === "::1";
+}

@@ -1,0 +1,93 @@
+import { durationMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Role, TokenService } from "../../gen/cube/v1/token_service_pb.js";
+import type { ControlPlane } from "../core/control-plane.js";
+import { CALLER } from "./authorization.js";
+
+/** What a worker id may look like (the worker stream's register checks the same). */
+const WORKER_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** Longest a token may be made for: ten years (longer is "until revoked": leave ttl unset). */
+const MAX_TTL_MS = 10 * 365 * 24 * 3600 * 1000;
+const NAME = /^[\x20-\x7e]{1,64}$/;
+
+/**
+ * The manager's TokenService: create (the secret is answered once and stored only as its
+ * SHA-256), list (never a secret), revoke (effective at once). Admin only (authorization.ts).
+ */
+export function tokenServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
+  return (router) =>
+    router.service(TokenService, {
+      async createToken(req) {
+        if (!NAME.test(req.name)) {
+          throw new ConnectError("name: 1-64 printable ASCII characters", Code.InvalidArgument);
+        }
+        if (req.role === Role.UNSPECIFIED || Role[req.role] === undefined) {
+          throw new ConnectError("role: read, operator, admin or worker", Code.InvalidArgument);
+        }
+        if (req.ttl) {
+          const ms = durationMs(req.ttl);
+          if (!(ms > 0) || ms > MAX_TTL_MS) {
+            throw new ConnectError("ttl: above 0 and at most 10 years", Code.InvalidArgument);
+          }
+        }
+        const { record, secret } = cp.tokens.create(req.name, req.role, req.ttl, cp.clock.now());
+        cp.store.putToken(record);
+        await cp.committed();
+        cp.logger.info({ token: record.token?.id, role: Role[req.role] }, "token created");
+        return { token: record.token, secret };
+      },
+      listTokens() {
+        return { tokens: cp.tokens.list() };
+      },
+      async joinWorker(req, ctx) {
+        const caller = CALLER.get(ctx.signal);
+        if (!caller || caller.role !== Role.WORKER || caller.workerId !== "") {
+          throw new ConnectError(
+            "JoinWorker takes a join token (role worker, bound to no worker)",
+            Code.PermissionDenied,
+          );
+        }
+        if (!WORKER_ID.test(req.workerId)) {
+          throw new ConnectError(
+            "worker_id: 1-128 letters, digits, '-', '_' or '.'",
+            Code.InvalidArgument,
+          );
+        }
+        const now = cp.clock.now();
+        const existing = cp.tokens.boundTo(req.workerId, now);
+        if (existing) {
+          cp.logger.warn(
+            { worker: req.workerId, joinToken: caller.id },
+            "refused a join: the worker id already has a credential",
+          );
+          throw new ConnectError(
+            `worker "${req.workerId}" has already joined (credential ${existing.id}): revoke it (cube token revoke ${existing.id}) to let a worker join under that id again`,
+            Code.PermissionDenied,
+          );
+        }
+        const { record, secret } = cp.tokens.create(
+          `worker ${req.workerId}`,
+          Role.WORKER,
+          undefined,
+          now,
+          req.workerId,
+        );
+        cp.store.putToken(record);
+        await cp.committed();
+        cp.logger.info(
+          { worker: req.workerId, token: record.token?.id, joinToken: caller.id },
+          "worker joined",
+        );
+        return { token: record.token, secret };
+      },
+      async revokeToken(req) {
+        const record = cp.tokens.revoke(req.id);
+        if (!record) throw new ConnectError(`token "${req.id}" not found`, Code.NotFound);
+        cp.store.putToken(record);
+        await cp.committed();
+        cp.logger.info({ token: req.id }, "token revoked");
+        return { token: record.token };
+      },
+    });
+}

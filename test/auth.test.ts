@@ -1,0 +1,272 @@
+/**
+ * Identity of clients (issue 15, points 2 and 3) on a real manager over real sockets: every
+ * RPC has an authorization decision from one table; tokens with roles, expiry and
+ * revocation, stored hashed; plaintext refused off loopback unless --insecure.
+ */
+import { readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import test from "ava";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { Role, TokenService } from "../gen/cube/v1/token_service_pb.js";
+import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { createLogger } from "../lib/logger.js";
+import { grpcTransport } from "../lib/rpc/client.js";
+import { startServer } from "../lib/rpc/server.js";
+import { authInterceptor, POLICY } from "../manager/api/authorization.js";
+import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
+import { openControlPlane, startManager } from "../manager/index.js";
+import { MemoryStore } from "../manager/store/memory-store.js";
+import { cube, cubeEnv } from "./cli-harness.js";
+import { FakeClock } from "./fake-clock.js";
+import { tempDir } from "./fixtures.js";
+
+async function codeOf(p: Promise<unknown>): Promise<Code> {
+  try {
+    await p;
+  } catch (error) {
+    return ConnectError.from(error).code;
+  }
+  throw new Error("expected the call to fail");
+}
+
+async function manager(t: Parameters<typeof tempDir>[0], dataDir?: string, clock?: FakeClock) {
+  const m = await startManager({
+    listen: "127.0.0.1:0",
+    dataDir: dataDir ?? (await tempDir(t)),
+    logger: createLogger("manager", "silent"),
+    clock,
+  });
+  t.teardown(() => m.close());
+  return m;
+}
+
+function clients(address: string, token?: string) {
+  const transport = grpcTransport(address, { token });
+  return {
+    tasks: createClient(TaskService, transport),
+    workers: createClient(WorkerService, transport),
+    tokens: createClient(TokenService, transport),
+    health: createClient(Health, transport),
+  };
+}
+
+test("every method the manager serves has an entry in the one authorization table", (t) => {
+  const served = [
+    ...MANAGER_FILES.flatMap((f) => f.services),
+    Health,
+    ReflectionV1,
+    ReflectionV1alpha,
+  ].flatMap((s) => s.methods.map((m) => `/${s.typeName}/${m.name}`));
+  t.deepEqual(
+    served.filter((p) => !POLICY.has(p)),
+    [],
+  );
+  t.deepEqual(
+    [...POLICY.keys()].filter((p) => !served.includes(p)),
+    [],
+    "no stale entries",
+  );
+});
+
+test("no token → UNAUTHENTICATED; health and reflection answer anyone", async (t) => {
+  const m = await manager(t);
+  const anon = clients(m.address);
+  t.is(await codeOf(anon.tasks.runTask({ spec: { image: "x" } })), Code.Unauthenticated);
+  t.is(await codeOf(anon.tasks.stopTask({ id: "x" })), Code.Unauthenticated);
+  t.is(await codeOf(anon.tasks.listTasks({})), Code.Unauthenticated);
+  t.is(await codeOf(anon.tokens.listTokens({})), Code.Unauthenticated);
+  t.is((await anon.health.check({ service: "" })).status, 1);
+  const bogus = clients(
+    m.address,
+    "cube_0123456789abcdef.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+  );
+  t.is(await codeOf(bogus.tasks.listTasks({})), Code.Unauthenticated);
+  const malformed = clients(m.address, "hunter2");
+  t.is(await codeOf(malformed.tasks.listTasks({})), Code.Unauthenticated);
+});
+
+test("roles: read lists but may not run; operator runs but may not manage tokens; worker only joins", async (t) => {
+  const m = await manager(t);
+  const admin = clients(m.address, m.adminToken);
+  const make = async (role: Role) =>
+    (await admin.tokens.createToken({ name: Role[role] as string, role })).secret;
+  const read = clients(m.address, await make(Role.READ));
+  const operator = clients(m.address, await make(Role.OPERATOR));
+  const worker = clients(m.address, m.workerToken);
+
+  t.deepEqual((await read.tasks.listTasks({})).tasks, []);
+  t.is(await codeOf(read.tasks.runTask({ spec: { image: "x" } })), Code.PermissionDenied);
+  t.is(await codeOf(read.tasks.stopTask({ id: "x" })), Code.PermissionDenied);
+  const { task } = await operator.tasks.runTask({ spec: { image: "cube/httpd:local" } });
+  t.truthy(task?.id);
+  t.is(
+    await codeOf(operator.tokens.createToken({ name: "x", role: Role.ADMIN })),
+    Code.PermissionDenied,
+  );
+  t.is(await codeOf(operator.tokens.listTokens({})), Code.PermissionDenied);
+  t.is(await codeOf(worker.tasks.listTasks({})), Code.PermissionDenied);
+  t.is(await codeOf(worker.workers.listWorkers({})), Code.PermissionDenied);
+  // A read token may not pose as a worker on the stream.
+  const stream = read.workers.connect(
+    (async function* () {
+      yield { message: { case: "register" as const, value: { workerId: "rogue" } } };
+    })(),
+  );
+  t.is(
+    await codeOf(
+      (async () => {
+        for await (const _ of stream) return;
+      })(),
+    ),
+    Code.PermissionDenied,
+  );
+  t.deepEqual((await admin.workers.listWorkers({})).workers, [], "no rogue worker registered");
+});
+
+test("revoked and expired tokens are refused; secrets are never shown again or stored", async (t) => {
+  const dataDir = await tempDir(t);
+  const clock = new FakeClock(Date.now());
+  const m = await manager(t, dataDir, clock);
+  const admin = clients(m.address, m.adminToken);
+  const shortLived = await admin.tokens.createToken({
+    name: "ci",
+    role: Role.READ,
+    ttl: durationFromMs(60_000),
+  });
+  const revokedOne = await admin.tokens.createToken({ name: "old laptop", role: Role.OPERATOR });
+  const ci = clients(m.address, shortLived.secret);
+  const laptop = clients(m.address, revokedOne.secret);
+  t.deepEqual((await ci.tasks.listTasks({})).tasks, []);
+  t.deepEqual((await laptop.tasks.listTasks({})).tasks, []);
+  await admin.tokens.revokeToken({ id: revokedOne.token?.id ?? "" });
+  t.is(await codeOf(laptop.tasks.listTasks({})), Code.Unauthenticated);
+  clock.advance(60_001);
+  t.is(await codeOf(ci.tasks.listTasks({})), Code.Unauthenticated);
+  t.is(await codeOf(admin.tokens.revokeToken({ id: "nope" })), Code.NotFound);
+  t.is(
+    await codeOf(admin.tokens.createToken({ name: "x", role: Role.UNSPECIFIED })),
+    Code.InvalidArgument,
+  );
+
+  const { tokens } = await admin.tokens.listTokens({});
+  t.deepEqual(
+    tokens.map((x) => [x.name, Role[x.role], x.revoked]),
+    [
+      ["first admin token", "ADMIN", false],
+      ["first worker join token", "WORKER", false],
+      ["ci", "READ", false],
+      ["old laptop", "OPERATOR", true],
+    ],
+  );
+  const listed = JSON.stringify(tokens, (_k, v) => (typeof v === "bigint" ? String(v) : v));
+  for (const s of [shortLived.secret, revokedOne.secret, m.adminToken as string]) {
+    t.false(listed.includes(s.split(".")[1] as string), "no secret in ListTokens");
+  }
+  await m.close();
+  // On disk: hashes only (the first two tokens' files are the one place they are in clear).
+  for (const name of await readdir(dataDir)) {
+    if (name.endsWith(".token")) continue;
+    const bytes = await readFile(join(dataDir, name));
+    for (const s of [shortLived.secret, revokedOne.secret, m.adminToken as string]) {
+      t.false(bytes.includes(s), `secret in ${name}`);
+    }
+  }
+  // After a restart the tokens, and their revocation, are still in force.
+  const again = await manager(t, dataDir);
+  t.deepEqual((await clients(again.address, m.adminToken).tasks.listTasks({})).tasks, []);
+  t.is(
+    await codeOf(clients(again.address, revokedOne.secret).tasks.listTasks({})),
+    Code.Unauthenticated,
+  );
+  t.is(again.adminToken, m.adminToken, "the first tokens are made once, not at every start");
+});
+
+test("plaintext on a non-loopback address is refused without --insecure, and warned about with it", async (t) => {
+  const dir = await tempDir(t);
+  const refused = await t.throwsAsync(
+    startManager({ listen: "0.0.0.0:0", dataDir: dir, logger: createLogger("m", "silent") }),
+  );
+  t.regex(refused?.message ?? "", /refusing to serve plaintext on 0\.0\.0\.0:0.*--insecure/);
+  const lines: string[] = [];
+  const { pino } = await import("pino");
+  const logger = pino({ level: "warn" }, {
+    write: (line: string) => lines.push(line),
+  } as unknown as NodeJS.WritableStream);
+  const m = await startManager({ listen: "0.0.0.0:0", dataDir: dir, insecure: true, logger });
+  t.teardown(() => m.close());
+  t.true(
+    lines.some((l) => l.includes("INSECURE")),
+    lines.join("\n"),
+  );
+  const loopback = m.address.replace(/^0\.0\.0\.0/, "127.0.0.1");
+  t.deepEqual((await clients(loopback, m.adminToken).tasks.listTasks({})).tasks, []);
+});
+
+test("cube token create | ls | revoke, and a client that finds its token in the config file", async (t) => {
+  const m = await manager(t);
+  const env = cubeEnv({ CUBE_MANAGER: m.address, CUBE_TOKEN: m.adminToken as string });
+  const created = await cube(["token", "create", "--role", "read", "--name", "grafana"], { env });
+  t.is(created.code, 0, created.stderr);
+  const secret = created.stdout.trim();
+  t.regex(secret, /^cube_[0-9a-f]{16}\.[A-Za-z0-9_-]{43}$/);
+  const ls = await cube(["token", "ls"], { env });
+  t.regex(ls.stdout, /grafana\s+read\s+\S+\s+never\s+active/);
+  t.false(ls.stdout.includes(secret.split(".")[1] as string));
+  // With the read token: ps works, run is denied (exit 7).
+  const readEnv = cubeEnv({ CUBE_MANAGER: m.address, CUBE_TOKEN: secret });
+  t.is((await cube(["ps"], { env: readEnv })).code, 0);
+  const denied = await cube(["run", "cube/httpd:local"], { env: readEnv });
+  t.is(denied.code, 7, denied.stderr);
+  t.regex(denied.stderr, /may not call \/cube\.v1\.TaskService\/RunTask/);
+  const id = /^(\S+)\s+grafana/m.exec(ls.stdout)?.[1] as string;
+  t.is((await cube(["token", "revoke", id], { env })).code, 0);
+  const revoked = await cube(["ps"], { env: readEnv });
+  t.is(revoked.code, 7);
+  t.regex(revoked.stderr, /revoked/);
+  // Neither flag nor variable: the config file (as `cube dev` writes it) gives both.
+  const dir = await tempDir(t);
+  const configFile = join(dir, "config.json");
+  await writeFile(configFile, JSON.stringify({ manager: m.address, token: m.adminToken }));
+  const fromFile = await cube(["token", "ls"], { env: cubeEnv({ CUBE_CONFIG: configFile }) });
+  t.is(fromFile.code, 0, fromFile.stderr);
+  t.regex(fromFile.stdout, /first admin token/);
+  // No token at all: the message says how to give one.
+  const none = await cube(["ps"], {
+    env: cubeEnv({ CUBE_MANAGER: m.address, CUBE_CONFIG: "/nonexistent/cube.json" }),
+  });
+  t.is(none.code, 7);
+  t.regex(none.stderr, /--token or CUBE_TOKEN/);
+});
+
+test("a token over its call rate gets RESOURCE_EXHAUSTED; its bucket refills with time; other tokens are not slowed", async (t) => {
+  const clock = new FakeClock(Date.now());
+  const cp = await openControlPlane(new MemoryStore(), {
+    logger: createLogger("m", "silent"),
+    clock,
+  });
+  t.teardown(() => cp.close());
+  const { record, secret } = cp.tokens.create("busy", Role.READ, undefined, clock.now());
+  cp.store.putToken(record);
+  const quiet = cp.tokens.create("quiet", Role.READ, undefined, clock.now()).secret;
+  const server = await startServer({
+    listen: "127.0.0.1:0",
+    routes: managerRoutes(cp),
+    files: MANAGER_FILES,
+    interceptors: [
+      authInterceptor(cp.tokens, clock, createLogger("m", "silent"), { perSecond: 2, burst: 3 }),
+    ],
+  });
+  t.teardown(() => server.close());
+  const busy = clients(server.address, secret);
+  for (let i = 0; i < 3; i++) await busy.tasks.listTasks({});
+  t.is(await codeOf(busy.tasks.listTasks({})), Code.ResourceExhausted);
+  t.deepEqual((await clients(server.address, quiet).tasks.listTasks({})).tasks, []);
+  clock.advance(500); // one call's worth at 2/s
+  await busy.tasks.listTasks({});
+  t.is(await codeOf(busy.tasks.listTasks({})), Code.ResourceExhausted);
+});

@@ -1,0 +1,133 @@
+/**
+ * Secret env values (issue 15, point 5): they reach the container of the worker that runs
+ * the task and nothing else: read APIs, events, the worker's own port and the manager's logs
+ * show "<redacted>", and the manager's store holds them only sealed.
+ */
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import test from "ava";
+import { TaskState } from "../gen/cube/v1/task_pb.js";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { REDACTED } from "../lib/redact.js";
+import { grpcTransport } from "../lib/rpc/client.js";
+import { SecretBox } from "../lib/secret-box.js";
+import { docker, HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
+import { eventually } from "./manager-harness.js";
+import { Cluster } from "./manager-process.js";
+
+const SECRET = "s3cr3t-Pa55word-never-shown";
+
+test("a secret env value reaches the container and nothing else", async (t) => {
+  await requireDocker();
+  const dir = await tempDir(t);
+  const cluster = new Cluster(t, dir, { CUBE_LOG_LEVEL: "debug" });
+  const manager = await cluster.startManager();
+  const worker = await cluster.startWorker("ws", { CUBE_LOG_LEVEL: "debug" });
+  const tasks = createClient(TaskService, grpcTransport(manager.address, { token: manager.token }));
+  const { task: answered } = await tasks.runTask({
+    id: "with-secret",
+    spec: {
+      name: "db-client",
+      image: HTTP_IMAGE,
+      env: { PLAIN: "visible" },
+      secretEnv: { DB_PASSWORD: SECRET },
+    },
+  });
+  t.deepEqual(answered?.spec?.secretEnv, { DB_PASSWORD: REDACTED });
+  t.deepEqual(answered?.spec?.env, { PLAIN: "visible" });
+  const running = await eventually(async () => {
+    const { task } = await tasks.getTask({ id: "with-secret" });
+    if (task?.state !== TaskState.RUNNING) throw new Error(`still ${task?.state}`);
+    return task;
+  }, 30_000);
+  t.deepEqual(running.spec?.secretEnv, { DB_PASSWORD: REDACTED });
+  // The container has it.
+  const inspect = await docker.getContainer(running.containerId).inspect();
+  t.true(inspect.Config.Env.includes(`DB_PASSWORD=${SECRET}`));
+  t.true(inspect.Config.Env.includes("PLAIN=visible"));
+  // Read APIs do not.
+  const seen: string[] = [];
+  seen.push(JSON.stringify((await tasks.listTasks({})).tasks.map((x) => x.spec?.secretEnv)));
+  const { events } = await tasks.listTaskEvents({ taskId: "with-secret" });
+  seen.push(JSON.stringify(events.map((e) => e.task?.spec?.secretEnv)));
+  const watch = tasks.watchTasks({ afterRevision: 1n, taskId: "with-secret" });
+  for await (const { event } of watch) {
+    seen.push(JSON.stringify(event?.task?.spec?.secretEnv));
+    if (event?.task?.state === TaskState.RUNNING) break;
+  }
+  // Nor does the worker's own port.
+  const own = createClient(TaskService, grpcTransport(worker.address));
+  seen.push(JSON.stringify((await own.getTask({ id: "with-secret" })).task?.spec?.secretEnv));
+  seen.push(JSON.stringify((await own.listTasks({})).tasks.map((x) => x.spec?.secretEnv)));
+  for (const s of seen) {
+    t.false(s.includes(SECRET), s);
+    t.true(s.includes(REDACTED), s);
+  }
+  // Nor the logs, at debug level, of either process.
+  t.false(cluster.logs().includes(SECRET), "no secret in the logs");
+  // The manager's store holds it sealed only.
+  await manager.kill9();
+  for (const name of await readdir(join(dir, "manager"))) {
+    const bytes = await readFile(join(dir, "manager", name));
+    t.false(bytes.includes(SECRET), `secret in plain text in ${name}`);
+  }
+  // And after a restart the manager still has it (it reopens the seal), and still hides it.
+  const again = await cluster.startManager();
+  const client = createClient(TaskService, grpcTransport(again.address, { token: again.token }));
+  t.deepEqual((await client.getTask({ id: "with-secret" })).task?.spec?.secretEnv, {
+    DB_PASSWORD: REDACTED,
+  });
+  // An idempotent retry with the same secret is the same task; another value is another spec.
+  const retry = await client.runTask({
+    id: "with-secret",
+    spec: {
+      name: "db-client",
+      image: HTTP_IMAGE,
+      env: { PLAIN: "visible" },
+      secretEnv: { DB_PASSWORD: SECRET },
+    },
+  });
+  t.is(retry.task?.id, "with-secret");
+  const other = await client
+    .runTask({
+      id: "with-secret",
+      spec: {
+        name: "db-client",
+        image: HTTP_IMAGE,
+        env: { PLAIN: "visible" },
+        secretEnv: { DB_PASSWORD: "x" },
+      },
+    })
+    .catch((e) => ConnectError.from(e));
+  t.is((other as ConnectError).code, Code.AlreadyExists);
+});
+
+test("a name in both env and secret_env is INVALID_ARGUMENT", async (t) => {
+  const dir = await tempDir(t);
+  const cluster = new Cluster(t, dir);
+  const manager = await cluster.startManager();
+  const tasks = createClient(TaskService, grpcTransport(manager.address, { token: manager.token }));
+  const error = await tasks
+    .runTask({ spec: { image: HTTP_IMAGE, env: { A: "1" }, secretEnv: { A: "2" } } })
+    .catch((e) => ConnectError.from(e));
+  t.is((error as ConnectError).code, Code.InvalidArgument);
+  t.is(
+    (error as ConnectError).rawMessage,
+    'spec.secret_env["A"]: is also in spec.env: give it once',
+  );
+});
+
+test("SecretBox: a sealed value opens with its key only, and an altered one not at all", async (t) => {
+  const dir = await tempDir(t);
+  const box = await SecretBox.open(join(dir, "k"));
+  const again = await SecretBox.open(join(dir, "k"));
+  const sealed = box.seal(SECRET);
+  t.false(sealed.includes(SECRET));
+  t.not(box.seal(SECRET), sealed, "a fresh nonce each time");
+  t.is(again.open(sealed), SECRET, "the key file is reused, not remade");
+  const other = await SecretBox.open(join(dir, "other"));
+  t.throws(() => other.open(sealed));
+  const flipped = `${sealed.slice(0, -2)}${sealed.at(-2) === "A" ? "B" : "A"}${sealed.at(-1)}`;
+  t.throws(() => box.open(flipped));
+});
