@@ -1,6 +1,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream } from "node:fs";
-import { setPriority } from "node:os";
+import {
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+} from "node:fs";
+import { setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { deferCleanup } from "./cleanup.js";
@@ -18,7 +27,7 @@ export interface Child {
   readonly hello: Record<string, unknown>;
   /** Resolves once it exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** The end of what it wrote to stderr (for error messages). */
+  /** The end of what it wrote to stderr, its log (for error messages). */
   stderrTail(): string;
   /** The next line printed on stdout after the first (parsed); undefined once it exited. */
   nextLine(): Promise<Record<string, unknown> | undefined>;
@@ -51,11 +60,67 @@ export interface SpawnOptions {
 const TAIL = Number(process.env.BENCH_STDERR_TAIL ?? 16_384);
 
 /**
+ * Where children's stderr (their logs) goes: a file each, in BENCH_LOG_DIR (kept, named
+ * after the child and its pid) or in a temp folder (deleted when the child exits). A file,
+ * not a pipe to this process: pino writes synchronously, so a manager logging to a pipe
+ * waits whenever the bench's own event loop is slow to read it (measured: writes stalled up
+ * to 86 ms while the reader was busy), and its figures would measure the bench.
+ */
+const KEEP_LOGS = process.env.BENCH_LOG_DIR;
+const LOG_DIR = KEEP_LOGS ?? join(tmpdir(), `cube-bench-logs-${process.pid}`);
+let logDirMade = false;
+let logSeq = 0;
+
+/** Opens a fresh log file for a child (making the folder, removed by the clean-up, if needed). */
+function openLog(name: string): { path: string; fd: number } {
+  if (!logDirMade) {
+    mkdirSync(LOG_DIR, { recursive: true });
+    logDirMade = true;
+    if (!KEEP_LOGS) {
+      deferCleanup(`log folder ${LOG_DIR}`, () => {
+        logDirMade = false;
+        rmSync(LOG_DIR, { recursive: true, force: true });
+      });
+    }
+  }
+  const path = join(LOG_DIR, `${name.replace(/\W+/g, "-")}-${++logSeq}.log`);
+  return { path, fd: openSync(path, "a") };
+}
+
+/** The last `bytes` of the file at `path`, as text; "" when it is gone. */
+function tailOf(path: string, bytes: number): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const size = fstatSync(fd).size;
+    const length = Math.min(size, bytes);
+    const buffer = Buffer.alloc(length);
+    readSync(fd, buffer, 0, length, size - length);
+    return buffer.toString("utf8");
+  } catch {
+    return "";
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * The bench's environment without cube's own settings (CUBE_*): a child runs with the
+ * product's defaults (log level info, …) and with only the settings its scenario passes,
+ * which the scenario prints next to its figures, never with what the shell that started
+ * the bench happened to export.
+ */
+function inheritedEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CUBE_")));
+}
+
+/**
  * Spawns `node --import=tsx <script>` from the repository root and resolves once it has
  * printed its first stdout line (a JSON object). It is SIGKILLed by the bench clean-up
  * if still alive; a child that exits or stays silent fails the spawn with its stderr.
  */
 export async function spawnChild(options: SpawnOptions): Promise<Child> {
+  const log = openLog(options.name);
   const child = spawn(
     process.execPath,
     [
@@ -67,23 +132,30 @@ export async function spawnChild(options: SpawnOptions): Promise<Child> {
     ],
     {
       cwd: ROOT,
-      env: { ...process.env, CUBE_LOG_LEVEL: "warn", ...options.env },
-      stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe"],
+      env: { ...inheritedEnv(), ...options.env },
+      stdio: [options.stdin ? "pipe" : "ignore", "pipe", log.fd],
     },
   );
+  closeSync(log.fd);
   if (options.nice && child.pid) setPriority(child.pid, options.nice);
-  let stderr = "";
-  // BENCH_LOG_DIR keeps every child's whole stderr (warnings of a thousand workers) to read after.
-  const logDir = process.env.BENCH_LOG_DIR;
-  const log = logDir
-    ? createWriteStream(join(logDir, `${options.name.replace(/\W+/g, "-")}-${child.pid}.log`))
-    : undefined;
-  child.stderr?.setEncoding("utf8").on("data", (s: string) => {
-    stderr = (stderr + s).slice(-TAIL);
-    log?.write(s);
-  });
+  let logPath = log.path;
+  if (KEEP_LOGS && child.pid) {
+    logPath = join(LOG_DIR, `${options.name.replace(/\W+/g, "-")}-${child.pid}.log`);
+    renameSync(log.path, logPath);
+  }
+  /** The log's tail once the child is gone (its file is then deleted, unless kept). */
+  let lastTail: string | undefined;
+  const stderrTail = () => lastTail ?? tailOf(logPath, TAIL);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal })),
+    child.once("exit", (code, signal) => {
+      if (!KEEP_LOGS) {
+        lastTail = tailOf(logPath, TAIL);
+        try {
+          unlinkSync(logPath);
+        } catch {}
+      }
+      resolve({ code, signal });
+    }),
   );
   const alive = () => child.exitCode === null && child.signalCode === null;
   const kill = async () => {
@@ -136,7 +208,7 @@ export async function spawnChild(options: SpawnOptions): Promise<Child> {
   if (!hello) {
     await kill();
     throw new Error(
-      `${options.name} did not start within ${timeoutMs} ms (exit ${child.exitCode ?? child.signalCode}); stderr:\n${stderr.slice(-4000)}`,
+      `${options.name} did not start within ${timeoutMs} ms (exit ${child.exitCode ?? child.signalCode}); stderr:\n${stderrTail().slice(-4000)}`,
     );
   }
   return {
@@ -145,7 +217,7 @@ export async function spawnChild(options: SpawnOptions): Promise<Child> {
     pid: child.pid as number,
     hello,
     exited,
-    stderrTail: () => stderr,
+    stderrTail,
     nextLine,
     send(message) {
       child.stdin?.write(`${JSON.stringify(message)}\n`);

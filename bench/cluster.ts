@@ -4,13 +4,15 @@
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type TaskEvent, type TaskSpecSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService, WatchTasksRequestSchema } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
+import { bearer } from "../lib/rpc/client.js";
 import { STREAM_WINDOW, WideWindowSessionManager } from "../lib/rpc/flow-control.js";
+import { readToken } from "../manager/api/bootstrap-tokens.js";
 import { type Child, spawnChild } from "./children.js";
 
 /** Manager settings passed as CUBE_* variables. */
@@ -41,6 +43,28 @@ function addressOf(child: Child): string {
   return found;
 }
 
+/**
+ * The admin and worker join tokens of each manager the bench spawned, by address: the
+ * bench's clients and workers use them as a user's would (auth is on by default).
+ */
+const TOKENS = new Map<string, { admin: string; worker: string }>();
+
+/** The admin token of a manager the bench spawned, or undefined (e.g. an in-process one). */
+export function adminTokenOf(address: string): string | undefined {
+  return TOKENS.get(address)?.admin;
+}
+
+/** The worker join token of a manager the bench spawned, or undefined. */
+export function joinTokenOf(address: string): string | undefined {
+  return TOKENS.get(address)?.worker;
+}
+
+/** The bearer interceptor for a manager the bench spawned (none for one without a token). */
+function withToken(address: string): Interceptor[] {
+  const token = adminTokenOf(address);
+  return token ? [bearer(token)] : [];
+}
+
 /** Spawns manager/main.ts on 127.0.0.1:0 and waits until it listens. */
 export async function spawnManager(settings: ManagerSettings): Promise<ManagerProcess> {
   const env: Record<string, string> = {
@@ -59,7 +83,14 @@ export async function spawnManager(settings: ManagerSettings): Promise<ManagerPr
     env,
     ...(settings.nodeFlags ? { nodeFlags: settings.nodeFlags } : {}),
   });
-  return Object.assign(child, { address: addressOf(child) });
+  const address = addressOf(child);
+  if (settings.env?.CUBE_AUTH !== "0") {
+    TOKENS.set(address, {
+      admin: await readToken(settings.dataDir, "admin"),
+      worker: await readToken(settings.dataDir, "worker"),
+    });
+  }
+  return Object.assign(child, { address });
 }
 
 /** A worker process, its id and address. */
@@ -82,6 +113,7 @@ export async function spawnWorker(
       CUBE_LISTEN: "127.0.0.1:0",
       CUBE_DATA_DIR: dataDir,
       CUBE_NAME: name,
+      ...(TOKENS.has(manager) ? { CUBE_TOKEN: TOKENS.get(manager)?.worker as string } : {}),
     },
   });
   const { id } = child.hello as { id?: string };
@@ -90,22 +122,22 @@ export async function spawnWorker(
 }
 
 /**
- * A TaskService client on its own HTTP/2 connection, through `service` (TaskService, or a
- * variant reading some answers differently: bench/replica-requests.ts).
+ * A TaskService client on its own HTTP/2 connection, with the wide receive windows of
+ * lib/rpc/flow-control.ts (the cube CLI's transport keeps HTTP/2's 64 KiB defaults): for
+ * the bench's own reads (event-log replays, polls) and the submits of latency runs. The
+ * throughput scenario submits through the CLI's own transport unless told otherwise.
  */
-export function taskClient(
-  address: string,
-  service: typeof TaskService = TaskService,
-): Client<typeof TaskService> {
+export function taskClient(address: string): Client<typeof TaskService> {
   const baseUrl = `http://${address}`;
   const settings = { initialWindowSize: STREAM_WINDOW };
   return createClient(
-    service,
+    TaskService,
     createGrpcTransport({
       baseUrl,
       // Pings and HTTP/2 settings go to the session manager: the transport's own options
       // for them only build its default one.
       sessionManager: new WideWindowSessionManager(baseUrl, { pingIntervalMs: 5000 }, { settings }),
+      interceptors: withToken(address),
     }),
   );
 }
@@ -182,7 +214,11 @@ export async function waitForWorkers(
 ): Promise<string[]> {
   const client = createClient(
     WorkerService,
-    createGrpcTransport({ baseUrl: `http://${address}`, pingIntervalMs: 5000 }),
+    createGrpcTransport({
+      baseUrl: `http://${address}`,
+      pingIntervalMs: 5000,
+      interceptors: withToken(address),
+    }),
   );
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -1,22 +1,32 @@
 /**
  * A driver without containers, for scale benchmarks (a thousand workers in one
  * process): starts succeed at once, containers "run" until stopped. Nothing is
- * allocated per task beyond one map entry.
+ * allocated per task beyond one map entry. Like the Docker driver, it has a usage sample
+ * of every running container at hand (made up: a sliver of cpu, a fixed memory use under
+ * the task's limit), so a hollow worker's metrics carry as many task samples up the
+ * stream as a real one's would.
  */
 import { create } from "@bufbuild/protobuf";
 import { PortBindingSchema, Protocol } from "../gen/cube/v1/task_pb.js";
 import type {
   ContainerInfo,
   ContainerRequest,
+  ContainerStats,
   Driver,
   ExitStatus,
 } from "../worker/tasks/driver.js";
 
 interface Hollow {
   readonly info: ContainerInfo;
+  /** The container's memory limit (the task's request), bytes; 0 when none. */
+  readonly memoryLimitBytes: bigint;
   resolve?: (status: ExitStatus) => void;
   exit?: Promise<ExitStatus>;
 }
+
+/** What every hollow container "uses": made-up, non-zero (zeros would shrink the messages). */
+const HOLLOW_CPU_PERCENT = 0.5;
+const HOLLOW_MEMORY_BYTES = 3n << 20n;
 
 let fakePort = 40000;
 
@@ -56,7 +66,10 @@ export function createHollowDriver(): Driver {
         ),
         startedAtMs: Date.now(),
       };
-      containers.set(containerId, { info });
+      containers.set(containerId, {
+        info,
+        memoryLimitBytes: request.spec.resources?.memoryBytes ?? 0n,
+      });
       return info;
     },
     wait(containerId: string) {
@@ -82,7 +95,19 @@ export function createHollowDriver(): Driver {
     async inspect(containerId: string) {
       return containers.get(containerId)?.info;
     },
-    stats: () => [],
+    stats() {
+      const timeMs = Date.now();
+      return Array.from(
+        containers.values(),
+        (hollow): ContainerStats => ({
+          containerId: hollow.info.containerId,
+          cpuPercent: HOLLOW_CPU_PERCENT,
+          memoryUsedBytes: HOLLOW_MEMORY_BYTES,
+          memoryLimitBytes: hollow.memoryLimitBytes,
+          timeMs,
+        }),
+      );
+    },
     logs: async function* () {},
     recover: async () => [],
     async close() {},

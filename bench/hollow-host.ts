@@ -8,6 +8,7 @@
  *   BENCH_DIR       parent of their data directories (tmpfs, so their fsyncs are free)
  *   BENCH_HOST      this host's index, for worker names
  *   BENCH_PING_TIMEOUT  ms a ping to the manager may go unanswered (the manager's heartbeat timeout)
+ *   BENCH_TOKEN     the manager's worker join token (none for a manager without auth)
  * Prints one JSON line once all are connected: {"ready": n, "ids": [...], "ms": start-up}.
  * SIGTERM or SIGINT: exits at once (the parent removes the data directories).
  * Reads profile commands on stdin (bench/window-profiler.ts) to profile the measured window.
@@ -29,7 +30,9 @@ if (!manager || !dir || !(count > 0)) {
 }
 for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => process.exit(0));
 
-const logger = createLogger("hollow", process.env.CUBE_LOG_LEVEL ?? "warn");
+// The product's log level (CUBE_LOG_LEVEL, default info) and metrics interval (the worker's
+// default, 2 s): what a real worker would log and send up its stream.
+const logger = createLogger("hollow");
 const t0 = Date.now();
 const handles: WorkerHandle[] = [];
 // Started a few at a time: a thousand LevelDB opens and dials at once only queue up.
@@ -39,13 +42,12 @@ for (let i = 0; i < count; i += BATCH) {
     Array.from({ length: Math.min(BATCH, count - i) }, (_, k) =>
       startWorker({
         manager,
+        token: process.env.BENCH_TOKEN || undefined,
         listen: "127.0.0.1:0",
         name: `hollow-${host}-${i + k}`,
         dataDir: join(dir, `w${i + k}`),
         driver: createHollowDriver(),
         logger,
-        // Hollow workers report no metrics worth sampling; an hour keeps the samplers quiet.
-        statsIntervalMs: 3_600_000,
         pingTimeoutMs: Number(process.env.BENCH_PING_TIMEOUT) || undefined,
         capacity: { cpu: 64, memoryBytes: 64n << 30n, diskBytes: 1n << 40n },
       }),

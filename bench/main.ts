@@ -4,8 +4,10 @@
  * full run, full.json). Flags: --quick, --only=latency,restart, --runs=N,
  * --profile (CPU profile of the manager under throughput), and size overrides
  * --workers=N --tasks=N --grpc-tasks=N --hosts=N --concurrency=N --connections=N
- * --latency-tasks=N --recovery-tasks=N --restart-tasks=N, and --modes=grpc,in-process
- * (throughput).
+ * --latency-tasks=N --recovery-tasks=N --restart-tasks=N (also --single-tasks=N --batch=N
+ * --inflight=N), and for throughput --modes=grpc,in-process and --client=cube|wide-window
+ * (cube, the default: submits through the cube CLI's client; wide-window: the bench's own,
+ * printed as a difference next to the figures).
  * Every child process and container it made is removed at the end, on failure and
  * on Ctrl-C too. Exits 1 when a scenario could not run; timings never fail a run.
  */

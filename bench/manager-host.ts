@@ -1,17 +1,22 @@
 /**
- * A manager process for the throughput scenario's "engine" measurement: the manager's own
- * parts composed as manager/index.ts startManager composes them (LevelStore, control plane,
+ * A manager process for the throughput scenario's in-process BASELINE (not what a user
+ * gets: no client, no gRPC on the submitting side): the manager's own parts composed as
+ * manager/index.ts startManager composes them (LevelStore, control plane,
  * TaskService/WorkerService/MetricsService routes on an h2c server), plus a way to submit
  * tasks from inside the process — through the very function the RunTasks handler calls
- * (manager/run-tasks.ts) — so placements are measured without the transport. Workers still talk to it over real gRPC streams.
+ * (manager/rules/run-tasks.ts) — so placements are measured without the transport. Workers
+ * still talk to it over real gRPC streams. Also the host of profiled runs (it can profile
+ * just the measured window) and of the restart scenario's fill.
  *
- * Environment: CUBE_DATA_DIR (required), CUBE_LISTEN (default 127.0.0.1:0), and
- * CUBE_HEARTBEAT_INTERVAL, CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE in ms (as manager/main.ts).
+ * Environment: CUBE_DATA_DIR (required), CUBE_LISTEN (default 127.0.0.1:0), CUBE_LOG_LEVEL
+ * (default info, as the product's), and CUBE_HEARTBEAT_INTERVAL, CUBE_HEARTBEAT_TIMEOUT,
+ * CUBE_DOWN_GRACE in ms (as manager/main.ts).
  * Prints {"listening": "host:port"}. Then reads JSON lines on stdin:
  *   {"submit": {"prefix": "x-", "count": N, "batch": B, "concurrency": C, "spec": {...}, "file": PATH}}
  * runs them — B tasks per runTasks call (the RunTasks handler's function), C calls in
  * flight — writes the submit times (Date.now(), float64, little-endian) to PATH and prints
- * {"submitted": N, "ms": wall}.
+ * {"submitted": N, "placed": tasks with a worker in their answer, "ms": wall,
+ * "answeredAt": Date.now() when the last call resolved (its tasks durable)}.
  *   {"profile": "start"} starts the V8 CPU profiler; {"profile": "stop", "file": PATH} writes
  *   the profile since the start to PATH (a .cpuprofile) and prints {"profiled": PATH}, so a
  *   profile covers just the measured window.
@@ -39,7 +44,7 @@ if (!dataDir) {
   process.stderr.write("manager-host: CUBE_DATA_DIR is required\n");
   process.exit(2);
 }
-const logger = createLogger("manager", process.env.CUBE_LOG_LEVEL ?? "warn");
+const logger = createLogger("manager");
 await mkdir(dataDir, { recursive: true });
 const store = await LevelStore.open(dataDir);
 /** A duration option in milliseconds from the environment, as manager/main.ts reads them. */
@@ -117,17 +122,23 @@ for await (const line of createInterface({ input: process.stdin })) {
   const times = new Float64Array(submit.count);
   const t0 = Date.now();
   const batch = Math.max(1, Math.floor(submit.batch) || 1);
+  let placed = 0;
+  let answeredAt = 0;
   await runPool(Math.ceil(submit.count / batch), submit.concurrency, async (b) => {
     const first = b * batch;
     const n = Math.min(batch, submit.count - first);
     times.fill(Date.now(), first, first + n);
-    await runTasks(
+    const tasks = await runTasks(
       cp,
       Array.from({ length: n }, (_, k) =>
         create(RunTaskRequestSchema, { id: `${submit.prefix}${first + k}`, spec }),
       ),
     );
+    answeredAt = Math.max(answeredAt, Date.now());
+    for (const task of tasks) if (task.workerId) placed++;
   });
   await writeFile(submit.file, new Uint8Array(times.buffer));
-  process.stdout.write(`${JSON.stringify({ submitted: submit.count, ms: Date.now() - t0 })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ submitted: submit.count, placed, ms: Date.now() - t0, answeredAt })}\n`,
+  );
 }

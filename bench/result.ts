@@ -29,6 +29,8 @@ export interface ScenarioResult {
   readonly runs: number;
   /** What the baseline is, how the figures were taken, caveats. */
   readonly note: string;
+  /** See {@link ScenarioOutcome.differences}. */
+  readonly differences?: Readonly<Record<string, readonly string[]>>;
   readonly goals: readonly Goal[];
   /** Per goal ("figure: text"): met or not; null when not judged (quick mode). */
   readonly met: Record<string, boolean | null>;
@@ -44,6 +46,12 @@ export interface ScenarioOutcome {
   readonly baseline: Record<string, number>;
   readonly runs: number;
   readonly note: string;
+  /**
+   * Where a figure was measured unlike the product as shipped (its defaults, its own
+   * client): figure key → each thing that differs, and why, for people; printed next to
+   * the figure. A figure not named here was measured with the product's defaults.
+   */
+  readonly differences?: Readonly<Record<string, readonly string[]>>;
   readonly goals: readonly Goal[];
   readonly detail?: Record<string, unknown>;
 }

@@ -98,6 +98,7 @@ test("the table and the Markdown show every figure with its baseline, ratio and 
   t.deepEqual(r[0], {
     scenario: "latency",
     figure: "p50 (ms)",
+    settings: "defaults",
     cube: "115",
     baseline: "100",
     ratio: "1.15×",
@@ -110,5 +111,45 @@ test("the table and the Markdown show every figure with its baseline, ratio and 
   t.regex(renderTable(report), /load average at start 0\.50 0\.40 0\.30/);
   const md = renderMarkdown(report);
   t.regex(md, /^\| scenario \| figure \|/);
-  t.regex(md, /\| latency \| p50 \(ms\) \| 115 \| 100 \| 1\.15× \| ≤ 1\.15× bare ✓ \|/);
+  t.regex(md, /\| latency \| p50 \(ms\) \| defaults \| 115 \| 100 \| 1\.15× \| ≤ 1\.15× bare ✓ \|/);
+});
+
+test("a figure measured unlike the product as shipped says so next to it, with a footnote", (t) => {
+  const differs: ScenarioOutcome = {
+    ...outcome,
+    name: "throughput",
+    differences: {
+      "p50 (ms)": ["heartbeat 2 s"],
+      "p95 (ms)": ["heartbeat 2 s"],
+      count: ["in-process", "heartbeat 2 s"],
+    },
+  };
+  const report: Report = {
+    mode: "quick",
+    date: "2026-01-01T00:00:00.000Z",
+    command: "npm run bench:quick",
+    machine: {
+      cpu: "cpu",
+      cores: 2,
+      memoryGiB: 4,
+      kernel: "6",
+      node: "v24",
+      docker: "20.10",
+      virtualized: false,
+    },
+    loadAtStart: [0, 0, 0],
+    seconds: 1,
+    scenarios: [finish(outcome, false), finish(differs, false)],
+  };
+  const r = rows(report);
+  t.deepEqual(
+    r.map((row) => row.settings),
+    ["defaults", "defaults", "defaults", "≠ defaults [1]", "≠ defaults [1]", "≠ defaults [2][1]"],
+  );
+  const table = renderTable(report);
+  t.regex(table, /\[1\] unlike the product as shipped: heartbeat 2 s/);
+  t.regex(table, /\[2\] unlike the product as shipped: in-process/);
+  const md = renderMarkdown(report);
+  t.regex(md, /\| throughput \| count \| ≠ defaults \[2\]\[1\] \| 3 \|/);
+  t.regex(md, /^- \[1\] unlike the product as shipped: heartbeat 2 s$/m);
 });
