@@ -189,6 +189,22 @@ test("cube_tasks follows every change without a scan, and after a reload; placem
   t.is(value(samples, "cube_workers", { status: "READY" }), 2);
   t.is(value(samples, "cube_workers", { status: "DOWN" }), 0);
 
+  // Contact lost with b: its tasks are UNKNOWN (disconnection is not death).
+  const onB = tasks.filter((x) => x.workerId === "b" && x.state === TaskState.RUNNING).length;
+  t.true(onB > 0);
+  b.disconnect();
+  const lost = await eventually(async () => {
+    const all = (await h.tasks.listTasks({ pageSize: 1000 })).tasks;
+    if (all.filter((x) => x.state === TaskState.UNKNOWN).length !== onB) {
+      throw new Error("b's tasks are not UNKNOWN yet");
+    }
+    return all;
+  });
+  const during = await scrape(address);
+  t.deepEqual(scrapedByState(during.samples), countByState(lost));
+  t.is(value(during.samples, "cube_tasks", { state: "UNKNOWN" }), onB);
+  t.is(value(during.samples, "cube_workers", { status: "DISCONNECTED" }), 1);
+
   // A reload (the state read back from the store) counts every task as loaded.
   const again = await h.restart();
   const address2 = await serve(t, again.cp);

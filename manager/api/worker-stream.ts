@@ -217,6 +217,8 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   // So is the window: what went down the old stream is resent by the reconcile if missing.
   worker.resetWindow();
   worker.lastSeenMs = now;
+  // No new task until its inventory is reconciled (onInventory): what it holds comes first.
+  worker.setSynced(false);
   worker.setStatus(WorkerStatus.READY);
   worker.setEngine(reg.engine);
   conn.workerId = worker.id;
@@ -336,6 +338,11 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
     );
   }
   cp.pumpAssignments(worker);
+  if (!worker.synced) {
+    worker.setSynced(true);
+    cp.workerFeed.notify(worker.id);
+    cp.wakePending();
+  }
 }
 
 /** Where a task is placed, for people: "wb (generation 2)", or "no worker" while PENDING. */

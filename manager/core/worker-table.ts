@@ -65,6 +65,12 @@ export class WorkerEntry {
   /** Its container engine, as it last reported (undefined: never said). */
   engine: EngineReport | undefined;
   /**
+   * Whether the inventory of its current stream has been reconciled. Until then it gets no
+   * new task: what it holds decides first (a returning worker's copies are kept before
+   * anything else is placed there, which would replace them).
+   */
+  synced = false;
+  /**
    * Assignments seen unacknowledged at the last resend check, per task: one still the same
    * object at the next check has waited a whole period, and is sent again.
    */
@@ -152,6 +158,12 @@ export class WorkerEntry {
     this.#syncReady();
   }
 
+  /** Whether its inventory is reconciled (see {@link synced}). */
+  setSynced(synced: boolean): void {
+    this.synced = synced;
+    this.#syncReady();
+  }
+
   /** Records what the worker says of its container engine; a worker without one gets no new task. */
   setEngine(report: EngineReport | undefined): void {
     this.engine = report;
@@ -165,12 +177,14 @@ export class WorkerEntry {
 
   #syncReady(): void {
     const view = this.view as MutableNodeView;
-    view.ready = this.status === WorkerStatus.READY && !this.engineDown;
+    view.ready = this.status === WorkerStatus.READY && this.synced && !this.engineDown;
     view.notReadyReason = view.ready
       ? undefined
-      : this.status === WorkerStatus.READY
-        ? "without its container engine"
-        : WorkerStatus[this.status];
+      : this.status !== WorkerStatus.READY
+        ? WorkerStatus[this.status]
+        : this.engineDown
+          ? "without its container engine"
+          : "still reporting what it holds";
   }
 
   setMetrics(node: NodeMetrics, tasks: TaskMetrics[]): void {
