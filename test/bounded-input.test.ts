@@ -16,9 +16,9 @@ import { createLogger } from "../lib/logger.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { startServer } from "../lib/rpc/server.js";
 import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
-import { openControlPlane, startManager } from "../manager/index.js";
+import { openControlPlane } from "../manager/index.js";
 import { MemoryStore } from "../manager/store/memory-store.js";
-import { tempDir } from "./fixtures.js";
+import { startTestManager, tempDir } from "./fixtures.js";
 import { spawnCube } from "./manager-process.js";
 
 /** A gzip body that inflates to `size` bytes of JSON-ish text, compressed as it streams. */
@@ -51,16 +51,6 @@ async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
     return ConnectError.from(error);
   }
   throw new Error("expected the call to fail");
-}
-
-async function manager(t: Parameters<typeof tempDir>[0]) {
-  const m = await startManager({
-    listen: "127.0.0.1:0",
-    dataDir: await tempDir(t),
-    logger: createLogger("manager", "silent"),
-  });
-  t.teardown(() => m.close());
-  return m;
 }
 
 test("a gzip bomb is refused with RESOURCE_EXHAUSTED before it inflates, and the manager's RSS grows under 64 MiB", async (t) => {
@@ -102,7 +92,7 @@ test("a gzip bomb is refused with RESOURCE_EXHAUSTED before it inflates, and the
 });
 
 test("a request message over 4 MiB is RESOURCE_EXHAUSTED; one under it is served", async (t) => {
-  const m = await manager(t);
+  const m = await startTestManager(t);
   const client = createClient(TaskService, grpcTransport(m.address, { token: m.adminToken }));
   const big = await errorOf(
     client.runTask({ spec: { image: "x", env: { BIG: "v".repeat(5 << 20) } } }),
@@ -113,7 +103,7 @@ test("a request message over 4 MiB is RESOURCE_EXHAUSTED; one under it is served
 });
 
 test('unknown JSON fields ("privileged": true) and enum names are INVALID_ARGUMENT naming them', async (t) => {
-  const m = await manager(t);
+  const m = await startTestManager(t);
   const post = async (body: object) => {
     const res = await fetch(`http://${m.address}/cube.v1.TaskService/RunTask`, {
       method: "POST",
@@ -140,7 +130,7 @@ test('unknown JSON fields ("privileged": true) and enum names are INVALID_ARGUME
 });
 
 test("binary requests with an unknown field or enum number are INVALID_ARGUMENT naming the path", async (t) => {
-  const m = await manager(t);
+  const m = await startTestManager(t);
   const client = createClient(TaskService, grpcTransport(m.address, { token: m.adminToken }));
   // A spec from a "newer" client: field 99 this manager does not know.
   const spec = create(TaskSpecSchema, { image: "cube/httpd:local" });
@@ -161,7 +151,7 @@ test("binary requests with an unknown field or enum number are INVALID_ARGUMENT 
 });
 
 test("names and labels with control or bidirectional-override characters are refused", async (t) => {
-  const m = await manager(t);
+  const m = await startTestManager(t);
   const client = createClient(TaskService, grpcTransport(m.address, { token: m.adminToken }));
   const cases: [string, Parameters<typeof client.runTask>[0], RegExp][] = [
     [
@@ -221,7 +211,7 @@ test("connections that send nothing, and idle HTTP/2 connections, are closed aft
   const times = await Promise.all(closed);
   const slowest = Math.max(...times) - began;
   t.log(`100 silent connections all closed within ${slowest} ms (first-bytes timeout 300 ms)`);
-  t.true(slowest < 3000);
+  t.true(slowest < 15_000, `${slowest} ms`);
 
   // An HTTP/2 client that made one call and then sits idle (no pings) is let go too.
   const h2 = connect(Number(port), host);
@@ -233,5 +223,5 @@ test("connections that send nothing, and idle HTTP/2 connections, are closed aft
   const opened = Date.now();
   const idleFor = (await idleClosed) - opened;
   t.log(`idle HTTP/2 connection closed after ${idleFor} ms (idle timeout 400 ms)`);
-  t.true(idleFor >= 300 && idleFor < 3000, `${idleFor} ms`);
+  t.true(idleFor >= 300 && idleFor < 15_000, `${idleFor} ms`);
 });

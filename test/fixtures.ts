@@ -10,7 +10,9 @@ import type { Client, ServiceImpl } from "@connectrpc/connect";
 import Docker from "dockerode";
 import type { Task } from "../gen/cube/v1/task_pb.js";
 import { file_cube_v1_task_service, TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { createLogger } from "../lib/logger.js";
 import { type Server, startServer } from "../lib/rpc/server.js";
+import { type ManagerHandle, type ManagerOptions, startManager } from "../manager/index.js";
 import { memoryNumbers } from "../manager/scheduler/numbers.js";
 import { removeLabelled } from "../worker/docker/remove-labelled.js";
 
@@ -131,4 +133,22 @@ export async function serveTaskService(
   });
   t.teardown(() => server.close());
   return server;
+}
+
+/**
+ * A real manager on 127.0.0.1:0 with its own temporary data dir and silent logs, closed at
+ * teardown (its admin token in `adminToken`).
+ */
+export async function startTestManager(
+  t: { teardown(fn: () => unknown): void },
+  options: Partial<ManagerOptions> = {},
+): Promise<ManagerHandle> {
+  const m = await startManager({
+    listen: "127.0.0.1:0",
+    dataDir: options.dataDir ?? (await tempDir(t)),
+    logger: createLogger("manager", "silent"),
+    ...options,
+  });
+  t.teardown(() => m.close());
+  return m;
 }

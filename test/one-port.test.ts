@@ -10,11 +10,9 @@ import { createClient } from "@connectrpc/connect";
 import test from "ava";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { createLogger } from "../lib/logger.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { opensHttp2 } from "../lib/rpc/server.js";
-import { startManager } from "../manager/index.js";
-import { tempDir } from "./fixtures.js";
+import { startTestManager } from "./fixtures.js";
 
 const run = promisify(execFile);
 
@@ -48,18 +46,8 @@ function connectJson(
   ]);
 }
 
-async function manager(t: Parameters<typeof tempDir>[0]) {
-  const m = await startManager({
-    listen: "127.0.0.1:0",
-    dataDir: await tempDir(t),
-    logger: createLogger("manager", "silent"),
-  });
-  t.teardown(() => m.close());
-  return m;
-}
-
 test("curl over HTTP/1.1 runs, lists and stops a task with Connect JSON", async (t) => {
-  const m = await manager(t);
+  const m = await startTestManager(t);
   const ran = await connectJson(m, "RunTask", {
     id: "web-1",
     spec: { name: "web", image: "cube/httpd:local" },
@@ -85,7 +73,7 @@ test("curl over HTTP/1.1 runs, lists and stops a task with Connect JSON", async 
 });
 
 test("gRPC (Connect client, buf curl), gRPC-Web and h2c Connect work on the same port", async (t) => {
-  const m = await manager(t);
+  const m = await startTestManager(t);
   const client = createClient(TaskService, grpcTransport(m.address, { token: m.adminToken }));
   const { task } = await client.runTask({ id: "a", spec: { image: "cube/httpd:local" } });
   t.is(task?.state, TaskState.PENDING);
@@ -120,13 +108,13 @@ test("gRPC (Connect client, buf curl), gRPC-Web and h2c Connect work on the same
 });
 
 test("a non-RPC path answers 404 on both protocols", async (t) => {
-  const m = await manager(t);
+  const m = await startTestManager(t);
   t.is((await curl([`http://${m.address}/nothing`])).status, "404");
   t.is((await curl(["--http2-prior-knowledge", `http://${m.address}/nothing`])).status, "404");
 });
 
 test("the HTTP/2 preface split over several packets still opens HTTP/2", async (t) => {
-  const m = await manager(t);
+  const m = await startTestManager(t);
   const [host, port] = m.address.split(":") as [string, string];
   const socket = connect(Number(port), host);
   t.teardown(() => socket.destroy());
