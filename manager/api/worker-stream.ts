@@ -190,6 +190,9 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   }
   const now = cp.clock.now();
   let worker = cp.workers.get(reg.workerId);
+  // A worker seen before may come back holding copies that must be reconciled before anything
+  // is placed there; a new one holds nothing the manager knows of.
+  const returning = worker !== undefined;
   const record = create(WorkerSchema, {
     id: reg.workerId,
     name: reg.name || reg.workerId,
@@ -218,7 +221,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   worker.resetWindow();
   worker.lastSeenMs = now;
   // No new task until its inventory is reconciled (onInventory): what it holds comes first.
-  worker.setSynced(false);
+  worker.setSynced(!returning);
   worker.setStatus(WorkerStatus.READY);
   worker.setEngine(reg.engine);
   conn.workerId = worker.id;

@@ -139,7 +139,9 @@ class DockerDriver implements Driver {
         }),
       ]);
     } catch (error) {
-      throw new Error(dockerMessage(error), { cause: error });
+      throw new Error(`the Docker engine does not answer: ${dockerMessage(error)}`, {
+        cause: error,
+      });
     } finally {
       clearTimeout(timer);
     }

@@ -9,7 +9,7 @@ import type Docker from "dockerode";
 import type { Logger } from "../../lib/logger.js";
 import type { ExitStatus } from "../tasks/driver.js";
 import { exitReason, LABEL_WORKER } from "./container-spec.js";
-import { isNotFound } from "./errors.js";
+import { isNotFound, isUnreachable } from "./errors.js";
 import { onJsonLines } from "./json-lines.js";
 
 interface Waiter {
@@ -199,7 +199,10 @@ export class ExitWatcher {
       if (isNotFound(error) && !died) {
         return { exitCode: -1, reason: "container is gone", finishedAtMs: Date.now() };
       }
-      if (!died) this.#logger?.warn({ err: error, containerId: id }, "inspect after exit failed");
+      // An engine that is away says so once, through the engine monitor, not per container.
+      if (!died && !isUnreachable(error)) {
+        this.#logger?.warn({ err: error, containerId: id }, "inspect after exit failed");
+      }
     }
     // The event is authoritative even when inspect lags or the container was removed at once.
     if (!died) return undefined;

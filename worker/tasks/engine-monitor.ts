@@ -9,8 +9,8 @@ import {
 import type { Logger } from "../../lib/logger.js";
 import { type BackoffOptions, backoffDelay } from "../backoff.js";
 
-/** While the engine is down, it is pinged every 100 ms at first, doubling up to 2 s. */
-export const ENGINE_BACKOFF: BackoffOptions = { baseMs: 100, maxMs: 2000 };
+/** While the engine is down, it is pinged every 100 ms at first, doubling up to 1 s: a ping is cheap, and every second of it delays healing. */
+export const ENGINE_BACKOFF: BackoffOptions = { baseMs: 100, maxMs: 1000 };
 
 /** What an {@link EngineMonitor} needs. */
 export interface EngineMonitorOptions {
