@@ -463,3 +463,33 @@ test.serial(
     );
   },
 );
+
+test.serial(
+  "with --down-grace 5s, a worker killed with kill -9 and back ~2 s later keeps every container, even with a second worker (0 replaced)",
+  async (t) => {
+    const procs = new Procs(t, await tempDir(t));
+    await procs.startManager({ CUBE_DOWN_GRACE: "5000" });
+    const a = await procs.startWorker("wa");
+    const b = await procs.startWorker("wb");
+    const { tasks, workers } = procs.clients();
+    await readyWorkers(workers, 2);
+    await runWeb(tasks, 6);
+    const before = await allRunning(tasks, 60_000);
+    const idsBefore = await containers([a.id, b.id]);
+    await a.kill9();
+    const killedAt = Date.now();
+    await new Promise((r) => setTimeout(r, 2000));
+    await procs.startWorker("wa");
+    const after = await allRunning(tasks, 30_000);
+    const backMs = Date.now() - killedAt;
+    for (const task of before) {
+      t.is(after.find((x) => x.id === task.id)?.generation, task.generation, task.id);
+    }
+    const idsAfter = await containers([a.id, b.id]);
+    const replaced = [...idsBefore].filter(([task, ids]) => idsAfter.get(task)?.[0] !== ids[0]);
+    t.deepEqual(replaced, []);
+    t.log(
+      `down grace 5 s: kill -9, back after 2 s → all RUNNING ${backMs} ms after the kill; containers replaced: ${replaced.length}`,
+    );
+  },
+);
