@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Level } from "level";
 import {
   EventBlobSchema,
@@ -90,8 +90,8 @@ export class LevelStore implements Store {
   readonly #retention: number;
   /** Seals secret env values before they are written, opens them when read back. */
   #secrets: SecretBox | undefined;
-  /** The sealed copy of each spec with secrets (a spec is written again at every change). */
-  readonly #sealed = new WeakMap<TaskSpec, TaskSpec>();
+  /** Each spec's encoding (sealed), kept with the spec object: it is written at every change. */
+  readonly #encodedSpecs = new WeakMap<TaskSpec, Uint8Array>();
   /** Revisions of each task's retained events (persisted inside its task record). */
   readonly #revisions = new Map<string, bigint[]>();
   #open: Batch | undefined;
@@ -154,7 +154,8 @@ export class LevelStore implements Store {
     this.#oldest = first ? blobRange(first).first : 1n;
     this.#latest = last ? blobRange(last).last : 0n;
     const tasks: TaskRecord[] = [];
-    // Replicas, stored one after another, have equal specs: they share one object again.
+    // Replicas, stored one after another, have equal spec bytes: decoded once, one object.
+    let lastBytes: Uint8Array | undefined;
     let lastSpec: TaskSpec | undefined;
     const it = this.#db.iterator({ gt: "t/", lt: "t0" });
     try {
@@ -163,13 +164,14 @@ export class LevelStore implements Store {
           const record = fromBinary(TaskRecordSchema, value);
           const task = record.task;
           if (!task) throw new Error(`store: task record ${key} holds no task`);
-          if (task.spec && Object.keys(task.spec.secretEnv).length > 0) {
-            task.spec.secretEnv = this.#box().openAll(task.spec.secretEnv);
-          }
-          if (task.spec && lastSpec && equals(TaskSpecSchema, task.spec, lastSpec)) {
+          if (record.spec.length > 0) {
+            if (!lastBytes || !Buffer.from(record.spec).equals(lastBytes)) {
+              lastBytes = record.spec;
+              lastSpec = this.#openSpec(fromBinary(TaskSpecSchema, record.spec));
+            }
             task.spec = lastSpec;
-          } else {
-            lastSpec = task.spec;
+          } else if (task.spec) {
+            task.spec = this.#openSpec(task.spec);
           }
           this.#revisions.set(task.id, record.eventRevisions);
           tasks.push({ createdRevision: BigInt(key.slice(2, 22)), task });
@@ -350,8 +352,9 @@ export class LevelStore implements Store {
         this.#revisions.set(task.id, revisions);
       }
       const record = create(TaskRecordSchema, {
-        task: this.#sealTask(task),
+        task: task.spec ? { ...task, spec: undefined } : task,
         eventRevisions: revisions,
+        spec: task.spec ? this.#specBytes(task.spec) : new Uint8Array(0),
       });
       out.put(`t/${pad(createdRevision)}/${task.id}`, toBinary(TaskRecordSchema, record));
     }
@@ -363,16 +366,29 @@ export class LevelStore implements Store {
       out.put(`k/${id}`, toBinary(TokenRecordSchema, record));
   }
 
-  /** The task as written: secret env values sealed (the task itself is not changed). */
-  #sealTask(task: Task): Task {
-    const spec = task.spec;
-    if (!spec || Object.keys(spec.secretEnv).length === 0) return task;
-    let sealed = this.#sealed.get(spec);
-    if (!sealed) {
-      sealed = { ...spec, secretEnv: this.#box().sealAll(spec.secretEnv) };
-      this.#sealed.set(spec, sealed);
+  /**
+   * The spec as written: encoded once per spec object (a task is written again at every
+   * change, its spec never changes), with secret env values sealed.
+   */
+  #specBytes(spec: TaskSpec): Uint8Array {
+    let bytes = this.#encodedSpecs.get(spec);
+    if (!bytes) {
+      const sealed =
+        Object.keys(spec.secretEnv).length === 0
+          ? spec
+          : { ...spec, secretEnv: this.#box().sealAll(spec.secretEnv) };
+      bytes = toBinary(TaskSpecSchema, sealed);
+      this.#encodedSpecs.set(spec, bytes);
     }
-    return { ...task, spec: sealed };
+    return bytes;
+  }
+
+  /** A spec as read: secret env values opened. */
+  #openSpec(spec: TaskSpec): TaskSpec {
+    if (Object.keys(spec.secretEnv).length > 0) {
+      spec.secretEnv = this.#box().openAll(spec.secretEnv);
+    }
+    return spec;
   }
 
   #box(): SecretBox {

@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/store/v1/records.proto.
  */
 export const file_cube_store_v1_records: GenFile = /*@__PURE__*/
-  fileDesc("ChtjdWJlL3N0b3JlL3YxL3JlY29yZHMucHJvdG8SDWN1YmUuc3RvcmUudjEiQgoKVGFza1JlY29yZBIbCgR0YXNrGAEgASgLMg0uY3ViZS52MS5UYXNrEhcKD2V2ZW50X3JldmlzaW9ucxgCIAMoBCIvCglFdmVudEJsb2ISIgoGZXZlbnRzGAEgAygLMhIuY3ViZS52MS5UYXNrRXZlbnQiSAoMV29ya2VyUmVjb3JkEh8KBndvcmtlchgBIAEoCzIPLmN1YmUudjEuV29ya2VyEhcKD2xhc3RfdXBkYXRlX3NlcRgCIAEoBCJDCgtUb2tlblJlY29yZBIdCgV0b2tlbhgBIAEoCzIOLmN1YmUudjEuVG9rZW4SFQoNc2VjcmV0X3NoYTI1NhgCIAEoDGIGcHJvdG8z", [file_cube_v1_task, file_cube_v1_token_service, file_cube_v1_worker]);
+  fileDesc("ChtjdWJlL3N0b3JlL3YxL3JlY29yZHMucHJvdG8SDWN1YmUuc3RvcmUudjEiUAoKVGFza1JlY29yZBIbCgR0YXNrGAEgASgLMg0uY3ViZS52MS5UYXNrEhcKD2V2ZW50X3JldmlzaW9ucxgCIAMoBBIMCgRzcGVjGAMgASgMIi8KCUV2ZW50QmxvYhIiCgZldmVudHMYASADKAsyEi5jdWJlLnYxLlRhc2tFdmVudCJICgxXb3JrZXJSZWNvcmQSHwoGd29ya2VyGAEgASgLMg8uY3ViZS52MS5Xb3JrZXISFwoPbGFzdF91cGRhdGVfc2VxGAIgASgEIkMKC1Rva2VuUmVjb3JkEh0KBXRva2VuGAEgASgLMg4uY3ViZS52MS5Ub2tlbhIVCg1zZWNyZXRfc2hhMjU2GAIgASgMYgZwcm90bzM", [file_cube_v1_task, file_cube_v1_token_service, file_cube_v1_worker]);
 
 /**
  * TaskRecord is the value under t/<created revision>/<task id>.
@@ -29,7 +29,8 @@ export const file_cube_store_v1_records: GenFile = /*@__PURE__*/
  */
 export type TaskRecord = Message<"cube.store.v1.TaskRecord"> & {
   /**
-   * The task as it is now, spec included.
+   * The task as it is now; its spec is in `spec` (records written before it existed hold it
+   * here).
    *
    * @generated from field: cube.v1.Task task = 1;
    */
@@ -41,6 +42,15 @@ export type TaskRecord = Message<"cube.store.v1.TaskRecord"> & {
    * @generated from field: repeated uint64 event_revisions = 2;
    */
   eventRevisions: bigint[];
+
+  /**
+   * The task's TaskSpec, encoded (secret values sealed). A spec never changes: encoded once
+   * per spec and reused at every change of the task, and on load replicas with equal bytes
+   * share one decoded spec, compared as bytes.
+   *
+   * @generated from field: bytes spec = 3;
+   */
+  spec: Uint8Array;
 };
 
 /**
