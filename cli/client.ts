@@ -1,5 +1,6 @@
 import { type Client, createClient } from "@connectrpc/connect";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { JobService } from "../gen/cube/v1/job_service_pb.js";
 import { TokenService } from "../gen/cube/v1/token_service_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -38,6 +39,7 @@ export interface ManagerClients {
   readonly workers: Client<typeof WorkerService>;
   readonly health: Client<typeof Health>;
   readonly tokens: Client<typeof TokenService>;
+  readonly jobs: Client<typeof JobService>;
 }
 
 /**
@@ -52,6 +54,7 @@ export function connectManager(address: string, token?: string): ManagerClients 
     workers: createClient(WorkerService, transport),
     health: createClient(Health, transport),
     tokens: createClient(TokenService, transport),
+    jobs: createClient(JobService, transport),
   };
 }
 

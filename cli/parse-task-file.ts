@@ -51,7 +51,7 @@ export function parseTaskFile(text: string, fileName: string): TaskFile {
 }
 
 /** Turns "256Mi"-style sizes in resources into the byte strings the JSON mapping wants. */
-function withByteSizes(spec: Record<string, unknown>): Record<string, unknown> {
+export function withByteSizes(spec: Record<string, unknown>): Record<string, unknown> {
   const resources = spec.resources;
   if (resources === null || typeof resources !== "object" || Array.isArray(resources)) return spec;
   const out: Record<string, unknown> = { ...(resources as Record<string, unknown>) };

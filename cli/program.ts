@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { devCommand } from "./commands/dev.js";
 import { eventsCommand } from "./commands/events.js";
 import { inspectCommand } from "./commands/inspect.js";
+import { jobCommand } from "./commands/job.js";
 import { logsCommand } from "./commands/logs.js";
 import { managerCommand } from "./commands/manager.js";
 import { nodesCommand } from "./commands/nodes.js";
@@ -50,6 +51,7 @@ ${EXIT_CODES_HELP}`,
     psCommand(io),
     inspectCommand(io),
     stopCommand(io),
+    jobCommand(io),
     logsCommand(io),
     nodesCommand(io),
     eventsCommand(io),

@@ -25,6 +25,7 @@ const COMMANDS = [
   "logs",
   "nodes",
   "events",
+  "job",
   "version",
 ];
 

@@ -146,6 +146,8 @@ export class FakeWorker {
       acceptsBatch?: boolean;
       /** Ack each assignment as it arrives (default); false leaves it to {@link ackAll}. */
       ack?: boolean;
+      /** The worker's labels (for job constraints). */
+      labels?: Record<string, string>;
     } = {},
   ) {
     this.#seq = options.seq ?? 0n;
@@ -169,6 +171,7 @@ export class FakeWorker {
         capacity: this.options.capacity ?? { cpu: 4, memoryBytes: 8n << 30n },
         version: "test",
         acceptsBatch: this.options.acceptsBatch ?? false,
+        labels: this.options.labels ?? {},
       },
     });
     this.send({ case: "inventory", value: { items: inventory ?? [] } });

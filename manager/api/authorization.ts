@@ -1,5 +1,6 @@
 import type { Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { JobService } from "../../gen/cube/v1/job_service_pb.js";
 import { MetricsService } from "../../gen/cube/v1/metrics_pb.js";
 import { TaskService } from "../../gen/cube/v1/task_service_pb.js";
 import { Role, type Token, TokenService } from "../../gen/cube/v1/token_service_pb.js";
@@ -41,6 +42,14 @@ export const POLICY: ReadonlyMap<string, Need> = new Map<string, Need>([
   [proc(TokenService, "CreateToken"), Role.ADMIN],
   [proc(TokenService, "ListTokens"), Role.ADMIN],
   [proc(TokenService, "RevokeToken"), Role.ADMIN],
+  [proc(JobService, "ApplyJob"), Role.OPERATOR],
+  [proc(JobService, "ScaleJob"), Role.OPERATOR],
+  [proc(JobService, "StopJob"), Role.OPERATOR],
+  [proc(JobService, "RevertJob"), Role.OPERATOR],
+  [proc(JobService, "GetJob"), Role.READ],
+  [proc(JobService, "ListJobs"), Role.READ],
+  [proc(JobService, "ListJobVersions"), Role.READ],
+  [proc(JobService, "WatchJobs"), Role.READ],
   // With a join token; the handler checks it is one (role worker, bound to no worker).
   [proc(TokenService, "JoinWorker"), Role.WORKER],
   // Load balancers and grpcurl/buf curl discover the server before they hold a token.

@@ -17,6 +17,7 @@ import { timestampLiteral } from "../../lib/timestamp.js";
 import type { Store } from "../store/store.js";
 import { ChangeFeed } from "./change-feed.js";
 import { EventHub } from "./event-hub.js";
+import { JobTable } from "./job-table.js";
 import { ManagerMetrics } from "./manager-metrics.js";
 import { newTask } from "./new-task.js";
 import type { ResolvedOptions } from "./options.js";
@@ -46,6 +47,8 @@ export interface ControlPlaneRules {
 export class ControlPlane {
   readonly tasks = new TaskTable();
   readonly workers = new WorkerTable();
+  /** Jobs: their stored state, versions and replicas (manager/rules/job-ops.ts decides). */
+  readonly jobs = new JobTable();
   /** PENDING tasks, oldest first (insertion order of the Map). */
   readonly pending = new Map<string, TaskEntry>();
   /** Entries with a restart timer running. */
@@ -125,6 +128,7 @@ export class ControlPlane {
       cp.tasks.add(entry);
       cp.#account(entry, undefined, task);
     }
+    cp.jobs.load(state.jobs, state.jobVersions, cp.tasks.all());
     rules.resume(cp);
     logger.info(
       {
@@ -365,6 +369,7 @@ export class ControlPlane {
 
   /** Keeps worker allocations, task sets and the pending queue in step with one change. */
   #account(entry: TaskEntry, before: Task | undefined, after: Task): void {
+    entry.group?.taskChanged(entry, before, after);
     this.metrics.taskChanged(before, after);
     const heldBefore = before !== undefined && holdsResources(before.state) && before.workerId;
     const heldAfter = holdsResources(after.state) && after.workerId;

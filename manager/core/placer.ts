@@ -2,6 +2,7 @@ import {
   type Amounts,
   createScheduler,
   type NodeView,
+  type Placement,
   type Plan,
   SCHEDULER_NAMES,
   type Scheduler,
@@ -45,11 +46,12 @@ export class Placer {
     nodes: readonly NodeView[],
     nowMs: number,
     avoid?: ReadonlySet<string>,
+    placement?: Placement,
   ): Plan {
     const started = performance.now();
     const plan = schedule(
       this.scheduler,
-      { id: taskId, resources, avoid },
+      { id: taskId, resources, avoid, placement },
       { nodes, now: nowMs, cursor: this.#cursor },
     );
     this.#cursor = plan.cursor;

@@ -1,6 +1,6 @@
 import type { Task, TaskState } from "../../gen/cube/v1/task_pb.js";
 import type { TimerHandle } from "../../lib/clock.js";
-import type { Amounts } from "../scheduler/types.js";
+import type { Amounts, Placement } from "../scheduler/types.js";
 
 /** One task as the manager holds it: the current (immutable) snapshot and bookkeeping. */
 export interface TaskEntry {
@@ -14,6 +14,20 @@ export interface TaskEntry {
   restartTimer?: TimerHandle;
   /** When the last PROGRESS event was recorded (progress is thinned). */
   lastProgressMs?: number;
+  /** The group it belongs to (a job), told of every change of it. */
+  group?: TaskGroup;
+}
+
+/**
+ * A set of tasks kept together (a job's replicas, manager/core/job-table.ts). The control
+ * plane tells it of every change of a member as it is recorded, so what it counts per worker
+ * stays exact within the turn that placed a task.
+ */
+export interface TaskGroup {
+  /** `entry` changed from `before` (undefined when just loaded) to `after`. */
+  taskChanged(entry: TaskEntry, before: Task | undefined, after: Task): void;
+  /** Where the member `entry` may be placed (constraints, spreading among its peers). */
+  placementOf(entry: TaskEntry): Placement;
 }
 
 /** The filters of ListTasks; all optional, combined with AND. */

@@ -1,4 +1,5 @@
 import type { ControlPlaneRules } from "../core/control-plane.js";
+import { resumeJobs } from "./job-ops.js";
 import { pendingPass } from "./placing.js";
 import { resumeRestarts } from "./restarts.js";
 import { startupGrace, watchProgress } from "./worker-liveness.js";
@@ -10,5 +11,6 @@ export const RULES: ControlPlaneRules = {
     startupGrace(cp);
     watchProgress(cp);
     resumeRestarts(cp);
+    resumeJobs(cp);
   },
 };

@@ -4,7 +4,7 @@ import type { ControlPlane } from "../core/control-plane.js";
 import { pending, scheduled } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
 import type { WorkerEntry } from "../core/worker-table.js";
-import type { Amounts } from "../scheduler/types.js";
+import type { Amounts, Placement } from "../scheduler/types.js";
 
 /**
  * Records the task SCHEDULED on `worker` with the next generation (a fresh attempt: no
@@ -51,6 +51,7 @@ export function place(cp: ControlPlane, entry: TaskEntry, options: PlaceOptions 
     cp.workers.views(),
     cp.clock.now(),
     options.avoid,
+    entry.group?.placementOf(entry),
   );
   const restartCount = task.restartCount + (options.restart ? 1 : 0);
   if (plan.kind === "place") {
@@ -97,7 +98,15 @@ export function pendingPass(cp: ControlPlane): void {
   for (const view of cp.workers.views()) anyReady ||= view.ready;
   if (!anyReady) return;
   const failed: { request: Amounts; reason: string }[] = [];
+  // A job's replica is not comparable by its request alone (constraints, its peers): one of a
+  // placement that failed in this pass is skipped instead (placements only add peers).
+  const failedPlacements = new Set<Placement>();
   for (const entry of cp.pending.values()) {
+    if (entry.group) {
+      const placement = entry.group.placementOf(entry);
+      if (!failedPlacements.has(placement) && !place(cp, entry)) failedPlacements.add(placement);
+      continue;
+    }
     const covering = failed.find((f) => covers(entry.request, f.request));
     if (covering) {
       // The same request fails for the same reason: keep what people read current.

@@ -79,9 +79,20 @@ export async function stopTask(cp: ControlPlane, id: string): Promise<Task> {
     await cp.committed();
     return task;
   }
+  task = requestStop(cp, entry, "stop requested");
+  await cp.committed();
+  return task;
+}
+
+/**
+ * Records a stop of a task whose desired state is RUNNING (`message` says who asked and why):
+ * desired STOPPED, then COMPLETED "stopped" at once when it was PENDING, else a STOP to its
+ * worker. Returns the task after the change; durable with the next group commit.
+ */
+export function requestStop(cp: ControlPlane, entry: TaskEntry, message: string): Task {
   cancelRestart(cp, entry);
-  const from = task.state;
-  task = cp.change(entry, stopRequested(), TaskEventType.DESIRED_CHANGED, "stop requested");
+  const from = entry.task.state;
+  let task = cp.change(entry, stopRequested(), TaskEventType.DESIRED_CHANGED, message);
   if (from === TaskState.PENDING) {
     task = cp.change(
       entry,
@@ -95,7 +106,6 @@ export async function stopTask(cp: ControlPlane, id: string): Promise<Task> {
     const worker = cp.workers.get(task.workerId);
     if (worker) cp.assign(worker, AssignmentAction.STOP, task);
   }
-  await cp.committed();
   return task;
 }
 

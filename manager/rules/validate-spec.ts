@@ -92,6 +92,13 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
   for (const [k, v] of Object.entries(spec.labels)) {
     text(`spec.labels["${k}"]`, v, LIMITS.labelValueLength);
   }
+  // The manager's own labels on a job's replicas (manager/core/job-table.ts): a task that set
+  // them would be counted as a replica of that job.
+  for (const key of ["cube.job", "cube.job.version"]) {
+    if (Object.hasOwn(spec.labels, key)) {
+      bad(`spec.labels["${key}"]`, "set by the manager on the replicas of a job (cube job run)");
+    }
+  }
   ports(spec);
   resources(spec);
   restartPolicy(spec);

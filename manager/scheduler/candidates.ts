@@ -9,7 +9,14 @@
  * is not limited there.
  */
 import { EXACT_BELOW, memoNumber } from "./numbers.js";
-import type { Candidates, NodeView, Snapshot, TaskRequest } from "./types.js";
+import type {
+  Candidates,
+  LabelConstraint,
+  NodeView,
+  Placement,
+  Snapshot,
+  TaskRequest,
+} from "./types.js";
 
 /** The task's memory request as a number (the same task is checked against every node). */
 const requestNumber = memoNumber();
@@ -27,7 +34,33 @@ export const MISFIT = {
   cpu: 4,
   memory: 8,
   disk: 16,
+  constraint: 32,
+  exclusive: 64,
 } as const;
+
+/** Whether `c` holds on `labels`. */
+export function constraintHolds(c: LabelConstraint, labels: Readonly<Record<string, string>>) {
+  const value = Object.hasOwn(labels, c.key) ? labels[c.key] : undefined;
+  if (c.operator === "=") return value === c.values[0];
+  if (c.operator === "!=") return value !== c.values[0];
+  return value !== undefined && c.values.includes(value);
+}
+
+/** The first constraint of `placement` that does not hold on `node`, if any. */
+export function failedConstraint(
+  placement: Placement,
+  node: NodeView,
+): LabelConstraint | undefined {
+  for (const c of placement.constraints ?? []) if (!constraintHolds(c, node.labels)) return c;
+  return undefined;
+}
+
+/** A constraint as people write it: "zone = eu", "zone in (eu, us)". */
+export function constraintText(c: LabelConstraint): string {
+  return c.operator === "in"
+    ? `${c.key} in (${c.values.join(", ")})`
+    : `${c.key} ${c.operator} ${c.values[0]}`;
+}
 
 /**
  * Why `node` cannot take `task`, as a bit mask of {@link MISFIT}; 0 means it fits. A node
@@ -38,6 +71,15 @@ export function misfit(task: TaskRequest, node: NodeView): number {
   if (!node.ready) return MISFIT.notReady;
   if (task.avoid !== undefined && task.avoid.size > 0 && task.avoid.has(node.id)) {
     return MISFIT.avoided;
+  }
+  const placement = task.placement;
+  if (placement !== undefined) {
+    if (placement.constraints !== undefined && failedConstraint(placement, node)) {
+      return MISFIT.constraint;
+    }
+    if (placement.exclusive !== undefined && (placement.peers?.get(node.id) ?? 0) > 0) {
+      return MISFIT.exclusive;
+    }
   }
   const want = task.resources;
   const cap = node.capacity;
@@ -67,6 +109,10 @@ export function misfit(task: TaskRequest, node: NodeView): number {
 export const NOT_READY_PREFIX = "state:";
 /** Key of an avoided node. */
 export const AVOIDED = "avoided";
+/** Key prefix of a failed constraint; the rest is the constraint as people write it. */
+export const CONSTRAINT_PREFIX = "constraint:";
+/** Key prefix of a node holding a peer of an exclusive task; the rest says why. */
+export const EXCLUSIVE_PREFIX = "exclusive:";
 /** Key prefix of a resource shortfall; the rest names the dimensions, "cpu+memory". */
 export const LACK_PREFIX = "lack:";
 
@@ -76,10 +122,18 @@ const LACK_KEYS = Array.from({ length: 8 }, (_, bits) => {
   return LACK_PREFIX + dims.join("+");
 });
 
-/** The {@link Candidates.rejected} key of a non-zero mask: "state:DOWN", "avoided", "lack:cpu+disk". */
-export function rejectionKey(mask: number, node: NodeView): string {
+/**
+ * The {@link Candidates.rejected} key of a non-zero mask: "state:DOWN", "avoided",
+ * "constraint:zone = eu", "exclusive:host port 8080/tcp", "lack:cpu+disk".
+ */
+export function rejectionKey(mask: number, node: NodeView, task?: TaskRequest): string {
   if (mask & MISFIT.notReady) return `${NOT_READY_PREFIX}${node.notReadyReason || "not ready"}`;
   if (mask & MISFIT.avoided) return AVOIDED;
+  if (mask & MISFIT.constraint) {
+    const c = task?.placement && failedConstraint(task.placement, node);
+    return `${CONSTRAINT_PREFIX}${c ? constraintText(c) : "?"}`;
+  }
+  if (mask & MISFIT.exclusive) return `${EXCLUSIVE_PREFIX}${task?.placement?.exclusive ?? ""}`;
   return LACK_KEYS[(mask >> 2) & 7];
 }
 
@@ -111,7 +165,7 @@ export function selectCandidates(
     if (mask === 0) {
       nodes.push(node);
     } else {
-      const key = rejectionKey(mask, node);
+      const key = rejectionKey(mask, node, task);
       rejected.set(key, (rejected.get(key) ?? 0) + 1);
     }
   }

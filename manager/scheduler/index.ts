@@ -84,20 +84,26 @@ export function schedule(scheduler: Scheduler, task: TaskRequest, snapshot: Snap
   const nodes = snapshot.nodes;
   const n = nodes.length;
   const limit = scheduler.sampleSize;
+  // Spreading a group: fewest peers first, the scheduler's cost between equals. The sample
+  // then stops only once a node without peers is in it (else every node is looked at).
+  const peers = task.placement?.spread ? task.placement.peers : undefined;
   let index = startIndex(snapshot.cursor, n);
   let best = -1;
   let bestCost = Number.POSITIVE_INFINITY;
+  let bestPeers = Number.POSITIVE_INFINITY;
   let found = 0;
   for (let i = 0; i < n; i++, index++) {
     if (index === n) index = 0;
     const node = nodes[index];
     if (misfit(task, node) !== 0) continue;
     const cost = scheduler.cost(task, node, snapshot);
-    if (best < 0 || cost < bestCost) {
+    const p = peers === undefined ? 0 : (peers.get(node.id) ?? 0);
+    if (best < 0 || p < bestPeers || (p === bestPeers && cost < bestCost)) {
       best = index;
       bestCost = cost;
+      bestPeers = p;
     }
-    if (++found >= limit) break;
+    if (++found >= limit && bestPeers === 0) break;
   }
   return best < 0 ? pending(task, snapshot) : place(nodes, best);
 }
@@ -120,8 +126,16 @@ export function scheduleStepwise(
       cursor: snapshot.cursor,
     };
   }
-  const scores = scheduler.score(task, candidates.nodes, snapshot);
-  const chosen = scheduler.pick(scores, candidates.nodes, snapshot);
+  // Spreading a group: only the candidates with the fewest peers compete.
+  const peers = task.placement?.spread ? task.placement.peers : undefined;
+  let competing = candidates.nodes;
+  if (peers !== undefined) {
+    const count = (node: NodeView) => peers.get(node.id) ?? 0;
+    const fewest = Math.min(...competing.map(count));
+    competing = competing.filter((node) => count(node) === fewest);
+  }
+  const scores = scheduler.score(task, competing, snapshot);
+  const chosen = scheduler.pick(scores, competing, snapshot);
   if (chosen === undefined) {
     return {
       kind: "pending",

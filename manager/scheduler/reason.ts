@@ -2,7 +2,13 @@
  * The reason a person reads when a task stays PENDING, built from the rejection counts of
  * candidate selection: "0/3 workers fit: 2 lack 2 GiB memory, 1 is DOWN".
  */
-import { AVOIDED, LACK_PREFIX, NOT_READY_PREFIX } from "./candidates.js";
+import {
+  AVOIDED,
+  CONSTRAINT_PREFIX,
+  EXCLUSIVE_PREFIX,
+  LACK_PREFIX,
+  NOT_READY_PREFIX,
+} from "./candidates.js";
 import type { TaskRequest } from "./types.js";
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"] as const;
@@ -39,6 +45,12 @@ function phrase(key: string, count: number, task: TaskRequest): string {
     return `${one ? "is" : "are"} ${key.slice(NOT_READY_PREFIX.length)}`;
   }
   if (key === AVOIDED) return `${one ? "is" : "are"} excluded for this task`;
+  if (key.startsWith(CONSTRAINT_PREFIX)) {
+    return `${one ? "does" : "do"} not match ${key.slice(CONSTRAINT_PREFIX.length)}`;
+  }
+  if (key.startsWith(EXCLUSIVE_PREFIX)) {
+    return `already ${one ? "runs a replica" : "run replicas"} of its job (${key.slice(EXCLUSIVE_PREFIX.length)})`;
+  }
   if (key.startsWith(LACK_PREFIX)) {
     const want = task.resources;
     const amounts = key
@@ -54,10 +66,12 @@ function phrase(key: string, count: number, task: TaskRequest): string {
   return `${one ? "is" : "are"} rejected (${key})`;
 }
 
-/** Shortfalls first (what a person can act on), then exclusions, then node states. */
+/** Shortfalls first (what a person can act on), then exclusions and constraints, then node states. */
 function rank(key: string): number {
   if (key.startsWith(LACK_PREFIX)) return 0;
-  if (key === AVOIDED) return 1;
+  if (key === AVOIDED || key.startsWith(CONSTRAINT_PREFIX) || key.startsWith(EXCLUSIVE_PREFIX)) {
+    return 1;
+  }
   return 2;
 }
 

@@ -43,12 +43,39 @@ export interface MemoryNumbers {
   readonly allocated: number;
 }
 
+/** A rule on a node's labels: `key = value`, `key != value`, `key in (values…)`. */
+export interface LabelConstraint {
+  readonly key: string;
+  readonly operator: "=" | "!=" | "in";
+  readonly values: readonly string[];
+}
+
+/**
+ * Where a task of a group (a job's replica) may go besides fitting: label constraints, and
+ * how its peers — the group's other tasks holding resources, counted per node — weigh.
+ */
+export interface Placement {
+  /** Every one must hold on the node's labels. */
+  readonly constraints?: readonly LabelConstraint[];
+  /** The group's tasks holding resources, per node id. */
+  readonly peers?: ReadonlyMap<string, number>;
+  /** Prefer the nodes with the fewest peers (before the scheduler's own cost). */
+  readonly spread?: boolean;
+  /**
+   * A node holding a peer cannot take the task; the text says why, for the pending reason
+   * ("host port 8080/tcp": replicas of one spec publishing a fixed host port).
+   */
+  readonly exclusive?: string;
+}
+
 /** What the task asks for. */
 export interface TaskRequest {
   readonly id: string;
   readonly resources: Amounts;
   /** Nodes the task must not go to (e.g. the one it is being moved away from). */
   readonly avoid?: ReadonlySet<string>;
+  /** Constraints and spreading of a task that belongs to a group (a job). */
+  readonly placement?: Placement;
 }
 
 /** A read-only snapshot of the cluster, with the clock passed in. */

@@ -2,11 +2,17 @@ import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Level } from "level";
 import {
+  JobRecordSchema,
+  JobVersionRecordSchema,
+  NodeRecordSchema,
+} from "../../gen/cube/store/v1/jobs_pb.js";
+import {
   EventBlobSchema,
   TaskRecordSchema,
   TokenRecordSchema,
   WorkerRecordSchema,
 } from "../../gen/cube/store/v1/records_pb.js";
+import type { JobSpec } from "../../gen/cube/v1/job_pb.js";
 import {
   type Task,
   type TaskEvent,
@@ -17,7 +23,10 @@ import { type Deferred, deferred } from "../../lib/deferred.js";
 import { SecretBox } from "../../lib/secret-box.js";
 import {
   DEFAULT_EVENT_RETENTION,
+  type JobRecord,
+  type JobVersionRecord,
   type LoadedState,
+  type NodeRecord,
   type Store,
   type TaskRecord,
   type TokenRecord,
@@ -32,6 +41,9 @@ import {
  *   e/<first revision>-<last rev.>   → EventBlob: the events of one group commit
  *   w/<worker id>                    → WorkerRecord: the Worker and its last update seq
  *   k/<token id>                     → TokenRecord: a bearer token and its secret's hash
+ *   j/<job name>                     → JobRecord (jobs.proto): a job's spec, version, deployment
+ *   v/<job name>/<version>           → JobVersionRecord: one version of a job
+ *   n/<worker id>                    → NodeRecord: a worker's cordon and drain
  * Task and worker ids never contain "/" (the manager validates them).
  *
  * One blob per commit and the per-task event list inside the task record keep a placement
@@ -62,6 +74,9 @@ interface Batch {
   readonly tasks: Map<string, TaskRecord>;
   readonly workers: Map<string, WorkerRecord>;
   readonly tokens: Map<string, TokenRecord>;
+  readonly jobs: Map<string, JobRecord>;
+  readonly jobVersions: Map<string, JobVersionRecord>;
+  readonly nodes: Map<string, NodeRecord>;
   readonly events: TaskEvent[];
   /** Settles when the batch is on disk (or failed); flush() callers await it. */
   readonly written: Deferred;
@@ -72,6 +87,9 @@ function newBatch(): Batch {
     tasks: new Map(),
     workers: new Map(),
     tokens: new Map(),
+    jobs: new Map(),
+    jobVersions: new Map(),
+    nodes: new Map(),
     events: [],
     written: deferred(),
   };
@@ -190,7 +208,23 @@ export class LevelStore implements Store {
     for await (const [, value] of this.#db.iterator({ gt: "k/", lt: "k0" })) {
       tokens.push(fromBinary(TokenRecordSchema, value));
     }
-    return { tasks, workers, tokens, revision: this.#latest };
+    const jobs: JobRecord[] = [];
+    for await (const [, value] of this.#db.iterator({ gt: "j/", lt: "j0" })) {
+      const record = fromBinary(JobRecordSchema, value);
+      this.#openJobSpec(record.job?.spec);
+      jobs.push(record);
+    }
+    const jobVersions: JobVersionRecord[] = [];
+    for await (const [, value] of this.#db.iterator({ gt: "v/", lt: "v0" })) {
+      const record = fromBinary(JobVersionRecordSchema, value);
+      this.#openJobSpec(record.version?.spec);
+      jobVersions.push(record);
+    }
+    const nodes: NodeRecord[] = [];
+    for await (const [, value] of this.#db.iterator({ gt: "n/", lt: "n0" })) {
+      nodes.push(fromBinary(NodeRecordSchema, value));
+    }
+    return { tasks, workers, tokens, jobs, jobVersions, nodes, revision: this.#latest };
   }
 
   putTask(record: TaskRecord): void {
@@ -213,6 +247,19 @@ export class LevelStore implements Store {
 
   putToken(record: TokenRecord): void {
     this.#batch().tokens.set(record.token?.id ?? "", record);
+  }
+
+  putJob(record: JobRecord): void {
+    this.#batch().jobs.set(record.job?.spec?.name ?? "", record);
+  }
+
+  putJobVersion(record: JobVersionRecord): void {
+    const v = record.version;
+    this.#batch().jobVersions.set(`${v?.spec?.name}/${pad(v?.version ?? 0n)}`, record);
+  }
+
+  putNode(record: NodeRecord): void {
+    this.#batch().nodes.set(record.workerId, record);
   }
 
   flush(): Promise<void> {
@@ -364,6 +411,29 @@ export class LevelStore implements Store {
     }
     for (const [id, record] of batch.tokens)
       out.put(`k/${id}`, toBinary(TokenRecordSchema, record));
+    for (const [name, record] of batch.jobs) {
+      const job = record.job;
+      const sealed = job?.spec ? { ...job, spec: this.#sealJobSpec(job.spec) } : job;
+      out.put(`j/${name}`, toBinary(JobRecordSchema, { ...record, job: sealed }));
+    }
+    for (const [key, record] of batch.jobVersions) {
+      const v = record.version;
+      const sealed = v?.spec ? { ...v, spec: this.#sealJobSpec(v.spec) } : v;
+      out.put(`v/${key}`, toBinary(JobVersionRecordSchema, { ...record, version: sealed }));
+    }
+    for (const [id, record] of batch.nodes) out.put(`n/${id}`, toBinary(NodeRecordSchema, record));
+  }
+
+  /** A job spec as written: its template's secret env values sealed (a copy when it has any). */
+  #sealJobSpec(spec: JobSpec): JobSpec {
+    const t = spec.template;
+    if (!t || Object.keys(t.secretEnv).length === 0) return spec;
+    return { ...spec, template: { ...t, secretEnv: this.#box().sealAll(t.secretEnv) } };
+  }
+
+  /** A job spec as read: its template's secret env values opened (in place). */
+  #openJobSpec(spec: JobSpec | undefined): void {
+    if (spec?.template) this.#openSpec(spec.template);
   }
 
   /**

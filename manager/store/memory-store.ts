@@ -1,7 +1,10 @@
 import type { TaskEvent } from "../../gen/cube/v1/task_pb.js";
 import {
   DEFAULT_EVENT_RETENTION,
+  type JobRecord,
+  type JobVersionRecord,
   type LoadedState,
+  type NodeRecord,
   type Store,
   type TaskRecord,
   type TokenRecord,
@@ -16,6 +19,9 @@ export class MemoryStore implements Store {
   readonly #tasks = new Map<string, TaskRecord>();
   readonly #workers = new Map<string, WorkerRecord>();
   readonly #tokens = new Map<string, TokenRecord>();
+  readonly #jobs = new Map<string, JobRecord>();
+  readonly #jobVersions = new Map<string, JobVersionRecord>();
+  readonly #nodes = new Map<string, NodeRecord>();
   /** Retained events, oldest first; revisions are contiguous. */
   #events: TaskEvent[] = [];
   readonly #retention: number;
@@ -33,6 +39,9 @@ export class MemoryStore implements Store {
       tasks,
       workers: [...this.#workers.values()],
       tokens: [...this.#tokens.values()],
+      jobs: [...this.#jobs.values()],
+      jobVersions: [...this.#jobVersions.values()],
+      nodes: [...this.#nodes.values()],
       revision: this.#events.at(-1)?.revision ?? 0n,
     };
   }
@@ -55,6 +64,19 @@ export class MemoryStore implements Store {
 
   putToken(record: TokenRecord): void {
     this.#tokens.set(record.token?.id ?? "", record);
+  }
+
+  putJob(record: JobRecord): void {
+    this.#jobs.set(record.job?.spec?.name ?? "", record);
+  }
+
+  putJobVersion(record: JobVersionRecord): void {
+    const v = record.version;
+    this.#jobVersions.set(`${v?.spec?.name}/${v?.version}`, record);
+  }
+
+  putNode(record: NodeRecord): void {
+    this.#nodes.set(record.workerId, record);
   }
 
   flush(): Promise<void> {

@@ -1,7 +1,13 @@
+import type { JobRecord, JobVersionRecord, NodeRecord } from "../../gen/cube/store/v1/jobs_pb.js";
 import type { TokenRecord } from "../../gen/cube/store/v1/records_pb.js";
 import type { Task, TaskEvent } from "../../gen/cube/v1/task_pb.js";
 import type { Worker } from "../../gen/cube/v1/worker_pb.js";
 
+export type {
+  JobRecord,
+  JobVersionRecord,
+  NodeRecord,
+} from "../../gen/cube/store/v1/jobs_pb.js";
 export type { TokenRecord } from "../../gen/cube/store/v1/records_pb.js";
 
 /** A task as stored, with the revision of its CREATED event, which orders tasks by creation. */
@@ -24,6 +30,12 @@ export interface LoadedState {
   readonly workers: WorkerRecord[];
   /** Every bearer token (hashed), revoked ones included. */
   readonly tokens: TokenRecord[];
+  /** Every job (its spec, version and deployment), by name. */
+  readonly jobs: JobRecord[];
+  /** Every version of every job, by job name, then version. */
+  readonly jobVersions: JobVersionRecord[];
+  /** What operators set on workers (cordon, drain). */
+  readonly nodes: NodeRecord[];
   /** Revision of the latest event (0 when none). */
   readonly revision: bigint;
 }
@@ -47,6 +59,12 @@ export interface Store {
   putWorker(record: WorkerRecord): void;
   /** Queues the latest state of a token (with the next group commit). */
   putToken(record: TokenRecord): void;
+  /** Queues the latest state of a job (with the next group commit). */
+  putJob(record: JobRecord): void;
+  /** Queues a version of a job (written once, updated when its deployment ends). */
+  putJobVersion(record: JobVersionRecord): void;
+  /** Queues what operators set on a worker (cordon, drain). */
+  putNode(record: NodeRecord): void;
   /**
    * Resolves once everything queued so far is durable (on disk, synced). Calls made before the
    * same write starts get the same promise. Rejects when the write fails; the store then

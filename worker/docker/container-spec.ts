@@ -103,6 +103,8 @@ export function createOptions(
   labels[LABEL_TASK] = request.taskId;
   labels[LABEL_WORKER] = request.workerId;
   labels[LABEL_GENERATION] = request.generation.toString();
+  // A job's replica (the manager labels it cube.job): `docker ps --filter label=cube.job=web`.
+  if (spec.labels["cube.job"]) labels["cube.job"] = spec.labels["cube.job"];
 
   const exposed: Record<string, object> = {};
   const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};

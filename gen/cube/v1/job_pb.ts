@@ -78,8 +78,9 @@ export type UpdateStrategy = Message<"cube.v1.UpdateStrategy"> & {
   minHealthyTime?: Duration | undefined;
 
   /**
-   * A replica of the new version that is not healthy within this time of its creation fails
-   * the deployment. Unset means 5m.
+   * A replica of the new version that is not ready (running, its health check passing)
+   * within this time of its creation fails the deployment, as does one that fails for good
+   * (past its restart policy). Unset means 5m.
    *
    * @generated from field: google.protobuf.Duration healthy_deadline = 3;
    */
@@ -176,7 +177,7 @@ export type JobCounts = Message<"cube.v1.JobCounts"> & {
   desired: number;
 
   /**
-   * Replicas whose container runs (any version).
+   * Wanted replicas whose container runs (any version; not those being stopped).
    *
    * @generated from field: uint32 running = 2;
    */
