@@ -1,6 +1,7 @@
 import { type Client, createClient } from "@connectrpc/connect";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { JobService } from "../gen/cube/v1/job_service_pb.js";
+import { NodeService } from "../gen/cube/v1/node_service_pb.js";
 import { TokenService } from "../gen/cube/v1/token_service_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -40,6 +41,7 @@ export interface ManagerClients {
   readonly health: Client<typeof Health>;
   readonly tokens: Client<typeof TokenService>;
   readonly jobs: Client<typeof JobService>;
+  readonly nodes: Client<typeof NodeService>;
 }
 
 /**
@@ -55,6 +57,7 @@ export function connectManager(address: string, token?: string): ManagerClients 
     health: createClient(Health, transport),
     tokens: createClient(TokenService, transport),
     jobs: createClient(JobService, transport),
+    nodes: createClient(NodeService, transport),
   };
 }
 

@@ -5,6 +5,7 @@ import { inspectCommand } from "./commands/inspect.js";
 import { jobCommand } from "./commands/job.js";
 import { logsCommand } from "./commands/logs.js";
 import { managerCommand } from "./commands/manager.js";
+import { nodeCommand } from "./commands/node.js";
 import { nodesCommand } from "./commands/nodes.js";
 import { psCommand } from "./commands/ps.js";
 import { runCommand } from "./commands/run.js";
@@ -54,6 +55,7 @@ ${EXIT_CODES_HELP}`,
     jobCommand(io),
     logsCommand(io),
     nodesCommand(io),
+    nodeCommand(io),
     eventsCommand(io),
     tokenCommand(io),
     versionCommand(io),

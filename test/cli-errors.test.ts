@@ -26,6 +26,7 @@ const COMMANDS = [
   "nodes",
   "events",
   "job",
+  "node",
   "version",
 ];
 

@@ -265,3 +265,34 @@ test.serial(
     t.is(new Set(list.map((c) => c.task)).size, 3, "no duplicate replica");
   },
 );
+
+test.serial(
+  "drain of a worker: all its replicas healthy elsewhere, none left on it; uncordon",
+  async (t) => {
+    const b = await bed(t);
+    const spec = await file(b, "db.yaml", jobYaml("db", HTTP_IMAGE, 3));
+    t.is((await jobCli(b, ["run", "-f", spec, "--wait"])).code, 0);
+    const target = b.workerIds[0] as string;
+    const before = (await containers("db")).filter((c) => c.worker === target).length;
+    t.true(before >= 1);
+    const drained = await cube(["node", "drain", "w1", "--deadline", "2m", "--wait"], {
+      env: b.env,
+      timeoutMs: 180_000,
+    });
+    t.is(drained.code, 0, drained.stderr);
+    t.regex(drained.stderr, /draining/);
+    const after = await containers("db");
+    t.is(after.filter((c) => c.worker === target).length, 0, "none left on the drained worker");
+    const { job } = await b.jobs.getJob({ name: "db" });
+    t.is(job?.counts?.healthy, 3);
+    t.is(after.length, 3);
+    const ls = await cube(["node", "ls"], { env: b.env });
+    t.regex(ls.stdout, /^w1 .*drained$/m);
+    t.is((await cube(["node", "uncordon", "w1"], { env: b.env })).code, 0);
+    const again = await cube(["node", "ls", "-o", "json"], { env: b.env });
+    const nodes = (
+      JSON.parse(again.stdout) as { nodes: { worker: { name: string }; cordoned?: boolean }[] }
+    ).nodes;
+    t.false(nodes.find((n) => n.worker.name === "w1")?.cordoned ?? false);
+  },
+);

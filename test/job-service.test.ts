@@ -42,7 +42,8 @@ async function setup(
   labels: Record<string, string>[] = [],
 ): Promise<Setup> {
   const clock = new FakeClock();
-  const h = await harness(t, { clock });
+  // Fake workers send no heartbeat on the fake clock: keep them alive however far it moves.
+  const h = await harness(t, { clock, heartbeatTimeoutMs: 3_600_000 });
   const workers: FakeWorker[] = [];
   for (let i = 0; i < workerCount; i++) {
     const w = new FakeWorker(`w${i + 1}`, { labels: labels[i] });

@@ -2,6 +2,7 @@ import type { Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { JobService } from "../../gen/cube/v1/job_service_pb.js";
 import { MetricsService } from "../../gen/cube/v1/metrics_pb.js";
+import { NodeService } from "../../gen/cube/v1/node_service_pb.js";
 import { TaskService } from "../../gen/cube/v1/task_service_pb.js";
 import { Role, type Token, TokenService } from "../../gen/cube/v1/token_service_pb.js";
 import { WorkerService } from "../../gen/cube/v1/worker_service_pb.js";
@@ -50,6 +51,10 @@ export const POLICY: ReadonlyMap<string, Need> = new Map<string, Need>([
   [proc(JobService, "ListJobs"), Role.READ],
   [proc(JobService, "ListJobVersions"), Role.READ],
   [proc(JobService, "WatchJobs"), Role.READ],
+  [proc(NodeService, "CordonNode"), Role.OPERATOR],
+  [proc(NodeService, "DrainNode"), Role.OPERATOR],
+  [proc(NodeService, "UncordonNode"), Role.OPERATOR],
+  [proc(NodeService, "ListNodes"), Role.READ],
   // With a join token; the handler checks it is one (role worker, bound to no worker).
   [proc(TokenService, "JoinWorker"), Role.WORKER],
   // Load balancers and grpcurl/buf curl discover the server before they hold a token.

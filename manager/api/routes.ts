@@ -2,12 +2,14 @@ import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { file_cube_v1_job_service } from "../../gen/cube/v1/job_service_pb.js";
 import { file_cube_v1_metrics } from "../../gen/cube/v1/metrics_pb.js";
+import { file_cube_v1_node_service } from "../../gen/cube/v1/node_service_pb.js";
 import { file_cube_v1_task_service } from "../../gen/cube/v1/task_service_pb.js";
 import { file_cube_v1_token_service } from "../../gen/cube/v1/token_service_pb.js";
 import { file_cube_v1_worker_service } from "../../gen/cube/v1/worker_service_pb.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { jobServiceRoutes } from "./job-service.js";
 import { metricsServiceRoutes } from "./metrics-service.js";
+import { nodeServiceRoutes } from "./node-service.js";
 import { taskServiceRoutes } from "./task-service.js";
 import { tokenServiceRoutes } from "./token-service.js";
 import { workerServiceRoutes } from "./worker-service.js";
@@ -20,6 +22,7 @@ export function managerRoutes(cp: ControlPlane): (router: ConnectRouter) => void
     metricsServiceRoutes(cp)(router);
     tokenServiceRoutes(cp)(router);
     jobServiceRoutes(cp)(router);
+    nodeServiceRoutes(cp)(router);
   };
 }
 
@@ -30,4 +33,5 @@ export const MANAGER_FILES: readonly DescFile[] = [
   file_cube_v1_metrics,
   file_cube_v1_token_service,
   file_cube_v1_job_service,
+  file_cube_v1_node_service,
 ];

@@ -129,6 +129,12 @@ export class ControlPlane {
       cp.#account(entry, undefined, task);
     }
     cp.jobs.load(state.jobs, state.jobVersions, cp.tasks.all());
+    for (const node of state.nodes) {
+      const w = cp.workers.get(node.workerId);
+      if (!w) continue;
+      w.drain = node.drain;
+      w.setCordoned(node.cordoned);
+    }
     rules.resume(cp);
     logger.info(
       {

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { NodeMetrics, TaskMetrics } from "../../gen/cube/v1/metrics_pb.js";
+import { type Drain, DrainStatus } from "../../gen/cube/v1/node_service_pb.js";
 import { ResourcesSchema } from "../../gen/cube/v1/task_pb.js";
 import {
   type EngineReport,
@@ -175,16 +176,32 @@ export class WorkerEntry {
     return this.engine?.status === EngineStatus.DOWN;
   }
 
+  /** An operator cordoned it (or is draining it): no new task is placed on it. */
+  cordoned = false;
+  /** Its current or last drain (manager/rules/node-ops.ts). */
+  drain: Drain | undefined;
+
+  /** Cordons or uncordons it: a cordoned worker takes no new task. */
+  setCordoned(cordoned: boolean): void {
+    this.cordoned = cordoned;
+    this.#syncReady();
+  }
+
   #syncReady(): void {
     const view = this.view as MutableNodeView;
-    view.ready = this.status === WorkerStatus.READY && this.synced && !this.engineDown;
+    view.ready =
+      this.status === WorkerStatus.READY && this.synced && !this.engineDown && !this.cordoned;
     view.notReadyReason = view.ready
       ? undefined
       : this.status !== WorkerStatus.READY
         ? WorkerStatus[this.status]
         : this.engineDown
           ? "without its container engine"
-          : "still reporting what it holds";
+          : !this.synced
+            ? "still reporting what it holds"
+            : this.drain?.status === DrainStatus.DRAINING
+              ? "draining"
+              : "cordoned";
   }
 
   setMetrics(node: NodeMetrics, tasks: TaskMetrics[]): void {

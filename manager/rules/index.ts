@@ -1,5 +1,6 @@
 import type { ControlPlaneRules } from "../core/control-plane.js";
 import { resumeJobs } from "./job-ops.js";
+import { resumeDrains } from "./node-ops.js";
 import { pendingPass } from "./placing.js";
 import { resumeRestarts } from "./restarts.js";
 import { startupGrace, watchProgress } from "./worker-liveness.js";
@@ -12,5 +13,6 @@ export const RULES: ControlPlaneRules = {
     watchProgress(cp);
     resumeRestarts(cp);
     resumeJobs(cp);
+    resumeDrains(cp);
   },
 };

@@ -30,6 +30,7 @@ import {
   JobVersionSchema,
   UpdateStrategySchema,
 } from "../../gen/cube/v1/job_pb.js";
+import { DrainStatus } from "../../gen/cube/v1/node_service_pb.js";
 import {
   DesiredState,
   HealthStatus,
@@ -342,11 +343,13 @@ function isReady(task: Task): boolean {
 }
 
 /** The job's replicas as the planner sees them, keeping `readySince` in step on the way. */
-export function replicaViews(_cp: ControlPlane, job: JobEntry, now: number): ReplicaView[] {
+export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): ReplicaView[] {
   const out: ReplicaView[] = [];
   for (const entry of job.members.values()) {
     const t = entry.task;
     const ready = isReady(t);
+    // Its worker's drain: replicas there move (start-first), or stop now past the deadline.
+    const drain = t.workerId ? cp.workers.get(t.workerId)?.drain?.status : undefined;
     let since = job.readySince.get(t.id);
     if (ready && since === undefined) {
       since = now;
@@ -365,8 +368,8 @@ export function replicaViews(_cp: ControlPlane, job: JobEntry, now: number): Rep
       readySince: since,
       createdAt: t.createdAt ? timestampMs(t.createdAt) : now,
       order: entry.createdRevision,
-      leaving: false,
-      evict: false,
+      leaving: drain === DrainStatus.DRAINING || drain === DrainStatus.DEADLINE_REACHED,
+      evict: drain === DrainStatus.DEADLINE_REACHED,
       reason: t.reason,
     });
   }

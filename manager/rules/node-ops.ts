@@ -1,0 +1,240 @@
+/**
+ * Cordon, drain and uncordon a worker (NodeService). A cordoned worker takes no new task
+ * (WorkerEntry.setCordoned makes its scheduler view not ready, "cordoned"). A drain cordons it
+ * and moves its tasks off:
+ * - a job's replicas through the job reconciler, which sees them as "leaving": replacements
+ *   start elsewhere first, at most max_parallel per job not yet healthy at a time, and a
+ *   leaving replica stops once enough healthy ones stand without it;
+ * - other tasks (one copy each) are moved as a DOWN worker's are: a new generation on a
+ *   worker that fits, and a STOP of the old container here; one that fits nowhere waits.
+ * At the deadline, job replicas still here are stopped (and replaced), and other tasks are
+ * moved even when no worker fits (PENDING until one does). The drain is COMPLETE (or
+ * DEADLINE_REACHED) once no task holds resources on the worker. The node's record is stored
+ * with the next group commit; a manager that restarts resumes the drain.
+ */
+import { create } from "@bufbuild/protobuf";
+import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { NodeRecordSchema } from "../../gen/cube/store/v1/jobs_pb.js";
+import {
+  type Drain,
+  DrainSchema,
+  DrainStatus,
+  type Node,
+  NodeSchema,
+} from "../../gen/cube/v1/node_service_pb.js";
+import { DesiredState, TaskState } from "../../gen/cube/v1/task_pb.js";
+import { AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
+import { timestampLiteral } from "../../lib/timestamp.js";
+import type { ControlPlane } from "../core/control-plane.js";
+import type { WorkerEntry } from "../core/worker-table.js";
+import { queueReconcile } from "./job-ops.js";
+import { place } from "./placing.js";
+import { LIMITS } from "./validate-spec.js";
+
+/** How long a drain may take when the request does not say. */
+export const DEFAULT_DRAIN_DEADLINE_MS = 5 * 60_000;
+
+/** What runs while a worker drains: its deadline timer, and the watch of its tasks. */
+interface Running {
+  timer?: ReturnType<ControlPlane["timer"]>;
+  readonly stop: AbortController;
+}
+const running = new WeakMap<WorkerEntry, Running>();
+
+/** The worker a name means (an id, or a name only one worker has), or NOT_FOUND. */
+export function findNode(cp: ControlPlane, name: string): WorkerEntry {
+  const w = name === "" ? undefined : cp.workers.find(name);
+  if (!w) {
+    throw new ConnectError(
+      `name: worker "${name}" not found (give an id, or a name only one worker has)`,
+      Code.NotFound,
+    );
+  }
+  return w;
+}
+
+/** The worker with its scheduling state, as NodeService shows it. */
+export function nodeOf(w: WorkerEntry): Node {
+  const drain = w.drain ? { ...w.drain, tasksLeft: w.tasks.size } : undefined;
+  return create(NodeSchema, { worker: w.toProto(), cordoned: w.cordoned, drain });
+}
+
+function store(cp: ControlPlane, w: WorkerEntry): void {
+  cp.store.putNode(
+    create(NodeRecordSchema, { workerId: w.id, cordoned: w.cordoned, drain: w.drain }),
+  );
+  cp.afterCommit(() => cp.workerFeed.notify(w.id));
+}
+
+/** Reconciles the jobs with replicas on `w` (they see it draining, or not any more). */
+function reconcileJobsOn(cp: ControlPlane, w: WorkerEntry): void {
+  for (const job of cp.jobs.all()) if (job.peers.has(w.id)) queueReconcile(cp, job);
+}
+
+/** No new task on the worker (CordonNode). */
+export async function cordonNode(cp: ControlPlane, name: string): Promise<Node> {
+  const w = findNode(cp, name);
+  if (!w.cordoned) {
+    w.setCordoned(true);
+    store(cp, w);
+  }
+  await cp.committed();
+  return nodeOf(w);
+}
+
+/** Tasks may be placed on the worker again; a drain under way is CANCELLED (UncordonNode). */
+export async function uncordonNode(cp: ControlPlane, name: string): Promise<Node> {
+  const w = findNode(cp, name);
+  if (w.cordoned) {
+    if (running.has(w)) {
+      finish(cp, w, DrainStatus.CANCELLED);
+      reconcileJobsOn(cp, w);
+    }
+    w.setCordoned(false);
+    store(cp, w);
+    cp.wakePending();
+  }
+  await cp.committed();
+  return nodeOf(w);
+}
+
+/** Cordons the worker and moves its tasks off within `deadlineMs` (DrainNode). */
+export async function drainNode(
+  cp: ControlPlane,
+  name: string,
+  deadline: { seconds: bigint; nanos: number } | undefined,
+): Promise<Node> {
+  const w = findNode(cp, name);
+  let ms = DEFAULT_DRAIN_DEADLINE_MS;
+  if (deadline) {
+    if (deadline.seconds < 0n || deadline.nanos < 0) bad("deadline", "must not be negative");
+    ms = durationMs({ $typeName: "google.protobuf.Duration", ...deadline });
+    if (ms > LIMITS.durationMs) bad("deadline", "at most 24h");
+  }
+  if (w.drain?.status !== DrainStatus.DRAINING) {
+    const now = cp.clock.now();
+    w.drain = create(DrainSchema, {
+      status: DrainStatus.DRAINING,
+      startedAt: timestampLiteral(now),
+      deadline: timestampLiteral(now + ms),
+      tasksTotal: w.tasks.size,
+      tasksLeft: w.tasks.size,
+    });
+    w.setCordoned(true);
+    store(cp, w);
+    start(cp, w);
+  }
+  await cp.committed();
+  return nodeOf(w);
+}
+
+function bad(field: string, message: string): never {
+  throw new ConnectError(`${field}: ${message}`, Code.InvalidArgument);
+}
+
+/** Starts (or, after a load, resumes) the work of a drain: its timer, its watch, a first step. */
+function start(cp: ControlPlane, w: WorkerEntry): void {
+  stopRunning(cp, w);
+  const r: Running = { stop: new AbortController() };
+  running.set(w, r);
+  const drain = w.drain as Drain;
+  if (drain.status === DrainStatus.DRAINING) {
+    const at = drain.deadline ? timestampMs(drain.deadline) : cp.clock.now();
+    r.timer = cp.timer(Math.max(0, at - cp.clock.now()), () => deadlineReached(cp, w));
+  }
+  // The worker's task set changes (a task left, or went): step again, no polling.
+  const sub = cp.workerFeed.subscribe();
+  void (async () => {
+    try {
+      while (!r.stop.signal.aborted && !cp.closed) {
+        const keys = await sub.changed(r.stop.signal);
+        if (keys.includes(w.id) && running.get(w) === r) step(cp, w);
+      }
+    } finally {
+      sub.close();
+    }
+  })();
+  reconcileJobsOn(cp, w);
+  step(cp, w);
+}
+
+function stopRunning(cp: ControlPlane, w: WorkerEntry): void {
+  const r = running.get(w);
+  if (!r) return;
+  cp.clearTimer(r.timer);
+  r.stop.abort();
+  running.delete(w);
+}
+
+function deadlineReached(cp: ControlPlane, w: WorkerEntry): void {
+  if (w.drain?.status !== DrainStatus.DRAINING) return;
+  w.drain = { ...w.drain, status: DrainStatus.DEADLINE_REACHED };
+  store(cp, w);
+  reconcileJobsOn(cp, w);
+  step(cp, w);
+}
+
+/**
+ * One step of a drain: moves the worker's other tasks (all of them once the deadline came,
+ * else those another worker can take now), and ends the drain once nothing is left.
+ */
+function step(cp: ControlPlane, w: WorkerEntry): void {
+  const drain = w.drain;
+  if (
+    !drain ||
+    (drain.status !== DrainStatus.DRAINING && drain.status !== DrainStatus.DEADLINE_REACHED)
+  ) {
+    stopRunning(cp, w);
+    return;
+  }
+  const force = drain.status === DrainStatus.DEADLINE_REACHED;
+  for (const id of [...w.tasks]) {
+    const entry = cp.tasks.get(id);
+    if (!entry || entry.group) continue; // a job's replica: its job moves it
+    const task = entry.task;
+    if (task.desiredState !== DesiredState.RUNNING) continue;
+    if (task.state !== TaskState.SCHEDULED && task.state !== TaskState.RUNNING) continue;
+    const avoid = new Set([w.id]);
+    if (!force) {
+      const plan = cp.placer.plan(
+        task.id,
+        entry.request,
+        cp.workers.views(),
+        cp.clock.now(),
+        avoid,
+      );
+      if (plan.kind !== "place") continue; // waits for room, or for the deadline
+    }
+    // The old container stops here; the task starts again elsewhere (or waits, PENDING).
+    cp.assign(w, AssignmentAction.STOP, task);
+    place(cp, entry, {
+      avoid,
+      placedMessage: (to) => `moved off draining worker ${w.label} to ${to.label}`,
+      reasonPrefix: `moved off draining worker ${w.label}; `,
+    });
+  }
+  if (w.tasks.size === 0) {
+    finish(cp, w, force ? DrainStatus.DEADLINE_REACHED : DrainStatus.COMPLETE);
+  }
+}
+
+function finish(cp: ControlPlane, w: WorkerEntry, status: DrainStatus): void {
+  stopRunning(cp, w);
+  if (!w.drain) return;
+  w.drain = {
+    ...w.drain,
+    status,
+    tasksLeft: w.tasks.size,
+    finishedAt: timestampLiteral(cp.clock.now()),
+  };
+  store(cp, w);
+}
+
+/** After a load: drains under way go on (their deadline as stored). */
+export function resumeDrains(cp: ControlPlane): void {
+  for (const w of cp.workers.all()) {
+    const s = w.drain?.status;
+    if (s === DrainStatus.DRAINING || s === DrainStatus.DEADLINE_REACHED) start(cp, w);
+  }
+}
