@@ -1,7 +1,13 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { CliError } from "./cli-error.js";
-import { connectManager, type ManagerClients, managerAddress, managerToken } from "./client.js";
+import {
+  connectManager,
+  type ManagerClients,
+  managerAddress,
+  managerCa,
+  managerToken,
+} from "./client.js";
 import { type CubeConfig, readConfig } from "./config-file.js";
 import { describeError } from "./describe-error.js";
 import type { Io } from "./io.js";
@@ -10,6 +16,7 @@ import type { Io } from "./io.js";
 export interface ClientOptions {
   manager?: string;
   token?: string;
+  ca?: string;
   output?: "table" | "json";
   json?: boolean;
 }
@@ -24,6 +31,10 @@ export function addClientOptions(cmd: Command): Command {
     .option(
       "--token <token>",
       "bearer token (default: $CUBE_TOKEN, else the config file's, written by `cube dev` and `cube manager`)",
+    )
+    .option(
+      "--ca <file>",
+      "the cluster CA's certificate, to talk TLS to the manager (default: $CUBE_CA, else the config file's)",
     )
     .addOption(
       new Option("-o, --output <format>", "output format")
@@ -55,10 +66,17 @@ export async function withManager<T>(
   }
   const address = managerAddress(opts.manager, io.env, config);
   const token = managerToken(opts.token, io.env, config);
+  const ca = managerCa(opts.ca, io.env, config);
+  let clients: ManagerClients;
   try {
-    return await body(connectManager(address, token));
+    clients = connectManager(address, token, ca);
   } catch (error) {
-    throw describeError(error, address);
+    throw new CliError((error as Error).message);
+  }
+  try {
+    return await body(clients);
+  } catch (error) {
+    throw describeError(error, address, ca !== undefined);
   }
 }
 

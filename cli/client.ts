@@ -1,11 +1,13 @@
+import { readFileSync } from "node:fs";
 import { type Client, createClient } from "@connectrpc/connect";
-import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { JobService } from "../gen/cube/v1/job_service_pb.js";
 import { NodeService } from "../gen/cube/v1/node_service_pb.js";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { TokenService } from "../gen/cube/v1/token_service_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { grpcTransport } from "../lib/rpc/client.js";
+import { MANAGER_URI } from "../lib/tls/identity.js";
 import type { CubeConfig } from "./config-file.js";
 
 /** Where `cube` looks for the manager when neither --manager nor CUBE_MANAGER says. */
@@ -32,6 +34,18 @@ export function managerToken(
   return flag || env.CUBE_TOKEN || config.token || undefined;
 }
 
+/**
+ * The cluster CA's certificate file: the flag, else CUBE_CA, else the config file's;
+ * undefined (plaintext) when none.
+ */
+export function managerCa(
+  flag: string | undefined,
+  env = process.env,
+  config: CubeConfig = {},
+): string | undefined {
+  return flag || env.CUBE_CA || config.ca || undefined;
+}
+
 /** Clients of the manager's services, sharing one HTTP/2 connection. */
 export interface ManagerClients {
   /** host:port (or URL) they talk to, for messages. */
@@ -45,11 +59,21 @@ export interface ManagerClients {
 }
 
 /**
- * Connects lazily to the manager over gRPC (h2c): nothing is dialled until the first
- * call, so a bad address surfaces as that call's error.
+ * Connects lazily to the manager over gRPC (h2c, or TLS when `caFile` names the cluster CA's
+ * certificate: the manager's certificate must then come from that CA and name
+ * cube://manager): nothing is dialled until the first call, so a bad address surfaces as that
+ * call's error. An unreadable CA file throws at once.
  */
-export function connectManager(address: string, token?: string): ManagerClients {
-  const transport = grpcTransport(address, { token });
+export function connectManager(address: string, token?: string, caFile?: string): ManagerClients {
+  let tls: { ca: string; expect: string } | undefined;
+  if (caFile) {
+    try {
+      tls = { ca: readFileSync(caFile, "utf8"), expect: MANAGER_URI };
+    } catch (error) {
+      throw new Error(`cannot read the CA file ${caFile}: ${(error as Error).message}`);
+    }
+  }
+  const transport = grpcTransport(address, { token, tls });
   return {
     address,
     tasks: createClient(TaskService, transport),

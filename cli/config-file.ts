@@ -4,11 +4,13 @@ import { dirname, join } from "node:path";
 
 /**
  * What `cube dev` and `cube manager` write for the local user so that client commands
- * need no flags: where the manager is and the admin token it made on its first start.
+ * need no flags: where the manager is, the admin token it made on its first start, and,
+ * when it serves TLS, the path of the cluster CA's certificate.
  */
 export interface CubeConfig {
   manager?: string;
   token?: string;
+  ca?: string;
 }
 
 /**
@@ -36,6 +38,7 @@ export async function readConfig(env: NodeJS.ProcessEnv): Promise<CubeConfig> {
     return {
       manager: typeof parsed.manager === "string" ? parsed.manager : undefined,
       token: typeof parsed.token === "string" ? parsed.token : undefined,
+      ca: typeof parsed.ca === "string" ? parsed.ca : undefined,
     };
   } catch {
     throw new Error(`${path} is not JSON: fix or remove it`);

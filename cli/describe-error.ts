@@ -19,14 +19,50 @@ function causeText(error: unknown): string {
   return text;
 }
 
+/** What failed TLS handshakes and certificate checks say somewhere in an error's causes. */
+const TLS_TROUBLE =
+  /certificate|CERT_|SSL|ERR_TLS|wrong version number|self[- ]signed|does not name cube:\/\/manager/i;
+
+/**
+ * A connection that broke for TLS reasons, said so: with a CA, a handshake or certificate
+ * check that failed; without one, a call that died before any answer on what may be a TLS
+ * port (a TLS server closes a plaintext client without a word). Undefined otherwise.
+ */
+function tlsTrouble(error: unknown, address: string, tls: boolean): CliError | undefined {
+  if (!(error instanceof ConnectError)) return undefined;
+  const cause = causeText(error);
+  if (tls) {
+    if (!TLS_TROUBLE.test(cause)) return undefined;
+    return new CliError(
+      `cannot talk TLS to the manager at ${address}: ${error.rawMessage}; --ca (CUBE_CA, the config file's ca) must be the cluster CA's certificate (tls/ca.crt in the manager's data dir), and the manager must serve TLS (--tls)`,
+      ExitCode.Unreachable,
+    );
+  }
+  // A plaintext HTTP/2 client on a TLS port sees its connection reset or its stream closed
+  // (CANCEL); a port where nothing listens is another story.
+  const cut = [Code.Canceled, Code.Internal, Code.Unknown, Code.Unavailable].includes(error.code);
+  if (!cut || /\b(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)\b/.test(cause)) {
+    return undefined;
+  }
+  return new CliError(
+    `lost the connection to the manager at ${address} (${error.rawMessage}); if it serves TLS, give its CA with --ca, CUBE_CA or the config file (tls/ca.crt in its data dir)`,
+    ExitCode.Unreachable,
+  );
+}
+
 /**
  * Turns whatever a command threw into one line for people and an exit code: an
  * unreachable manager names the address and how to start one, INVALID_ARGUMENT and
- * friends give the server's own words, and anything unexpected its message (never a
- * stack trace; CUBE_DEBUG=1 shows one).
+ * friends give the server's own words, a TLS mismatch says so (`tls`: whether the call went
+ * over TLS), and anything unexpected its message (never a stack trace; CUBE_DEBUG=1 shows
+ * one).
  */
-export function describeError(error: unknown, address: string): CliError {
+export function describeError(error: unknown, address: string, tls?: boolean): CliError {
   if (error instanceof CliError) return error;
+  if (tls !== undefined) {
+    const trouble = tlsTrouble(error, address, tls);
+    if (trouble) return trouble;
+  }
   if (error instanceof ConnectError) {
     const network = NETWORK_CODES.exec(causeText(error));
     switch (error.code) {

@@ -3,6 +3,7 @@ import { createLogger, type Logger } from "../lib/logger.js";
 import { parseListen, startServer } from "../lib/rpc/server.js";
 import { authInterceptor } from "./api/authorization.js";
 import { isLoopback, readToken, writeFirstTokens } from "./api/bootstrap-tokens.js";
+import { ClusterTls, caFile } from "./api/cluster-tls.js";
 import { managerMetrics } from "./api/metrics-http.js";
 import { MANAGER_FILES, managerRoutes } from "./api/routes.js";
 import { ControlPlane } from "./core/control-plane.js";
@@ -12,6 +13,7 @@ import { LevelStore } from "./store/level-store.js";
 import type { Store } from "./store/store.js";
 
 export { readToken } from "./api/bootstrap-tokens.js";
+export { caFile } from "./api/cluster-tls.js";
 export type { ManagerOptions } from "./core/options.js";
 export { SCHEDULERS, type SchedulerName } from "./core/placer.js";
 
@@ -23,6 +25,11 @@ export interface ManagerHandle {
   readonly adminToken: string | undefined;
   /** The worker join token made on the data dir's first start (undefined without auth). */
   readonly workerToken: string | undefined;
+  /**
+   * With TLS: the cluster CA's certificate file (what clients pass as --ca) and its SHA-256,
+   * which a join token carries (`<secret>@sha256:<hex>`). Undefined in plaintext.
+   */
+  readonly ca: { readonly file: string; readonly sha256: string } | undefined;
   /**
    * Graceful stop: health NOT_SERVING, streams and sessions closed, every accepted change
    * flushed to disk, the store closed — within `shutdownTimeoutMs`, after which it closes
@@ -52,10 +59,10 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
   const resolved = resolveOptions(options);
   const logger: Logger = options.logger ?? createLogger("manager");
   const { host } = parseListen(resolved.listen);
-  if (!isLoopback(host)) {
+  if (!resolved.tls && !isLoopback(host)) {
     if (!resolved.insecure) {
       throw new Error(
-        `refusing to serve plaintext on ${resolved.listen}: tokens and task specs would cross the network in the clear; listen on 127.0.0.1, or pass --insecure (CUBE_INSECURE=1) on a network you trust`,
+        `refusing to serve plaintext on ${resolved.listen}: tokens and task specs would cross the network in the clear; serve TLS (--tls, CUBE_TLS=1), listen on 127.0.0.1, or pass --insecure (CUBE_INSECURE=1) on a network you trust`,
       );
     }
     logger.warn(
@@ -73,28 +80,45 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
     throw error;
   }
   let server: Awaited<ReturnType<typeof startServer>>;
+  let tls: ClusterTls | undefined;
   try {
     if (resolved.auth) await writeFirstTokens(cp, options.dataDir);
+    if (resolved.tls) {
+      tls = await ClusterTls.open({
+        dataDir: options.dataDir,
+        listenHost: host,
+        logger,
+        workerCertMs: resolved.workerCertificateMs,
+      });
+    }
     // Metrics outermost: calls refused for want of a token are counted too.
     const metrics = resolved.metrics ? managerMetrics(cp) : undefined;
     if (metrics) store.observeCommits((seconds) => cp.metrics.committed(seconds));
     server = await startServer({
       listen: resolved.listen,
-      routes: managerRoutes(cp),
+      routes: managerRoutes(cp, tls),
       files: MANAGER_FILES,
       fallback: metrics?.fallback,
       interceptors: [
         ...(metrics?.interceptors ?? []),
-        ...(resolved.auth ? [authInterceptor(cp.tokens, cp.clock, logger)] : []),
+        ...(resolved.auth ? [authInterceptor(cp.tokens, cp.clock, logger, undefined, !!tls)] : []),
       ],
+      tls: tls?.serverTls(),
     });
+    const serving = server;
+    tls?.start(() => serving.updateTls(tls?.serverTls() ?? { ca: "" }));
   } catch (error) {
     await cp.close();
     await store.close().catch(() => undefined);
     throw error;
   }
   logger.info(
-    { address: server.address, dataDir: options.dataDir, scheduler: resolved.scheduler },
+    {
+      address: server.address,
+      dataDir: options.dataDir,
+      scheduler: resolved.scheduler,
+      tls: tls ? { ca: caFile(options.dataDir), sha256: tls.caSha256 } : false,
+    },
     "manager listening",
   );
   let closing: Promise<void> | undefined;
@@ -110,12 +134,14 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
     address: server.address,
     adminToken,
     workerToken,
+    ca: tls ? { file: caFile(options.dataDir), sha256: tls.caSha256 } : undefined,
     close() {
       closing ??= (async () => {
         const work = (async () => {
           // Decisions stop first: workers dropping off as the server closes are not
           // DISCONNECTED, and no timer moves a task while the manager goes away.
           await cp.close();
+          tls?.close();
           await server.close();
           await store.close();
         })();

@@ -4,8 +4,9 @@
  * CUBE_DATA_DIR (required), CUBE_SCHEDULER, and CUBE_HEARTBEAT_INTERVAL,
  * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE, CUBE_STARTUP_GRACE, CUBE_RESTART_GRACE and
  * CUBE_ASSIGNMENT_RESEND in milliseconds, and
- * CUBE_ASSIGNMENT_WINDOW, CUBE_INSECURE=1 (plaintext on a non-loopback address) and CUBE_AUTH=0
- * (no tokens: benchmarks' baseline only). Prints {"listening":"host:port"}
+ * CUBE_ASSIGNMENT_WINDOW, CUBE_INSECURE=1 (plaintext on a non-loopback address), CUBE_TLS=1
+ * (TLS with the cluster's CA; CUBE_WORKER_CERT_TTL, in ms, how long worker certificates last)
+ * and CUBE_AUTH=0 (no tokens: benchmarks' baseline only). Prints {"listening":"host:port"}
  * on stdout once it serves. `cube manager` is the command for people.
  */
 import type { SchedulerName } from "./core/placer.js";
@@ -40,6 +41,8 @@ try {
     assignmentResendMs: ms("CUBE_ASSIGNMENT_RESEND"),
     assignmentWindow: ms("CUBE_ASSIGNMENT_WINDOW", "a number of assignments"),
     insecure: process.env.CUBE_INSECURE === "1",
+    tls: process.env.CUBE_TLS === "1" || process.env.CUBE_TLS === "true",
+    workerCertificateMs: ms("CUBE_WORKER_CERT_TTL"),
     // Benchmarks compare with and without tokens; `cube manager` has no such switch.
     auth: process.env.CUBE_AUTH !== "0",
   });

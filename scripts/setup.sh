@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES_HINT="docker.io busybox-static docker-registry prometheus"
+APT_PACKAGES_HINT="docker.io busybox-static docker-registry prometheus python3-grpcio"
 DOCKERD_LOG=${CUBE_DOCKERD_LOG:-/var/log/dockerd.log}
 DOCKERD_PIDFILE=/var/run/docker.pid
 DOCKERD_TIMEOUT_S=${CUBE_DOCKERD_TIMEOUT_S:-60}
@@ -125,6 +125,11 @@ if ! command -v docker-registry >/dev/null; then missing+=(docker-registry); fi
 # The server and promtool, for test/metrics*.test.ts (a real scrape, and the format's checks).
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   missing+=(prometheus)
+fi
+# Python's grpcio (with /usr/bin/python3), for test/tls.test.ts: a gRPC stack other than
+# Node's, over TLS with a token.
+if [[ $(dpkg-query -W -f='${db:Status-Status}' python3-grpcio 2>/dev/null) != installed ]]; then
+  missing+=(python3-grpcio)
 fi
 if ((${#missing[@]})); then
   if ! is_root || ! command -v apt-get >/dev/null; then

@@ -20,8 +20,9 @@ export function parseLabels(input: string | readonly string[] | undefined): Reco
 
 /**
  * Worker options from CUBE_* environment variables: CUBE_MANAGER (default
- * 127.0.0.1:5555), CUBE_LISTEN (default 127.0.0.1:5556), CUBE_NAME, CUBE_DATA_DIR
- * (required), CUBE_LABELS, CUBE_DOCKER_HOST. Flags of `cube worker` override these.
+ * 127.0.0.1:5555), CUBE_TOKEN, CUBE_CA (the cluster CA's certificate file), CUBE_LISTEN
+ * (default 127.0.0.1:5556), CUBE_NAME, CUBE_DATA_DIR (required), CUBE_LABELS,
+ * CUBE_DOCKER_HOST. Flags of `cube worker` override these.
  */
 export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
   const dataDir = env.CUBE_DATA_DIR;
@@ -29,6 +30,7 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
   return {
     manager: env.CUBE_MANAGER || "127.0.0.1:5555",
     token: env.CUBE_TOKEN || undefined,
+    ca: env.CUBE_CA || undefined,
     listen: env.CUBE_LISTEN || "127.0.0.1:5556",
     name: env.CUBE_NAME || undefined,
     dataDir,

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { file_cube_v1_metrics } from "../gen/cube/v1/metrics_pb.js";
@@ -6,13 +7,14 @@ import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
 import { InventorySchema, StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger, type Logger } from "../lib/logger.js";
 import { parseListen, startServer } from "../lib/rpc/server.js";
+import { managerOnly } from "./api/manager-only.js";
 import { WorkerMetrics } from "./api/metrics.js";
 import { workerRoutes } from "./api/server.js";
 import { type ContainerPolicy, DEFAULT_POLICY } from "./docker/container-spec.js";
 import { createDockerDriver } from "./docker/driver.js";
 import { defaultCapacity, NodeMetricsSampler } from "./node-metrics.js";
 import { WorkerStore } from "./store/worker-store.js";
-import { credentialSource } from "./stream/join.js";
+import { WorkerIdentity } from "./stream/join.js";
 import { Outbox } from "./stream/outbox.js";
 import { StatsFeed } from "./stream/stats-feed.js";
 import { StreamClient } from "./stream/stream-client.js";
@@ -31,9 +33,16 @@ export interface WorkerOptions {
    * A worker join token (role worker) from the manager: its data dir's worker.token, or
    * `cube token create --role worker`. Traded once for a credential of the worker's own
    * (kept in the data dir, worker/stream/join.ts). Needed unless the manager runs without
-   * auth.
+   * auth. On a TLS cluster it may carry the CA's digest (`<secret>@sha256:<hex>`), which a
+   * new worker checks the manager's CA against.
    */
   token?: string;
+  /**
+   * The cluster CA's certificate file (`cube worker --ca`): the worker then dials the manager
+   * over mTLS and serves TLS itself. Not needed with a join token carrying the CA's digest, nor
+   * once joined (the CA is kept in the data dir).
+   */
+  ca?: string;
   /** host:port of the worker's own gRPC server; default "127.0.0.1:5556"; port 0 picks one. */
   listen?: string;
   /** Serve GET /metrics (Prometheus text, no token needed) on that port. Default true. */
@@ -115,7 +124,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   let stream: StreamClient | undefined;
   let stats: StatsFeed | undefined;
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  let identity: WorkerIdentity | undefined;
   try {
+    const self = await WorkerIdentity.open({
+      manager: options.manager,
+      dataDir: options.dataDir,
+      workerId,
+      token: options.token,
+      ca: options.ca ? await readFile(options.ca, "utf8") : undefined,
+      logger,
+    });
+    identity = self;
     const outbox = await Outbox.open(store);
     const runner = new TaskRunner({
       workerId,
@@ -143,18 +162,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       routes: workerRoutes({ workerId, tasks: () => runner.tasks(), stats: feed, driver }),
       files: [file_cube_v1_task_service, file_cube_v1_metrics],
       ...(options.metrics === false ? {} : metrics.serving()),
+      // Over TLS, only the manager's certificate gets answers.
+      tls: self.serverTls(),
+      interceptors: self.tls ? [managerOnly(logger)] : [],
     });
     server = srv;
+    self.on("certificate", () => srv.updateTls(self.serverTls() ?? {}));
     const capacity = { ...(await defaultCapacity(options.dataDir)), ...options.capacity };
     const client = new StreamClient({
       manager: options.manager,
-      token: credentialSource({
-        manager: options.manager,
-        dataDir: options.dataDir,
-        workerId,
-        token: options.token,
-        logger,
-      }),
+      token: async () => (await self.dial()).token,
+      tls: () => self.clientTls(),
       outbox,
       logger,
       register: () => ({
@@ -176,6 +194,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     feed.on("sample", (s) => client.send({ case: "stats", value: create(StatsSchema, s) }));
     if (engine) followEngine(engine, runner, client, logger);
     feed.start();
+    self.start();
     client.start();
     logger.info({ address: srv.address, manager: options.manager }, "worker started");
 
@@ -197,6 +216,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           health.close();
           runner.close();
           engine?.close();
+          self.close();
           if (ownDriver) await driver.close();
           await outbox.settled();
           await store.close();
@@ -210,6 +230,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     };
   } catch (error) {
     await stream?.close();
+    identity?.close();
     stats?.close();
     await server?.close();
     sampler.close();

@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Command } from "commander";
 import { stopOnSignals } from "../../lib/stop-on-signals.js";
 import type { ManagerHandle } from "../../manager/index.js";
@@ -15,6 +15,7 @@ interface DevOptions {
   name?: string;
   logLevel?: string;
   metrics?: boolean;
+  tls?: boolean;
 }
 
 /** How long Ctrl-C may take before `cube dev` exits anyway. */
@@ -32,9 +33,15 @@ export function devCommand(io: Io): Command {
       "log level of the JSON logs on stderr (env CUBE_LOG_LEVEL, default warn)",
     )
     .option("--no-metrics", NO_METRICS_HELP)
+    .option(
+      "--tls",
+      "serve TLS with the cluster's own CA (env CUBE_TLS=1); the worker joins with a certificate",
+    )
     .addHelpText(
       "after",
       `
+Plaintext on 127.0.0.1 unless --tls: with it, the manager makes the cluster's CA in its data
+dir, the worker joins with a certificate, and the config file names the CA for \`cube\`.
 The worker listens on a free port of 127.0.0.1. Ctrl-C stops the worker, then the manager;
 containers keep running, and the next \`cube dev\` with the same --data-dir adopts them.
 
@@ -60,22 +67,26 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
       dataDir: join(opts.dataDir, "manager"),
       logger,
       metrics: metricsWanted(opts.metrics, io.env),
+      tls: opts.tls || io.env.CUBE_TLS === "1" || io.env.CUBE_TLS === "true",
     });
   } catch (error) {
     throw new CliError(startFailure("manager", opts.listen, error));
   }
+  const ca = manager.ca ? resolve(manager.ca.file) : undefined;
   const managerDir = join(opts.dataDir, "manager");
   // The local user's client commands need no flags: the config file says where and with
   // which token (the admin token this manager made on its first start).
   const configFile = await writeConfig(io.env, {
     manager: manager.address,
     token: await readToken(managerDir, "admin"),
+    ...(ca ? { ca } : {}),
   });
   let worker: WorkerHandle;
   try {
     worker = await startWorker({
       manager: manager.address,
       token: await readToken(managerDir, "worker"),
+      ca,
       listen: "127.0.0.1:0",
       name: opts.name,
       dataDir: join(opts.dataDir, "worker"),
@@ -93,7 +104,7 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
     io.env.npm_command === "run" ||
     io.env.npm_command === "run-script";
   const self = viaNpm ? "npx cube" : "cube";
-  io.stdout.write(banner(manager.address, worker, opts.dataDir, self, configFile));
+  io.stdout.write(banner(manager.address, worker, opts.dataDir, self, configFile, ca));
 
   stopOnSignals({
     onStop: (signal) => io.stderr.write(`\n${signal}: stopping the worker, then the manager…\n`),
@@ -133,11 +144,12 @@ export function banner(
   dataDir: string,
   cube = "cube",
   configFile?: string,
+  ca?: string,
 ): string {
   const config = configFile
-    ? `cube dev: address and admin token written to ${configFile} for \`${cube}\`\n`
+    ? `cube dev: address, admin token${ca ? " and CA" : ""} written to ${configFile} for \`${cube}\`\n`
     : "";
-  return `cube dev: manager listening on ${managerAddress}
+  return `cube dev: manager listening on ${managerAddress}${ca ? ` (TLS, CA ${ca})` : ""}
 cube dev: worker ${worker.id} listening on ${worker.address}
 cube dev: data in ${dataDir}; Ctrl-C stops both
 ${config}

@@ -1,4 +1,6 @@
+import { resolve } from "node:path";
 import { Command } from "commander";
+import { joinToken } from "../../lib/tls/identity.js";
 import type { ManagerHandle } from "../../manager/index.js";
 import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
@@ -25,6 +27,7 @@ interface ManagerFlags {
   assignmentWindow?: number;
   metrics?: boolean;
   insecure?: boolean;
+  tls?: boolean;
 }
 
 /** Where the manager keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -90,6 +93,10 @@ export function managerCommand(io: Io): Command {
       arg(parseWindow),
     )
     .option(
+      "--tls",
+      "serve TLS with the cluster's own CA, made in the data dir on the first start; workers get certificates from it (env CUBE_TLS=1)",
+    )
+    .option(
       "--insecure",
       "serve plaintext on a non-loopback address (env CUBE_INSECURE=1): tokens and specs cross the network in the clear",
     )
@@ -105,8 +112,15 @@ writes its address and the admin token to the config file of the user who runs i
 (~/.config/cube/config.json, or $CUBE_CONFIG), so client commands on this machine need no
 flags, and prints how a worker joins.
 
+With --tls it serves TLS: on the first start it makes the cluster's CA (tls/ca.crt and
+tls/ca.key, 0600, in its data dir) and its own certificate (renewed before it expires); the
+config file then also names the CA. Worker join tokens carry the CA's SHA-256
+(<secret>@sha256:<hex>), so a new worker trusts only that CA; workers get certificates of
+their own when they join. Without --tls, a non-loopback address needs --insecure.
+
 Examples:
   cube manager
+  cube manager --listen 0.0.0.0:5555 --tls --data-dir /var/lib/cube
   cube manager --listen 0.0.0.0:5555 --insecure --data-dir /var/lib/cube --scheduler epvm
   cube manager --heartbeat-timeout 5s --down-grace 10s`,
     )
@@ -139,6 +153,7 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     assignmentWindow: flags.assignmentWindow ?? fromEnv("CUBE_ASSIGNMENT_WINDOW", parseWindow),
     metrics: metricsWanted(flags.metrics, env),
     insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
+    tls: flags.tls || env.CUBE_TLS === "1" || env.CUBE_TLS === "true",
   };
   let handle: ManagerHandle;
   try {
@@ -156,14 +171,22 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
   const { readToken } = await import("../../manager/index.js");
   const admin = await readToken(options.dataDir, "admin").catch(() => undefined);
   const join = await readToken(options.dataDir, "worker").catch(() => undefined);
+  const ca = handle.ca ? resolve(handle.ca.file) : undefined;
   const config = admin
-    ? await writeConfig(env, { manager: handle.address, token: admin })
+    ? await writeConfig(env, { manager: handle.address, token: admin, ...(ca ? { ca } : {}) })
     : undefined;
-  io.stdout.write(`manager listening on ${handle.address} (data in ${options.dataDir})\n`);
-  if (config) io.stdout.write(`address and admin token written to ${config}\n`);
+  io.stdout.write(
+    `manager listening on ${handle.address}${handle.ca ? " (TLS)" : ""} (data in ${options.dataDir})\n`,
+  );
+  if (handle.ca) io.stdout.write(`cluster CA: ${ca} (sha256:${handle.ca.sha256})\n`);
+  if (config) {
+    io.stdout.write(`address, admin token${ca ? " and CA" : ""} written to ${config}\n`);
+  }
   if (join) {
+    // Over TLS the join token carries the CA's digest: a new worker trusts only that CA.
+    const token = handle.ca ? joinToken(join, handle.ca.sha256) : join;
     io.stdout.write(
-      `workers join with:\n  cube worker --manager ${handle.address} --token ${join}\n`,
+      `workers join with:\n  cube worker --manager ${handle.address} --token ${token}\n`,
     );
   }
   // The process runner owns the rest: it exits on SIGINT/SIGTERM after a graceful close.

@@ -50,7 +50,8 @@ export function tokenCommand(io: Io): Command {
       `
 Roles: read (lists, watches, logs), operator (read, plus run and stop), admin (everything,
 tokens included), worker (a node agent joining the cluster).
-Prints the secret on stdout (-o json: the token and its secret).
+Prints the secret on stdout (-o json: the token and its secret); a worker token of a TLS
+cluster with the CA's digest appended (<secret>@sha256:<hex>), for \`cube worker --token\`.
 
 Examples:
   cube token create --role read --name dashboard --ttl 720h
@@ -70,7 +71,8 @@ Examples:
         if (outputFormat(opts) === "json") {
           io.stdout.write(`${JSON.stringify(toJson(CreateTokenResponseSchema, answer))}\n`);
         } else {
-          io.stdout.write(`${answer.secret}\n`);
+          // A worker token of a TLS cluster is printed with the CA's digest, for `cube worker`.
+          io.stdout.write(`${answer.joinToken || answer.secret}\n`);
           io.stderr.write(
             `token ${answer.token?.id} (${opts.role}) created: the secret above is shown only once\n`,
           );

@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import type { CliError } from "../cli-error.js";
-import { connectManager, managerAddress } from "../client.js";
+import { connectManager, managerAddress, managerCa } from "../client.js";
 import { addClientOptions, type ClientOptions, outputFormat } from "../client-options.js";
 import { readConfig } from "../config-file.js";
 import { CUBE_VERSION } from "../cube-version.js";
@@ -28,11 +28,16 @@ Examples:
 }
 
 async function version(io: Io, opts: ClientOptions): Promise<void> {
-  const address = managerAddress(opts.manager, io.env, await readConfig(io.env).catch(() => ({})));
+  const config = await readConfig(io.env).catch(() => ({}));
+  const address = managerAddress(opts.manager, io.env, config);
+  const ca = managerCa(opts.ca, io.env, config);
   let status = "";
   let problem: CliError | undefined;
   try {
-    const res = await connectManager(address).health.check({ service: "" }, { timeoutMs: 5000 });
+    const res = await connectManager(address, undefined, ca).health.check(
+      { service: "" },
+      { timeoutMs: 5000 },
+    );
     status = Status[res.status] ?? String(res.status);
   } catch (error) {
     problem = describeError(error, address);

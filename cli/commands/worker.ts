@@ -11,6 +11,7 @@ import { parseKeyValue, toRecord } from "../parse-key-value.js";
 interface WorkerFlags {
   manager?: string;
   token?: string;
+  ca?: string;
   listen?: string;
   name?: string;
   dataDir?: string;
@@ -37,6 +38,10 @@ export function workerCommand(io: Io): Command {
     .option(
       "--token <token>",
       "join token (role worker) from the manager (env CUBE_TOKEN): printed by `cube manager`, in its data dir's worker.token, or made by `cube token create --role worker`",
+    )
+    .option(
+      "--ca <file>",
+      "the cluster CA's certificate, for a TLS manager when the join token carries no CA digest (env CUBE_CA)",
     )
     .option(
       "--listen <host:port>",
@@ -86,9 +91,14 @@ or tighten that for this worker only; no task spec can.
 Flags override the CUBE_* environment variables. Ctrl-C (or SIGTERM) leaves gracefully:
 containers keep running, and the next start with the same --data-dir adopts them again.
 
+A TLS manager's join tokens end in @sha256:<CA digest>: the worker trusts the manager only if
+its CA has that digest, then keeps the CA, a key of its own and the certificate it gets in its
+data dir (tls/), dials with mTLS, renews the certificate before it expires, and serves its own
+port with TLS, answering the manager alone. A token without the digest needs --ca.
+
 Examples:
   cube worker
-  cube worker --manager 10.0.0.5:5555 --token cube_… --listen 0.0.0.0:5556 --label zone=a
+  cube worker --manager 10.0.0.5:5555 --token cube_…@sha256:… --listen 0.0.0.0:5556 --label zone=a
   cube worker --name w2 --listen 127.0.0.1:5557 --data-dir ./.cube/w2`,
     )
     .action((flags: WorkerFlags) => worker(io, flags));
@@ -116,6 +126,7 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
   const options = {
     manager: flags.manager || env.CUBE_MANAGER || DEFAULT_MANAGER,
     token: flags.token || env.CUBE_TOKEN || undefined,
+    ca: flags.ca || env.CUBE_CA || undefined,
     listen: flags.listen || env.CUBE_LISTEN || "127.0.0.1:5556",
     name: flags.name || env.CUBE_NAME || undefined,
     dataDir: flags.dataDir || env.CUBE_DATA_DIR || DEFAULT_WORKER_DATA_DIR,

@@ -1,11 +1,18 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
-import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from "node:net";
+import * as tls from "node:tls";
 import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
+import { peerContextValues } from "./peer.js";
 import { registerReflection } from "./reflection.js";
 import { strictInput } from "./strict-input.js";
 
@@ -79,6 +86,30 @@ export interface ServerOptions {
    * must see whatever a peer sends turn it off.
    */
   strict?: boolean;
+  /**
+   * Serve TLS instead of plaintext (see {@link ServerTls}). Unset: plaintext, h2c and
+   * HTTP/1.1 told apart by their first bytes.
+   */
+  tls?: ServerTls;
+}
+
+/**
+ * A TLS server's material, PEM. ALPN picks HTTP/2 (gRPC, Connect, gRPC-Web) or HTTP/1.1
+ * (Connect, gRPC-Web, curl, browsers, Prometheus) on the one port. Client certificates are
+ * asked for but not required (token clients have none): one that does not chain to `ca` is
+ * let through the handshake and marked unverified in the call's context
+ * (lib/rpc/peer.ts PEER_CERTIFICATE), for the server's interceptors to refuse and log.
+ */
+export interface ServerTls {
+  /**
+   * The server's private key; unset (with `cert`) until {@link Server.updateTls} gives one:
+   * every handshake fails meanwhile.
+   */
+  readonly key?: string;
+  /** The server's certificate, followed by the CA's (the chain clients are sent). */
+  readonly cert?: string;
+  /** The CA client certificates must chain to (unset: none can). */
+  readonly ca?: string;
 }
 
 /** A running server. */
@@ -87,6 +118,11 @@ export interface Server {
   readonly address: string;
   /** The grpc.health.v1 state; set NOT_SERVING while draining. */
   readonly health: HealthState;
+  /**
+   * Replaces the TLS key, certificate and CA for new connections (a renewed certificate);
+   * open connections keep theirs. Throws on a plaintext server.
+   */
+  updateTls(material: ServerTls): void;
   /** Stops accepting, closes open sessions (streams included) and resolves once closed. */
   close(): Promise<void>;
 }
@@ -143,6 +179,8 @@ export async function startServer(options: ServerOptions): Promise<Server> {
       registerReflection(router, options.files);
     },
     fallback: options.fallback,
+    // Over TLS, each call carries its connection's client certificate, from the socket.
+    contextValues: options.tls ? peerContextValues : undefined,
   });
   const h2 = http2.createServer(
     {
@@ -159,28 +197,11 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     { maxHeaderSize: limits.maxHeaderBytes, headersTimeout: limits.firstBytesTimeoutMs },
     handler,
   );
-  // The port itself: each connection is handed to h2 or h1 once its first bytes are in.
-  const server = createNetServer({ pauseOnConnect: true }, (socket) => {
-    let head = Buffer.alloc(0);
-    const onReadable = () => {
-      let chunk: Buffer | null;
-      // biome-ignore lint/suspicious/noAssignInExpressions: read until the buffer is drained
-      while ((chunk = socket.read() as Buffer | null) !== null) head = Buffer.concat([head, chunk]);
-      const h2c = opensHttp2(head);
-      if (h2c === undefined) return; // fewer bytes than it takes to tell: wait for more
-      socket.off("readable", onReadable);
-      socket.off("end", onEnd);
-      socket.setTimeout(0);
-      socket.unshift(head);
-      (h2c ? h2 : h1).emit("connection", socket);
-    };
-    const onEnd = () => socket.destroy();
-    // A client that connects and says nothing holds a socket for nothing.
-    socket.setTimeout(limits.firstBytesTimeoutMs, () => socket.destroy());
-    socket.on("readable", onReadable);
-    socket.once("end", onEnd);
-    socket.once("error", () => socket.destroy());
-  });
+  // The port itself: over TLS, ALPN hands each connection to h2 or h1 (no ALPN: HTTP/1.1);
+  // in plaintext, its first bytes do.
+  const server = options.tls
+    ? tlsListener(options.tls, limits, h2, h1)
+    : plaintextListener(limits, h2, h1);
   // http2 close() waits for every session to end on its own, and a worker's stream
   // never does: keep them to close them ourselves.
   const sessions = new Set<http2.Http2Session>();
@@ -219,6 +240,11 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   return {
     address: `${shownHost}:${bound.port}`,
     health,
+    updateTls(material) {
+      if (!(server instanceof tls.Server))
+        throw new Error("a plaintext server has no TLS to update");
+      server.setSecureContext(secureContext(material));
+    },
     close() {
       health.shutdown();
       return new Promise<void>((resolve) => {
@@ -234,4 +260,68 @@ export async function startServer(options: ServerOptions): Promise<Server> {
       });
     },
   };
+}
+
+/** Plaintext: each connection goes to h2 (h2c) or h1 once its first bytes are in. */
+function plaintextListener(
+  limits: ServerLimits,
+  h2: http2.Http2Server,
+  h1: http.Server,
+): NetServer {
+  return createNetServer({ pauseOnConnect: true }, (socket) => {
+    let head = Buffer.alloc(0);
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      // biome-ignore lint/suspicious/noAssignInExpressions: read until the buffer is drained
+      while ((chunk = socket.read() as Buffer | null) !== null) head = Buffer.concat([head, chunk]);
+      const h2c = opensHttp2(head);
+      if (h2c === undefined) return; // fewer bytes than it takes to tell: wait for more
+      socket.off("readable", onReadable);
+      socket.off("end", onEnd);
+      socket.setTimeout(0);
+      socket.unshift(head);
+      (h2c ? h2 : h1).emit("connection", socket);
+    };
+    const onEnd = () => socket.destroy();
+    // A client that connects and says nothing holds a socket for nothing.
+    socket.setTimeout(limits.firstBytesTimeoutMs, () => socket.destroy());
+    socket.on("readable", onReadable);
+    socket.once("end", onEnd);
+    socket.once("error", () => socket.destroy());
+  });
+}
+
+function secureContext(material: ServerTls): tls.SecureContextOptions {
+  return { key: material.key, cert: material.cert, ca: material.ca };
+}
+
+/**
+ * TLS 1.2+ with ALPN h2 and http/1.1; each connection goes to h2 or h1 once its handshake is
+ * done, so both keep the limits they have in plaintext. The handshake must be over within
+ * the first-bytes timeout. A plaintext client fails its handshake and is closed.
+ */
+function tlsListener(
+  material: ServerTls,
+  limits: ServerLimits,
+  h2: http2.Http2Server,
+  h1: http.Server,
+): tls.Server {
+  const server = tls.createServer(
+    {
+      ...secureContext(material),
+      minVersion: "TLSv1.2",
+      ALPNProtocols: ["h2", "http/1.1"],
+      requestCert: true,
+      rejectUnauthorized: false,
+      handshakeTimeout: limits.firstBytesTimeoutMs,
+    },
+    (socket) => {
+      socket.setNoDelay(true);
+      (socket.alpnProtocol === "h2" ? h2 : h1).emit("connection", socket);
+    },
+  );
+  // A failed handshake (plaintext, an unknown CA on the client's side, a timeout) has
+  // already closed its socket; nothing else to do.
+  server.on("tlsClientError", () => undefined);
+  return server;
 }

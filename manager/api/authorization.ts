@@ -11,6 +11,8 @@ import { ServerReflection as ReflectionV1 } from "../../gen/grpc/reflection/v1/r
 import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import type { Clock } from "../../lib/clock.js";
 import type { Logger } from "../../lib/logger.js";
+import { PEER_CERTIFICATE, type PeerCertificate } from "../../lib/rpc/peer.js";
+import { workerOf } from "../../lib/tls/identity.js";
 import { roleIncludes, type TokenTable } from "../core/token-table.js";
 
 /** Who may call a method: anyone, or a token holding the role. */
@@ -57,6 +59,8 @@ export const POLICY: ReadonlyMap<string, Need> = new Map<string, Need>([
   [proc(NodeService, "ListNodes"), Role.READ],
   // With a join token; the handler checks it is one (role worker, bound to no worker).
   [proc(TokenService, "JoinWorker"), Role.WORKER],
+  // With the worker's own credential and, over TLS, its current certificate.
+  [proc(TokenService, "RenewWorkerCertificate"), Role.WORKER],
   // Load balancers and grpcurl/buf curl discover the server before they hold a token.
   [proc(Health, "Check"), "anyone"],
   [proc(Health, "Watch"), "anyone"],
@@ -101,6 +105,41 @@ export function authorize(
     );
   }
   return check.token;
+}
+
+/**
+ * The client certificate's part of the decision, on a TLS server. A certificate that does not
+ * chain to the cluster's CA (forged, expired) is UNAUTHENTICATED whatever the call: whoever
+ * sends one is not who they claim. The worker stream and certificate renewal need the
+ * worker's certificate, naming the worker its credential is bound to: none is
+ * UNAUTHENTICATED, another worker's is PERMISSION_DENIED. Every other call needs none (token
+ * clients have none). `token` is the call's token as {@link authorize} found it.
+ */
+export function checkCertificate(
+  procedure: string,
+  token: Token | undefined,
+  peer: PeerCertificate | undefined,
+): void {
+  if (peer && !peer.verified) {
+    throw new ConnectError(
+      `client certificate refused (${peer.error}): it is not one this cluster's CA issued, or it expired`,
+      Code.Unauthenticated,
+    );
+  }
+  if (!NEEDS_WORKER_CERTIFICATE.has(procedure)) return;
+  const named = peer ? workerOf(peer.uris) : undefined;
+  if (!named) {
+    throw new ConnectError(
+      `${procedure} over TLS needs the worker's client certificate (cube://worker/<id>, from JoinWorker); without one, join again`,
+      Code.Unauthenticated,
+    );
+  }
+  if (token?.workerId && named !== token.workerId) {
+    throw new ConnectError(
+      `the client certificate names worker "${named}", but the credential is worker "${token.workerId}"'s`,
+      Code.PermissionDenied,
+    );
+  }
 }
 
 /**
@@ -150,12 +189,17 @@ export function authInterceptor(
   clock: Clock,
   logger: Logger,
   rate: RateLimit = DEFAULT_RATE,
+  tls = false,
 ): Interceptor {
   const limiter = new RateLimiter(rate, clock);
   return (next) => async (req) => {
     const procedure = proc(req.service, req.method.name);
+    const peer = tls ? req.contextValues.get(PEER_CERTIFICATE) : undefined;
     try {
+      // A forged certificate is refused before its token is even looked at.
+      if (peer && !peer.verified) checkCertificate(procedure, undefined, peer);
       const token = authorize(tokens, procedure, req.header.get("authorization"), clock.now());
+      if (tls) checkCertificate(procedure, token, peer);
       if (token) {
         if (!limiter.take(token.id)) {
           throw new ConnectError(
@@ -164,7 +208,7 @@ export function authInterceptor(
           );
         }
         CALLER.set(req.signal, token);
-        if (procedure === WORKER_STREAM) {
+        if (NEEDS_WORKER_CERTIFICATE.has(procedure)) {
           if (!token.workerId) {
             throw new ConnectError(
               `token ${token.id} is not a worker's own credential: a worker joins first (TokenService.JoinWorker, with a join token)`,
@@ -178,7 +222,12 @@ export function authInterceptor(
       }
     } catch (error) {
       logger.warn(
-        { procedure, code: Code[(error as ConnectError).code], why: (error as Error).message },
+        {
+          procedure,
+          code: Code[(error as ConnectError).code],
+          why: (error as Error).message,
+          ...(peer ? { certificate: peer.fingerprint, names: peer.uris } : {}),
+        },
         "call refused",
       );
       throw error;
@@ -188,6 +237,12 @@ export function authInterceptor(
 }
 
 const WORKER_STREAM = proc(WorkerService, "Connect");
+
+/** Calls only a worker makes, with its own credential (and, over TLS, its certificate). */
+const NEEDS_WORKER_CERTIFICATE: ReadonlySet<string> = new Set([
+  WORKER_STREAM,
+  proc(TokenService, "RenewWorkerCertificate"),
+]);
 
 /**
  * The worker stream's messages, refused (PERMISSION_DENIED, logged) the moment one

@@ -7,6 +7,7 @@ import { file_cube_v1_task_service } from "../../gen/cube/v1/task_service_pb.js"
 import { file_cube_v1_token_service } from "../../gen/cube/v1/token_service_pb.js";
 import { file_cube_v1_worker_service } from "../../gen/cube/v1/worker_service_pb.js";
 import type { ControlPlane } from "../core/control-plane.js";
+import type { ClusterTls } from "./cluster-tls.js";
 import { jobServiceRoutes } from "./job-service.js";
 import { metricsServiceRoutes } from "./metrics-service.js";
 import { nodeServiceRoutes } from "./node-service.js";
@@ -14,13 +15,16 @@ import { taskServiceRoutes } from "./task-service.js";
 import { tokenServiceRoutes } from "./token-service.js";
 import { workerServiceRoutes } from "./worker-service.js";
 
-/** Every service the manager serves (health and reflection come from lib/server.ts). */
-export function managerRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
+/**
+ * Every service the manager serves (health and reflection come from lib/server.ts); `tls`
+ * when it serves TLS (worker certificates, TaskLogs dialled with the manager's certificate).
+ */
+export function managerRoutes(cp: ControlPlane, tls?: ClusterTls): (router: ConnectRouter) => void {
   return (router) => {
-    taskServiceRoutes(cp)(router);
+    taskServiceRoutes(cp, tls)(router);
     workerServiceRoutes(cp)(router);
     metricsServiceRoutes(cp)(router);
-    tokenServiceRoutes(cp)(router);
+    tokenServiceRoutes(cp, tls)(router);
     jobServiceRoutes(cp)(router);
     nodeServiceRoutes(cp)(router);
   };

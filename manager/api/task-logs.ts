@@ -4,15 +4,21 @@ import { WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
 import { grpcTransport } from "../../lib/rpc/client.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { findTask } from "../rules/task-ops.js";
+import type { ClusterTls } from "./cluster-tls.js";
 
-/** One transport per worker address: HTTP/2 sessions are reused across log requests. */
+/**
+ * One transport per worker address (and, over TLS, per worker and manager certificate):
+ * HTTP/2 sessions are reused across log requests.
+ */
 const transports = new Map<string, Transport>();
 
-function transportTo(address: string): Transport {
-  let t = transports.get(address);
+function transportTo(address: string, workerId: string, tls: ClusterTls | undefined): Transport {
+  // Over TLS the manager shows its own certificate, and the worker's must name the worker.
+  const key = tls ? `${address} ${workerId} ${tls.generation}` : address;
+  let t = transports.get(key);
   if (!t) {
-    t = grpcTransport(address);
-    transports.set(address, t);
+    t = grpcTransport(address, tls ? { tls: tls.clientTlsFor(workerId) } : {});
+    transports.set(key, t);
   }
   return t;
 }
@@ -26,6 +32,7 @@ export async function* proxyTaskLogs(
   cp: ControlPlane,
   request: { id: string; follow: boolean; tail: number },
   signal: AbortSignal,
+  tls?: ClusterTls,
 ): AsyncGenerator<TaskLogsResponse> {
   const task = findTask(cp, request.id).task;
   if (!task.workerId || !task.containerId) {
@@ -45,7 +52,7 @@ export async function* proxyTaskLogs(
   if (worker.status === WorkerStatus.DOWN) {
     throw new ConnectError(`${name} is DOWN: its logs cannot be read`, Code.Unavailable);
   }
-  const client = createClient(TaskService, transportTo(worker.record.address));
+  const client = createClient(TaskService, transportTo(worker.record.address, task.workerId, tls));
   try {
     for await (const chunk of client.taskLogs(
       { id: task.id, follow: request.follow, tail: request.tail },

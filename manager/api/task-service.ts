@@ -5,6 +5,7 @@ import { redactEvent, redactTask } from "../../lib/redact.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { runTasks } from "../rules/run-tasks.js";
 import { findTask, runTask, stopTask, taskEvents } from "../rules/task-ops.js";
+import type { ClusterTls } from "./cluster-tls.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 import { proxyTaskLogs } from "./task-logs.js";
 import { watchTasks } from "./watch-tasks.js";
@@ -15,7 +16,10 @@ import { watchTasks } from "./watch-tasks.js";
  * flight), so nothing shown can be lost to a crash. Every task that leaves here has its
  * secret values redacted (lib/redact.ts): they go only to the worker that runs the task.
  */
-export function taskServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
+export function taskServiceRoutes(
+  cp: ControlPlane,
+  tls?: ClusterTls,
+): (router: ConnectRouter) => void {
   return (router) =>
     router.service(TaskService, {
       async runTask(req) {
@@ -73,7 +77,7 @@ export function taskServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => 
         }
       },
       async *taskLogs(req, ctx) {
-        yield* proxyTaskLogs(cp, req, ctx.signal);
+        yield* proxyTaskLogs(cp, req, ctx.signal, tls);
       },
     });
 }

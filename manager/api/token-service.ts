@@ -1,8 +1,10 @@
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { Role, TokenService } from "../../gen/cube/v1/token_service_pb.js";
+import { joinToken } from "../../lib/tls/identity.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { CALLER } from "./authorization.js";
+import type { ClusterTls } from "./cluster-tls.js";
 
 /** What a worker id may look like (the worker stream's register checks the same). */
 const WORKER_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -14,8 +16,21 @@ const NAME = /^[\x20-\x7e]{1,64}$/;
 /**
  * The manager's TokenService: create (the secret is answered once and stored only as its
  * SHA-256), list (never a secret), revoke (effective at once). Admin only (authorization.ts).
+ * Workers join (and, with `tls`, get and renew their certificates) with worker tokens.
  */
-export function tokenServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
+export function tokenServiceRoutes(
+  cp: ControlPlane,
+  tls?: ClusterTls,
+): (router: ConnectRouter) => void {
+  /** A certificate for `workerId`'s request; INVALID_ARGUMENT saying what is wrong with it. */
+  const certify = async (workerId: string, csr: Uint8Array) => {
+    if (!tls) throw new Error("no TLS");
+    try {
+      return await tls.issueWorker(workerId, csr);
+    } catch (error) {
+      throw new ConnectError(`csr: ${(error as Error).message}`, Code.InvalidArgument);
+    }
+  };
   return (router) =>
     router.service(TokenService, {
       async createToken(req) {
@@ -35,7 +50,9 @@ export function tokenServiceRoutes(cp: ControlPlane): (router: ConnectRouter) =>
         cp.store.putToken(record);
         await cp.committed();
         cp.logger.info({ token: record.token?.id, role: Role[req.role] }, "token created");
-        return { token: record.token, secret };
+        // A worker token, on a TLS cluster, also comes with the CA's digest for new workers.
+        const join = tls && req.role === Role.WORKER ? joinToken(secret, tls.caSha256) : "";
+        return { token: record.token, secret, joinToken: join };
       },
       listTokens() {
         return { tokens: cp.tokens.list() };
@@ -54,6 +71,12 @@ export function tokenServiceRoutes(cp: ControlPlane): (router: ConnectRouter) =>
             Code.InvalidArgument,
           );
         }
+        if (tls && req.csr.length === 0) {
+          throw new ConnectError(
+            "csr: required: this manager serves TLS, and a worker's stream needs a certificate (send a PKCS#10 request for the worker's key)",
+            Code.InvalidArgument,
+          );
+        }
         const now = cp.clock.now();
         const existing = cp.tokens.boundTo(req.workerId, now);
         if (existing) {
@@ -66,6 +89,8 @@ export function tokenServiceRoutes(cp: ControlPlane): (router: ConnectRouter) =>
             Code.PermissionDenied,
           );
         }
+        // The request is checked before any credential is made.
+        const issued = tls ? await certify(req.workerId, req.csr) : undefined;
         const { record, secret } = cp.tokens.create(
           `worker ${req.workerId}`,
           Role.WORKER,
@@ -76,10 +101,40 @@ export function tokenServiceRoutes(cp: ControlPlane): (router: ConnectRouter) =>
         cp.store.putToken(record);
         await cp.committed();
         cp.logger.info(
-          { worker: req.workerId, token: record.token?.id, joinToken: caller.id },
+          {
+            worker: req.workerId,
+            token: record.token?.id,
+            joinToken: caller.id,
+            ...(issued ? { certificateUntil: issued.notAfter } : {}),
+          },
           "worker joined",
         );
-        return { token: record.token, secret };
+        return {
+          token: record.token,
+          secret,
+          certificate: issued?.certificate,
+          caCertificate: issued?.caCertificate,
+        };
+      },
+      async renewWorkerCertificate(req, ctx) {
+        // authorization.ts checked the credential is a worker's own and, over TLS, that the
+        // connection's certificate names the same worker.
+        const caller = CALLER.get(ctx.signal);
+        if (!caller?.workerId) {
+          throw new ConnectError("a worker's own credential is needed", Code.PermissionDenied);
+        }
+        if (!tls) {
+          throw new ConnectError(
+            "this manager does not serve TLS: workers have no certificates to renew",
+            Code.FailedPrecondition,
+          );
+        }
+        const issued = await certify(caller.workerId, req.csr);
+        cp.logger.info(
+          { worker: caller.workerId, certificateUntil: issued.notAfter },
+          "worker certificate renewed",
+        );
+        return { certificate: issued.certificate, caCertificate: issued.caCertificate };
       },
       async revokeToken(req) {
         const record = cp.tokens.revoke(req.id);

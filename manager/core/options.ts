@@ -82,6 +82,14 @@ export interface ManagerOptions {
    */
   auth?: boolean;
   /**
+   * Serve TLS (and mTLS for workers) with the cluster's own CA, made in `<dataDir>/tls` on
+   * the first start (manager/api/cluster-tls.ts). Default false: plaintext, allowed on a
+   * loopback address only unless `insecure`.
+   */
+  tls?: boolean;
+  /** How long a worker's certificate is valid; workers renew it in its last third. Default 30 days. */
+  workerCertificateMs?: number;
+  /**
    * Serve plaintext on a non-loopback address. Refused without it: anyone on the network
    * could read tokens and task specs off the wire. Default false.
    */
@@ -141,6 +149,8 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     metrics: options.metrics ?? true,
     auth: options.auth ?? true,
     insecure: options.insecure ?? false,
+    tls: options.tls ?? false,
+    workerCertificateMs: options.workerCertificateMs ?? 30 * 24 * 3600_000,
   };
   for (const [name, value] of Object.entries(resolved)) {
     if (typeof value === "number" && !(Number.isFinite(value) && value >= 0)) {

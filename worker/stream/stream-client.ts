@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
-import { connect as netConnect, type Socket } from "node:net";
+import { isIP, connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import { ConnectError, createClient } from "@connectrpc/connect";
@@ -19,7 +20,8 @@ import {
   WorkerService,
 } from "../../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../../lib/logger.js";
-import { bearer } from "../../lib/rpc/client.js";
+import { bearer, tlsOptions } from "../../lib/rpc/client.js";
+import type { ClientTls } from "../../lib/tls/identity.js";
 import { AsyncQueue } from "../async-queue.js";
 import { type BackoffOptions, backoffDelay, RECONNECT_BACKOFF } from "../backoff.js";
 import type { LiveMessage } from "../tasks/task-runner.js";
@@ -34,6 +36,11 @@ export interface StreamClientOptions {
    * stream; a function is asked before each dial (it may join first: worker/stream/join.ts).
    */
   readonly token?: string | (() => Promise<string | undefined>);
+  /**
+   * TLS towards the manager (the CA, the worker's certificate and key), asked after `token`
+   * before each dial; undefined: plaintext (h2c).
+   */
+  readonly tls?: () => ClientTls | undefined;
   readonly outbox: Outbox;
   readonly logger: Logger;
   /** The Register message, built afresh for each connection. */
@@ -169,9 +176,10 @@ export class StreamClient extends EventEmitter<{
     } catch (error) {
       return { reason: `cannot join the manager: ${(error as Error).message}`, registered: false };
     }
+    const tls = this.#o.tls?.();
     const baseUrl = /^https?:\/\//.test(this.#o.manager)
       ? this.#o.manager
-      : `http://${this.#o.manager}`;
+      : `${tls ? "https" : "http"}://${this.#o.manager}`;
     const pingIntervalMs = this.#o.pingIntervalMs ?? 1000;
     // One session (and socket) per connection, so a dead one is thrown away with its
     // pings. Two connect-node 2.1.2 traps: a session that got GOAWAY keeps pinging
@@ -189,7 +197,16 @@ export class StreamClient extends EventEmitter<{
       },
       {
         createConnection: (url: URL) => {
-          const socket = netConnect(Number(url.port || 80), url.hostname);
+          const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+          const socket = tls
+            ? tlsConnect({
+                host,
+                port: Number(url.port || 443),
+                ...tlsOptions(tls),
+                ALPNProtocols: ["h2"],
+                ...(isIP(host) ? {} : { servername: host }),
+              })
+            : netConnect(Number(url.port || 80), url.hostname);
           socket.setNoDelay(true);
           sockets.add(socket);
           return socket;

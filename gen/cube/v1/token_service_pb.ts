@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/v1/token_service.proto.
  */
 export const file_cube_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("ChtjdWJlL3YxL3Rva2VuX3NlcnZpY2UucHJvdG8SB2N1YmUudjEiwgEKBVRva2VuEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGwoEcm9sZRgDIAEoDjINLmN1YmUudjEuUm9sZRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAYgASgIEhEKCXdvcmtlcl9pZBgHIAEoCSJnChJDcmVhdGVUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIbCgRyb2xlGAIgASgOMg0uY3ViZS52MS5Sb2xlEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJEChNDcmVhdGVUb2tlblJlc3BvbnNlEh0KBXRva2VuGAEgASgLMg4uY3ViZS52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkiEwoRTGlzdFRva2Vuc1JlcXVlc3QiNAoSTGlzdFRva2Vuc1Jlc3BvbnNlEh4KBnRva2VucxgBIAMoCzIOLmN1YmUudjEuVG9rZW4iIAoSUmV2b2tlVG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIjQKE1Jldm9rZVRva2VuUmVzcG9uc2USHQoFdG9rZW4YASABKAsyDi5jdWJlLnYxLlRva2VuIiYKEUpvaW5Xb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSJDChJKb2luV29ya2VyUmVzcG9uc2USHQoFdG9rZW4YASABKAsyDi5jdWJlLnYxLlRva2VuEg4KBnNlY3JldBgCIAEoCSpfCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABINCglST0xFX1JFQUQQARIRCg1ST0xFX09QRVJBVE9SEAISDgoKUk9MRV9BRE1JThADEg8KC1JPTEVfV09SS0VSEAQysAIKDFRva2VuU2VydmljZRJICgtDcmVhdGVUb2tlbhIbLmN1YmUudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GhwuY3ViZS52MS5DcmVhdGVUb2tlblJlc3BvbnNlEkUKCkxpc3RUb2tlbnMSGi5jdWJlLnYxLkxpc3RUb2tlbnNSZXF1ZXN0GhsuY3ViZS52MS5MaXN0VG9rZW5zUmVzcG9uc2USSAoLUmV2b2tlVG9rZW4SGy5jdWJlLnYxLlJldm9rZVRva2VuUmVxdWVzdBocLmN1YmUudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJFCgpKb2luV29ya2VyEhouY3ViZS52MS5Kb2luV29ya2VyUmVxdWVzdBobLmN1YmUudjEuSm9pbldvcmtlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChtjdWJlL3YxL3Rva2VuX3NlcnZpY2UucHJvdG8SB2N1YmUudjEiwgEKBVRva2VuEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSGwoEcm9sZRgDIAEoDjINLmN1YmUudjEuUm9sZRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAYgASgIEhEKCXdvcmtlcl9pZBgHIAEoCSJnChJDcmVhdGVUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIbCgRyb2xlGAIgASgOMg0uY3ViZS52MS5Sb2xlEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJYChNDcmVhdGVUb2tlblJlc3BvbnNlEh0KBXRva2VuGAEgASgLMg4uY3ViZS52MS5Ub2tlbhIOCgZzZWNyZXQYAiABKAkSEgoKam9pbl90b2tlbhgDIAEoCSITChFMaXN0VG9rZW5zUmVxdWVzdCI0ChJMaXN0VG9rZW5zUmVzcG9uc2USHgoGdG9rZW5zGAEgAygLMg4uY3ViZS52MS5Ub2tlbiIgChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkiNAoTUmV2b2tlVG9rZW5SZXNwb25zZRIdCgV0b2tlbhgBIAEoCzIOLmN1YmUudjEuVG9rZW4iMwoRSm9pbldvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEgsKA2NzchgCIAEoDCJwChJKb2luV29ya2VyUmVzcG9uc2USHQoFdG9rZW4YASABKAsyDi5jdWJlLnYxLlRva2VuEg4KBnNlY3JldBgCIAEoCRITCgtjZXJ0aWZpY2F0ZRgDIAEoDBIWCg5jYV9jZXJ0aWZpY2F0ZRgEIAEoDCIsCh1SZW5ld1dvcmtlckNlcnRpZmljYXRlUmVxdWVzdBILCgNjc3IYASABKAwiTQoeUmVuZXdXb3JrZXJDZXJ0aWZpY2F0ZVJlc3BvbnNlEhMKC2NlcnRpZmljYXRlGAEgASgMEhYKDmNhX2NlcnRpZmljYXRlGAIgASgMKl8KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg0KCVJPTEVfUkVBRBABEhEKDVJPTEVfT1BFUkFUT1IQAhIOCgpST0xFX0FETUlOEAMSDwoLUk9MRV9XT1JLRVIQBDKbAwoMVG9rZW5TZXJ2aWNlEkgKC0NyZWF0ZVRva2VuEhsuY3ViZS52MS5DcmVhdGVUb2tlblJlcXVlc3QaHC5jdWJlLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USRQoKTGlzdFRva2VucxIaLmN1YmUudjEuTGlzdFRva2Vuc1JlcXVlc3QaGy5jdWJlLnYxLkxpc3RUb2tlbnNSZXNwb25zZRJICgtSZXZva2VUb2tlbhIbLmN1YmUudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GhwuY3ViZS52MS5SZXZva2VUb2tlblJlc3BvbnNlEkUKCkpvaW5Xb3JrZXISGi5jdWJlLnYxLkpvaW5Xb3JrZXJSZXF1ZXN0GhsuY3ViZS52MS5Kb2luV29ya2VyUmVzcG9uc2USaQoWUmVuZXdXb3JrZXJDZXJ0aWZpY2F0ZRImLmN1YmUudjEuUmVuZXdXb3JrZXJDZXJ0aWZpY2F0ZVJlcXVlc3QaJy5jdWJlLnYxLlJlbmV3V29ya2VyQ2VydGlmaWNhdGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Token is a bearer token as the manager shows it: never its secret.
@@ -132,6 +132,15 @@ export type CreateTokenResponse = Message<"cube.v1.CreateTokenResponse"> & {
    * @generated from field: string secret = 2;
    */
   secret: string;
+
+  /**
+   * For a worker token, when the manager serves TLS: the secret with the SHA-256 of the
+   * cluster's CA certificate, `<secret>@sha256:<64 hex>`, to give `cube worker --token`: a
+   * new worker trusts the CA the manager presents only if its digest matches. Empty otherwise.
+   *
+   * @generated from field: string join_token = 3;
+   */
+  joinToken: string;
 };
 
 /**
@@ -231,6 +240,15 @@ export type JoinWorkerRequest = Message<"cube.v1.JoinWorkerRequest"> & {
    * @generated from field: string worker_id = 1;
    */
   workerId: string;
+
+  /**
+   * A PKCS#10 certificate request (DER) for the worker's own ECDSA P-256 key, which never
+   * leaves the worker. Required when the manager serves TLS, ignored otherwise. Its subject
+   * is ignored: the certificate names the worker (URI cube://worker/<worker_id>).
+   *
+   * @generated from field: bytes csr = 2;
+   */
+  csr: Uint8Array;
 };
 
 /**
@@ -259,6 +277,21 @@ export type JoinWorkerResponse = Message<"cube.v1.JoinWorkerResponse"> & {
    * @generated from field: string secret = 2;
    */
   secret: string;
+
+  /**
+   * With TLS on: the worker's certificate (DER), signed by the cluster's CA, short-lived
+   * (30 days by default); the worker renews it before it expires (RenewWorkerCertificate).
+   *
+   * @generated from field: bytes certificate = 3;
+   */
+  certificate: Uint8Array;
+
+  /**
+   * With TLS on: the cluster's CA certificate (DER), which the worker trusts from now on.
+   *
+   * @generated from field: bytes ca_certificate = 4;
+   */
+  caCertificate: Uint8Array;
 };
 
 /**
@@ -267,6 +300,55 @@ export type JoinWorkerResponse = Message<"cube.v1.JoinWorkerResponse"> & {
  */
 export const JoinWorkerResponseSchema: GenMessage<JoinWorkerResponse> = /*@__PURE__*/
   messageDesc(file_cube_v1_token_service, 8);
+
+/**
+ * RenewWorkerCertificateRequest asks for a new certificate for the calling worker.
+ *
+ * @generated from message cube.v1.RenewWorkerCertificateRequest
+ */
+export type RenewWorkerCertificateRequest = Message<"cube.v1.RenewWorkerCertificateRequest"> & {
+  /**
+   * A PKCS#10 certificate request (DER) for the worker's key (a new one, or the same).
+   *
+   * @generated from field: bytes csr = 1;
+   */
+  csr: Uint8Array;
+};
+
+/**
+ * Describes the message cube.v1.RenewWorkerCertificateRequest.
+ * Use `create(RenewWorkerCertificateRequestSchema)` to create a new message.
+ */
+export const RenewWorkerCertificateRequestSchema: GenMessage<RenewWorkerCertificateRequest> = /*@__PURE__*/
+  messageDesc(file_cube_v1_token_service, 9);
+
+/**
+ * RenewWorkerCertificateResponse carries the new certificate.
+ *
+ * @generated from message cube.v1.RenewWorkerCertificateResponse
+ */
+export type RenewWorkerCertificateResponse = Message<"cube.v1.RenewWorkerCertificateResponse"> & {
+  /**
+   * The worker's new certificate (DER), naming the same worker.
+   *
+   * @generated from field: bytes certificate = 1;
+   */
+  certificate: Uint8Array;
+
+  /**
+   * The cluster's CA certificate (DER).
+   *
+   * @generated from field: bytes ca_certificate = 2;
+   */
+  caCertificate: Uint8Array;
+};
+
+/**
+ * Describes the message cube.v1.RenewWorkerCertificateResponse.
+ * Use `create(RenewWorkerCertificateResponseSchema)` to create a new message.
+ */
+export const RenewWorkerCertificateResponseSchema: GenMessage<RenewWorkerCertificateResponse> = /*@__PURE__*/
+  messageDesc(file_cube_v1_token_service, 10);
 
 /**
  * Role is what a token may do.
@@ -357,7 +439,8 @@ export const TokenService: GenService<{
    * A worker trades a join token (role worker, bound to no worker) for a credential of its
    * own: a worker token bound to its id, the only kind WorkerService.Connect accepts, and
    * only for that id. PERMISSION_DENIED when the id already has a live credential (revoke
-   * it to let the worker join again).
+   * it to let the worker join again). With TLS on, it also signs the worker's certificate
+   * (see JoinWorkerRequest.csr).
    *
    * @generated from rpc cube.v1.TokenService.JoinWorker
    */
@@ -365,6 +448,18 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof JoinWorkerRequestSchema;
     output: typeof JoinWorkerResponseSchema;
+  },
+  /**
+   * A worker trades its certificate for a new one before it expires: the call needs the
+   * worker's credential and, over TLS, its current certificate, both naming the same worker.
+   * FAILED_PRECONDITION when the manager does not serve TLS.
+   *
+   * @generated from rpc cube.v1.TokenService.RenewWorkerCertificate
+   */
+  renewWorkerCertificate: {
+    methodKind: "unary";
+    input: typeof RenewWorkerCertificateRequestSchema;
+    output: typeof RenewWorkerCertificateResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cube_v1_token_service, 0);
