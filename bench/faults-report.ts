@@ -120,7 +120,7 @@ export function renderTable(report: FaultReport): string {
   const table = new Table({
     head: ["fault", "figure", "measured", "goal (issue 17)", "verdict"],
     style: { head: [], border: [] },
-    colWidths: [24, 46, 12, 16, 60],
+    colWidths: [22, 42, 11, 16, 56],
     wordWrap: true,
   });
   for (const r of rows(report)) table.push([r.fault, r.figure, r.value, r.goal, r.verdict]);

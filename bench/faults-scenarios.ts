@@ -170,13 +170,20 @@ async function follow(
   others: readonly string[],
   until: number,
   stopWhenMoved: boolean,
-): Promise<{ seenAt: number | null; placedAt: number | null; movedAt: number | null }> {
+): Promise<{
+  seenAt: number | null;
+  placedAt: number | null;
+  movedAt: number | null;
+  last: Look | null;
+}> {
+  let last: Look | null = null;
   let seenAt: number | null = null;
   let placedAt: number | null = null;
   let movedAt: number | null = null;
   while (Date.now() < until && !(stopWhenMoved && movedAt !== null)) {
     const l = await look(c, others).catch(() => null);
     if (l) {
+      last = l;
       if (seenAt === null && ids.some((id) => l.tasks.get(id)?.state === TaskState.UNKNOWN)) {
         seenAt = l.at;
       }
@@ -190,7 +197,7 @@ async function follow(
     }
     if (!(stopWhenMoved && movedAt !== null)) await sleep(100);
   }
-  return { seenAt, placedAt, movedAt };
+  return { seenAt, placedAt, movedAt, last };
 }
 
 /** Why a move took longer than its goal, when the placement itself came in time. */
@@ -599,7 +606,8 @@ export async function partitionFaults(ctx: FaultContext): Promise<FaultResult[]>
       const others = [...c.workers.values()].filter((p) => p !== victim).map((p) => p.id);
       await cut();
       const t0 = Date.now();
-      const { seenAt, placedAt, movedAt } = await follow(c, ids, others, t0 + cutMs, false);
+      const during = await follow(c, ids, others, t0 + cutMs, false);
+      const { seenAt, placedAt, movedAt } = during;
       await mend();
       const t1 = Date.now();
       const back = waitFor("the worker READY again", 30_000, async () => {
@@ -616,7 +624,7 @@ export async function partitionFaults(ctx: FaultContext): Promise<FaultResult[]>
       };
       let movedWhy: string | undefined;
       if (movedAt === null) {
-        movedWhy = `not all RUNNING elsewhere within the ${cutMs} ms cut: ${describe(last, ids)}`;
+        movedWhy = `not all RUNNING on the other two within the ${cutMs} ms cut; at its end (containers on the other two only): ${during.last ? describe(during.last, ids) : "no answer"}`;
       } else if (placedAt !== null && movedAt - t0 > goalMoved) {
         movedWhy = slowStart(placedAt - t0, movedAt - placedAt);
       }

@@ -70,8 +70,20 @@ async function main(): Promise<number> {
       throw new Error(`image ${HTTP_IMAGE} is missing: run \`npm run setup\` first`);
     });
   await NetNs.removeStale();
-  const stale = await removeLabelled(docker, BENCH_CONTAINER_LABEL);
-  if (stale > 0) process.stderr.write(`faults: removed ${stale} containers left by a run\n`);
+  // Only an earlier fault run's leftovers (label value faults-…): a bench running beside
+  // this suite keeps its containers.
+  const leftovers = (
+    await docker.listContainers({ all: true, filters: { label: [BENCH_CONTAINER_LABEL] } })
+  ).filter((c) => c.Labels[BENCH_CONTAINER_LABEL]?.startsWith("faults-"));
+  for (const c of leftovers) {
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
+  }
+  if (leftovers.length > 0) {
+    process.stderr.write(`faults: removed ${leftovers.length} containers left by a fault run\n`);
+  }
   const machine = await describeMachine(docker);
   const loadAtStart = loadavg();
   if ((loadAtStart[0] ?? 0) > machine.cores / 2) {
