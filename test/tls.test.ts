@@ -360,9 +360,10 @@ test("a join token with another CA's digest is refused by the worker; an old tok
 test("worker certificates are renewed before they expire, and a renewed worker reconnects", async (t) => {
   await requireDocker();
   const dir = await tempDir(t);
-  // 15-second certificates (backdated 1.5 s): renewed from their 10th second on, so a worker
-  // restarted once the first has expired still holds a valid renewed one.
-  const cluster = new Cluster(t, dir, { CUBE_TLS: "1", CUBE_WORKER_CERT_TTL: "15000" });
+  // 30-second certificates (backdated 3 s): renewed from their 19th second on, so a worker
+  // restarted once the first has expired (a restart takes seconds on a loaded machine) still
+  // holds a valid renewed one.
+  const cluster = new Cluster(t, dir, { CUBE_TLS: "1", CUBE_WORKER_CERT_TTL: "30000" });
   const manager = await cluster.startManager();
   const ca = await readFile(join(dir, "manager", "tls", "ca.crt"), "utf8");
   const token = joinToken(await readToken(join(dir, "manager"), "worker"), fingerprint(ca));
@@ -389,7 +390,7 @@ test("worker certificates are renewed before they expire, and a renewed worker r
     if (validity(now.cert).notAfter <= firstUntil) {
       throw new Error(`not renewed yet\n${cluster.logs().slice(-3000)}`);
     }
-  }, 20_000);
+  }, 40_000);
   t.regex(manager.logs(), /worker certificate renewed/);
   const renewed = await workerPem(join(dir, "w1"));
   t.not(renewed.key, first.key, "a new key with each certificate");
