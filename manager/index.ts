@@ -4,6 +4,7 @@ import { parseListen, startServer } from "../lib/rpc/server.js";
 import { authInterceptor } from "./api/authorization.js";
 import { isLoopback, readToken, writeFirstTokens } from "./api/bootstrap-tokens.js";
 import { ClusterTls, caFile } from "./api/cluster-tls.js";
+import { managerHttp } from "./api/http-routes.js";
 import { managerMetrics } from "./api/metrics-http.js";
 import { MANAGER_FILES, managerRoutes } from "./api/routes.js";
 import { ControlPlane } from "./core/control-plane.js";
@@ -98,7 +99,8 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
       listen: resolved.listen,
       routes: managerRoutes(cp, tls),
       files: MANAGER_FILES,
-      fallback: metrics?.fallback,
+      // The dashboard at `/`, GET /metrics beside it.
+      fallback: managerHttp(metrics?.fallback),
       interceptors: [
         ...(metrics?.interceptors ?? []),
         ...(resolved.auth ? [authInterceptor(cp.tokens, cp.clock, logger, undefined, !!tls)] : []),

@@ -3,17 +3,19 @@
 # On a Debian 12 machine, as root, it makes sure that:
 #   1. the npm dependencies are installed (npm ci, when node_modules is missing or older
 #      than package-lock.json), Node 24 LTS among them (the `node` package);
-#   2. Debian's docker.io, busybox-static, docker-registry and prometheus are installed
-#      (prometheus never started as a service: the metrics tests run their own);
+#   2. Debian's docker.io, busybox-static, docker-registry, prometheus, python3-grpcio and
+#      chromium are installed (prometheus never started as a service: the metrics tests run
+#      their own; chromium is the dashboard test's headless browser);
 #   3. a Docker engine answers (dockerd started in the background when none does);
 #   4. the test image cube/httpd:local is built and current (images/httpd/build.sh);
-#   5. a local registry answers on 127.0.0.1:5000 (scripts/registry.yml).
+#   5. a local registry answers on 127.0.0.1:5000 (scripts/registry.yml);
+#   6. the dashboard is built (web/ into web/dist) and current.
 # Each step only acts when something is missing: a second run changes nothing and
 # takes well under a second. Without root or apt-get it stops, naming what to install.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES_HINT="docker.io busybox-static docker-registry prometheus python3-grpcio"
+APT_PACKAGES_HINT="docker.io busybox-static docker-registry prometheus python3-grpcio chromium"
 DOCKERD_LOG=${CUBE_DOCKERD_LOG:-/var/log/dockerd.log}
 DOCKERD_PIDFILE=/var/run/docker.pid
 DOCKERD_TIMEOUT_S=${CUBE_DOCKERD_TIMEOUT_S:-60}
@@ -131,6 +133,9 @@ fi
 if [[ $(dpkg-query -W -f='${db:Status-Status}' python3-grpcio 2>/dev/null) != installed ]]; then
   missing+=(python3-grpcio)
 fi
+# Debian's Chromium, driven headless by playwright-core in test/dashboard.test.ts and the
+# dashboard benchmark (never a browser downloaded by a test tool).
+if [[ ! -x /usr/bin/chromium ]]; then missing+=(chromium); fi
 if ((${#missing[@]})); then
   if ! is_root || ! command -v apt-get >/dev/null; then
     die "missing ${missing[*]}: as root on Debian 12, run \`apt-get install -y ${missing[*]}\` (cube needs $APT_PACKAGES_HINT), then \`npm run setup\` again"
@@ -223,6 +228,31 @@ else
   setsid docker-registry serve "$REGISTRY_CONFIG" >>"$REGISTRY_LOG" 2>&1 </dev/null &
   wait_for docker-registry $! "$REGISTRY_TIMEOUT_S" "$REGISTRY_LOG" registry_answers
   ok
+fi
+
+# --- 6. Dashboard -----------------------------------------------------------------------
+# web/ bundled into web/dist (served by the manager at /), again only when its inputs
+# changed: web/ itself, the generated code it imports, the lock file, the build script.
+web_hash=$(
+  {
+    find web gen/cube/v1 -path web/dist -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    sha256sum package-lock.json scripts/build-web.ts
+  } | sha256sum | cut -c1-32
+)
+if [[ ! -f web/dist/index.html || $(cat web/dist/.inputs 2>/dev/null) != "$web_hash" ]]; then
+  begin "building the dashboard (web/ into web/dist)"
+  web_log=$(mktemp)
+  if ! "$project_node" --import=tsx scripts/build-web.ts >"$web_log" 2>&1; then
+    fail_step
+    cat "$web_log" >&2
+    rm -f "$web_log"
+    die "the dashboard's build failed (output above)"
+  fi
+  rm -f "$web_log"
+  echo "$web_hash" >web/dist/.inputs
+  ok
+else
+  say "dashboard up to date"
 fi
 
 say "ready ($(seconds_since "$setup_start") s)"

@@ -76,9 +76,10 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
   const managerDir = join(opts.dataDir, "manager");
   // The local user's client commands need no flags: the config file says where and with
   // which token (the admin token this manager made on its first start).
+  const adminToken = await readToken(managerDir, "admin");
   const configFile = await writeConfig(io.env, {
     manager: manager.address,
-    token: await readToken(managerDir, "admin"),
+    token: adminToken,
     ...(ca ? { ca } : {}),
   });
   let worker: WorkerHandle;
@@ -104,7 +105,11 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
     io.env.npm_command === "run" ||
     io.env.npm_command === "run-script";
   const self = viaNpm ? "npx cube" : "cube";
-  io.stdout.write(banner(manager.address, worker, opts.dataDir, self, configFile, ca));
+  io.stdout.write(
+    banner(manager.address, worker, opts.dataDir, self, configFile, ca, {
+      url: dashboardUrl(manager.address, adminToken, ca !== undefined),
+    }),
+  );
 
   stopOnSignals({
     onStop: (signal) => io.stderr.write(`\n${signal}: stopping the worker, then the manager…\n`),
@@ -126,6 +131,15 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
   await new Promise<never>(() => {});
 }
 
+/**
+ * The dashboard's address with the admin token in its fragment: a fragment never leaves the
+ * browser (no request, no server log carries it), and the page moves it to the tab's
+ * sessionStorage and out of the address bar at once (web/src/token.ts).
+ */
+export function dashboardUrl(managerAddress: string, token: string, tls: boolean): string {
+  return `${tls ? "https" : "http"}://${managerAddress}/#token=${encodeURIComponent(token)}`;
+}
+
 function startFailure(what: string, listen: string, error: unknown): string {
   const message = (error as Error).message ?? String(error);
   if ((error as NodeJS.ErrnoException).code === "EADDRINUSE" || /EADDRINUSE/.test(message)) {
@@ -145,14 +159,18 @@ export function banner(
   cube = "cube",
   configFile?: string,
   ca?: string,
+  dashboard?: { url: string },
 ): string {
   const config = configFile
     ? `cube dev: address, admin token${ca ? " and CA" : ""} written to ${configFile} for \`${cube}\`\n`
     : "";
+  const web = dashboard
+    ? `cube dev: dashboard ${dashboard.url}${ca ? ` (once your browser trusts ${ca})` : ""}\n`
+    : "";
   return `cube dev: manager listening on ${managerAddress}${ca ? ` (TLS, CA ${ca})` : ""}
 cube dev: worker ${worker.id} listening on ${worker.address}
 cube dev: data in ${dataDir}; Ctrl-C stops both
-${config}
+${web}${config}
 Try, in another terminal:
   ${cube} run cube/httpd:local --name web --port 8080:80 --health-path /health --wait
   curl http://127.0.0.1:8080/health

@@ -1,0 +1,312 @@
+/**
+ * The web dashboard, for real: Debian's Chromium (headless, driven by playwright-core)
+ * against a real manager process and a real worker on Docker. The page is built from web/
+ * first (scripts/build-web.ts), then it must: take the token out of the address, list a
+ * RUNNING task, show a task the CLI submits within 1 s without a reload, show a pending
+ * task's reason, follow a task's logs, stop it, and show a read token's refusal as the
+ * manager words it. A screenshot of the overview is written to .test-output/ (and to
+ * docs/dashboard.png for the README with CUBE_UPDATE_DOCS=1) and checked to be no blank.
+ * Chromium or Docker missing: the test fails, naming the set-up command; it never skips.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import test from "ava";
+import type { Page } from "playwright-core";
+import { banner, dashboardUrl } from "../cli/commands/dev.js";
+import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { Role, TokenService } from "../gen/cube/v1/token_service_pb.js";
+import { buildWeb } from "../scripts/build-web.js";
+import { launchChromium } from "./chromium.js";
+import { CUBE_BIN, cube, cubeEnv, REPO_ROOT } from "./cli-harness.js";
+import { HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
+import { Cluster } from "./manager-process.js";
+import { pngColours } from "./png-colours.js";
+
+/** Where the screenshot goes (gitignored), for people to look at after a run. */
+const OUTPUT = join(REPO_ROOT, ".test-output");
+
+function clients(address: string, token: string) {
+  const auth: Interceptor = (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+  const transport = createGrpcTransport({ baseUrl: `http://${address}`, interceptors: [auth] });
+  return {
+    tasks: createClient(TaskService, transport),
+    tokens: createClient(TokenService, transport),
+  };
+}
+
+/**
+ * The little of the DOM that the functions run in the page touch (the root tsconfig has no
+ * DOM lib; the casts are types only, so the functions still run as written in the page).
+ */
+interface PageGlobals {
+  document: { querySelector(selector: string): { textContent: string | null } | null };
+  location: { hash: string };
+  notReloaded?: boolean;
+}
+
+/** The state badge of task `id` in the tasks table. */
+const rowState = (id: string) => `tr[data-task="${id}"] [data-testid="state"]`;
+
+async function waitForText(page: Page, selector: string, text: string | RegExp, timeout = 20_000) {
+  await page.waitForFunction(
+    ([sel, src, flags]) => {
+      const el = (globalThis as unknown as PageGlobals).document.querySelector(sel as string);
+      return !!el && new RegExp(src as string, flags as string).test(el.textContent ?? "");
+    },
+    [
+      selector,
+      typeof text === "string" ? text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") : text.source,
+      typeof text === "string" ? "" : text.flags,
+    ],
+    { timeout, polling: 50 },
+  );
+}
+
+test("cube dev prints the dashboard's address, the token in its fragment", (t) => {
+  const url = dashboardUrl("127.0.0.1:5555", "s3cr/t+", false);
+  t.is(url, "http://127.0.0.1:5555/#token=s3cr%2Ft%2B");
+  t.is(dashboardUrl("127.0.0.1:5555", "x", true), "https://127.0.0.1:5555/#token=x");
+  const text = banner(
+    "127.0.0.1:5555",
+    { id: "w1", address: "127.0.0.1:1" },
+    "d",
+    "cube",
+    undefined,
+    undefined,
+    { url },
+  );
+  t.regex(text, /^cube dev: dashboard http:\/\/127\.0\.0\.1:5555\/#token=s3cr%2Ft%2B$/m);
+});
+
+/** One build for the file's tests (two at once would swap the same folder). */
+let built: ReturnType<typeof buildWeb> | undefined;
+const buildOnce = () => {
+  built ??= buildWeb();
+  return built;
+};
+
+test("the dashboard's files: content types, caching, no way out of web/dist", async (t) => {
+  await buildOnce();
+  const { startTestManager } = await import("./fixtures.js");
+  const m = await startTestManager(t);
+  const base = `http://${m.address}`;
+  const index = await fetch(`${base}/`);
+  t.is(index.status, 200);
+  t.is(index.headers.get("content-type"), "text/html; charset=utf-8");
+  t.is(index.headers.get("cache-control"), "no-cache");
+  t.regex(index.headers.get("content-security-policy") ?? "", /connect-src 'self'/);
+  const html = await index.text();
+  const script = /src="(\/assets\/main-[A-Z0-9]+\.js)"/.exec(html)?.[1];
+  const style = /href="(\/assets\/main-[A-Z0-9]+\.css)"/.exec(html)?.[1];
+  t.truthy(script, html);
+  t.truthy(style, html);
+  const js = await fetch(`${base}${script}`);
+  t.is(js.status, 200);
+  t.is(js.headers.get("content-type"), "text/javascript; charset=utf-8");
+  t.is(js.headers.get("cache-control"), "public, max-age=31536000, immutable");
+  t.is((await fetch(`${base}${style}`)).headers.get("content-type"), "text/css; charset=utf-8");
+  const head = await fetch(`${base}${script}`, { method: "HEAD" });
+  t.is(head.status, 200);
+  t.is(await head.text(), "");
+  t.is((await fetch(`${base}/`, { method: "POST" })).status, 405);
+  // fetch normalises "..", so the raw paths go over a socket of their own.
+  for (const path of [
+    "/assets/../package.json",
+    "/assets/..%2f..%2fpackage.json",
+    "/assets/%2e%2e/package.json",
+    "/assets/.hidden",
+    "/assets/",
+    "/index.html/../../package.json",
+    "/web/dist/index.html",
+  ]) {
+    t.is(await rawStatus(m.address, path), 404, path);
+  }
+  // The RPCs beside it still need their token, over HTTP/1.1 too.
+  const rpc = await fetch(`${base}/cube.v1.TaskService/ListTasks`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "{}",
+  });
+  t.is(rpc.status, 401);
+});
+
+/** The status line of a GET of `path` exactly as written (no client-side normalisation). */
+async function rawStatus(address: string, path: string): Promise<number> {
+  const { connect } = await import("node:net");
+  const [host, port] = [
+    address.slice(0, address.lastIndexOf(":")),
+    Number(address.slice(address.lastIndexOf(":") + 1)),
+  ];
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, host, () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${address}\r\nConnection: close\r\n\r\n`);
+    });
+    let data = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (d: string) => {
+      data += d;
+    });
+    socket.on("end", () => resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(data)?.[1] ?? 0)));
+    socket.on("error", reject);
+  });
+}
+
+test("the dashboard in Chromium: live tasks, pending reason, logs, stop, a read token's refusal", async (t) => {
+  t.timeout(90_000);
+  const started = Date.now();
+  await requireDocker();
+  const [made, browser] = await Promise.all([buildOnce(), launchChromium()]);
+  t.teardown(() => browser.close());
+  t.log(`web built in ${made.ms} ms (${(made.bytes / 1024).toFixed(0)} KiB)`);
+  const cluster = new Cluster(t, await tempDir(t));
+  const manager = await cluster.startManager();
+  await cluster.startWorker("dash-node");
+  const address = manager.address;
+  const admin = manager.token as string;
+  const api = clients(address, admin);
+
+  // A task running before the page opens.
+  const web = (
+    await api.tasks.runTask({
+      spec: create(TaskSpecSchema, { name: "web", image: HTTP_IMAGE, labels: { app: "web" } }),
+    })
+  ).task;
+  t.truthy(web);
+
+  const page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
+  const problems: string[] = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") problems.push(`console: ${m.text()}`);
+  });
+  try {
+    // The address `cube dev` prints.
+    await page.goto(dashboardUrl(address, admin, false));
+    // The token left the address bar (and the history) for the tab's sessionStorage.
+    await page.waitForFunction(
+      () => !(globalThis as unknown as PageGlobals).location.hash.includes("token"),
+    );
+    t.false(page.url().includes(admin));
+    t.is(await page.evaluate(() => sessionStorage.getItem("cube.token")), admin);
+    await waitForText(page, '[data-testid="link"]', "live");
+
+    // Lists a RUNNING task.
+    await page.goto(`http://${address}/#/tasks`);
+    await waitForText(page, rowState(web?.id as string), "RUNNING", 30_000);
+
+    // A task submitted by the CLI shows within 1 s of the CLI's answer, without a reload.
+    await page.evaluate(() => {
+      (globalThis as unknown as PageGlobals).notReloaded = true;
+    });
+    const ticker = await cube(
+      [
+        "run",
+        HTTP_IMAGE,
+        "--name",
+        "ticker",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+      ],
+      { env: cubeEnv({ CUBE_MANAGER: address, CUBE_TOKEN: admin }) },
+    );
+    const answeredAt = Date.now();
+    t.is(ticker.code, 0, `${CUBE_BIN} run: ${ticker.stderr}`);
+    const tickerId = ticker.stdout.trim();
+    await page.waitForSelector(`tr[data-task="${tickerId}"]`, { timeout: 1000 });
+    const shownMs = Date.now() - answeredAt;
+    t.log(`the CLI's task showed ${shownMs} ms after its answer`);
+    t.true(await page.evaluate(() => (globalThis as unknown as PageGlobals).notReloaded === true));
+
+    // Its detail: RUNNING, its logs followed as they are written.
+    await page.click(`tr[data-task="${tickerId}"] a`);
+    await waitForText(page, "h1", "RUNNING", 30_000);
+    await waitForText(page, '[data-testid="logs"]', /tick-\d+/, 20_000);
+    const lastTick = async () =>
+      Math.max(
+        ...[
+          ...((await page.textContent('[data-testid="logs"]')) ?? "").matchAll(/tick-(\d+)/g),
+        ].map((m) => Number(m[1])),
+      );
+    const first = await lastTick();
+    await page.waitForFunction(
+      (n) => {
+        const logs = (globalThis as unknown as PageGlobals).document.querySelector(
+          '[data-testid="logs"]',
+        );
+        const text = logs?.textContent ?? "";
+        return [...text.matchAll(/tick-(\d+)/g)].some((m) => Number(m[1]) >= n);
+      },
+      first + 5,
+      { timeout: 15_000, polling: 100 },
+    );
+    t.log(`logs followed from tick-${first} to tick-${await lastTick()}`);
+
+    // Stopped from the page: it ends COMPLETED, "stopped", live.
+    await page.click('[data-testid="stop"]');
+    await page.click('[data-testid="confirm-stop"]');
+    await waitForText(page, "h1", "COMPLETED", 30_000);
+    await waitForText(page, '[data-testid="reason"]', "stopped");
+    await page.waitForSelector('[data-testid="event"]');
+
+    // A task no worker can take: the page says why it waits.
+    const big = (
+      await api.tasks.runTask({
+        spec: create(TaskSpecSchema, {
+          name: "too-big",
+          image: HTTP_IMAGE,
+          resources: { cpu: 512 },
+        }),
+      })
+    ).task;
+    await page.goto(`http://${address}/#/tasks/${big?.id}`);
+    await waitForText(page, '[data-testid="why-pending"]', /0\/1 workers fit/);
+    t.log(`why pending: ${await page.textContent('[data-testid="why-pending"]')}`);
+
+    // A read token sees everything, and a stop is refused in the manager's words.
+    const read = await api.tokens.createToken({ name: "dashboard-read", role: Role.READ });
+    const reader = await browser.newPage();
+    await reader.goto(`http://${address}/#token=${read.secret}`);
+    await reader.goto(`http://${address}/#/tasks/${web?.id}`);
+    await waitForText(reader, "h1", "RUNNING");
+    await reader.click('[data-testid="stop"]');
+    await reader.click('[data-testid="confirm-stop"]');
+    await waitForText(reader, ".actions .error", /PermissionDenied: .*may not call/);
+    await reader.close();
+
+    // The overview with a few tasks in it, for the README.
+    await page.goto(`http://${address}/#/`);
+    await waitForText(page, '[data-testid="count-running"]', /^[1-9]/);
+    await page.waitForSelector(".node .bar-used", { timeout: 10_000 });
+    await page.waitForTimeout(1500);
+    const png = await page.screenshot({ fullPage: true });
+    await mkdir(OUTPUT, { recursive: true });
+    await writeFile(join(OUTPUT, "dashboard.png"), png);
+    if (process.env.CUBE_UPDATE_DOCS === "1") {
+      await writeFile(join(REPO_ROOT, "docs/dashboard.png"), png);
+    }
+    const summary = pngColours(png);
+    t.log(
+      `screenshot ${summary.width}x${summary.height}, ${summary.colours} colours: ${join(OUTPUT, "dashboard.png")}`,
+    );
+    t.true(summary.colours > 50, `a blank page? only ${summary.colours} colours`);
+    t.deepEqual(problems, [], problems.join("\n"));
+  } catch (error) {
+    // What the page showed when it went wrong, for the failure's message.
+    await mkdir(OUTPUT, { recursive: true });
+    await page.screenshot({ path: join(OUTPUT, "dashboard-failure.png"), fullPage: true });
+    t.log(`page at ${page.url()}: ${(await page.textContent("body"))?.slice(0, 2000)}`);
+    t.log(problems.join("\n"));
+    t.log(cluster.logs().slice(-3000));
+    throw error;
+  }
+  t.log(`took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+});

@@ -1,0 +1,202 @@
+import { useEffect, useMemo, useState } from "preact/hooks";
+import {
+  DeploymentStatus,
+  type Job,
+  JobStatus,
+  type JobVersion,
+} from "../../../gen/cube/v1/job_pb.js";
+import { why } from "../api.js";
+import { age, ms, percent } from "../format.js";
+import { useNow, useStore } from "../hooks.js";
+import type { Session } from "../session.js";
+import { TaskTable } from "./task-table.js";
+
+function statusClass(status: JobStatus): string {
+  return `jstatus jstatus-${(JobStatus[status] ?? "unspecified").toLowerCase()}`;
+}
+
+/** A deployment's progress: placed and healthy replicas of the new version, of those wanted. */
+function Progress({ job }: { job: Job }) {
+  const d = job.deployment;
+  if (!d) return <span class="muted">–</span>;
+  const running = d.status === DeploymentStatus.RUNNING;
+  return (
+    <div class="progress" title={d.statusReason}>
+      <span class="bar">
+        <span class="bar-alloc" style={{ width: `${percent(d.placed, d.desired)}%` }} />
+        <span class="bar-used" style={{ width: `${percent(d.healthy, d.desired)}%` }} />
+      </span>
+      <span class="bar-text">
+        v{String(d.version)}
+        {d.fromVersion > 0n ? ` from v${d.fromVersion}` : ""}: {d.healthy}/{d.desired} healthy
+        {running ? `, ${d.placed} placed` : ` · ${DeploymentStatus[d.status]?.toLowerCase()}`}
+      </span>
+    </div>
+  );
+}
+
+/** Every job, live (WatchJobs), with its deployment's progress. */
+export function JobsView({ session }: { session: Session }) {
+  useEffect(() => session.jobs.use(), [session]);
+  useStore(session.jobs);
+  const now = useNow(5000);
+  const { jobs } = session;
+  if (jobs.unavailable) {
+    return <p class="muted">This manager does not serve JobService yet: no jobs to show.</p>;
+  }
+  const list = [...jobs.byName.values()].sort((a, b) =>
+    (a.spec?.name ?? "").localeCompare(b.spec?.name ?? ""),
+  );
+  return (
+    <div>
+      <table class="jobs">
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Status</th>
+            <th>Replicas</th>
+            <th>Deployment</th>
+            <th>Version</th>
+            <th>Updated</th>
+            <th>Why</th>
+          </tr>
+        </thead>
+        <tbody>
+          {list.map((j) => (
+            <tr key={j.spec?.name} data-job={j.spec?.name}>
+              <td>
+                <a href={`#/jobs/${encodeURIComponent(j.spec?.name ?? "")}`}>{j.spec?.name}</a>
+              </td>
+              <td>
+                <span class={statusClass(j.status)}>{JobStatus[j.status]}</span>
+              </td>
+              <td class="num">
+                {j.counts?.running ?? 0}/{j.counts?.desired ?? 0}
+                {j.counts?.pending ? ` (${j.counts.pending} pending)` : ""}
+              </td>
+              <td style={{ minWidth: "18em" }}>
+                <Progress job={j} />
+              </td>
+              <td>
+                v{String(j.version)}
+                {j.stableVersion > 0n && j.stableVersion !== j.version
+                  ? ` (stable v${j.stableVersion})`
+                  : ""}
+              </td>
+              <td>{age(ms(j.updatedAt), now)} ago</td>
+              <td class="muted">{j.statusReason}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {jobs.loaded && list.length === 0 && (
+        <p class="empty">No job yet (JobService.ApplyJob makes one).</p>
+      )}
+    </div>
+  );
+}
+
+/** One job: its status and deployment, scale, its versions (revert), its replicas, live. */
+export function JobDetail({ session, name }: { session: Session; name: string }) {
+  useEffect(() => session.jobs.use(), [session]);
+  useStore(session.jobs);
+  const taskVersion = useStore(session.tasks);
+  const job = session.jobs.byName.get(name);
+  const [count, setCount] = useState("");
+  const [error, setError] = useState<string | undefined>();
+  const [versions, setVersions] = useState<readonly JobVersion[]>([]);
+  const version = job?.version;
+  // Versions change only with a new version or a deployment's end: asked again then.
+  const deployment = job?.deployment?.status;
+  useEffect(() => {
+    if (version === undefined) return;
+    session.api.jobs
+      .listJobVersions({ name })
+      .then((r) => setVersions(r.versions))
+      .catch((e: unknown) => setError(why(e)));
+  }, [session, name, version, deployment]);
+  // The job's replicas are ordinary tasks labelled cube.job=<name>.
+  const ids = useMemo(() => {
+    const out: string[] = [];
+    const { order, byId } = session.tasks;
+    for (let i = order.length - 1; i >= 0; i--) {
+      const t = byId.get(order[i] as string);
+      if (t?.spec?.labels["cube.job"] === name) out.push(t.id);
+    }
+    return out;
+  }, [taskVersion, session, name]);
+  if (session.jobs.unavailable)
+    return <p class="muted">This manager does not serve JobService yet.</p>;
+  if (!job) return <p class="muted">{session.jobs.loaded ? `no job named ${name}` : "loading…"}</p>;
+  const act = (call: Promise<unknown>) => {
+    setError(undefined);
+    call.catch((e: unknown) => setError(why(e)));
+  };
+  return (
+    <div class="detail">
+      <div class="detail-head">
+        <h1>
+          {name} <span class={statusClass(job.status)}>{JobStatus[job.status]}</span>
+        </h1>
+        <form
+          class="actions"
+          onSubmit={(e) => {
+            e.preventDefault();
+            const n = Number(count);
+            if (Number.isInteger(n) && n >= 0) act(session.api.jobs.scaleJob({ name, count: n }));
+          }}
+        >
+          <label for="scale">Replicas</label>
+          <input
+            id="scale"
+            type="number"
+            min={0}
+            max={10000}
+            placeholder={String(job.spec?.count ?? 0)}
+            value={count}
+            onInput={(e) => setCount((e.target as HTMLInputElement).value)}
+          />
+          <button type="submit">Scale</button>
+        </form>
+      </div>
+      {error && <p class="error">{error}</p>}
+      {job.statusReason && <p class="muted">{job.statusReason}</p>}
+      <section class="panel">
+        <h2>Deployment</h2>
+        <Progress job={job} />
+        {job.deployment?.statusReason && <p class="muted">{job.deployment.statusReason}</p>}
+      </section>
+      <section class="panel">
+        <h2>Versions</h2>
+        <table class="versions">
+          <tbody>
+            {versions.map((v) => (
+              <tr key={String(v.version)}>
+                <td>v{String(v.version)}</td>
+                <td class="mono">{v.spec?.template?.image}</td>
+                <td>{DeploymentStatus[v.deploymentStatus]?.toLowerCase()}</td>
+                <td>{v.stable ? "stable" : ""}</td>
+                <td class="muted">{v.statusReason}</td>
+                <td>
+                  {v.version !== job.version && (
+                    <button
+                      type="button"
+                      class="quiet"
+                      onClick={() => act(session.api.jobs.revertJob({ name, version: v.version }))}
+                    >
+                      Revert to v{String(v.version)}
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+      <section class="panel">
+        <h2>Replicas</h2>
+        <TaskTable ids={ids} tasks={session.tasks.byId} workers={session.workers} height="24em" />
+      </section>
+    </div>
+  );
+}

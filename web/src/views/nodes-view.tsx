@@ -1,0 +1,144 @@
+import { useEffect, useState } from "preact/hooks";
+import { DrainStatus, type Node } from "../../../gen/cube/v1/node_service_pb.js";
+import { unimplemented, why } from "../api.js";
+import { age, engineDown, ms, workerStatusName } from "../format.js";
+import { useNow, useStore } from "../hooks.js";
+import type { Session } from "../session.js";
+import { NodeBars } from "./node-bars.js";
+
+/**
+ * The workers, live (WatchWorkers), with their scheduling state from NodeService: cordoned,
+ * drain progress; cordon, drain and uncordon buttons. NodeService has no watch: the page asks
+ * ListNodes when the view opens, after each of its own actions, and when a worker joins or
+ * changes status — never on a timer.
+ */
+export function NodesView({ session }: { session: Session }) {
+  useStore(session.workers);
+  const now = useNow(2000);
+  const workers = [...session.workers.byId.values()];
+  const [nodes, setNodes] = useState<ReadonlyMap<string, Node>>(new Map());
+  const [served, setServed] = useState(true);
+  const [error, setError] = useState<string | undefined>();
+  const [asked, setAsked] = useState(0);
+  // What makes the scheduling state worth asking again: a worker joined or changed status.
+  const shape = workers.map((w) => `${w.id}:${w.status}`).join(",");
+  useEffect(() => {
+    const abort = new AbortController();
+    session.api.nodes
+      .listNodes({}, { signal: abort.signal })
+      .then((r) => {
+        setNodes(new Map(r.nodes.flatMap((n) => (n.worker ? [[n.worker.id, n] as const] : []))));
+        setError(undefined);
+      })
+      .catch((e: unknown) => {
+        if (abort.signal.aborted) return;
+        if (unimplemented(e)) setServed(false);
+        else setError(why(e));
+      });
+    return () => abort.abort();
+  }, [session, shape, asked]);
+  const act = (what: "cordon" | "uncordon" | "drain", name: string) => {
+    setError(undefined);
+    const call =
+      what === "cordon"
+        ? session.api.nodes.cordonNode({ name })
+        : what === "uncordon"
+          ? session.api.nodes.uncordonNode({ name })
+          : session.api.nodes.drainNode({ name });
+    call.then(
+      () => setAsked((n) => n + 1),
+      (e: unknown) => setError(why(e)),
+    );
+  };
+  return (
+    <div>
+      {error && <p class="error">{error}</p>}
+      {!served && (
+        <p class="muted">
+          This manager does not serve NodeService: cordon and drain are not available.
+        </p>
+      )}
+      <table class="nodes">
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Status</th>
+            <th>Scheduling</th>
+            <th>Usage (allocated · measured)</th>
+            <th>Tasks</th>
+            <th>Last seen</th>
+            <th>Version</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {workers.map((w) => {
+            const node = nodes.get(w.id);
+            const drain = node?.drain;
+            const draining = drain?.status === DrainStatus.DRAINING;
+            return (
+              <tr key={w.id} data-node={w.name}>
+                <td>
+                  <strong>{w.name}</strong>
+                  <div class="mono muted">{w.id.slice(0, 12)}</div>
+                  <div class="muted">
+                    {Object.entries(w.labels)
+                      .map(([k, v]) => `${k}=${v}`)
+                      .join(" ")}
+                  </div>
+                </td>
+                <td>
+                  <span class={`wstatus wstatus-${workerStatusName(w.status).toLowerCase()}`}>
+                    {workerStatusName(w.status)}
+                  </span>
+                  {engineDown(w) && <div class="error">engine down: {engineDown(w)}</div>}
+                </td>
+                <td data-testid="scheduling">
+                  {!node ? (
+                    <span class="muted">–</span>
+                  ) : node.cordoned ? (
+                    <span class="wstatus wstatus-cordoned">cordoned</span>
+                  ) : (
+                    <span class="muted">schedulable</span>
+                  )}
+                  {drain && drain.status !== DrainStatus.UNSPECIFIED && (
+                    <div class="muted">
+                      drain {DrainStatus[drain.status]?.toLowerCase().replace("_", " ")}:{" "}
+                      {drain.tasksLeft}/{drain.tasksTotal} left
+                    </div>
+                  )}
+                </td>
+                <td style={{ minWidth: "22em" }}>
+                  <NodeBars worker={w} />
+                </td>
+                <td class="num">{w.taskCount}</td>
+                <td>{age(ms(w.lastHeartbeat), now)} ago</td>
+                <td class="muted">{w.version}</td>
+                <td class="actions">
+                  {served && node && !node.cordoned && (
+                    <button type="button" onClick={() => act("cordon", w.id)}>
+                      Cordon
+                    </button>
+                  )}
+                  {served && node?.cordoned && (
+                    <button type="button" onClick={() => act("uncordon", w.id)}>
+                      Uncordon
+                    </button>
+                  )}
+                  {served && node && !draining && (
+                    <button type="button" class="quiet" onClick={() => act("drain", w.id)}>
+                      Drain
+                    </button>
+                  )}
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      {session.workers.loaded && workers.length === 0 && (
+        <p class="empty">No worker has joined yet.</p>
+      )}
+    </div>
+  );
+}

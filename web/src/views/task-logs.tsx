@@ -1,0 +1,118 @@
+import { ConnectError } from "@connectrpc/connect";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { LogStream } from "../../../gen/cube/v1/task_service_pb.js";
+import { why } from "../api.js";
+import { isFatal } from "../live-stream.js";
+import type { Session } from "../session.js";
+
+/** Lines kept on the page: a chatty container must not fill the tab's memory. */
+const MAX_LINES = 2000;
+/** Lines asked for when the stream opens. */
+const TAIL = 500;
+
+interface Line {
+  readonly n: number;
+  readonly err: boolean;
+  readonly text: string;
+}
+
+/**
+ * A task's output, followed (TaskLogs with follow): the last lines, then each new one as the
+ * container writes it. The view stays at the bottom unless scrolled up. A new container (a
+ * restart, a move) starts the stream again.
+ */
+export function TaskLogs({
+  session,
+  id,
+  container,
+}: {
+  session: Session;
+  id: string;
+  container: string;
+}) {
+  const [lines, setLines] = useState<readonly Line[]>([]);
+  const [status, setStatus] = useState<string>("connecting…");
+  const [attempt, setAttempt] = useState(0);
+  const box = useRef<HTMLPreElement>(null);
+  const stick = useRef(true);
+  useEffect(() => {
+    const abort = new AbortController();
+    let n = 0;
+    let pending: Line[] = [];
+    let frame = 0;
+    // Lines are added once per frame, however many chunks came in it.
+    const flush = () => {
+      frame = 0;
+      const add = pending;
+      pending = [];
+      setLines((old) => {
+        const all = old.concat(add);
+        return all.length > MAX_LINES ? all.slice(all.length - MAX_LINES) : all;
+      });
+    };
+    const decoders = { out: new TextDecoder(), err: new TextDecoder() };
+    const partial = { out: "", err: "" };
+    setLines([]);
+    setStatus("connecting…");
+    (async () => {
+      for await (const chunk of session.api.tasks.taskLogs(
+        { id, follow: true, tail: TAIL },
+        { signal: abort.signal },
+      )) {
+        setStatus("following");
+        const which = chunk.stream === LogStream.STDERR ? "err" : "out";
+        const text = partial[which] + decoders[which].decode(chunk.data, { stream: true });
+        const parts = text.split("\n");
+        partial[which] = parts.pop() ?? "";
+        for (const part of parts) pending.push({ n: n++, err: which === "err", text: part });
+        if (pending.length > 0 && frame === 0) frame = requestAnimationFrame(flush);
+      }
+      for (const which of ["out", "err"] as const) {
+        if (partial[which]) pending.push({ n: n++, err: which === "err", text: partial[which] });
+      }
+      flush();
+      setStatus("ended: the container is gone");
+    })().catch((e: unknown) => {
+      if (abort.signal.aborted) return;
+      const error = ConnectError.from(e);
+      setStatus(`${isFatal(error) ? "refused" : "interrupted"}: ${why(error)}`);
+    });
+    return () => {
+      abort.abort();
+      if (frame) cancelAnimationFrame(frame);
+    };
+  }, [id, container, attempt, session]);
+  useEffect(() => {
+    const el = box.current;
+    if (el && stick.current) el.scrollTop = el.scrollHeight;
+  }, [lines]);
+  return (
+    <div>
+      <div class="toolbar">
+        <span class="muted" data-testid="logs-status">
+          {status}
+        </span>
+        {status !== "following" && status !== "connecting…" && (
+          <button type="button" class="quiet" onClick={() => setAttempt((a) => a + 1)}>
+            Follow again
+          </button>
+        )}
+      </div>
+      <pre
+        class="logs"
+        ref={box}
+        data-testid="logs"
+        onScroll={(e) => {
+          const el = e.target as HTMLPreElement;
+          stick.current = el.scrollTop + el.clientHeight >= el.scrollHeight - 4;
+        }}
+      >
+        {lines.map((l) => (
+          <div key={l.n} class={l.err ? "stderr" : undefined}>
+            {l.text}
+          </div>
+        ))}
+      </pre>
+    </div>
+  );
+}
