@@ -40,7 +40,9 @@ function tlsTrouble(error: unknown, address: string, tls: boolean): CliError | u
   }
   // A plaintext HTTP/2 client on a TLS port sees its connection reset or its stream closed
   // (CANCEL); a port where nothing listens is another story.
-  const cut = [Code.Canceled, Code.Internal, Code.Unknown, Code.Unavailable].includes(error.code);
+  const cut = [Code.Canceled, Code.Aborted, Code.Internal, Code.Unknown, Code.Unavailable].includes(
+    error.code,
+  );
   if (!cut || /\b(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)\b/.test(cause)) {
     return undefined;
   }
