@@ -19,6 +19,7 @@ import { removeLabelled } from "../worker/docker/remove-labelled.js";
 import { cleanUp, deferCleanup } from "./cleanup.js";
 import { BENCH_CONTAINER_LABEL, type BenchContext } from "./context.js";
 import { latency } from "./latency.js";
+import { jobs } from "./jobs.js";
 import { describeMachine } from "./machine.js";
 import { metricsScrape } from "./metrics-scrape.js";
 import { recovery } from "./recovery.js";
@@ -35,6 +36,10 @@ const SCENARIOS: Record<string, { title: string; run: Scenario }> = {
   recovery: { title: "worker kill -9 and container kill, time to RUNNING again", run: recovery },
   restart: { title: "manager SIGKILL with a full store, time to answer ListTasks", run: restart },
   "metrics-scrape": { title: "GET /metrics with 100,000 tasks", run: metricsScrape },
+  jobs: {
+    title: "jobs: rolling update against Swarm, scale to 10,000 replicas, drain",
+    run: jobs,
+  },
 };
 
 /** Hard limits on a whole run: a hung scenario must not hang CI. */
