@@ -112,8 +112,8 @@ function churn(client: Client<typeof TaskService>, live: string[], pairs: number
   };
 }
 
-/** CPU seconds of the Chromium processes under this one (the browser, its renderer, GPU, utility). */
-function browserCpuSeconds(): number {
+/** CPU seconds so far of each Chromium process under this one (the browser, renderers, GPU, utility). */
+function browserCpu(): Map<number, number> {
   const parent = new Map<number, number>();
   const comm = new Map<number, string>();
   const cpu = new Map<number, number>();
@@ -131,16 +131,27 @@ function browserCpuSeconds(): number {
       // gone meanwhile
     }
   }
-  let total = 0;
+  const out = new Map<number, number>();
   for (const [pid, seconds] of cpu) {
     if (!/chrom/i.test(comm.get(pid) ?? "")) continue;
     for (let p = parent.get(pid); p !== undefined && p > 1; p = parent.get(p)) {
       if (p === process.pid) {
-        total += seconds;
+        out.set(pid, seconds);
         break;
       }
     }
   }
+  return out;
+}
+
+/**
+ * Browser CPU seconds between two readings: what each process alive at the end used since
+ * the first (all of it for one started since). A renderer that exited meanwhile (the page
+ * closed) is left out rather than counted negative.
+ */
+function browserCpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, seconds] of after) total += seconds - (before.get(pid) ?? 0);
   return total;
 }
 
@@ -265,15 +276,15 @@ async function oneRun(
     const window = async () => {
       const rev0 = await currentRevision(client);
       const cpu0 = procStats(m.pid).cpuSeconds;
-      const browser0 = browserCpuSeconds();
+      const browser0 = browserCpu();
       await new Promise((r) => setTimeout(r, s.seconds * 1000));
       const cpu1 = procStats(m.pid).cpuSeconds;
-      const browser1 = browserCpuSeconds();
+      const browser1 = browserCpu();
       const rev1 = await currentRevision(client);
       return {
         [K.cpu]: ((cpu1 - cpu0) / s.seconds) * 100,
         [K.events]: Number(rev1 - rev0) / s.seconds,
-        [K.browser]: ((browser1 - browser0) / s.seconds) * 100,
+        [K.browser]: (browserCpuBetween(browser0, browser1) / s.seconds) * 100,
       };
     };
     const without = async () => window();

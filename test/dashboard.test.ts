@@ -170,12 +170,18 @@ test("the dashboard in Chromium: live tasks, pending reason, logs, stop, a read 
   await cluster.startWorker("dash-node");
   const address = manager.address;
   const admin = manager.token as string;
-  const api = clients(address, admin);
+  let api = clients(address, admin);
 
   // A task running before the page opens.
   const web = (
     await api.tasks.runTask({
-      spec: create(TaskSpecSchema, { name: "web", image: HTTP_IMAGE, labels: { app: "web" } }),
+      spec: create(TaskSpecSchema, {
+        name: "web",
+        image: HTTP_IMAGE,
+        labels: { app: "web" },
+        // Requests, so that the node's allocation bars show something in the screenshot.
+        resources: { cpu: 0.5, memoryBytes: 256n << 20n },
+      }),
     })
   ).task;
   t.truthy(web);
@@ -270,6 +276,34 @@ test("the dashboard in Chromium: live tasks, pending reason, logs, stop, a read 
     await page.goto(`http://${address}/#/tasks/${big?.id}`);
     await waitForText(page, '[data-testid="why-pending"]', /0\/1 workers fit/);
     t.log(`why pending: ${await page.textContent('[data-testid="why-pending"]')}`);
+
+    // A drop: the manager is killed and comes back on the same address. The page resumes its
+    // watches from the last revision it saw, without a reload.
+    const beforeDrop = problems.length;
+    await manager.kill9();
+    await waitForText(page, '[data-testid="link"]', /connecting|reconnecting/);
+    await cluster.startManager();
+    api = clients(address, admin);
+    const afterDrop = (
+      await api.tasks.runTask({
+        spec: create(TaskSpecSchema, { name: "after-drop", image: HTTP_IMAGE }),
+      })
+    ).task;
+    await page.evaluate(() => {
+      (globalThis as unknown as PageGlobals).location.hash = "#/tasks";
+    });
+    await page.waitForSelector(`tr[data-task="${afterDrop?.id}"]`, { timeout: 20_000 });
+    await waitForText(page, '[data-testid="link"]', "live");
+    // The browser logs each refused or cut request of the drop: expected, not a fault.
+    problems.splice(
+      beforeDrop,
+      problems.length - beforeDrop,
+      ...problems.slice(beforeDrop).filter((p) => !/Failed to load resource: net::ERR_/.test(p)),
+    );
+    t.true(
+      await page.evaluate(() => (globalThis as unknown as PageGlobals).notReloaded === true),
+      "the page was reloaded",
+    );
 
     // A read token sees everything, and a stop is refused in the manager's words.
     const read = await api.tokens.createToken({ name: "dashboard-read", role: Role.READ });

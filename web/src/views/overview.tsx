@@ -41,7 +41,7 @@ export function Overview({ session }: { session: Session }) {
         </a>
       </section>
       <section class="panel">
-        <h2>Usage, last 10 minutes (mean over nodes)</h2>
+        <h2>Usage since the page opened (up to 10 minutes, mean over nodes)</h2>
         <UsageChart data={usage} />
       </section>
       <section class="panel">

@@ -45,8 +45,19 @@ export function UsageChart({ data }: { data: uPlot.AlignedData }) {
       {
         width: Math.max(200, el.clientWidth),
         height: 180,
-        scales: { y: { range: [0, 100] } },
-        axes: [{}, { values: (_u, ticks) => ticks.map((v) => `${v}%`), size: 48 }],
+        scales: {
+          // At least the last minute: a chart of the first few samples would show seconds
+          // split into milliseconds.
+          x: { time: true, range: (_u, min, max) => [Math.min(min, max - 60), max] },
+          y: { range: [0, 100] },
+        },
+        axes: [
+          {
+            values: (_u, ticks) =>
+              ticks.map((t) => new Date(t * 1000).toLocaleTimeString(undefined, { hour12: false })),
+          },
+          { values: (_u, ticks) => ticks.map((v) => `${v}%`), size: 48 },
+        ],
         series: [
           {},
           {
