@@ -3,8 +3,8 @@
  * against a real manager process and a real worker on Docker. The page is built from web/
  * first (scripts/build-web.ts), then it must: take the token out of the address, list a
  * RUNNING task, show a task the CLI submits within 1 s without a reload, show a pending
- * task's reason, follow a task's logs, stop it, and show a read token's refusal as the
- * manager words it. A screenshot of the overview is written to .test-output/ (and to
+ * task's reason, follow a task's logs, stop it, resume after the manager restarts, scale a
+ * job, cordon a node, and show a read token's refusal as the manager words it. A screenshot of the overview is written to .test-output/ (and to
  * docs/dashboard.png for the README with CUBE_UPDATE_DOCS=1) and checked to be no blank.
  * Chromium or Docker missing: the test fails, naming the set-up command; it never skips.
  */
@@ -16,6 +16,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import test from "ava";
 import type { Page } from "playwright-core";
 import { banner, dashboardUrl } from "../cli/commands/dev.js";
+import { JobService } from "../gen/cube/v1/job_service_pb.js";
 import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { Role, TokenService } from "../gen/cube/v1/token_service_pb.js";
@@ -38,6 +39,7 @@ function clients(address: string, token: string) {
   return {
     tasks: createClient(TaskService, transport),
     tokens: createClient(TokenService, transport),
+    jobs: createClient(JobService, transport),
   };
 }
 
@@ -158,7 +160,7 @@ async function rawStatus(address: string, path: string): Promise<number> {
   });
 }
 
-test("the dashboard in Chromium: live tasks, pending reason, logs, stop, a read token's refusal", async (t) => {
+test("the dashboard in Chromium: live tasks, pending reason, logs, stop, a drop, jobs, nodes, a read token", async (t) => {
   t.timeout(90_000);
   const started = Date.now();
   await requireDocker();
@@ -315,6 +317,34 @@ test("the dashboard in Chromium: live tasks, pending reason, logs, stop, a read 
     await reader.click('[data-testid="confirm-stop"]');
     await waitForText(reader, ".actions .error", /PermissionDenied: .*may not call/);
     await reader.close();
+
+    // A job: listed with its replicas, scaled from the page.
+    await api.jobs.applyJob({
+      spec: { name: "webjob", template: { image: HTTP_IMAGE }, count: 1 },
+    });
+    await page.evaluate(() => {
+      (globalThis as unknown as PageGlobals).location.hash = "#/jobs";
+    });
+    await waitForText(page, 'tr[data-job="webjob"] [data-testid="replicas"]', /^1\/1/, 30_000);
+    await page.click('tr[data-job="webjob"] a');
+    await page.fill("#scale", "2");
+    await page.click('form.actions button[type="submit"]');
+    await waitForText(page, '[data-testid="job-replicas"]', /^2\/2/, 30_000);
+    t.is((await api.jobs.getJob({ name: "webjob" })).job?.spec?.count, 2);
+    await mkdir(OUTPUT, { recursive: true });
+    await page.screenshot({ path: join(OUTPUT, "dashboard-job.png"), fullPage: true });
+
+    // A node cordoned from the page, then uncordoned.
+    await page.evaluate(() => {
+      (globalThis as unknown as PageGlobals).location.hash = "#/nodes";
+    });
+    const node = 'tr[data-node="dash-node"]';
+    await waitForText(page, `${node} [data-testid="scheduling"]`, "schedulable");
+    await page.click(`${node} button:has-text("Cordon")`);
+    await waitForText(page, `${node} [data-testid="scheduling"]`, "cordoned");
+    await page.screenshot({ path: join(OUTPUT, "dashboard-nodes.png"), fullPage: true });
+    await page.click(`${node} button:has-text("Uncordon")`);
+    await waitForText(page, `${node} [data-testid="scheduling"]`, "schedulable");
 
     // The overview with a few tasks in it, for the README.
     await page.goto(`http://${address}/#/`);

@@ -48,7 +48,7 @@ export function JobsView({ session }: { session: Session }) {
     (a.spec?.name ?? "").localeCompare(b.spec?.name ?? ""),
   );
   return (
-    <div>
+    <div class="panel">
       <table class="jobs">
         <thead>
           <tr>
@@ -70,7 +70,7 @@ export function JobsView({ session }: { session: Session }) {
               <td>
                 <span class={statusClass(j.status)}>{JobStatus[j.status]}</span>
               </td>
-              <td class="num">
+              <td class="num" data-testid="replicas">
                 {j.counts?.running ?? 0}/{j.counts?.desired ?? 0}
                 {j.counts?.pending ? ` (${j.counts.pending} pending)` : ""}
               </td>
@@ -90,7 +90,9 @@ export function JobsView({ session }: { session: Session }) {
         </tbody>
       </table>
       {jobs.loaded && list.length === 0 && (
-        <p class="empty">No job yet (JobService.ApplyJob makes one).</p>
+        <p class="empty">
+          No job yet: <code>cube job run -f job.yaml</code>.
+        </p>
       )}
     </div>
   );
@@ -160,6 +162,11 @@ export function JobDetail({ session, name }: { session: Session; name: string })
         </form>
       </div>
       {error && <p class="error">{error}</p>}
+      <p data-testid="job-replicas">
+        {job.counts?.running ?? 0}/{job.counts?.desired ?? 0} replicas running,{" "}
+        {job.counts?.healthy ?? 0} healthy
+        {job.counts?.pending ? `, ${job.counts.pending} pending` : ""}
+      </p>
       {job.statusReason && <p class="muted">{job.statusReason}</p>}
       <section class="panel">
         <h2>Deployment</h2>

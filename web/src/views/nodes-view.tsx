@@ -20,6 +20,8 @@ export function NodesView({ session }: { session: Session }) {
   const [served, setServed] = useState(true);
   const [error, setError] = useState<string | undefined>();
   const [asked, setAsked] = useState(0);
+  // Draining moves every task off a node: a second click confirms it.
+  const [confirmDrain, setConfirmDrain] = useState<string | undefined>();
   // What makes the scheduling state worth asking again: a worker joined or changed status.
   const shape = workers.map((w) => `${w.id}:${w.status}`).join(",");
   useEffect(() => {
@@ -58,84 +60,100 @@ export function NodesView({ session }: { session: Session }) {
           This manager does not serve NodeService: cordon and drain are not available.
         </p>
       )}
-      <table class="nodes">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Status</th>
-            <th>Scheduling</th>
-            <th>Usage (allocated · measured)</th>
-            <th>Tasks</th>
-            <th>Last seen</th>
-            <th>Version</th>
-            <th />
-          </tr>
-        </thead>
-        <tbody>
-          {workers.map((w) => {
-            const node = nodes.get(w.id);
-            const drain = node?.drain;
-            const draining = drain?.status === DrainStatus.DRAINING;
-            return (
-              <tr key={w.id} data-node={w.name}>
-                <td>
-                  <strong>{w.name}</strong>
-                  <div class="mono muted">{w.id.slice(0, 12)}</div>
-                  <div class="muted">
-                    {Object.entries(w.labels)
-                      .map(([k, v]) => `${k}=${v}`)
-                      .join(" ")}
-                  </div>
-                </td>
-                <td>
-                  <span class={`wstatus wstatus-${workerStatusName(w.status).toLowerCase()}`}>
-                    {workerStatusName(w.status)}
-                  </span>
-                  {engineDown(w) && <div class="error">engine down: {engineDown(w)}</div>}
-                </td>
-                <td data-testid="scheduling">
-                  {!node ? (
-                    <span class="muted">–</span>
-                  ) : node.cordoned ? (
-                    <span class="wstatus wstatus-cordoned">cordoned</span>
-                  ) : (
-                    <span class="muted">schedulable</span>
-                  )}
-                  {drain && drain.status !== DrainStatus.UNSPECIFIED && (
+      <div class="panel">
+        <table class="nodes">
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Status</th>
+              <th>Scheduling</th>
+              <th>Usage (allocated · measured)</th>
+              <th>Tasks</th>
+              <th>Last seen</th>
+              <th>Version</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {workers.map((w) => {
+              const node = nodes.get(w.id);
+              const drain = node?.drain;
+              const draining = drain?.status === DrainStatus.DRAINING;
+              return (
+                <tr key={w.id} data-node={w.name}>
+                  <td>
+                    <strong>{w.name}</strong>
+                    <div class="mono muted">{w.id.slice(0, 12)}</div>
                     <div class="muted">
-                      drain {DrainStatus[drain.status]?.toLowerCase().replace("_", " ")}:{" "}
-                      {drain.tasksLeft}/{drain.tasksTotal} left
+                      {Object.entries(w.labels)
+                        .map(([k, v]) => `${k}=${v}`)
+                        .join(" ")}
                     </div>
-                  )}
-                </td>
-                <td style={{ minWidth: "22em" }}>
-                  <NodeBars worker={w} />
-                </td>
-                <td class="num">{w.taskCount}</td>
-                <td>{age(ms(w.lastHeartbeat), now)} ago</td>
-                <td class="muted">{w.version}</td>
-                <td class="actions">
-                  {served && node && !node.cordoned && (
-                    <button type="button" onClick={() => act("cordon", w.id)}>
-                      Cordon
-                    </button>
-                  )}
-                  {served && node?.cordoned && (
-                    <button type="button" onClick={() => act("uncordon", w.id)}>
-                      Uncordon
-                    </button>
-                  )}
-                  {served && node && !draining && (
-                    <button type="button" class="quiet" onClick={() => act("drain", w.id)}>
-                      Drain
-                    </button>
-                  )}
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
+                  </td>
+                  <td>
+                    <span class={`wstatus wstatus-${workerStatusName(w.status).toLowerCase()}`}>
+                      {workerStatusName(w.status)}
+                    </span>
+                    {engineDown(w) && <div class="error">engine down: {engineDown(w)}</div>}
+                  </td>
+                  <td data-testid="scheduling">
+                    {!node ? (
+                      <span class="muted">–</span>
+                    ) : node.cordoned ? (
+                      <span class="wstatus wstatus-cordoned">cordoned</span>
+                    ) : (
+                      <span class="muted">schedulable</span>
+                    )}
+                    {drain && drain.status !== DrainStatus.UNSPECIFIED && (
+                      <div class="muted">
+                        drain {DrainStatus[drain.status]?.toLowerCase().replace("_", " ")}:{" "}
+                        {drain.tasksLeft}/{drain.tasksTotal} left
+                      </div>
+                    )}
+                  </td>
+                  <td style={{ minWidth: "22em" }}>
+                    <NodeBars worker={w} />
+                  </td>
+                  <td class="num">{w.taskCount}</td>
+                  <td>{age(ms(w.lastHeartbeat), now)} ago</td>
+                  <td class="muted">{w.version}</td>
+                  <td>
+                    <span class="actions">
+                      {served && node && !node.cordoned && (
+                        <button type="button" onClick={() => act("cordon", w.id)}>
+                          Cordon
+                        </button>
+                      )}
+                      {served && node?.cordoned && (
+                        <button type="button" onClick={() => act("uncordon", w.id)}>
+                          Uncordon
+                        </button>
+                      )}
+                      {served && node && !draining && confirmDrain !== w.id && (
+                        <button type="button" class="quiet" onClick={() => setConfirmDrain(w.id)}>
+                          Drain…
+                        </button>
+                      )}
+                      {served && node && !draining && confirmDrain === w.id && (
+                        <button
+                          type="button"
+                          class="danger"
+                          onClick={() => {
+                            setConfirmDrain(undefined);
+                            act("drain", w.id);
+                          }}
+                        >
+                          Drain {w.name}: move its tasks off
+                        </button>
+                      )}
+                    </span>
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
       {session.workers.loaded && workers.length === 0 && (
         <p class="empty">No worker has joined yet.</p>
       )}
