@@ -9,7 +9,8 @@
 import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { readFile, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { networkInterfaces } from "node:os";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test from "ava";
@@ -486,6 +487,24 @@ test("the manager's certificate: names for host checks, renewed in its last thir
   t.is(again.generation, 1, "renewed at start: 10.1.2.3 was missing");
   const named = new X509Certificate(await readFile(join(dir, "tls", "manager.crt"), "utf8"));
   t.true(named.subjectAltName?.includes("IP Address:10.1.2.3"));
+});
+
+test("with TLS a manager may listen on every address, and its certificate names them all", async (t) => {
+  const m = await startTestManager(t, { listen: "0.0.0.0:0", tls: true });
+  const cert = new X509Certificate(await readFile(join(dirname(m.ca?.file ?? ""), "manager.crt")));
+  const names = cert.subjectAltName ?? "";
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.family === "IPv4") t.true(names.includes(`IP Address:${a.address}`), a.address);
+    }
+  }
+  const port = m.address.split(":").at(-1);
+  const ca = await readFile(m.ca?.file ?? "", "utf8");
+  const tasks = createClient(
+    TaskService,
+    grpcTransport(`127.0.0.1:${port}`, { token: m.adminToken, tls: { ca } }),
+  );
+  t.deepEqual((await tasks.listTasks({})).tasks, [], "host name checks pass on loopback");
 });
 
 test("the certificate rules: forged refused, another worker's denied, tokens need none", (t) => {
