@@ -11,6 +11,7 @@
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
 
 /** The repository's web/ folder. */
@@ -58,6 +59,14 @@ export async function buildWeb(outDir = WEB_DIST): Promise<WebBuild> {
     if (!file) throw new Error(`esbuild made no ${ext} file`);
     return `/assets/${file.slice(file.lastIndexOf("/") + 1)}`;
   };
+  // Gzipped beside each script and stylesheet, once, at build time: the manager serves them
+  // to browsers that accept gzip without compressing per request (~240 KiB → ~75 KiB).
+  for (const file of outputs) {
+    if (file.endsWith(".js") || file.endsWith(".css")) {
+      const body = await readFile(file);
+      await writeFile(`${file}.gz`, gzipSync(body, { level: 9 }));
+    }
+  }
   const template = await readFile(join(WEB_DIR, "index.html"), "utf8");
   const html = template.replace("%SCRIPT%", name(".js")).replace("%STYLE%", name(".css"));
   await writeFile(join(next, "index.html"), html);

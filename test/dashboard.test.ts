@@ -114,6 +114,12 @@ test("the dashboard's files: content types, caching, no way out of web/dist", as
   t.is(js.headers.get("content-type"), "text/javascript; charset=utf-8");
   t.is(js.headers.get("cache-control"), "public, max-age=31536000, immutable");
   t.is((await fetch(`${base}${style}`)).headers.get("content-type"), "text/css; charset=utf-8");
+  // Gzipped when asked for (fetch asks, and unpacks it), as it is when not.
+  t.is(js.headers.get("content-encoding"), "gzip");
+  t.is(js.headers.get("vary"), "accept-encoding");
+  const plain = await rawGet(m.address, script as string);
+  t.false(/content-encoding/i.test(plain.head));
+  t.is(plain.body.length, (await js.arrayBuffer()).byteLength);
   const head = await fetch(`${base}${script}`, { method: "HEAD" });
   t.is(head.status, 200);
   t.is(await head.text(), "");
@@ -138,6 +144,22 @@ test("the dashboard's files: content types, caching, no way out of web/dist", as
   });
   t.is(rpc.status, 401);
 });
+
+/** A GET of `path` with no Accept-Encoding: its head and its body. */
+async function rawGet(address: string, path: string): Promise<{ head: string; body: Buffer }> {
+  const { request } = await import("node:http");
+  return new Promise((resolve, reject) => {
+    const req = request(`http://${address}${path}`, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () =>
+        resolve({ head: JSON.stringify(res.headers), body: Buffer.concat(chunks) }),
+      );
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
 
 /** The status line of a GET of `path` exactly as written (no client-side normalisation). */
 async function rawStatus(address: string, path: string): Promise<number> {

@@ -76,8 +76,19 @@ export function dashboardHandler(dir = DASHBOARD_DIR): PlainHandler {
       return;
     }
     const file = isIndex ? `${dir}index.html` : `${dir}assets/${asset}`;
-    readFile(file).then(
-      (body) => {
+    // The build gzips scripts and stylesheets beside them (scripts/build-web.ts).
+    const gzip =
+      !isIndex &&
+      /\.(js|css)$/.test(asset as string) &&
+      /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""));
+    const read = gzip
+      ? readFile(`${file}.gz`).then(
+          (body) => ({ body, gzipped: true }),
+          () => readFile(file).then((body) => ({ body, gzipped: false })),
+        )
+      : readFile(file).then((body) => ({ body, gzipped: false }));
+    read.then(
+      ({ body, gzipped }) => {
         const headers: Record<string, string | number> = isIndex
           ? {
               "content-type": "text/html; charset=utf-8",
@@ -90,6 +101,8 @@ export function dashboardHandler(dir = DASHBOARD_DIR): PlainHandler {
                 TYPES[(asset as string).slice((asset as string).lastIndexOf("."))] ??
                 "application/octet-stream",
               "cache-control": "public, max-age=31536000, immutable",
+              vary: "accept-encoding",
+              ...(gzipped ? { "content-encoding": "gzip" } : {}),
             };
         res.writeHead(200, { ...headers, ...COMMON, "content-length": body.length });
         if (req.method === "HEAD") res.end();
