@@ -68,7 +68,9 @@ test("two workers share 10 tasks; kill -9 one and its tasks run on the other; it
   const onB = running.filter((x) => x.workerId === b.id).map((x) => x.id);
   t.log(`placed ${onA.length} on wa, ${onB.length} on wb`);
   t.is(onA.length + onB.length, 10);
-  t.true(onA.length >= 3 && onB.length >= 3, "spread over both");
+  // A worker takes tasks once its inventory is reconciled: the first few may all go to the
+  // one reconciled first. Both must hold some, for the kill below to mean anything.
+  t.true(onA.length >= 1 && onB.length >= 1, "spread over both");
   const { worker: wa } = await workers.getWorker({ id: a.id });
   t.is(wa?.taskCount, onA.length);
   t.true(Math.abs((wa?.allocated?.cpu ?? 0) - onA.length * 0.1) < 1e-9);
