@@ -145,6 +145,35 @@ test("the dashboard's files: content types, caching, no way out of web/dist", as
   t.is(rpc.status, 401);
 });
 
+test("over TLS (cube dev --tls) the page talks HTTP/2 to the manager", async (t) => {
+  t.timeout(60_000);
+  await buildOnce();
+  const { startTestManager } = await import("./fixtures.js");
+  const m = await startTestManager(t, { tls: true });
+  const browser = await launchChromium();
+  t.teardown(() => browser.close());
+  // The browser would have to trust the cluster's CA first; the test takes its word for it.
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  await page.goto(dashboardUrl(m.address, m.adminToken as string, true));
+  await waitForText(page, '[data-testid="link"]', "live");
+  const protocols = await page.evaluate(() =>
+    (
+      globalThis as unknown as {
+        performance: { getEntriesByType(type: string): { nextHopProtocol: string }[] };
+      }
+    ).performance
+      .getEntriesByType("resource")
+      .map((e) => e.nextHopProtocol),
+  );
+  t.true(protocols.length >= 3, protocols.join());
+  // One connection for every stream: the six-per-host limit of HTTP/1.1 is gone.
+  t.true(
+    protocols.every((p) => p === "h2"),
+    protocols.join(),
+  );
+});
+
 /** A GET of `path` with no Accept-Encoding: its head and its body. */
 async function rawGet(address: string, path: string): Promise<{ head: string; body: Buffer }> {
   const { request } = await import("node:http");
