@@ -53,6 +53,23 @@ interface PageGlobals {
   notReloaded?: boolean;
 }
 
+/**
+ * page.goto, again when Chromium gave up because the host's network changed: Docker adds and
+ * removes a veth interface with every container, and Chromium aborts the requests in flight
+ * then (net::ERR_NETWORK_CHANGED). The page's own calls retry by themselves; a navigation
+ * does not.
+ */
+async function goto(page: Page, url: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.goto(url);
+      return;
+    } catch (error) {
+      if (attempt >= 5 || !/ERR_NETWORK_CHANGED/.test((error as Error).message)) throw error;
+    }
+  }
+}
+
 /** The state badge of task `id` in the tasks table. */
 const rowState = (id: string) => `tr[data-task="${id}"] [data-testid="state"]`;
 
@@ -145,7 +162,7 @@ test("the dashboard's files: content types, caching, no way out of web/dist", as
   t.is(rpc.status, 401);
 });
 
-test("over TLS (cube dev --tls) the page talks HTTP/2 to the manager", async (t) => {
+test.serial("over TLS (cube dev --tls) the page talks HTTP/2 to the manager", async (t) => {
   t.timeout(60_000);
   await buildOnce();
   const { startTestManager } = await import("./fixtures.js");
@@ -155,7 +172,7 @@ test("over TLS (cube dev --tls) the page talks HTTP/2 to the manager", async (t)
   // The browser would have to trust the cluster's CA first; the test takes its word for it.
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await context.newPage();
-  await page.goto(dashboardUrl(m.address, m.adminToken as string, true));
+  await goto(page, dashboardUrl(m.address, m.adminToken as string, true));
   await waitForText(page, '[data-testid="link"]', "live");
   const protocols = await page.evaluate(() =>
     (
@@ -211,217 +228,222 @@ async function rawStatus(address: string, path: string): Promise<number> {
   });
 }
 
-test("the dashboard in Chromium: live tasks, pending reason, logs, stop, a drop, jobs, nodes, a read token", async (t) => {
-  t.timeout(90_000);
-  const started = Date.now();
-  await requireDocker();
-  const [made, browser] = await Promise.all([buildOnce(), launchChromium()]);
-  t.teardown(() => browser.close());
-  t.log(`web built in ${made.ms} ms (${(made.bytes / 1024).toFixed(0)} KiB)`);
-  const cluster = new Cluster(t, await tempDir(t));
-  const manager = await cluster.startManager();
-  await cluster.startWorker("dash-node");
-  const address = manager.address;
-  const admin = manager.token as string;
-  let api = clients(address, admin);
+test.serial(
+  "the dashboard in Chromium: live tasks, pending reason, logs, stop, a drop, jobs, nodes, a read token",
+  async (t) => {
+    t.timeout(90_000);
+    const started = Date.now();
+    await requireDocker();
+    const [made, browser] = await Promise.all([buildOnce(), launchChromium()]);
+    t.teardown(() => browser.close());
+    t.log(`web built in ${made.ms} ms (${(made.bytes / 1024).toFixed(0)} KiB)`);
+    const cluster = new Cluster(t, await tempDir(t));
+    const manager = await cluster.startManager();
+    await cluster.startWorker("dash-node");
+    const address = manager.address;
+    const admin = manager.token as string;
+    let api = clients(address, admin);
 
-  // A task running before the page opens.
-  const web = (
-    await api.tasks.runTask({
-      spec: create(TaskSpecSchema, {
-        name: "web",
-        image: HTTP_IMAGE,
-        labels: { app: "web" },
-        // Requests, so that the node's allocation bars show something in the screenshot.
-        resources: { cpu: 0.5, memoryBytes: 256n << 20n },
-      }),
-    })
-  ).task;
-  t.truthy(web);
-
-  const page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
-  const problems: string[] = [];
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`console: ${m.text()}`);
-  });
-  try {
-    // The address `cube dev` prints.
-    await page.goto(dashboardUrl(address, admin, false));
-    // The token left the address bar (and the history) for the tab's sessionStorage.
-    await page.waitForFunction(
-      () => !(globalThis as unknown as PageGlobals).location.hash.includes("token"),
-    );
-    t.false(page.url().includes(admin));
-    t.is(await page.evaluate(() => sessionStorage.getItem("cube.token")), admin);
-    await waitForText(page, '[data-testid="link"]', "live");
-
-    // Lists a RUNNING task.
-    await page.goto(`http://${address}/#/tasks`);
-    await waitForText(page, rowState(web?.id as string), "RUNNING", 30_000);
-
-    // A task submitted by the CLI shows within 1 s of the CLI's answer, without a reload.
-    await page.evaluate(() => {
-      (globalThis as unknown as PageGlobals).notReloaded = true;
-    });
-    const ticker = await cube(
-      [
-        "run",
-        HTTP_IMAGE,
-        "--name",
-        "ticker",
-        "--",
-        "sh",
-        "-c",
-        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
-      ],
-      { env: cubeEnv({ CUBE_MANAGER: address, CUBE_TOKEN: admin }) },
-    );
-    const answeredAt = Date.now();
-    t.is(ticker.code, 0, `${CUBE_BIN} run: ${ticker.stderr}`);
-    const tickerId = ticker.stdout.trim();
-    await page.waitForSelector(`tr[data-task="${tickerId}"]`, { timeout: 1000 });
-    const shownMs = Date.now() - answeredAt;
-    t.log(`the CLI's task showed ${shownMs} ms after its answer`);
-    t.true(await page.evaluate(() => (globalThis as unknown as PageGlobals).notReloaded === true));
-
-    // Its detail: RUNNING, its logs followed as they are written.
-    await page.click(`tr[data-task="${tickerId}"] a`);
-    await waitForText(page, "h1", "RUNNING", 30_000);
-    await waitForText(page, '[data-testid="logs"]', /tick-\d+/, 20_000);
-    const lastTick = async () =>
-      Math.max(
-        ...[
-          ...((await page.textContent('[data-testid="logs"]')) ?? "").matchAll(/tick-(\d+)/g),
-        ].map((m) => Number(m[1])),
-      );
-    const first = await lastTick();
-    await page.waitForFunction(
-      (n) => {
-        const logs = (globalThis as unknown as PageGlobals).document.querySelector(
-          '[data-testid="logs"]',
-        );
-        const text = logs?.textContent ?? "";
-        return [...text.matchAll(/tick-(\d+)/g)].some((m) => Number(m[1]) >= n);
-      },
-      first + 5,
-      { timeout: 15_000, polling: 100 },
-    );
-    t.log(`logs followed from tick-${first} to tick-${await lastTick()}`);
-
-    // Stopped from the page: it ends COMPLETED, "stopped", live.
-    await page.click('[data-testid="stop"]');
-    await page.click('[data-testid="confirm-stop"]');
-    await waitForText(page, "h1", "COMPLETED", 30_000);
-    await waitForText(page, '[data-testid="reason"]', "stopped");
-    await page.waitForSelector('[data-testid="event"]');
-
-    // A task no worker can take: the page says why it waits.
-    const big = (
+    // A task running before the page opens.
+    const web = (
       await api.tasks.runTask({
         spec: create(TaskSpecSchema, {
-          name: "too-big",
+          name: "web",
           image: HTTP_IMAGE,
-          resources: { cpu: 512 },
+          labels: { app: "web" },
+          // Requests, so that the node's allocation bars show something in the screenshot.
+          resources: { cpu: 0.5, memoryBytes: 256n << 20n },
         }),
       })
     ).task;
-    await page.goto(`http://${address}/#/tasks/${big?.id}`);
-    await waitForText(page, '[data-testid="why-pending"]', /0\/1 workers fit/);
-    t.log(`why pending: ${await page.textContent('[data-testid="why-pending"]')}`);
+    t.truthy(web);
 
-    // A drop: the manager is killed and comes back on the same address. The page resumes its
-    // watches from the last revision it saw, without a reload.
-    const beforeDrop = problems.length;
-    await manager.kill9();
-    await waitForText(page, '[data-testid="link"]', /connecting|reconnecting/);
-    await cluster.startManager();
-    api = clients(address, admin);
-    const afterDrop = (
-      await api.tasks.runTask({
-        spec: create(TaskSpecSchema, { name: "after-drop", image: HTTP_IMAGE }),
-      })
-    ).task;
-    await page.evaluate(() => {
-      (globalThis as unknown as PageGlobals).location.hash = "#/tasks";
+    const page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
+    const problems: string[] = [];
+    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+    page.on("console", (m) => {
+      if (m.type() === "error") problems.push(`console: ${m.text()}`);
     });
-    await page.waitForSelector(`tr[data-task="${afterDrop?.id}"]`, { timeout: 20_000 });
-    await waitForText(page, '[data-testid="link"]', "live");
-    // The browser logs each refused or cut request of the drop: expected, not a fault.
-    problems.splice(
-      beforeDrop,
-      problems.length - beforeDrop,
-      ...problems.slice(beforeDrop).filter((p) => !/Failed to load resource: net::ERR_/.test(p)),
-    );
-    t.true(
-      await page.evaluate(() => (globalThis as unknown as PageGlobals).notReloaded === true),
-      "the page was reloaded",
-    );
+    try {
+      // The address `cube dev` prints.
+      await goto(page, dashboardUrl(address, admin, false));
+      // The token left the address bar (and the history) for the tab's sessionStorage.
+      await page.waitForFunction(
+        () => !(globalThis as unknown as PageGlobals).location.hash.includes("token"),
+      );
+      t.false(page.url().includes(admin));
+      t.is(await page.evaluate(() => sessionStorage.getItem("cube.token")), admin);
+      await waitForText(page, '[data-testid="link"]', "live");
 
-    // A read token sees everything, and a stop is refused in the manager's words.
-    const read = await api.tokens.createToken({ name: "dashboard-read", role: Role.READ });
-    const reader = await browser.newPage();
-    await reader.goto(`http://${address}/#token=${read.secret}`);
-    await reader.goto(`http://${address}/#/tasks/${web?.id}`);
-    await waitForText(reader, "h1", "RUNNING");
-    await reader.click('[data-testid="stop"]');
-    await reader.click('[data-testid="confirm-stop"]');
-    await waitForText(reader, ".actions .error", /PermissionDenied: .*may not call/);
-    await reader.close();
+      // Lists a RUNNING task.
+      await goto(page, `http://${address}/#/tasks`);
+      await waitForText(page, rowState(web?.id as string), "RUNNING", 30_000);
 
-    // A job: listed with its replicas, scaled from the page.
-    await api.jobs.applyJob({
-      spec: { name: "webjob", template: { image: HTTP_IMAGE }, count: 1 },
-    });
-    await page.evaluate(() => {
-      (globalThis as unknown as PageGlobals).location.hash = "#/jobs";
-    });
-    await waitForText(page, 'tr[data-job="webjob"] [data-testid="replicas"]', /^1\/1/, 30_000);
-    await page.click('tr[data-job="webjob"] a');
-    await page.fill("#scale", "2");
-    await page.click('form.actions button[type="submit"]');
-    await waitForText(page, '[data-testid="job-replicas"]', /^2\/2/, 30_000);
-    t.is((await api.jobs.getJob({ name: "webjob" })).job?.spec?.count, 2);
-    await mkdir(OUTPUT, { recursive: true });
-    await page.screenshot({ path: join(OUTPUT, "dashboard-job.png"), fullPage: true });
+      // A task submitted by the CLI shows within 1 s of the CLI's answer, without a reload.
+      await page.evaluate(() => {
+        (globalThis as unknown as PageGlobals).notReloaded = true;
+      });
+      const ticker = await cube(
+        [
+          "run",
+          HTTP_IMAGE,
+          "--name",
+          "ticker",
+          "--",
+          "sh",
+          "-c",
+          "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+        ],
+        { env: cubeEnv({ CUBE_MANAGER: address, CUBE_TOKEN: admin }) },
+      );
+      const answeredAt = Date.now();
+      t.is(ticker.code, 0, `${CUBE_BIN} run: ${ticker.stderr}`);
+      const tickerId = ticker.stdout.trim();
+      await page.waitForSelector(`tr[data-task="${tickerId}"]`, { timeout: 1000 });
+      const shownMs = Date.now() - answeredAt;
+      t.log(`the CLI's task showed ${shownMs} ms after its answer`);
+      t.true(
+        await page.evaluate(() => (globalThis as unknown as PageGlobals).notReloaded === true),
+      );
 
-    // A node cordoned from the page, then uncordoned.
-    await page.evaluate(() => {
-      (globalThis as unknown as PageGlobals).location.hash = "#/nodes";
-    });
-    const node = 'tr[data-node="dash-node"]';
-    await waitForText(page, `${node} [data-testid="scheduling"]`, "schedulable");
-    await page.click(`${node} button:has-text("Cordon")`);
-    await waitForText(page, `${node} [data-testid="scheduling"]`, "cordoned");
-    await page.screenshot({ path: join(OUTPUT, "dashboard-nodes.png"), fullPage: true });
-    await page.click(`${node} button:has-text("Uncordon")`);
-    await waitForText(page, `${node} [data-testid="scheduling"]`, "schedulable");
+      // Its detail: RUNNING, its logs followed as they are written.
+      await page.click(`tr[data-task="${tickerId}"] a`);
+      await waitForText(page, "h1", "RUNNING", 30_000);
+      await waitForText(page, '[data-testid="logs"]', /tick-\d+/, 20_000);
+      const lastTick = async () =>
+        Math.max(
+          ...[
+            ...((await page.textContent('[data-testid="logs"]')) ?? "").matchAll(/tick-(\d+)/g),
+          ].map((m) => Number(m[1])),
+        );
+      const first = await lastTick();
+      await page.waitForFunction(
+        (n) => {
+          const logs = (globalThis as unknown as PageGlobals).document.querySelector(
+            '[data-testid="logs"]',
+          );
+          const text = logs?.textContent ?? "";
+          return [...text.matchAll(/tick-(\d+)/g)].some((m) => Number(m[1]) >= n);
+        },
+        first + 5,
+        { timeout: 15_000, polling: 100 },
+      );
+      t.log(`logs followed from tick-${first} to tick-${await lastTick()}`);
 
-    // The overview with a few tasks in it, for the README.
-    await page.goto(`http://${address}/#/`);
-    await waitForText(page, '[data-testid="count-running"]', /^[1-9]/);
-    await page.waitForSelector(".node .bar-used", { timeout: 10_000 });
-    await page.waitForTimeout(1500);
-    const png = await page.screenshot({ fullPage: true });
-    await mkdir(OUTPUT, { recursive: true });
-    await writeFile(join(OUTPUT, "dashboard.png"), png);
-    if (process.env.CUBE_UPDATE_DOCS === "1") {
-      await writeFile(join(REPO_ROOT, "docs/dashboard.png"), png);
+      // Stopped from the page: it ends COMPLETED, "stopped", live.
+      await page.click('[data-testid="stop"]');
+      await page.click('[data-testid="confirm-stop"]');
+      await waitForText(page, "h1", "COMPLETED", 30_000);
+      await waitForText(page, '[data-testid="reason"]', "stopped");
+      await page.waitForSelector('[data-testid="event"]');
+
+      // A task no worker can take: the page says why it waits.
+      const big = (
+        await api.tasks.runTask({
+          spec: create(TaskSpecSchema, {
+            name: "too-big",
+            image: HTTP_IMAGE,
+            resources: { cpu: 512 },
+          }),
+        })
+      ).task;
+      await goto(page, `http://${address}/#/tasks/${big?.id}`);
+      await waitForText(page, '[data-testid="why-pending"]', /0\/1 workers fit/);
+      t.log(`why pending: ${await page.textContent('[data-testid="why-pending"]')}`);
+
+      // A drop: the manager is killed and comes back on the same address. The page resumes its
+      // watches from the last revision it saw, without a reload.
+      const beforeDrop = problems.length;
+      await manager.kill9();
+      await waitForText(page, '[data-testid="link"]', /connecting|reconnecting/);
+      await cluster.startManager();
+      api = clients(address, admin);
+      const afterDrop = (
+        await api.tasks.runTask({
+          spec: create(TaskSpecSchema, { name: "after-drop", image: HTTP_IMAGE }),
+        })
+      ).task;
+      await page.evaluate(() => {
+        (globalThis as unknown as PageGlobals).location.hash = "#/tasks";
+      });
+      await page.waitForSelector(`tr[data-task="${afterDrop?.id}"]`, { timeout: 20_000 });
+      await waitForText(page, '[data-testid="link"]', "live");
+      // The browser logs each refused or cut request of the drop: expected, not a fault.
+      problems.splice(
+        beforeDrop,
+        problems.length - beforeDrop,
+        ...problems.slice(beforeDrop).filter((p) => !/Failed to load resource: net::ERR_/.test(p)),
+      );
+      t.true(
+        await page.evaluate(() => (globalThis as unknown as PageGlobals).notReloaded === true),
+        "the page was reloaded",
+      );
+
+      // A read token sees everything, and a stop is refused in the manager's words.
+      const read = await api.tokens.createToken({ name: "dashboard-read", role: Role.READ });
+      const reader = await browser.newPage();
+      await goto(reader, `http://${address}/#token=${read.secret}`);
+      await goto(reader, `http://${address}/#/tasks/${web?.id}`);
+      await waitForText(reader, "h1", "RUNNING");
+      await reader.click('[data-testid="stop"]');
+      await reader.click('[data-testid="confirm-stop"]');
+      await waitForText(reader, ".actions .error", /PermissionDenied: .*may not call/);
+      await reader.close();
+
+      // A job: listed with its replicas, scaled from the page.
+      await api.jobs.applyJob({
+        spec: { name: "webjob", template: { image: HTTP_IMAGE }, count: 1 },
+      });
+      await page.evaluate(() => {
+        (globalThis as unknown as PageGlobals).location.hash = "#/jobs";
+      });
+      await waitForText(page, 'tr[data-job="webjob"] [data-testid="replicas"]', /^1\/1/, 30_000);
+      await page.click('tr[data-job="webjob"] a');
+      await page.fill("#scale", "2");
+      await page.click('form.actions button[type="submit"]');
+      await waitForText(page, '[data-testid="job-replicas"]', /^2\/2/, 30_000);
+      t.is((await api.jobs.getJob({ name: "webjob" })).job?.spec?.count, 2);
+      await mkdir(OUTPUT, { recursive: true });
+      await page.screenshot({ path: join(OUTPUT, "dashboard-job.png"), fullPage: true });
+
+      // A node cordoned from the page, then uncordoned.
+      await page.evaluate(() => {
+        (globalThis as unknown as PageGlobals).location.hash = "#/nodes";
+      });
+      const node = 'tr[data-node="dash-node"]';
+      await waitForText(page, `${node} [data-testid="scheduling"]`, "schedulable");
+      await page.click(`${node} button:has-text("Cordon")`);
+      await waitForText(page, `${node} [data-testid="scheduling"]`, "cordoned");
+      await page.screenshot({ path: join(OUTPUT, "dashboard-nodes.png"), fullPage: true });
+      await page.click(`${node} button:has-text("Uncordon")`);
+      await waitForText(page, `${node} [data-testid="scheduling"]`, "schedulable");
+
+      // The overview with a few tasks in it, for the README.
+      await goto(page, `http://${address}/#/`);
+      await waitForText(page, '[data-testid="count-running"]', /^[1-9]/);
+      await page.waitForSelector(".node .bar-used", { timeout: 10_000 });
+      await page.waitForTimeout(1500);
+      const png = await page.screenshot({ fullPage: true });
+      await mkdir(OUTPUT, { recursive: true });
+      await writeFile(join(OUTPUT, "dashboard.png"), png);
+      if (process.env.CUBE_UPDATE_DOCS === "1") {
+        await writeFile(join(REPO_ROOT, "docs/dashboard.png"), png);
+      }
+      const summary = pngColours(png);
+      t.log(
+        `screenshot ${summary.width}x${summary.height}, ${summary.colours} colours: ${join(OUTPUT, "dashboard.png")}`,
+      );
+      t.true(summary.colours > 50, `a blank page? only ${summary.colours} colours`);
+      t.deepEqual(problems, [], problems.join("\n"));
+    } catch (error) {
+      // What the page showed when it went wrong, for the failure's message.
+      await mkdir(OUTPUT, { recursive: true });
+      await page.screenshot({ path: join(OUTPUT, "dashboard-failure.png"), fullPage: true });
+      t.log(`page at ${page.url()}: ${(await page.textContent("body"))?.slice(0, 2000)}`);
+      t.log(problems.join("\n"));
+      t.log(cluster.logs().slice(-3000));
+      throw error;
     }
-    const summary = pngColours(png);
-    t.log(
-      `screenshot ${summary.width}x${summary.height}, ${summary.colours} colours: ${join(OUTPUT, "dashboard.png")}`,
-    );
-    t.true(summary.colours > 50, `a blank page? only ${summary.colours} colours`);
-    t.deepEqual(problems, [], problems.join("\n"));
-  } catch (error) {
-    // What the page showed when it went wrong, for the failure's message.
-    await mkdir(OUTPUT, { recursive: true });
-    await page.screenshot({ path: join(OUTPUT, "dashboard-failure.png"), fullPage: true });
-    t.log(`page at ${page.url()}: ${(await page.textContent("body"))?.slice(0, 2000)}`);
-    t.log(problems.join("\n"));
-    t.log(cluster.logs().slice(-3000));
-    throw error;
-  }
-  t.log(`took ${((Date.now() - started) / 1000).toFixed(1)} s`);
-});
+    t.log(`took ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  },
+);

@@ -9,6 +9,8 @@ import type { Session } from "../session.js";
 const MAX_LINES = 2000;
 /** Lines asked for when the stream opens. */
 const TAIL = 500;
+/** Pause before following again after a drop. */
+const RETRY_MS = 1000;
 
 interface Line {
   readonly n: number;
@@ -37,6 +39,7 @@ export function TaskLogs({
   const stick = useRef(true);
   useEffect(() => {
     const abort = new AbortController();
+    let retry: ReturnType<typeof setTimeout> | undefined;
     let n = 0;
     let pending: Line[] = [];
     let frame = 0;
@@ -75,10 +78,19 @@ export function TaskLogs({
     })().catch((e: unknown) => {
       if (abort.signal.aborted) return;
       const error = ConnectError.from(e);
-      setStatus(`${isFatal(error) ? "refused" : "interrupted"}: ${why(error)}`);
+      if (isFatal(error)) {
+        setStatus(`refused: ${why(error)}`);
+        return;
+      }
+      // A dropped connection (the manager restarting, the network changing): follow again
+      // after a pause, from the last lines, in place of what is shown (TaskLogs has no
+      // "since", so this is what keeps lines from showing twice).
+      setStatus(`interrupted: ${why(error)}; following again…`);
+      retry = setTimeout(() => setAttempt((a) => a + 1), RETRY_MS);
     });
     return () => {
       abort.abort();
+      clearTimeout(retry);
       if (frame) cancelAnimationFrame(frame);
     };
   }, [id, container, attempt, session]);
@@ -92,7 +104,7 @@ export function TaskLogs({
         <span class="muted" data-testid="logs-status">
           {status}
         </span>
-        {status !== "following" && status !== "connecting…" && (
+        {(status.startsWith("ended") || status.startsWith("refused")) && (
           <button type="button" class="quiet" onClick={() => setAttempt((a) => a + 1)}>
             Follow again
           </button>
