@@ -7,10 +7,9 @@
  * containers die) heals restart-always tasks without help. Each test logs its figures.
  */
 import { once } from "node:events";
-import { unlink } from "node:fs/promises";
-import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { createClient } from "@connectrpc/connect";
 import test, { type ExecutionContext } from "ava";
+import { EngineSocket } from "../bench/faults-kit.js";
 import { RestartMode, type Task, TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { EngineStatus, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
@@ -299,52 +298,6 @@ test.serial(
     );
   },
 );
-
-/**
- * A unix socket in front of the real Docker engine, which the test can cut (the socket
- * disappears and open connections break, as when dockerd restarts) and restore.
- */
-class EngineSocket {
-  #server: Server | undefined;
-  readonly #open = new Set<Socket>();
-
-  constructor(
-    readonly path: string,
-    readonly target = "/var/run/docker.sock",
-  ) {}
-
-  async up(): Promise<void> {
-    await unlink(this.path).catch(() => undefined);
-    const server = createServer((client) => {
-      const engine = createConnection(this.target);
-      this.#open.add(client);
-      this.#open.add(engine);
-      const drop = () => {
-        client.destroy();
-        engine.destroy();
-        this.#open.delete(client);
-        this.#open.delete(engine);
-      };
-      client.on("error", drop).on("close", drop);
-      engine.on("error", drop).on("close", drop);
-      client.pipe(engine);
-      engine.pipe(client);
-    });
-    await new Promise<void>((resolve) => server.listen(this.path, resolve));
-    this.#server = server;
-  }
-
-  async down(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    // close() waits for open connections: break them first, as a dying engine does.
-    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : null;
-    for (const s of this.#open) s.destroy();
-    this.#open.clear();
-    await closed;
-    await unlink(this.path).catch(() => undefined);
-  }
-}
 
 test.serial(
   "the engine goes away and comes back while containers die: the worker reports it, retries, re-syncs, and restart-always tasks run again without help",
