@@ -16,7 +16,7 @@ import { tokenServiceRoutes } from "./token-service.js";
 import { workerServiceRoutes } from "./worker-service.js";
 
 /**
- * Every service the manager serves (health and reflection come from lib/server.ts); `tls`
+ * Every service the manager serves (health and reflection come from lib/rpc/server.ts); `tls`
  * when it serves TLS (worker certificates, TaskLogs dialled with the manager's certificate).
  */
 export function managerRoutes(cp: ControlPlane, tls?: ClusterTls): (router: ConnectRouter) => void {

@@ -266,7 +266,6 @@ export class ControlPlane {
       worker.inFlight.add(taskId);
     }
     worker.waiting.delete(taskId);
-    // Encoded by hand on its way down (worker-wire.ts), the task from its cached bytes.
     conn.send({ case: "assignment", value: assignment });
   }
 
