@@ -5,7 +5,12 @@ import { join } from "node:path";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import test from "ava";
 import type { NodeMetrics } from "../gen/cube/v1/metrics_pb.js";
-import { defaultCapacity, diskOf, NodeMetricsSampler } from "../worker/node-metrics.js";
+import {
+  cpuPercentBetween,
+  defaultCapacity,
+  diskOf,
+  NodeMetricsSampler,
+} from "../worker/node-metrics.js";
 import { tempDir } from "./fixtures.js";
 
 test("latest() answers at once, before the first probe is done", async (t) => {
@@ -69,4 +74,32 @@ test("the disk is that of the nearest existing directory; capacity defaults to t
   t.is(capacity.cpu, availableParallelism());
   t.is(capacity.memoryBytes, BigInt(totalmem()));
   t.true(capacity.diskBytes > 0n && capacity.diskBytes <= disk.totalBytes);
+});
+
+test("cpuPercentBetween: busy share of all cores between two readings, clamped", (t) => {
+  t.is(cpuPercentBetween({ busy: 100, total: 1000 }, { busy: 600, total: 2000 }), 50);
+  t.is(cpuPercentBetween({ busy: 0, total: 0 }, { busy: 0, total: 0 }), 0, "no time passed");
+  t.is(cpuPercentBetween({ busy: 0, total: 0 }, { busy: 10, total: 5 }), 100);
+});
+
+test("a sample sees the CPU this process burnt since the last one", async (t) => {
+  const dataDir = await tempDir(t);
+  const sampler = new NodeMetricsSampler({ dataDir, intervalMs: 200 });
+  t.teardown(() => sampler.close());
+  await sampler.ready();
+  const next = new Promise<NodeMetrics>((resolve) => {
+    const off = sampler.onSample((m) => {
+      off();
+      resolve(m);
+    });
+  });
+  // One core fully busy for 600 ms (timers cannot fire meanwhile): the next sample spans it.
+  const until = performance.now() + 600;
+  while (performance.now() < until) {}
+  const m = await next;
+  const oneCore = 100 / availableParallelism();
+  t.true(
+    m.cpuPercent >= oneCore * 0.6,
+    `cpu ${m.cpuPercent}% with one of ${availableParallelism()} cores busy`,
+  );
 });

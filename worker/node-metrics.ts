@@ -1,9 +1,9 @@
 /**
  * The worker node's usage, sampled in the background so that answering a metrics call
- * or a heartbeat never waits on a probe (the first CPU probe alone takes ~550 ms).
+ * or a heartbeat never waits on a probe. No probe spawns a process.
  */
 import { statfs } from "node:fs/promises";
-import { availableParallelism, freemem, loadavg, totalmem } from "node:os";
+import { availableParallelism, type CpuInfo, cpus, freemem, loadavg, totalmem } from "node:os";
 import { dirname, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -53,6 +53,32 @@ export async function defaultCapacity(
   };
 }
 
+/** Busy and total CPU time over all cores since boot (ms), from node:os. */
+function cpuTimes(list: readonly CpuInfo[] = cpus()): { busy: number; total: number } {
+  let busy = 0;
+  let total = 0;
+  for (const { times } of list) {
+    const used = times.user + times.nice + times.sys + times.irq;
+    busy += used;
+    total += used + times.idle;
+  }
+  return { busy, total };
+}
+
+/**
+ * Percent of all cores busy between two `cpuTimes` readings. Computed here rather than by
+ * systeminformation's currentLoad, which on Linux runs `cat /proc/stat | grep` through a
+ * synchronous shell on every call: it blocked the worker's event loop on each sample.
+ */
+export function cpuPercentBetween(
+  before: { busy: number; total: number },
+  after: { busy: number; total: number },
+): number {
+  const total = after.total - before.total;
+  if (!(total > 0)) return 0;
+  return Math.min(100, Math.max(0, ((after.busy - before.busy) / total) * 100));
+}
+
 /** Samples CPU, memory, disk and load every interval; `latest()` is always immediate. */
 export class NodeMetricsSampler {
   /** Worker id stamped on samples. */
@@ -65,13 +91,14 @@ export class NodeMetricsSampler {
   #latest: NodeMetrics;
   #sampling = false;
   #closed = false;
+  // From boot for the first sample, as systeminformation did: a figure at once.
+  #cpuBefore = { busy: 0, total: 0 };
 
   constructor(options: NodeMetricsOptions) {
     this.workerId = options.workerId ?? "";
     this.#dataDir = options.dataDir;
     this.#logger = options.logger;
     this.#latest = this.#fromOs();
-    // The first sample also primes systeminformation's CPU probe, which is slow only once.
     this.#first = this.#sample();
     this.#timer = setInterval(() => void this.#sample(), options.intervalMs ?? 2000);
     this.#timer.unref();
@@ -97,18 +124,17 @@ export class NodeMetricsSampler {
     if (this.#sampling || this.#closed) return;
     this.#sampling = true;
     try {
-      const [load, mem, disk] = await Promise.all([
-        si.currentLoad(),
-        si.mem(),
-        diskOf(this.#dataDir),
-      ]);
+      const [mem, disk] = await Promise.all([si.mem(), diskOf(this.#dataDir)]);
       if (this.#closed) return;
+      const cpuNow = cpuTimes();
+      const cpuPercent = cpuPercentBetween(this.#cpuBefore, cpuNow);
+      this.#cpuBefore = cpuNow;
       const [load1, load5, load15] = loadavg();
       this.#latest = create(NodeMetricsSchema, {
         workerId: this.workerId,
         time: timestampFromMs(Date.now()),
         cpuCount: availableParallelism(),
-        cpuPercent: Number.isFinite(load.currentLoad) ? load.currentLoad : 0,
+        cpuPercent,
         load1,
         load5,
         load15,
