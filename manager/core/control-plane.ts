@@ -79,6 +79,7 @@ export class ControlPlane {
   readonly #rules: ControlPlaneRules;
   /** Whether info lines are logged (read once: per-task lines are on the hot path). */
   readonly #logInfo: boolean;
+  readonly #logDebug: boolean;
   /**
    * Assignments whose decision is not on disk yet: those may not go to a worker. Kept as
    * the few not yet durable rather than a WeakSet of the many that are: a weak table with
@@ -100,6 +101,7 @@ export class ControlPlane {
     this.logger = logger;
     this.revision = revision;
     this.#logInfo = logger.isLevelEnabled("info");
+    this.#logDebug = logger.isLevelEnabled("debug");
     this.hub = new EventHub(options.watchHistorySize, revision);
     this.metrics = new ManagerMetrics({ workers: () => this.workers.all() });
     this.placer = new Placer(options.scheduler, this.metrics);
@@ -158,9 +160,10 @@ export class ControlPlane {
     this.pending.set(id, entry);
     this.metrics.taskChanged(undefined, task);
     this.#record(entry, task, TaskEventType.CREATED, "accepted", now);
-    // Guarded: the fields would be gathered for every task even with info off.
-    if (this.#logInfo) {
-      this.logger.info(
+    // Debug: the event log (WatchTasks) is every task's record; info is kept for what an
+    // operator must see. Guarded: the fields would be gathered even with debug off.
+    if (this.#logDebug) {
+      this.logger.debug(
         { task: id, taskName: spec.name || undefined, image: spec.image },
         "task accepted",
       );
@@ -186,8 +189,9 @@ export class ControlPlane {
     entry.task = after;
     this.#account(entry, before, after);
     this.#record(entry, after, type, message, this.clock.now());
-    if (before.state !== after.state && this.#logInfo) {
-      this.logger.info(
+    const notable = isNotable(before.state, after.state);
+    if (before.state !== after.state && (notable ? this.#logInfo : this.#logDebug)) {
+      this.logger[notable ? "info" : "debug"](
         {
           task: after.id,
           worker: after.workerId || undefined,
@@ -406,4 +410,18 @@ export class ControlPlane {
       this.pending.delete(after.id);
     }
   }
+}
+
+/**
+ * State changes logged at info: failures and lost contact, and whatever follows them. The
+ * routine path (SCHEDULED, RUNNING, COMPLETED) is logged at debug: at info it cost a line
+ * per task per move, which the event log (WatchTasks) already holds.
+ */
+function isNotable(from: TaskState, to: TaskState): boolean {
+  return (
+    to === TaskState.FAILED ||
+    to === TaskState.UNKNOWN ||
+    from === TaskState.FAILED ||
+    from === TaskState.UNKNOWN
+  );
 }
