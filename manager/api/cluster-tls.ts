@@ -6,19 +6,13 @@ import { join } from "node:path";
 import type { Logger } from "../../lib/logger.js";
 import type { ServerTls } from "../../lib/rpc/server.js";
 import { type ClientTls, MANAGER_URI, workerUri } from "../../lib/tls/identity.js";
-import {
-  type CertificateNames,
-  createCa,
-  csrPublicKey,
-  fingerprint,
-  issueCertificate,
-  type KeyAndCertificate,
-  keyToPem,
-  newKeyPair,
-  pemToDer,
-  renewalDue,
-  validity,
-} from "../../lib/tls/pki.js";
+import type { CertificateNames, KeyAndCertificate } from "../../lib/tls/pki.js";
+
+/**
+ * lib/tls/pki.ts, loaded by the first `ClusterTls.open`: its X.509 and ASN.1 modules took
+ * a noticeable share of every manager's start-up, TLS or not.
+ */
+let pki: typeof import("../../lib/tls/pki.js");
 
 /** How long the cluster's CA lives: ten years (renewing a CA means every node re-trusts). */
 const CA_VALIDITY_MS = 10 * 365 * 24 * 3600_000;
@@ -108,6 +102,7 @@ export class ClusterTls {
     workerCertMs?: number;
     serverCertMs?: number;
   }): Promise<ClusterTls> {
+    pki ??= await import("../../lib/tls/pki.js");
     const dir = tlsDir(options.dataDir);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const caKey = await readIfThere(join(dir, "ca.key"));
@@ -116,11 +111,11 @@ export class ClusterTls {
     if (caKey && caCert) {
       ca = { keyPem: caKey, certPem: caCert };
     } else {
-      ca = await createCa(`cube cluster CA ${hostname()}`, CA_VALIDITY_MS);
+      ca = await pki.createCa(`cube cluster CA ${hostname()}`, CA_VALIDITY_MS);
       await writeAtomic(join(dir, "ca.key"), ca.keyPem, 0o600);
       await writeAtomic(join(dir, "ca.crt"), ca.certPem, 0o644);
       options.logger.info(
-        { file: join(dir, "ca.crt"), sha256: fingerprint(ca.certPem) },
+        { file: join(dir, "ca.crt"), sha256: pki.fingerprint(ca.certPem) },
         "cluster CA created",
       );
     }
@@ -142,7 +137,7 @@ export class ClusterTls {
 
   /** The CA's SHA-256 (hex), which join tokens carry. */
   get caSha256(): string {
-    return fingerprint(this.ca.certPem);
+    return pki.fingerprint(this.ca.certPem);
   }
 
   /** The manager's server material: its key, its certificate and the CA's, and the CA. */
@@ -177,17 +172,17 @@ export class ClusterTls {
     workerId: string,
     csr: Uint8Array,
   ): Promise<{ certificate: Uint8Array; caCertificate: Uint8Array; notAfter: string }> {
-    const publicKey = await csrPublicKey(csr);
-    const certPem = await issueCertificate({
+    const publicKey = await pki.csrPublicKey(csr);
+    const certPem = await pki.issueCertificate({
       ca: this.ca,
       publicKey,
       names: { commonName: workerId, uris: [workerUri(workerId)] },
       validityMs: this.workerCertMs,
     });
-    const { notAfter } = validity(certPem);
+    const { notAfter } = pki.validity(certPem);
     return {
-      certificate: pemToDer(certPem),
-      caCertificate: pemToDer(this.ca.certPem),
+      certificate: pki.pemToDer(certPem),
+      caCertificate: pki.pemToDer(this.ca.certPem),
       notAfter: new Date(notAfter).toISOString(),
     };
   }
@@ -198,14 +193,14 @@ export class ClusterTls {
    */
   async renewIfDue(now = Date.now()): Promise<boolean> {
     if (this.#server.certPem && !this.#stale(now)) return false;
-    const keys = await newKeyPair();
-    const certPem = await issueCertificate({
+    const keys = await pki.newKeyPair();
+    const certPem = await pki.issueCertificate({
       ca: this.ca,
       publicKey: keys.publicKey,
       names: this.names,
       validityMs: this.serverCertMs,
     });
-    const keyPem = await keyToPem(keys.privateKey);
+    const keyPem = await pki.keyToPem(keys.privateKey);
     await writeAtomic(join(this.dir, "manager.key"), keyPem, 0o600);
     await writeAtomic(join(this.dir, "manager.crt"), certPem, 0o644);
     this.#server = { keyPem, certPem };
@@ -223,7 +218,7 @@ export class ClusterTls {
       ...(this.names.dns ?? []).map((d) => `DNS:${d}`),
       ...(this.names.ips ?? []).map((ip) => `IP Address:${ip}`),
     ].some((entry) => !san.split(", ").some((have) => sameSan(have, entry)));
-    return missing || renewalDue(this.#server.certPem, now);
+    return missing || pki.renewalDue(this.#server.certPem, now);
   }
 
   /**

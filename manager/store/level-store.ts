@@ -177,13 +177,16 @@ export class LevelStore implements Store {
     let lastSpec: TaskSpec | undefined;
     const it = this.#db.iterator({ gt: "t/", lt: "t0" });
     try {
-      for (let page = await it.nextv(2000); page.length > 0; page = await it.nextv(2000)) {
+      // The next page is read (on LevelDB's thread) while this one is decoded.
+      let next = it.nextv(2000);
+      for (let page = await next; page.length > 0; page = await next) {
+        next = it.nextv(2000);
         for (const [key, value] of page) {
           const record = fromBinary(TaskRecordSchema, value);
           const task = record.task;
           if (!task) throw new Error(`store: task record ${key} holds no task`);
           if (record.spec.length > 0) {
-            if (!lastBytes || !Buffer.from(record.spec).equals(lastBytes)) {
+            if (!lastBytes || Buffer.compare(record.spec, lastBytes) !== 0) {
               lastBytes = record.spec;
               lastSpec = this.#openSpec(fromBinary(TaskSpecSchema, record.spec));
             }
