@@ -6,8 +6,12 @@ export interface BackoffOptions {
   readonly maxMs: number;
 }
 
-/** The worker's reconnect back-off: 100 ms doubling up to 5 s. */
-export const RECONNECT_BACKOFF: BackoffOptions = { baseMs: 100, maxMs: 5000 };
+/**
+ * The worker's reconnect back-off: 100 ms doubling up to 1 s. Short, so that a worker cut
+ * off by a partition is back (and its duplicates sorted out) within a second or two of the
+ * link's return; a dial that finds nobody listening costs the manager's host next to nothing.
+ */
+export const RECONNECT_BACKOFF: BackoffOptions = { baseMs: 100, maxMs: 1000 };
 
 /**
  * Delay before reconnect attempt `attempt` (0 for the first retry): exponential, capped,

@@ -65,6 +65,8 @@ export interface StreamClientOptions {
 
 /** How long the manager may take to answer Register. */
 const REGISTER_TIMEOUT_MS = 10_000;
+/** How long a dial may wait for the TCP handshake (TLS and register come after). */
+const CONNECT_TIMEOUT_MS = 1000;
 
 /**
  * The worker's side of WorkerService.Connect. It dials the manager and, on every
@@ -73,7 +75,7 @@ const REGISTER_TIMEOUT_MS = 10_000;
  * live messages through {@link send}, and a heartbeat whenever it has been quiet for
  * the interval the manager asked for. A dead manager is noticed by the stream failing,
  * by HTTP/2 pings, or by its heartbeats stopping (once it has sent any); the client
- * then dials again with jittered exponential back-off (100 ms → 5 s) until closed.
+ * then dials again with jittered exponential back-off (100 ms → 1 s) until closed.
  *
  * Emits "connected" (after the inventory went out) and "disconnected" (with a reason).
  */
@@ -208,6 +210,14 @@ export class StreamClient extends EventEmitter<{
               })
             : netConnect(Number(url.port || 80), url.hostname);
           socket.setNoDelay(true);
+          // A SYN into a partition waits for the kernel's retransmits (1 s, 3 s, 7 s…), long
+          // after the link is back; a fresh dial finds the manager as soon as it answers.
+          const connectTimer = setTimeout(
+            () => socket.destroy(new Error(`no TCP connection within ${CONNECT_TIMEOUT_MS} ms`)),
+            CONNECT_TIMEOUT_MS,
+          );
+          socket.once("connect", () => clearTimeout(connectTimer));
+          socket.once("close", () => clearTimeout(connectTimer));
           sockets.add(socket);
           return socket;
         },
