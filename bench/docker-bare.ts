@@ -48,3 +48,30 @@ export async function containerPid(docker: Docker, id: string): Promise<number> 
   const inspect = await docker.getContainer(id).inspect();
   return inspect.State.Running ? inspect.State.Pid : 0;
 }
+
+/**
+ * Bare create + start + inspect of `n` containers of `spec` at once, named `${prefix}-${k}`,
+ * force-removed afterwards: the ms until all of them ran. The engine's own time for a move
+ * of `n` tasks, the baseline a cube figure is set against.
+ */
+export async function bareParallelStart(
+  docker: Docker,
+  prefix: string,
+  n: number,
+  spec: MessageInitShape<typeof TaskSpecSchema>,
+): Promise<number> {
+  const t0 = Date.now();
+  const started = await Promise.all(
+    Array.from({ length: n }, (_, k) => bareRun(docker, `${prefix}-${k}`, spec)),
+  );
+  const ms = Date.now() - t0;
+  await Promise.all(
+    started.map((c) =>
+      docker
+        .getContainer(c.id)
+        .remove({ force: true })
+        .catch(() => undefined),
+    ),
+  );
+  return ms;
+}

@@ -8,7 +8,8 @@ import { join } from "node:path";
 import type Docker from "dockerode";
 import { RestartMode, type Task, TaskState } from "../gen/cube/v1/task_pb.js";
 import { EngineStatus, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
-import { BENCH_CONTAINER_LABEL, BENCH_LABEL } from "./context.js";
+import { BENCH_LABEL } from "./context.js";
+import { bareParallelStart } from "./docker-bare.js";
 import { EngineSocket, FaultCluster, NetNs, type Proc, sleep, waitFor } from "./faults-kit.js";
 import type { FaultFigure, FaultResult } from "./faults-report.js";
 
@@ -200,28 +201,6 @@ async function follow(
   return { seenAt, placedAt, movedAt, last };
 }
 
-/**
- * The engine alone, as a baseline for a move: `n` containers of the suite's image created and
- * started at once through dockerode (no cube), resolving with the ms until all have started.
- */
-async function engineAlone(ctx: FaultContext, n: number): Promise<number> {
-  const t0 = Date.now();
-  const made = await Promise.all(
-    Array.from({ length: n }, async () => {
-      const container = await ctx.docker.createContainer({
-        Image: HTTP_IMAGE,
-        Labels: { [BENCH_CONTAINER_LABEL]: ctx.runId },
-        HostConfig: { NanoCpus: 100_000_000 },
-      });
-      await container.start();
-      return container;
-    }),
-  );
-  const ms = Date.now() - t0;
-  await Promise.all(made.map((c) => c.remove({ force: true })));
-  return ms;
-}
-
 /** Why a move took longer than its goal, when the placement itself came in time. */
 async function slowStart(
   ctx: FaultContext,
@@ -229,7 +208,12 @@ async function slowStart(
   startMs: number,
   n: number,
 ): Promise<string> {
-  const engineMs = await engineAlone(ctx, n);
+  // The engine alone, given the same containers as the move (runTasks' spec) all at once.
+  const engineMs = await bareParallelStart(ctx.docker, `bare-fault-${ctx.runId}-${Date.now()}`, n, {
+    image: HTTP_IMAGE,
+    resources: { cpu: 0.1 },
+    labels: { [BENCH_LABEL]: ctx.runId },
+  });
   return `placed elsewhere after ${placedMs} ms (the manager's part: detection + down grace, as designed); the other ${startMs} ms are the ${n} new containers' create and start: the engine alone, given ${n} at once right after, took ${engineMs} ms (load average ${loadavg()[0]?.toFixed(1)} on 2 cores)`;
 }
 

@@ -46,7 +46,7 @@ import {
   waitForWorkers,
 } from "./cluster.js";
 import { BENCH_CONTAINER_LABEL, BENCH_LABEL, type BenchContext } from "./context.js";
-import { bareRun } from "./docker-bare.js";
+import { bareParallelStart } from "./docker-bare.js";
 import { procStats } from "./proc-stats.js";
 import type { ScenarioOutcome } from "./result.js";
 import { medianOfRuns } from "./stats.js";
@@ -105,7 +105,17 @@ export async function jobs(ctx: BenchContext): Promise<ScenarioOutcome> {
     }
     if (parts.has("drain")) {
       f[K.drain] = await drain(ctx, i, s.drainReplicas);
-      b[K.drain] = await bareStarts(ctx.docker, ctx.runId, i, s.drainReplicas);
+      b[K.drain] = await bareParallelStart(
+        ctx.docker,
+        `bare-drain-${ctx.runId}-${i}`,
+        s.drainReplicas,
+        {
+          image: IMAGE,
+          ports: [{ containerPort: 80 }],
+          resources: { memoryBytes: 16n << 20n },
+          labels: { [BENCH_LABEL]: ctx.runId },
+        },
+      );
       ctx.progress(
         `run ${i}: drain of ${s.drainReplicas}: ${f[K.drain]} ms (bare starts ${b[K.drain]} ms)`,
       );
@@ -419,31 +429,4 @@ async function drain(ctx: BenchContext, i: number, replicas: number): Promise<nu
     for (const w of workers) await removeLabelled(ctx.docker, `cube.worker=${w.id}`);
     await dir.remove();
   }
-}
-
-/** Bare create + start of `n` containers at once (ms until all run). */
-async function bareStarts(docker: Docker, runId: string, i: number, n: number): Promise<number> {
-  const t0 = Date.now();
-  const started = await Promise.all(
-    Array.from({ length: n }, (_, k) => {
-      const name = `bare-drain-${runId}-${i}-${k}`;
-      return bareRun(docker, name, {
-        name,
-        image: IMAGE,
-        ports: [{ containerPort: 80 }],
-        resources: { memoryBytes: 16n << 20n },
-        labels: { [BENCH_LABEL]: runId },
-      });
-    }),
-  );
-  const ms = Date.now() - t0;
-  await Promise.all(
-    started.map((c) =>
-      docker
-        .getContainer(c.id)
-        .remove({ force: true })
-        .catch(() => undefined),
-    ),
-  );
-  return ms;
 }

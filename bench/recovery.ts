@@ -34,7 +34,7 @@ import {
   watchTasks,
 } from "./cluster.js";
 import { BENCH_CONTAINER_LABEL, BENCH_LABEL, type BenchContext } from "./context.js";
-import { bareRun, containerPid } from "./docker-bare.js";
+import { bareParallelStart, bareRun, containerPid } from "./docker-bare.js";
 import type { ScenarioOutcome } from "./result.js";
 import { median, medianOfRuns } from "./stats.js";
 
@@ -64,9 +64,14 @@ export async function recovery(ctx: BenchContext): Promise<ScenarioOutcome> {
       [K.crash]: await dockerRestartBaseline(ctx.docker, ctx.runId, run),
       [K.parallel]: await bareParallelStart(
         ctx.docker,
-        ctx.runId,
-        run,
+        `bare-parallel-${ctx.runId}-${run}`,
         cube[K.tasksMoved] ?? perWorker,
+        {
+          image: IMAGE,
+          ports: [{ containerPort: 80 }],
+          resources: { memoryBytes: 32n << 20n },
+          labels: { [BENCH_LABEL]: ctx.runId },
+        },
       ),
     };
     cubeRuns.push(cube);
@@ -297,38 +302,6 @@ async function oneRun(
     await removeLabelled(ctx.docker, label);
     await dir.remove();
   }
-}
-
-/** Bare create + start + inspect of `n` containers at once: ms until all of them run. */
-async function bareParallelStart(
-  docker: Docker,
-  runId: string,
-  run: number,
-  n: number,
-): Promise<number> {
-  const t0 = Date.now();
-  const started = await Promise.all(
-    Array.from({ length: n }, (_, i) => {
-      const name = `bare-parallel-${runId}-${run}-${i}`;
-      return bareRun(docker, name, {
-        name,
-        image: IMAGE,
-        ports: [{ containerPort: 80 }],
-        resources: { memoryBytes: 32n << 20n },
-        labels: { [BENCH_LABEL]: runId },
-      });
-    }),
-  );
-  const ms = Date.now() - t0;
-  await Promise.all(
-    started.map((c) =>
-      docker
-        .getContainer(c.id)
-        .remove({ force: true })
-        .catch(() => undefined),
-    ),
-  );
-  return ms;
 }
 
 /**

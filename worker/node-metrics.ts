@@ -3,7 +3,7 @@
  * or a heartbeat never waits on a probe. No probe spawns a process.
  */
 import { statfs } from "node:fs/promises";
-import { availableParallelism, type CpuInfo, cpus, freemem, loadavg, totalmem } from "node:os";
+import { availableParallelism, cpus, freemem, loadavg, totalmem } from "node:os";
 import { dirname, resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -54,10 +54,10 @@ export async function defaultCapacity(
 }
 
 /** Busy and total CPU time over all cores since boot (ms), from node:os. */
-function cpuTimes(list: readonly CpuInfo[] = cpus()): { busy: number; total: number } {
+function cpuTimes(): { busy: number; total: number } {
   let busy = 0;
   let total = 0;
-  for (const { times } of list) {
+  for (const { times } of cpus()) {
     const used = times.user + times.nice + times.sys + times.irq;
     busy += used;
     total += used + times.idle;
