@@ -50,8 +50,16 @@ export interface RunningCube {
   /** Everything written so far. */
   readonly stdout: () => string;
   readonly stderr: () => string;
-  /** Resolves with the first match of `pattern` in stdout; rejects after `timeoutMs` or exit. */
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /**
+   * Resolves with the first match of `pattern` in stdout (or stderr); rejects after
+   * `timeoutMs` or exit. The two pipes are read independently, so text the process wrote
+   * to stderr before stdout may still arrive after it: wait on each stream you check.
+   */
+  waitFor(
+    pattern: RegExp,
+    timeoutMs?: number,
+    from?: "stdout" | "stderr",
+  ): Promise<RegExpMatchArray>;
   /** Resolves when the process has exited. */
   readonly exited: Promise<CubeResult>;
   /** Signals the whole process group (as a terminal's Ctrl-C does). */
@@ -84,6 +92,7 @@ export function startProcess(
   });
   child.stderr?.setEncoding("utf8").on("data", (s: string) => {
     err += s;
+    for (const l of listeners) l();
   });
   const exited = new Promise<CubeResult>((resolve) => {
     child.once("close", (code, signal) => {
@@ -109,21 +118,29 @@ export function startProcess(
     stderr: () => err,
     exited,
     signal,
-    waitFor(pattern, timeoutMs = 30_000) {
+    waitFor(pattern, timeoutMs = 30_000, from = "stdout") {
       return new Promise((resolve, reject) => {
         const check = () => {
-          const m = out.match(pattern);
+          const m = (from === "stdout" ? out : err).match(pattern);
           if (m) {
             cleanup();
             resolve(m);
           } else if (done) {
             cleanup();
-            reject(new Error(`exited before printing ${pattern}\nstdout: ${out}\nstderr: ${err}`));
+            reject(
+              new Error(
+                `exited before printing ${pattern} on ${from}\nstdout: ${out}\nstderr: ${err}`,
+              ),
+            );
           }
         };
         const timer = setTimeout(() => {
           cleanup();
-          reject(new Error(`no ${pattern} within ${timeoutMs} ms\nstdout: ${out}\nstderr: ${err}`));
+          reject(
+            new Error(
+              `no ${pattern} on ${from} within ${timeoutMs} ms\nstdout: ${out}\nstderr: ${err}`,
+            ),
+          );
         }, timeoutMs);
         const cleanup = () => {
           clearTimeout(timer);
