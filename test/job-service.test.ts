@@ -338,7 +338,7 @@ test("constraints: replicas only on matching workers, and the job says why the r
   const pending = r.find((x) => x.state === TaskState.PENDING);
   t.regex(
     pending?.reason ?? "",
-    /0\/2 workers fit: 1 does not match zone = eu, 1 already runs a replica of its job \(host port 8080\/tcp\)/,
+    /0\/2 workers fit: 1 does not match zone = eu, 1 already holds host port 8080\/tcp/,
   );
   await settle();
   const { job } = await s.jobs.getJob({ name: "web" });
@@ -420,4 +420,40 @@ test("job ids and specs: replicas share the version's spec object", async (t) =>
   t.is(entries.length, 3);
   t.true(entries.every((e) => e.task.spec === entries[0]?.task.spec));
   t.true(entries.every((e) => /^web-[0-9a-f]{8}$/.test(e.task.id)));
+});
+
+test("a fixed host port is held per worker across plain tasks and jobs: the second waits, named, until the first stops", async (t) => {
+  const s = await setup(t, 1);
+  const ports = [{ containerPort: 80, hostPort: 8080 }];
+  const { task: plain } = await s.h.tasks.runTask({ spec: spec({ ports }) });
+  await eventually(async () => {
+    const got = (await s.h.tasks.getTask({ id: plain?.id ?? "" })).task;
+    if (got?.state !== TaskState.RUNNING) throw new Error(`plain task ${got?.state}`);
+  });
+  const reason = /^0\/1 workers fit: 1 already holds host port 8080\/tcp$/;
+  // Another plain task on the same port waits…
+  const { task: second } = await s.h.tasks.runTask({ spec: spec({ ports }) });
+  t.is(second?.state, TaskState.PENDING);
+  t.regex(second?.reason ?? "", reason);
+  await s.h.tasks.stopTask({ id: second?.id ?? "" });
+  // …and so does a job's replica, though the job has no peer there.
+  await s.jobs.applyJob({ spec: jobSpec({ count: 1, template: spec({ ports }) }) });
+  const waiting = await eventually(async () => {
+    const [r] = await replicas(s);
+    if (r?.state !== TaskState.PENDING || !r.reason) throw new Error(`replica ${r?.state}`);
+    return r;
+  });
+  t.regex(waiting.reason, reason);
+  // A task on another port, or on no fixed port, is not held back.
+  const { task: other } = await s.h.tasks.runTask({
+    spec: spec({ ports: [{ containerPort: 80, hostPort: 8081 }] }),
+  });
+  t.is(other?.state, TaskState.SCHEDULED);
+  // The plain task stops: its port is free and the replica takes it.
+  await s.h.tasks.stopTask({ id: plain?.id ?? "" });
+  await eventually(async () => {
+    const [r] = await replicas(s);
+    if (r?.state !== TaskState.RUNNING || r.workerId !== "w1")
+      throw new Error(`replica ${r?.state}`);
+  });
 });

@@ -168,6 +168,48 @@ const COMMON: Case[] = [
     expect: { node: "b" },
   },
   {
+    name: "a node holding a host port the task publishes is refused; the reason names the port",
+    nodes: [
+      nodeView({ id: "a", hostPorts: new Map([["8080/tcp", 1]]) }),
+      nodeView({ id: "b", hostPorts: new Map([["8080/tcp", 1]]) }),
+    ],
+    task: { ...task({ cpu: 1 }), hostPorts: ["8080/tcp"] },
+    expect: { pending: "0/2 workers fit: 2 already hold host port 8080/tcp" },
+  },
+  {
+    name: "host ports: the same number over another protocol is free, the node fits",
+    nodes: [nodeView({ id: "a", hostPorts: new Map([["8080/tcp", 1]]) })],
+    task: { ...task(), hostPorts: ["8080/udp"] },
+    expect: { node: "a" },
+  },
+  {
+    name: "host ports: only the node holding one is skipped, and only the held ones are named",
+    nodes: [
+      nodeView({ id: "a", hostPorts: new Map([["9090/tcp", 2]]) }),
+      nodeView({ id: "b", allocated: { cpu: 4 } }),
+      nodeView({ id: "c" }),
+    ],
+    task: { ...task({ cpu: 1 }), hostPorts: ["8080/tcp", "9090/tcp"] },
+    expect: { node: "c" },
+  },
+  {
+    name: "host ports: one node short of cpu, one holding two of the ports",
+    nodes: [
+      nodeView({
+        id: "a",
+        hostPorts: new Map([
+          ["9090/tcp", 1],
+          ["8080/tcp", 1],
+        ]),
+      }),
+      nodeView({ id: "b", allocated: { cpu: 4 } }),
+    ],
+    task: { ...task({ cpu: 1 }), hostPorts: ["8080/tcp", "9090/tcp"] },
+    expect: {
+      pending: "0/2 workers fit: 1 lacks 1 cpu core, 1 already holds host ports 8080/tcp, 9090/tcp",
+    },
+  },
+  {
     name: "the issue's example reason",
     nodes: [full("a"), down("b"), full("c")],
     task: task({ memory: 2n * GiB }),

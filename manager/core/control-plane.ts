@@ -22,7 +22,7 @@ import { ManagerMetrics } from "./manager-metrics.js";
 import { newTask } from "./new-task.js";
 import type { ResolvedOptions } from "./options.js";
 import { Placer } from "./placer.js";
-import { requestOf, type TaskEntry, TaskTable } from "./task-table.js";
+import { newEntry, type TaskEntry, TaskTable } from "./task-table.js";
 import { TokenTable } from "./token-table.js";
 import { WorkerEntry, WorkerTable } from "./worker-table.js";
 
@@ -126,7 +126,7 @@ export class ControlPlane {
       cp.workers.add(new WorkerEntry(worker, lastUpdateSeq, WorkerStatus.DISCONNECTED));
     }
     for (const { task, createdRevision } of state.tasks) {
-      const entry: TaskEntry = { task, createdRevision, request: requestOf(task) };
+      const entry = newEntry(task, createdRevision);
       cp.tasks.add(entry);
       cp.#account(entry, undefined, task);
     }
@@ -155,7 +155,7 @@ export class ControlPlane {
     const revision = ++this.revision;
     const now = this.clock.now();
     const task = newTask(id, spec, revision, now);
-    const entry: TaskEntry = { task, createdRevision: revision, request: requestOf(task) };
+    const entry = newEntry(task, revision);
     this.tasks.add(entry);
     this.pending.set(id, entry);
     this.metrics.taskChanged(undefined, task);
@@ -385,7 +385,7 @@ export class ControlPlane {
     if (heldBefore && !(heldAfter && before.workerId === after.workerId)) {
       const w = this.workers.get(before.workerId);
       if (w) {
-        w.release(after.id, entry.request);
+        w.release(after.id, entry.request, entry.hostPorts);
         this.workerFeed.notify(w.id);
       }
       this.wakePending();
@@ -401,7 +401,7 @@ export class ControlPlane {
         );
         this.workers.add(w);
       }
-      w.reserve(after.id, entry.request);
+      w.reserve(after.id, entry.request, entry.hostPorts);
       this.workerFeed.notify(w.id);
     }
     if (after.state === TaskState.PENDING) {

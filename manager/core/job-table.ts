@@ -2,7 +2,6 @@ import { create } from "@bufbuild/protobuf";
 import type { Job, JobSpec, JobVersion } from "../../gen/cube/v1/job_pb.js";
 import {
   DesiredState,
-  Protocol,
   type Task,
   type TaskSpec,
   TaskSpecSchema,
@@ -31,7 +30,7 @@ export function jobOf(task: Task): { name: string; version: bigint } | undefined
 /**
  * One job as the manager holds it: its stored state (spec, version, deployment), its
  * versions, its replicas (member tasks), and what is counted of them incrementally: the
- * replicas holding resources per worker (for spreading and exclusive host ports) and since
+ * replicas holding resources per worker (for spreading) and since
  * when each has been ready (for min_healthy_time). The decisions are the rules'
  * (manager/rules/job-reconciler.ts, job-ops.ts); this only keeps the books.
  */
@@ -142,7 +141,7 @@ export class JobEntry implements TaskGroup {
     return spec;
   }
 
-  /** Where a replica of `version` may go: its constraints, spread, exclusive host ports. */
+  /** Where a replica of `version` may go: its constraints and spread (host ports are the task's). */
   placement(version: bigint): Placement {
     let p = this.#placements.get(version);
     if (!p) {
@@ -152,15 +151,10 @@ export class JobEntry implements TaskGroup {
         operator: c.operator as LabelConstraint["operator"],
         values: c.values,
       }));
-      const fixed = (spec.template?.ports ?? []).filter((port) => port.hostPort !== 0);
       p = {
         constraints: constraints.length > 0 ? constraints : undefined,
         peers: this.peers,
         spread: spec.spread ?? true,
-        exclusive:
-          fixed.length > 0
-            ? `host port ${fixed.map((port) => `${port.hostPort}/${port.protocol === Protocol.UDP ? "udp" : "tcp"}`).join(", ")}`
-            : undefined,
       };
       this.#placements.set(version, p);
     }

@@ -1,13 +1,12 @@
 import {
-  type Amounts,
   createScheduler,
   type NodeView,
-  type Placement,
   type Plan,
   SCHEDULER_NAMES,
   type Scheduler,
   type SchedulerName,
   schedule,
+  type TaskRequest,
 } from "../scheduler/index.js";
 
 export type { SchedulerName } from "../scheduler/index.js";
@@ -40,20 +39,9 @@ export class Placer {
   }
 
   /** Where `task` should go among `nodes`, or why it cannot go anywhere now. */
-  plan(
-    taskId: string,
-    resources: Amounts,
-    nodes: readonly NodeView[],
-    nowMs: number,
-    avoid?: ReadonlySet<string>,
-    placement?: Placement,
-  ): Plan {
+  plan(task: TaskRequest, nodes: readonly NodeView[], nowMs: number): Plan {
     const started = performance.now();
-    const plan = schedule(
-      this.scheduler,
-      { id: taskId, resources, avoid, placement },
-      { nodes, now: nowMs, cursor: this.#cursor },
-    );
+    const plan = schedule(this.scheduler, task, { nodes, now: nowMs, cursor: this.#cursor });
     this.#cursor = plan.cursor;
     const seconds = (performance.now() - started) / 1000;
     if (plan.kind === "place") this.#timing?.decidedPlaced.observe(seconds);

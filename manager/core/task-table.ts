@@ -1,4 +1,4 @@
-import type { Task, TaskState } from "../../gen/cube/v1/task_pb.js";
+import { Protocol, type Task, type TaskState } from "../../gen/cube/v1/task_pb.js";
 import type { TimerHandle } from "../../lib/clock.js";
 import type { Amounts, Placement } from "../scheduler/types.js";
 
@@ -10,6 +10,8 @@ export interface TaskEntry {
   readonly createdRevision: bigint;
   /** What it asks of a worker, computed once (the spec never changes). */
   readonly request: Amounts;
+  /** The fixed host ports it publishes ("8080/tcp"), from {@link hostPortsOf}; absent when none. */
+  readonly hostPorts?: readonly string[];
   /** A restart waiting out its back-off. */
   restartTimer?: TimerHandle;
   /** When the last PROGRESS event was recorded (progress is thinned). */
@@ -42,6 +44,28 @@ export interface TaskFilter {
 export function requestOf(task: Task): Amounts {
   const r = task.spec?.resources;
   return { cpu: r?.cpu ?? 0, memoryBytes: r?.memoryBytes ?? 0n, diskBytes: r?.diskBytes ?? 0n };
+}
+
+/**
+ * The fixed host ports a task publishes, as "8080/tcp", or undefined when it publishes none
+ * (ports Docker chooses never conflict). The address bound is left out on purpose: 0.0.0.0
+ * conflicts with every address, so two tasks on one port are kept apart whatever they bind.
+ */
+export function hostPortsOf(task: Task): readonly string[] | undefined {
+  const ports = task.spec?.ports;
+  if (ports === undefined || ports.length === 0) return undefined;
+  const fixed = ports
+    .filter((p) => p.hostPort !== 0)
+    .map((p) => `${p.hostPort}/${p.protocol === Protocol.UDP ? "udp" : "tcp"}`);
+  return fixed.length > 0 ? fixed : undefined;
+}
+
+/** The bookkeeping of a task loaded or accepted: its request and host ports, computed once. */
+export function newEntry(task: Task, createdRevision: bigint): TaskEntry {
+  const hostPorts = hostPortsOf(task);
+  return hostPorts === undefined
+    ? { task, createdRevision, request: requestOf(task) }
+    : { task, createdRevision, request: requestOf(task), hostPorts };
 }
 
 /** All tasks, by id and in creation order (for stable paging). */

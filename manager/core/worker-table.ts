@@ -80,6 +80,8 @@ export class WorkerEntry {
   readonly view: NodeView;
   readonly #memory: MutableMemory = { capacity: 0, allocated: 0 };
   #cpuMicros = 0;
+  /** The view's hostPorts: fixed host ports held here, with how many tasks hold each. */
+  readonly #ports = new Map<string, number>();
 
   constructor(record: Worker, lastUpdateSeq: bigint, status: WorkerStatus) {
     this.#record = record;
@@ -94,6 +96,7 @@ export class WorkerEntry {
       allocated: { cpu: 0, memoryBytes: 0n, diskBytes: 0n },
       taskCount: 0,
       labels: record.labels,
+      hostPorts: this.#ports,
       memory: undefined,
     };
     this.view = view;
@@ -212,21 +215,33 @@ export class WorkerEntry {
     view.memoryUsedBytes = node.memoryUsedBytes;
   }
 
-  /** A task starts holding `amounts` here. */
-  reserve(taskId: string, amounts: Amounts): void {
+  /** A task starts holding `amounts` and `hostPorts` here. */
+  reserve(taskId: string, amounts: Amounts, hostPorts?: readonly string[]): void {
     if (this.tasks.has(taskId)) return;
     this.tasks.add(taskId);
     this.#add(amounts, 1);
+    if (hostPorts) for (const p of hostPorts) this.#ports.set(p, (this.#ports.get(p) ?? 0) + 1);
   }
 
-  /** A task stops holding `amounts` here. */
-  release(taskId: string, amounts: Amounts): void {
+  /** A task stops holding `amounts` and `hostPorts` here. */
+  release(taskId: string, amounts: Amounts, hostPorts?: readonly string[]): void {
     if (!this.tasks.delete(taskId)) return;
     this.#add(amounts, -1);
+    if (hostPorts) {
+      for (const p of hostPorts) {
+        const n = (this.#ports.get(p) ?? 0) - 1;
+        if (n > 0) this.#ports.set(p, n);
+        else this.#ports.delete(p);
+      }
+    }
   }
 
-  /** Whether `amounts` more fit within the declared capacity (0 capacity means undeclared). */
-  fits(amounts: Amounts): boolean {
+  /**
+   * Whether `amounts` more fit within the declared capacity (0 capacity means undeclared)
+   * and none of `hostPorts` is held here.
+   */
+  fits(amounts: Amounts, hostPorts?: readonly string[]): boolean {
+    if (hostPorts?.some((p) => this.#ports.has(p))) return false;
     const { capacity, allocated } = this.view;
     return (
       (amounts.cpu === 0 ||

@@ -198,11 +198,9 @@ function step(cp: ControlPlane, w: WorkerEntry): void {
     const avoid = new Set([w.id]);
     if (!force) {
       const plan = cp.placer.plan(
-        task.id,
-        entry.request,
+        { id: task.id, resources: entry.request, avoid, hostPorts: entry.hostPorts },
         cp.workers.views(),
         cp.clock.now(),
-        avoid,
       );
       if (plan.kind !== "place") continue; // waits for room, or for the deadline
     }

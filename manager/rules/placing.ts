@@ -46,12 +46,15 @@ export interface PlaceOptions {
 export function place(cp: ControlPlane, entry: TaskEntry, options: PlaceOptions = {}): boolean {
   const task = entry.task;
   const plan = cp.placer.plan(
-    task.id,
-    entry.request,
+    {
+      id: task.id,
+      resources: entry.request,
+      avoid: options.avoid,
+      placement: entry.group?.placementOf(entry),
+      hostPorts: entry.hostPorts,
+    },
     cp.workers.views(),
     cp.clock.now(),
-    options.avoid,
-    entry.group?.placementOf(entry),
   );
   const restartCount = task.restartCount + (options.restart ? 1 : 0);
   if (plan.kind === "place") {
@@ -105,6 +108,11 @@ export function pendingPass(cp: ControlPlane): void {
     if (entry.group) {
       const placement = entry.group.placementOf(entry);
       if (!failedPlacements.has(placement) && !place(cp, entry)) failedPlacements.add(placement);
+      continue;
+    }
+    // Nor is a task publishing fixed host ports: it may fail for a port, not for its request.
+    if (entry.hostPorts) {
+      place(cp, entry);
       continue;
     }
     const covering = failed.find((f) => covers(entry.request, f.request));

@@ -105,7 +105,7 @@ function restartNow(cp: ControlPlane, entry: TaskEntry): void {
   const max = maxRestarts(task);
   const worker = cp.workers.get(task.workerId);
   const ready = worker?.status === WorkerStatus.READY;
-  if (worker && ready && (holdsResources(from) || worker.fits(entry.request))) {
+  if (worker && ready && (holdsResources(from) || worker.fits(entry.request, entry.hostPorts))) {
     const attempt = task.restartCount + 1;
     assignAttempt(cp, entry, worker, attempt, `restart ${attempt}/${max} on ${worker.label}`);
     return;

@@ -35,7 +35,7 @@ export const MISFIT = {
   memory: 8,
   disk: 16,
   constraint: 32,
-  exclusive: 64,
+  port: 64,
 } as const;
 
 /** Whether `c` holds on `labels`. */
@@ -53,6 +53,13 @@ export function failedConstraint(
 ): LabelConstraint | undefined {
   for (const c of placement.constraints ?? []) if (!constraintHolds(c, node.labels)) return c;
   return undefined;
+}
+
+/** The host ports `task` publishes that are already held on `node`, in the task's order. */
+export function takenPorts(task: TaskRequest, node: NodeView): string[] {
+  const held = node.hostPorts;
+  if (task.hostPorts === undefined || held === undefined || held.size === 0) return [];
+  return task.hostPorts.filter((p) => (held.get(p) ?? 0) > 0);
 }
 
 /** A constraint as people write it: "zone = eu", "zone in (eu, us)". */
@@ -77,10 +84,8 @@ export function misfit(task: TaskRequest, node: NodeView): number {
     if (placement.constraints !== undefined && failedConstraint(placement, node)) {
       return MISFIT.constraint;
     }
-    if (placement.exclusive !== undefined && (placement.peers?.get(node.id) ?? 0) > 0) {
-      return MISFIT.exclusive;
-    }
   }
+  if (task.hostPorts !== undefined && takenPorts(task, node).length > 0) return MISFIT.port;
   const want = task.resources;
   const cap = node.capacity;
   const used = node.allocated;
@@ -111,8 +116,8 @@ export const NOT_READY_PREFIX = "state:";
 export const AVOIDED = "avoided";
 /** Key prefix of a failed constraint; the rest is the constraint as people write it. */
 export const CONSTRAINT_PREFIX = "constraint:";
-/** Key prefix of a node holding a peer of an exclusive task; the rest says why. */
-export const EXCLUSIVE_PREFIX = "exclusive:";
+/** Key prefix of a node where a host port the task publishes is held; the rest names them. */
+export const PORT_PREFIX = "port:";
 /** Key prefix of a resource shortfall; the rest names the dimensions, "cpu+memory". */
 export const LACK_PREFIX = "lack:";
 
@@ -124,7 +129,7 @@ const LACK_KEYS = Array.from({ length: 8 }, (_, bits) => {
 
 /**
  * The {@link Candidates.rejected} key of a non-zero mask: "state:DOWN", "avoided",
- * "constraint:zone = eu", "exclusive:host port 8080/tcp", "lack:cpu+disk".
+ * "constraint:zone = eu", "port:8080/tcp", "lack:cpu+disk".
  */
 export function rejectionKey(mask: number, node: NodeView, task?: TaskRequest): string {
   if (mask & MISFIT.notReady) return `${NOT_READY_PREFIX}${node.notReadyReason || "not ready"}`;
@@ -133,7 +138,7 @@ export function rejectionKey(mask: number, node: NodeView, task?: TaskRequest): 
     const c = task?.placement && failedConstraint(task.placement, node);
     return `${CONSTRAINT_PREFIX}${c ? constraintText(c) : "?"}`;
   }
-  if (mask & MISFIT.exclusive) return `${EXCLUSIVE_PREFIX}${task?.placement?.exclusive ?? ""}`;
+  if (mask & MISFIT.port) return `${PORT_PREFIX}${task ? takenPorts(task, node).join(", ") : "?"}`;
   return LACK_KEYS[(mask >> 2) & 7];
 }
 

@@ -5,9 +5,9 @@
 import {
   AVOIDED,
   CONSTRAINT_PREFIX,
-  EXCLUSIVE_PREFIX,
   LACK_PREFIX,
   NOT_READY_PREFIX,
+  PORT_PREFIX,
 } from "./candidates.js";
 import type { TaskRequest } from "./types.js";
 
@@ -48,8 +48,9 @@ function phrase(key: string, count: number, task: TaskRequest): string {
   if (key.startsWith(CONSTRAINT_PREFIX)) {
     return `${one ? "does" : "do"} not match ${key.slice(CONSTRAINT_PREFIX.length)}`;
   }
-  if (key.startsWith(EXCLUSIVE_PREFIX)) {
-    return `already ${one ? "runs a replica" : "run replicas"} of its job (${key.slice(EXCLUSIVE_PREFIX.length)})`;
+  if (key.startsWith(PORT_PREFIX)) {
+    const ports = key.slice(PORT_PREFIX.length);
+    return `already ${one ? "holds" : "hold"} host ${ports.includes(",") ? "ports" : "port"} ${ports}`;
   }
   if (key.startsWith(LACK_PREFIX)) {
     const want = task.resources;
@@ -69,7 +70,7 @@ function phrase(key: string, count: number, task: TaskRequest): string {
 /** Shortfalls first (what a person can act on), then exclusions and constraints, then node states. */
 function rank(key: string): number {
   if (key.startsWith(LACK_PREFIX)) return 0;
-  if (key === AVOIDED || key.startsWith(CONSTRAINT_PREFIX) || key.startsWith(EXCLUSIVE_PREFIX)) {
+  if (key === AVOIDED || key.startsWith(CONSTRAINT_PREFIX) || key.startsWith(PORT_PREFIX)) {
     return 1;
   }
   return 2;

@@ -29,6 +29,12 @@ export interface NodeView {
   readonly memoryUsedBytes?: bigint;
   readonly labels: Readonly<Record<string, string>>;
   /**
+   * Host ports ("8080/tcp") published by the unfinished tasks placed on it, with how many
+   * hold each (more than one only after a load or a worker's own report). Absent or empty
+   * when none.
+   */
+  readonly hostPorts?: ReadonlyMap<string, number>;
+  /**
    * capacity.memoryBytes and allocated.memoryBytes as numbers, when the caller keeps them
    * ({@link memoryNumbers}): the scheduling loop looks at ~100 nodes a task, and a bigint
    * sum is a heap allocation (300 MB of garbage per 100,000 placements). Absent, the
@@ -61,11 +67,6 @@ export interface Placement {
   readonly peers?: ReadonlyMap<string, number>;
   /** Prefer the nodes with the fewest peers (before the scheduler's own cost). */
   readonly spread?: boolean;
-  /**
-   * A node holding a peer cannot take the task; the text says why, for the pending reason
-   * ("host port 8080/tcp": replicas of one spec publishing a fixed host port).
-   */
-  readonly exclusive?: string;
 }
 
 /** What the task asks for. */
@@ -74,6 +75,8 @@ export interface TaskRequest {
   readonly resources: Amounts;
   /** Nodes the task must not go to (e.g. the one it is being moved away from). */
   readonly avoid?: ReadonlySet<string>;
+  /** Fixed host ports it publishes ("8080/tcp"): a node where one is held cannot take it. */
+  readonly hostPorts?: readonly string[];
   /** Constraints and spreading of a task that belongs to a group (a job). */
   readonly placement?: Placement;
 }
