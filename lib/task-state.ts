@@ -1,4 +1,4 @@
-import { TaskState } from "../gen/cube/v1/task_pb.js";
+import { HealthStatus, type Task, TaskState } from "../gen/cube/v1/task_pb.js";
 
 /**
  * Every legal move of a task's observed state, in one table. Anything not listed is
@@ -59,6 +59,12 @@ export function assertTransition(from: TaskState, to: TaskState): void {
   if (!canTransition(from, to)) {
     throw new Error(`illegal task state transition ${stateName(from)} → ${stateName(to)}`);
   }
+}
+
+/** Whether a task counts as ready: RUNNING, and HEALTHY when it has a health check. */
+export function isReady(task: Task): boolean {
+  if (task.state !== TaskState.RUNNING) return false;
+  return task.spec?.healthCheck ? task.health === HealthStatus.HEALTHY : true;
 }
 
 /** Whether the container of a task in this state has ended (nothing runs for it). */

@@ -8,6 +8,7 @@ import { JobStatus } from "../gen/cube/v1/job_pb.js";
 import { JobService } from "../gen/cube/v1/job_service_pb.js";
 import { DrainStatus, NodeService } from "../gen/cube/v1/node_service_pb.js";
 import { DesiredState, type Task, TaskState } from "../gen/cube/v1/task_pb.js";
+import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
 import { FakeClock } from "./fake-clock.js";
 import { eventually, FakeWorker, type Harness, harness, spec } from "./manager-harness.js";
 
@@ -96,7 +97,7 @@ test("drain: replicas move start-first (replacement healthy before the old one s
   t.is(node?.drain?.status, DrainStatus.DRAINING);
   t.true(node?.cordoned);
   t.is(node?.drain?.tasksTotal, 2);
-  // The plain task moves at once; the replica's replacement starts first, the old one waits.
+  // The plain task moves; the replica's replacement starts first, the old one waits.
   await eventually(async () => {
     const { task } = await s.h.tasks.getTask({ id: plain?.id ?? "" });
     if (task?.workerId !== other || task.state !== TaskState.RUNNING) throw new Error("not moved");
@@ -185,4 +186,43 @@ test("uncordon cancels a drain under way; a restarted manager resumes a drain", 
   const r = await replicas(s2);
   t.is(r.length, 1);
   t.is(r[0]?.workerId, "w2");
+});
+
+test("drain moves plain tasks one by one: the next only once the last is ready elsewhere; the deadline moves the rest at once", async (t) => {
+  const s = await setup(t, 1);
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const { task } = await s.h.tasks.runTask({ spec: spec({ name: `plain-${i}` }) });
+    ids.push(task?.id ?? "");
+  }
+  await eventually(async () => {
+    const { tasks } = await s.h.tasks.listTasks({});
+    if (tasks.filter((x) => x.state === TaskState.RUNNING).length !== 4) throw new Error("not yet");
+  });
+  // w2 reports nothing by itself: each move stays SCHEDULED until the test says RUNNING.
+  const w2 = new FakeWorker("w2", { auto: false });
+  await w2.connect(s.h.transport);
+  const runs = () => w2.assignments.filter((a) => a.action === AssignmentAction.RUN);
+  await s.nodes.drainNode({ name: "w1", deadline: durationFromMs(60_000) });
+  for (let moved = 1; moved <= 2; moved++) {
+    await eventually(async () => {
+      if (runs().length !== moved) throw new Error(`${runs().length} moves, want ${moved}`);
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    t.is(runs().length, moved, "no second move while the first is not ready");
+    const { nodes } = await s.nodes.listNodes({});
+    t.is(nodes.find((n) => n.worker?.id === "w1")?.drain?.tasksLeft, 4 - moved);
+    const a = runs()[moved - 1];
+    w2.update(a?.task?.id ?? "", a?.task?.generation ?? 0n, TaskState.RUNNING);
+  }
+  // The third never gets RUNNING: at the deadline the fourth moves without waiting for it.
+  await eventually(async () => {
+    if (runs().length !== 3) throw new Error(`${runs().length} moves`);
+  });
+  await until(s, async () => runs().length === 4, 1000);
+  const { nodes } = await s.nodes.listNodes({});
+  const d = nodes.find((n) => n.worker?.id === "w1")?.drain;
+  t.is(d?.status, DrainStatus.DEADLINE_REACHED);
+  t.is(d?.tasksLeft, 0);
+  t.deepEqual(new Set(runs().map((a) => a.task?.id)), new Set(ids));
 });

@@ -31,13 +31,8 @@ import {
   UpdateStrategySchema,
 } from "../../gen/cube/v1/job_pb.js";
 import { DrainStatus } from "../../gen/cube/v1/node_service_pb.js";
-import {
-  DesiredState,
-  HealthStatus,
-  type Task,
-  TaskSpecSchema,
-  TaskState,
-} from "../../gen/cube/v1/task_pb.js";
+import { DesiredState, type Task, TaskSpecSchema } from "../../gen/cube/v1/task_pb.js";
+import { isReady } from "../../lib/task-state.js";
 import { timestampLiteral } from "../../lib/timestamp.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { type JobEntry, jobOf } from "../core/job-table.js";
@@ -334,12 +329,6 @@ export function jobView(job: JobEntry): JobView {
     stableVersion: job.job.stableVersion,
     replaceAfter: job.replaceAfter,
   };
-}
-
-/** Whether a task counts as ready: RUNNING, and healthy when it has a health check. */
-function isReady(task: Task): boolean {
-  if (task.state !== TaskState.RUNNING) return false;
-  return task.spec?.healthCheck ? task.health === HealthStatus.HEALTHY : true;
 }
 
 /** The job's replicas as the planner sees them, keeping `readySince` in step on the way. */

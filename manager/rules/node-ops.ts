@@ -5,10 +5,13 @@
  * - a job's replicas through the job reconciler, which sees them as "leaving": replacements
  *   start elsewhere first, at most max_parallel per job not yet healthy at a time, and a
  *   leaving replica stops once enough healthy ones stand without it;
- * - other tasks (one copy each) are moved as a DOWN worker's are: a new generation on a
- *   worker that fits, and a STOP of the old container here; one that fits nowhere waits.
+ * - other tasks (one copy each) are moved one by one, as a DOWN worker's are: a new
+ *   generation on a worker that fits and a STOP of the old container here; the next moves
+ *   once that one is ready elsewhere (RUNNING, and HEALTHY when it has a health check) or
+ *   has ended, so a drain never takes down every plain service at once. One that fits
+ *   nowhere waits.
  * At the deadline, job replicas still here are stopped (and replaced), and other tasks are
- * moved even when no worker fits (PENDING until one does). The drain is COMPLETE (or
+ * moved all at once, even when no worker fits (PENDING until one does). The drain is COMPLETE (or
  * DEADLINE_REACHED) once no task holds resources on the worker. The node's record is stored
  * with the next group commit; a manager that restarts resumes the drain.
  */
@@ -25,8 +28,10 @@ import {
 } from "../../gen/cube/v1/node_service_pb.js";
 import { DesiredState, TaskState } from "../../gen/cube/v1/task_pb.js";
 import { AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
+import { isFinished, isReady } from "../../lib/task-state.js";
 import { timestampLiteral } from "../../lib/timestamp.js";
 import type { ControlPlane } from "../core/control-plane.js";
+import type { TaskEntry } from "../core/task-table.js";
 import type { WorkerEntry } from "../core/worker-table.js";
 import { queueReconcile } from "./job-ops.js";
 import { place } from "./placing.js";
@@ -39,6 +44,8 @@ export const DEFAULT_DRAIN_DEADLINE_MS = 5 * 60_000;
 interface Running {
   timer?: ReturnType<ControlPlane["timer"]>;
   readonly stop: AbortController;
+  /** The plain task moved last, until it is ready elsewhere or no longer on its way. */
+  moving?: TaskEntry;
 }
 const running = new WeakMap<WorkerEntry, Running>();
 
@@ -189,6 +196,11 @@ function step(cp: ControlPlane, w: WorkerEntry): void {
     return;
   }
   const force = drain.status === DrainStatus.DEADLINE_REACHED;
+  const r = running.get(w);
+  if (r?.moving && !settled(r.moving, w)) {
+    if (!force) return;
+  }
+  if (r) r.moving = undefined;
   for (const id of [...w.tasks]) {
     const entry = cp.tasks.get(id);
     if (!entry || entry.group) continue; // a job's replica: its job moves it
@@ -211,10 +223,41 @@ function step(cp: ControlPlane, w: WorkerEntry): void {
       placedMessage: (to) => `moved off draining worker ${w.label} to ${to.label}`,
       reasonPrefix: `moved off draining worker ${w.label}; `,
     });
+    if (!force && r) {
+      // One by one: the next moves when this one is ready elsewhere (or stops being moved).
+      r.moving = entry;
+      watchMove(cp, w, r, entry);
+      break;
+    }
   }
   if (w.tasks.size === 0) {
     finish(cp, w, force ? DrainStatus.DEADLINE_REACHED : DrainStatus.COMPLETE);
   }
+}
+
+/** Whether a moved task no longer holds the drain back: ready elsewhere, ended, or not wanted. */
+function settled(entry: TaskEntry, from: WorkerEntry): boolean {
+  const t = entry.task;
+  if (t.desiredState !== DesiredState.RUNNING || isFinished(t.state)) return true;
+  if (t.state === TaskState.PENDING) return true; // nowhere fits: waiting holds nothing back
+  return t.workerId !== from.id && isReady(t);
+}
+
+/** Steps the drain again once the task it moved has settled (its events, not a poll). */
+function watchMove(cp: ControlPlane, w: WorkerEntry, r: Running, entry: TaskEntry): void {
+  const watcher = cp.hub.subscribe(64, entry.task.id);
+  void (async () => {
+    try {
+      while (!r.stop.signal.aborted && !cp.closed && r.moving === entry) {
+        const events = await watcher.take(r.stop.signal);
+        // undefined: the watcher fell behind, which only a flood of changes does: step anyway.
+        if (events === undefined || settled(entry, w)) break;
+      }
+    } finally {
+      watcher.close();
+    }
+    if (!r.stop.signal.aborted && running.get(w) === r && r.moving === entry) step(cp, w);
+  })();
 }
 
 function finish(cp: ControlPlane, w: WorkerEntry, status: DrainStatus): void {
