@@ -3,7 +3,7 @@
  * workers on the real stream protocol, a FakeClock for min_healthy_time and deadlines.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test, { type ExecutionContext } from "ava";
 import { DeploymentStatus, type JobSpecSchema, JobStatus } from "../gen/cube/v1/job_pb.js";
@@ -455,5 +455,54 @@ test("a fixed host port is held per worker across plain tasks and jobs: the seco
     const [r] = await replicas(s);
     if (r?.state !== TaskState.RUNNING || r.workerId !== "w1")
       throw new Error(`replica ${r?.state}`);
+  });
+});
+
+test("min_healthy_time survives a manager restart: it counts from the replica's stored ready_at", async (t) => {
+  const s = await setup(t, 1);
+  const update = {
+    maxParallel: 1,
+    minHealthyTime: durationFromMs(10_000),
+    healthyDeadline: durationFromMs(60_000),
+  };
+  await s.jobs.applyJob({ spec: jobSpec({ count: 1, update }) });
+  const readyAt = s.clock.now();
+  const [r] = await eventually(async () => {
+    const x = await replicas(s);
+    if (x[0]?.state !== TaskState.RUNNING) throw new Error(`replica ${x[0]?.state}`);
+    return x;
+  });
+  t.is(r?.readyAt && timestampMs(r.readyAt), readyAt, "ready_at is when it became RUNNING");
+  s.clock.advance(8000);
+  await settle();
+  const h2 = await s.h.restart();
+  const s2: Setup = { ...s, h: h2, jobs: createClient(JobService, h2.transport) };
+  const [w] = s.workers;
+  w?.disconnect();
+  await w?.connect(
+    h2.transport,
+    [...(w?.running ?? [])].map(([taskId, generation]) => ({
+      taskId,
+      generation,
+      state: TaskState.RUNNING,
+      containerId: `c-${taskId}`,
+    })),
+  );
+  await settle();
+  t.is((await s2.jobs.getJob({ name: "web" })).job?.status, JobStatus.DEPLOYING);
+  // 10.5 s after it became ready, 2.5 s after the restart: healthy long enough.
+  s2.clock.advance(2500);
+  await eventually(async () => {
+    const { job } = await s2.jobs.getJob({ name: "web" });
+    if (job?.deployment?.status !== DeploymentStatus.SUCCESSFUL) {
+      throw new Error(`deployment ${job?.deployment?.status}: ${job?.statusReason}`);
+    }
+  });
+  // Not ready any more: ready_at is cleared.
+  await s2.jobs.stopJob({ name: "web" });
+  await eventually(async () => {
+    const { task } = await s2.h.tasks.getTask({ id: r?.id ?? "" });
+    if (task?.state !== TaskState.COMPLETED) throw new Error(`task ${task?.state}`);
+    t.is(task.readyAt, undefined);
   });
 });

@@ -12,7 +12,7 @@ import { WorkerSchema, WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
 import { type Assignment, AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
 import type { Clock, TimerHandle } from "../../lib/clock.js";
 import type { Logger } from "../../lib/logger.js";
-import { assertTransition, holdsResources, stateName } from "../../lib/task-state.js";
+import { assertTransition, holdsResources, isReady, stateName } from "../../lib/task-state.js";
 import { timestampLiteral } from "../../lib/timestamp.js";
 import type { Store } from "../store/store.js";
 import { ChangeFeed } from "./change-feed.js";
@@ -185,10 +185,14 @@ export class ControlPlane {
       assertTransition(before.state, patch.state);
     }
     const revision = ++this.revision;
+    const now = this.clock.now();
     const after: Task = { ...before, ...patch, revision };
+    // ready_at follows every change here, so no rule has to remember it.
+    const ready = isReady(after);
+    if (ready !== isReady(before)) after.readyAt = ready ? timestampLiteral(now) : undefined;
     entry.task = after;
     this.#account(entry, before, after);
-    this.#record(entry, after, type, message, this.clock.now());
+    this.#record(entry, after, type, message, now);
     const notable = isNotable(before.state, after.state);
     if (before.state !== after.state && (notable ? this.#logInfo : this.#logDebug)) {
       this.logger[notable ? "info" : "debug"](

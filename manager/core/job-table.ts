@@ -45,7 +45,10 @@ export class JobEntry implements TaskGroup {
   readonly members = new Map<string, TaskEntry>();
   /** Replicas holding resources, per worker id. */
   readonly peers = new Map<string, number>();
-  /** Since when each ready replica has been ready (the manager's clock, ms). */
+  /**
+   * Since when each ready replica has been ready (the manager's clock, ms), for replicas
+   * whose task has no ready_at (stored before the field existed).
+   */
   readonly readySince = new Map<string, number>();
   /** Replicas that failed in a row with no healthy job in between (the replace back-off). */
   failStreak = 0;

@@ -339,7 +339,9 @@ export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): Repl
     const ready = isReady(t);
     // Its worker's drain: replicas there move (start-first), or stop now past the deadline.
     const drain = t.workerId ? cp.workers.get(t.workerId)?.drain?.status : undefined;
-    let since = job.readySince.get(t.id);
+    // ready_at is stored with the task, so a restarted manager keeps counting from it; a
+    // task recorded before the field existed counts from when this manager first saw it ready.
+    let since = ready && t.readyAt ? timestampMs(t.readyAt) : job.readySince.get(t.id);
     if (ready && since === undefined) {
       since = now;
       job.readySince.set(t.id, now);

@@ -220,8 +220,7 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
   // The deployment fails on a replica of its version that failed, or that was not healthy in time.
   if (deploying && failure === undefined) {
     for (const r of live) {
-      // Ready counts: min_healthy_time only paces the rollout (and restarts it after a
-      // manager restart, which does not know since when a replica was ready).
+      // Ready counts: min_healthy_time only paces the rollout.
       if (r.version !== job.version || r.ready) continue;
       const deadline = r.createdAt + job.healthyDeadlineMs;
       if (deadline <= now) {
