@@ -277,11 +277,11 @@ export async function workerFaults(ctx: FaultContext): Promise<FaultResult[]> {
       await fault(
         ctx,
         "worker kill -9, back in 2 s (2nd worker fits)",
-        `the same with a second worker that fits the ${n} tasks: the down grace (${DEFAULTS.downGraceMs} ms) ends before the agent is back`,
+        `the same with a second worker that fits the ${n} tasks: the down grace (${DEFAULTS.downGraceMs} ms) ends before the agent is back, so replacements start; on its return the restarted agent's containers are kept and the replacements stopped`,
         (f) =>
           killAndBack(
             f,
-            `the manager cannot tell a crashed agent from a dead host: after heartbeat silence + the ${DEFAULTS.downGraceMs} ms down grace it replaces the tasks on the worker that fits them, before the agent is back (~${restartAfter} ms + its start-up); on return one copy survives (the replacement). A SIGTERM restart keeps them (restart grace)`,
+            `the restarted agent's copies should have been kept over the replacements started after the ${DEFAULTS.downGraceMs} ms down grace (it registers with a new agent_started_at within the restart grace)`,
           ),
       ),
     );

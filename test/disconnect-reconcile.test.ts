@@ -46,6 +46,8 @@ interface Case {
   readonly want: string;
   /** The words of each reclaim or duplicate decision, by task. */
   readonly because?: Record<string, string>;
+  /** reconcile's keepReturning: the worker's agent restarted within the restart grace. */
+  readonly keepReturning?: string;
 }
 
 const CASES: Record<string, Case> = {
@@ -154,6 +156,18 @@ const CASES: Record<string, Case> = {
       items: [item("a", 2n)],
       want: "restore[] reclaim[] duplicates[] stop[a] run[] current[]",
     },
+  "an agent that restarted keeps its running copies even over RUNNING, healthy replacements": {
+    tasks: [
+      task("a", 2n, { workerId: "w2" }),
+      task("b", 2n, { workerId: "w2", ...checked, health: HealthStatus.HEALTHY }),
+      task("c", 2n, { workerId: "w2", state: TaskState.SCHEDULED }),
+      task("d", 2n, { workerId: "w2", desiredState: DesiredState.STOPPED }),
+    ],
+    items: [item("a", 1n), item("b", 1n), item("c", 1n), item("d", 1n), item("e", 1n)],
+    keepReturning: "its agent restarted",
+    want: "restore[] reclaim[a,b,c] duplicates[] stop[d,e] run[] current[]",
+    because: { a: "its agent restarted", b: "its agent restarted" },
+  },
   "a READY worker's own tasks are left alone among the lost ones": {
     tasks: [
       task("a", 1n),
@@ -172,7 +186,7 @@ for (const [name, c] of Object.entries(CASES)) {
     const placedHere = c.tasks
       .filter((x) => x.workerId === "w1" && x.state !== TaskState.PENDING)
       .map((x) => x.id);
-    const r = reconcile("w1", c.items, (id) => byId.get(id), placedHere);
+    const r = reconcile("w1", c.items, (id) => byId.get(id), placedHere, c.keepReturning);
     const ids = (list: readonly { taskId: string }[]) => list.map((i) => i.taskId).join(",");
     t.is(
       [

@@ -275,6 +275,83 @@ test("lost, replaced, and the replacement not RUNNING yet when the worker return
   t.is(now(h, "t").workerId, "w1");
 });
 
+/**
+ * w1 registered again as an agent started at `agentMs` with "t" RUNNING, then that agent
+ * killed (its stream ends) and the down grace run out: "t" is RUNNING on w2 at generation 2.
+ */
+async function agentLostAndReplaced(
+  h: Harness,
+  clock: FakeClock,
+  w1: FakeWorker,
+  agentMs: number,
+): Promise<void> {
+  w1.disconnect();
+  const a = new FakeWorker("w1", { seq: 1n, agentStartedAtMs: agentMs });
+  await a.connect(h.transport, [ORIGINAL]);
+  await reach(h, "t", TaskState.RUNNING, 1n);
+  a.disconnect();
+  await waitStatus(h, "w1", WorkerStatus.DISCONNECTED);
+  clock.advance(1000);
+  await reach(h, "t", TaskState.RUNNING, 2n);
+}
+
+/** The copy of "t" w1 ran before it was lost. */
+const ORIGINAL = {
+  taskId: "t",
+  generation: 1n,
+  state: TaskState.RUNNING,
+  containerId: "c-old",
+} as const;
+
+test("an agent that restarted (a new agent_started_at) and is back within the restart grace keeps its running copies; the RUNNING replacement is stopped", async (t) => {
+  const { clock, h, w1, w2 } = await twoWorkers(t);
+  // kill -9 of agent A: the down grace runs out and the task is replaced, RUNNING on w2.
+  await agentLostAndReplaced(h, clock, w1, 1_000);
+  t.is(now(h, "t").workerId, "w2");
+  // Agent B on the same host, 1.5 s after agent A was last heard: its container ran on.
+  clock.advance(500);
+  const b = new FakeWorker("w1", { seq: 1n, agentStartedAtMs: 2_000 });
+  await b.connect(h.transport, [ORIGINAL]);
+  const kept = await reach(h, "t", TaskState.RUNNING, 1n);
+  t.is(kept.workerId, "w1", "the original copy is kept");
+  t.is(kept.containerId, "c-old");
+  const stop = await w2.waitFor((x) => x.action === AssignmentAction.STOP);
+  t.is(stop.task?.generation, 2n, "the replacement is stopped");
+  t.false(
+    b.assignments.some((x) => x.task?.id === "t"),
+    "nothing stopped or sent again on the restarted agent",
+  );
+  const said = (await events(h, "t")).map((e) => e.message);
+  t.true(
+    said.includes(
+      "kept the copy on w1 (generation 1) that came back: its agent restarted and was back within 1.5s, its containers running all along; stopping the replacement on w2 (generation 2)",
+    ),
+    said.join("\n"),
+  );
+  t.is(
+    h.cp.workers.get("w1")?.record.agentStartedAt?.seconds,
+    2n,
+    "ListWorkers shows the new agent",
+  );
+});
+
+test("the same agent back (a partition, a freeze) or a restarted one back after the restart grace: the RUNNING replacement wins", async (t) => {
+  for (const [name, agentMs, awayMs] of [
+    ["same agent", 1_000, 1_500],
+    ["restarted, after the grace", 2_000, 31_000],
+  ] as const) {
+    const { clock, h, w1 } = await twoWorkers(t);
+    await agentLostAndReplaced(h, clock, w1, 1_000);
+    clock.advance(awayMs - 1000);
+    const back = new FakeWorker("w1", { seq: 1n, agentStartedAtMs: agentMs });
+    await back.connect(h.transport, [ORIGINAL]);
+    const stop = await back.waitFor((x) => x.task?.id === "t");
+    t.is(stop.action, AssignmentAction.STOP, name);
+    t.is(now(h, "t").workerId, "w2", name);
+    t.is(now(h, "t").generation, 2n, name);
+  }
+});
+
 test("a health-checked replacement that is not healthy yet loses to the copy that comes back", async (t) => {
   const clock = new FakeClock();
   const h = await harness(t, { clock, downGraceMs: 1000, heartbeatTimeoutMs: 600_000 });

@@ -3,6 +3,7 @@
  * createRouterTransport, and a scripted worker speaking the real Connect stream protocol.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type Client,
   createClient,
@@ -148,6 +149,8 @@ export class FakeWorker {
       ack?: boolean;
       /** The worker's labels (for job constraints). */
       labels?: Record<string, string>;
+      /** Register.agent_started_at, in ms since the epoch (unset by default). */
+      agentStartedAtMs?: number;
     } = {},
   ) {
     this.#seq = options.seq ?? 0n;
@@ -172,6 +175,10 @@ export class FakeWorker {
         version: "test",
         acceptsBatch: this.options.acceptsBatch ?? false,
         labels: this.options.labels ?? {},
+        agentStartedAt:
+          this.options.agentStartedAtMs === undefined
+            ? undefined
+            : timestampFromMs(this.options.agentStartedAtMs),
       },
     });
     this.send({ case: "inventory", value: { items: inventory ?? [] } });

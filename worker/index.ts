@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { file_cube_v1_metrics } from "../gen/cube/v1/metrics_pb.js";
 import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
 import { InventorySchema, StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
@@ -97,6 +98,9 @@ const FLUSH_MS = 2000;
  * own gRPC API, and keeps a stream to the manager open, reconnecting as needed.
  */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
+  // Tells the manager, when this worker registers again after a restart, that it is a new
+  // agent whose containers ran on (see Register.agent_started_at).
+  const agentStartedAt = timestampNow();
   const store = await WorkerStore.open(options.dataDir);
   const workerId = store.workerId;
   const logger = (options.logger ?? createLogger("worker")).child({ worker: workerId });
@@ -183,6 +187,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         labels: options.labels ?? {},
         version: VERSION,
         engine: engine?.report,
+        agentStartedAt,
       }),
       inventory: () => runner.inventory(),
       healthReports: () => runner.healthReports(),

@@ -31,6 +31,7 @@ import type { TaskEntry } from "../core/task-table.js";
 import { WorkerConnection } from "../core/worker-connection.js";
 import { WorkerEntry } from "../core/worker-table.js";
 import { reconcile } from "../rules/reconcile.js";
+import { formatMs } from "../rules/restart-policy.js";
 import { cancelRestart, taskEnded, taskUnhealthy } from "../rules/restarts.js";
 import { applyHealth, applyProgress, applyUpdate } from "../rules/task-updates.js";
 import { noteProgress, workerBack, workerDisconnected } from "../rules/worker-liveness.js";
@@ -193,6 +194,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   // A worker seen before may come back holding copies that must be reconciled before anything
   // is placed there; a new one holds nothing the manager knows of.
   const returning = worker !== undefined;
+  const keepReturning = worker && agentRestarted(cp, worker, reg, now);
   const record = create(WorkerSchema, {
     id: reg.workerId,
     name: reg.name || reg.workerId,
@@ -201,6 +203,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
     labels: reg.labels,
     version: reg.version,
     registeredAt: worker?.record.registeredAt ?? timestampFromMs(now),
+    agentStartedAt: reg.agentStartedAt,
   });
   if (!worker) {
     worker = new WorkerEntry(record, 0n, WorkerStatus.READY);
@@ -213,6 +216,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
     worker.setRecord(record);
   }
   workerBack(cp, worker);
+  worker.keepReturning = keepReturning;
   const wasDown = worker.status === WorkerStatus.DOWN;
   worker.connection = conn;
   // Acks are per stream: a duplicate replayed on this one is acknowledged again.
@@ -255,6 +259,30 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   cp.wakePending();
 }
 
+/**
+ * Why a returning worker's running copies win over replacements, when they do: its agent
+ * restarted (agent_started_at changed; a crash, kill -9, an upgrade) and is back within the
+ * restart grace of the manager last hearing from it. Its containers ran on under the engine
+ * all along, so keeping them restarts nothing, while keeping the replacements would restart
+ * every task the agent held. A worker that returns with the same agent (a partition, a
+ * freeze) was out of reach with its containers: a running replacement wins then.
+ */
+function agentRestarted(
+  cp: ControlPlane,
+  worker: WorkerEntry,
+  reg: Register,
+  now: number,
+): string | undefined {
+  const before = worker.record.agentStartedAt;
+  const after = reg.agentStartedAt;
+  if (!before || !after || (before.seconds === after.seconds && before.nanos === after.nanos)) {
+    return undefined;
+  }
+  const awayMs = now - worker.lastSeenMs;
+  if (worker.lastSeenMs === 0 || awayMs > cp.options.restartGraceMs) return undefined;
+  return `its agent restarted and was back within ${formatMs(awayMs)}, its containers running all along`;
+}
+
 /** Acknowledges, once durable, every update stored so far (cumulative; one ack per commit). */
 function ackUpdates(cp: ControlPlane, worker: WorkerEntry): void {
   const seq = worker.lastUpdateSeq;
@@ -277,7 +305,11 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
     inventory.items,
     (id) => cp.tasks.get(id)?.task,
     worker.tasks,
+    worker.keepReturning,
   );
+  // Only the inventory right after the agent's return: a later one (its engine came back)
+  // follows the usual rule.
+  worker.keepReturning = undefined;
   const held = new Set(inventory.items.map((i) => i.taskId));
   for (const [id, a] of worker.unacked) {
     if (a.action === AssignmentAction.STOP && !held.has(id)) worker.settle(id);

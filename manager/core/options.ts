@@ -9,24 +9,22 @@ import type { SchedulerName } from "./placer.js";
  * is silent past `heartbeatTimeoutMs`, is DISCONNECTED and its tasks UNKNOWN ("lost contact",
  * with the time): nothing is stopped or started. Only once it is DOWN, `downGraceMs` later,
  * are its tasks replaced on other workers (next generation). If it comes back after that,
- * its inventory is reconciled so that exactly one copy of each task survives: the
- * replacement when it is RUNNING (and healthy, when it has a health check), else the
- * returning copy, which the task points at again; the other copy is stopped, and the task's
- * events say which and why.
+ * its inventory is reconciled so that exactly one copy of each task survives, and the task's
+ * events say which and why: when its agent restarted (a new Register.agent_started_at) and
+ * is back within `restartGraceMs`, the copies it still runs (its containers ran on under the
+ * engine; the replacements are stopped); otherwise the replacement when it is RUNNING (and
+ * healthy, when it has a health check), else the returning copy, which the task points at
+ * again.
  *
- * The trade-off the defaults make. When a stream ends, the manager cannot tell a crashed
- * agent (its containers still run, it will be back in a second or two) from a dead host
- * (they are gone). The defaults favour healing a dead host fast: with heartbeat 500 ms,
- * timeout 2 s and down grace 1 s, a worker process killed with kill -9 has its tasks RUNNING
- * elsewhere within ~3 s; the price is that an agent killed with kill -9 and restarted 2 s
- * later finds its tasks replaced (its copies are stopped on return, so they are restarted
- * elsewhere, never duplicated for longer than one reconcile). Planned restarts need no such
- * trade: on SIGTERM a worker says it is restarting, and the manager then waits
- * `restartGraceMs` (30 s) instead, so an agent upgrade replaces nothing. On a cluster where
- * agents crash and restart more often than hosts die, raise `downGraceMs` past the agent's
- * restart time (e.g. 5 s: an agent back within 5 s keeps every container, while a dead host
- * takes ~7 s to heal). On a slow or lossy network also raise `heartbeatTimeoutMs` (e.g. 10 s
- * and 30 s): real failures then take that much longer to heal.
+ * Why replace before knowing. When a stream ends, the manager cannot tell a crashed agent
+ * (its containers still run, it will be back in a second or two) from a dead host (they are
+ * gone). It heals as for a dead host — with heartbeat 500 ms, timeout 2 s and down grace
+ * 1 s, a worker process killed with kill -9 has its tasks placed elsewhere after 1 s — and an
+ * agent that comes back restarted keeps its containers, so the only cost of a crash is a
+ * replacement that ran for a moment. Planned restarts start not even that: on SIGTERM a
+ * worker says it is restarting, and the manager then waits `restartGraceMs` (30 s) instead.
+ * On a slow or lossy network raise `heartbeatTimeoutMs` and `downGraceMs` (e.g. 10 s and
+ * 30 s): real failures then take that much longer to heal.
  *
  * The manager never blames workers for its own stalls: silence is measured against its own
  * event loop, and a stall (GC pause, overload, SIGSTOP) longer than a heartbeat interval gives

@@ -179,6 +179,12 @@ export class WorkerEntry {
     return this.engine?.status === EngineStatus.DOWN;
   }
 
+  /**
+   * Set when it registered again with a new agent (agent_started_at changed) within the
+   * restart grace: why its next inventory's running copies are kept over replacements.
+   */
+  keepReturning: string | undefined;
+
   /** An operator cordoned it (or is draining it): no new task is placed on it. */
   cordoned = false;
   /** Its current or last drain (manager/rules/node-ops.ts). */

@@ -63,9 +63,11 @@ function describeReplacement(task: Task): string {
  * - A task UNKNOWN here whose copy the worker holds at the task's generation is back
  *   (`restore`): contact with its worker was lost, never the container.
  * - A live copy (RUNNING) of a task that moved to another worker while this one was out of
- *   reach: exactly one copy survives. The replacement, when it is RUNNING (and healthy, when
- *   it has a health check): this copy is stopped (`stop` and `duplicates`). Otherwise the
- *   returning copy (`reclaim`): it already runs, and the replacement is stopped.
+ *   reach: exactly one copy survives. When `keepReturning` gives a reason (the worker's
+ *   agent restarted within the restart grace: its containers ran on, only the agent was
+ *   gone), the returning copy (`reclaim`). Otherwise the replacement, when it is RUNNING (and
+ *   healthy, when it has a health check): this copy is stopped (`stop` and `duplicates`);
+ *   else again the returning copy: it already runs, and the replacement is stopped.
  * - Any other copy is stale — its task is unknown, placed elsewhere, of another generation,
  *   meant to be stopped, or has ended in the manager's eyes while its container still runs (a
  *   task that gave up after failed health checks) — and is stopped.
@@ -75,6 +77,7 @@ export function reconcile(
   items: readonly InventoryItem[],
   lookup: (taskId: string) => Task | undefined,
   placedHere: Iterable<string>,
+  keepReturning?: string,
 ): ReconcileActions {
   const actions = {
     stop: [] as InventoryItem[],
@@ -108,8 +111,8 @@ export function reconcile(
       (task.workerId === "" || item.generation !== task.generation)
     ) {
       // The task moved while this worker was out of reach: keep one copy.
-      const because = describeReplacement(task);
-      if (replacementRuns(task)) {
+      const because = keepReturning ?? describeReplacement(task);
+      if (keepReturning === undefined && replacementRuns(task)) {
         actions.stop.push(item);
         actions.duplicates.push({ item, because });
       } else {
