@@ -241,7 +241,7 @@ test.serial(
 );
 
 test.serial(
-  "worker kill -9 and back ~2 s later: alone, its copies are kept (0 replaced); with a second worker, they were replaced and one copy survives",
+  "worker kill -9 and back ~2 s later: alone, its copies are kept (0 replaced); with a second worker, replacements start after the down grace and are stopped when the restarted agent is back with its copies (0 replaced)",
   async (t) => {
     const procs = new Procs(t, await tempDir(t));
     await procs.startManager({ CUBE_DOWN_GRACE: "1000" });
@@ -267,16 +267,22 @@ test.serial(
     const replacedAlone = [...idsAlone].filter(([task, ids]) => idsKept.get(task)?.[0] !== ids[0]);
     t.deepEqual(replacedAlone, [], "the same containers");
 
-    // With a second worker that fits them, the tasks are replaced after the down grace (the
-    // manager cannot tell a crashed agent from a dead host), and when the agent is back, one
-    // copy of each survives: the replacement if it runs by then, else the returning copy.
+    // With a second worker that fits them, the tasks are placed there after the down grace
+    // (the manager cannot tell a crashed agent from a dead host); when the agent is back,
+    // restarted (a new agent_started_at), its copies are kept and the replacements stopped.
     const b = await procs.startWorker("wb");
     await readyWorkers(workers, 2);
     const a2 = procs.workers.get("wa") as Spawned;
     const idsTwo = await containers([a.id, b.id]);
     await a2.kill9();
     const killed2 = Date.now();
-    await new Promise((r) => setTimeout(r, 2000));
+    await eventually(async () => {
+      const all = await allTasks(tasks);
+      const onB = all.filter((x) => x.workerId === b.id).length;
+      if (onB !== alone.length) throw new Error(`${onB} placed on wb`);
+    }, 10_000);
+    const placedMs = Date.now() - killed2;
+    await new Promise((r) => setTimeout(r, Math.max(0, 2000 - placedMs)));
     await procs.startWorker("wa");
     await eventually(async () => {
       const now = await containers([a.id, b.id]);
@@ -294,7 +300,14 @@ test.serial(
       `alone: kill -9, back after 2 s → all RUNNING (same containers) ${aloneMs} ms after the kill; replaced ${replacedAlone.length}/${alone.length}`,
     );
     t.log(
-      `with a second worker: replaced ${replacedTwo.length}/${alone.length} (${movedToB} now on wb), one copy each ${twoMs} ms after the kill`,
+      `with a second worker: replacements placed on wb ${placedMs} ms after the kill; agent back → replaced ${replacedTwo.length}/${alone.length} (${movedToB} left on wb), one copy each ${twoMs} ms after the kill`,
+    );
+    t.deepEqual(replacedTwo, [], "the restarted agent's containers are kept");
+    t.is(movedToB, 0, "the replacements are stopped");
+    const events = (await tasks.listTaskEvents({ taskId: alone[0]?.id ?? "" })).events;
+    t.true(
+      events.some((e) => /its agent restarted and was back within/.test(e.message)),
+      "the task's events say why its copy was kept",
     );
   },
 );
