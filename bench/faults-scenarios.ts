@@ -161,44 +161,99 @@ function describe(l: Look, ids: readonly string[]): string {
 }
 
 /**
- * Looks every 100 ms until `until` (or, with `stopWhenMoved`, until every id runs on one of
- * `others`): when a task was first UNKNOWN, when all were placed on `others` (any state),
- * when all were RUNNING there with one container each (counted on `others` only).
+ * Follows a move through the manager's event stream (WatchTasks), opened before the fault:
+ * when a task of `ids` was first UNKNOWN, when all were placed on `others` (any state), when
+ * all were RUNNING there — each the moment the event reached this client, which is when a user
+ * watching has the answer. Nothing polls the engine meanwhile: a `docker ps` every 100 ms
+ * competed with the very container starts being timed. One look at the end checks that each
+ * task then has exactly one container on `others` (else the move does not count).
  */
-async function follow(
-  c: FaultCluster,
-  ids: readonly string[],
-  others: readonly string[],
-  until: number,
-  stopWhenMoved: boolean,
-): Promise<{
-  seenAt: number | null;
-  placedAt: number | null;
-  movedAt: number | null;
-  last: Look | null;
-}> {
-  let last: Look | null = null;
-  let seenAt: number | null = null;
-  let placedAt: number | null = null;
-  let movedAt: number | null = null;
-  while (Date.now() < until && !(stopWhenMoved && movedAt !== null)) {
-    const l = await look(c, others).catch(() => null);
-    if (l) {
-      last = l;
-      if (seenAt === null && ids.some((id) => l.tasks.get(id)?.state === TaskState.UNKNOWN)) {
-        seenAt = l.at;
-      }
-      if (
-        placedAt === null &&
-        ids.every((id) => others.includes(l.tasks.get(id)?.workerId ?? ""))
-      ) {
-        placedAt = l.at;
-      }
-      if (movedAt === null && healed(l, ids, (t) => others.includes(t.workerId))) movedAt = l.at;
+class MoveWatch {
+  seenAt: number | null = null;
+  placedAt: number | null = null;
+  movedAt: number | null = null;
+  readonly #abort = new AbortController();
+  readonly #latest = new Map<string, Task>();
+  readonly #done: Promise<void>;
+  #wake: () => void = () => {};
+
+  constructor(
+    readonly c: FaultCluster,
+    readonly ids: readonly string[],
+    readonly others: readonly string[],
+    before: readonly Task[],
+  ) {
+    const wanted = new Set(ids);
+    let afterRevision = 0n;
+    for (const t of before) {
+      if (t.revision > afterRevision) afterRevision = t.revision;
+      if (wanted.has(t.id)) this.#latest.set(t.id, t);
     }
-    if (!(stopWhenMoved && movedAt !== null)) await sleep(100);
+    this.#done = (async () => {
+      try {
+        const stream = c.tasks.watchTasks({ afterRevision }, { signal: this.#abort.signal });
+        for await (const { event } of stream) {
+          const t = event?.task;
+          if (!t || !wanted.has(t.id)) continue;
+          this.#latest.set(t.id, t);
+          this.#note(Date.now(), t);
+        }
+      } catch {
+        // aborted, or the manager went away: the figures stay as they are
+      }
+    })();
   }
-  return { seenAt, placedAt, movedAt, last };
+
+  /** Opens a watch from the tasks as they are now, and gives it time to be up. */
+  static async open(c: FaultCluster, ids: readonly string[], others: readonly string[]) {
+    const w = new MoveWatch(c, ids, others, await c.allTasks());
+    await sleep(200);
+    return w;
+  }
+
+  #note(at: number, t: Task): void {
+    const on = (x: Task | undefined) => x !== undefined && this.others.includes(x.workerId);
+    if (this.seenAt === null && t.state === TaskState.UNKNOWN) this.seenAt = at;
+    const all = this.ids.map((id) => this.#latest.get(id));
+    if (this.placedAt === null && all.every(on)) this.placedAt = at;
+    if (this.movedAt === null && all.every((x) => on(x) && x?.state === TaskState.RUNNING)) {
+      this.movedAt = at;
+      this.#wake();
+    }
+  }
+
+  /**
+   * Waits until `until` (or, with `stopWhenMoved`, until all RUNNING on `others`), then looks
+   * once at the tasks and the containers on `others`.
+   */
+  async until(
+    until: number,
+    stopWhenMoved: boolean,
+  ): Promise<{
+    seenAt: number | null;
+    placedAt: number | null;
+    movedAt: number | null;
+    last: Look | null;
+  }> {
+    const left = until - Date.now();
+    if (left > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          if (!stopWhenMoved) return;
+          clearTimeout(timer);
+          resolve();
+        };
+        if (stopWhenMoved && this.movedAt !== null) this.#wake();
+      });
+    }
+    const last = await look(this.c, this.others).catch(() => null);
+    this.#abort.abort();
+    await this.#done;
+    const onOthers = (t: Task) => this.others.includes(t.workerId);
+    const movedAt = last && healed(last, this.ids, onOthers) ? this.movedAt : null;
+    return { seenAt: this.seenAt, placedAt: this.placedAt, movedAt, last };
+  }
 }
 
 /** Why a move took longer than its goal, when the placement itself came in time. */
@@ -297,9 +352,10 @@ export async function workerFaults(ctx: FaultContext): Promise<FaultResult[]> {
           const victim = holder(now, ids, both);
           const other = both.find((p) => p !== victim) as Proc;
           const moved = ids.filter((id) => now.tasks.get(id)?.workerId === victim.id).length;
+          const watch = await MoveWatch.open(c, ids, [other.id]);
           await victim.kill9();
           const t0 = Date.now();
-          const { placedAt, movedAt } = await follow(c, ids, [other.id], t0 + 30_000, true);
+          const { placedAt, movedAt } = await watch.until(t0 + 30_000, true);
           const last = await look(c, [other.id]);
           const at = movedAt;
           const goal = { max: 3000, text: "≤ 3,000 ms" };
@@ -616,9 +672,10 @@ export async function partitionFaults(ctx: FaultContext): Promise<FaultResult[]>
       words: { cut: string; mend: string },
     ) => {
       const others = [...c.workers.values()].filter((p) => p !== victim).map((p) => p.id);
+      const watch = await MoveWatch.open(c, ids, others);
       await cut();
       const t0 = Date.now();
-      const during = await follow(c, ids, others, t0 + cutMs, false);
+      const during = await watch.until(t0 + cutMs, false);
       const { seenAt, placedAt, movedAt } = during;
       await mend();
       const t1 = Date.now();
