@@ -26,7 +26,7 @@ async function runningContainers(workerIds: string[]): Promise<Map<string, strin
   return byTask;
 }
 
-test("two workers share 10 tasks; kill -9 one and its tasks run on the other; it comes back and its copies are stopped", async (t) => {
+test("two workers share 10 tasks; kill -9 one and its tasks run on the other; its agent comes back and keeps its copies, the replacements are stopped", async (t) => {
   await requireDocker();
   const cluster = new Cluster(t, await tempDir(t), { CUBE_DOWN_GRACE: "1000" });
   const manager = await cluster.startManager();
@@ -108,6 +108,15 @@ test("two workers share 10 tasks; kill -9 one and its tasks run on the other; it
     }
   }, 30_000);
   t.is((await workers.getWorker({ id: a.id })).worker?.status, WorkerStatus.READY);
+  // A restarted agent, back within the restart grace: its containers ran on all along, so
+  // they are kept (generation 1 again) and the replacements on wb are the copies stopped.
   const final = await allTasks(tasks);
-  t.true(final.every((x) => x.state === TaskState.RUNNING && x.workerId === b.id));
+  for (const x of final) {
+    const home = onA.includes(x.id) ? a.id : b.id;
+    t.is(x.state, TaskState.RUNNING, x.id);
+    t.is(x.workerId, home, x.id);
+    t.is(x.generation, 1n, x.id);
+  }
+  const kept = await runningContainers([a.id]);
+  t.true(onA.every((id) => before.get(id)?.some((c) => kept.get(id)?.includes(c))));
 });
