@@ -308,8 +308,12 @@ test("an agent that restarted (a new agent_started_at) and is back within the re
   // kill -9 of agent A: the down grace runs out and the task is replaced, RUNNING on w2.
   await agentLostAndReplaced(h, clock, w1, 1_000);
   t.is(now(h, "t").workerId, "w2");
-  // Agent B on the same host, 1.5 s after agent A was last heard: its container ran on.
+  // Agent B on the same host, 1.5 s after agent A was last heard: its container ran on. Its
+  // first stream ends before its inventory; the next one still counts as the restarted agent.
   clock.advance(500);
+  const first = new FakeWorker("w1", { seq: 1n, agentStartedAtMs: 2_000 });
+  await first.connect(h.transport, "none");
+  first.disconnect();
   const b = new FakeWorker("w1", { seq: 1n, agentStartedAtMs: 2_000 });
   await b.connect(h.transport, [ORIGINAL]);
   const kept = await reach(h, "t", TaskState.RUNNING, 1n);

@@ -159,7 +159,7 @@ export class FakeWorker {
   /** Opens the stream and registers; resolves once `registered` arrived. */
   async connect(
     transport: Transport,
-    inventory?: MessageInitShape<typeof InventoryItemSchema>[],
+    inventory?: MessageInitShape<typeof InventoryItemSchema>[] | "none",
   ): Promise<Registered> {
     const client = createClient(WorkerService, transport);
     this.#feed = new Feed<RequestInit>();
@@ -181,7 +181,8 @@ export class FakeWorker {
             : timestampFromMs(this.options.agentStartedAtMs),
       },
     });
-    this.send({ case: "inventory", value: { items: inventory ?? [] } });
+    // "none": a stream that ends before its inventory is sent.
+    if (inventory !== "none") this.send({ case: "inventory", value: { items: inventory ?? [] } });
     const feed = this.#feed;
     const responses = client.connect(feed);
     // An end of an earlier stream of this worker is not this one's.

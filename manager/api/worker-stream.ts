@@ -216,7 +216,9 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
     worker.setRecord(record);
   }
   workerBack(cp, worker);
-  worker.keepReturning = keepReturning;
+  // A restarted agent whose first stream ended before its inventory arrived is still the
+  // restarted one on its next stream (the record already holds its new agent_started_at).
+  worker.keepReturning = keepReturning ?? worker.keepReturning;
   const wasDown = worker.status === WorkerStatus.DOWN;
   worker.connection = conn;
   // Acks are per stream: a duplicate replayed on this one is acknowledged again.
