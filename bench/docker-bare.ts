@@ -7,6 +7,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type Docker from "dockerode";
 import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
 import { createOptions, publishedPorts } from "../worker/docker/container-spec.js";
+import { removeContainers } from "../worker/docker/remove-labelled.js";
 
 /** A container started the bare way. */
 export interface BareContainer {
@@ -65,13 +66,9 @@ export async function bareParallelStart(
     Array.from({ length: n }, (_, k) => bareRun(docker, `${prefix}-${k}`, spec)),
   );
   const ms = Date.now() - t0;
-  await Promise.all(
-    started.map((c) =>
-      docker
-        .getContainer(c.id)
-        .remove({ force: true })
-        .catch(() => undefined),
-    ),
+  await removeContainers(
+    docker,
+    started.map((c) => c.id),
   );
   return ms;
 }

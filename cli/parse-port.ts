@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { type PortMapping, PortMappingSchema, Protocol } from "../gen/cube/v1/task_pb.js";
+import { protocolName } from "../lib/ports.js";
 
 /**
  * Parses a port flag the way `docker run -p` reads it:
@@ -41,7 +42,7 @@ export function formatPort(port: {
   containerPort: number;
   protocol: Protocol;
 }): string {
-  const proto = port.protocol === Protocol.UDP ? "udp" : "tcp";
+  const proto = protocolName(port.protocol);
   if (port.hostPort === 0) return `${port.containerPort}/${proto}`;
   const ip = port.hostIp.includes(":") ? `[${port.hostIp}]` : port.hostIp;
   return `${ip ? `${ip}:` : ""}${port.hostPort}->${port.containerPort}/${proto}`;

@@ -1,5 +1,5 @@
-import { create } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { create, equals } from "@bufbuild/protobuf";
+import { durationFromMs, TimestampSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import {
   DesiredState,
@@ -277,9 +277,7 @@ function agentRestarted(
 ): string | undefined {
   const before = worker.record.agentStartedAt;
   const after = reg.agentStartedAt;
-  if (!before || !after || (before.seconds === after.seconds && before.nanos === after.nanos)) {
-    return undefined;
-  }
+  if (!before || !after || equals(TimestampSchema, before, after)) return undefined;
   const awayMs = now - worker.lastSeenMs;
   if (worker.lastSeenMs === 0 || awayMs > cp.options.restartGraceMs) return undefined;
   return `its agent restarted and was back within ${formatMs(awayMs)}, its containers running all along`;

@@ -1,5 +1,6 @@
-import { Protocol, type Task, type TaskState } from "../../gen/cube/v1/task_pb.js";
+import type { Task, TaskState } from "../../gen/cube/v1/task_pb.js";
 import type { TimerHandle } from "../../lib/clock.js";
+import { hostPortKey } from "../../lib/ports.js";
 import type { Amounts, Placement } from "../scheduler/types.js";
 
 /** One task as the manager holds it: the current (immutable) snapshot and bookkeeping. */
@@ -54,9 +55,7 @@ export function requestOf(task: Task): Amounts {
 export function hostPortsOf(task: Task): readonly string[] | undefined {
   const ports = task.spec?.ports;
   if (ports === undefined || ports.length === 0) return undefined;
-  const fixed = ports
-    .filter((p) => p.hostPort !== 0)
-    .map((p) => `${p.hostPort}/${p.protocol === Protocol.UDP ? "udp" : "tcp"}`);
+  const fixed = ports.filter((p) => p.hostPort !== 0).map(hostPortKey);
   return fixed.length > 0 ? fixed : undefined;
 }
 

@@ -34,7 +34,7 @@ import type { ControlPlane } from "../core/control-plane.js";
 import type { TaskEntry } from "../core/task-table.js";
 import type { WorkerEntry } from "../core/worker-table.js";
 import { queueReconcile } from "./job-ops.js";
-import { place } from "./placing.js";
+import { place, taskRequest } from "./placing.js";
 import { LIMITS } from "./validate-spec.js";
 
 /** How long a drain may take when the request does not say. */
@@ -197,9 +197,8 @@ function step(cp: ControlPlane, w: WorkerEntry): void {
   }
   const force = drain.status === DrainStatus.DEADLINE_REACHED;
   const r = running.get(w);
-  if (r?.moving && !settled(r.moving, w)) {
-    if (!force) return;
-  }
+  // One by one: nothing more moves while the last moved task is on its way (until the deadline).
+  if (!force && r?.moving && !settled(r.moving, w)) return;
   if (r) r.moving = undefined;
   for (const id of [...w.tasks]) {
     const entry = cp.tasks.get(id);
@@ -209,11 +208,7 @@ function step(cp: ControlPlane, w: WorkerEntry): void {
     if (task.state !== TaskState.SCHEDULED && task.state !== TaskState.RUNNING) continue;
     const avoid = new Set([w.id]);
     if (!force) {
-      const plan = cp.placer.plan(
-        { id: task.id, resources: entry.request, avoid, hostPorts: entry.hostPorts },
-        cp.workers.views(),
-        cp.clock.now(),
-      );
+      const plan = cp.placer.plan(taskRequest(entry, avoid), cp.workers.views(), cp.clock.now());
       if (plan.kind !== "place") continue; // waits for room, or for the deadline
     }
     // The old container stops here; the task starts again elsewhere (or waits, PENDING).

@@ -4,7 +4,7 @@ import type { ControlPlane } from "../core/control-plane.js";
 import { pending, scheduled } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
 import type { WorkerEntry } from "../core/worker-table.js";
-import type { Amounts, Placement } from "../scheduler/types.js";
+import type { Amounts, Placement, TaskRequest } from "../scheduler/types.js";
 
 /**
  * Records the task SCHEDULED on `worker` with the next generation (a fresh attempt: no
@@ -38,6 +38,17 @@ export interface PlaceOptions {
   reasonPrefix?: string;
 }
 
+/** What the scheduler is asked for `entry`: its request, host ports and group placement. */
+export function taskRequest(entry: TaskEntry, avoid?: ReadonlySet<string>): TaskRequest {
+  return {
+    id: entry.task.id,
+    resources: entry.request,
+    avoid,
+    placement: entry.group?.placementOf(entry),
+    hostPorts: entry.hostPorts,
+  };
+}
+
 /**
  * Places one task now: SCHEDULED on the scheduler's pick with the next generation, and a RUN
  * assignment pushed to that worker; or PENDING with the scheduler's reason (updated in place
@@ -46,13 +57,7 @@ export interface PlaceOptions {
 export function place(cp: ControlPlane, entry: TaskEntry, options: PlaceOptions = {}): boolean {
   const task = entry.task;
   const plan = cp.placer.plan(
-    {
-      id: task.id,
-      resources: entry.request,
-      avoid: options.avoid,
-      placement: entry.group?.placementOf(entry),
-      hostPorts: entry.hostPorts,
-    },
+    taskRequest(entry, options.avoid),
     cp.workers.views(),
     cp.clock.now(),
   );

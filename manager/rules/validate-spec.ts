@@ -4,6 +4,7 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Protocol, RestartMode, type TaskSpec } from "../../gen/cube/v1/task_pb.js";
 import type { RunTaskRequest } from "../../gen/cube/v1/task_service_pb.js";
+import { hostPortKey } from "../../lib/ports.js";
 
 /** Limits a task spec must keep; anything beyond is a mistake or an attack, never a real need. */
 export const LIMITS = {
@@ -154,9 +155,9 @@ function ports(spec: TaskSpec): void {
     if (p.hostIp !== "" && isIP(p.hostIp) === 0)
       bad(`${f}.host_ip`, `"${p.hostIp}" is not an IP address`);
     if (p.hostPort !== 0) {
-      const udp = p.protocol === Protocol.UDP ? "udp" : "tcp";
-      const key = `${p.hostIp || "127.0.0.1"}:${p.hostPort}/${udp}`;
-      if (hostPorts.has(key)) bad(`${f}.host_port`, `${p.hostPort}/${udp} is used twice`);
+      const port = hostPortKey(p);
+      const key = `${p.hostIp || "127.0.0.1"}:${port}`;
+      if (hostPorts.has(key)) bad(`${f}.host_port`, `${port} is used twice`);
       hostPorts.add(key);
     }
   });

@@ -55,6 +55,14 @@ export function failedConstraint(
   return undefined;
 }
 
+/** Whether `node` holds any of `ports` (allocation-free, for the scheduling loop). */
+function holdsAnyPort(ports: readonly string[], node: NodeView): boolean {
+  const held = node.hostPorts;
+  if (held === undefined || held.size === 0) return false;
+  for (const p of ports) if ((held.get(p) ?? 0) > 0) return true;
+  return false;
+}
+
 /** The host ports `task` publishes that are already held on `node`, in the task's order. */
 export function takenPorts(task: TaskRequest, node: NodeView): string[] {
   const held = node.hostPorts;
@@ -85,7 +93,7 @@ export function misfit(task: TaskRequest, node: NodeView): number {
       return MISFIT.constraint;
     }
   }
-  if (task.hostPorts !== undefined && takenPorts(task, node).length > 0) return MISFIT.port;
+  if (task.hostPorts !== undefined && holdsAnyPort(task.hostPorts, node)) return MISFIT.port;
   const want = task.resources;
   const cap = node.capacity;
   const used = node.allocated;

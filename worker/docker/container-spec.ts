@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import type Docker from "dockerode";
 import { type PortBinding, PortBindingSchema, Protocol } from "../../gen/cube/v1/task_pb.js";
+import { protocolName } from "../../lib/ports.js";
 import { type ContainerInfo, type ContainerRequest, DriverError } from "../tasks/driver.js";
 
 /** Label keys every cube container carries. */
@@ -84,10 +85,6 @@ export function containerName(taskId: string, generation: bigint, workerId: stri
 
 function hash(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 8);
-}
-
-function protocolName(protocol: Protocol): "tcp" | "udp" {
-  return protocol === Protocol.UDP ? "udp" : "tcp";
 }
 
 /** Docker's create body for a request; throws DriverError invalid-spec for what Docker cannot express. */

@@ -7,13 +7,21 @@ import type Docker from "dockerode";
  */
 export async function removeLabelled(docker: Docker, label: string): Promise<number> {
   const list = await docker.listContainers({ all: true, filters: { label: [label] } });
+  await removeContainers(
+    docker,
+    list.map((c) => c.Id),
+  );
+  return list.length;
+}
+
+/** Force-removes the containers `ids`, all at once; one that is already gone is not an error. */
+export async function removeContainers(docker: Docker, ids: readonly string[]): Promise<void> {
   await Promise.all(
-    list.map((c) =>
+    ids.map((id) =>
       docker
-        .getContainer(c.Id)
+        .getContainer(id)
         .remove({ force: true })
         .catch(() => undefined),
     ),
   );
-  return list.length;
 }
