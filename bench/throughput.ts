@@ -115,12 +115,25 @@ function sizes(ctx: BenchContext): Sizes {
   };
 }
 
+/** The manager's profile of one run, summarised for the report. */
+interface ManagerProfile {
+  readonly file: string;
+  /** Self time over the whole measured window. */
+  readonly top: Frame[];
+  /** Seconds from the first submit to the last answer. */
+  readonly placingS: number;
+  /** Self time over the placing window. */
+  readonly placingSelf: Frame[];
+  /** Total time (self + callees) over the placing window. */
+  readonly placingTotal: Frame[];
+}
+
 /** Runs the throughput scenario. */
 export async function throughput(ctx: BenchContext): Promise<ScenarioOutcome> {
   const s = sizes(ctx);
   const runs: Record<string, number>[] = [];
   const baselines: Record<string, number>[] = [];
-  const profiles: { file: string; top: Frame[] }[] = [];
+  const profiles: ManagerProfile[] = [];
   for (let run = 1; run <= ctx.runs; run++) {
     const figures: Record<string, number> = {};
     const baseline: Record<string, number> = {};
@@ -325,7 +338,7 @@ async function oneRun(
   run: number,
   s: Sizes,
   mode: Mode,
-  profiles: { file: string; top: Frame[] }[],
+  profiles: ManagerProfile[],
 ): Promise<{ figures: Record<string, number>; baseline: Record<string, number> }> {
   const count = mode === "grpc" ? s.grpcTasks : s.tasks;
   const dir = await tempDir("throughput");
@@ -502,7 +515,16 @@ async function oneRun(
       const file = join(ctx.profileDir, `throughput-${mode}-run${run}.cpuprofile`);
       m.send({ profile: "stop", file });
       await m.nextLine();
-      profiles.push({ file, top: await topFrames(file, 25) });
+      // The placements' own window (first submit to last answer) decides the headline; the
+      // rest of the profile is the workers' RUNNING reports trickling in.
+      const placingS = (answeredAt - start) / 1000;
+      profiles.push({
+        file,
+        top: await topFrames(file, 25),
+        placingS,
+        placingSelf: await topFrames(file, 25, { toS: placingS }),
+        placingTotal: await topFrames(file, 40, { toS: placingS, total: true }),
+      });
       for (const [h, host] of hosts.entries()) {
         host.send({
           profile: "stop",
@@ -510,11 +532,14 @@ async function oneRun(
         });
         await host.nextLine();
       }
+      const shown = profiles.at(-1) as ManagerProfile;
+      const lines = (frames: readonly Frame[]) =>
+        frames.map((f) => `  ${f.selfPercent.toFixed(1).padStart(5)}%  ${f.frame}`).join("\n");
       ctx.progress(
-        `run ${run} (${SUFFIX[mode]}): manager profile of the measured window: ${file}\n${profiles
-          .at(-1)
-          ?.top.map((f) => `  ${f.selfPercent.toFixed(1).padStart(5)}%  ${f.frame}`)
-          .join("\n")}`,
+        `run ${run} (${SUFFIX[mode]}): manager profile of the measured window: ${file}\n` +
+          `self time, whole window (submit to all RUNNING):\n${lines(shown.top)}\n` +
+          `self time, placing (the first ${placingS.toFixed(1)} s, submit to last answer):\n${lines(shown.placingSelf)}\n` +
+          `total time (self + callees), placing:\n${lines(shown.placingTotal)}`,
       );
     }
     const { placedAt, runningAt, replaced } = await replay(first, fromRevision, prefix, count);

@@ -6,10 +6,20 @@ import { formatAge } from "./parse-duration.js";
 import { formatSize } from "./parse-size.js";
 
 /** Columns of `cube nodes`. */
-export const WORKER_HEAD = ["NAME", "ID", "STATUS", "CPU", "MEMORY", "DISK", "TASKS", "LAST SEEN"];
+export const WORKER_HEAD = [
+  "NAME",
+  "ID",
+  "STATUS",
+  "CPU",
+  "MEMORY",
+  "DISK",
+  "TASKS",
+  "AGENT UP",
+  "LAST SEEN",
+];
 
 /** Typical widths of the {@link WORKER_HEAD} columns, for rows printed one at a time. */
-export const WORKER_WIDTHS = [10, 12, 12, 7, 14, 12, 5, 9];
+export const WORKER_WIDTHS = [10, 12, 12, 7, 14, 12, 5, 8, 9];
 
 /**
  * The STATUS cell, coloured if enabled: READY green, DISCONNECTED yellow, DOWN red; with
@@ -45,7 +55,10 @@ function cores(n: number): string {
 
 /**
  * One `cube nodes` row. CPU, MEMORY and DISK read "allocated/capacity": what the
- * scheduler counts, not what the machine happens to use right now.
+ * scheduler counts, not what the machine happens to use right now. AGENT UP is how long the
+ * worker's agent process has run (its `agent_started_at`): a short one next to long-running
+ * tasks is an agent that restarted and kept its containers. "-" when the worker is not
+ * connected or did not say.
  */
 export function workerRow(
   worker: Worker,
@@ -62,6 +75,12 @@ export function workerRow(
     `${formatSize(alloc?.memoryBytes ?? 0n)}/${formatSize(cap?.memoryBytes ?? 0n)}`,
     `${formatSize(alloc?.diskBytes ?? 0n)}/${formatSize(cap?.diskBytes ?? 0n)}`,
     String(worker.taskCount),
+    agentUp(worker, ctx.now),
     seen === undefined ? "never" : `${formatAge(ctx.now - seen)} ago`,
   ];
+}
+
+function agentUp(worker: Worker, now: number): string {
+  if (worker.status !== WorkerStatus.READY || !worker.agentStartedAt) return "-";
+  return formatAge(Math.max(0, now - timestampMs(worker.agentStartedAt)));
 }

@@ -412,6 +412,8 @@ test.serial(
       });
       const node = 'tr[data-node="dash-node"]';
       await waitForText(page, `${node} [data-testid="scheduling"]`, "schedulable");
+      // The worker's agent has run for seconds or minutes (not "–": it said when it started).
+      await waitForText(page, `${node} [data-testid="agent-up"]`, /^\d+[sm]$/);
       await page.click(`${node} button:has-text("Cordon")`);
       await waitForText(page, `${node} [data-testid="scheduling"]`, "cordoned");
       await page.screenshot({ path: join(OUTPUT, "dashboard-nodes.png"), fullPage: true });

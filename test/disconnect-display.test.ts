@@ -9,10 +9,10 @@ import test from "ava";
 import pc from "picocolors";
 import { eventSummary, eventTypeName } from "../cli/format-event.js";
 import { stateLabel } from "../cli/format-task.js";
-import { workerStatusLabel } from "../cli/format-worker.js";
+import { WORKER_HEAD, workerRow, workerStatusLabel } from "../cli/format-worker.js";
 import { parseStates } from "../cli/parse-enum.js";
 import { TaskEventSchema, TaskEventType, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
-import { EngineStatus, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
+import { EngineStatus, WorkerSchema, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { createLogger } from "../lib/logger.js";
 import { EngineMonitor } from "../worker/tasks/engine-monitor.js";
 
@@ -33,6 +33,27 @@ test("a worker without its engine reads READY, engine down", (t) => {
   t.is(workerStatusLabel(WorkerStatus.READY, plain, EngineStatus.DOWN), "READY, engine down");
   t.is(workerStatusLabel(WorkerStatus.READY, plain, EngineStatus.UP), "READY");
   t.is(workerStatusLabel(WorkerStatus.DOWN, plain, EngineStatus.DOWN), "DOWN");
+});
+
+test("AGENT UP: how long the worker's agent has run, so a restarted agent shows", (t) => {
+  const now = 1_800_000_000_000;
+  const col = WORKER_HEAD.indexOf("AGENT UP");
+  const row = (status: WorkerStatus, startedMsAgo?: number) =>
+    workerRow(
+      create(WorkerSchema, {
+        name: "w",
+        status,
+        ...(startedMsAgo === undefined
+          ? {}
+          : { agentStartedAt: timestampFromMs(now - startedMsAgo) }),
+      }),
+      { now, colors: plain },
+    )[col];
+  t.is(row(WorkerStatus.READY, 4_000), "4s");
+  t.is(row(WorkerStatus.READY, 3 * 3_600_000), "3h");
+  // Not connected, or an agent too old to say: nothing to show.
+  t.is(row(WorkerStatus.DISCONNECTED, 4_000), "-");
+  t.is(row(WorkerStatus.READY), "-");
 });
 
 test("a stopped copy is a 'copy' event whose message says which and why", (t) => {

@@ -117,9 +117,15 @@ test.serial("nodes: both workers READY, as a table and as JSON", async (t) => {
   const table = await c("nodes");
   t.is(table.code, 0);
   const lines = table.stdout.trimEnd().split("\n");
-  t.regex(lines[0] as string, /^NAME\s+ID\s+STATUS\s+CPU\s+MEMORY\s+DISK\s+TASKS\s+LAST SEEN$/);
+  t.regex(
+    lines[0] as string,
+    /^NAME\s+ID\s+STATUS\s+CPU\s+MEMORY\s+DISK\s+TASKS\s+AGENT UP\s+LAST SEEN$/,
+  );
   t.is(lines.length, 3);
-  for (const line of lines.slice(1)) t.regex(line, /^e2e-w\d\s+\S+\s+READY\s/);
+  // AGENT UP: the agents started with the cluster, seconds or minutes ago.
+  for (const line of lines.slice(1)) {
+    t.regex(line, /^e2e-w\d\s+\S+\s+READY\s.*\s\d+(s|m\d*s?)\s+\S+ ago$/);
+  }
   t.false(table.stdout.includes("\u001b["), "no colours when piped");
 });
 

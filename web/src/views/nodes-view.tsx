@@ -1,5 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { DrainStatus, type Node } from "../../../gen/cube/v1/node_service_pb.js";
+import { WorkerStatus } from "../../../gen/cube/v1/worker_pb.js";
 import { unimplemented, why } from "../api.js";
 import { age, engineDown, ms, workerStatusName } from "../format.js";
 import { useNow, useStore } from "../hooks.js";
@@ -69,6 +70,7 @@ export function NodesView({ session }: { session: Session }) {
               <th>Scheduling</th>
               <th>Usage (allocated · measured)</th>
               <th>Tasks</th>
+              <th title="how long the worker's agent process has run">Agent up</th>
               <th>Last seen</th>
               <th>Version</th>
               <th />
@@ -115,6 +117,11 @@ export function NodesView({ session }: { session: Session }) {
                     <NodeBars worker={w} />
                   </td>
                   <td class="num">{w.taskCount}</td>
+                  <td data-testid="agent-up">
+                    {w.status === WorkerStatus.READY && w.agentStartedAt
+                      ? age(ms(w.agentStartedAt), now)
+                      : "–"}
+                  </td>
                   <td>{age(ms(w.lastHeartbeat), now)} ago</td>
                   <td class="muted">{w.version}</td>
                   <td>

@@ -113,6 +113,14 @@ export function TaskDetail({ session, id }: { session: Session; id: string }) {
               <dd>{clock(task.startedAt)}</dd>
             </>
           )}
+          {task.readyAt && (
+            <>
+              <dt>Ready since</dt>
+              <dd>
+                {clock(task.readyAt)} ({age(ms(task.readyAt), now)})
+              </dd>
+            </>
+          )}
           {task.finishedAt && ended && (
             <>
               <dt>Finished</dt>
