@@ -15,7 +15,8 @@ interface ProfileNode {
   children?: number[];
 }
 
-interface Profile {
+/** A V8 .cpuprofile, as read. */
+export interface Profile {
   nodes: ProfileNode[];
   samples?: number[];
   timeDeltas?: number[];
@@ -52,9 +53,13 @@ function frameName(node: ProfileNode, withLine: boolean): string {
   return `${functionName || "(anonymous)"} (${where})`;
 }
 
-/** The `n` frames with the most self (or total) time in the profile at `path`. */
-export async function topFrames(path: string, n = 20, options: TopOptions = {}): Promise<Frame[]> {
-  const profile = JSON.parse(await readFile(path, "utf8")) as Profile;
+/** Reads the profile at `path` once, for as many {@link topFrames} summaries as wanted. */
+export async function readProfile(path: string): Promise<Profile> {
+  return JSON.parse(await readFile(path, "utf8")) as Profile;
+}
+
+/** The `n` frames with the most self (or total) time in `profile`. */
+export function topFrames(profile: Profile, n = 20, options: TopOptions = {}): Frame[] {
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
   const parent = new Map<number, number>();
   for (const node of profile.nodes) for (const c of node.children ?? []) parent.set(c, node.id);
@@ -111,7 +116,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   }
   const from = flag("from");
   const to = flag("to");
-  const frames = await topFrames(path, Number(n ?? 25), {
+  const frames = topFrames(await readProfile(path), Number(n ?? 25), {
     ...(from === undefined ? {} : { fromS: Number(from) }),
     ...(to === undefined ? {} : { toS: Number(to) }),
     total: args.includes("--total"),

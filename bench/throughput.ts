@@ -43,7 +43,7 @@ import {
 import { BENCH_LABEL, type BenchContext } from "./context.js";
 import { runPool } from "./pool.js";
 import { machineCpu, procStats } from "./proc-stats.js";
-import { type Frame, topFrames } from "./profile-top.js";
+import { type Frame, readProfile, topFrames } from "./profile-top.js";
 import type { ScenarioOutcome } from "./result.js";
 import { medianOfRuns, percentile } from "./stats.js";
 
@@ -518,13 +518,15 @@ async function oneRun(
       // The placements' own window (first submit to last answer) decides the headline; the
       // rest of the profile is the workers' RUNNING reports trickling in.
       const placingS = (answeredAt - start) / 1000;
-      profiles.push({
+      const profile = await readProfile(file);
+      const shown: ManagerProfile = {
         file,
-        top: await topFrames(file, 25),
+        top: topFrames(profile, 25),
         placingS,
-        placingSelf: await topFrames(file, 25, { toS: placingS }),
-        placingTotal: await topFrames(file, 40, { toS: placingS, total: true }),
-      });
+        placingSelf: topFrames(profile, 25, { toS: placingS }),
+        placingTotal: topFrames(profile, 40, { toS: placingS, total: true }),
+      };
+      profiles.push(shown);
       for (const [h, host] of hosts.entries()) {
         host.send({
           profile: "stop",
@@ -532,7 +534,6 @@ async function oneRun(
         });
         await host.nextLine();
       }
-      const shown = profiles.at(-1) as ManagerProfile;
       const lines = (frames: readonly Frame[]) =>
         frames.map((f) => `  ${f.selfPercent.toFixed(1).padStart(5)}%  ${f.frame}`).join("\n");
       ctx.progress(

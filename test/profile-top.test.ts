@@ -1,7 +1,7 @@
 /** bench/profile-top.ts: self and total time over a window of a V8 profile. */
 import { writeFile } from "node:fs/promises";
 import test from "ava";
-import { topFrames } from "../bench/profile-top.js";
+import { readProfile, topFrames } from "../bench/profile-top.js";
 import { tempDir } from "./fixtures.js";
 
 const frame = (functionName: string, url = "file:///work/main/manager/x.ts") => ({
@@ -26,7 +26,8 @@ const profile = {
 test("self time, total time and a time window", async (t) => {
   const path = `${await tempDir(t)}/p.cpuprofile`;
   await writeFile(path, JSON.stringify(profile));
-  const self = await topFrames(path, 10);
+  const read = await readProfile(path);
+  const self = topFrames(read, 10);
   t.deepEqual(
     self.map((f) => [f.frame, f.selfPercent]),
     [
@@ -35,7 +36,7 @@ test("self time, total time and a time window", async (t) => {
       ["outer (manager/x.ts:1)", 14.3],
     ],
   );
-  const total = await topFrames(path, 10, { total: true });
+  const total = topFrames(read, 10, { total: true });
   t.deepEqual(
     total.map((f) => [f.frame, f.selfPercent]),
     [
@@ -45,7 +46,7 @@ test("self time, total time and a time window", async (t) => {
     ],
   );
   // The first 25 ms hold only inner's samples.
-  const early = await topFrames(path, 10, { toS: 0.025, total: true });
+  const early = topFrames(read, 10, { toS: 0.025, total: true });
   t.deepEqual(
     early.map((f) => [f.frame, f.selfPercent]),
     [
