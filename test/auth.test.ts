@@ -17,8 +17,9 @@ import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1
 import { createLogger } from "../lib/logger.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { startServer } from "../lib/rpc/server.js";
-import { authInterceptor, POLICY } from "../manager/api/authorization.js";
+import { authInterceptor, authorize, POLICY } from "../manager/api/authorization.js";
 import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
+import { TokenTable } from "../manager/core/token-table.js";
 import { openControlPlane, startManager } from "../manager/index.js";
 import { MemoryStore } from "../manager/store/memory-store.js";
 import { cube, cubeEnv } from "./cli-harness.js";
@@ -71,6 +72,47 @@ test("every method the manager serves has an entry in the one authorization tabl
     [],
     "no stale entries",
   );
+});
+
+test("worker-only methods are decided in the table: a join token joins, a worker's own credential streams, an admin token does neither", (t) => {
+  const table = new TokenTable();
+  const now = Date.now();
+  const secret = (role: Role, workerId = "") =>
+    table.create(Role[role] as string, role, undefined, now, workerId).secret;
+  const tokens = {
+    admin: secret(Role.ADMIN),
+    operator: secret(Role.OPERATOR),
+    join: secret(Role.WORKER),
+    credential: secret(Role.WORKER, "w1"),
+  };
+  const JOIN = "/cube.v1.TokenService/JoinWorker";
+  const CONNECT = "/cube.v1.WorkerService/Connect";
+  const RENEW = "/cube.v1.TokenService/RenewWorkerCertificate";
+  const LIST = "/cube.v1.TaskService/ListTasks";
+  const cases: [string, keyof typeof tokens, "ok" | Code][] = [
+    [JOIN, "join", "ok"],
+    [JOIN, "credential", Code.PermissionDenied],
+    [JOIN, "admin", Code.PermissionDenied],
+    [JOIN, "operator", Code.PermissionDenied],
+    [CONNECT, "credential", "ok"],
+    [CONNECT, "join", Code.PermissionDenied],
+    [CONNECT, "admin", Code.PermissionDenied],
+    [RENEW, "credential", "ok"],
+    [RENEW, "join", Code.PermissionDenied],
+    [RENEW, "admin", Code.PermissionDenied],
+    [LIST, "admin", "ok"],
+    [LIST, "join", Code.PermissionDenied],
+    [LIST, "credential", Code.PermissionDenied],
+  ];
+  for (const [procedure, who, want] of cases) {
+    let got: "ok" | Code = "ok";
+    try {
+      authorize(table, procedure, `Bearer ${tokens[who]}`, now);
+    } catch (error) {
+      got = ConnectError.from(error).code;
+    }
+    t.is(got, want, `${who} → ${procedure}`);
+  }
 });
 
 test("no token → UNAUTHENTICATED; health and reflection answer anyone", async (t) => {

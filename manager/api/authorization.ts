@@ -15,8 +15,13 @@ import { PEER_CERTIFICATE, type PeerCertificate } from "../../lib/rpc/peer.js";
 import { workerOf } from "../../lib/tls/identity.js";
 import { roleIncludes, type TokenTable } from "../core/token-table.js";
 
-/** Who may call a method: anyone, or a token holding the role. */
-export type Need = "anyone" | Role;
+/**
+ * Who may call a method: anyone; a token holding the role; a worker's own credential (role
+ * worker, bound to a worker id by JoinWorker); or a join token (role worker, bound to none).
+ * The last two are apart from the roles: an admin token, which includes every role, is
+ * neither, so it can neither join nor speak for a worker.
+ */
+export type Need = "anyone" | Role | "worker-credential" | "join-token";
 
 const proc = (service: { typeName: string }, method: string) => `/${service.typeName}/${method}`;
 
@@ -34,7 +39,7 @@ export const POLICY: ReadonlyMap<string, Need> = new Map<string, Need>([
   [proc(TaskService, "ListTaskEvents"), Role.READ],
   [proc(TaskService, "WatchTasks"), Role.READ],
   [proc(TaskService, "TaskLogs"), Role.READ],
-  [proc(WorkerService, "Connect"), Role.WORKER],
+  [proc(WorkerService, "Connect"), "worker-credential"],
   [proc(WorkerService, "ListWorkers"), Role.READ],
   [proc(WorkerService, "GetWorker"), Role.READ],
   [proc(WorkerService, "WatchWorkers"), Role.READ],
@@ -57,10 +62,9 @@ export const POLICY: ReadonlyMap<string, Need> = new Map<string, Need>([
   [proc(NodeService, "DrainNode"), Role.OPERATOR],
   [proc(NodeService, "UncordonNode"), Role.OPERATOR],
   [proc(NodeService, "ListNodes"), Role.READ],
-  // With a join token; the handler checks it is one (role worker, bound to no worker).
-  [proc(TokenService, "JoinWorker"), Role.WORKER],
-  // With the worker's own credential and, over TLS, its current certificate.
-  [proc(TokenService, "RenewWorkerCertificate"), Role.WORKER],
+  [proc(TokenService, "JoinWorker"), "join-token"],
+  // Over TLS also with its current certificate (checkCertificate).
+  [proc(TokenService, "RenewWorkerCertificate"), "worker-credential"],
   // Load balancers and grpcurl/buf curl discover the server before they hold a token.
   [proc(Health, "Check"), "anyone"],
   [proc(Health, "Watch"), "anyone"],
@@ -79,7 +83,8 @@ function bearer(header: string | null): string | undefined {
 /**
  * The decision for one call: the token it acts as (undefined for a method anyone may call),
  * or UNAUTHENTICATED (no, a malformed, unknown, revoked or expired token) or
- * PERMISSION_DENIED (a live token whose role does not cover the method).
+ * PERMISSION_DENIED (a live token whose role does not cover the method, or that is not the
+ * kind of worker token the method takes).
  */
 export function authorize(
   tokens: TokenTable,
@@ -98,13 +103,29 @@ export function authorize(
   }
   const check = tokens.check(secret, nowMs);
   if (!check.ok) throw new ConnectError(check.why, Code.Unauthenticated);
-  if (need === undefined || !roleIncludes(check.token.role, need)) {
+  const token = check.token;
+  const isWorkerToken = token.role === Role.WORKER;
+  if (need === "worker-credential") {
+    if (!isWorkerToken || token.workerId === "") {
+      throw new ConnectError(
+        `token ${token.id} is not a worker's own credential: a worker joins first (TokenService.JoinWorker, with a join token)`,
+        Code.PermissionDenied,
+      );
+    }
+  } else if (need === "join-token") {
+    if (!isWorkerToken || token.workerId !== "") {
+      throw new ConnectError(
+        `${procedure} takes a join token (role worker, bound to no worker); token ${token.id} is not one`,
+        Code.PermissionDenied,
+      );
+    }
+  } else if (need === undefined || !roleIncludes(token.role, need)) {
     throw new ConnectError(
-      `token ${check.token.id} (${Role[check.token.role]?.toLowerCase()}) may not call ${procedure}`,
+      `token ${token.id} (${Role[token.role]?.toLowerCase()}) may not call ${procedure}`,
       Code.PermissionDenied,
     );
   }
-  return check.token;
+  return token;
 }
 
 /**
@@ -126,7 +147,7 @@ export function checkCertificate(
       Code.Unauthenticated,
     );
   }
-  if (!NEEDS_WORKER_CERTIFICATE.has(procedure)) return;
+  if (POLICY.get(procedure) !== "worker-credential") return;
   const named = peer ? workerOf(peer.uris) : undefined;
   if (!named) {
     throw new ConnectError(
@@ -208,16 +229,8 @@ export function authInterceptor(
           );
         }
         CALLER.set(req.signal, token);
-        if (NEEDS_WORKER_CERTIFICATE.has(procedure)) {
-          if (!token.workerId) {
-            throw new ConnectError(
-              `token ${token.id} is not a worker's own credential: a worker joins first (TokenService.JoinWorker, with a join token)`,
-              Code.PermissionDenied,
-            );
-          }
-          if (req.stream) {
-            return next({ ...req, message: onlyAs(token.workerId, req.message, logger) });
-          }
+        if (req.stream && procedure === WORKER_STREAM) {
+          return next({ ...req, message: onlyAs(token.workerId, req.message, logger) });
         }
       }
     } catch (error) {
@@ -237,12 +250,6 @@ export function authInterceptor(
 }
 
 const WORKER_STREAM = proc(WorkerService, "Connect");
-
-/** Calls only a worker makes, with its own credential (and, over TLS, its certificate). */
-const NEEDS_WORKER_CERTIFICATE: ReadonlySet<string> = new Set([
-  WORKER_STREAM,
-  proc(TokenService, "RenewWorkerCertificate"),
-]);
 
 /**
  * The worker stream's messages, refused (PERMISSION_DENIED, logged) the moment one

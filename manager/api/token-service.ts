@@ -58,11 +58,13 @@ export function tokenServiceRoutes(
         return { tokens: cp.tokens.list() };
       },
       async joinWorker(req, ctx) {
+        // Who may join is decided with every other call (authorization.ts: a join token);
+        // no caller means a manager without tokens, where workers connect without joining.
         const caller = CALLER.get(ctx.signal);
-        if (!caller || caller.role !== Role.WORKER || caller.workerId !== "") {
+        if (!caller) {
           throw new ConnectError(
-            "JoinWorker takes a join token (role worker, bound to no worker)",
-            Code.PermissionDenied,
+            "JoinWorker needs a manager with tokens: this one runs without them, and its workers connect without joining",
+            Code.FailedPrecondition,
           );
         }
         if (!WORKER_ID.test(req.workerId)) {
@@ -120,8 +122,11 @@ export function tokenServiceRoutes(
         // authorization.ts checked the credential is a worker's own and, over TLS, that the
         // connection's certificate names the same worker.
         const caller = CALLER.get(ctx.signal);
-        if (!caller?.workerId) {
-          throw new ConnectError("a worker's own credential is needed", Code.PermissionDenied);
+        if (!caller) {
+          throw new ConnectError(
+            "RenewWorkerCertificate needs a manager with tokens: this one runs without them",
+            Code.FailedPrecondition,
+          );
         }
         if (!tls) {
           throw new ConnectError(
