@@ -283,6 +283,18 @@ test("ListTasks filters by state, worker, name and labels, and pages in creation
   const bad = await code(h.tasks.listTasks({ pageToken: "garbage" }));
   t.is(bad.code, Code.InvalidArgument);
   t.regex(bad.message, /^page_token/);
+  // A filter is bounded like a spec: matching costs tasks × labels on the manager's thread.
+  const manyLabels = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, "v"]));
+  const tooMany = await code(h.tasks.listTasks({ labels: manyLabels }));
+  t.is(tooMany.code, Code.InvalidArgument);
+  t.regex(tooMany.message, /^labels: at most 64 entries \(got 65\)/);
+  const longName = await code(h.tasks.listTasks({ name: "n".repeat(254) }));
+  t.is(longName.code, Code.InvalidArgument);
+  t.regex(longName.message, /^name: at most 253/);
+  const longValue = await code(h.tasks.listTasks({ labels: { tier: "v".repeat(1025) } }));
+  t.regex(longValue.message, /^labels\["tier"\]: at most 1024/);
+  const sixtyFour = Object.fromEntries(Object.entries(manyLabels).slice(0, 64));
+  t.deepEqual((await h.tasks.listTasks({ labels: sixtyFour })).tasks, [], "64 labels are a filter");
 });
 
 test("ListTaskEvents pages a task's history", async (t) => {

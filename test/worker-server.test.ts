@@ -76,6 +76,10 @@ test("ListTasks filters by state, name, labels and worker, oldest first, in page
   t.is(second.nextPageToken, "");
   t.is(codeOf(await t.throwsAsync(tasks.listTasks({ pageToken: "x" }))), Code.InvalidArgument);
   t.is(codeOf(await t.throwsAsync(tasks.listTasks({ pageSize: 1001 }))), Code.InvalidArgument);
+  const manyLabels = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, "v"]));
+  const tooMany = await t.throwsAsync(tasks.listTasks({ labels: manyLabels }));
+  t.is(codeOf(tooMany), Code.InvalidArgument);
+  t.regex(tooMany?.message ?? "", /labels: at most 64 entries/);
 });
 
 test("the TaskService methods that change tasks are UNIMPLEMENTED on a worker", async (t) => {

@@ -2,6 +2,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import type { TaskState } from "../../gen/cube/v1/task_pb.js";
 import { TaskService, TaskView } from "../../gen/cube/v1/task_service_pb.js";
 import { redactEvent, redactTask } from "../../lib/redact.js";
+import { validateTaskFilter } from "../../lib/task-filter.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { runTasks } from "../rules/run-tasks.js";
 import { findTask, runTask, stopTask, taskEvents } from "../rules/task-ops.js";
@@ -40,6 +41,7 @@ export function taskServiceRoutes(
         return { task: redactTask(entry.task) };
       },
       async listTasks(req) {
+        validateTaskFilter(req);
         const after = decodePageToken(req.pageToken, "tasks");
         await cp.committed();
         const revision = cp.revision;

@@ -9,6 +9,7 @@ import {
   TaskService,
 } from "../../gen/cube/v1/task_service_pb.js";
 import { redactTask } from "../../lib/redact.js";
+import { validateTaskFilter } from "../../lib/task-filter.js";
 import type { StatsFeed, StatsSample } from "../stream/stats-feed.js";
 import { type Driver, DriverError } from "../tasks/driver.js";
 
@@ -110,6 +111,7 @@ export function workerRoutes(view: WorkerView): (router: ConnectRouter) => void 
 }
 
 function listTasks(view: WorkerView, req: ListTasksRequest) {
+  validateTaskFilter(req);
   if (req.pageSize > MAX_PAGE) {
     throw new ConnectError(`page_size must be at most ${MAX_PAGE}`, Code.InvalidArgument);
   }
