@@ -136,6 +136,11 @@ test("bad input is INVALID_ARGUMENT or NOT_FOUND naming the field, and changes n
       jobSpec({ template: spec({ labels: { "cube.job": "other" } }) }),
       /^spec\.template\.labels\["cube\.job"\]/,
     ],
+    // A spec copied back from `cube job status -o json` holds the placeholder, not the secret.
+    [
+      jobSpec({ template: spec({ secretEnv: { DB_PASSWORD: "<redacted>" } }) }),
+      /^spec\.template\.secret_env\["DB_PASSWORD"\]: "<redacted>" is what cube shows in place of a secret value/,
+    ],
   ];
   for (const [bad, message] of cases) {
     const error = await t.throwsAsync(s.jobs.applyJob({ spec: bad }));

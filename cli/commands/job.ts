@@ -144,7 +144,8 @@ Examples:
     .addHelpText(
       "after",
       `
--o json prints {"job": …, "tasks": […]}; its .job.spec is the spec applied (the job file).
+-o json prints {"job": …, "tasks": […]}; its .job.spec is the spec applied (the job file),
+secret values shown as "<redacted>" (applying them back is refused: give the values).
 
 Examples:
   cube job status web

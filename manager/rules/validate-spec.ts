@@ -5,6 +5,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Protocol, RestartMode, type TaskSpec } from "../../gen/cube/v1/task_pb.js";
 import type { RunTaskRequest } from "../../gen/cube/v1/task_service_pb.js";
 import { hostPortKey } from "../../lib/ports.js";
+import { REDACTED } from "../../lib/redact.js";
 
 /** Limits a task spec must keep; anything beyond is a mistake or an attack, never a real need. */
 export const LIMITS = {
@@ -80,6 +81,14 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
       bad(`spec.secret_env["${key}"]`, "a name, without '='");
     }
     if (key in spec.env) bad(`spec.secret_env["${key}"]`, "is also in spec.env: give it once");
+    // What every read API shows in place of a secret: a spec copied from `cube job status -o
+    // json` or GetTask would otherwise replace the real value with the placeholder.
+    if (spec.secretEnv[key] === REDACTED) {
+      bad(
+        `spec.secret_env["${key}"]`,
+        `"${REDACTED}" is what cube shows in place of a secret value: give the value itself`,
+      );
+    }
   }
   map(
     "spec.labels",
