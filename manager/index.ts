@@ -1,8 +1,8 @@
 import { mkdir } from "node:fs/promises";
 import { createLogger, type Logger } from "../lib/logger.js";
-import { parseListen, startServer } from "../lib/rpc/server.js";
+import { isLoopback, parseListen, startServer } from "../lib/rpc/server.js";
 import { authInterceptor } from "./api/authorization.js";
-import { isLoopback, readToken, writeFirstTokens } from "./api/bootstrap-tokens.js";
+import { readToken, writeFirstTokens } from "./api/bootstrap-tokens.js";
 import { ClusterTls, caFile } from "./api/cluster-tls.js";
 import { managerHttp } from "./api/http-routes.js";
 import { managerMetrics } from "./api/metrics-http.js";

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test from "ava";
+import { createHollowDriver } from "../bench/hollow-driver.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { Role, TokenService } from "../gen/cube/v1/token_service_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
@@ -22,9 +23,20 @@ import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
 import { TokenTable } from "../manager/core/token-table.js";
 import { openControlPlane, startManager } from "../manager/index.js";
 import { MemoryStore } from "../manager/store/memory-store.js";
+import { startWorker } from "../worker/index.js";
 import { cube, cubeEnv } from "./cli-harness.js";
 import { FakeClock } from "./fake-clock.js";
 import { tempDir } from "./fixtures.js";
+
+/** A logger at warn level whose lines are kept, to check what a start warned about. */
+async function warnings() {
+  const lines: string[] = [];
+  const { pino } = await import("pino");
+  const logger = pino({ level: "warn" }, {
+    write: (line: string) => lines.push(line),
+  } as unknown as NodeJS.WritableStream);
+  return { lines, logger };
+}
 
 async function codeOf(p: Promise<unknown>): Promise<Code> {
   try {
@@ -234,11 +246,7 @@ test("plaintext on a non-loopback address is refused without --insecure, and war
     startManager({ listen: "0.0.0.0:0", dataDir: dir, logger: createLogger("m", "silent") }),
   );
   t.regex(refused?.message ?? "", /refusing to serve plaintext on 0\.0\.0\.0:0.*--insecure/);
-  const lines: string[] = [];
-  const { pino } = await import("pino");
-  const logger = pino({ level: "warn" }, {
-    write: (line: string) => lines.push(line),
-  } as unknown as NodeJS.WritableStream);
+  const { lines, logger } = await warnings();
   const m = await startManager({ listen: "0.0.0.0:0", dataDir: dir, insecure: true, logger });
   t.teardown(() => m.close());
   t.true(
@@ -247,6 +255,37 @@ test("plaintext on a non-loopback address is refused without --insecure, and war
   );
   const loopback = m.address.replace(/^0\.0\.0\.0/, "127.0.0.1");
   t.deepEqual((await clients(loopback, m.adminToken).tasks.listTasks({})).tasks, []);
+});
+
+test("a worker without TLS refuses a non-loopback port unless --insecure, and warns with it", async (t) => {
+  const m = await manager(t);
+  const dir = await tempDir(t);
+  const common = {
+    manager: m.address,
+    token: m.workerToken,
+    listen: "0.0.0.0:0",
+    driver: createHollowDriver(),
+  };
+  const refused = await t.throwsAsync(
+    startWorker({ ...common, dataDir: join(dir, "a"), logger: createLogger("w", "silent") }),
+  );
+  t.regex(refused?.message ?? "", /refusing to serve plaintext on 0\.0\.0\.0:0.*--insecure/);
+  const { lines, logger } = await warnings();
+  const w = await startWorker({ ...common, dataDir: join(dir, "b"), insecure: true, logger });
+  t.teardown(() => w.close());
+  t.true(
+    lines.some((l) => l.includes("INSECURE")),
+    lines.join("\n"),
+  );
+  // On loopback no flag is needed.
+  const local = await startWorker({
+    ...common,
+    listen: "127.0.0.1:0",
+    dataDir: join(dir, "c"),
+    logger: createLogger("w", "silent"),
+  });
+  t.teardown(() => local.close());
+  t.regex(local.address, /^127\.0\.0\.1:\d+$/);
 });
 
 test("cube token create | ls | revoke, and a client that finds its token in the config file", async (t) => {

@@ -7,7 +7,7 @@ import { file_cube_v1_metrics } from "../gen/cube/v1/metrics_pb.js";
 import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
 import { InventorySchema, StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger, type Logger } from "../lib/logger.js";
-import { parseListen, startServer } from "../lib/rpc/server.js";
+import { isLoopback, parseListen, startServer } from "../lib/rpc/server.js";
 import { managerOnly } from "./api/manager-only.js";
 import { WorkerMetrics } from "./api/metrics.js";
 import { workerRoutes } from "./api/server.js";
@@ -46,6 +46,12 @@ export interface WorkerOptions {
   ca?: string;
   /** host:port of the worker's own gRPC server; default "127.0.0.1:5556"; port 0 picks one. */
   listen?: string;
+  /**
+   * Serve plaintext on a non-loopback `listen` (`cube worker --insecure`): in a cluster
+   * without TLS the worker's port answers anyone (its tasks, their logs), so it is refused
+   * unless asked for, as the manager refuses it.
+   */
+  insecure?: boolean;
   /** Serve GET /metrics (Prometheus text, no token needed) on that port. Default true. */
   metrics?: boolean;
   /** Name for people; default the host name. */
@@ -161,8 +167,20 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       intervalMs: statsIntervalMs,
     });
     stats = feed;
+    const listen = options.listen ?? "127.0.0.1:5556";
+    if (!self.tls && !isLoopback(parseListen(listen).host)) {
+      if (!options.insecure) {
+        throw new Error(
+          `refusing to serve plaintext on ${listen}: without TLS the worker's port answers anyone on the network with its tasks and their logs; join a TLS manager, listen on 127.0.0.1, or pass --insecure (CUBE_INSECURE=1) on a network you trust`,
+        );
+      }
+      logger.warn(
+        { listen },
+        "INSECURE: serving plaintext on a non-loopback address; anyone on the network can read this worker's tasks and logs",
+      );
+    }
     const srv = await startServer({
-      listen: options.listen ?? "127.0.0.1:5556",
+      listen,
       routes: workerRoutes({ workerId, tasks: () => runner.tasks(), stats: feed, driver }),
       files: [file_cube_v1_task_service, file_cube_v1_metrics],
       ...(options.metrics === false ? {} : metrics.serving()),

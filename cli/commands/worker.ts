@@ -22,6 +22,7 @@ interface WorkerFlags {
   capDrop?: string[];
   allowRegistry?: string[];
   metrics?: boolean;
+  insecure?: boolean;
 }
 
 /** Where a worker keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -61,6 +62,10 @@ export function workerCommand(io: Io): Command {
       "--docker-host <url>",
       "Docker engine (env CUBE_DOCKER_HOST or DOCKER_HOST, default the local socket)",
     )
+    .option(
+      "--insecure",
+      "serve plaintext on a non-loopback --listen (env CUBE_INSECURE=1) when the manager has no TLS: anyone on the network can read this worker's tasks and logs",
+    )
     .option("--no-metrics", NO_METRICS_HELP)
     .option(
       "--pids-limit <n>",
@@ -94,11 +99,13 @@ containers keep running, and the next start with the same --data-dir adopts them
 A TLS manager's join tokens end in @sha256:<CA digest>: the worker trusts the manager only if
 its CA has that digest, then keeps the CA, a key of its own and the certificate it gets in its
 data dir (tls/), dials with mTLS, renews the certificate before it expires, and serves its own
-port with TLS, answering the manager alone. A token without the digest needs --ca.
+port with TLS, answering the manager alone. A token without the digest needs --ca. Without
+TLS, a non-loopback --listen needs --insecure.
 
 Examples:
   cube worker
   cube worker --manager 10.0.0.5:5555 --token cube_…@sha256:… --listen 0.0.0.0:5556 --label zone=a
+  cube worker --manager 10.0.0.5:5555 --token cube_… --listen 0.0.0.0:5556 --insecure
   cube worker --name w2 --listen 127.0.0.1:5557 --data-dir ./.cube/w2`,
     )
     .action((flags: WorkerFlags) => worker(io, flags));
@@ -128,6 +135,7 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
     token: flags.token || env.CUBE_TOKEN || undefined,
     ca: flags.ca || env.CUBE_CA || undefined,
     listen: flags.listen || env.CUBE_LISTEN || "127.0.0.1:5556",
+    insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
     name: flags.name || env.CUBE_NAME || undefined,
     dataDir: flags.dataDir || env.CUBE_DATA_DIR || DEFAULT_WORKER_DATA_DIR,
     labels: { ...envLabels, ...toRecord(flags.label ?? []) },

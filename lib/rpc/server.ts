@@ -3,6 +3,7 @@ import * as http2 from "node:http2";
 import {
   type AddressInfo,
   createServer as createNetServer,
+  isIP,
   type Server as NetServer,
   type Socket,
 } from "node:net";
@@ -134,6 +135,13 @@ export function parseListen(listen: string): { host: string; port: number } {
   const port = Number(m[3]);
   if (port > 65535) throw new Error(`listen address "${listen}": port out of range`);
   return { host: m[1] ?? (m[2] || "127.0.0.1"), port };
+}
+
+/** Whether `host` (as in a listen address) is a loopback address or name. */
+export function isLoopback(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return host === "::1";
 }
 
 /** The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113 §3.4). */

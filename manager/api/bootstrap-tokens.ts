@@ -1,5 +1,4 @@
 import { readFile, writeFile } from "node:fs/promises";
-import { isIP } from "node:net";
 import { join } from "node:path";
 import { Role } from "../../gen/cube/v1/token_service_pb.js";
 import type { ControlPlane } from "../core/control-plane.js";
@@ -33,11 +32,4 @@ export async function writeFirstTokens(cp: ControlPlane, dataDir: string): Promi
 /** The token a manager wrote to `dataDir` on its first start (see {@link writeFirstTokens}). */
 export async function readToken(dataDir: string, kind: TokenFile): Promise<string> {
   return (await readFile(fileOf(dataDir, kind), "utf8")).trim();
-}
-
-/** Whether `host` (as in a listen address) is a loopback address or name. */
-export function isLoopback(host: string): boolean {
-  if (host === "localhost") return true;
-  if (isIP(host) === 4) return host.startsWith("127.");
-  return host === "::1";
 }
