@@ -33,10 +33,9 @@ import { WorkerEntry } from "../core/worker-table.js";
 import { reconcile } from "../rules/reconcile.js";
 import { formatMs } from "../rules/restart-policy.js";
 import { cancelRestart, taskEnded, taskUnhealthy } from "../rules/restarts.js";
-import { applyHealth, applyProgress, applyUpdate } from "../rules/task-updates.js";
+import { applyHealth, applyProgress, applyUpdate, clip } from "../rules/task-updates.js";
+import { validateRegister } from "../rules/validate-register.js";
 import { noteProgress, workerBack, workerDisconnected } from "../rules/worker-liveness.js";
-
-const WORKER_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 /**
  * Serves one WorkerService.Connect stream: reads the worker's messages in their own loop and
@@ -150,9 +149,13 @@ export function onMessage(cp: ControlPlane, conn: WorkerConnection, request: Con
       break;
     case "leaving":
       // Its stream ends next; the grace it then gets depends on this.
-      worker.leaving = m.value;
+      worker.leaving = { ...m.value, reason: clip(m.value.reason) };
       cp.logger.info(
-        { worker: worker.id, restarting: m.value.restarting, reason: m.value.reason || undefined },
+        {
+          worker: worker.id,
+          restarting: m.value.restarting,
+          reason: worker.leaving.reason || undefined,
+        },
         m.value.restarting ? "worker restarting" : "worker leaving",
       );
       break;
@@ -180,13 +183,10 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
     conn.end(new ConnectError("register sent twice on one stream", Code.FailedPrecondition));
     return;
   }
-  if (!WORKER_ID.test(reg.workerId)) {
-    conn.end(
-      new ConnectError(
-        "register.worker_id: 1-128 letters, digits, '-', '_' or '.'",
-        Code.InvalidArgument,
-      ),
-    );
+  try {
+    validateRegister(reg);
+  } catch (error) {
+    conn.end(error as ConnectError);
     return;
   }
   const now = cp.clock.now();
@@ -451,7 +451,8 @@ function reclaim(cp: ControlPlane, worker: WorkerEntry, item: InventoryItem, bec
 }
 
 /** The worker's container engine went away or came back. */
-function onEngine(cp: ControlPlane, worker: WorkerEntry, report: EngineReport): void {
+function onEngine(cp: ControlPlane, worker: WorkerEntry, sent: EngineReport): void {
+  const report = { ...sent, reason: clip(sent.reason) };
   const was = worker.engine?.status;
   worker.setEngine(report);
   if (was === report.status) return;

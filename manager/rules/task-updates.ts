@@ -7,6 +7,22 @@ import { ended, refusedReport, running, stopped, type TaskPatch } from "../core/
 import type { TaskEntry } from "../core/task-table.js";
 import type { WorkerEntry } from "../core/worker-table.js";
 import { taskEnded, taskUnhealthy } from "./restarts.js";
+import { LIMITS } from "./validate-spec.js";
+
+/**
+ * Characters of a worker's report (a reason, a health or progress message) kept: Docker's
+ * errors run long, and whatever a worker says is stored in every event of the task.
+ */
+export const REPORT_TEXT_LIMIT = 2048;
+/** Characters of a container id kept (Docker's are 64). */
+const CONTAINER_ID_LIMIT = 128;
+
+/** `text` cut to `limit` characters, saying so, so that nothing is shortened silently. */
+export function clip(text: string, limit = REPORT_TEXT_LIMIT): string {
+  return text.length <= limit
+    ? text
+    : `${text.slice(0, limit)}… (cut from ${text.length} characters)`;
+}
 
 /** Progress events of one task are kept at most this often (pull progress comes fast). */
 const PROGRESS_EVERY_MS = 250;
@@ -40,12 +56,13 @@ export function applyUpdate(cp: ControlPlane, worker: WorkerEntry, update: TaskU
   const entry = current(cp, worker, update.taskId, update.generation);
   if (!entry) return;
   const task = entry.task;
+  const reason = clip(update.reason);
   // What the worker sees of its container, whatever the state does.
   const seen: TaskPatch = {};
-  if (update.containerId && update.containerId !== task.containerId) {
-    seen.containerId = update.containerId;
-  }
-  if (update.ports.length > 0) seen.ports = update.ports;
+  const containerId = clip(update.containerId, CONTAINER_ID_LIMIT);
+  if (containerId && containerId !== task.containerId) seen.containerId = containerId;
+  // No task publishes more ports than a spec may hold.
+  if (update.ports.length > 0) seen.ports = update.ports.slice(0, LIMITS.portCount);
   if (update.state === task.state) {
     if (Object.keys(seen).length > 0) cp.touch(entry, seen);
     return;
@@ -72,12 +89,7 @@ export function applyUpdate(cp: ControlPlane, worker: WorkerEntry, update: TaskU
   }
   const at = update.time ?? timestampFromMs(cp.clock.now());
   if (to === TaskState.RUNNING) {
-    cp.change(
-      entry,
-      { ...seen, ...running(at, update.reason) },
-      TaskEventType.STATE_CHANGED,
-      update.reason,
-    );
+    cp.change(entry, { ...seen, ...running(at, reason) }, TaskEventType.STATE_CHANGED, reason);
   } else if (stopping) {
     cp.change(
       entry,
@@ -87,7 +99,7 @@ export function applyUpdate(cp: ControlPlane, worker: WorkerEntry, update: TaskU
     );
   } else if (to === TaskState.COMPLETED || to === TaskState.FAILED) {
     // The only other moves refusedReport lets through.
-    const patch = { ...seen, ...ended(to, update.reason, at, update.exitCode) };
+    const patch = { ...seen, ...ended(to, reason, at, update.exitCode) };
     taskEnded(cp, entry, patch, to === TaskState.FAILED ? "failed" : "completed");
   }
 }
@@ -97,7 +109,7 @@ export function applyHealth(cp: ControlPlane, worker: WorkerEntry, report: Healt
   const entry = current(cp, worker, report.taskId, report.generation);
   if (!entry || entry.task.health === report.status) return;
   if (report.status !== HealthStatus.HEALTHY && report.status !== HealthStatus.UNHEALTHY) return;
-  const message = report.message || HealthStatus[report.status];
+  const message = clip(report.message) || HealthStatus[report.status];
   cp.change(entry, { health: report.status }, TaskEventType.HEALTH_CHANGED, message);
   if (report.status === HealthStatus.UNHEALTHY) taskUnhealthy(cp, entry, worker, message);
 }
@@ -114,5 +126,5 @@ export function applyProgress(cp: ControlPlane, worker: WorkerEntry, progress: P
     progress.totalBytes > 0n
       ? ` ${Number((progress.currentBytes * 100n) / progress.totalBytes)}%`
       : "";
-  cp.change(entry, {}, TaskEventType.PROGRESS, `${progress.message}${pct}`);
+  cp.change(entry, {}, TaskEventType.PROGRESS, `${clip(progress.message)}${pct}`);
 }

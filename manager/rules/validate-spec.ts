@@ -59,17 +59,17 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
   validateTaskId(request.id);
   const spec = request.spec;
   if (!spec) bad("spec", "required");
-  text("spec.name", spec.name, LIMITS.nameLength);
+  checkText("spec.name", spec.name, LIMITS.nameLength);
   if (spec.image.trim() === "") bad("spec.image", "required");
-  text("spec.image", spec.image, LIMITS.imageLength);
+  checkText("spec.image", spec.image, LIMITS.imageLength);
   if (/\s/.test(spec.image)) bad("spec.image", "must not contain spaces");
   list("spec.command", spec.command);
   list("spec.args", spec.args);
-  map("spec.env", spec.env, LIMITS.envCount, LIMITS.envKeyLength, LIMITS.envValueLength);
+  checkMap("spec.env", spec.env, LIMITS.envCount, LIMITS.envKeyLength, LIMITS.envValueLength);
   for (const key of Object.keys(spec.env)) {
     if (key === "" || key.includes("=")) bad(`spec.env["${key}"]`, "a name, without '='");
   }
-  map(
+  checkMap(
     "spec.secret_env",
     spec.secretEnv,
     LIMITS.envCount,
@@ -90,7 +90,7 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
       );
     }
   }
-  map(
+  checkMap(
     "spec.labels",
     spec.labels,
     LIMITS.labelCount,
@@ -100,7 +100,7 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
   // Labels are shown and matched by people: no control or bidirectional characters in
   // values either (env values may hold anything: certificates, scripts).
   for (const [k, v] of Object.entries(spec.labels)) {
-    text(`spec.labels["${k}"]`, v, LIMITS.labelValueLength);
+    checkText(`spec.labels["${k}"]`, v, LIMITS.labelValueLength);
   }
   // The manager's own labels on a job's replicas (manager/core/job-table.ts): a task that set
   // them would be counted as a replica of that job.
@@ -116,7 +116,8 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
   return spec;
 }
 
-function text(field: string, value: string, max: number): void {
+/** INVALID_ARGUMENT "field: …" unless `value` has at most `max` characters, none of them control or bidirectional-override ones. */
+export function checkText(field: string, value: string, max: number): void {
   if (value.length > max) bad(field, `at most ${max} characters (got ${value.length})`);
   if (CONTROL.test(value)) bad(field, "must not contain control characters");
   if (BIDI.test(value)) bad(field, "must not contain bidirectional-override characters");
@@ -130,7 +131,8 @@ function list(field: string, values: readonly string[]): void {
   });
 }
 
-function map(
+/** INVALID_ARGUMENT "field…: …" unless the map has at most `count` entries within the lengths, its keys free of control and bidirectional characters. */
+export function checkMap(
   field: string,
   values: Record<string, string>,
   count: number,
@@ -211,7 +213,7 @@ function healthCheck(spec: TaskSpec): void {
   const h = spec.healthCheck;
   if (!h) return;
   if (!h.path.startsWith("/")) bad("spec.health_check.path", 'must start with "/"');
-  text("spec.health_check.path", h.path, LIMITS.healthPathLength);
+  checkText("spec.health_check.path", h.path, LIMITS.healthPathLength);
   if (/\s/.test(h.path)) bad("spec.health_check.path", "must not contain spaces");
   if (h.port > 65535) bad("spec.health_check.port", "0-65535");
   if (h.port === 0 && spec.ports.length === 0) {
