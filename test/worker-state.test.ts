@@ -2,8 +2,11 @@
  * The worker's state pieces on their own: the LevelDB store and outbox (on disk, across
  * reopen), the recovery plan, back-off, the per-task queue, the async queue and labels.
  */
-import { create } from "@bufbuild/protobuf";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { create, toBinary } from "@bufbuild/protobuf";
 import test from "ava";
+import { Level } from "level";
 import { DesiredState, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { AsyncQueue } from "../worker/async-queue.js";
 import { backoffDelay } from "../worker/backoff.js";
@@ -232,6 +235,44 @@ test("store changes made together share one batch, land in order, and survive a 
     appended.slice(150).map((u) => u.seq),
     "acked updates are gone, the rest kept",
   );
+});
+
+test("task records keep secret env values sealed on disk, and give them back plain", async (t) => {
+  const dir = await tempDir(t);
+  const SECRET = "s3cr3t-value-that-must-not-be-on-disk";
+  let store = await WorkerStore.open(dir);
+  await store.commit({
+    putTasks: [
+      create(TaskSchema, {
+        id: "with-secret",
+        generation: 1n,
+        spec: { image: "x", env: { PLAIN: "visible" }, secretEnv: { DB_PASSWORD: SECRET } },
+      }),
+    ],
+  });
+  await store.close();
+  // Every file of the data dir but the key itself: the secret is in none of them.
+  for (const name of await readdir(join(dir, "worker.db"))) {
+    const bytes = await readFile(join(dir, "worker.db", name));
+    t.false(bytes.includes(SECRET), `secret in worker.db/${name}`);
+  }
+  t.true((await readdir(dir)).includes("secrets.key"));
+  // A record written before sealing (plain values) is read as it was.
+  const db = new Level<string, Uint8Array>(join(dir, "worker.db"), { valueEncoding: "view" });
+  await db.put(
+    "!tasks!old",
+    toBinary(
+      TaskSchema,
+      create(TaskSchema, { id: "old", spec: { image: "x", secretEnv: { TOKEN: "plain" } } }),
+    ),
+  );
+  await db.close();
+  store = await WorkerStore.open(dir);
+  t.teardown(() => store.close());
+  const byId = new Map((await store.tasks()).map((x) => [x.id, x]));
+  t.deepEqual(byId.get("with-secret")?.spec?.secretEnv, { DB_PASSWORD: SECRET });
+  t.deepEqual(byId.get("with-secret")?.spec?.env, { PLAIN: "visible" });
+  t.deepEqual(byId.get("old")?.spec?.secretEnv, { TOKEN: "plain" });
 });
 
 test("labels parse from k=v,k=v and name the bad entry", (t) => {

@@ -6,6 +6,12 @@ import { Level } from "level";
 import { type Task, TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import { type TaskUpdate, TaskUpdateSchema } from "../../gen/cube/v1/worker_service_pb.js";
 import { type Deferred, deferred } from "../../lib/deferred.js";
+import { SecretBox } from "../../lib/secret-box.js";
+
+/** The key that seals secret env values in task records, beside worker.db (mode 0600). */
+export const WORKER_SECRET_KEY_FILE = "secrets.key";
+/** What a sealed value starts with (lib/secret-box.ts); records written before sealing hold plain values. */
+const SEALED = "enc:v1:";
 
 /** Thrown when another process holds the data directory's LevelDB lock. */
 export class DataDirInUseError extends Error {
@@ -54,7 +60,8 @@ const seqKey = (seq: bigint) => seq.toString().padStart(20, "0");
 
 /**
  * The worker's LevelDB: its id, the update seq counter, the outbox of updates the
- * manager has not acknowledged, and one record (a `Task`) per task it holds. Every
+ * manager has not acknowledged, and one record (a `Task`) per task it holds, its secret env
+ * values sealed (AES-256-GCM, key `secrets.key` beside the database), as the manager's are. Every
  * {@link commit} is one synced batch, so an update and the record it describes survive
  * a kill -9 together or not at all.
  */
@@ -65,14 +72,18 @@ export class WorkerStore {
   #group: Group | undefined;
   #writing: Promise<void> | undefined;
 
+  readonly #secrets: SecretBox;
+
   private constructor(
     db: Level<string, unknown>,
+    secrets: SecretBox,
     /** The worker's stable id. */
     readonly workerId: string,
     /** Highest seq ever given to an update. */
     readonly lastSeq: bigint,
   ) {
     this.#db = db;
+    this.#secrets = secrets;
     this.#outbox = db.sublevel<string, Uint8Array>(OUTBOX, { valueEncoding: "view" });
     this.#tasks = db.sublevel<string, Uint8Array>(TASKS, { valueEncoding: "view" });
   }
@@ -103,7 +114,14 @@ export class WorkerStore {
       });
     }
     const seq = await meta.get("seq");
-    return new WorkerStore(db, workerId, seq ? BigInt(seq) : 0n);
+    let secrets: SecretBox;
+    try {
+      secrets = await SecretBox.open(join(dir, WORKER_SECRET_KEY_FILE));
+    } catch (error) {
+      await db.close();
+      throw error;
+    }
+    return new WorkerStore(db, secrets, workerId, seq ? BigInt(seq) : 0n);
   }
 
   /** Every kept update, lowest seq first. */
@@ -116,8 +134,22 @@ export class WorkerStore {
   /** Every task record. */
   async tasks(): Promise<Task[]> {
     const out: Task[] = [];
-    for await (const value of this.#tasks.values()) out.push(fromBinary(TaskSchema, value));
+    for await (const value of this.#tasks.values()) {
+      const task = fromBinary(TaskSchema, value);
+      const secretEnv = task.spec?.secretEnv ?? {};
+      for (const [key, v] of Object.entries(secretEnv)) {
+        if (v.startsWith(SEALED)) secretEnv[key] = this.#secrets.open(v);
+      }
+      out.push(task);
+    }
     return out;
+  }
+
+  /** The task as written: its secret env values sealed (a copy when it has any). */
+  #sealed(task: Task): Task {
+    const spec = task.spec;
+    if (!spec || Object.keys(spec.secretEnv).length === 0) return task;
+    return { ...task, spec: { ...spec, secretEnv: this.#secrets.sealAll(spec.secretEnv) } };
   }
 
   /**
@@ -132,7 +164,7 @@ export class WorkerStore {
       ops.push({ key: prefix(OUTBOX) + seqKey(u.seq), value: toBinary(TaskUpdateSchema, u) });
     }
     for (const t of change.putTasks ?? []) {
-      ops.push({ key: prefix(TASKS) + t.id, value: toBinary(TaskSchema, t) });
+      ops.push({ key: prefix(TASKS) + t.id, value: toBinary(TaskSchema, this.#sealed(t)) });
     }
     for (const id of change.deleteTasks ?? []) ops.push({ key: prefix(TASKS) + id });
     return this.#enqueue(ops, true, change.lastSeq);
