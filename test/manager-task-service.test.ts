@@ -184,6 +184,13 @@ test("GetTask, StopTask and ListTaskEvents answer NOT_FOUND for an unknown id", 
   t.is((await code(h.tasks.getTask({ id: "nope" }))).code, Code.NotFound);
   t.is((await code(h.tasks.stopTask({ id: "nope" }))).code, Code.NotFound);
   t.is((await code(h.tasks.listTaskEvents({ taskId: "nope" }))).code, Code.NotFound);
+  // The id comes back in the message, bounded and escaped: no 100 KB header, no terminal
+  // escape sequence or bidirectional override reaching whoever reads it.
+  const long = await code(h.tasks.getTask({ id: "x".repeat(100_000) }));
+  t.is(long.code, Code.NotFound);
+  t.regex(long.message, /^task "x{128}"… \(100000 characters\) not found$/);
+  const escaped = await code(h.tasks.getTask({ id: "\u001b[31mred\u202e" }));
+  t.is(escaped.message, 'task "\\u001b[31mred\\u202e" not found');
 });
 
 test("stopping a PENDING task completes it at once; stopping it again is no error", async (t) => {

@@ -1,6 +1,7 @@
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { Role, TokenService } from "../../gen/cube/v1/token_service_pb.js";
+import { quote } from "../../lib/quote.js";
 import { joinToken } from "../../lib/tls/identity.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { CALLER } from "./authorization.js";
@@ -143,7 +144,7 @@ export function tokenServiceRoutes(
       },
       async revokeToken(req) {
         const record = cp.tokens.revoke(req.id);
-        if (!record) throw new ConnectError(`token "${req.id}" not found`, Code.NotFound);
+        if (!record) throw new ConnectError(`token ${quote(req.id)} not found`, Code.NotFound);
         cp.store.putToken(record);
         await cp.committed();
         cp.logger.info({ token: req.id }, "token revoked");

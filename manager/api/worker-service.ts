@@ -1,5 +1,6 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { WorkerService } from "../../gen/cube/v1/worker_service_pb.js";
+import { quote } from "../../lib/quote.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { workerStream } from "./worker-stream.js";
 
@@ -20,7 +21,7 @@ export function workerServiceRoutes(cp: ControlPlane): (router: ConnectRouter) =
         const worker = cp.workers.find(req.id);
         if (!worker) {
           throw new ConnectError(
-            `worker "${req.id}" not found (give an id, or a name only one worker has)`,
+            `worker ${quote(req.id)} not found (give an id, or a name only one worker has)`,
             Code.NotFound,
           );
         }

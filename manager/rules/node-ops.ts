@@ -28,6 +28,7 @@ import {
 } from "../../gen/cube/v1/node_service_pb.js";
 import { DesiredState, TaskState } from "../../gen/cube/v1/task_pb.js";
 import { AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
+import { quote } from "../../lib/quote.js";
 import { isFinished, isReady } from "../../lib/task-state.js";
 import { timestampLiteral } from "../../lib/timestamp.js";
 import type { ControlPlane } from "../core/control-plane.js";
@@ -54,7 +55,7 @@ export function findNode(cp: ControlPlane, name: string): WorkerEntry {
   const w = name === "" ? undefined : cp.workers.find(name);
   if (!w) {
     throw new ConnectError(
-      `name: worker "${name}" not found (give an id, or a name only one worker has)`,
+      `name: worker ${quote(name)} not found (give an id, or a name only one worker has)`,
       Code.NotFound,
     );
   }

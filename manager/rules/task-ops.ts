@@ -12,6 +12,7 @@ import {
 } from "../../gen/cube/v1/task_pb.js";
 import type { RunTaskRequest } from "../../gen/cube/v1/task_service_pb.js";
 import { AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
+import { quote } from "../../lib/quote.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { stopped, stopRequested } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
@@ -22,7 +23,7 @@ import { validateRunTask } from "./validate-spec.js";
 /** The task, or NOT_FOUND naming the id. */
 export function findTask(cp: ControlPlane, id: string): TaskEntry {
   const entry = id === "" ? undefined : cp.tasks.get(id);
-  if (!entry) throw new ConnectError(`task "${id}" not found`, Code.NotFound);
+  if (!entry) throw new ConnectError(`task ${quote(id)} not found`, Code.NotFound);
   return entry;
 }
 
