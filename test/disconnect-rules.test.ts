@@ -156,6 +156,23 @@ test("the manager stalls 10 s (a SIGSTOP): no worker is blamed; silence counts f
   t.is(statusOf(h, "w1"), "DOWN");
 });
 
+test("a silent worker is judged when the heartbeat timeout runs out, not at the next heartbeat tick", async (t) => {
+  const clock = new FakeClock();
+  const h = await harness(t, { clock, heartbeatIntervalMs: 500, heartbeatTimeoutMs: 2000 });
+  const w1 = new FakeWorker("w1");
+  await w1.connect(h.transport);
+  // Heard from 300 ms after a tick of its stream: the ticks fall at 500, 1000, … from there.
+  clock.advance(300);
+  w1.send({ case: "heartbeat", value: {} });
+  await eventually(() => {
+    if (h.cp.workers.get("w1")?.lastSeenMs !== clock.now()) throw new Error("not read yet");
+  });
+  clock.advance(2000);
+  t.is(statusOf(h, "w1"), "READY", "silent for exactly the timeout");
+  clock.advance(1);
+  t.is(statusOf(h, "w1"), "DISCONNECTED", "silent past it: 2,001 ms, not the next tick at 2,200");
+});
+
 test("a DISCONNECTED worker whose grace ran out while the manager stalled gets a fresh one", async (t) => {
   const { clock, h, w1 } = await twoWorkers(t, { startupGraceMs: 6000 });
   w1.disconnect();

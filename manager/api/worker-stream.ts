@@ -473,7 +473,8 @@ function streamEnded(cp: ControlPlane, conn: WorkerConnection, why: string): voi
 }
 
 /**
- * One timer per stream, re-armed every heartbeat interval: a heartbeat goes down when
+ * One timer per stream, re-armed every heartbeat interval (sooner when a silent worker's
+ * timeout runs out before the next one): a heartbeat goes down when
  * nothing else did; assignments unacknowledged for a whole resend period go down again;
  * and a worker silent past the heartbeat timeout — by the manager's own running time — has
  * its stream closed and is DISCONNECTED.
@@ -513,7 +514,15 @@ function heartbeat(cp: ControlPlane, conn: WorkerConnection): { current?: TimerH
         });
       }
     }
-    ref.current = cp.clock.setTimeout(tick, interval);
+    ref.current = cp.clock.setTimeout(tick, nextTick());
+  };
+  // Every interval, and when a silent worker's timeout runs out: judged then, not up to an
+  // interval later (a partition took the timeout plus half an interval on average).
+  const nextTick = (): number => {
+    const worker = conn.workerId ? cp.workers.get(conn.workerId) : undefined;
+    if (!worker || worker.connection !== conn) return interval;
+    const due = worker.lastSeenMs + timeout + 1 - cp.clock.now();
+    return Math.max(1, Math.min(interval, due));
   };
   ref.current = cp.clock.setTimeout(tick, interval);
   return ref;
