@@ -142,13 +142,16 @@ test("the dashboard's files: content types, caching, no way out of web/dist", as
   t.is(await head.text(), "");
   t.is((await fetch(`${base}/`, { method: "POST" })).status, 405);
   // fetch normalises "..", so the raw paths go over a socket of their own.
+  // web/dist/assets/../../../package.json is the repository's own package.json: a server
+  // that followed any of these would answer 200 with it.
   for (const path of [
-    "/assets/../package.json",
-    "/assets/..%2f..%2fpackage.json",
-    "/assets/%2e%2e/package.json",
+    "/assets/../../../package.json",
+    "/assets/..%2f..%2f..%2fpackage.json",
+    "/assets/%2e%2e/%2e%2e/%2e%2e/package.json",
+    "/../../package.json",
     "/assets/.hidden",
     "/assets/",
-    "/index.html/../../package.json",
+    "/index.html/../../../package.json",
     "/web/dist/index.html",
   ]) {
     t.is(await rawStatus(m.address, path), 404, path);

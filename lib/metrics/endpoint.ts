@@ -35,9 +35,10 @@ export function processMetrics(): Registry {
 /**
  * Answers GET (and HEAD) with the text of `registries`, in order (each metric name must be in
  * one of them only). No authentication: what it shows are counts, durations and process
- * figures — no task id, name, image, label or environment, nothing a token guards. When cube
- * gets its role tokens, a read token may be required here: this handler is the one place that
- * serves the page, so the check goes in front of it, in the server's fallback.
+ * figures — no task id, name, image, label or environment, nothing a token guards, so it
+ * stays public like Prometheus targets usually are. Should a token ever be wanted here, this
+ * handler is the one place that serves the page: the check goes in front of it, in the
+ * server's fallback.
  */
 export function metricsPage(registries: readonly Registry[]): PlainHandler {
   return (req, res) => {
