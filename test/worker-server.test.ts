@@ -100,6 +100,33 @@ test("TaskLogs of a task without a container is FAILED_PRECONDITION", async (t) 
   t.is(codeOf(error), Code.FailedPrecondition);
 });
 
+test("metrics: a watcher that stops reading gets the latest sample when it reads again, not a backlog", async (t) => {
+  let taken = 0;
+  const stats = new StatsFeed({
+    workerId: WORKER,
+    // cpu_count numbers the samples here.
+    node: () => create(NodeMetricsSchema, { workerId: WORKER, cpuCount: ++taken }),
+    driver: createHollowDriver(),
+    tasks: () => [],
+    intervalMs: 20,
+  });
+  t.teardown(() => stats.close());
+  const transport = createRouterTransport(
+    workerRoutes({ workerId: WORKER, tasks: () => [], stats, driver: createHollowDriver() }),
+  );
+  const metrics = createClient(MetricsService, transport);
+  stats.start();
+  const abort = new AbortController();
+  t.teardown(() => abort.abort());
+  const it = metrics.watchMetrics({}, { signal: abort.signal })[Symbol.asyncIterator]();
+  const first = (await it.next()).value?.node?.cpuCount ?? 0;
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  const taken400 = taken;
+  const next = (await it.next()).value?.node?.cpuCount ?? 0;
+  t.true(taken400 - first >= 5, `samples taken meanwhile: ${taken400 - first}`);
+  t.true(next >= taken400 - 1, `got sample ${next} after ${first}, latest ${taken400}`);
+});
+
 test("metrics: the worker's own node, NOT_FOUND for another, and a watch that streams", async (t) => {
   const { metrics, stats } = setup([]);
   t.teardown(() => stats.close());

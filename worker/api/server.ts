@@ -83,18 +83,21 @@ export function workerRoutes(view: WorkerView): (router: ConnectRouter) => void 
       },
       async *watchMetrics(req, ctx) {
         checkWorker(req.workerId);
-        const queue: StatsSample[] = [view.stats.sample()];
+        // Only the latest sample waits: a client that does not read gets the newest when it
+        // does, and the worker holds one sample for it, not one per interval.
+        let latest: StatsSample | undefined = view.stats.sample();
         let wake: (() => void) | undefined;
         const onSample = (s: StatsSample) => {
-          queue.push(s);
+          latest = s;
           wake?.();
         };
         view.stats.on("sample", onSample);
         ctx.signal.addEventListener("abort", () => wake?.(), { once: true });
         try {
           while (!ctx.signal.aborted) {
-            const next = queue.shift();
+            const next = latest;
             if (next) {
+              latest = undefined;
               yield next;
               continue;
             }
