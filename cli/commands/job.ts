@@ -1,4 +1,3 @@
-import { readFile } from "node:fs/promises";
 import { toJson } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Command } from "commander";
@@ -37,6 +36,7 @@ import type { Io } from "../io.js";
 import { LiveTable } from "../live-table.js";
 import { formatAge, formatDuration, parseDuration } from "../parse-duration.js";
 import { parseJobFile } from "../parse-job-file.js";
+import { readSpecFile } from "../read-spec-file.js";
 import { workerNames } from "../worker-names.js";
 
 interface RunOptions extends ClientOptions {
@@ -244,12 +244,7 @@ function printJob(io: Io, opts: ClientOptions, job: Job | undefined): void {
 }
 
 async function jobRun(io: Io, opts: RunOptions): Promise<void> {
-  let text: string;
-  try {
-    text = opts.file === "-" ? await readStdin() : await readFile(opts.file, "utf8");
-  } catch (error) {
-    throw usageError(`cannot read ${opts.file}: ${(error as Error).message}`);
-  }
+  const text = await readSpecFile(opts.file);
   let spec: ReturnType<typeof parseJobFile>;
   try {
     spec = parseJobFile(text, opts.file === "-" ? "stdin" : opts.file);
@@ -273,12 +268,6 @@ async function jobRun(io: Io, opts: RunOptions): Promise<void> {
     }
     if (opts.wait) await waitForDeployment(io, clients, job, opts.timeout);
   });
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
 }
 
 /**

@@ -1,4 +1,3 @@
-import { readFile } from "node:fs/promises";
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
@@ -24,6 +23,7 @@ import { parseKeyValue } from "../parse-key-value.js";
 import { parsePort } from "../parse-port.js";
 import { parseSize } from "../parse-size.js";
 import { parseTaskFile, type TaskFile } from "../parse-task-file.js";
+import { readSpecFile } from "../read-spec-file.js";
 import { taskCopies } from "../task-copies.js";
 import { waitForTask } from "../wait-for-task.js";
 
@@ -206,7 +206,7 @@ async function taskRequest(
     if (mixed.length > 0) {
       throw usageError(`-f cannot be combined with ${mixed.join(", ")}: put them in the file`);
     }
-    const text = opts.file === "-" ? await readStdin() : await readText(opts.file);
+    const text = await readSpecFile(opts.file);
     let file: TaskFile;
     try {
       file = parseTaskFile(text, opts.file === "-" ? "stdin" : opts.file);
@@ -223,20 +223,4 @@ async function taskRequest(
   } catch (error) {
     throw usageError((error as Error).message);
   }
-}
-
-async function readText(path: string): Promise<string> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (error) {
-    throw usageError(
-      `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-    );
-  }
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
 }
