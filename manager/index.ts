@@ -103,7 +103,7 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
       fallback: managerHttp(metrics?.fallback),
       interceptors: [
         ...(metrics?.interceptors ?? []),
-        ...(resolved.auth ? [authInterceptor(cp.tokens, cp.clock, logger, undefined, !!tls)] : []),
+        ...(resolved.auth ? [authInterceptor(cp.tokens, cp.clock, logger, { tls: !!tls })] : []),
       ],
       tls: tls?.serverTls(),
     });

@@ -27,6 +27,7 @@ import { startWorker } from "../worker/index.js";
 import { cube, cubeEnv } from "./cli-harness.js";
 import { FakeClock } from "./fake-clock.js";
 import { tempDir } from "./fixtures.js";
+import { eventually } from "./manager-harness.js";
 
 /** A logger at warn level whose lines are kept, to check what a start warned about. */
 async function warnings() {
@@ -324,6 +325,50 @@ test("cube token create | ls | revoke, and a client that finds its token in the 
   t.regex(none.stderr, /--token or CUBE_TOKEN/);
 });
 
+test("a token holding its most open streams gets RESOURCE_EXHAUSTED for another; closing one frees its place; other tokens are not counted", async (t) => {
+  const cp = await openControlPlane(new MemoryStore(), { logger: createLogger("m", "silent") });
+  t.teardown(() => cp.close());
+  const now = Date.now();
+  const watcher = cp.tokens.create("watcher", Role.OPERATOR, undefined, now).secret;
+  const other = cp.tokens.create("other", Role.READ, undefined, now).secret;
+  const server = await startServer({
+    listen: "127.0.0.1:0",
+    routes: managerRoutes(cp),
+    files: MANAGER_FILES,
+    interceptors: [
+      authInterceptor(cp.tokens, cp.clock, createLogger("m", "silent"), { openStreams: 3 }),
+    ],
+  });
+  t.teardown(() => server.close());
+  const mine = clients(server.address, watcher);
+  await mine.tasks.runTask({ id: "a", spec: { image: "cube/httpd:local" } });
+  await mine.tasks.runTask({ id: "b", spec: { image: "cube/httpd:local" } });
+  // A watch from revision 1 answers at once (the later events), so it is known to be open.
+  const open = (c: ReturnType<typeof clients>) => {
+    const abort = new AbortController();
+    const it = c.tasks
+      .watchTasks({ afterRevision: 1n }, { signal: abort.signal })
+      [Symbol.asyncIterator]();
+    return { abort, first: it.next() };
+  };
+  const held = [open(mine), open(mine), open(mine)];
+  for (const w of held) t.false((await w.first).done);
+  const fourth = open(mine);
+  t.is(await codeOf(fourth.first), Code.ResourceExhausted);
+  const theirs = open(clients(server.address, other));
+  t.false((await theirs.first).done, "another token's streams are its own");
+  theirs.abort.abort();
+  // Closing one gives its place back (once the server has seen the stream end).
+  held[0]?.abort.abort();
+  await eventually(async () => {
+    const again = open(mine);
+    const first = await again.first;
+    again.abort.abort();
+    if (first.done) throw new Error("ended");
+  });
+  for (const w of held) w.abort.abort();
+});
+
 test("a token over its call rate gets RESOURCE_EXHAUSTED; its bucket refills with time; other tokens are not slowed", async (t) => {
   const clock = new FakeClock(Date.now());
   const cp = await openControlPlane(new MemoryStore(), {
@@ -339,7 +384,9 @@ test("a token over its call rate gets RESOURCE_EXHAUSTED; its bucket refills wit
     routes: managerRoutes(cp),
     files: MANAGER_FILES,
     interceptors: [
-      authInterceptor(cp.tokens, clock, createLogger("m", "silent"), { perSecond: 2, burst: 3 }),
+      authInterceptor(cp.tokens, clock, createLogger("m", "silent"), {
+        rate: { perSecond: 2, burst: 3 },
+      }),
     ],
   });
   t.teardown(() => server.close());

@@ -202,20 +202,70 @@ export class RateLimiter {
 export const CALLER = new WeakMap<AbortSignal, Token>();
 
 /**
+ * Streams one token may hold open at once (watches, logs, the worker stream): far above what
+ * a dashboard or a script holds, low enough that one leaked token cannot make every commit
+ * walk tens of thousands of watchers. The methods anyone may call (health watches,
+ * reflection) share one count of {@link ANYONE_OPEN_STREAMS}.
+ */
+export const DEFAULT_OPEN_STREAMS = 100;
+export const ANYONE_OPEN_STREAMS = 1000;
+
+/** Open streams per key, each taken once and given back once. */
+class StreamCounter {
+  readonly #open = new Map<string, number>();
+
+  /** Takes a stream for `key`; false when it holds `limit` already. */
+  take(key: string, limit: number): boolean {
+    const n = this.#open.get(key) ?? 0;
+    if (n >= limit) return false;
+    this.#open.set(key, n + 1);
+    return true;
+  }
+
+  /** A function that gives the stream back, the first time it is called only. */
+  releaser(key: string): () => void {
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const n = (this.#open.get(key) ?? 1) - 1;
+      if (n > 0) this.#open.set(key, n);
+      else this.#open.delete(key);
+    };
+  }
+}
+
+/** Options of {@link authInterceptor}. */
+export interface AuthOptions {
+  /** Calls per token; default {@link DEFAULT_RATE}. */
+  readonly rate?: RateLimit;
+  /** Streams a token may hold open at once; default {@link DEFAULT_OPEN_STREAMS}. */
+  readonly openStreams?: number;
+  /** Whether the server speaks TLS (client certificates are then checked). */
+  readonly tls?: boolean;
+}
+
+/**
  * The manager's authorization interceptor: {@link authorize} for every call before anything
- * else runs; refusals are logged with the method and the reason, never the secret.
+ * else runs, then the token's call rate and open streams; refusals are logged with the
+ * method and the reason, never the secret.
  */
 export function authInterceptor(
   tokens: TokenTable,
   clock: Clock,
   logger: Logger,
-  rate: RateLimit = DEFAULT_RATE,
-  tls = false,
+  options: AuthOptions = {},
 ): Interceptor {
+  const rate = options.rate ?? DEFAULT_RATE;
+  const openStreams = options.openStreams ?? DEFAULT_OPEN_STREAMS;
+  const tls = options.tls ?? false;
   const limiter = new RateLimiter(rate, clock);
+  const streams = new StreamCounter();
   return (next) => async (req) => {
     const procedure = proc(req.service, req.method.name);
     const peer = tls ? req.contextValues.get(PEER_CERTIFICATE) : undefined;
+    let request = req;
+    let release: (() => void) | undefined;
     try {
       // A forged certificate is refused before its token is even looked at.
       if (peer && !peer.verified) checkCertificate(procedure, undefined, peer);
@@ -230,8 +280,20 @@ export function authInterceptor(
         }
         CALLER.set(req.signal, token);
         if (req.stream && procedure === WORKER_STREAM) {
-          return next({ ...req, message: onlyAs(token.workerId, req.message, logger) });
+          request = { ...req, message: onlyAs(token.workerId, req.message, logger) };
         }
+      }
+      if (req.method.methodKind !== "unary") {
+        const key = token ? `token ${token.id}` : "anyone";
+        const limit = token ? openStreams : ANYONE_OPEN_STREAMS;
+        if (!streams.take(key, limit)) {
+          throw new ConnectError(
+            `${token ? `token ${token.id}` : "callers without a token"} already hold${token ? "s" : ""} ${limit} open streams, the most allowed: close some (watches, logs) and retry`,
+            Code.ResourceExhausted,
+          );
+        }
+        release = streams.releaser(key);
+        req.signal.addEventListener("abort", release, { once: true });
       }
     } catch (error) {
       logger.warn(
@@ -245,8 +307,29 @@ export function authInterceptor(
       );
       throw error;
     }
-    return next(req);
+    if (!release) return next(request);
+    const done = release;
+    try {
+      const response = await next(request);
+      if (!response.stream) {
+        done();
+        return response;
+      }
+      return { ...response, message: givingBack(response.message, done) };
+    } catch (error) {
+      done();
+      throw error;
+    }
   };
+}
+
+/** `messages`, calling `done` once they end, fail or are abandoned. */
+async function* givingBack<M>(messages: AsyncIterable<M>, done: () => void): AsyncGenerator<M> {
+  try {
+    yield* messages;
+  } finally {
+    done();
+  }
 }
 
 const WORKER_STREAM = proc(WorkerService, "Connect");
