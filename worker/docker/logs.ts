@@ -2,7 +2,9 @@
  * Container output. Without a TTY Docker multiplexes stdout and stderr into frames of
  * an 8-byte header (stream type, 3 zero bytes, big-endian length) and payload. One
  * incremental parser serves both the followed stream and the one-shot Buffer, and keeps
- * stdout and stderr in their original order (two demuxed streams would not).
+ * stdout and stderr in their original order (two demuxed streams would not). Both the
+ * followed and the one-shot output are read as a stream: dockerode hands the one-shot
+ * output over as one Buffer, which for a chatty container is its whole log in memory.
  */
 import type { Readable } from "node:stream";
 import type Docker from "dockerode";
@@ -52,12 +54,7 @@ export async function* containerLogs(
   };
   const parser = new MuxParser();
   if (options.signal.aborted) return;
-  if (!options.follow) {
-    const buffer = await container.logs({ ...base, follow: false });
-    yield* parser.push(Buffer.isBuffer(buffer) ? buffer : Buffer.from(buffer));
-    return;
-  }
-  const stream = (await container.logs({ ...base, follow: true })) as unknown as Readable;
+  const stream = await logStream(container, { ...base, follow: options.follow });
   const abort = () => stream.destroy();
   if (options.signal.aborted) abort();
   options.signal.addEventListener("abort", abort, { once: true });
@@ -70,4 +67,26 @@ export async function* containerLogs(
     options.signal.removeEventListener("abort", abort);
     stream.destroy();
   }
+}
+
+/**
+ * The response of Docker's logs endpoint as a stream, followed or not (dockerode's
+ * `container.logs` streams only when following).
+ */
+function logStream(
+  container: Docker.Container,
+  query: { stdout: boolean; stderr: boolean; tail: number; timestamps: boolean; follow: boolean },
+): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    container.modem.dial(
+      {
+        path: `/containers/${container.id}/logs?`,
+        method: "GET",
+        isStream: true,
+        statusCodes: { 200: true, 404: "no such container", 500: "server error" },
+        options: query,
+      },
+      (error: Error | null, stream: Readable) => (error ? reject(error) : resolve(stream)),
+    );
+  });
 }
