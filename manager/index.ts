@@ -148,17 +148,19 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
           await store.close();
         })();
         let timer: NodeJS.Timeout | undefined;
-        const deadline = new Promise<void>((resolve) => {
+        const deadline = new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
-            logger.warn(
-              { ms: resolved.shutdownTimeoutMs },
-              "shutdown deadline passed; closing anyway",
-            );
-            resolve();
+            logger.warn({ ms: resolved.shutdownTimeoutMs }, "shutdown deadline passed");
+            // Rejected, so that a process stopped this way exits non-zero: the drain did not
+            // finish (what was committed is on disk; what was not, was never acknowledged).
+            reject(new Error(`shutdown took longer than ${resolved.shutdownTimeoutMs} ms`));
           }, resolved.shutdownTimeoutMs);
         });
-        await Promise.race([work, deadline]);
-        clearTimeout(timer);
+        try {
+          await Promise.race([work, deadline]);
+        } finally {
+          clearTimeout(timer);
+        }
         logger.info("manager stopped");
       })();
       return closing;

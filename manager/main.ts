@@ -3,7 +3,7 @@
  * spawn a real manager and kill -9 it): CUBE_LISTEN (default 127.0.0.1:5555, port 0 ok),
  * CUBE_DATA_DIR (required), CUBE_SCHEDULER, and CUBE_HEARTBEAT_INTERVAL,
  * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE, CUBE_STARTUP_GRACE, CUBE_RESTART_GRACE and
- * CUBE_ASSIGNMENT_RESEND in milliseconds, and
+ * CUBE_ASSIGNMENT_RESEND and CUBE_SHUTDOWN_TIMEOUT in milliseconds, and
  * CUBE_ASSIGNMENT_WINDOW, CUBE_INSECURE=1 (plaintext on a non-loopback address), CUBE_TLS=1
  * (TLS with the cluster's CA; CUBE_WORKER_CERT_TTL, in ms, how long worker certificates last)
  * and CUBE_AUTH=0 (no tokens: benchmarks' baseline only). Prints {"listening":"host:port"}
@@ -39,6 +39,7 @@ try {
     startupGraceMs: ms("CUBE_STARTUP_GRACE"),
     restartGraceMs: ms("CUBE_RESTART_GRACE"),
     assignmentResendMs: ms("CUBE_ASSIGNMENT_RESEND"),
+    shutdownTimeoutMs: ms("CUBE_SHUTDOWN_TIMEOUT"),
     assignmentWindow: ms("CUBE_ASSIGNMENT_WINDOW", "a number of assignments"),
     insecure: process.env.CUBE_INSECURE === "1",
     tls: process.env.CUBE_TLS === "1" || process.env.CUBE_TLS === "true",

@@ -229,3 +229,22 @@ test("SIGTERM stops a manager process gracefully and loses nothing", async (t) =
   const again = createClient(TaskService, grpcTransport(second.address, { token: second.token }));
   t.is((await again.listTasks({})).tasks.length, 50);
 });
+
+test("a manager whose drain outlasts its shutdown deadline exits 1 and says so", async (t) => {
+  const dir = await tempDir(t);
+  // 0 ms: the deadline falls due before the store has closed.
+  const env = {
+    CUBE_DATA_DIR: dir,
+    CUBE_LISTEN: "127.0.0.1:0",
+    CUBE_LOG_LEVEL: "info",
+    CUBE_SHUTDOWN_TIMEOUT: "0",
+  };
+  const m = await spawnCube(t, "manager/main.ts", env);
+  const exited = new Promise<number | null>((resolve) =>
+    m.child.once("exit", (code) => resolve(code)),
+  );
+  m.child.kill("SIGTERM");
+  t.is(await exited, 1);
+  t.regex(m.logs(), /"msg":"shutdown deadline passed"/);
+  t.notRegex(m.logs(), /"msg":"manager stopped"/);
+});

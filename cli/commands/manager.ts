@@ -25,6 +25,7 @@ interface ManagerFlags {
   restartGrace?: number;
   assignmentResend?: number;
   assignmentWindow?: number;
+  shutdownTimeout?: number;
   metrics?: boolean;
   insecure?: boolean;
   tls?: boolean;
@@ -93,6 +94,11 @@ export function managerCommand(io: Io): Command {
       arg(parseWindow),
     )
     .option(
+      "--shutdown-timeout <duration>",
+      "how long SIGINT/SIGTERM waits for the manager to drain (decisions stopped, store flushed, streams closed) before it exits 1 anyway (env CUBE_SHUTDOWN_TIMEOUT, default 5s)",
+      arg(parseDuration),
+    )
+    .option(
       "--tls",
       "serve TLS with the cluster's own CA, made in the data dir on the first start; workers get certificates from it (env CUBE_TLS=1)",
     )
@@ -151,6 +157,7 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     restartGraceMs: flags.restartGrace ?? fromEnv("CUBE_RESTART_GRACE", envDuration),
     assignmentResendMs: flags.assignmentResend ?? fromEnv("CUBE_ASSIGNMENT_RESEND", envDuration),
     assignmentWindow: flags.assignmentWindow ?? fromEnv("CUBE_ASSIGNMENT_WINDOW", parseWindow),
+    shutdownTimeoutMs: flags.shutdownTimeout ?? fromEnv("CUBE_SHUTDOWN_TIMEOUT", envDuration),
     metrics: metricsWanted(flags.metrics, env),
     insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
     tls: flags.tls || env.CUBE_TLS === "1" || env.CUBE_TLS === "true",

@@ -5,6 +5,7 @@ import { DEFAULT_MANAGER } from "../client.js";
 import { arg, collect } from "../client-options.js";
 import type { Io } from "../io.js";
 import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
+import { parseDuration } from "../parse-duration.js";
 import { parseCount } from "../parse-enum.js";
 import { parseKeyValue, toRecord } from "../parse-key-value.js";
 
@@ -23,6 +24,7 @@ interface WorkerFlags {
   allowRegistry?: string[];
   metrics?: boolean;
   insecure?: boolean;
+  shutdownTimeout?: number;
 }
 
 /** Where a worker keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -65,6 +67,11 @@ export function workerCommand(io: Io): Command {
     .option(
       "--insecure",
       "serve plaintext on a non-loopback --listen (env CUBE_INSECURE=1) when the manager has no TLS: anyone on the network can read this worker's tasks and logs",
+    )
+    .option(
+      "--shutdown-timeout <duration>",
+      "how long SIGINT/SIGTERM waits for the worker to tell the manager and close before it exits 1 anyway; containers keep running either way (env CUBE_SHUTDOWN_TIMEOUT, default 10s)",
+      arg(parseDuration),
     )
     .option("--no-metrics", NO_METRICS_HELP)
     .option(
@@ -148,6 +155,7 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
       ...(flags.allowRegistry ? { allowedRegistries: flags.allowRegistry } : {}),
     },
     metrics: metricsWanted(flags.metrics, env),
+    shutdownTimeoutMs: flags.shutdownTimeout ?? envShutdownTimeout(env.CUBE_SHUTDOWN_TIMEOUT),
   };
   let handle: WorkerHandle;
   try {
@@ -160,4 +168,14 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
   );
   // The process runner owns the rest: it exits on SIGINT/SIGTERM after a graceful close.
   await new Promise<never>(() => {});
+}
+
+/** CUBE_SHUTDOWN_TIMEOUT: milliseconds, or a duration ("10s"); undefined when unset. */
+function envShutdownTimeout(value: string | undefined): number | undefined {
+  if (!value) return undefined;
+  try {
+    return /^\s*\d+\s*$/.test(value) ? Number(value) : parseDuration(value);
+  } catch (error) {
+    throw new CliError(`CUBE_SHUTDOWN_TIMEOUT: ${(error as Error).message}`);
+  }
 }
