@@ -213,7 +213,8 @@ test("connections that send nothing, and idle HTTP/2 connections, are closed aft
   t.log(`100 silent connections all closed within ${slowest} ms (first-bytes timeout 300 ms)`);
   t.true(slowest < 15_000, `${slowest} ms`);
 
-  // An HTTP/2 client that made one call and then sits idle (no pings) is let go too.
+  // An HTTP/2 client that opened its connection (preface, settings) and then sits idle (no
+  // call, no pings) is let go too.
   const h2 = connect(Number(port), host);
   await new Promise((resolve) => h2.once("connect", resolve));
   h2.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

@@ -137,7 +137,7 @@ test("WatchTasks answers OUT_OF_RANGE for dropped history and for the future", a
   t.is(await read(29n), "event");
 });
 
-test("the hub cuts off a watcher that falls behind and keeps feeding the others", (t) => {
+test("the hub cuts off a watcher that falls behind and keeps feeding the others", async (t) => {
   const hub = new EventHub(10, 0n);
   const slow = hub.subscribe(3);
   const fast = hub.subscribe(100);
@@ -146,6 +146,12 @@ test("the hub cuts off a watcher that falls behind and keeps feeding the others"
   t.true(slow.overflowed);
   t.false(fast.overflowed);
   t.is(hub.watcherCount, 1);
+  t.is(await slow.take(new AbortController().signal), undefined, "the slow one is told");
+  t.deepEqual(
+    (await fast.take(new AbortController().signal))?.map((e) => e.revision),
+    [1n, 2n, 3n, 4n, 5n],
+    "the fast one got every event",
+  );
   t.deepEqual(
     hub.since(2n)?.map((e) => e.revision),
     [3n, 4n, 5n],
