@@ -32,7 +32,7 @@ export const EXIT_CODES_HELP = `Exit codes:
     1  error
     2  usage: bad flag, argument or value
     3  the task failed (run --wait, stop --wait)
-    4  not found: no such task
+    4  not found: no such task, job, worker or token
     5  the manager cannot be reached
     6  timed out: the task stayed PENDING or did not get ready in time
     7  denied: no token, a bad one, or its role does not allow the call
