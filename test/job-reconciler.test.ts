@@ -41,7 +41,10 @@ let order = 0n;
 /** A replica: healthy long enough unless told otherwise. */
 function r(id: string, over: Partial<ReplicaView> = {}): ReplicaView {
   order++;
+  const createdAt = over.createdAt ?? NOW - 100_000;
   return {
+    attemptAt: createdAt,
+    proven: false,
     id,
     version: 1n,
     state: TaskState.RUNNING,
@@ -256,6 +259,62 @@ const CASES: Case[] = [
       t.regex(p.deploymentEnds?.reason ?? "", /replica n not healthy within 60s/);
       t.is(p.revertTo, 2n);
       t.is(p.create, 0);
+    },
+  },
+  {
+    name: "a replica of the new version that was ready in this deployment and then lost contact does not fail it",
+    job: job({ version: 3n, ...deploying(3n), stableVersion: 2n, autoRevert: true }),
+    replicas: [
+      r("n", {
+        version: 3n,
+        state: TaskState.UNKNOWN,
+        ready: false,
+        readySince: undefined,
+        createdAt: NOW - 2 * DEADLINE,
+        proven: true,
+      }),
+      r("b", { version: 2n }),
+      r("c", { version: 2n }),
+    ],
+    expect(t, p) {
+      t.is(p.deploymentEnds, undefined);
+      t.is(p.revertTo, undefined);
+    },
+  },
+  {
+    name: "a replica whose worker lost contact before it was ever ready does not fail the deployment while UNKNOWN",
+    job: job({ version: 3n, ...deploying(3n), stableVersion: 2n, autoRevert: true }),
+    replicas: [
+      r("n", {
+        version: 3n,
+        state: TaskState.UNKNOWN,
+        ready: false,
+        readySince: undefined,
+        createdAt: NOW - DEADLINE,
+      }),
+      r("b", { version: 2n }),
+    ],
+    expect(t, p) {
+      t.is(p.deploymentEnds, undefined);
+    },
+  },
+  {
+    name: "a replica placed again (its worker went DOWN) gets the whole healthy_deadline from its new placement",
+    job: job({ version: 3n, ...deploying(3n), stableVersion: 2n, autoRevert: true }),
+    replicas: [
+      r("n", {
+        version: 3n,
+        state: TaskState.SCHEDULED,
+        ready: false,
+        readySince: undefined,
+        createdAt: NOW - 2 * DEADLINE,
+        attemptAt: NOW - 1000,
+      }),
+      r("b", { version: 2n }),
+    ],
+    expect(t, p) {
+      t.is(p.deploymentEnds, undefined);
+      t.is(p.wakeAt, NOW - 1000 + DEADLINE);
     },
   },
   {

@@ -50,6 +50,12 @@ export class JobEntry implements TaskGroup {
    * whose task has no ready_at (stored before the field existed).
    */
   readonly readySince = new Map<string, number>();
+  /**
+   * Replicas seen ready during the current deployment: they showed its version healthy, so
+   * its healthy deadline no longer applies to them (a later blip of their worker, or a
+   * restart, is not the version's failure).
+   */
+  readonly proven = new Set<string>();
   /** Replicas that failed in a row with no healthy job in between (the replace back-off). */
   failStreak = 0;
   /** Replacements of failed replicas wait until then (ms). */
@@ -93,6 +99,7 @@ export class JobEntry implements TaskGroup {
     if (!entry) return;
     this.members.delete(id);
     this.readySince.delete(id);
+    this.proven.delete(id);
     const t = entry.task;
     if (holdsResources(t.state) && t.workerId) this.#count(t.workerId, -1);
     if (entry.group === this) entry.group = undefined;

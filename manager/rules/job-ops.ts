@@ -242,6 +242,7 @@ function startDeployment(
   revert: boolean,
   now: number,
 ): void {
+  job.proven.clear();
   const current = job.job.deployment;
   if (current?.status === DeploymentStatus.RUNNING) {
     endDeployment(
@@ -349,6 +350,8 @@ export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): Repl
       since = undefined;
       job.readySince.delete(t.id);
     }
+    if (ready) job.proven.add(t.id);
+    const createdAt = t.createdAt ? timestampMs(t.createdAt) : now;
     out.push({
       id: t.id,
       version: jobOf(t)?.version ?? 0n,
@@ -357,7 +360,9 @@ export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): Repl
       restartPending: entry.restartTimer !== undefined,
       ready,
       readySince: since,
-      createdAt: t.createdAt ? timestampMs(t.createdAt) : now,
+      createdAt,
+      attemptAt: t.scheduledAt ? Math.max(createdAt, timestampMs(t.scheduledAt)) : createdAt,
+      proven: job.proven.has(t.id),
       order: entry.createdRevision,
       leaving: drain === DrainStatus.DRAINING || drain === DrainStatus.DEADLINE_REACHED,
       evict: drain === DrainStatus.DEADLINE_REACHED,

@@ -44,6 +44,10 @@ export interface ReplicaView {
   readonly readySince?: number;
   /** When it was created (ms). */
   readonly createdAt: number;
+  /** When its current attempt began (ms): its latest placement, else its creation. */
+  readonly attemptAt: number;
+  /** It was ready during the current deployment: the healthy deadline no longer applies. */
+  readonly proven: boolean;
   /** Creation order (its CREATED revision): larger is newer. */
   readonly order: bigint;
   /** Its worker is being drained: it should move. */
@@ -220,9 +224,14 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
   // The deployment fails on a replica of its version that failed, or that was not healthy in time.
   if (deploying && failure === undefined) {
     for (const r of live) {
-      // Ready counts: min_healthy_time only paces the rollout.
-      if (r.version !== job.version || r.ready) continue;
-      const deadline = r.createdAt + job.healthyDeadlineMs;
+      // Ready counts: min_healthy_time only paces the rollout. A replica that was ready in
+      // this deployment has shown the version works; one whose worker lost contact is the
+      // worker's matter (the down grace replaces it): neither fails the deployment.
+      if (r.version !== job.version || r.ready || r.proven) continue;
+      if (r.state === TaskState.UNKNOWN) continue;
+      // Timed from its current attempt: a replica placed again (its worker went DOWN, or it
+      // restarted) gets the whole deadline again.
+      const deadline = r.attemptAt + job.healthyDeadlineMs;
       if (deadline <= now) {
         failure = `replica ${r.id} not healthy within ${ms(job.healthyDeadlineMs)}`;
         break;
