@@ -1,9 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Task } from "../gen/cube/v1/task_pb.js";
+import { sleep } from "../lib/sleep.js";
 import { CliError } from "./cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "./client.js";
 import { ExitCode } from "./exit-codes.js";
 import type { Io } from "./io.js";
+import { isTransient } from "./reconnect.js";
 import { TaskWaiter, type WaitOutcome, type WaitStep } from "./task-waiter.js";
 import { workerNames } from "./worker-names.js";
 
@@ -112,26 +114,6 @@ export async function waitForTask(
 }
 
 /** Errors after which watching again may work: the connection, not the request. */
-function isTransient(error: unknown): boolean {
-  if (!(error instanceof ConnectError)) return false;
-  return [Code.Unavailable, Code.Canceled, Code.Aborted, Code.Unknown, Code.Internal].includes(
-    error.code,
-  );
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
-  });
-}
 
 /**
  * Prints a step on stderr. On a terminal, progress (image pulls) rewrites one line in

@@ -95,6 +95,16 @@ test("apply: count replicas placed and running, spread over the workers, job RUN
   t.is(got.deployment?.status, DeploymentStatus.SUCCESSFUL);
   t.is(got.stableVersion, 1n);
   t.like(got.counts, { desired: 3, running: 3, healthy: 3, pending: 0, failed: 0 });
+  t.like(got.deployment, { desired: 3, placed: 3, healthy: 3 });
+  // A scale afterwards changes the job's counts, not the figures of a deployment that ended.
+  await s.jobs.scaleJob({ name: "web", count: 5 });
+  const scaled = await eventually(async () => {
+    const { job: j } = await s.jobs.getJob({ name: "web" });
+    if (j?.counts?.running !== 5) throw new Error(`running ${j?.counts?.running}`);
+    return j;
+  });
+  t.is(scaled.counts?.desired, 5);
+  t.like(scaled.deployment, { status: DeploymentStatus.SUCCESSFUL, desired: 3, healthy: 3 });
 });
 
 test("applying the same spec again changes nothing and makes no new version", async (t) => {

@@ -8,6 +8,7 @@ import {
   ListJobVersionsResponseSchema,
 } from "../../gen/cube/v1/job_service_pb.js";
 import { DesiredState, type Task } from "../../gen/cube/v1/task_pb.js";
+import { sleep } from "../../lib/sleep.js";
 import { CliError, usageError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
@@ -37,6 +38,7 @@ import { LiveTable } from "../live-table.js";
 import { formatAge, formatDuration, parseDuration } from "../parse-duration.js";
 import { parseJobFile } from "../parse-job-file.js";
 import { readSpecFile } from "../read-spec-file.js";
+import { isTransient } from "../reconnect.js";
 import { workerNames } from "../worker-names.js";
 
 interface RunOptions extends ClientOptions {
@@ -291,41 +293,63 @@ async function waitForDeployment(
     last = line;
     io.stderr.write(`${formatDuration(io.now() - started).padStart(7)}  ${line}\n`);
   };
+  /** One look at the job: true once the deployment is done; throws when it failed. */
+  const follow = (job: Job | undefined): boolean => {
+    const d = job?.deployment;
+    if (!job || !d) return false;
+    if (job.status === JobStatus.STOPPED) {
+      throw new CliError(`job ${name} was stopped`, ExitCode.TaskFailed);
+    }
+    if (d.version === version && !d.revert === !applied.deployment?.revert) {
+      const pending = job.counts?.pending ? `, ${job.counts.pending} pending` : "";
+      say(
+        `version ${version}: ${d.placed}/${d.desired} placed, ${d.healthy}/${d.desired} healthy${pending}${d.status === DeploymentStatus.RUNNING ? "" : `, ${deploymentStatusName(d.status)}`}`,
+      );
+      // Done once the version is deployed and the job has as many healthy replicas as it
+      // wants: a count changed without a new version has a deployment that ended already.
+      const wanted = job.counts?.desired ?? d.desired;
+      if (d.status === DeploymentStatus.SUCCESSFUL && (job.counts?.healthy ?? 0) >= wanted) {
+        io.stderr.write(
+          `job ${name}: version ${version} deployed, ${wanted} replicas healthy, after ${formatDuration(io.now() - started)}\n`,
+        );
+        return true;
+      }
+      if (d.status === DeploymentStatus.FAILED || d.status === DeploymentStatus.CANCELLED) {
+        throw new CliError(
+          `job ${name}: deployment of version ${version} ${deploymentStatusName(d.status).toLowerCase()}: ${d.statusReason}`,
+          ExitCode.TaskFailed,
+        );
+      }
+    } else if (d.fromVersion === version && d.revert) {
+      throw new CliError(
+        `job ${name}: deployment of version ${version} failed; reverting to version ${d.version} (${job.statusReason})`,
+        ExitCode.TaskFailed,
+      );
+    } else if (job.version !== version) {
+      throw new CliError(
+        `job ${name}: version ${version} was superseded by version ${job.version}`,
+        ExitCode.TaskFailed,
+      );
+    }
+    return false;
+  };
+  let lostOnce = false;
   try {
-    for await (const { job } of clients.jobs.watchJobs({ name }, { signal })) {
-      const d = job?.deployment;
-      if (!job || !d) continue;
-      if (job.status === JobStatus.STOPPED) {
-        throw new CliError(`job ${name} was stopped`, ExitCode.TaskFailed);
-      }
-      if (d.version === version && !d.revert === !applied.deployment?.revert) {
-        const pending = job.counts?.pending ? `, ${job.counts.pending} pending` : "";
-        say(
-          `version ${version}: ${d.placed}/${d.desired} placed, ${d.healthy}/${d.desired} healthy${pending}${d.status === DeploymentStatus.RUNNING ? "" : `, ${deploymentStatusName(d.status)}`}`,
-        );
-        if (d.status === DeploymentStatus.SUCCESSFUL) {
-          io.stderr.write(
-            `job ${name}: version ${version} deployed, ${d.desired} replicas healthy, after ${formatDuration(io.now() - started)}\n`,
-          );
-          return;
+    for (;;) {
+      try {
+        for await (const { job } of clients.jobs.watchJobs({ name }, { signal })) {
+          if (follow(job)) return;
         }
-        if (d.status === DeploymentStatus.FAILED || d.status === DeploymentStatus.CANCELLED) {
-          throw new CliError(
-            `job ${name}: deployment of version ${version} ${deploymentStatusName(d.status).toLowerCase()}: ${d.statusReason}`,
-            ExitCode.TaskFailed,
-          );
+        // The manager ended the stream (it is shutting down): watch again.
+      } catch (error) {
+        if (error instanceof CliError || signal.aborted || !isTransient(error)) throw error;
+        if (!lostOnce) {
+          io.stderr.write(`lost the manager at ${clients.address}, reconnecting…\n`);
+          lostOnce = true;
         }
-      } else if (d.fromVersion === version && d.revert) {
-        throw new CliError(
-          `job ${name}: deployment of version ${version} failed; reverting to version ${d.version} (${job.statusReason})`,
-          ExitCode.TaskFailed,
-        );
-      } else if (job.version !== version) {
-        throw new CliError(
-          `job ${name}: version ${version} was superseded by version ${job.version}`,
-          ExitCode.TaskFailed,
-        );
       }
+      await sleep(500, signal);
+      signal.throwIfAborted();
     }
   } catch (error) {
     if (timeout.aborted) {

@@ -7,6 +7,7 @@ import {
   type Node,
   NodeSchema,
 } from "../../gen/cube/v1/node_service_pb.js";
+import { sleep } from "../../lib/sleep.js";
 import { CliError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
@@ -23,6 +24,7 @@ import { renderTable } from "../format-table.js";
 import { WORKER_HEAD, workerRow } from "../format-worker.js";
 import type { Io } from "../io.js";
 import { formatDuration, parseDuration } from "../parse-duration.js";
+import { isTransient } from "../reconnect.js";
 
 interface LsOptions extends ClientOptions {
   trunc: boolean;
@@ -182,28 +184,51 @@ async function waitForDrain(io: Io, clients: ManagerClients, workerId: string): 
   const started = io.now();
   const colors = colorsFor(io.stderr, io.env);
   let last = "";
+  /** One look at the node: true once drained; throws when the drain ended otherwise. */
+  const look = async (): Promise<boolean> => {
+    const { nodes } = await clients.nodes.listNodes({}, { timeoutMs: CALL_TIMEOUT_MS });
+    const node = nodes.find((n) => n.worker?.id === workerId);
+    if (!node) return false;
+    const line = schedulingLabel(node, colors);
+    if (line !== last) {
+      last = line;
+      io.stderr.write(`${formatDuration(io.now() - started).padStart(7)}  ${line}\n`);
+    }
+    const d = node.drain;
+    if (d?.status === DrainStatus.COMPLETE) return true;
+    if (d?.status === DrainStatus.DEADLINE_REACHED && d.tasksLeft === 0) {
+      const took = d.startedAt ? formatDuration(io.now() - timestampMs(d.startedAt)) : "";
+      throw new CliError(
+        `drain reached its deadline after ${took}: what was left was stopped`,
+        ExitCode.Timeout,
+      );
+    }
+    if (d?.status === DrainStatus.CANCELLED)
+      throw new CliError("the drain was cancelled (uncordoned)");
+    return false;
+  };
+  let lostOnce = false;
   try {
-    for await (const { worker } of clients.workers.watchWorkers({}, { signal: io.interrupted })) {
-      if (worker?.id !== workerId) continue;
-      const { nodes } = await clients.nodes.listNodes({}, { timeoutMs: CALL_TIMEOUT_MS });
-      const node = nodes.find((n) => n.worker?.id === workerId);
-      if (!node) continue;
-      const line = schedulingLabel(node, colors);
-      if (line !== last) {
-        last = line;
-        io.stderr.write(`${formatDuration(io.now() - started).padStart(7)}  ${line}\n`);
+    for (;;) {
+      try {
+        for await (const { worker } of clients.workers.watchWorkers(
+          {},
+          { signal: io.interrupted },
+        )) {
+          if (worker?.id === workerId && (await look())) return;
+        }
+        // The manager ended the stream (it is shutting down): watch again.
+      } catch (error) {
+        if (error instanceof CliError || io.interrupted.aborted || !isTransient(error)) {
+          throw error;
+        }
+        if (!lostOnce) {
+          io.stderr.write(`lost the manager at ${clients.address}, reconnecting…\n`);
+          lostOnce = true;
+        }
       }
-      const d = node.drain;
-      if (d?.status === DrainStatus.COMPLETE) return;
-      if (d?.status === DrainStatus.DEADLINE_REACHED && d.tasksLeft === 0) {
-        const took = d.startedAt ? formatDuration(io.now() - timestampMs(d.startedAt)) : "";
-        throw new CliError(
-          `drain reached its deadline after ${took}: what was left was stopped`,
-          ExitCode.Timeout,
-        );
-      }
-      if (d?.status === DrainStatus.CANCELLED)
-        throw new CliError("the drain was cancelled (uncordoned)");
+      await sleep(500, io.interrupted);
+      io.interrupted.throwIfAborted();
     }
   } catch (error) {
     if (stoppedByUser(io, error)) throw new CliError("interrupted", ExitCode.Interrupted);

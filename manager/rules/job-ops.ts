@@ -431,8 +431,13 @@ function applyPlan(cp: ControlPlane, job: JobEntry, plan: JobPlan, now: number):
       starting: plan.counts.starting,
       failed,
     }),
+    // A deployment's figures are its own: they move while it runs (and are final when it
+    // ends, in this very pass), not after (a scale changes the job's counts, not them).
     deployment:
-      d && d.version === job.job.version && plan.revertTo === undefined
+      d &&
+      d.version === job.job.version &&
+      plan.revertTo === undefined &&
+      (d.status === DeploymentStatus.RUNNING || plan.deploymentEnds !== undefined)
         ? {
             ...d,
             desired: job.spec.count,

@@ -5,6 +5,7 @@
  * (a revision) each time, so a reconnect misses nothing and repeats nothing.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { sleep } from "../../lib/sleep.js";
 
 /** How a followed stream is doing, for the header's indicator. */
 export type LinkState =
@@ -103,18 +104,4 @@ export function follow<M>(options: FollowOptions<M>): Following {
     state({ kind: "stopped" });
   })();
   return { stop: () => abort.abort() };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 }
