@@ -61,6 +61,7 @@ function Dashboard({ session, onSignOut }: { session: Session; onSignOut: () => 
   const route = useRoute();
   useStore(session.tasks);
   useStore(session.workers);
+  useStore(session.jobs);
   const section = route.view === "task" ? "tasks" : route.view === "job" ? "jobs" : route.view;
   return (
     <div class="layout">
@@ -75,7 +76,12 @@ function Dashboard({ session, onSignOut }: { session: Session; onSignOut: () => 
             </a>
           ))}
         </nav>
-        <Link tasks={session.tasks.link} workers={session.workers.link} />
+        <Link
+          tasks={session.tasks.link}
+          workers={session.workers.link}
+          // The jobs watch runs while a jobs page is open: then it counts too.
+          jobs={section === "jobs" ? session.jobs.link : undefined}
+        />
         <button type="button" class="quiet" onClick={onSignOut}>
           Sign out
         </button>
@@ -92,9 +98,17 @@ function Dashboard({ session, onSignOut }: { session: Session; onSignOut: () => 
   );
 }
 
-/** Whether the page is live: both watches open, or what is wrong and when it tries again. */
-function Link({ tasks, workers }: { tasks: LinkState; workers: LinkState }) {
-  const worst = [tasks, workers].find((s) => s.kind !== "live");
+/** Whether the page is live: its watches open, or what is wrong and when it tries again. */
+function Link({
+  tasks,
+  workers,
+  jobs,
+}: {
+  tasks: LinkState;
+  workers: LinkState;
+  jobs?: LinkState | undefined;
+}) {
+  const worst = [tasks, workers, jobs].find((s) => s !== undefined && s.kind !== "live");
   if (!worst) {
     return (
       <span class="link link-live" data-testid="link">
