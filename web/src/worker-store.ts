@@ -46,8 +46,9 @@ export class WorkerStore extends FrameNotifier {
       },
       onState: (state) => {
         this.link = state;
-        // A watch (re)opened with no worker at all sends nothing: the cluster is empty.
-        if (state.kind === "live" || state.kind === "retrying") this.loaded = true;
+        // A watch open with no worker at all sends nothing: the cluster is empty. One that
+        // failed says nothing of it (the header says the manager is out of reach).
+        if (state.kind === "live") this.loaded = true;
         this.changed();
       },
     });
