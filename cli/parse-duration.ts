@@ -5,6 +5,11 @@
  */
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
+/** Durations in the environment: "2s" like the flags, or a bare number of ms as manager/main.ts reads them. */
+export function parseEnvDuration(value: string): number {
+  return /^\s*\d+\s*$/.test(value) ? Number(value) : parseDuration(value);
+}
+
 /** Parses "500ms", "2s", "1m30s" into milliseconds; throws a message naming the input. */
 export function parseDuration(input: string): number {
   const text = input.trim();

@@ -47,6 +47,11 @@ export class SecretBox {
     return PREFIX + Buffer.concat([iv, cipher.getAuthTag(), body]).toString("base64url");
   }
 
+  /** Whether `value` is {@link seal}'s output (by its prefix), not a plain value. */
+  static isSealed(value: string): boolean {
+    return value.startsWith(PREFIX);
+  }
+
   /** The plain value of {@link seal}'s output; throws when it was altered or sealed with another key. */
   open(sealed: string): string {
     if (!sealed.startsWith(PREFIX)) throw new Error("not a sealed value");

@@ -76,6 +76,9 @@ const fresh = (id: string, over: Partial<ReplicaView> = {}) =>
     createdAt: NOW - 1000,
     ...over,
   });
+/** A replica of version 3 that is not ready. */
+const unready3 = (id: string, over: Partial<ReplicaView> = {}) =>
+  r(id, { version: 3n, ready: false, readySince: undefined, ...over });
 const ids = (list: readonly { id: string }[]) => list.map((x) => x.id).sort();
 
 interface Case {
@@ -265,14 +268,7 @@ const CASES: Case[] = [
     name: "a replica of the new version that was ready in this deployment and then lost contact does not fail it",
     job: job({ version: 3n, ...deploying(3n), stableVersion: 2n, autoRevert: true }),
     replicas: [
-      r("n", {
-        version: 3n,
-        state: TaskState.UNKNOWN,
-        ready: false,
-        readySince: undefined,
-        createdAt: NOW - 2 * DEADLINE,
-        proven: true,
-      }),
+      unready3("n", { state: TaskState.UNKNOWN, createdAt: NOW - 2 * DEADLINE, proven: true }),
       r("b", { version: 2n }),
       r("c", { version: 2n }),
     ],
@@ -285,13 +281,7 @@ const CASES: Case[] = [
     name: "a replica whose worker lost contact before it was ever ready does not fail the deployment while UNKNOWN",
     job: job({ version: 3n, ...deploying(3n), stableVersion: 2n, autoRevert: true }),
     replicas: [
-      r("n", {
-        version: 3n,
-        state: TaskState.UNKNOWN,
-        ready: false,
-        readySince: undefined,
-        createdAt: NOW - DEADLINE,
-      }),
+      unready3("n", { state: TaskState.UNKNOWN, createdAt: NOW - DEADLINE }),
       r("b", { version: 2n }),
     ],
     expect(t, p) {
@@ -302,11 +292,8 @@ const CASES: Case[] = [
     name: "a replica placed again (its worker went DOWN) gets the whole healthy_deadline from its new placement",
     job: job({ version: 3n, ...deploying(3n), stableVersion: 2n, autoRevert: true }),
     replicas: [
-      r("n", {
-        version: 3n,
+      unready3("n", {
         state: TaskState.SCHEDULED,
-        ready: false,
-        readySince: undefined,
         createdAt: NOW - 2 * DEADLINE,
         attemptAt: NOW - 1000,
       }),

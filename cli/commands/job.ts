@@ -8,7 +8,6 @@ import {
   ListJobVersionsResponseSchema,
 } from "../../gen/cube/v1/job_service_pb.js";
 import { DesiredState, type Task } from "../../gen/cube/v1/task_pb.js";
-import { sleep } from "../../lib/sleep.js";
 import { CliError, usageError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
@@ -38,7 +37,7 @@ import { LiveTable } from "../live-table.js";
 import { formatAge, formatDuration, parseDuration } from "../parse-duration.js";
 import { parseJobFile } from "../parse-job-file.js";
 import { readSpecFile } from "../read-spec-file.js";
-import { isTransient } from "../reconnect.js";
+import { watchUntil } from "../reconnect.js";
 import { workerNames } from "../worker-names.js";
 
 interface RunOptions extends ClientOptions {
@@ -333,24 +332,14 @@ async function waitForDeployment(
     }
     return false;
   };
-  let lostOnce = false;
   try {
-    for (;;) {
-      try {
-        for await (const { job } of clients.jobs.watchJobs({ name }, { signal })) {
-          if (follow(job)) return;
-        }
-        // The manager ended the stream (it is shutting down): watch again.
-      } catch (error) {
-        if (error instanceof CliError || signal.aborted || !isTransient(error)) throw error;
-        if (!lostOnce) {
-          io.stderr.write(`lost the manager at ${clients.address}, reconnecting…\n`);
-          lostOnce = true;
-        }
-      }
-      await sleep(500, signal);
-      signal.throwIfAborted();
-    }
+    await watchUntil(
+      io,
+      clients.address,
+      signal,
+      () => clients.jobs.watchJobs({ name }, { signal }),
+      ({ job }) => follow(job),
+    );
   } catch (error) {
     if (timeout.aborted) {
       throw new CliError(

@@ -6,9 +6,10 @@ import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
+import { envSetting } from "../env-setting.js";
 import type { Io } from "../io.js";
 import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
-import { parseDuration } from "../parse-duration.js";
+import { parseDuration, parseEnvDuration } from "../parse-duration.js";
 import { parseCount } from "../parse-enum.js";
 
 type SchedulerName = "round-robin" | "epvm" | "fit";
@@ -135,29 +136,24 @@ Examples:
 
 async function manager(io: Io, flags: ManagerFlags): Promise<void> {
   const env = io.env;
-  const fromEnv = (name: string, parse: (s: string) => number): number | undefined => {
-    const value = env[name];
-    if (!value) return undefined;
-    try {
-      return parse(value);
-    } catch (error) {
-      throw new CliError(`${name}: ${(error as Error).message}`);
-    }
-  };
+  const fromEnv = (name: string, parse: (s: string) => number) => envSetting(env, name, parse);
   const scheduler =
     flags.scheduler ?? (env.CUBE_SCHEDULER ? envScheduler(env.CUBE_SCHEDULER) : undefined);
   const options = {
     listen: flags.listen || env.CUBE_LISTEN || DEFAULT_MANAGER,
     dataDir: flags.dataDir || env.CUBE_DATA_DIR || DEFAULT_MANAGER_DATA_DIR,
     scheduler,
-    heartbeatIntervalMs: flags.heartbeatInterval ?? fromEnv("CUBE_HEARTBEAT_INTERVAL", envDuration),
-    heartbeatTimeoutMs: flags.heartbeatTimeout ?? fromEnv("CUBE_HEARTBEAT_TIMEOUT", envDuration),
-    downGraceMs: flags.downGrace ?? fromEnv("CUBE_DOWN_GRACE", envDuration),
-    startupGraceMs: flags.startupGrace ?? fromEnv("CUBE_STARTUP_GRACE", envDuration),
-    restartGraceMs: flags.restartGrace ?? fromEnv("CUBE_RESTART_GRACE", envDuration),
-    assignmentResendMs: flags.assignmentResend ?? fromEnv("CUBE_ASSIGNMENT_RESEND", envDuration),
+    heartbeatIntervalMs:
+      flags.heartbeatInterval ?? fromEnv("CUBE_HEARTBEAT_INTERVAL", parseEnvDuration),
+    heartbeatTimeoutMs:
+      flags.heartbeatTimeout ?? fromEnv("CUBE_HEARTBEAT_TIMEOUT", parseEnvDuration),
+    downGraceMs: flags.downGrace ?? fromEnv("CUBE_DOWN_GRACE", parseEnvDuration),
+    startupGraceMs: flags.startupGrace ?? fromEnv("CUBE_STARTUP_GRACE", parseEnvDuration),
+    restartGraceMs: flags.restartGrace ?? fromEnv("CUBE_RESTART_GRACE", parseEnvDuration),
+    assignmentResendMs:
+      flags.assignmentResend ?? fromEnv("CUBE_ASSIGNMENT_RESEND", parseEnvDuration),
     assignmentWindow: flags.assignmentWindow ?? fromEnv("CUBE_ASSIGNMENT_WINDOW", parseWindow),
-    shutdownTimeoutMs: flags.shutdownTimeout ?? fromEnv("CUBE_SHUTDOWN_TIMEOUT", envDuration),
+    shutdownTimeoutMs: flags.shutdownTimeout ?? fromEnv("CUBE_SHUTDOWN_TIMEOUT", parseEnvDuration),
     metrics: metricsWanted(flags.metrics, env),
     insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
     tls: flags.tls || env.CUBE_TLS === "1" || env.CUBE_TLS === "true",
@@ -211,9 +207,4 @@ function envScheduler(value: string): SchedulerName {
   } catch (error) {
     throw new CliError(`CUBE_SCHEDULER: ${(error as Error).message}`);
   }
-}
-
-/** Durations in the environment: "2s" like the flags, or a bare number of ms as manager/main.ts reads them. */
-function envDuration(value: string): number {
-  return /^\s*\d+\s*$/.test(value) ? Number(value) : parseDuration(value);
 }

@@ -7,7 +7,6 @@ import {
   type Node,
   NodeSchema,
 } from "../../gen/cube/v1/node_service_pb.js";
-import { sleep } from "../../lib/sleep.js";
 import { CliError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
@@ -24,7 +23,7 @@ import { renderTable } from "../format-table.js";
 import { WORKER_HEAD, workerRow } from "../format-worker.js";
 import type { Io } from "../io.js";
 import { formatDuration, parseDuration } from "../parse-duration.js";
-import { isTransient } from "../reconnect.js";
+import { watchUntil } from "../reconnect.js";
 
 interface LsOptions extends ClientOptions {
   trunc: boolean;
@@ -207,29 +206,14 @@ async function waitForDrain(io: Io, clients: ManagerClients, workerId: string): 
       throw new CliError("the drain was cancelled (uncordoned)");
     return false;
   };
-  let lostOnce = false;
   try {
-    for (;;) {
-      try {
-        for await (const { worker } of clients.workers.watchWorkers(
-          {},
-          { signal: io.interrupted },
-        )) {
-          if (worker?.id === workerId && (await look())) return;
-        }
-        // The manager ended the stream (it is shutting down): watch again.
-      } catch (error) {
-        if (error instanceof CliError || io.interrupted.aborted || !isTransient(error)) {
-          throw error;
-        }
-        if (!lostOnce) {
-          io.stderr.write(`lost the manager at ${clients.address}, reconnecting…\n`);
-          lostOnce = true;
-        }
-      }
-      await sleep(500, io.interrupted);
-      io.interrupted.throwIfAborted();
-    }
+    await watchUntil(
+      io,
+      clients.address,
+      io.interrupted,
+      () => clients.workers.watchWorkers({}, { signal: io.interrupted }),
+      async ({ worker }) => worker?.id === workerId && (await look()),
+    );
   } catch (error) {
     if (stoppedByUser(io, error)) throw new CliError("interrupted", ExitCode.Interrupted);
     throw error;

@@ -3,9 +3,10 @@ import type { WorkerHandle } from "../../worker/index.js";
 import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg, collect } from "../client-options.js";
+import { envSetting } from "../env-setting.js";
 import type { Io } from "../io.js";
 import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
-import { parseDuration } from "../parse-duration.js";
+import { parseDuration, parseEnvDuration } from "../parse-duration.js";
 import { parseCount } from "../parse-enum.js";
 import { parseKeyValue, toRecord } from "../parse-key-value.js";
 
@@ -155,7 +156,8 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
       ...(flags.allowRegistry ? { allowedRegistries: flags.allowRegistry } : {}),
     },
     metrics: metricsWanted(flags.metrics, env),
-    shutdownTimeoutMs: flags.shutdownTimeout ?? envShutdownTimeout(env.CUBE_SHUTDOWN_TIMEOUT),
+    shutdownTimeoutMs:
+      flags.shutdownTimeout ?? envSetting(env, "CUBE_SHUTDOWN_TIMEOUT", parseEnvDuration),
   };
   let handle: WorkerHandle;
   try {
@@ -168,14 +170,4 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
   );
   // The process runner owns the rest: it exits on SIGINT/SIGTERM after a graceful close.
   await new Promise<never>(() => {});
-}
-
-/** CUBE_SHUTDOWN_TIMEOUT: milliseconds, or a duration ("10s"); undefined when unset. */
-function envShutdownTimeout(value: string | undefined): number | undefined {
-  if (!value) return undefined;
-  try {
-    return /^\s*\d+\s*$/.test(value) ? Number(value) : parseDuration(value);
-  } catch (error) {
-    throw new CliError(`CUBE_SHUTDOWN_TIMEOUT: ${(error as Error).message}`);
-  }
 }

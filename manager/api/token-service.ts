@@ -4,11 +4,9 @@ import { Role, TokenService } from "../../gen/cube/v1/token_service_pb.js";
 import { quote } from "../../lib/quote.js";
 import { joinToken } from "../../lib/tls/identity.js";
 import type { ControlPlane } from "../core/control-plane.js";
+import { WORKER_ID } from "../rules/validate-register.js";
 import { CALLER } from "./authorization.js";
 import type { ClusterTls } from "./cluster-tls.js";
-
-/** What a worker id may look like (the worker stream's register checks the same). */
-const WORKER_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 /** Longest a token may be made for: ten years (longer is "until revoked": leave ttl unset). */
 const MAX_TTL_MS = 10 * 365 * 24 * 3600 * 1000;

@@ -62,7 +62,12 @@ export function applyUpdate(cp: ControlPlane, worker: WorkerEntry, update: TaskU
   const containerId = clip(update.containerId, CONTAINER_ID_LIMIT);
   if (containerId && containerId !== task.containerId) seen.containerId = containerId;
   // No task publishes more ports than a spec may hold.
-  if (update.ports.length > 0) seen.ports = update.ports.slice(0, LIMITS.portCount);
+  if (update.ports.length > 0) {
+    seen.ports =
+      update.ports.length > LIMITS.portCount
+        ? update.ports.slice(0, LIMITS.portCount)
+        : update.ports;
+  }
   if (update.state === task.state) {
     if (Object.keys(seen).length > 0) cp.touch(entry, seen);
     return;

@@ -4,13 +4,13 @@ import { checkMap, checkText, LIMITS } from "./validate-spec.js";
 
 /** Bounds of what a worker says about itself when it registers. */
 export const REGISTER_LIMITS = {
-  idLength: 128,
   addressLength: 1024,
   versionLength: 128,
   engineReasonLength: 4096,
 } as const;
 
-const WORKER_ID = /^[A-Za-z0-9._-]+$/;
+/** What a worker id may look like (JoinWorker checks the same). */
+export const WORKER_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 function bad(field: string, message: string): never {
   throw new ConnectError(`register.${field}: ${message}`, Code.InvalidArgument);
@@ -24,8 +24,8 @@ function bad(field: string, message: string): never {
  * bidirectional-override characters.
  */
 export function validateRegister(reg: Register): void {
-  if (reg.workerId.length > REGISTER_LIMITS.idLength || !WORKER_ID.test(reg.workerId)) {
-    bad("worker_id", `1-${REGISTER_LIMITS.idLength} letters, digits, '-', '_' or '.'`);
+  if (!WORKER_ID.test(reg.workerId)) {
+    bad("worker_id", "1-128 letters, digits, '-', '_' or '.'");
   }
   try {
     checkText("name", reg.name, LIMITS.nameLength);

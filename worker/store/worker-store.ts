@@ -10,8 +10,6 @@ import { SecretBox } from "../../lib/secret-box.js";
 
 /** The key that seals secret env values in task records, beside worker.db (mode 0600). */
 export const WORKER_SECRET_KEY_FILE = "secrets.key";
-/** What a sealed value starts with (lib/secret-box.ts); records written before sealing hold plain values. */
-const SEALED = "enc:v1:";
 
 /** Thrown when another process holds the data directory's LevelDB lock. */
 export class DataDirInUseError extends Error {
@@ -138,7 +136,8 @@ export class WorkerStore {
       const task = fromBinary(TaskSchema, value);
       const secretEnv = task.spec?.secretEnv ?? {};
       for (const [key, v] of Object.entries(secretEnv)) {
-        if (v.startsWith(SEALED)) secretEnv[key] = this.#secrets.open(v);
+        // Records written before sealing hold plain values.
+        if (SecretBox.isSealed(v)) secretEnv[key] = this.#secrets.open(v);
       }
       out.push(task);
     }
