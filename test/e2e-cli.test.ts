@@ -9,6 +9,7 @@ import { join } from "node:path";
 import test from "ava";
 import { cube, type RunningCube, startCube } from "./cli-harness.js";
 import { docker, fetchContainer, HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
+import { stallingRegistry } from "./stalling-registry.js";
 
 interface Cluster {
   manager: string;
@@ -64,6 +65,9 @@ test.before(async () => {
       `e2e=${name}`,
       "--token",
       joinToken as string,
+      // Shorter than the default minute, so a stalled pull fails within the test.
+      "--pull-stall-timeout",
+      "2s",
     ]);
     processes.push(w);
     return { name, w };
@@ -289,8 +293,16 @@ test.serial("logs: stdout and stderr apart, --tail, and -f follows new output", 
 });
 
 test.serial("failures: exit codes and messages from the real manager", async (t) => {
+  const stalling = await stallingRegistry(`e2e${Date.now()}`);
+  t.teardown(() => stalling.close());
+  t.teardown(() =>
+    docker
+      .getImage(stalling.image)
+      .remove({ force: true })
+      .catch(() => undefined),
+  );
   // Independent of each other: run side by side.
-  const [failing, noImage, missing, stopMissing, invalid, huge] = await Promise.all([
+  const [failing, noImage, stalled, missing, stopMissing, invalid, huge] = await Promise.all([
     // With a health check, --wait needs HEALTHY: a container that exits first has failed.
     c(
       "run",
@@ -309,6 +321,8 @@ test.serial("failures: exit codes and messages from the real manager", async (t)
     ),
     // An image the local registry does not have fails before it runs.
     c("run", "127.0.0.1:5000/cube-e2e-missing:1", "--name", "e2e-noimage", "--wait"),
+    // A registry that stops sending mid-layer: the worker's --pull-stall-timeout ends it.
+    c("run", stalling.image, "--name", "e2e-stall", "--restart", "never", "--wait"),
     c("inspect", "no-such-task"),
     c("stop", "no-such-task"),
     c("run", HTTP_IMAGE, "--id", "not a valid id!"),
@@ -320,6 +334,14 @@ test.serial("failures: exit codes and messages from the real manager", async (t)
 
   t.is(noImage.code, 3, noImage.stderr);
   t.regex(noImage.stderr, /cube: task \S+ FAILED: .*127\.0\.0\.1:5000\/cube-e2e-missing:1/);
+
+  t.is(stalled.code, 3, stalled.stderr);
+  t.true(
+    stalled.stderr.includes(
+      `FAILED: pulling image ${stalling.image} stalled: no progress for 2s, so the pull was cancelled`,
+    ),
+    stalled.stderr,
+  );
 
   t.is(missing.code, 4);
   t.is(missing.stderr, "cube: no task no-such-task\n");

@@ -9,6 +9,7 @@ import type Docker from "dockerode";
 import { createDockerDriver } from "../worker/docker/driver.js";
 import { DriverError, type PullProgress } from "../worker/tasks/driver.js";
 import { docker, HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
+import { stallingRegistry } from "./stalling-registry.js";
 
 const REGISTRY = "127.0.0.1:5000";
 const REPO = `${REGISTRY}/cube-test/blob`;
@@ -121,4 +122,44 @@ test("an unreachable registry is a DriverError image-not-found saying so", async
   t.is((error as DriverError).kind, "image-not-found");
   t.true(error?.message.includes(ref), error?.message);
   t.regex(error?.message ?? "", /connection refused/i);
+});
+
+test("a pull that stops making progress is cancelled after the stall timeout, and the next pull asks the registry afresh", async (t) => {
+  const registry = await stallingRegistry(`t${randomUUID().slice(0, 8)}`);
+  t.teardown(() => registry.close());
+  t.teardown(() => removeImage(registry.image));
+  const stallMs = 1500;
+  const stalling = createDockerDriver({ pullStallMs: stallMs });
+  t.teardown(() => stalling.close());
+  const began = Date.now();
+  const pulling = stalling.pull(registry.image, () => undefined);
+  // The layer's first bytes were progress: the stall is counted from the last of them.
+  const first = await Promise.race([
+    registry.layerStarted.then(() => "layer bytes sent"),
+    pulling.then(
+      () => "pulled",
+      (error: Error) => `failed first: ${error.message}`,
+    ),
+  ]);
+  t.is(first, "layer bytes sent");
+  const error = await t.throwsAsync(pulling, { instanceOf: DriverError });
+  const ms = Date.now() - began;
+  t.log(`pull gave up ${ms} ms after it began (stall timeout ${stallMs} ms)`);
+  t.is((error as DriverError).kind, "pull-stalled");
+  t.is(
+    error?.message,
+    `pulling image ${registry.image} stalled: no progress for 1.5s, so the pull was cancelled (is the registry answering?)`,
+  );
+  t.true(ms >= stallMs, `gave up after ${ms} ms`);
+  t.true(ms < stallMs + 10_000, `gave up after ${ms} ms`);
+  await t.throwsAsync(docker.getImage(registry.image).inspect(), undefined, "no image left");
+  // Cancelling the request cancelled the engine's download: a retry downloads again rather
+  // than waiting on the stalled transfer (Docker shares one transfer between pulls).
+  t.is(registry.layerRequests(), 1);
+  const again = await t.throwsAsync(
+    stalling.pull(registry.image, () => undefined),
+    { instanceOf: DriverError },
+  );
+  t.is((again as DriverError).kind, "pull-stalled");
+  t.is(registry.layerRequests(), 2, "the second pull did not ask for the layer again");
 });

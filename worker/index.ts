@@ -63,6 +63,8 @@ export interface WorkerOptions {
   dockerHost?: string;
   /** How containers are confined, over DEFAULT_POLICY (worker/docker/container-spec.ts). */
   policy?: Partial<ContainerPolicy>;
+  /** An image pull without progress for this long is cancelled and its task fails; 0 never. Default 60 s. */
+  pullStallMs?: number;
   /** A driver to use instead of Docker (hollow workers in benchmarks); closed with the worker. */
   driver?: Driver;
   logger?: Logger;
@@ -118,6 +120,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       dockerHost: options.dockerHost,
       logger,
       policy: { ...DEFAULT_POLICY, ...options.policy },
+      pullStallMs: options.pullStallMs,
       instrument: (docker) => metrics.instrumentDocker(docker),
     });
   const health = new HealthChecker((healthy) => metrics.healthCheck(healthy));

@@ -26,6 +26,7 @@ interface WorkerFlags {
   metrics?: boolean;
   insecure?: boolean;
   shutdownTimeout?: number;
+  pullStallTimeout?: number;
 }
 
 /** Where a worker keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -72,6 +73,11 @@ export function workerCommand(io: Io): Command {
     .option(
       "--shutdown-timeout <duration>",
       "how long SIGINT/SIGTERM waits for the worker to tell the manager and close before it exits 1 anyway; containers keep running either way (env CUBE_SHUTDOWN_TIMEOUT, default 10s)",
+      arg(parseDuration),
+    )
+    .option(
+      "--pull-stall-timeout <duration>",
+      "cancel an image pull that shows no progress for this long and fail its task, 0 to wait for good (env CUBE_PULL_STALL_TIMEOUT, default 1m)",
       arg(parseDuration),
     )
     .option("--no-metrics", NO_METRICS_HELP)
@@ -155,6 +161,8 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
       ...(flags.capDrop ? { dropCapabilities: flags.capDrop.filter((c) => c !== "NONE") } : {}),
       ...(flags.allowRegistry ? { allowedRegistries: flags.allowRegistry } : {}),
     },
+    pullStallMs:
+      flags.pullStallTimeout ?? envSetting(env, "CUBE_PULL_STALL_TIMEOUT", parseEnvDuration),
     metrics: metricsWanted(flags.metrics, env),
     shutdownTimeoutMs:
       flags.shutdownTimeout ?? envSetting(env, "CUBE_SHUTDOWN_TIMEOUT", parseEnvDuration),

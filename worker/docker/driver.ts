@@ -36,7 +36,7 @@ import {
 } from "./errors.js";
 import { ExitWatcher } from "./exit-watcher.js";
 import { containerLogs } from "./logs.js";
-import { pullImage } from "./pull.js";
+import { DEFAULT_PULL_STALL_MS, pullImage } from "./pull.js";
 import { StatsSampler } from "./stats.js";
 
 /** How to reach the engine. */
@@ -48,6 +48,8 @@ export interface DockerDriverOptions {
   readonly instrument?: (docker: Docker) => void;
   /** How containers are confined; default {@link DEFAULT_POLICY}. */
   readonly policy?: ContainerPolicy;
+  /** A pull without progress for this long is cancelled; 0 never. Default {@link DEFAULT_PULL_STALL_MS}. */
+  readonly pullStallMs?: number;
 }
 
 /** A dockerode client for `dockerHost` (undefined → dockerode's defaults, which honour DOCKER_HOST). */
@@ -67,7 +69,12 @@ export function dockerClient(dockerHost?: string): Docker {
 export function createDockerDriver(options: DockerDriverOptions = {}): Driver {
   const docker = dockerClient(options.dockerHost);
   options.instrument?.(docker);
-  return new DockerDriver(docker, options.logger, options.policy ?? DEFAULT_POLICY);
+  return new DockerDriver(
+    docker,
+    options.logger,
+    options.policy ?? DEFAULT_POLICY,
+    options.pullStallMs ?? DEFAULT_PULL_STALL_MS,
+  );
 }
 
 const PORT_TAKEN = /port is already allocated|address already in use/i;
@@ -82,11 +89,18 @@ class DockerDriver implements Driver {
   readonly #exits: ExitWatcher;
   readonly #lost = new Set<(reason: string) => void>();
   readonly #policy: ContainerPolicy;
+  readonly #pullStallMs: number;
 
-  constructor(docker: Docker, logger: Logger | undefined, policy: ContainerPolicy) {
+  constructor(
+    docker: Docker,
+    logger: Logger | undefined,
+    policy: ContainerPolicy,
+    pullStallMs: number,
+  ) {
     this.#docker = docker;
     this.#logger = logger;
     this.#policy = policy;
+    this.#pullStallMs = pullStallMs;
     this.#stats = new StatsSampler(docker, logger);
     this.#exits = new ExitWatcher(
       docker,
@@ -151,7 +165,10 @@ class DockerDriver implements Driver {
     return this.#guard(async () => {
       // Refused before anything leaves the machine: the registry may be the attacker's.
       checkRegistry(image, this.#policy);
-      await pullImage(this.#docker, image, onProgress, this.#logger);
+      await pullImage(this.#docker, image, onProgress, {
+        logger: this.#logger,
+        stallMs: this.#pullStallMs,
+      });
     });
   }
 

@@ -1,7 +1,9 @@
 /**
  * Image pulls with progress. Docker streams one JSON line per layer event; the totals
  * are summed over layers and reported at most five times a second, so a large pull
- * does not flood the worker's stream to the manager.
+ * does not flood the worker's stream to the manager. A pull that shows no progress for
+ * the stall timeout is abandoned (Docker itself waits on a hung registry for good), as
+ * the kubelet's image-pull-progress-deadline does.
  */
 import type Docker from "dockerode";
 import type { Logger } from "../../lib/logger.js";
@@ -11,6 +13,9 @@ import { dockerMessage, engineUnavailable, isUnreachable } from "./errors.js";
 /** Minimum time between two progress callbacks. */
 const PROGRESS_EVERY_MS = 200;
 
+/** How long a pull may go without a progress event from the engine; the kubelet's default too. */
+export const DEFAULT_PULL_STALL_MS = 60_000;
+
 interface PullEvent {
   readonly id?: string;
   readonly status?: string;
@@ -19,17 +24,28 @@ interface PullEvent {
   readonly errorDetail?: { message?: string };
 }
 
+/** How a pull is watched. */
+export interface PullOptions {
+  readonly logger?: Logger;
+  /** No progress event for this long abandons the pull; 0 waits for good. Default {@link DEFAULT_PULL_STALL_MS}. */
+  readonly stallMs?: number;
+}
+
 /**
  * Makes `image` present locally: returns at once when it already is, else pulls it.
  * Any failure (unknown repository or tag, unreachable registry) becomes a
- * DriverError "image-not-found" naming the image and quoting the registry.
+ * DriverError "image-not-found" naming the image and quoting the registry; a pull
+ * without progress for `stallMs` is cancelled and becomes a DriverError "pull-stalled".
+ * Closing the request cancels the engine's download, so a retry asks the registry again
+ * (Docker 20.10 leaves the stalled connection to the registry open until an end closes it).
  */
 export async function pullImage(
   docker: Docker,
   image: string,
   onProgress: (progress: PullProgress) => void,
-  logger?: Logger,
+  options: PullOptions = {},
 ): Promise<void> {
+  const { logger, stallMs = DEFAULT_PULL_STALL_MS } = options;
   try {
     await docker.getImage(image).inspect();
     return;
@@ -38,13 +54,40 @@ export async function pullImage(
     // missing locally (or unreadable): pull it
   }
   const started = Date.now();
-  let stream: NodeJS.ReadableStream;
+  // One signal for the whole request: it also ends a pull whose engine never answers.
+  const stall = new AbortController();
+  let stallTimer: NodeJS.Timeout | undefined;
+  const progressed = () => {
+    if (stallMs <= 0) return;
+    clearTimeout(stallTimer);
+    stallTimer = setTimeout(() => stall.abort(), stallMs);
+  };
+  const failed = (error: unknown): DriverError => {
+    if (stall.signal.aborted) return stalled(image, stallMs);
+    if (error instanceof DriverError) return error;
+    if (isUnreachable(error)) return engineUnavailable(error);
+    return notFound(image, dockerMessage(error));
+  };
+  progressed();
   try {
-    stream = await docker.pull(image);
-  } catch (error) {
-    if (isUnreachable(error)) throw engineUnavailable(error);
-    throw notFound(image, dockerMessage(error));
+    await follow(docker, image, stall.signal, progressed, onProgress).catch((error: unknown) => {
+      throw failed(error);
+    });
+  } finally {
+    clearTimeout(stallTimer);
   }
+  logger?.info({ image, ms: Date.now() - started }, "image pulled");
+}
+
+/** Pulls `image`, calling `progressed` on every engine event; throws what Docker reports. */
+async function follow(
+  docker: Docker,
+  image: string,
+  signal: AbortSignal,
+  progressed: () => void,
+  onProgress: (progress: PullProgress) => void,
+): Promise<void> {
+  const stream: NodeJS.ReadableStream = await docker.pull(image, { abortSignal: signal });
   const layers = new Map<string, { current: number; total: number }>();
   let lastSent = 0;
   let lastMessage = `pulling ${image}`;
@@ -66,6 +109,7 @@ export async function pullImage(
       stream,
       (error: Error | null, output: PullEvent[]) => (error ? reject(error) : resolve(output)),
       (event: PullEvent) => {
+        progressed();
         if (event.error) return;
         // Extraction reports its own current/total per layer; counting downloads only keeps
         // the figure monotonic.
@@ -85,17 +129,27 @@ export async function pullImage(
         report(false);
       },
     );
-  }).catch((error: unknown) => {
-    if (isUnreachable(error)) throw engineUnavailable(error);
-    throw notFound(image, dockerMessage(error));
   });
 
+  // An aborted response may just end: what it has read so far is no finished pull.
+  if (signal.aborted) throw signal.reason;
   // Errors met mid-pull arrive as ordinary events, not as a failed stream.
   const failure = events.find((event) => event.error || event.errorDetail?.message);
   if (failure) throw notFound(image, failure.errorDetail?.message ?? failure.error ?? "");
   lastMessage = `pulled ${image}`;
   report(true);
-  logger?.info({ image, ms: Date.now() - started }, "image pulled");
+}
+
+function stalled(image: string, stallMs: number): DriverError {
+  return new DriverError(
+    `pulling image ${image} stalled: no progress for ${formatMs(stallMs)}, so the pull was cancelled (is the registry answering?)`,
+    "pull-stalled",
+  );
+}
+
+/** 1500 → "1.5s", 60000 → "60s", 250 → "250ms". */
+function formatMs(ms: number): string {
+  return ms < 1000 ? `${ms}ms` : `${Number((ms / 1000).toFixed(1))}s`;
 }
 
 function notFound(image: string, words: string): DriverError {

@@ -70,6 +70,8 @@ export class DriverError extends Error {
       | "port-taken"
       | "invalid-spec"
       | "runtime"
+      /** The registry stopped sending: the pull was cancelled after the stall timeout. */
+      | "pull-stalled"
       /** The engine could not be reached (restarting, crashed): not the task's fault, retried. */
       | "engine-unavailable",
   ) {
