@@ -406,6 +406,22 @@ test.serial(
       await page.click('form.actions button[type="submit"]');
       await waitForText(page, '[data-testid="job-replicas"]', /^2\/2/, 30_000);
       t.is((await api.jobs.getJob({ name: "webjob" })).job?.spec?.count, 2);
+      // A version 2 with a secret, reverted from the page: the deployment warns that version
+      // 1 runs without it, and shows no value.
+      await api.jobs.applyJob({
+        spec: {
+          name: "webjob",
+          template: { image: HTTP_IMAGE, secretEnv: { TOKEN: "dash-secret-value" } },
+          count: 2,
+        },
+      });
+      await page.click('button:has-text("Revert to v1")');
+      await waitForText(
+        page,
+        '[data-testid="deployment-warning"]',
+        "version 1 has no secret_env TOKEN: its replicas run without it",
+      );
+      t.false((await page.textContent("body"))?.includes("dash-secret-value"));
       await mkdir(OUTPUT, { recursive: true });
       await page.screenshot({ path: join(OUTPUT, "dashboard-job.png"), fullPage: true });
 

@@ -98,7 +98,7 @@ async function jobCli(b: Bed, args: string[], timeoutMs = 180_000) {
 }
 
 test.serial(
-  "3 replicas spread on 2 workers; v1 → v2 rolls with never fewer than 2 running; a failing v3 is reverted to v2; scale 3 → 5 → 1; the file round-trips",
+  "3 replicas spread on 2 workers; v1 → v2 rolls with never fewer than 2 running; a failing v3 is reverted to v2, warning of its older secret; revert to v1; scale 3 → 5 → 1; the file round-trips",
   async (t) => {
     const b = await bed(t);
     const v1 = await file(b, "web.yaml", jobYaml("web", HTTP_IMAGE, 3));
@@ -131,7 +131,11 @@ test.serial(
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
-    const v2 = await file(b, "web-v2.yaml", jobYaml("web", V2_IMAGE, 3));
+    const v2 = await file(
+      b,
+      "web-v2.yaml",
+      jobYaml("web", V2_IMAGE, 3, '\n  secretEnv: { DB_PASSWORD: "v2-secret" }'),
+    );
     const second = await jobCli(b, ["run", "-f", v2, "--wait"]);
     polling = false;
     await poller;
@@ -143,11 +147,17 @@ test.serial(
     t.is(afterV2.length, 3);
     t.true(afterV2.every((c) => c.image === V2_IMAGE));
 
-    // v3 fails its health check (HEALTH_FAIL=1): the deployment fails, auto_revert goes to v2.
+    // v3 fails its health check (HEALTH_FAIL=1): the deployment fails, auto_revert goes to v2,
+    // and with it v2's secret value, though v3 rotated it.
     const v3 = await file(
       b,
       "web-v3.yaml",
-      jobYaml("web", V2_IMAGE, 3, '\n  env: { HEALTH_FAIL: "1" }'),
+      jobYaml(
+        "web",
+        V2_IMAGE,
+        3,
+        '\n  env: { HEALTH_FAIL: "1" }\n  secretEnv: { DB_PASSWORD: "v3-rotated" }',
+      ),
     );
     const third = await jobCli(b, ["run", "-f", v3, "--wait"]);
     t.is(third.code, 3, third.stderr);
@@ -184,6 +194,27 @@ test.serial(
       ],
     );
 
+    // The revert's warning names the secret, not its values.
+    const described = await jobCli(b, ["status", "web"]);
+    t.is(described.code, 0, described.stderr);
+    t.regex(
+      described.stdout,
+      /^Warning: {4}version 2 has other values than version 3 for secret_env DB_PASSWORD: the revert brings version 2's back/m,
+    );
+    t.false(/v2-secret|v3-rotated/.test(described.stdout), described.stdout);
+
+    // Back to v1 by hand: it has no DB_PASSWORD, and `cube job revert` says so on stderr.
+    const back = await jobCli(b, ["revert", "web", "1", "--wait"]);
+    t.is(back.code, 0, back.stderr);
+    t.regex(
+      back.stderr,
+      /^cube: warning: version 1 has no secret_env DB_PASSWORD: its replicas run without it$/m,
+    );
+    t.regex(back.stderr, /version 1 deployed, 3 replicas healthy/);
+    const onV1 = await containers("web");
+    t.is(onV1.length, 3);
+    t.true(onV1.every((c) => c.image === HTTP_IMAGE));
+
     // Scale 3 → 5 → 1.
     t.is((await jobCli(b, ["scale", "web", "5"])).code, 0);
     await eventually(async () => {
@@ -199,7 +230,7 @@ test.serial(
     }, 60_000);
 
     const ls = await jobCli(b, ["ls"]);
-    t.regex(ls.stdout, /^web\s+2\s+RUNNING\s+1\/1/m);
+    t.regex(ls.stdout, /^web\s+1\s+RUNNING\s+1\/1/m);
     t.is((await jobCli(b, ["stop", "web"])).code, 0);
     await eventually(async () => {
       const n = (await containers("web")).length;

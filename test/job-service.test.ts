@@ -279,6 +279,39 @@ test("rolling update: max_parallel at a time, never fewer than count − max_par
   });
 });
 
+test("a revert to a version with older secret values warns on its deployment, naming the keys only", async (t) => {
+  const s = await setup(t);
+  const withSecret = (value: string, extra: Record<string, string> = {}) =>
+    jobSpec({ template: spec({ secretEnv: { DB_PASSWORD: value, ...extra } }) });
+  await s.jobs.applyJob({ spec: withSecret("first-secret") });
+  const applied = await s.jobs.applyJob({
+    spec: withSecret("rotated-secret", { API_KEY: "key-value" }),
+  });
+  t.deepEqual(applied.job?.deployment?.warnings, [], "a new version warns of nothing");
+  const reverted = await s.jobs.revertJob({ name: "web", version: 1n });
+  const expected = [
+    "version 1 has other values than version 2 for secret_env DB_PASSWORD: the revert brings version 1's back (apply the job with the current values to keep them)",
+    "version 1 has no secret_env API_KEY: its replicas run without it",
+  ];
+  t.deepEqual(reverted.job?.deployment?.warnings, expected);
+  // Kept on the deployment: `cube job status` and the watch show it later too.
+  const { job } = await s.jobs.getJob({ name: "web" });
+  t.deepEqual(job?.deployment?.warnings, expected);
+  const text = JSON.stringify(reverted, (_, v) => (typeof v === "bigint" ? String(v) : v));
+  for (const secret of ["first-secret", "rotated-secret", "key-value"]) {
+    t.false(text.includes(secret), `${secret} came back out`);
+  }
+  // A version 3 that differs from 1 but in its args: reverting to 1 warns of nothing.
+  const v3 = await s.jobs.applyJob({
+    spec: jobSpec({ template: spec({ args: ["v3"], secretEnv: { DB_PASSWORD: "first-secret" } }) }),
+  });
+  t.is(v3.job?.version, 3n);
+  const same = await s.jobs.revertJob({ name: "web", version: 1n });
+  t.is(same.job?.version, 1n);
+  t.is(same.job?.deployment?.fromVersion, 3n);
+  t.deepEqual(same.job?.deployment?.warnings, []);
+});
+
 test("a version whose replicas never get healthy fails; auto_revert goes back to the stable one", async (t) => {
   const s = await setup(t);
   const update = {
@@ -288,7 +321,12 @@ test("a version whose replicas never get healthy fails; auto_revert goes back to
     autoRevert: true,
   };
   const checked = (arg: string) =>
-    spec({ args: [arg], ports: [{ containerPort: 80 }], healthCheck: { path: "/health" } });
+    spec({
+      args: [arg],
+      ports: [{ containerPort: 80 }],
+      healthCheck: { path: "/health" },
+      secretEnv: { TOKEN: `token-of-${arg}` },
+    });
   await s.jobs.applyJob({ spec: jobSpec({ template: checked("v1"), update }) });
   // The fake workers report health: healthy for v1, unhealthy for v2.
   const report = async () => {
@@ -332,6 +370,11 @@ test("a version whose replicas never get healthy fails; auto_revert goes back to
   t.is(v2?.deploymentStatus, DeploymentStatus.FAILED);
   t.false(v2?.stable);
   t.regex(v2?.statusReason ?? "", /not healthy within 5s/);
+  // The automatic revert brought v1's secret value back, and says so.
+  const { job } = await s.jobs.getJob({ name: "web" });
+  t.deepEqual(job?.deployment?.warnings, [
+    "version 1 has other values than version 2 for secret_env TOKEN: the revert brings version 1's back (apply the job with the current values to keep them)",
+  ]);
 });
 
 test("constraints: replicas only on matching workers, and the job says why the rest wait", async (t) => {

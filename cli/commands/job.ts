@@ -221,6 +221,10 @@ Examples:
           { timeoutMs: CALL_TIMEOUT_MS },
         );
         printJob(io, opts, job);
+        // On stderr, so that -o json stays one document and a script still sees them.
+        for (const warning of job?.deployment?.warnings ?? []) {
+          io.stderr.write(`cube: warning: ${warning}\n`);
+        }
         if (opts.wait && job) await waitForDeployment(io, clients, job, opts.timeout);
       }),
     );
@@ -463,6 +467,7 @@ function describeJob(job: Job, now: number, colors: Colors): string {
       "Deployment",
       `version ${d.version}${d.fromVersion ? ` from ${d.fromVersion}` : ""}${d.revert ? " (revert)" : ""}: ${deploymentStatusName(d.status)}, ${d.healthy}/${d.desired} healthy, started${since}${d.statusReason ? ` (${d.statusReason})` : ""}`,
     ]);
+    for (const warning of d.warnings) lines.push(["Warning", colors.yellow(warning)]);
   }
   return lines.map(([k, v]) => `${`${k}:`.padEnd(12)}${v}\n`).join("");
 }

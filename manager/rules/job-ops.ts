@@ -11,6 +11,7 @@
  * each operation, when a min_healthy_time or deadline runs out (a timer on the control plane's
  * clock), and once for every job after the state is loaded.
  */
+
 import { randomBytes } from "node:crypto";
 import { create, equals } from "@bufbuild/protobuf";
 import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
@@ -38,6 +39,7 @@ import type { ControlPlane } from "../core/control-plane.js";
 import { type JobEntry, jobOf } from "../core/job-table.js";
 import { type JobPlan, type JobView, planJob, type ReplicaView } from "./job-reconciler.js";
 import { placeNew } from "./placing.js";
+import { revertWarnings } from "./revert-warnings.js";
 import { requestStop } from "./task-ops.js";
 import {
   UPDATE_DEFAULTS,
@@ -224,13 +226,15 @@ export async function revertJob(cp: ControlPlane, name: string, version: bigint)
 function revertTo(cp: ControlPlane, job: JobEntry, version: bigint, now: number): void {
   const spec = job.versions.get(version)?.spec as JobSpec;
   const from = job.job.version;
+  const warnings = revertWarnings(job.job.spec, spec, from, version);
+  if (warnings.length > 0) cp.logger.warn({ job: job.name, version, from, warnings }, "revert");
   job.job = {
     ...job.job,
     spec: { ...spec, count: job.spec.count, update: job.spec.update },
     version,
     updatedAt: timestampLiteral(now),
   };
-  startDeployment(cp, job, version, from, true, now);
+  startDeployment(cp, job, version, from, true, now, warnings);
 }
 
 /** Ends the deployment under way (CANCELLED) and starts one of `version`. */
@@ -241,6 +245,7 @@ function startDeployment(
   from: bigint,
   revert: boolean,
   now: number,
+  warnings: string[] = [],
 ): void {
   job.proven.clear();
   const current = job.job.deployment;
@@ -260,6 +265,7 @@ function startDeployment(
     revert,
     startedAt: timestampLiteral(now),
     desired: job.spec.count,
+    warnings,
   });
   job.job = { ...job.job, deployment };
   markVersion(cp, job, version, DeploymentStatus.RUNNING, "");

@@ -172,6 +172,11 @@ export function JobDetail({ session, name }: { session: Session; name: string })
         <h2>Deployment</h2>
         <Progress job={job} />
         {job.deployment?.statusReason && <p class="muted">{job.deployment.statusReason}</p>}
+        {job.deployment?.warnings.map((warning) => (
+          <p class="warning" data-testid="deployment-warning" key={warning}>
+            {warning}
+          </p>
+        ))}
       </section>
       <section class="panel">
         <h2>Versions</h2>
