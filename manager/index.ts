@@ -1,6 +1,6 @@
 import { mkdir } from "node:fs/promises";
 import { createLogger, type Logger } from "../lib/logger.js";
-import { isLoopback, parseListen, startServer } from "../lib/rpc/server.js";
+import { guardPlaintext, parseListen, startServer } from "../lib/rpc/server.js";
 import { authInterceptor } from "./api/authorization.js";
 import { readToken, writeFirstTokens } from "./api/bootstrap-tokens.js";
 import { ClusterTls, caFile } from "./api/cluster-tls.js";
@@ -60,17 +60,14 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
   const resolved = resolveOptions(options);
   const logger: Logger = options.logger ?? createLogger("manager");
   const { host } = parseListen(resolved.listen);
-  if (!resolved.tls && !isLoopback(host)) {
-    if (!resolved.insecure) {
-      throw new Error(
-        `refusing to serve plaintext on ${resolved.listen}: tokens and task specs would cross the network in the clear; serve TLS (--tls, CUBE_TLS=1), listen on 127.0.0.1, or pass --insecure (CUBE_INSECURE=1) on a network you trust`,
-      );
-    }
-    logger.warn(
-      { listen: resolved.listen },
-      "INSECURE: serving plaintext on a non-loopback address; anyone on the network can read tokens and task specs",
-    );
-  }
+  guardPlaintext({
+    listen: resolved.listen,
+    tls: Boolean(resolved.tls),
+    insecure: Boolean(resolved.insecure),
+    exposes: "tokens and task specs",
+    remedy: "serve TLS (--tls, CUBE_TLS=1)",
+    logger,
+  });
   await mkdir(options.dataDir, { recursive: true });
   const store = await LevelStore.open(options.dataDir, { eventRetention: resolved.eventRetention });
   let cp: ControlPlane;

@@ -7,7 +7,7 @@ import { file_cube_v1_metrics } from "../gen/cube/v1/metrics_pb.js";
 import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
 import { InventorySchema, StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger, type Logger } from "../lib/logger.js";
-import { isLoopback, parseListen, startServer } from "../lib/rpc/server.js";
+import { guardPlaintext, parseListen, startServer } from "../lib/rpc/server.js";
 import { managerOnly } from "./api/manager-only.js";
 import { WorkerMetrics } from "./api/metrics.js";
 import { workerRoutes } from "./api/server.js";
@@ -171,17 +171,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     });
     stats = feed;
     const listen = options.listen ?? "127.0.0.1:5556";
-    if (!self.tls && !isLoopback(parseListen(listen).host)) {
-      if (!options.insecure) {
-        throw new Error(
-          `refusing to serve plaintext on ${listen}: without TLS the worker's port answers anyone on the network with its tasks and their logs; join a TLS manager, listen on 127.0.0.1, or pass --insecure (CUBE_INSECURE=1) on a network you trust`,
-        );
-      }
-      logger.warn(
-        { listen },
-        "INSECURE: serving plaintext on a non-loopback address; anyone on the network can read this worker's tasks and logs",
-      );
-    }
+    guardPlaintext({
+      listen,
+      tls: Boolean(self.tls),
+      insecure: Boolean(options.insecure),
+      exposes: "this worker's tasks and their logs",
+      remedy: "join a TLS manager",
+      logger,
+    });
     const srv = await startServer({
       listen,
       routes: workerRoutes({ workerId, tasks: () => runner.tasks(), stats: feed, driver }),

@@ -11,6 +11,7 @@ import * as tls from "node:tls";
 import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "../logger.js";
 import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
 import { peerContextValues } from "./peer.js";
@@ -142,6 +143,38 @@ export function isLoopback(host: string): boolean {
   if (host === "localhost") return true;
   if (isIP(host) === 4) return host.startsWith("127.");
   return host === "::1";
+}
+
+/** What {@link guardPlaintext} needs to decide about a listen address. */
+export interface PlaintextListen {
+  /** The listen address, as given. */
+  readonly listen: string;
+  /** The server has TLS. */
+  readonly tls: boolean;
+  /** Plaintext on a non-loopback address was asked for (--insecure, CUBE_INSECURE=1). */
+  readonly insecure: boolean;
+  /** What anyone on the network could read, e.g. "tokens and task specs". */
+  readonly exposes: string;
+  /** How to get TLS instead, e.g. "serve TLS (--tls, CUBE_TLS=1)". */
+  readonly remedy: string;
+  readonly logger: Logger;
+}
+
+/**
+ * Refuses plaintext on a non-loopback address unless asked for with --insecure (then warns
+ * in the log): the manager and the worker decide it alike.
+ */
+export function guardPlaintext(o: PlaintextListen): void {
+  if (o.tls || isLoopback(parseListen(o.listen).host)) return;
+  if (!o.insecure) {
+    throw new Error(
+      `refusing to serve plaintext on ${o.listen}: anyone on the network could read ${o.exposes}; ${o.remedy}, listen on 127.0.0.1, or pass --insecure (CUBE_INSECURE=1) on a network you trust`,
+    );
+  }
+  o.logger.warn(
+    { listen: o.listen },
+    `INSECURE: serving plaintext on a non-loopback address; anyone on the network can read ${o.exposes}`,
+  );
 }
 
 /** The first bytes of every HTTP/2 connection with prior knowledge (RFC 9113 §3.4). */
