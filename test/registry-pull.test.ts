@@ -132,7 +132,8 @@ test("a pull that stops making progress is cancelled after the stall timeout, an
   const stalling = createDockerDriver({ pullStallMs: stallMs });
   t.teardown(() => stalling.close());
   const began = Date.now();
-  const pulling = stalling.pull(registry.image, () => undefined);
+  const progress: PullProgress[] = [];
+  const pulling = stalling.pull(registry.image, (p) => progress.push(p));
   // The layer's first bytes were progress: the stall is counted from the last of them.
   const first = await Promise.race([
     registry.layerStarted.then(() => "layer bytes sent"),
@@ -150,6 +151,12 @@ test("a pull that stops making progress is cancelled after the stall timeout, an
     error?.message,
     `pulling image ${registry.image} stalled: no progress for 1.5s, so the pull was cancelled (is the registry answering?)`,
   );
+  // The last figure shown is the bytes that came before the stall, not one held back by the
+  // throttle (the stream sends several events within its 200 ms).
+  const last = progress.at(-1);
+  t.regex(last?.message ?? "", /^Downloading /);
+  t.true((last?.currentBytes ?? 0n) > 0n, `last progress: ${last?.message} ${last?.currentBytes}`);
+  t.is(last?.totalBytes, 4n * 1024n * 1024n);
   t.true(ms >= stallMs, `gave up after ${ms} ms`);
   t.true(ms < stallMs + 10_000, `gave up after ${ms} ms`);
   await t.throwsAsync(docker.getImage(registry.image).inspect(), undefined, "no image left");

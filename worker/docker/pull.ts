@@ -91,9 +91,21 @@ async function follow(
   const layers = new Map<string, { current: number; total: number }>();
   let lastSent = 0;
   let lastMessage = `pulling ${image}`;
+  // An event held back by the throttle is sent when its turn comes: the last figure before
+  // a stall or a slow layer is the one people see.
+  let held: NodeJS.Timeout | undefined;
   const report = (force: boolean) => {
     const now = Date.now();
-    if (!force && now - lastSent < PROGRESS_EVERY_MS) return;
+    const wait = PROGRESS_EVERY_MS - (now - lastSent);
+    if (!force && wait > 0) {
+      held ??= setTimeout(() => {
+        held = undefined;
+        if (!signal.aborted) report(true);
+      }, wait);
+      return;
+    }
+    clearTimeout(held);
+    held = undefined;
     lastSent = now;
     let current = 0;
     let total = 0;
@@ -129,7 +141,7 @@ async function follow(
         report(false);
       },
     );
-  });
+  }).finally(() => clearTimeout(held));
 
   // An aborted response may just end: what it has read so far is no finished pull.
   if (signal.aborted) throw signal.reason;
