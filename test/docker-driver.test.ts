@@ -208,6 +208,51 @@ test("starting the same task and generation twice adopts the first container", a
   );
 });
 
+test("destroy removes the anonymous volume of an image that declares VOLUME", async (t) => {
+  const w = worker(t);
+  // An image of the test's own with `VOLUME /data`, as postgres or redis images have.
+  const tag = `cube-test/volume:${randomUUID().slice(0, 8)}`;
+  const base = await docker.createContainer({ Image: HTTP_IMAGE, Cmd: ["true"] });
+  await base.commit({ repo: tag.split(":")[0], tag: tag.split(":")[1], changes: "VOLUME /data" });
+  await base.remove({ force: true });
+  t.teardown(() =>
+    docker
+      .getImage(tag)
+      .remove({ force: true })
+      .catch(() => undefined),
+  );
+  const info = await driver.start(request(w, { image: tag }));
+  const mounts = (await docker.getContainer(info.containerId).inspect()).Mounts;
+  const volume = mounts.find((m) => m.Destination === "/data")?.Name;
+  if (!volume) return t.fail(`no volume at /data: ${JSON.stringify(mounts)}`);
+  t.teardown(() =>
+    docker
+      .getVolume(volume)
+      .remove({ force: true })
+      .catch(() => undefined),
+  );
+  await driver.stop(info.containerId, 0);
+  await driver.destroy(info.containerId);
+  await t.throwsAsync(docker.getVolume(volume).inspect(), { message: /no such volume/i });
+});
+
+test("the logs of a container removed meanwhile are a DriverError container-gone", async (t) => {
+  const w = worker(t);
+  const info = await driver.start(request(w, {}));
+  await driver.destroy(info.containerId);
+  const error = await t.throwsAsync(
+    text(
+      driver.logs(info.containerId, {
+        follow: false,
+        tail: 0,
+        signal: new AbortController().signal,
+      }),
+    ),
+    { instanceOf: DriverError },
+  );
+  t.is((error as DriverError).kind, "container-gone");
+});
+
 test("cpu and memory requests become the container's limits, with an init", async (t) => {
   const w = worker(t);
   const info = await driver.start(

@@ -19,7 +19,7 @@ import { createDockerDriver } from "../worker/docker/driver.js";
 import {
   HealthChecker,
   type HealthReport,
-  healthCheckPort,
+  healthCheckTarget,
   resolveHealthCheck,
 } from "../worker/tasks/health-checker.js";
 import { fetchContainer, HTTP_IMAGE, removeContainers, requireDocker } from "./fixtures.js";
@@ -76,31 +76,31 @@ test("the proto's defaults apply: interval 1s, timeout 1s, threshold 3", (t) => 
   t.is(resolveHealthCheck(create(HealthCheckSchema, {})).path, "/");
 });
 
-test("the checked host port is that of health_check.port, else of the first spec port", (t) => {
+test("the checked address is where health_check.port is published, else the first spec port", (t) => {
   const bindings = [
     create(PortBindingSchema, { containerPort: 80, hostPort: 32001, protocol: Protocol.TCP }),
-    create(PortBindingSchema, { containerPort: 9090, hostPort: 32002, protocol: Protocol.TCP }),
+    create(PortBindingSchema, {
+      containerPort: 9090,
+      hostPort: 32002,
+      protocol: Protocol.TCP,
+      hostIp: "10.1.2.3",
+    }),
+    create(PortBindingSchema, { containerPort: 7070, hostPort: 32003, hostIp: "0.0.0.0" }),
+    create(PortBindingSchema, { containerPort: 6060, hostPort: 32004, hostIp: "::" }),
   ];
   const ports = [{ containerPort: 80 }, { containerPort: 9090 }];
-  t.is(
-    healthCheckPort(create(TaskSpecSchema, { ports, healthCheck: { path: "/" } }), bindings),
-    32001,
-  );
-  t.is(
-    healthCheckPort(
-      create(TaskSpecSchema, { ports, healthCheck: { path: "/", port: 9090 } }),
+  const target = (healthCheck: { path?: string; port?: number }, withPorts = true) =>
+    healthCheckTarget(
+      create(TaskSpecSchema, { ports: withPorts ? ports : [], healthCheck }),
       bindings,
-    ),
-    32002,
-  );
-  t.is(
-    healthCheckPort(create(TaskSpecSchema, { healthCheck: { path: "/" } }), bindings),
-    undefined,
-  );
-  t.is(
-    healthCheckPort(create(TaskSpecSchema, { ports, healthCheck: { port: 7 } }), bindings),
-    undefined,
-  );
+    );
+  t.deepEqual(target({ path: "/" }), { host: "127.0.0.1", port: 32001 });
+  // Published on one address only: checked there, not on loopback where nothing listens.
+  t.deepEqual(target({ path: "/", port: 9090 }), { host: "10.1.2.3", port: 32002 });
+  t.deepEqual(target({ port: 7070 }), { host: "127.0.0.1", port: 32003 });
+  t.deepEqual(target({ port: 6060 }), { host: "::1", port: 32004 });
+  t.is(target({ path: "/" }, false), undefined);
+  t.is(target({ port: 7 }), undefined);
 });
 
 test("a real container: /health is HEALTHY; the CGI check turns UNHEALTHY after the threshold and back", async (t) => {
@@ -115,11 +115,12 @@ test("a real container: /health is HEALTHY; the CGI check turns UNHEALTHY after 
   });
   const spec = create(TaskSpecSchema, { image: HTTP_IMAGE, ports: [{ containerPort: 80 }] });
   const info = await driver.start({ taskId: "web", generation: 1n, workerId, spec });
-  const port = healthCheckPort(spec, info.ports);
-  if (port === undefined) return t.fail("no published port");
+  const target = healthCheckTarget(spec, info.ports);
+  if (target === undefined) return t.fail("no published port");
+  const { port } = target;
 
   const plain = recorder();
-  checker.watch("plain", 1n, fast("/health"), port, plain.onChange);
+  checker.watch("plain", 1n, fast("/health"), target, plain.onChange);
   t.like(await plain.until(1), {
     status: HealthStatus.HEALTHY,
     message: "HTTP 200",
@@ -127,7 +128,7 @@ test("a real container: /health is HEALTHY; the CGI check turns UNHEALTHY after 
   });
 
   const cgi = recorder();
-  checker.watch("web", 1n, fast("/cgi-bin/health"), port, cgi.onChange);
+  checker.watch("web", 1n, fast("/cgi-bin/health"), target, cgi.onChange);
   t.like(await cgi.until(1), { status: HealthStatus.HEALTHY });
   t.is((await fetchContainer(`http://127.0.0.1:${port}/cgi-bin/sick`)).status, 200);
   t.like(await cgi.until(2), {
@@ -140,6 +141,30 @@ test("a real container: /health is HEALTHY; the CGI check turns UNHEALTHY after 
   // /health never changed, so it reported once only.
   t.is(plain.reports.length, 1);
   t.is(checker.watching("web"), 1n);
+});
+
+test("a real container published on one address only (127.0.0.2) is checked there and is HEALTHY", async (t) => {
+  await requireDocker();
+  const workerId = `test-health-${randomUUID()}`;
+  const driver = createDockerDriver();
+  const checker = new HealthChecker();
+  t.teardown(async () => {
+    checker.close();
+    await driver.close();
+    await removeContainers(`cube.worker=${workerId}`);
+  });
+  const spec = create(TaskSpecSchema, {
+    image: HTTP_IMAGE,
+    ports: [{ containerPort: 80, hostIp: "127.0.0.2" }],
+  });
+  // Another task id than the test above: container names hold only the worker id's start.
+  const info = await driver.start({ taskId: "web-one-ip", generation: 1n, workerId, spec });
+  const target = healthCheckTarget(spec, info.ports);
+  t.is(target?.host, "127.0.0.2");
+  if (target === undefined) return;
+  const rec = recorder();
+  checker.watch("web", 1n, fast("/health"), target, rec.onChange);
+  t.like(await rec.until(1), { status: HealthStatus.HEALTHY, message: "HTTP 200" });
 });
 
 test("HTTP 500 turns UNHEALTHY only after failure_threshold failures in a row", async (t) => {
@@ -155,7 +180,7 @@ test("HTTP 500 turns UNHEALTHY only after failure_threshold failures in a row", 
   const checker = new HealthChecker();
   t.teardown(() => checker.close());
   const rec = recorder();
-  checker.watch("t", 1n, fast("/", 4), port, rec.onChange);
+  checker.watch("t", 1n, fast("/", 4), { host: "127.0.0.1", port }, rec.onChange);
   const report = await rec.until(1);
   t.like(report, { status: HealthStatus.UNHEALTHY, message: "HTTP 500", consecutiveFailures: 4 });
   t.true(hits >= 4);
@@ -179,7 +204,7 @@ test("a server that does not answer in time is a timeout", async (t) => {
   const checker = new HealthChecker();
   t.teardown(() => checker.close());
   const rec = recorder();
-  checker.watch("t", 1n, fast("/", 2, 150), port, rec.onChange);
+  checker.watch("t", 1n, fast("/", 2, 150), { host: "127.0.0.1", port }, rec.onChange);
   t.like(await rec.until(1), {
     status: HealthStatus.UNHEALTHY,
     message: "timeout after 150ms",
@@ -194,7 +219,7 @@ test("a closed port is a connection refused", async (t) => {
   const checker = new HealthChecker();
   t.teardown(() => checker.close());
   const rec = recorder();
-  checker.watch("t", 1n, fast("/", 2), port, rec.onChange);
+  checker.watch("t", 1n, fast("/", 2), { host: "127.0.0.1", port }, rec.onChange);
   t.like(await rec.until(1), {
     status: HealthStatus.UNHEALTHY,
     message: "connection refused",

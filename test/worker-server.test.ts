@@ -13,12 +13,24 @@ import { type Task, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { workerRoutes } from "../worker/api/server.js";
 import { StatsFeed } from "../worker/stream/stats-feed.js";
+import { type Driver, DriverError } from "../worker/tasks/driver.js";
 import { eventually } from "./manager-harness.js";
 
 const WORKER = "w-1";
 
-function setup(tasks: Task[]) {
-  const driver = createHollowDriver();
+function setup(tasks: Task[], logsError?: DriverError) {
+  const hollow = createHollowDriver();
+  // A driver whose log reads fail as told: the code mapping is the unit under test.
+  const driver: Driver = logsError
+    ? {
+        ...hollow,
+        logs: () => ({
+          [Symbol.asyncIterator]: () => ({
+            next: () => Promise.reject(logsError),
+          }),
+        }),
+      }
+    : hollow;
   const stats = new StatsFeed({
     workerId: WORKER,
     node: () => create(NodeMetricsSchema, { workerId: WORKER, cpuCount: 2 }),
@@ -100,6 +112,24 @@ test("TaskLogs of a task without a container is FAILED_PRECONDITION", async (t) 
   });
   t.is(codeOf(error), Code.FailedPrecondition);
 });
+
+for (const [kind, code] of [
+  ["container-gone", Code.NotFound],
+  ["engine-unavailable", Code.Unavailable],
+  ["runtime", Code.Internal],
+] as const) {
+  test(`TaskLogs: a driver failure "${kind}" is ${Code[code]}`, async (t) => {
+    const held = create(TaskSchema, { ...task("web-1", TaskState.RUNNING, 1), containerId: "c1" });
+    const { tasks } = setup([held], new DriverError(`logs failed (${kind})`, kind));
+    const error = await t.throwsAsync(async () => {
+      for await (const _ of tasks.taskLogs({ id: "web-1" })) {
+        // nothing expected
+      }
+    });
+    t.is(codeOf(error), code);
+    t.is(ConnectError.from(error).rawMessage, `logs failed (${kind})`);
+  });
+}
 
 test("metrics: a watcher that stops reading gets the latest sample when it reads again, not a backlog", async (t) => {
   let taken = 0;

@@ -11,6 +11,7 @@ import { guardPlaintext, parseListen, startServer } from "../lib/rpc/server.js";
 import { managerOnly } from "./api/manager-only.js";
 import { WorkerMetrics } from "./api/metrics.js";
 import { workerRoutes } from "./api/server.js";
+import { type BackoffOptions, backoffDelay } from "./backoff.js";
 import { type ContainerPolicy, DEFAULT_POLICY } from "./docker/container-spec.js";
 import { createDockerDriver } from "./docker/driver.js";
 import { defaultCapacity, NodeMetricsSampler } from "./node-metrics.js";
@@ -215,7 +216,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     stream = client;
     metrics.watchStream(client);
     feed.on("sample", (s) => client.send({ case: "stats", value: create(StatsSchema, s) }));
-    if (engine) followEngine(engine, runner, client, logger);
+    const unfollow = engine ? followEngine(engine, runner, client, logger) : undefined;
     feed.start();
     self.start();
     client.start();
@@ -237,6 +238,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
           feed.close();
           sampler.close();
           health.close();
+          unfollow?.();
           runner.close();
           engine?.close();
           self.close();
@@ -277,11 +279,16 @@ function followEngine(
   runner: TaskRunner,
   client: StreamClient,
   logger: Logger,
-): void {
+): () => void {
   engine.on("change", (report) => client.send({ case: "engine", value: report }));
   let running: Promise<void> | undefined;
   let again = false;
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  let failures = 0;
   const resync = () => {
+    clearTimeout(retry);
+    if (closed) return;
     if (running) {
       again = true;
       return;
@@ -296,10 +303,26 @@ function followEngine(
       .catch((error: unknown) => logger.error({ err: error }, "re-sync with the engine failed"))
       .finally(() => {
         running = undefined;
+        // Not finished (a listing or a step failed): again after a pause. The monitor's "up"
+        // comes only after a "down", and an engine that failed one call may never go down.
+        if (closed || !runner.recoveryPending) {
+          failures = 0;
+          return;
+        }
+        retry = setTimeout(resync, backoffDelay(failures++, RESYNC_BACKOFF));
       });
   };
   engine.on("up", resync);
+  // The recovery at start may have been put off already, before anything listened.
+  if (runner.recoveryPending) resync();
+  return () => {
+    closed = true;
+    clearTimeout(retry);
+  };
 }
+
+/** Pauses between re-syncs that did not finish. */
+const RESYNC_BACKOFF: BackoffOptions = { baseMs: 500, maxMs: 30_000 };
 
 /** The address to give the manager: a wildcard bind is reached through the host name. */
 function advertised(address: string): string {

@@ -65,7 +65,7 @@ export function workerRoutes(view: WorkerView): (router: ConnectRouter) => void 
           }
         } catch (error) {
           if (ctx.signal.aborted) return;
-          if (error instanceof DriverError) throw new ConnectError(error.message, Code.NotFound);
+          if (error instanceof DriverError) throw new ConnectError(error.message, logsCode(error));
           throw ConnectError.from(error);
         }
       },
@@ -144,3 +144,10 @@ function listTasks(view: WorkerView, req: ListTasksRequest) {
 
 const created = (t: Task) =>
   t.scheduledAt ? timestampMs(t.scheduledAt) : t.startedAt ? timestampMs(t.startedAt) : 0;
+
+/** A log read's failure, in the words of gRPC: gone, the engine away (retry), or the engine's fault. */
+function logsCode(error: DriverError): Code {
+  if (error.kind === "container-gone") return Code.NotFound;
+  if (error.kind === "engine-unavailable") return Code.Unavailable;
+  return Code.Internal;
+}

@@ -188,7 +188,20 @@ class DockerDriver implements Driver {
       throw createError(error, request.spec.image);
     }
     await this.#startCreated(container, request);
-    return this.#running(container);
+    try {
+      return await this.#running(container);
+    } catch (error) {
+      // Unreachable: the container stays for the retry to find by name. Anything else would
+      // fail the task with its container running on, unknown to the worker: remove it.
+      if (isUnreachable(error)) throw engineUnavailable(error);
+      await tolerating([404, 409], () => container.remove({ force: true, v: true })).catch(
+        () => undefined,
+      );
+      throw new DriverError(
+        `cannot inspect the started container: ${dockerMessage(error)}`,
+        "runtime",
+      );
+    }
   }
 
   /** Starts a created container; on failure removes it, so a failed start leaves nothing behind. */
@@ -200,7 +213,7 @@ class DockerDriver implements Driver {
       if (dockerStatus(error) === 304) return;
       // The engine went away mid-start: the container stays for the retry to find by name.
       if (isUnreachable(error)) throw engineUnavailable(error);
-      await tolerating([404, 409], () => container.remove({ force: true }));
+      await tolerating([404, 409], () => container.remove({ force: true, v: true }));
       const message = dockerMessage(error);
       if (PORT_TAKEN.test(message)) {
         const port =
@@ -257,9 +270,12 @@ class DockerDriver implements Driver {
 
   async destroy(containerId: string): Promise<void> {
     this.#stats.untrack(containerId);
-    // 409: a removal is already in progress, which is what was asked for.
+    // 409: a removal is already in progress, which is what was asked for. `v`: the anonymous
+    // volumes of an image's VOLUME go with the container (else each generation leaves one).
     await this.#guard(() =>
-      tolerating([404, 409], () => this.#docker.getContainer(containerId).remove({ force: true })),
+      tolerating([404, 409], () =>
+        this.#docker.getContainer(containerId).remove({ force: true, v: true }),
+      ),
     );
   }
 
@@ -291,9 +307,10 @@ class DockerDriver implements Driver {
         yield* containerLogs(container, options);
       } catch (error) {
         if (error instanceof DriverError || options.signal.aborted) throw error;
+        if (isUnreachable(error)) throw engineUnavailable(error);
         throw new DriverError(
           `cannot read logs of ${containerId}: ${dockerMessage(error)}`,
-          "runtime",
+          isNotFound(error) ? "container-gone" : "runtime",
         );
       }
     })();

@@ -20,7 +20,7 @@ export async function removeContainers(docker: Docker, ids: readonly string[]): 
     ids.map((id) =>
       docker
         .getContainer(id)
-        .remove({ force: true })
+        .remove({ force: true, v: true })
         .catch(() => undefined),
     ),
   );

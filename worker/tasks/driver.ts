@@ -72,6 +72,8 @@ export class DriverError extends Error {
       | "runtime"
       /** The registry stopped sending: the pull was cancelled after the stall timeout. */
       | "pull-stalled"
+      /** The container is no longer there (removed meanwhile). */
+      | "container-gone"
       /** The engine could not be reached (restarting, crashed): not the task's fault, retried. */
       | "engine-unavailable",
   ) {

@@ -42,20 +42,33 @@ export function resolveHealthCheck(check: HealthCheck): ResolvedHealthCheck {
   };
 }
 
+/** Where a task's health check goes: the address and port its checked port is published on. */
+export interface HealthTarget {
+  readonly host: string;
+  readonly port: number;
+}
+
 /**
- * The host port to check for a task: the published port of `health_check.port`, or of
- * the spec's first port when that is 0. Undefined when nothing suitable is published.
+ * The published address to check for a task: that of `health_check.port`, or of the spec's
+ * first port when that is 0. Undefined when nothing suitable is published.
  */
-export function healthCheckPort(
+export function healthCheckTarget(
   spec: TaskSpec,
   bindings: readonly PortBinding[],
-): number | undefined {
+): HealthTarget | undefined {
   const containerPort = spec.healthCheck?.port || spec.ports[0]?.containerPort;
   if (!containerPort) return undefined;
   const binding = bindings.find(
     (b) => b.containerPort === containerPort && b.protocol !== Protocol.UDP && b.hostPort > 0,
   );
-  return binding?.hostPort;
+  return binding ? { host: probeHost(binding.hostIp), port: binding.hostPort } : undefined;
+}
+
+/** A wildcard bind answers on loopback; one on a given address (host_ip) only there. */
+function probeHost(hostIp: string): string {
+  if (hostIp === "" || hostIp === "0.0.0.0") return "127.0.0.1";
+  if (hostIp === "::") return "::1";
+  return hostIp;
 }
 
 /** "1s", "1.5s", "500ms": durations as people write them. */
@@ -71,13 +84,13 @@ const ERROR_WORDS: Record<string, string> = {
 };
 
 /** One GET; resolves with null on HTTP 200, else with what went wrong. Never rejects. */
-export function probe(port: number, path: string, timeoutMs: number, signal: AbortSignal) {
+export function probe(target: HealthTarget, path: string, timeoutMs: number, signal: AbortSignal) {
   const timeout = AbortSignal.timeout(timeoutMs);
   return new Promise<string | null>((resolve) => {
     const req = request(
       {
-        host: "127.0.0.1",
-        port,
+        host: target.host,
+        port: target.port,
         path,
         method: "GET",
         // A fresh connection each time: nothing pooled outlives the check.
@@ -117,15 +130,14 @@ export class HealthChecker {
   }
 
   /**
-   * Checks `taskId` on 127.0.0.1:`hostPort` from now on, replacing any earlier watch of
-   * it. `onChange` is called only when the status changes, first on the first result
+   * Checks `taskId` on `target` from now on, replacing any earlier watch of it. `onChange` is called only when the status changes, first on the first result
    * that decides one.
    */
   watch(
     taskId: string,
     generation: bigint,
     check: HealthCheck,
-    hostPort: number,
+    target: HealthTarget,
     onChange: (report: HealthReport) => void,
   ): void {
     this.unwatch(taskId);
@@ -136,7 +148,7 @@ export class HealthChecker {
     let failures = 0;
     const round = async () => {
       const startedAt = Date.now();
-      const failure = await probe(hostPort, config.path, config.timeoutMs, watch.abort.signal);
+      const failure = await probe(target, config.path, config.timeoutMs, watch.abort.signal);
       if (watch.abort.signal.aborted) return;
       this.#onProbe?.(failure === null);
       let next = status;

@@ -23,7 +23,7 @@ import type { WorkerStore } from "../store/worker-store.js";
 import type { Outbox } from "../stream/outbox.js";
 import { type ContainerInfo, type Driver, DriverError, type ExitStatus } from "./driver.js";
 import { ENGINE_BACKOFF, type EngineMonitor } from "./engine-monitor.js";
-import { healthCheckPort } from "./health-checker.js";
+import { type HealthTarget, healthCheckTarget } from "./health-checker.js";
 import { KeyedSerial } from "./keyed-serial.js";
 import { applyRecovery } from "./recovery.js";
 import { planRecovery, type RecoveryAction } from "./recovery-plan.js";
@@ -43,7 +43,7 @@ export interface HealthWatcher {
     taskId: string,
     generation: bigint,
     check: HealthCheck,
-    hostPort: number,
+    target: HealthTarget,
     onChange: (report: HealthChange) => void,
   ): void;
   unwatch(taskId: string): void;
@@ -249,6 +249,10 @@ export class TaskRunner {
       await this.#ledger.report(running, { sinceMs: receivedAt });
       this.#follow(running);
     } catch (error) {
+      // The worker is closing while it waits for the engine: not the task's failure. The
+      // record stays SCHEDULED, and the next start's recovery (or the manager) takes it up.
+      const waiting = error instanceof DriverError && error.kind === "engine-unavailable";
+      if (waiting && this.#closed) return;
       await this.#ledger.fail(scheduled, failureReason(error));
     }
   }
@@ -280,12 +284,12 @@ export class TaskRunner {
     );
     const check = task.spec?.healthCheck;
     if (!check?.path) return;
-    const port = task.spec ? healthCheckPort(task.spec, task.ports) : undefined;
-    if (!port) {
+    const target = task.spec ? healthCheckTarget(task.spec, task.ports) : undefined;
+    if (!target) {
       this.#log.warn({ task: id }, "health check has no published port to check");
       return;
     }
-    this.#o.health.watch(id, generation, check, port, (change) => {
+    this.#o.health.watch(id, generation, check, target, (change) => {
       this.#background(id, "recording a health change", () =>
         this.#healthChanged(id, generation, change),
       );
@@ -398,8 +402,19 @@ export class TaskRunner {
       const key = action.kind === "remove" ? action.container.taskId : action.task.id;
       const apply = () => applyRecovery(action, ctx);
       // Removing a stale container may wait out a stop grace: nothing depends on it.
-      if (action.kind === "remove") this.#background(key, "removing a stale container", apply);
-      else await this.#serial.run(key, apply);
+      if (action.kind === "remove") {
+        this.#background(key, "removing a stale container", apply);
+        continue;
+      }
+      try {
+        await this.#serial.run(key, apply);
+      } catch (error) {
+        // One container the engine refuses to stop or remove must not keep the worker from
+        // starting: the record stands, and a later re-sync tries again.
+        if (!this.#ledger.get(action.task.id)) this.#ledger.restore(action.task);
+        this.#recoveryPending = true;
+        this.#log.error({ task: action.task.id, err: error }, `recovery (${action.kind}) failed`);
+      }
     }
     return counts;
   }
@@ -433,6 +448,7 @@ export class TaskRunner {
       if (error instanceof DriverError && error.kind === "engine-unavailable") {
         this.#o.engine?.suspect(error.message);
       }
+      this.#recoveryPending = true;
       return undefined;
     }
     this.#recoveryPending = false;
@@ -464,6 +480,7 @@ export class TaskRunner {
       });
       steps.push(
         step.catch((error: unknown) => {
+          this.#recoveryPending = true;
           this.#log.error({ task: id, err: error }, "re-sync of a task failed");
         }),
       );
@@ -473,7 +490,10 @@ export class TaskRunner {
     return this.inventory();
   }
 
-  /** Whether the recovery at start could not reach the engine and still has to run. */
+  /**
+   * Whether the recovery at start, or a re-sync, could not finish (the engine could not be
+   * reached, or refused a step) and has to run again.
+   */
   get recoveryPending(): boolean {
     return this.#recoveryPending;
   }
