@@ -11,6 +11,7 @@ import {
 import { type CubeConfig, readConfig } from "./config-file.js";
 import { describeError } from "./describe-error.js";
 import type { Io } from "./io.js";
+import { checkManagerAddress } from "./manager-address.js";
 
 /** The options every client command shares. */
 export interface ClientOptions {
@@ -64,7 +65,11 @@ export async function withManager<T>(
   } catch (error) {
     throw new CliError((error as Error).message);
   }
-  const address = managerAddress(opts.manager, io.env, config);
+  const address = checkManagerAddress(
+    managerAddress(opts.manager, io.env, config),
+    opts.manager,
+    io.env,
+  );
   const token = managerToken(opts.token, io.env, config);
   const ca = managerCa(opts.ca, io.env, config);
   let clients: ManagerClients;

@@ -5,13 +5,28 @@
  */
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
-/** Durations in the environment: "2s" like the flags, or a bare number of ms as manager/main.ts reads them. */
+/**
+ * The longest a Node timer can wait (2^31 - 1 ms, about 24.8 days): setTimeout replaces a
+ * longer delay with 1 ms (TimeoutOverflowWarning), so `--timeout 600h` would give up at once.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Durations in the environment: "2s" like the flags, or a bare number of ms as manager/main.ts
+ * reads them; at most {@link MAX_TIMER_MS} either way.
+ */
 export function parseEnvDuration(value: string): number {
-  return /^\s*\d+\s*$/.test(value) ? Number(value) : parseDuration(value);
+  return /^\s*\d+\s*$/.test(value)
+    ? withinMax(value, Number(value), MAX_TIMER_MS)
+    : parseDuration(value);
 }
 
-/** Parses "500ms", "2s", "1m30s" into milliseconds; throws a message naming the input. */
-export function parseDuration(input: string): number {
+/**
+ * Parses "500ms", "2s", "1m30s" into milliseconds; throws a message naming the input. Above
+ * `maxMs` (by default {@link MAX_TIMER_MS}: what a timer waits on) is refused; a duration no
+ * timer waits on (a token's TTL) may pass a larger one.
+ */
+export function parseDuration(input: string, maxMs: number = MAX_TIMER_MS): number {
   const text = input.trim();
   if (text === "0") return 0;
   const part = /(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)/y;
@@ -27,7 +42,16 @@ export function parseDuration(input: string): number {
   if (text === "" || at !== text.length) {
     throw new Error(`"${input}" is not a duration: use a number with a unit, e.g. 500ms, 2s, 1m`);
   }
-  return Math.round(total);
+  return withinMax(input, Math.round(total), maxMs);
+}
+
+function withinMax(input: string, ms: number, maxMs: number): number {
+  if (ms <= maxMs) return ms;
+  const most =
+    maxMs === MAX_TIMER_MS
+      ? "596h31m23s (2147483647ms, about 24.8 days: the longest a timer can wait)"
+      : `${maxMs}ms`;
+  throw new Error(`"${input.trim()}" is too long: at most ${most}`);
 }
 
 /** Milliseconds for people: 850 → "850ms", 1500 → "1.5s", 150000 → "2m30s". */

@@ -60,18 +60,27 @@ ${EXIT_CODES_HELP}`,
     tokenCommand(io),
     versionCommand(io),
   ];
-  // Sub-commands (cube token create…) too.
-  const all = [program, ...commands, ...commands.flatMap((c) => c.commands as Command[])];
-  for (const cmd of all) {
-    // addCommand() does not pass settings down (command() would): set them on each.
+  for (const cmd of commands) program.addCommand(cmd);
+  // addCommand() does not pass settings down (command() would): set them on each command of
+  // the tree, sub-commands (cube token create…) included, once it is in place, so that the
+  // hint names the whole chain: `cube job run --help`, not `cube run --help`.
+  const configure = (cmd: Command): void => {
     cmd
       .exitOverride()
-      .showHelpAfterError(`(see \`cube ${cmd === program ? "" : `${cmd.name()} `}--help\`)`)
+      .showHelpAfterError(`(see \`${commandPath(cmd)} --help\`)`)
       .configureOutput({
         writeOut: (s) => io.stdout.write(s),
         writeErr: (s) => io.stderr.write(s),
       });
-    if (commands.includes(cmd)) program.addCommand(cmd);
-  }
+    for (const sub of cmd.commands) configure(sub);
+  };
+  configure(program);
   return program;
+}
+
+/** "cube job run": the names from the program down to `cmd`, as a person types them. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(" ");
 }

@@ -34,10 +34,14 @@ export function pickTask(ref: string, tasks: readonly Task[]): Task {
   );
 }
 
-/** Every task matching `filter`, reading all pages; with the revision of the first page. */
+/**
+ * Every task matching `filter`, reading all pages; with the revision of the first page.
+ * `signal` (Ctrl-C) cancels the calls.
+ */
 export async function listAllTasks(
   clients: ManagerClients,
   filter: Partial<TaskFilter> = {},
+  signal?: AbortSignal,
 ): Promise<{ tasks: Task[]; revision: bigint }> {
   const tasks: Task[] = [];
   let revision: bigint | undefined;
@@ -45,7 +49,7 @@ export async function listAllTasks(
   do {
     const page = await clients.tasks.listTasks(
       { ...filter, pageSize: 1000, pageToken },
-      { timeoutMs: CALL_TIMEOUT_MS },
+      { timeoutMs: CALL_TIMEOUT_MS, signal },
     );
     revision ??= page.revision;
     tasks.push(...page.tasks);
@@ -56,11 +60,19 @@ export async function listAllTasks(
 
 /**
  * The task `ref` names: GetTask first (the common, exact case), then a prefix or name
- * match over the list. NOT_FOUND comes out as "no task REF".
+ * match over the list. NOT_FOUND comes out as "no task REF". `signal` (Ctrl-C) cancels the
+ * calls.
  */
-export async function resolveTask(clients: ManagerClients, ref: string): Promise<Task> {
+export async function resolveTask(
+  clients: ManagerClients,
+  ref: string,
+  signal?: AbortSignal,
+): Promise<Task> {
   try {
-    const { task } = await clients.tasks.getTask({ id: ref }, { timeoutMs: CALL_TIMEOUT_MS });
+    const { task } = await clients.tasks.getTask(
+      { id: ref },
+      { timeoutMs: CALL_TIMEOUT_MS, signal },
+    );
     if (task) return task;
   } catch (error) {
     if (
@@ -70,6 +82,6 @@ export async function resolveTask(clients: ManagerClients, ref: string): Promise
       throw error;
     }
   }
-  const { tasks } = await listAllTasks(clients);
+  const { tasks } = await listAllTasks(clients, {}, signal);
   return pickTask(ref, tasks);
 }

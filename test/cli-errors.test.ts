@@ -45,6 +45,23 @@ test.serial("each command's --help has examples", async (t) => {
     t.regex(r.stdout, /Examples:\n {2}cube /, COMMANDS[i]);
   }
   t.regex((await inProcess(["status", "--help"])).stdout, /Usage: cube ps\|status/);
+  t.regex((await inProcess(["logs", "--help"])).stdout, /--tail <lines> .*\(N at least 1\)/);
+  t.regex((await inProcess(["run", "--help"])).stdout, /--max-restarts <n> .*1 or more/);
+});
+
+test.serial("a usage error names the help of the command it is in, sub-commands too", async (t) => {
+  const cases: [string[], string][] = [
+    [["job", "run"], "(see `cube job run --help`)"],
+    [["token", "create"], "(see `cube token create --help`)"],
+    [["node", "drain"], "(see `cube node drain --help`)"],
+    [["ps", "--frob"], "(see `cube ps --help`)"],
+    [["--frob"], "(see `cube --help`)"],
+  ];
+  for (const [args, hint] of cases) {
+    const r = await inProcess(args);
+    t.is(r.code, 2, args.join(" "));
+    t.true(r.stderr.endsWith(`${hint}\n`), `${args.join(" ")}: ${r.stderr}`);
+  }
 });
 
 test.serial("an unreachable manager is one line naming the address, exit 5", async (t) => {
@@ -95,6 +112,17 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["worker", "--shutdown-timeout", "soon"], /is not a duration/],
     [["worker", "--pull-stall-timeout", "soon"], /is not a duration/],
     [["manager", "--assignment-window", "0"], /is not a whole number between 1 and/],
+    [["run", "img", "--wait", "--timeout", "600h"], /"600h" is too long: at most 596h31m23s/],
+    [["job", "run", "-f", "j.yaml", "--timeout", "1000h"], /"1000h" is too long/],
+    [["node", "drain", "w1", "--deadline", "1000h"], /"1000h" is too long/],
+    // The API reads tail 0 as the whole log, max_restarts 0 as the default of 3.
+    [["logs", "web", "--tail", "0"], /reads tail 0 as all lines\): give 1 or more/],
+    [["logs", "web", "-n", "-1"], /"-1" is not a whole number between 1 and/],
+    [["run", "img", "--max-restarts", "0"], /give 1 or more, or use --restart never/],
+    [
+      ["ps", "--manager", "127.0.0.1:99999"],
+      /"127\.0\.0\.1:99999" is not a manager address: port 99999 is out of range \(1-65535\)/,
+    ],
   ];
   const results = await Promise.all(cases.map(([args]) => inProcess(args)));
   for (const [i, r] of results.entries()) {

@@ -12,7 +12,13 @@ import { stateLabel, TASK_HEAD, taskRow } from "../cli/format-task.js";
 import type { Io } from "../cli/io.js";
 import { LiveTable } from "../cli/live-table.js";
 import { parseCpu } from "../cli/parse-cpu.js";
-import { formatAge, formatDuration, parseDuration } from "../cli/parse-duration.js";
+import {
+  formatAge,
+  formatDuration,
+  MAX_TIMER_MS,
+  parseDuration,
+  parseEnvDuration,
+} from "../cli/parse-duration.js";
 import { parseCount, parseRestartMode, parseStates } from "../cli/parse-enum.js";
 import { parseKeyValue } from "../cli/parse-key-value.js";
 import { formatPort, parsePort } from "../cli/parse-port.js";
@@ -68,6 +74,25 @@ test("durations: units, compounds, and no bare numbers", (t) => {
   for (const bad of ["500", "", "2 s", "1x", "s", "-1s", "1s2"]) {
     t.throws(() => parseDuration(bad), { message: /is not a duration/ }, bad);
   }
+  // Longer than a Node timer can wait (it would fire after 1 ms): refused, naming the most.
+  t.is(MAX_TIMER_MS, 2 ** 31 - 1);
+  t.is(parseDuration("596h31m23s"), 2_147_483_000);
+  t.is(parseDuration("596h31m23s647ms"), MAX_TIMER_MS);
+  for (const long of ["596h31m23s648ms", "600h", "24.9h1000h", " 720h "]) {
+    t.throws(
+      () => parseDuration(long),
+      {
+        message: `"${long.trim()}" is too long: at most 596h31m23s (2147483647ms, about 24.8 days: the longest a timer can wait)`,
+      },
+      long,
+    );
+  }
+  // What no timer waits on (a token's TTL) may say so.
+  t.is(parseDuration("720h", Number.MAX_SAFE_INTEGER), 2_592_000_000);
+  t.is(parseEnvDuration("2147483647"), MAX_TIMER_MS);
+  t.is(parseEnvDuration("90s"), 90_000);
+  t.throws(() => parseEnvDuration("2147483648"), { message: /"2147483648" is too long/ });
+  t.throws(() => parseEnvDuration("600h"), { message: /"600h" is too long/ });
   t.is(formatDuration(850), "850ms");
   t.is(formatDuration(1500), "1.5s");
   t.is(formatDuration(120_000), "2m");

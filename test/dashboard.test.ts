@@ -4,7 +4,8 @@
  * first (scripts/build-web.ts), then it must: take the token out of the address, list a
  * RUNNING task, show a task the CLI submits within 1 s without a reload, show a pending
  * task's reason, follow a task's logs, stop it, resume after the manager restarts, scale a
- * job, cordon a node, and show a read token's refusal as the manager words it. A screenshot of the overview is written to .test-output/ (and to
+ * job (not with an empty field; 0 only when confirmed), cordon a node (and show one cordoned
+ * from the CLI), and show a read token's refusal as the manager words it. A screenshot of the overview is written to .test-output/ (and to
  * docs/dashboard.png for the README with CUBE_UPDATE_DOCS=1) and checked to be no blank.
  * Chromium or Docker missing: the test fails, naming the set-up command; it never skips.
  */
@@ -402,6 +403,19 @@ test.serial(
       });
       await waitForText(page, 'tr[data-job="webjob"] [data-testid="replicas"]', /^1\/1/, 30_000);
       await page.click('tr[data-job="webjob"] a');
+      // Scale with the field left empty (the count is only its placeholder): nothing is sent,
+      // the page says what is missing. It used to send count 0 and stop every replica.
+      await waitForText(page, '[data-testid="job-replicas"]', /^1\/1/, 30_000);
+      await page.click('form.actions button[type="submit"]');
+      await waitForText(page, '[data-testid="job-error"]', "type the number of replicas wanted");
+      // 0 stops every replica: it takes a second click, and Cancel sends nothing.
+      await page.fill("#scale", "0");
+      await page.click('form.actions button[type="submit"]');
+      await page.waitForSelector('[data-testid="confirm-scale-zero"]');
+      await page.click('form.actions button:has-text("Cancel")');
+      await page.waitForTimeout(500);
+      t.is((await api.jobs.getJob({ name: "webjob" })).job?.spec?.count, 1);
+      t.regex((await page.textContent('[data-testid="job-replicas"]')) ?? "", /^1\/1/);
       await page.fill("#scale", "2");
       await page.click('form.actions button[type="submit"]');
       await waitForText(page, '[data-testid="job-replicas"]', /^2\/2/, 30_000);
@@ -438,6 +452,15 @@ test.serial(
       await page.screenshot({ path: join(OUTPUT, "dashboard-nodes.png"), fullPage: true });
       await page.click(`${node} button:has-text("Uncordon")`);
       await waitForText(page, `${node} [data-testid="scheduling"]`, "schedulable");
+      // Cordoned and uncordoned from the CLI: the page hears of it from WatchWorkers (the
+      // manager sends the worker again, unchanged) and asks ListNodes again.
+      const cli = { env: cubeEnv({ CUBE_MANAGER: address, CUBE_TOKEN: admin }) };
+      const cordon = await cube(["node", "cordon", "dash-node"], cli);
+      t.is(cordon.code, 0, cordon.stderr);
+      await waitForText(page, `${node} [data-testid="scheduling"]`, "cordoned", 5000);
+      const uncordon = await cube(["node", "uncordon", "dash-node"], cli);
+      t.is(uncordon.code, 0, uncordon.stderr);
+      await waitForText(page, `${node} [data-testid="scheduling"]`, "schedulable", 5000);
 
       // The overview with a few tasks in it, for the README.
       await goto(page, `http://${address}/#/`);

@@ -392,6 +392,9 @@ async function jobStatus(io: Io, name: string, opts: WatchOptions): Promise<void
   await withManager(io, opts, async (clients) => {
     if (opts.watch) {
       try {
+        // WatchJobs of a name no job has waits for one, silently: a typo would hang with no
+        // word. Asked first, it is "not found", exit 4, as without --watch.
+        await clients.jobs.getJob({ name }, { timeoutMs: CALL_TIMEOUT_MS, signal: io.interrupted });
         for await (const { job } of clients.jobs.watchJobs({ name }, { signal: io.interrupted })) {
           if (!job) continue;
           if (json) io.stdout.write(JSON_LINE(toJson(JobSchema, job)));

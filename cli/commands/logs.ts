@@ -19,17 +19,26 @@ interface LogsOptions extends ClientOptions {
   tail?: number;
 }
 
+/**
+ * Parses --tail: a whole number from 1. TaskLogs reads tail 0 as "the whole log", where docker
+ * and kubectl users expect no line at all: refused rather than read either way.
+ */
+function parseTail(input: string): number {
+  if (/^\s*0+\s*$/.test(input)) {
+    throw new Error(
+      "0 would print the whole log (the API reads tail 0 as all lines): give 1 or more, or leave --tail out for the whole log",
+    );
+  }
+  return parseCount(input, 2 ** 32 - 1, 1);
+}
+
 /** `cube logs ID`: a task's container output; stdout to stdout, stderr to stderr. */
 export function logsCommand(io: Io): Command {
   const cmd = new Command("logs")
     .description("print a task's output (stdout to stdout, stderr to stderr)")
     .argument("<task>", "task id, unique id prefix, or name")
     .option("-f, --follow", "keep printing new output until the task ends (or Ctrl-C)")
-    .option(
-      "-n, --tail <lines>",
-      "only the last N lines so far",
-      arg((s) => parseCount(s)),
-    );
+    .option("-n, --tail <lines>", "only the last N lines so far (N at least 1)", arg(parseTail));
   addClientOptions(cmd)
     .addHelpText(
       "after",

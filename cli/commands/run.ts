@@ -37,6 +37,19 @@ interface RunOptions extends ClientOptions, RunFlags {
 }
 
 /**
+ * Parses --max-restarts: a whole number from 1. The manager reads max_restarts 0 as its
+ * default of 3 (task.proto), so 0 would restart three times, not never.
+ */
+function parseMaxRestarts(input: string): number {
+  if (/^\s*0+\s*$/.test(input)) {
+    throw new Error(
+      "0 would mean the default of 3 restarts (the manager reads 0 as unset): give 1 or more, or use --restart never for no restart",
+    );
+  }
+  return parseCount(input, 2 ** 32 - 1, 1);
+}
+
+/**
  * `cube run`: submits a task (or --count copies of it in one call), prints the ids, and with
  * --wait follows the one task until it runs.
  */
@@ -81,11 +94,7 @@ export function runCommand(io: Io): Command {
       "never, on-failure or always (default never)",
       arg(parseRestartMode),
     )
-    .option(
-      "--max-restarts <n>",
-      "restarts at most (default 3)",
-      arg((s) => parseCount(s)),
-    )
+    .option("--max-restarts <n>", "restarts at most, 1 or more (default 3)", arg(parseMaxRestarts))
     .option(
       "-l, --label <key=value>",
       "label (repeatable)",

@@ -50,14 +50,17 @@ Examples:
 
 async function stop(io: Io, refs: string[], opts: StopOptions): Promise<void> {
   const startedAt = io.now();
+  // Ctrl-C cancels the call in flight too, not only a --wait.
+  const signal = io.interrupted;
   let failure: CliError | undefined;
   await withManager(io, opts, async (clients) => {
-    for (const ref of refs) {
+    for (const [i, ref] of refs.entries()) {
+      if (signal.aborted) throw interrupted(undefined, refs.slice(i));
       try {
-        const found = await resolveTask(clients, ref);
+        const found = await resolveTask(clients, ref, signal);
         const { task } = await clients.tasks.stopTask(
           { id: found.id },
-          { timeoutMs: CALL_TIMEOUT_MS },
+          { timeoutMs: CALL_TIMEOUT_MS, signal },
         );
         if (opts.wait && task) {
           const outcome = await waitForTask(clients, io, {
@@ -72,13 +75,15 @@ async function stop(io: Io, refs: string[], opts: StopOptions): Promise<void> {
         if (outputFormat(opts) === "json") {
           const { task: now } = await clients.tasks.getTask(
             { id: found.id },
-            { timeoutMs: CALL_TIMEOUT_MS },
+            { timeoutMs: CALL_TIMEOUT_MS, signal },
           );
           io.stdout.write(`${JSON.stringify(toJson(TaskSchema, now ?? found))}\n`);
         } else {
           io.stdout.write(`${found.id}\n`);
         }
       } catch (error) {
+        // Ctrl-C ends the command, not just this task's turn: the tasks after it are left alone.
+        if (signal.aborted) throw interrupted(error, refs.slice(i + 1));
         const described = describeError(error, clients.address);
         // Unreachable is the same for every id: say it once.
         if (described.exitCode === ExitCode.Unreachable) throw described;
@@ -88,4 +93,16 @@ async function stop(io: Io, refs: string[], opts: StopOptions): Promise<void> {
     }
   });
   if (failure) throw new CliError("", failure.exitCode);
+}
+
+/** The error of a Ctrl-C: what --wait said (if it was waiting), and which tasks were not asked. */
+function interrupted(error: unknown, left: readonly string[]): CliError {
+  const said =
+    error instanceof CliError && error.exitCode === ExitCode.Interrupted
+      ? error.message
+      : "interrupted";
+  return new CliError(
+    left.length > 0 ? `${said}; not stopped: ${left.join(", ")}` : said,
+    ExitCode.Interrupted,
+  );
 }

@@ -43,7 +43,13 @@ export function tokenCommand(io: Io): Command {
     .description("make a token; its secret is printed once and never again")
     .addOption(new Option("--role <role>", "what it may do").choices(ROLES).makeOptionMandatory())
     .option("--name <name>", "what it is for (default: the role)")
-    .option("--ttl <duration>", "how long it works (default: until revoked)", arg(parseDuration));
+    .option(
+      "--ttl <duration>",
+      "how long it works (default: until revoked)",
+      // An expiry date, not a timer: longer than a timer can wait is fine (the manager allows
+      // ten years).
+      arg((s) => parseDuration(s, Number.MAX_SAFE_INTEGER)),
+    );
   addClientOptions(create)
     .addHelpText(
       "after",

@@ -7,6 +7,7 @@ import { readConfig } from "../config-file.js";
 import { CUBE_VERSION } from "../cube-version.js";
 import { describeError } from "../describe-error.js";
 import type { Io } from "../io.js";
+import { checkManagerAddress } from "../manager-address.js";
 
 /** `cube version`: this client's version, and whether the manager answers its health check. */
 export function versionCommand(io: Io): Command {
@@ -29,7 +30,11 @@ Examples:
 
 async function version(io: Io, opts: ClientOptions): Promise<void> {
   const config = await readConfig(io.env).catch(() => ({}));
-  const address = managerAddress(opts.manager, io.env, config);
+  const address = checkManagerAddress(
+    managerAddress(opts.manager, io.env, config),
+    opts.manager,
+    io.env,
+  );
   const ca = managerCa(opts.ca, io.env, config);
   let status = "";
   let problem: CliError | undefined;

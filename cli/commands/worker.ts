@@ -5,6 +5,7 @@ import { DEFAULT_MANAGER } from "../client.js";
 import { arg, collect } from "../client-options.js";
 import { envSetting } from "../env-setting.js";
 import type { Io } from "../io.js";
+import { checkManagerAddress } from "../manager-address.js";
 import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
 import { parseDuration, parseEnvDuration } from "../parse-duration.js";
 import { parseCount } from "../parse-enum.js";
@@ -145,7 +146,11 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
     throw new CliError((error as Error).message);
   }
   const options = {
-    manager: flags.manager || env.CUBE_MANAGER || DEFAULT_MANAGER,
+    manager: checkManagerAddress(
+      flags.manager || env.CUBE_MANAGER || DEFAULT_MANAGER,
+      flags.manager,
+      env,
+    ),
     token: flags.token || env.CUBE_TOKEN || undefined,
     ca: flags.ca || env.CUBE_CA || undefined,
     listen: flags.listen || env.CUBE_LISTEN || "127.0.0.1:5556",

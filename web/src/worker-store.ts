@@ -9,6 +9,7 @@ import type { Api } from "./api.js";
 import { ms, percent } from "./format.js";
 import { FrameNotifier } from "./frame-notifier.js";
 import { type Following, follow, type LinkState } from "./live-stream.js";
+import { sameButHeartbeat } from "./same-worker.js";
 
 /** One node sample, reduced to what the chart draws. */
 export interface UsagePoint {
@@ -27,6 +28,12 @@ export class WorkerStore extends FrameNotifier {
   readonly byId = new Map<string, Worker>();
   /** Recent samples per worker id, oldest first. */
   readonly history = new Map<string, UsagePoint[]>();
+  /**
+   * How many times each worker came again with nothing new in it (last_heartbeat aside): a
+   * cordon, uncordon or drain step, which the Worker message does not show (see
+   * {@link sameButHeartbeat}). The nodes view asks ListNodes again when it moves.
+   */
+  readonly resent = new Map<string, number>();
   loaded = false;
   link: LinkState = { kind: "connecting" };
   #following: Following | undefined;
@@ -65,6 +72,10 @@ export class WorkerStore extends FrameNotifier {
   }
 
   #put(worker: Worker): void {
+    const before = this.byId.get(worker.id);
+    if (before && sameButHeartbeat(before, worker)) {
+      this.resent.set(worker.id, (this.resent.get(worker.id) ?? 0) + 1);
+    }
     this.byId.set(worker.id, worker);
     const m = worker.metrics;
     const t = ms(m?.time);

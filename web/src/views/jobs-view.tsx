@@ -8,6 +8,7 @@ import {
 import { why } from "../api.js";
 import { age, ms, percent } from "../format.js";
 import { useNow, useStore } from "../hooks.js";
+import { MAX_REPLICAS, parseReplicas } from "../replica-count.js";
 import type { Session } from "../session.js";
 import { TaskTable } from "./task-table.js";
 
@@ -106,6 +107,7 @@ export function JobDetail({ session, name }: { session: Session; name: string })
   const job = session.jobs.byName.get(name);
   const [count, setCount] = useState("");
   const [error, setError] = useState<string | undefined>();
+  const [confirmZero, setConfirmZero] = useState(false);
   const [versions, setVersions] = useState<readonly JobVersion[]>([]);
   const version = job?.version;
   // Versions change only with a new version or a deployment's end: asked again then.
@@ -144,8 +146,18 @@ export function JobDetail({ session, name }: { session: Session; name: string })
           class="actions"
           onSubmit={(e) => {
             e.preventDefault();
-            const n = Number(count);
-            if (Number.isInteger(n) && n >= 0) act(session.api.jobs.scaleJob({ name, count: n }));
+            const wanted = parseReplicas(count);
+            if ("error" in wanted) {
+              setError(wanted.error);
+              return;
+            }
+            // Scaling to 0 stops every replica: a second click confirms it, as Stop does.
+            if (wanted.count === 0) {
+              setError(undefined);
+              setConfirmZero(true);
+              return;
+            }
+            act(session.api.jobs.scaleJob({ name, count: wanted.count }));
           }}
         >
           <label for="scale">Replicas</label>
@@ -153,15 +165,41 @@ export function JobDetail({ session, name }: { session: Session; name: string })
             id="scale"
             type="number"
             min={0}
-            max={10000}
+            max={MAX_REPLICAS}
             placeholder={String(job.spec?.count ?? 0)}
             value={count}
-            onInput={(e) => setCount((e.target as HTMLInputElement).value)}
+            onInput={(e) => {
+              setCount((e.target as HTMLInputElement).value);
+              setConfirmZero(false);
+            }}
           />
-          <button type="submit">Scale</button>
+          {confirmZero ? (
+            <>
+              <button
+                type="button"
+                class="danger"
+                data-testid="confirm-scale-zero"
+                onClick={() => {
+                  setConfirmZero(false);
+                  act(session.api.jobs.scaleJob({ name, count: 0 }));
+                }}
+              >
+                Scale {name} to 0: stop every replica
+              </button>
+              <button type="button" class="quiet" onClick={() => setConfirmZero(false)}>
+                Cancel
+              </button>
+            </>
+          ) : (
+            <button type="submit">Scale</button>
+          )}
         </form>
       </div>
-      {error && <p class="error">{error}</p>}
+      {error && (
+        <p class="error" data-testid="job-error">
+          {error}
+        </p>
+      )}
       <p data-testid="job-replicas">
         {job.counts?.running ?? 0}/{job.counts?.desired ?? 0} replicas running,{" "}
         {job.counts?.healthy ?? 0} healthy

@@ -1,7 +1,8 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { DrainStatus, type Node } from "../../../gen/cube/v1/node_service_pb.js";
 import { WorkerStatus } from "../../../gen/cube/v1/worker_pb.js";
 import { unimplemented, why } from "../api.js";
+import { CoalescedCall } from "../coalesced-call.js";
 import { age, engineDown, ms, workerStatusName } from "../format.js";
 import { useNow, useStore } from "../hooks.js";
 import type { Session } from "../session.js";
@@ -10,8 +11,11 @@ import { NodeBars } from "./node-bars.js";
 /**
  * The workers, live (WatchWorkers), with their scheduling state from NodeService: cordoned,
  * drain progress; cordon, drain and uncordon buttons. NodeService has no watch: the page asks
- * ListNodes when the view opens, after each of its own actions, and when a worker joins or
- * changes status — never on a timer.
+ * ListNodes when the view opens, after each of its own actions, and when WatchWorkers says a
+ * worker changed in a way that moves its scheduling state — it joined, changed status, its
+ * task count moved (a drain's "N left"), or it came again unchanged (the manager resends a
+ * worker when it is cordoned, uncordoned or its drain changes state, from the CLI too) —
+ * never on a timer, and one call at a time: changes while one is in flight make one more.
  */
 export function NodesView({ session }: { session: Session }) {
   useStore(session.workers);
@@ -23,23 +27,27 @@ export function NodesView({ session }: { session: Session }) {
   const [asked, setAsked] = useState(0);
   // Draining moves every task off a node: a second click confirms it.
   const [confirmDrain, setConfirmDrain] = useState<string | undefined>();
-  // What makes the scheduling state worth asking again: a worker joined or changed status.
-  const shape = workers.map((w) => `${w.id}:${w.status}`).join(",");
-  useEffect(() => {
-    const abort = new AbortController();
-    session.api.nodes
-      .listNodes({}, { signal: abort.signal })
-      .then((r) => {
-        setNodes(new Map(r.nodes.flatMap((n) => (n.worker ? [[n.worker.id, n] as const] : []))));
-        setError(undefined);
-      })
-      .catch((e: unknown) => {
-        if (abort.signal.aborted) return;
-        if (unimplemented(e)) setServed(false);
-        else setError(why(e));
-      });
-    return () => abort.abort();
-  }, [session, shape, asked]);
+  const listNodes = useMemo(
+    () =>
+      new CoalescedCall(async (signal) => {
+        try {
+          const r = await session.api.nodes.listNodes({}, { signal });
+          setNodes(new Map(r.nodes.flatMap((n) => (n.worker ? [[n.worker.id, n] as const] : []))));
+          setError(undefined);
+        } catch (e: unknown) {
+          if (signal.aborted) return;
+          if (unimplemented(e)) setServed(false);
+          else setError(why(e));
+        }
+      }),
+    [session],
+  );
+  useEffect(() => () => listNodes.close(), [listNodes]);
+  // What makes the scheduling state worth asking again (see above).
+  const shape = workers
+    .map((w) => `${w.id}:${w.status}:${w.taskCount}:${session.workers.resent.get(w.id) ?? 0}`)
+    .join(",");
+  useEffect(() => listNodes.request(), [listNodes, shape, asked]);
   const act = (what: "cordon" | "uncordon" | "drain", name: string) => {
     setError(undefined);
     const call =
