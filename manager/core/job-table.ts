@@ -56,6 +56,11 @@ export class JobEntry implements TaskGroup {
    * restart, is not the version's failure).
    */
   readonly proven = new Set<string>();
+  /**
+   * Since when this manager has watched the job (its load, ms): a healthy deadline runs only
+   * while a manager watches, so a restart gives every replica the whole deadline again.
+   */
+  watchedSince = Number.NEGATIVE_INFINITY;
   /** Replicas that failed in a row with no healthy job in between (the replace back-off). */
   failStreak = 0;
   /** Replacements of failed replicas wait until then (ms). */

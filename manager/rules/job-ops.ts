@@ -367,7 +367,14 @@ export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): Repl
       ready,
       readySince: since,
       createdAt,
-      attemptAt: t.scheduledAt ? Math.max(createdAt, timestampMs(t.scheduledAt)) : createdAt,
+      // Its healthy deadline counts from its latest placement, but not from before this
+      // manager watched (a restart, replicas' news still in their workers' outboxes) nor
+      // through a stall of the manager's own (a SIGSTOP): neither is the version's failure.
+      attemptAt: Math.max(
+        t.scheduledAt ? Math.max(createdAt, timestampMs(t.scheduledAt)) : createdAt,
+        job.watchedSince,
+        cp.workers.loop.lastStallEndMs,
+      ),
       proven: job.proven.has(t.id),
       order: entry.createdRevision,
       leaving: drain === DrainStatus.DRAINING || drain === DrainStatus.DEADLINE_REACHED,
@@ -478,5 +485,9 @@ function createReplica(cp: ControlPlane, job: JobEntry, version: bigint): void {
 /** After a load: watch every job's replicas, and reconcile each job once. */
 export function resumeJobs(cp: ControlPlane): void {
   cp.jobs.onTaskChanged = (job) => queueReconcile(cp, job);
-  for (const job of cp.jobs.all()) queueReconcile(cp, job);
+  const now = cp.clock.now();
+  for (const job of cp.jobs.all()) {
+    job.watchedSince = now;
+    queueReconcile(cp, job);
+  }
 }

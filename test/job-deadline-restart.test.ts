@@ -1,0 +1,79 @@
+/**
+ * A job's healthy deadline runs only while a manager watches: a manager restart, or a stall
+ * of its own (SIGSTOP), must not fail a deployment whose replica's news is still on its way.
+ * The manager harness (a control plane over a store kept across the restart), a FakeClock,
+ * and a scripted worker that reports only what the test says.
+ */
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import test from "ava";
+import { DeploymentStatus } from "../gen/cube/v1/job_pb.js";
+import { JobService } from "../gen/cube/v1/job_service_pb.js";
+import { type Task, TaskState } from "../gen/cube/v1/task_pb.js";
+import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
+import { FakeClock } from "./fake-clock.js";
+import { eventually, FakeWorker, harness, spec } from "./manager-harness.js";
+
+const DEADLINE_MS = 30_000;
+
+const job = {
+  name: "web",
+  template: spec(),
+  count: 1,
+  update: {
+    maxParallel: 1,
+    minHealthyTime: durationFromMs(0),
+    healthyDeadline: durationFromMs(DEADLINE_MS),
+  },
+};
+
+test("a restart between a replica's placement and its RUNNING gives it the whole deadline again", async (t) => {
+  const clock = new FakeClock();
+  // Slow to give workers up: this test is about the deadline, not about liveness.
+  const options = { clock, heartbeatTimeoutMs: 3_600_000, startupGraceMs: 3_600_000 };
+  const h = await harness(t, options);
+  const w = new FakeWorker("w1", { auto: false });
+  await w.connect(h.transport);
+  await createClient(JobService, h.transport).applyJob({ spec: job });
+  const run = await w.waitFor((a) => a.action === AssignmentAction.RUN);
+  const task = run.task as Task;
+  // Pulling: nothing reported yet when the manager goes away, 20 s into the deadline.
+  clock.advance(20_000);
+  const h2 = await h.restart();
+  const jobs = createClient(JobService, h2.transport);
+  w.disconnect();
+  // The manager is back; its worker reconnects 15 s later: 35 s since the placement.
+  clock.advance(15_000);
+  const before = (await jobs.getJob({ name: "web" })).job?.deployment;
+  t.is(before?.status, DeploymentStatus.RUNNING, `deployment ${before?.statusReason}`);
+  await w.connect(h2.transport, [
+    { taskId: task.id, generation: task.generation, state: TaskState.RUNNING, containerId: "c1" },
+  ]);
+  // Its RUNNING, kept in its outbox while the manager was away, goes up now.
+  w.update(task.id, task.generation, TaskState.RUNNING, { containerId: "c1" });
+  await eventually(async () => {
+    clock.advance(0);
+    const d = (await jobs.getJob({ name: "web" })).job?.deployment;
+    if (d?.status !== DeploymentStatus.SUCCESSFUL) {
+      throw new Error(`deployment ${DeploymentStatus[d?.status ?? 0]}: ${d?.statusReason}`);
+    }
+  });
+  t.pass();
+});
+
+test("the deadline still fails a replica not healthy in time while the manager watches", async (t) => {
+  const clock = new FakeClock();
+  const h = await harness(t, { clock, heartbeatTimeoutMs: 3_600_000 });
+  const w = new FakeWorker("w1", { auto: false });
+  await w.connect(h.transport);
+  const jobs = createClient(JobService, h.transport);
+  await jobs.applyJob({ spec: job });
+  await w.waitFor((a) => a.action === AssignmentAction.RUN);
+  clock.advance(DEADLINE_MS + 1);
+  await eventually(async () => {
+    const d = (await jobs.getJob({ name: "web" })).job?.deployment;
+    if (d?.status !== DeploymentStatus.FAILED) throw new Error("not failed yet");
+  });
+  const d = (await jobs.getJob({ name: "web" })).job?.deployment;
+  t.regex(d?.statusReason ?? "", /not healthy within 30s/);
+});
