@@ -77,3 +77,28 @@ test("the deadline still fails a replica not healthy in time while the manager w
   const d = (await jobs.getJob({ name: "web" })).job?.deployment;
   t.regex(d?.statusReason ?? "", /not healthy within 30s/);
 });
+
+test("a stall of the manager's own (a SIGSTOP past the deadline) does not fail the deployment", async (t) => {
+  const clock = new FakeClock();
+  const h = await harness(t, { clock, heartbeatTimeoutMs: 3_600_000 });
+  const w = new FakeWorker("w1", { auto: false });
+  await w.connect(h.transport);
+  const jobs = createClient(JobService, h.transport);
+  await jobs.applyJob({ spec: job });
+  const run = await w.waitFor((a) => a.action === AssignmentAction.RUN);
+  const task = run.task as Task;
+  clock.advance(10_000);
+  // Frozen 25 s: the deadline ran out while nobody watched; the timers that fell due run late.
+  clock.stall(25_000);
+  clock.advance(0);
+  t.is(h.cp.workers.loop.stalls, 1);
+  w.update(task.id, task.generation, TaskState.RUNNING, { containerId: "c1" });
+  await eventually(async () => {
+    clock.advance(0);
+    const d = (await jobs.getJob({ name: "web" })).job?.deployment;
+    if (d?.status !== DeploymentStatus.SUCCESSFUL) {
+      throw new Error(`deployment ${DeploymentStatus[d?.status ?? 0]}: ${d?.statusReason}`);
+    }
+  });
+  t.pass();
+});
