@@ -1,8 +1,8 @@
 /**
  * An HTTP proxy on a unix socket in front of the real Docker engine, for worker tests that
  * need the engine to misbehave in one precise way: a request matching a rule gets Docker's
- * own kind of error answer (HTTP 500 with a message) or has its connection cut, everything
- * else goes through to the engine unchanged. Point a worker at it with
+ * own kind of error answer (HTTP 500 with a message), has its connection cut, or is never
+ * answered; everything else goes through to the engine unchanged. Point a worker at it with
  * `CUBE_DOCKER_HOST=unix://<path>`.
  */
 import { once } from "node:events";
@@ -15,8 +15,11 @@ export interface FaultRule {
   readonly method: string;
   /** Matched against the path without the API version prefix, e.g. /containers/json. */
   readonly path: RegExp;
-  /** "error": HTTP `status` with `message`, as the engine words its errors; "cut": the socket is destroyed. */
-  readonly fault: "error" | "cut";
+  /**
+   * "error": HTTP `status` with `message`, as the engine words its errors; "cut": the socket
+   * is destroyed; "hang": no answer ever (until the client gives up or the proxy closes).
+   */
+  readonly fault: "error" | "cut" | "hang";
   readonly status?: number;
   readonly message?: string;
   /** How many matching requests it applies to; default every one. */
@@ -52,6 +55,7 @@ export async function dockerFaultProxy(dir: string): Promise<DockerFaultProxy> {
         req.socket.destroy();
         return;
       }
+      if (rule.fault === "hang") return;
       res.writeHead(rule.status ?? 500, { "Content-Type": "application/json" });
       res.end(JSON.stringify({ message: rule.message ?? "injected by the test" }));
       return;

@@ -10,6 +10,7 @@ import { create } from "@bufbuild/protobuf";
 import test, { type ExecutionContext } from "ava";
 import { TaskSpecSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { createDockerDriver } from "../worker/docker/driver.js";
+import { EXIT_INSPECT_TIMEOUT_MS } from "../worker/docker/exit-watcher.js";
 import { DriverError } from "../worker/tasks/driver.js";
 import { type DockerFaultProxy, dockerFaultProxy } from "./docker-fault-proxy.js";
 import { docker, HTTP_IMAGE, removeContainers, requireDocker, tempDir } from "./fixtures.js";
@@ -209,4 +210,39 @@ test("an inspect refused right after a start fails it and leaves no container be
     filters: { label: [`cube.worker=${workerId}`] },
   });
   t.deepEqual(left, [], "a container was left running");
+});
+
+test("an inspect that hangs after one container's exit does not hold back the exits after it", async (t) => {
+  const dir = await tempDir(t);
+  const proxy = await dockerFaultProxy(dir);
+  t.teardown(() => proxy.close());
+  const driver = createDockerDriver({ dockerHost: proxy.host });
+  t.teardown(() => driver.close());
+  const workerId = `test-faults-${randomUUID()}`;
+  t.teardown(() => removeContainers(`cube.worker=${workerId}`));
+  const start = (taskId: string) =>
+    driver.start({
+      taskId,
+      generation: 1n,
+      workerId,
+      spec: create(TaskSpecSchema, { image: HTTP_IMAGE }),
+    });
+  const first = await start("first");
+  const second = await start("second");
+  const waits = [driver.wait(first.containerId), driver.wait(second.containerId)];
+  proxy.rules.push({
+    method: "GET",
+    path: new RegExp(`^/containers/${first.containerId}/json$`),
+    fault: "hang",
+  });
+  await docker.getContainer(first.containerId).kill();
+  await docker.getContainer(second.containerId).kill();
+  const began = Date.now();
+  const [a, b] = await Promise.all(waits);
+  const ms = Date.now() - began;
+  t.log(`both exits settled ${ms} ms after the kills (bound ${EXIT_INSPECT_TIMEOUT_MS} ms)`);
+  t.is(a.exitCode, 137);
+  t.is(b.exitCode, 137);
+  t.true(proxy.faulted.length >= 1, "the first inspect was held");
+  t.true(ms < EXIT_INSPECT_TIMEOUT_MS + 5000, `took ${ms} ms`);
 });

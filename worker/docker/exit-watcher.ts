@@ -28,6 +28,9 @@ interface DockerEvent {
 const MAX_RETRY_MS = 2000;
 const MAX_OOM_REMEMBERED = 1000;
 
+/** How long the inspect of a container that died may take before its die event decides. */
+export const EXIT_INSPECT_TIMEOUT_MS = 5000;
+
 /** Resolves waits on container exits; calls `onDie` for every cube container that dies. */
 export class ExitWatcher {
   readonly #docker: Docker;
@@ -185,7 +188,11 @@ export class ExitWatcher {
   ): Promise<ExitStatus | undefined> {
     if (!this.#waiters.has(id)) return undefined;
     try {
-      const info = await this.#docker.getContainer(id).inspect();
+      // Bounded: exits settle in die order, so one inspect that hangs would hold back every
+      // exit after it. Past the bound the die event's own figures stand.
+      const info = await this.#docker
+        .getContainer(id)
+        .inspect({ abortSignal: AbortSignal.timeout(EXIT_INSPECT_TIMEOUT_MS) });
       const state = info.State;
       if (!state.Running && (state.Status === "exited" || state.Status === "dead")) {
         const finished = Date.parse(state.FinishedAt);
