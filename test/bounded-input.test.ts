@@ -8,7 +8,7 @@ import { connect, type Socket } from "node:net";
 import { createGzip } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import test from "ava";
 import { type Protocol, TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
@@ -18,6 +18,7 @@ import { startServer } from "../lib/rpc/server.js";
 import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
 import { openControlPlane } from "../manager/index.js";
 import { MemoryStore } from "../manager/store/memory-store.js";
+import { errorOf } from "./error-of.js";
 import { startTestManager, tempDir } from "./fixtures.js";
 import { spawnCube } from "./manager-process.js";
 
@@ -42,15 +43,6 @@ function rssBytes(pid: number): number {
     .split("\n")
     .find((l) => l.startsWith("VmRSS:"));
   return Number(/(\d+)/.exec(line ?? "")?.[1] ?? 0) * 1024;
-}
-
-async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to fail");
 }
 
 test("a gzip bomb is refused with RESOURCE_EXHAUSTED before it inflates, and the manager's RSS grows under 64 MiB", async (t) => {

@@ -11,19 +11,7 @@ import { HealthStatus, type Task, TaskEventType, TaskState } from "../gen/cube/v
 import { EngineStatus, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
 import { FakeClock } from "./fake-clock.js";
-import { eventually, FakeWorker, type Harness, harness, spec } from "./manager-harness.js";
-
-async function reach(h: Harness, id: string, want: TaskState, generation?: bigint) {
-  return eventually(async () => {
-    const { task } = await h.tasks.getTask({ id });
-    if (task?.state !== want || (generation !== undefined && task.generation !== generation)) {
-      throw new Error(
-        `${id}: ${TaskState[task?.state ?? 0]} g${task?.generation} (${task?.reason}), want ${TaskState[want]}`,
-      );
-    }
-    return task;
-  });
-}
+import { eventually, FakeWorker, type Harness, harness, reach, spec } from "./manager-harness.js";
 
 function statusOf(h: Harness, id: string): string {
   return WorkerStatus[h.cp.workers.get(id)?.status ?? 0];

@@ -78,6 +78,19 @@ export function spec(init: MessageInitShape<typeof TaskSpecSchema> = {}) {
   return create(TaskSpecSchema, { image: "cube/httpd:local", ...init });
 }
 
+/** Waits until task `id` is in state `want` (at `generation`, when given), as GetTask says. */
+export async function reach(h: Harness, id: string, want: TaskState, generation?: bigint) {
+  return eventually(async () => {
+    const { task } = await h.tasks.getTask({ id });
+    if (task?.state !== want || (generation !== undefined && task.generation !== generation)) {
+      throw new Error(
+        `${id}: ${TaskState[task?.state ?? 0]} g${task?.generation} (${task?.reason}), want ${TaskState[want]}`,
+      );
+    }
+    return task;
+  });
+}
+
 /** Resolves when `check` passes, polling every 5 ms; rejects after `ms` with the last failure. */
 export async function eventually<T>(check: () => T | Promise<T>, ms = 3000): Promise<T> {
   const deadline = Date.now() + ms;

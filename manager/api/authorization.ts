@@ -1,4 +1,5 @@
 import type { Message } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { JobService } from "../../gen/cube/v1/job_service_pb.js";
 import { MetricsService } from "../../gen/cube/v1/metrics_pb.js";
@@ -9,8 +10,9 @@ import { WorkerService } from "../../gen/cube/v1/worker_service_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import type { Clock } from "../../lib/clock.js";
+import type { Clock, TimerHandle } from "../../lib/clock.js";
 import type { Logger } from "../../lib/logger.js";
+import { quote } from "../../lib/quote.js";
 import { PEER_CERTIFICATE, type PeerCertificate } from "../../lib/rpc/peer.js";
 import { workerOf } from "../../lib/tls/identity.js";
 import { roleIncludes, type TokenTable } from "../core/token-table.js";
@@ -210,29 +212,69 @@ export const CALLER = new WeakMap<AbortSignal, Token>();
 export const DEFAULT_OPEN_STREAMS = 100;
 export const ANYONE_OPEN_STREAMS = 1000;
 
-/** Open streams per key, each taken once and given back once. */
-class StreamCounter {
-  readonly #open = new Map<string, number>();
+/**
+ * Open streams per key ("token <id>", or "anyone"), each taken once and given back once, with
+ * the handle that ends each: a token's streams end when it is revoked or expires.
+ */
+class OpenStreams {
+  readonly #open = new Map<string, Set<AbortController>>();
 
-  /** Takes a stream for `key`; false when it holds `limit` already. */
-  take(key: string, limit: number): boolean {
-    const n = this.#open.get(key) ?? 0;
-    if (n >= limit) return false;
-    this.#open.set(key, n + 1);
-    return true;
+  /** Takes a stream for `key`: the handle that ends it, or undefined when it holds `limit` already. */
+  take(key: string, limit: number): AbortController | undefined {
+    let open = this.#open.get(key);
+    if ((open?.size ?? 0) >= limit) return undefined;
+    if (!open) {
+      open = new Set();
+      this.#open.set(key, open);
+    }
+    const handle = new AbortController();
+    open.add(handle);
+    return handle;
   }
 
   /** A function that gives the stream back, the first time it is called only. */
-  releaser(key: string): () => void {
+  releaser(key: string, handle: AbortController): () => void {
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      const n = (this.#open.get(key) ?? 1) - 1;
-      if (n > 0) this.#open.set(key, n);
-      else this.#open.delete(key);
+      const open = this.#open.get(key);
+      open?.delete(handle);
+      if (open?.size === 0) this.#open.delete(key);
     };
   }
+
+  /** Ends every stream `key` holds open, with `reason` as their status; how many. */
+  end(key: string, reason: ConnectError): number {
+    const open = [...(this.#open.get(key) ?? [])];
+    for (const handle of open) handle.abort(reason);
+    return open.length;
+  }
+}
+
+/** The longest delay Node's timers take (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Runs `fn` once `clock` reaches `atMs` (in steps of at most {@link MAX_TIMER_MS}: a token may
+ * live ten years); returns what cancels it.
+ */
+function at(clock: Clock, atMs: number, fn: () => void): () => void {
+  let timer: TimerHandle | undefined;
+  const arm = () => {
+    const left = atMs - clock.now();
+    if (left <= 0) {
+      timer = undefined;
+      fn();
+      return;
+    }
+    timer = clock.setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+  };
+  arm();
+  return () => {
+    if (timer) clock.clearTimeout(timer);
+    timer = undefined;
+  };
 }
 
 /** Options of {@link authInterceptor}. */
@@ -260,12 +302,24 @@ export function authInterceptor(
   const openStreams = options.openStreams ?? DEFAULT_OPEN_STREAMS;
   const tls = options.tls ?? false;
   const limiter = new RateLimiter(rate, clock);
-  const streams = new StreamCounter();
+  const streams = new OpenStreams();
+  // Revocation takes effect at once: a call is refused from now on (authorize), and every
+  // stream the token opened ends.
+  tokens.onRevoke((id) => {
+    const ended = streams.end(
+      `token ${id}`,
+      new ConnectError(`token ${id} revoked`, Code.Unauthenticated),
+    );
+    if (ended > 0) {
+      logger.info({ token: id, streams: ended }, "ended the streams of a revoked token");
+    }
+  });
   return (next) => async (req) => {
     const procedure = proc(req.service, req.method.name);
     const peer = tls ? req.contextValues.get(PEER_CERTIFICATE) : undefined;
     let request = req;
     let release: (() => void) | undefined;
+    let ender: AbortController | undefined;
     try {
       // A forged certificate is refused before its token is even looked at.
       if (peer && !peer.verified) checkCertificate(procedure, undefined, peer);
@@ -286,14 +340,34 @@ export function authInterceptor(
       if (req.method.methodKind !== "unary") {
         const key = token ? `token ${token.id}` : "anyone";
         const limit = token ? openStreams : ANYONE_OPEN_STREAMS;
-        if (!streams.take(key, limit)) {
+        ender = streams.take(key, limit);
+        if (!ender) {
           throw new ConnectError(
             `${token ? `token ${token.id}` : "callers without a token"} already hold${token ? "s" : ""} ${limit} open streams, the most allowed: close some (watches, logs) and retry`,
             Code.ResourceExhausted,
           );
         }
-        release = streams.releaser(key);
-        req.signal.addEventListener("abort", release, { once: true });
+        const givenBack = streams.releaser(key, ender);
+        release = givenBack;
+        req.signal.addEventListener("abort", givenBack, { once: true });
+        if (token) {
+          // The handler sees the stream end (its signal) when the token is revoked or expires;
+          // the caller hears why (givingBack).
+          const signal = AbortSignal.any([req.signal, ender.signal]);
+          CALLER.set(signal, token);
+          request = { ...request, signal };
+          if (token.expiresAt) {
+            const handle = ender;
+            const cancel = at(clock, timestampMs(token.expiresAt), () =>
+              handle.abort(new ConnectError(`token ${token.id} expired`, Code.Unauthenticated)),
+            );
+            release = () => {
+              cancel();
+              givenBack();
+            };
+            req.signal.addEventListener("abort", cancel, { once: true });
+          }
+        }
       }
     } catch (error) {
       logger.warn(
@@ -307,15 +381,16 @@ export function authInterceptor(
       );
       throw error;
     }
-    if (!release) return next(request);
+    if (!release || !ender) return next(request);
     const done = release;
+    const end = ender.signal;
     try {
       const response = await next(request);
       if (!response.stream) {
         done();
         return response;
       }
-      return { ...response, message: givingBack(response.message, done) };
+      return { ...response, message: givingBack(response.message, done, end) };
     } catch (error) {
       done();
       throw error;
@@ -323,13 +398,53 @@ export function authInterceptor(
   };
 }
 
-/** `messages`, calling `done` once they end, fail or are abandoned. */
-async function* givingBack<M>(messages: AsyncIterable<M>, done: () => void): AsyncGenerator<M> {
+/**
+ * `messages`, calling `done` once they end, fail or are abandoned; cut short with `end`'s
+ * reason as the stream's status once `end` aborts (its token revoked or expired), whether or
+ * not the handler has stopped yet.
+ */
+async function* givingBack<M>(
+  messages: AsyncIterable<M>,
+  done: () => void,
+  end: AbortSignal,
+): AsyncGenerator<M> {
+  const it = messages[Symbol.asyncIterator]();
   try {
-    yield* messages;
+    for (;;) {
+      const r = await nextUnless(it, end);
+      if (r.done) break;
+      yield r.value;
+    }
+    // The handler stopped because its signal did: the caller hears why.
+    if (end.aborted) throw end.reason;
   } finally {
     done();
+    // Cut short or abandoned: the handler's generator is closed too (once it is not running).
+    Promise.resolve(it.return?.()).catch(() => undefined);
   }
+}
+
+/**
+ * The iterator's next result, or `end`'s reason as soon as it aborts. A listener per call,
+ * removed once it settles: a race against one promise for the whole stream would keep a
+ * reaction per message until the stream ends.
+ */
+function nextUnless<M>(it: AsyncIterator<M>, end: AbortSignal): Promise<IteratorResult<M>> {
+  if (end.aborted) return Promise.reject(end.reason);
+  return new Promise((resolve, reject) => {
+    const onEnd = () => reject(end.reason);
+    end.addEventListener("abort", onEnd, { once: true });
+    it.next().then(
+      (r) => {
+        end.removeEventListener("abort", onEnd);
+        resolve(r);
+      },
+      (error: unknown) => {
+        end.removeEventListener("abort", onEnd);
+        reject(error);
+      },
+    );
+  });
 }
 
 const WORKER_STREAM = proc(WorkerService, "Connect");
@@ -347,12 +462,14 @@ async function* onlyAs<M extends Message>(
   for await (const m of messages) {
     const message = (m as { message?: { case?: string; value?: { workerId?: string } } }).message;
     if (message?.case === "register" && message.value?.workerId !== workerId) {
+      // The claimed id is not checked yet (validate-register.ts comes later): bounded here.
+      const claimed = quote(message.value?.workerId ?? "");
       logger.warn(
-        { credential: workerId, claimed: message.value?.workerId },
+        { credential: workerId, claimed },
         "refused a worker stream registering as another worker",
       );
       throw new ConnectError(
-        `this credential is worker "${workerId}"'s: it may not register as "${message.value?.workerId}"`,
+        `this credential is worker "${workerId}"'s: it may not register as ${claimed}`,
         Code.PermissionDenied,
       );
     }

@@ -1,6 +1,7 @@
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { TaskMetrics } from "../../gen/cube/v1/metrics_pb.js";
 import { MetricsService } from "../../gen/cube/v1/metrics_pb.js";
+import { quote } from "../../lib/quote.js";
 import type { ControlPlane } from "../core/control-plane.js";
 
 /**
@@ -13,11 +14,11 @@ export function metricsServiceRoutes(cp: ControlPlane): (router: ConnectRouter) 
       getNodeMetrics(req) {
         const worker = cp.workers.find(req.workerId);
         if (!worker) {
-          throw new ConnectError(`worker "${req.workerId}" not found`, Code.NotFound);
+          throw new ConnectError(`worker ${quote(req.workerId)} not found`, Code.NotFound);
         }
         if (!worker.metrics) {
           throw new ConnectError(
-            `worker "${req.workerId}" has not sent a metrics sample yet`,
+            `worker ${quote(req.workerId)} has not sent a metrics sample yet`,
             Code.NotFound,
           );
         }

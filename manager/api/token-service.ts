@@ -30,6 +30,12 @@ export function tokenServiceRoutes(
       throw new ConnectError(`csr: ${(error as Error).message}`, Code.InvalidArgument);
     }
   };
+  /**
+   * Worker ids whose JoinWorker is under way: the id is checked before the CSR is signed (an
+   * await) and its credential made after, so a second join of the same id must not get in
+   * between and come out with a credential too.
+   */
+  const joining = new Set<string>();
   return (router) =>
     router.service(TokenService, {
       async createToken(req) {
@@ -78,8 +84,7 @@ export function tokenServiceRoutes(
             Code.InvalidArgument,
           );
         }
-        const now = cp.clock.now();
-        const existing = cp.tokens.boundTo(req.workerId, now);
+        const existing = cp.tokens.boundTo(req.workerId, cp.clock.now());
         if (existing) {
           cp.logger.warn(
             { worker: req.workerId, joinToken: caller.id },
@@ -90,15 +95,35 @@ export function tokenServiceRoutes(
             Code.PermissionDenied,
           );
         }
-        // The request is checked before any credential is made.
-        const issued = tls ? await certify(req.workerId, req.csr) : undefined;
-        const { record, secret } = cp.tokens.create(
-          `worker ${req.workerId}`,
-          Role.WORKER,
-          undefined,
-          now,
-          req.workerId,
-        );
+        if (joining.has(req.workerId)) {
+          cp.logger.warn(
+            { worker: req.workerId, joinToken: caller.id },
+            "refused a join: another join of the worker id is under way",
+          );
+          throw new ConnectError(
+            `worker "${req.workerId}" is joining on another call right now: one worker id gets one credential`,
+            Code.Aborted,
+          );
+        }
+        // Reserved until its credential exists (or the join failed): from then on boundTo
+        // answers for it.
+        joining.add(req.workerId);
+        let issued: Awaited<ReturnType<typeof certify>> | undefined;
+        let made: ReturnType<typeof cp.tokens.create>;
+        try {
+          // The request is checked before any credential is made.
+          issued = tls ? await certify(req.workerId, req.csr) : undefined;
+          made = cp.tokens.create(
+            `worker ${req.workerId}`,
+            Role.WORKER,
+            undefined,
+            cp.clock.now(),
+            req.workerId,
+          );
+        } finally {
+          joining.delete(req.workerId);
+        }
+        const { record, secret } = made;
         cp.store.putToken(record);
         await cp.committed();
         cp.logger.info(

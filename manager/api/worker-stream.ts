@@ -306,11 +306,14 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
     (id) => cp.tasks.get(id)?.task,
     worker.tasks,
     worker.keepReturning,
+    (id) => cp.tasks.get(id)?.movedOff?.get(worker.id),
   );
   // Only the inventory right after the agent's return: a later one (its engine came back)
   // follows the usual rule.
   worker.keepReturning = undefined;
   const held = new Set(inventory.items.map((i) => i.taskId));
+  // What it held when it went DOWN is settled by this reconcile: kept, or stopped below.
+  for (const id of held) cp.tasks.get(id)?.movedOff?.delete(worker.id);
   for (const [id, a] of worker.unacked) {
     if (a.action === AssignmentAction.STOP && !held.has(id)) worker.settle(id);
   }
@@ -326,11 +329,23 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
   for (const item of actions.restore) restore(cp, worker, item);
   for (const decision of actions.reclaim) reclaim(cp, worker, decision.item, decision.because);
   const duplicates = new Map(actions.duplicates.map((d) => [d.item, d.because]));
+  const strangers = new Set(actions.strangers);
   for (const item of actions.stop) {
     const entry = cp.tasks.get(item.taskId);
     const task = entry?.task ?? create(TaskSchema, { id: item.taskId });
     const because = duplicates.get(item);
-    if (entry && because !== undefined) {
+    if (strangers.has(item)) {
+      // Nothing of the task changes: its record, not the worker's word, says where it runs.
+      cp.logger.warn(
+        {
+          task: item.taskId,
+          worker: worker.id,
+          generation: Number(item.generation),
+          placed: task.workerId || undefined,
+        },
+        "reconcile: the worker holds a running copy of a task never moved off it at that generation: stopping it",
+      );
+    } else if (entry && because !== undefined) {
       const message = `stopping the copy on ${worker.label} (generation ${item.generation}) that came back: ${because} on ${placeLabel(cp, entry.task)}`;
       cp.change(entry, {}, TaskEventType.COPY_STOPPED, message);
       cp.logger.info(

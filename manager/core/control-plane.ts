@@ -5,6 +5,7 @@ import {
   type Task,
   type TaskEvent,
   TaskEventType,
+  TaskSchema,
   type TaskSpec,
   TaskState,
 } from "../../gen/cube/v1/task_pb.js";
@@ -216,13 +217,21 @@ export class ControlPlane {
     this.store.putTask({ task: entry.task, createdRevision: entry.createdRevision });
   }
 
-  /** Sends (once durable) a RUN or STOP of `task` to `worker`, tracked until acknowledged. */
+  /**
+   * Sends (once durable) a RUN or STOP of `task` to `worker`, tracked until acknowledged. A RUN
+   * carries the task whole (its spec, secret_env values included); a STOP only the task's id
+   * and the generation to stop: the worker stops what it holds of the task by its id, so
+   * every STOP, whoever decided it, leaves the spec and its secrets behind.
+   */
   assign(worker: WorkerEntry, action: AssignmentAction, task: Task): void {
     // A literal, not create(): this runs once per placement.
     const assignment: Assignment = {
       $typeName: "cube.v1.Assignment",
       action,
-      task,
+      task:
+        action === AssignmentAction.STOP
+          ? create(TaskSchema, { id: task.id, generation: task.generation })
+          : task,
       stopGrace:
         action === AssignmentAction.STOP ? durationFromMs(this.options.stopGraceMs) : undefined,
     };

@@ -19,6 +19,13 @@ export interface TaskEntry {
   lastProgressMs?: number;
   /** The group it belongs to (a job), told of every change of it. */
   group?: TaskGroup;
+  /**
+   * The workers it was moved off when they went DOWN, with the generation it had there: the
+   * only workers whose returning copy the inventory reconcile may keep (rules/reconcile.ts);
+   * a worker's entry goes once its inventory has been reconciled. In memory only: after a
+   * manager restart, such a copy is stopped like any other stale one.
+   */
+  movedOff?: Map<string, bigint>;
 }
 
 /**

@@ -22,6 +22,8 @@ function sha256(text: string): Uint8Array {
  */
 export class TokenTable {
   readonly #byId = new Map<string, TokenRecord>();
+  /** Told the id of each token revoked (authorization.ts ends the streams it opened). */
+  readonly #onRevoke = new Set<(id: string) => void>();
 
   /** Loads stored records (revoked and expired ones included). */
   constructor(records: readonly TokenRecord[] = []) {
@@ -62,7 +64,10 @@ export class TokenTable {
     return { record, secret };
   }
 
-  /** Revokes a token; its record to store, or undefined when the id is unknown. */
+  /**
+   * Revokes a token; its record to store, or undefined when the id is unknown. From now on
+   * {@link check} refuses it, and the {@link onRevoke} listeners are told.
+   */
   revoke(id: string): TokenRecord | undefined {
     const record = this.#byId.get(id);
     if (!record?.token) return undefined;
@@ -71,7 +76,14 @@ export class TokenTable {
       secretSha256: record.secretSha256,
     });
     this.#byId.set(id, revoked);
+    for (const fn of this.#onRevoke) fn(id);
     return revoked;
+  }
+
+  /** Calls `fn` with the id of every token revoked from now on; returns what stops that. */
+  onRevoke(fn: (id: string) => void): () => void {
+    this.#onRevoke.add(fn);
+    return () => this.#onRevoke.delete(fn);
   }
 
   /** The live (not revoked, not expired) credential bound to `workerId`, if any. */

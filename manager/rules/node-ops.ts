@@ -36,6 +36,7 @@ import type { TaskEntry } from "../core/task-table.js";
 import type { WorkerEntry } from "../core/worker-table.js";
 import { queueReconcile } from "./job-ops.js";
 import { place, taskRequest } from "./placing.js";
+import { cancelRestart } from "./restarts.js";
 import { LIMITS } from "./validate-spec.js";
 
 /** How long a drain may take when the request does not say. */
@@ -212,7 +213,9 @@ function step(cp: ControlPlane, w: WorkerEntry): void {
       const plan = cp.placer.plan(taskRequest(entry, avoid), cp.workers.views(), cp.clock.now());
       if (plan.kind !== "place") continue; // waits for room, or for the deadline
     }
-    // The old container stops here; the task starts again elsewhere (or waits, PENDING).
+    // The old container stops here; the task starts again elsewhere (or waits, PENDING). A
+    // restart it was waiting for (an unhealthy copy's) would restart the moved task again.
+    cancelRestart(cp, entry);
     cp.assign(w, AssignmentAction.STOP, task);
     place(cp, entry, {
       avoid,

@@ -33,6 +33,13 @@ export interface ReconcileActions {
    * is kept, and the task's events say that this copy is stopped, and why.
    */
   readonly duplicates: CopyDecision[];
+  /**
+   * Those of `stop` that are live copies of a task that moved, which the manager never moved
+   * off this worker at that generation: a worker may only claim back what it was running when
+   * it went DOWN, never another worker's task. Stopped (the caller logs them), and nothing of
+   * the task changes.
+   */
+  readonly strangers: InventoryItem[];
 }
 
 /** Whether a task's current placement runs a copy worth keeping over a returning one. */
@@ -67,7 +74,10 @@ function describeReplacement(task: Task): string {
  *   agent restarted within the restart grace: its containers ran on, only the agent was
  *   gone), the returning copy (`reclaim`). Otherwise the replacement, when it is RUNNING (and
  *   healthy, when it has a health check): this copy is stopped (`stop` and `duplicates`);
- *   else again the returning copy: it already runs, and the replacement is stopped.
+ *   else again the returning copy: it already runs, and the replacement is stopped. Only a
+ *   copy of the generation the task had when it was moved off this very worker counts
+ *   (`movedOff`, when given: what the task's record says, not what the worker claims); any
+ *   other such copy is stopped (`stop` and `strangers`).
  * - Any other copy is stale — its task is unknown, placed elsewhere, of another generation,
  *   meant to be stopped, or has ended in the manager's eyes while its container still runs (a
  *   task that gave up after failed health checks) — and is stopped.
@@ -78,6 +88,7 @@ export function reconcile(
   lookup: (taskId: string) => Task | undefined,
   placedHere: Iterable<string>,
   keepReturning?: string,
+  movedOff?: (taskId: string) => bigint | undefined,
 ): ReconcileActions {
   const actions = {
     stop: [] as InventoryItem[],
@@ -86,6 +97,7 @@ export function reconcile(
     restore: [] as InventoryItem[],
     reclaim: [] as CopyDecision[],
     duplicates: [] as CopyDecision[],
+    strangers: [] as InventoryItem[],
   };
   const held = new Set<string>();
   for (const item of items) {
@@ -110,9 +122,13 @@ export function reconcile(
       // stale one from before a reclaim); PENDING keeps the generation of the copy it lost.
       (task.workerId === "" || item.generation !== task.generation)
     ) {
-      // The task moved while this worker was out of reach: keep one copy.
+      // The task moved while this worker was out of reach: keep one copy. Only if it did
+      // move off this worker, at this generation: else the worker claims a task it never ran.
       const because = keepReturning ?? describeReplacement(task);
-      if (keepReturning === undefined && replacementRuns(task)) {
+      if (movedOff !== undefined && movedOff(item.taskId) !== item.generation) {
+        actions.stop.push(item);
+        actions.strangers.push(item);
+      } else if (keepReturning === undefined && replacementRuns(task)) {
         actions.stop.push(item);
         actions.duplicates.push({ item, because });
       } else {

@@ -1,5 +1,4 @@
 import { DesiredState, HealthStatus, TaskEventType, TaskState } from "../../gen/cube/v1/task_pb.js";
-import { WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
 import { AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
 import { holdsResources } from "../../lib/task-state.js";
 import type { ControlPlane } from "../core/control-plane.js";
@@ -92,8 +91,10 @@ export function cancelRestart(cp: ControlPlane, entry: TaskEntry): void {
 
 /**
  * Starts a task again: RUN with the next generation on the same worker (the worker replaces
- * the old container), or, when that worker is not READY or lacks room now, wherever the
- * scheduler finds room (PENDING when nowhere).
+ * the old container), or, when that worker takes no new task now (not READY, still
+ * reporting what it holds, without its engine, cordoned or draining: its scheduler view is
+ * not ready) or lacks room, wherever the scheduler finds room (PENDING when nowhere), as a new
+ * placement would. A copy still running there (a restart of an unhealthy task) is stopped.
  */
 function restartNow(cp: ControlPlane, entry: TaskEntry): void {
   const task = entry.task;
@@ -104,12 +105,14 @@ function restartNow(cp: ControlPlane, entry: TaskEntry): void {
   }
   const max = maxRestarts(task);
   const worker = cp.workers.get(task.workerId);
-  const ready = worker?.status === WorkerStatus.READY;
+  // The scheduler's own test: a drained worker must not get a task back after a back-off.
+  const ready = worker?.view.ready === true;
   if (worker && ready && (holdsResources(from) || worker.fits(entry.request, entry.hostPorts))) {
     const attempt = task.restartCount + 1;
     assignAttempt(cp, entry, worker, attempt, `restart ${attempt}/${max} on ${worker.label}`);
     return;
   }
+  if (worker && holdsResources(from)) cp.assign(worker, AssignmentAction.STOP, task);
   place(cp, entry, {
     restart: true,
     avoid: worker && !ready ? new Set([worker.id]) : undefined,

@@ -2,6 +2,7 @@ import type { Duration } from "@bufbuild/protobuf/wkt";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { JobSpec } from "../../gen/cube/v1/job_pb.js";
+import { quote } from "../../lib/quote.js";
 import { LIMITS, validateRunTask } from "./validate-spec.js";
 
 /** Bounds of a job spec (documented in the README and job.proto). */
@@ -93,7 +94,8 @@ export function validateJobSpec(spec: JobSpec | undefined): JobSpec {
       bad(`${f}.key`, `a worker label key, at most ${JOB_LIMITS.labelKeyLength} characters`);
     }
     if (!OPERATORS.has(c.operator)) {
-      bad(`${f}.operator`, `unknown operator "${c.operator}": use "=", "!=" or "in"`);
+      // Quoted and cut short: an operator is two characters, whatever the client sent.
+      bad(`${f}.operator`, `unknown operator ${quote(c.operator, 16)}: use "=", "!=" or "in"`);
     }
     if (c.operator === "in") {
       if (c.values.length === 0 || c.values.length > JOB_LIMITS.constraintValues) {

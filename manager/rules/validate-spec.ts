@@ -5,6 +5,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { Protocol, RestartMode, type TaskSpec } from "../../gen/cube/v1/task_pb.js";
 import type { RunTaskRequest } from "../../gen/cube/v1/task_service_pb.js";
 import { hostPortKey } from "../../lib/ports.js";
+import { quote } from "../../lib/quote.js";
 import { REDACTED } from "../../lib/redact.js";
 
 /** Limits a task spec must keep; anything beyond is a mistake or an attack, never a real need. */
@@ -23,6 +24,8 @@ export const LIMITS = {
   labelKeyLength: 253,
   labelValueLength: 1024,
   portCount: 100,
+  /** An IP address as text: 45 characters for the longest IPv6 form, room for a zone. */
+  hostIpLength: 64,
   cpu: 1024,
   bytes: 2n ** 50n, // 1 PiB
   minMemoryBytes: 6n * 1024n * 1024n, // Docker refuses less
@@ -163,8 +166,12 @@ function ports(spec: TaskSpec): void {
     if (p.containerPort < 1 || p.containerPort > 65535) bad(`${f}.container_port`, "1-65535");
     if (p.hostPort > 65535) bad(`${f}.host_port`, "0-65535 (0 lets Docker choose)");
     if (!(p.protocol in Protocol)) bad(`${f}.protocol`, `unknown value ${p.protocol}`);
-    if (p.hostIp !== "" && isIP(p.hostIp) === 0)
-      bad(`${f}.host_ip`, `"${p.hostIp}" is not an IP address`);
+    if (p.hostIp.length > LIMITS.hostIpLength) {
+      bad(`${f}.host_ip`, `at most ${LIMITS.hostIpLength} characters (got ${p.hostIp.length})`);
+    }
+    if (p.hostIp !== "" && isIP(p.hostIp) === 0) {
+      bad(`${f}.host_ip`, `${quote(p.hostIp)} is not an IP address`);
+    }
     if (p.hostPort !== 0) {
       const port = hostPortKey(p);
       const key = `${p.hostIp || "127.0.0.1"}:${port}`;

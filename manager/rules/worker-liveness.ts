@@ -138,6 +138,9 @@ export function workerDown(cp: ControlPlane, worker: WorkerEntry, why: string): 
       continue;
     }
     cancelRestart(cp, entry);
+    // Its copy here may come back with the worker: then, and only then, it may be kept.
+    entry.movedOff ??= new Map();
+    entry.movedOff.set(worker.id, entry.task.generation);
     place(cp, entry, {
       avoid,
       restart: true,

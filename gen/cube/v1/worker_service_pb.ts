@@ -403,7 +403,9 @@ export type Assignment = Message<"cube.v1.Assignment"> & {
   action: AssignmentAction;
 
   /**
-   * The task, with its spec and generation.
+   * The task: for RUN whole, with its spec and generation (secret_env values included: only
+   * the worker that runs the task receives them); for STOP only its id and the generation to
+   * stop.
    *
    * @generated from field: cube.v1.Task task = 2;
    */
