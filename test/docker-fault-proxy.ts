@@ -64,6 +64,9 @@ export async function dockerFaultProxy(dir: string): Promise<DockerFaultProxy> {
       { socketPath: ENGINE_SOCKET, method: req.method, path: req.url, headers: req.headers },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
+        // At once: an event stream's first bytes may come much later, and its caller waits
+        // for the headers.
+        res.flushHeaders();
         answer.pipe(res);
       },
     );
