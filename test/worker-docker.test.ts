@@ -217,10 +217,14 @@ test("the worker serves its tasks read-only, its metrics, health and reflection-
   const tooBig = await t.throwsAsync(tasks.listTasks({ pageSize: 5000 }));
   t.is(ConnectError.from(tooBig).code, Code.InvalidArgument);
 
-  // httpd -v logs each request to stderr.
+  // httpd -v logs each request to stderr; Docker's log copier writes it a moment later.
   let logged = "";
-  for await (const chunk of tasks.taskLogs({ id: "seen", tail: 50 })) {
-    logged += new TextDecoder().decode(chunk.data);
+  for (const until = Date.now() + 10_000; !/response:200/.test(logged) && Date.now() < until; ) {
+    logged = "";
+    for await (const chunk of tasks.taskLogs({ id: "seen", tail: 50 })) {
+      logged += new TextDecoder().decode(chunk.data);
+    }
+    if (!/response:200/.test(logged)) await new Promise((r) => setTimeout(r, 200));
   }
   t.regex(logged, /response:200/);
 
