@@ -131,3 +131,19 @@ test("a drain moving a task that waits for a restart cancels that restart", asyn
   t.is(after?.restartCount, 0);
   t.is(w2.assignments.filter((a) => a.action === AssignmentAction.RUN).length, 1);
 });
+
+test("an unhealthy task on a cordoned worker that nothing else can take restarts in place; its copy is not stopped", async (t) => {
+  const { clock, h, w1, w2, nodes } = await setup(t, true);
+  // w2 cordoned too: no other worker takes the task.
+  await nodes.cordonNode({ name: "w2" });
+  await unhealthyWaitingRestart(h, w1);
+  await nodes.cordonNode({ name: "w1" });
+  clock.advance(BACKOFF_MS);
+  const restarted = await reach(h, "t", TaskState.RUNNING, 2n);
+  t.is(restarted.workerId, "w1");
+  t.false(
+    w1.assignments.some((a) => a.action === AssignmentAction.STOP),
+    "the running copy was stopped with nowhere else to go",
+  );
+  t.false(w2.assignments.some((a) => a.action === AssignmentAction.RUN));
+});

@@ -115,8 +115,8 @@ test("TaskLogs of a task without a container is FAILED_PRECONDITION", async (t) 
 
 for (const [kind, code] of [
   ["container-gone", Code.NotFound],
-  ["engine-unavailable", Code.Unavailable],
-  ["runtime", Code.Internal],
+  ["engine-unavailable", Code.FailedPrecondition],
+  ["runtime", Code.FailedPrecondition],
 ] as const) {
   test(`TaskLogs: a driver failure "${kind}" is ${Code[code]}`, async (t) => {
     const held = create(TaskSchema, { ...task("web-1", TaskState.RUNNING, 1), containerId: "c1" });

@@ -47,6 +47,7 @@ import {
   validateJobName,
   validateJobSpec,
 } from "./validate-job.js";
+import { noteProgress } from "./worker-liveness.js";
 
 /** What decides where a replica runs besides the template: constraints and spread. */
 function sameVersion(a: JobSpec, b: JobSpec): boolean {
@@ -467,6 +468,8 @@ function applyPlan(cp: ControlPlane, job: JobEntry, plan: JobPlan, now: number):
   if (plan.wakeAt !== undefined && !job.stopped) {
     job.timer = cp.timer(Math.max(0, plan.wakeAt - now), () => {
       job.timer = undefined;
+      // A stall of the manager's own is noted first, so a deadline does not count it.
+      noteProgress(cp);
       reconcileJob(cp, job);
     });
   }

@@ -1,11 +1,12 @@
 import { DesiredState, HealthStatus, TaskEventType, TaskState } from "../../gen/cube/v1/task_pb.js";
+import { WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
 import { AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
 import { holdsResources } from "../../lib/task-state.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { failed, type TaskPatch } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
 import type { WorkerEntry } from "../core/worker-table.js";
-import { assignAttempt, place } from "./placing.js";
+import { assignAttempt, place, taskRequest } from "./placing.js";
 import { decideRestart, type EndKind, formatMs, maxRestarts } from "./restart-policy.js";
 
 /**
@@ -112,10 +113,22 @@ function restartNow(cp: ControlPlane, entry: TaskEntry): void {
     assignAttempt(cp, entry, worker, attempt, `restart ${attempt}/${max} on ${worker.label}`);
     return;
   }
-  if (worker && holdsResources(from)) cp.assign(worker, AssignmentAction.STOP, task);
+  const avoid = worker && !ready ? new Set([worker.id]) : undefined;
+  if (worker && holdsResources(from)) {
+    // A copy still running (unhealthy) is stopped only when another worker takes the task:
+    // a cordoned worker that is the only one left keeps restarting it in place, as a drain
+    // waits for room before it stops anything.
+    const plan = cp.placer.plan(taskRequest(entry, avoid), cp.workers.views(), cp.clock.now());
+    if (plan.kind !== "place" && worker.status === WorkerStatus.READY) {
+      const attempt = task.restartCount + 1;
+      assignAttempt(cp, entry, worker, attempt, `restart ${attempt}/${max} on ${worker.label}`);
+      return;
+    }
+    cp.assign(worker, AssignmentAction.STOP, task);
+  }
   place(cp, entry, {
     restart: true,
-    avoid: worker && !ready ? new Set([worker.id]) : undefined,
+    avoid,
     placedMessage: (w) => `restart ${task.restartCount + 1}/${max} on ${w.label}`,
   });
 }

@@ -145,9 +145,11 @@ function listTasks(view: WorkerView, req: ListTasksRequest) {
 const created = (t: Task) =>
   t.scheduledAt ? timestampMs(t.scheduledAt) : t.startedAt ? timestampMs(t.startedAt) : 0;
 
-/** A log read's failure, in the words of gRPC: gone, the engine away (retry), or the engine's fault. */
+/**
+ * A log read's failure, in the words of gRPC: the container gone, or the engine away or
+ * failing. Not UNAVAILABLE nor INTERNAL: the manager's proxy takes those for a worker it could
+ * not reach, and the worker's own words would be lost.
+ */
 function logsCode(error: DriverError): Code {
-  if (error.kind === "container-gone") return Code.NotFound;
-  if (error.kind === "engine-unavailable") return Code.Unavailable;
-  return Code.Internal;
+  return error.kind === "container-gone" ? Code.NotFound : Code.FailedPrecondition;
 }

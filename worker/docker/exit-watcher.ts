@@ -190,9 +190,10 @@ export class ExitWatcher {
     try {
       // Bounded: exits settle in die order, so one inspect that hangs would hold back every
       // exit after it. Past the bound the die event's own figures stand.
+      // Only with a die event to fall back on: a check without one must wait for its answer.
       const info = await this.#docker
         .getContainer(id)
-        .inspect({ abortSignal: AbortSignal.timeout(EXIT_INSPECT_TIMEOUT_MS) });
+        .inspect(died ? { abortSignal: AbortSignal.timeout(EXIT_INSPECT_TIMEOUT_MS) } : {});
       const state = info.State;
       if (!state.Running && (state.Status === "exited" || state.Status === "dead")) {
         const finished = Date.parse(state.FinishedAt);
