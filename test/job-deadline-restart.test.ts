@@ -5,7 +5,7 @@
  * and a scripted worker that reports only what the test says.
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
+import { type Client, createClient } from "@connectrpc/connect";
 import test from "ava";
 import { DeploymentStatus } from "../gen/cube/v1/job_pb.js";
 import { JobService } from "../gen/cube/v1/job_service_pb.js";
@@ -26,6 +26,17 @@ const job = {
     healthyDeadline: durationFromMs(DEADLINE_MS),
   },
 };
+
+/** Waits until the job's deployment is SUCCESSFUL, running due timers as it goes. */
+async function deployed(clock: FakeClock, jobs: Client<typeof JobService>): Promise<void> {
+  await eventually(async () => {
+    clock.advance(0);
+    const d = (await jobs.getJob({ name: "web" })).job?.deployment;
+    if (d?.status !== DeploymentStatus.SUCCESSFUL) {
+      throw new Error(`deployment ${DeploymentStatus[d?.status ?? 0]}: ${d?.statusReason}`);
+    }
+  });
+}
 
 test("a restart between a replica's placement and its RUNNING gives it the whole deadline again", async (t) => {
   const clock = new FakeClock();
@@ -51,13 +62,7 @@ test("a restart between a replica's placement and its RUNNING gives it the whole
   ]);
   // Its RUNNING, kept in its outbox while the manager was away, goes up now.
   w.update(task.id, task.generation, TaskState.RUNNING, { containerId: "c1" });
-  await eventually(async () => {
-    clock.advance(0);
-    const d = (await jobs.getJob({ name: "web" })).job?.deployment;
-    if (d?.status !== DeploymentStatus.SUCCESSFUL) {
-      throw new Error(`deployment ${DeploymentStatus[d?.status ?? 0]}: ${d?.statusReason}`);
-    }
-  });
+  await deployed(clock, jobs);
   t.pass();
 });
 
@@ -93,12 +98,6 @@ test("a stall of the manager's own (a SIGSTOP past the deadline) does not fail t
   clock.advance(0);
   t.is(h.cp.workers.loop.stalls, 1);
   w.update(task.id, task.generation, TaskState.RUNNING, { containerId: "c1" });
-  await eventually(async () => {
-    clock.advance(0);
-    const d = (await jobs.getJob({ name: "web" })).job?.deployment;
-    if (d?.status !== DeploymentStatus.SUCCESSFUL) {
-      throw new Error(`deployment ${DeploymentStatus[d?.status ?? 0]}: ${d?.statusReason}`);
-    }
-  });
+  await deployed(clock, jobs);
   t.pass();
 });

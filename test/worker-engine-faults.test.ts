@@ -64,6 +64,14 @@ async function bed(t: ExecutionContext): Promise<Bed> {
 const update = (taskId: string, state: TaskState) => (u: { taskId: string; state: TaskState }) =>
   u.taskId === taskId && u.state === state;
 
+/** A first worker, and task `id` RUNNING on it. */
+async function runningOnFirst(b: Bed, id: string) {
+  const first = await b.start();
+  b.manager.run({ id, spec: web });
+  const running = await b.manager.waitForUpdate(update(id, TaskState.RUNNING), 20_000, "RUNNING");
+  return { first, running };
+}
+
 async function kill9(w: WorkerProcess): Promise<void> {
   w.child.kill("SIGKILL");
   await w.exited;
@@ -73,13 +81,7 @@ test.serial(
   "a stop the engine refuses during the recovery at start does not keep the worker from starting; it is finished once the engine takes it",
   async (t) => {
     const b = await bed(t);
-    const first = await b.start();
-    b.manager.run({ id: "refused", spec: web });
-    const running = await b.manager.waitForUpdate(
-      update("refused", TaskState.RUNNING),
-      20_000,
-      "RUNNING",
-    );
+    const { first, running } = await runningOnFirst(b, "refused");
     const containerId = running.update.containerId;
     // Docker's own words when a kill gets no exit event.
     b.proxy.rules.push({
@@ -118,13 +120,7 @@ test.serial(
   "a container listing cut once at start, while pings succeed, is retried: the re-adopted task's exit is reported",
   async (t) => {
     const b = await bed(t);
-    const first = await b.start();
-    b.manager.run({ id: "listed", spec: web });
-    const running = await b.manager.waitForUpdate(
-      update("listed", TaskState.RUNNING),
-      20_000,
-      "RUNNING",
-    );
+    const { first, running } = await runningOnFirst(b, "listed");
     await kill9(first);
     b.proxy.rules.push({ method: "GET", path: /^\/containers\/json$/, fault: "cut", times: 1 });
     await b.start();
