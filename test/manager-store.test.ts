@@ -232,18 +232,24 @@ test("SIGTERM stops a manager process gracefully and loses nothing", async (t) =
 
 test("a manager whose drain outlasts its shutdown deadline exits 1 and says so", async (t) => {
   const dir = await tempDir(t);
-  // 0 ms: the deadline falls due before the store has closed.
   const env = {
     CUBE_DATA_DIR: dir,
     CUBE_LISTEN: "127.0.0.1:0",
     CUBE_LOG_LEVEL: "info",
-    CUBE_SHUTDOWN_TIMEOUT: "0",
+    CUBE_SHUTDOWN_TIMEOUT: "200",
   };
   const m = await spawnCube(t, "manager/main.ts", env);
+  // An open watch keeps the drain busy: the server waits for streams to end after its
+  // GOAWAY, up to its 1 s hard close, so the 200 ms deadline falls due first. (A 0 ms
+  // deadline with nothing open raced the store's close, and lost now and then.)
+  const client = createClient(TaskService, grpcTransport(m.address, { token: m.token }));
+  const watch = client.watchTasks({})[Symbol.asyncIterator]();
+  await watch.next();
   const exited = new Promise<number | null>((resolve) =>
     m.child.once("exit", (code) => resolve(code)),
   );
   m.child.kill("SIGTERM");
+  void watch.next().catch(() => undefined);
   t.is(await exited, 1);
   t.regex(m.logs(), /"msg":"shutdown deadline passed"/);
   t.notRegex(m.logs(), /"msg":"manager stopped"/);
