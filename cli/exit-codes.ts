@@ -31,9 +31,9 @@ export const EXIT_CODES_HELP = `Exit codes:
     0  ok
     1  error
     2  usage: bad flag, argument or value
-    3  the task failed (run --wait, stop --wait)
+    3  the task failed or was stopped (run --wait); a deployment failed (job run/revert --wait)
     4  not found: no such task, job, worker or token
     5  the manager cannot be reached
-    6  timed out: the task stayed PENDING or did not get ready in time
+    6  timed out: the task stayed PENDING, or did not get ready (or stop) in time
     7  denied: no token, a bad one, or its role does not allow the call
   130  interrupted (Ctrl-C)`;

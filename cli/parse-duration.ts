@@ -1,15 +1,11 @@
+import { MAX_TIMER_MS } from "../lib/clock.js";
+
 /**
  * Durations as Go and most ops tools write them: a number with a unit (ms, s, m, h),
  * several parts allowed ("1m30s"), fractions allowed ("1.5s"). A bare number other than
  * 0 is refused: "500" could mean 500 ms or 500 s, and guessing wrong is worse than asking.
  */
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/**
- * The longest a Node timer can wait (2^31 - 1 ms, about 24.8 days): setTimeout replaces a
- * longer delay with 1 ms (TimeoutOverflowWarning), so `--timeout 600h` would give up at once.
- */
-export const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * Durations in the environment: "2s" like the flags, or a bare number of ms as manager/main.ts
@@ -23,8 +19,8 @@ export function parseEnvDuration(value: string): number {
 
 /**
  * Parses "500ms", "2s", "1m30s" into milliseconds; throws a message naming the input. Above
- * `maxMs` (by default {@link MAX_TIMER_MS}: what a timer waits on) is refused; a duration no
- * timer waits on (a token's TTL) may pass a larger one.
+ * `maxMs` (by default {@link MAX_TIMER_MS}: what a timer waits on, so `--timeout 600h` does not
+ * give up at once) is refused; a duration no timer waits on (a token's TTL) may pass a larger one.
  */
 export function parseDuration(input: string, maxMs: number = MAX_TIMER_MS): number {
   const text = input.trim();

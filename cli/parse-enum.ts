@@ -55,6 +55,18 @@ export function parseCount(input: string, max = 2 ** 32 - 1, min = 0): number {
   return Number(input);
 }
 
+/**
+ * A parser of a uint32 flag from 1 that refuses 0 with `zeroMessage`. For a field the API
+ * reads 0 of as "unset" (tail: the whole log; max_restarts: the default of 3), where a person
+ * typing 0 means something else: refused, saying what 0 would do, rather than read either way.
+ */
+export function positiveCount(zeroMessage: string): (input: string) => number {
+  return (input) => {
+    if (/^\s*0+\s*$/.test(input)) throw new Error(zeroMessage);
+    return parseCount(input, 2 ** 32 - 1, 1);
+  };
+}
+
 /** Parses a revision (uint64) for --since. */
 export function parseRevision(input: string): bigint {
   if (!/^\s*\d+\s*$/.test(input)) throw new Error(`"${input}" is not a revision number`);

@@ -61,8 +61,10 @@ export async function waitForTask(
     } catch (error) {
       if (deadline.aborted) break;
       if (io.interrupted.aborted) {
+        // "Carries on" would read as "keeps running" after a stop: say what it carries on with.
+        const doing = options.goal === "stopped" ? "is still stopping" : "carries on";
         throw new CliError(
-          `stopped waiting; task ${options.task.id} carries on (see \`cube ps\`)`,
+          `stopped waiting; task ${options.task.id} ${doing} (see \`cube ps\`)`,
           ExitCode.Interrupted,
         );
       }

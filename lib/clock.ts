@@ -20,3 +20,10 @@ export const systemClock: Clock = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
+
+/**
+ * The longest delay a Node timer takes: 2^31 - 1 ms, about 24.8 days. Node keeps delays in a
+ * signed 32-bit integer, and `setTimeout` replaces a longer one with 1 ms (with a
+ * TimeoutOverflowWarning), so a longer wait fires at once: refuse it, or wait in steps.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -1,20 +1,14 @@
 /**
  * `cube` commands run in this process (runCli, as bin/cube.js does) against a real manager on
- * 127.0.0.1:0, with a scripted worker where a command needs tasks that run: a watch of a job
- * that does not exist, Ctrl-C in the middle of `cube stop A B C --wait`, and addresses and
- * durations refused before anything is dialled.
+ * 127.0.0.1:0: a watch of a job that does not exist, and addresses and durations refused
+ * before anything is dialled. Ctrl-C in the middle of `cube stop A B C --wait` is in
+ * cli-process.test.ts, with a real SIGINT to a real process.
  */
 import { join } from "node:path";
-import { createClient } from "@connectrpc/connect";
 import test from "ava";
 import { runCli } from "../cli/run-cli.js";
-import { DesiredState, TaskState } from "../gen/cube/v1/task_pb.js";
-import { TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
-import { grpcTransport } from "../lib/rpc/client.js";
 import { captureIo, freePort } from "./cli-harness.js";
 import { startTestManager, tempDir } from "./fixtures.js";
-import { eventually, FakeWorker, spec } from "./manager-harness.js";
 
 /** What a command run in process left. */
 interface Ran {
@@ -25,15 +19,15 @@ interface Ran {
 
 /**
  * Runs `cube args…` in this process with a config file of its own (none: the developer's is
- * never read). `interrupt` stands for Ctrl-C; it also fires after `deadlineMs`, so that a
- * command that would never end fails the test instead of hanging it.
+ * never read). A Ctrl-C comes after `deadlineMs`, so that a command that would never end fails
+ * the test instead of hanging it.
  */
 async function inProcess(
   t: { teardown(fn: () => unknown): void },
   args: readonly string[],
-  options: { env?: NodeJS.ProcessEnv; interrupt?: AbortController; deadlineMs?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; deadlineMs?: number } = {},
 ): Promise<Ran> {
-  const interrupt = options.interrupt ?? new AbortController();
+  const interrupt = new AbortController();
   const env = { CUBE_CONFIG: join(await tempDir(t), "config.json"), ...options.env };
   const io = { ...captureIo(env), interrupted: interrupt.signal };
   const timer = setTimeout(() => interrupt.abort(), options.deadlineMs ?? 10_000);
@@ -59,48 +53,6 @@ test("job status --watch of a job that does not exist: exit 4 at once, as withou
   t.is(watched.stderr, plain.stderr);
   t.is(watched.stdout, "");
   t.true(Date.now() - started < 4000, "it did not wait for the job to appear");
-});
-
-test("Ctrl-C during stop A B C --wait ends the command: B and C are not stopped", async (t) => {
-  // Without auth: the scripted worker has no join to go through.
-  const m = await startTestManager(t, { auth: false });
-  const tasks = createClient(TaskService, grpcTransport(m.address));
-  // A worker that runs what it is given but never finishes a stop: the --wait of the first
-  // task is still waiting when Ctrl-C comes.
-  const worker = new FakeWorker("w1", { auto: false });
-  await worker.connect(grpcTransport(m.address));
-  const ids: string[] = [];
-  for (const name of ["a", "b", "c"]) {
-    const { task } = await tasks.runTask({ spec: spec({ name }) });
-    const id = task?.id as string;
-    const run = await worker.waitFor((x) => x.action === AssignmentAction.RUN && x.task?.id === id);
-    worker.update(id, run.task?.generation as bigint, TaskState.RUNNING);
-    ids.push(id);
-  }
-  await eventually(async () => {
-    for (const id of ids) {
-      const { task } = await tasks.getTask({ id });
-      if (task?.state !== TaskState.RUNNING) throw new Error(`${id} not RUNNING yet`);
-    }
-  });
-
-  const interrupt = new AbortController();
-  const stopping = inProcess(t, ["stop", ...ids, "--wait", "--manager", m.address], { interrupt });
-  await worker.waitFor((x) => x.action === AssignmentAction.STOP && x.task?.id === ids[0]);
-  interrupt.abort();
-  const r = await stopping;
-
-  t.is(r.code, 130, r.stderr);
-  t.regex(r.stderr, new RegExp(`not stopped: ${ids[1]}, ${ids[2]}\\n$`));
-  for (const id of ids.slice(1)) {
-    const { task } = await tasks.getTask({ id });
-    t.is(task?.desiredState, DesiredState.RUNNING, `${id} was asked to stop`);
-  }
-  t.false(
-    worker.assignments.some(
-      (x) => x.action === AssignmentAction.STOP && ids.slice(1).includes(x.task?.id as string),
-    ),
-  );
 });
 
 test("a manager address that cannot be dialled: named, with what is wrong, exit 2", async (t) => {

@@ -15,11 +15,10 @@ import { parseCpu } from "../cli/parse-cpu.js";
 import {
   formatAge,
   formatDuration,
-  MAX_TIMER_MS,
   parseDuration,
   parseEnvDuration,
 } from "../cli/parse-duration.js";
-import { parseCount, parseRestartMode, parseStates } from "../cli/parse-enum.js";
+import { parseCount, parseRestartMode, parseStates, positiveCount } from "../cli/parse-enum.js";
 import { parseKeyValue } from "../cli/parse-key-value.js";
 import { formatPort, parsePort } from "../cli/parse-port.js";
 import { formatSize, parseSize } from "../cli/parse-size.js";
@@ -39,6 +38,7 @@ import {
   TaskSchema,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
+import { MAX_TIMER_MS } from "../lib/clock.js";
 
 const plain = colorsFor({ isTTY: false }, {});
 const colored = colorsFor({ isTTY: true }, {});
@@ -155,6 +155,21 @@ test("cpu, states, restart modes, counts", (t) => {
   t.throws(() => parseCount("1.5"));
   t.is(parseCount("5000", 5000, 1), 5000);
   t.throws(() => parseCount("0", 5000, 1), { message: /between 1 and 5000/ });
+});
+
+test("positiveCount: 0 refused with the flag's own message, else a whole number from 1", (t) => {
+  const parse = positiveCount("0 would mean something else");
+  t.is(parse("1"), 1);
+  t.is(parse(" 20 "), 20);
+  t.is(parse(String(2 ** 32 - 1)), 2 ** 32 - 1);
+  for (const zero of ["0", "00", " 0 "]) {
+    t.throws(() => parse(zero), { message: "0 would mean something else" }, zero);
+  }
+  for (const bad of ["-1", "1.5", "many", String(2 ** 32)]) {
+    t.throws(() => parse(bad), {
+      message: `"${bad}" is not a whole number between 1 and 4294967295`,
+    });
+  }
 });
 
 test("run --count: ids and names numbered from 0, or left to the manager", (t) => {

@@ -9,6 +9,7 @@ import { once } from "node:events";
 import { rm } from "node:fs/promises";
 import { createServer, request } from "node:http";
 import { join } from "node:path";
+import { tempDir } from "./fixtures.js";
 
 /** What happens to a matching request. */
 export interface FaultRule {
@@ -24,6 +25,12 @@ export interface FaultRule {
   readonly message?: string;
   /** How many matching requests it applies to; default every one. */
   times?: number;
+  /**
+   * With "hang": the request still goes through to the engine, which carries it out (a
+   * create makes the container, a start starts it); only the answer is never passed back,
+   * as from an engine that did the work and then hung.
+   */
+  readonly forward?: boolean;
 }
 
 /** A running proxy. */
@@ -53,6 +60,16 @@ export async function dockerFaultProxy(dir: string): Promise<DockerFaultProxy> {
       faulted.push(`${req.method} ${bare}`);
       if (rule.fault === "cut") {
         req.socket.destroy();
+        return;
+      }
+      if (rule.fault === "hang" && rule.forward) {
+        // Carried out whatever the client does meanwhile (it may give up); the answer is dropped.
+        const upstream = request(
+          { socketPath: ENGINE_SOCKET, method: req.method, path: req.url, headers: req.headers },
+          (answer) => answer.resume(),
+        );
+        upstream.on("error", () => undefined);
+        req.pipe(upstream);
         return;
       }
       if (rule.fault === "hang") return;
@@ -86,4 +103,13 @@ export async function dockerFaultProxy(dir: string): Promise<DockerFaultProxy> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** A proxy in a fresh temporary directory, closed (and the directory removed) when the test ends. */
+export async function testFaultProxy(t: {
+  teardown(fn: () => unknown): void;
+}): Promise<DockerFaultProxy> {
+  const proxy = await dockerFaultProxy(await tempDir(t));
+  t.teardown(() => proxy.close());
+  return proxy;
 }

@@ -10,7 +10,9 @@ import { DesiredState, type Task, TaskSchema, TaskState } from "../gen/cube/v1/t
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { AssignmentAction, InventoryItemSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { reconcile } from "../manager/rules/reconcile.js";
+import { LevelStore } from "../manager/store/level-store.js";
 import { FakeClock } from "./fake-clock.js";
+import { tempDir } from "./fixtures.js";
 import { eventually, FakeWorker, type Harness, harness, reach, spec } from "./manager-harness.js";
 
 function now(h: Harness, id: string): Task {
@@ -22,6 +24,25 @@ function now(h: Harness, id: string): Task {
 async function messages(h: Harness, id: string): Promise<string[]> {
   await h.cp.committed();
   return (await h.tasks.listTaskEvents({ taskId: id })).events.map((e) => e.message);
+}
+
+/**
+ * Runs `ids` on w1, connects w2 (which takes replacements but never starts them: no
+ * replacement runs), then w1 goes DOWN (the harness's 1 s down grace on its FakeClock) and
+ * every task is SCHEDULED on w2 at generation 2. Returns w2.
+ */
+async function movedOffW1(h: Harness, ids: string[]): Promise<FakeWorker> {
+  const w1 = new FakeWorker("w1");
+  await w1.connect(h.transport);
+  for (const id of ids) await h.tasks.runTask({ id, spec: spec() });
+  for (const id of ids) await reach(h, id, TaskState.RUNNING, 1n);
+  const w2 = new FakeWorker("w2", { auto: false });
+  await w2.connect(h.transport);
+  w1.disconnect();
+  for (const id of ids) await reach(h, id, TaskState.UNKNOWN);
+  (h.clock as FakeClock).advance(1000);
+  for (const id of ids) await reach(h, id, TaskState.SCHEDULED, 2n);
+  return w2;
 }
 
 test("a worker claiming a running copy of a task SCHEDULED on another worker gets a STOP; the task stays put", async (t) => {
@@ -76,21 +97,12 @@ test("a worker claiming a PENDING task it never ran gets a STOP; the task stays 
 });
 
 test("a copy moved off a worker that went DOWN is still kept when that worker returns, but not one of another generation", async (t) => {
-  const clock = new FakeClock();
-  const h = await harness(t, { clock, downGraceMs: 1000, heartbeatTimeoutMs: 600_000 });
-  const w1 = new FakeWorker("w1");
-  await w1.connect(h.transport);
-  await h.tasks.runTask({ id: "t", spec: spec() });
-  await h.tasks.runTask({ id: "u", spec: spec() });
-  await reach(h, "t", TaskState.RUNNING, 1n);
-  await reach(h, "u", TaskState.RUNNING, 1n);
-  const w2 = new FakeWorker("w2", { auto: false });
-  await w2.connect(h.transport);
-  w1.disconnect();
-  await reach(h, "t", TaskState.UNKNOWN);
-  clock.advance(1000);
-  await reach(h, "t", TaskState.SCHEDULED, 2n);
-  await reach(h, "u", TaskState.SCHEDULED, 2n);
+  const h = await harness(t, {
+    clock: new FakeClock(),
+    downGraceMs: 1000,
+    heartbeatTimeoutMs: 600_000,
+  });
+  await movedOffW1(h, ["t", "u"]);
   // w1 returns with its copy of t (generation 1: what it ran) and a claim on u at a
   // generation it never had.
   const back = new FakeWorker("w1", { seq: 2n });
@@ -105,7 +117,36 @@ test("a copy moved off a worker that went DOWN is still kept when that worker re
   t.is(stop.task?.generation, 5n);
   t.is(now(h, "u").workerId, "w2", "u stays on its replacement");
   t.is(now(h, "u").generation, 2n);
-  t.is(h.cp.tasks.get("t")?.movedOff?.has("w1"), false, "settled by the reconcile");
+  t.is(h.cp.tasks.get("t")?.movedOff, undefined, "settled by the reconcile");
+});
+
+test("a manager restarted between a worker's DOWN and its return still keeps that worker's copy when no replacement runs", async (t) => {
+  const dir = await tempDir(t);
+  const store = await LevelStore.open(dir);
+  t.teardown(() => store.close());
+  const clock = new FakeClock();
+  const h = await harness(t, { clock, store, downGraceMs: 1000, heartbeatTimeoutMs: 600_000 });
+  const w2 = await movedOffW1(h, ["t"]);
+  await h.cp.committed();
+  w2.disconnect();
+
+  // The manager restarts (its store on disk), then w1 comes back with the original.
+  const after = await h.restart();
+  t.deepEqual(after.cp.tasks.get("t")?.movedOff, new Map([["w1", 1n]]), "loaded from the store");
+  const back = new FakeWorker("w1", { seq: 2n });
+  await back.connect(after.transport, [
+    { taskId: "t", generation: 1n, state: TaskState.RUNNING, containerId: "c-t" },
+  ]);
+  const kept = await reach(after, "t", TaskState.RUNNING, 1n);
+  t.is(kept.workerId, "w1", "the original is kept");
+  t.is(kept.containerId, "c-t");
+  t.false(
+    back.assignments.some((a) => a.action === AssignmentAction.STOP),
+    "the original is not stopped",
+  );
+  await after.cp.committed();
+  const again = await after.restart();
+  t.is(again.cp.tasks.get("t")?.movedOff, undefined, "settled, and stored so");
 });
 
 test("reconcile (pure): with movedOff, only the generation moved off this worker is reclaimed", (t) => {

@@ -243,8 +243,11 @@ test("a manager whose drain outlasts its shutdown deadline exits 1 and says so",
   // GOAWAY, up to its 1 s hard close, so the 200 ms deadline falls due first. (A 0 ms
   // deadline with nothing open raced the store's close, and lost now and then.)
   const client = createClient(TaskService, grpcTransport(m.address, { token: m.token }));
-  const watch = client.watchTasks({})[Symbol.asyncIterator]();
-  await watch.next();
+  await client.runTask({ id: "t1", spec: { image: "img" } });
+  await client.runTask({ id: "t2", spec: { image: "img" } });
+  // After revision 1 (0 would mean "from now"): the watch replays t2's CREATED.
+  const watch = client.watchTasks({ afterRevision: 1n })[Symbol.asyncIterator]();
+  t.false((await watch.next()).done, "the watch is open: it has sent an event");
   const exited = new Promise<number | null>((resolve) =>
     m.child.once("exit", (code) => resolve(code)),
   );

@@ -137,6 +137,52 @@ test("WatchTasks answers OUT_OF_RANGE for dropped history and for the future", a
   t.is(await read(29n), "event");
 });
 
+test("WatchTasks from_oldest replays every event kept, revision 1 included, then follows; never with an after_revision", async (t) => {
+  const h = await harness(t);
+  for (let i = 0; i < 3; i++) await h.tasks.runTask({ id: `a${i}`, spec: spec() });
+  const got: TaskEvent[] = [];
+  const ac = new AbortController();
+  const done = collect(
+    h.tasks.watchTasks({ fromOldest: true }, { signal: ac.signal }),
+    got,
+    (e) => e.task?.id === "later",
+  );
+  await eventually(() => {
+    if (h.cp.hub.watcherCount !== 1) throw new Error("not subscribed yet");
+  });
+  await h.tasks.runTask({ id: "later", spec: spec() });
+  await done;
+  ac.abort();
+  t.deepEqual(
+    got.map((e) => e.revision),
+    [1n, 2n, 3n, 4n],
+  );
+  const both = await (async () => {
+    for await (const _ of h.tasks.watchTasks({ fromOldest: true, afterRevision: 2n })) return;
+  })().catch((e) => ConnectError.from(e));
+  t.is((both as ConnectError).code, Code.InvalidArgument);
+  t.regex((both as ConnectError).rawMessage, /after_revision must then be 0/);
+
+  // Once retention dropped the first events: from the oldest still kept.
+  const kept = await harness(t, {
+    store: new MemoryStore({ eventRetention: 5 }),
+    watchHistorySize: 2,
+  });
+  for (let i = 0; i < 30; i++) await kept.tasks.runTask({ spec: spec() });
+  const oldest = kept.cp.store.oldestRevision();
+  t.true(oldest > 1n, `oldest kept ${oldest}`);
+  const replayed: TaskEvent[] = [];
+  const ac2 = new AbortController();
+  await collect(
+    kept.tasks.watchTasks({ fromOldest: true }, { signal: ac2.signal }),
+    replayed,
+    (e) => e.revision === 30n,
+  );
+  ac2.abort();
+  t.is(replayed[0]?.revision, oldest);
+  t.is(replayed.length, Number(30n - oldest + 1n));
+});
+
 test("the hub cuts off a watcher that falls behind and keeps feeding the others", async (t) => {
   const hub = new EventHub(10, 0n);
   const slow = hub.subscribe(3);

@@ -66,6 +66,12 @@ export interface WorkerOptions {
   policy?: Partial<ContainerPolicy>;
   /** An image pull without progress for this long is cancelled and its task fails; 0 never. Default 60 s. */
   pullStallMs?: number;
+  /**
+   * Any other call to the engine (create, start, inspect, stop on top of its grace, remove,
+   * list) unanswered for this long is abandoned and retried, as the kubelet's
+   * --runtime-request-timeout; 0 never. Default 2 min.
+   */
+  runtimeRequestTimeoutMs?: number;
   /** A driver to use instead of Docker (hollow workers in benchmarks); closed with the worker. */
   driver?: Driver;
   logger?: Logger;
@@ -122,6 +128,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       logger,
       policy: { ...DEFAULT_POLICY, ...options.policy },
       pullStallMs: options.pullStallMs,
+      requestTimeoutMs: options.runtimeRequestTimeoutMs,
       instrument: (docker) => metrics.instrumentDocker(docker),
     });
   const health = new HealthChecker((healthy) => metrics.healthCheck(healthy));

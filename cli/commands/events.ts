@@ -27,7 +27,7 @@ export function eventsCommand(io: Io): Command {
     .description("follow task events as the manager records them (Ctrl-C to stop)")
     .option(
       "--since <revision>",
-      "start after this revision (default: only new events)",
+      "first the events after this revision (0: all the manager keeps), then new ones (default: only new events)",
       arg(parseRevision),
     )
     .option("--task <task>", "only events of this task (id, unique id prefix, or name)")
@@ -38,6 +38,9 @@ export function eventsCommand(io: Io): Command {
       `
 Each line: time, #revision, type (created, state, desired, progress, health), task id,
 name, and what happened. With -o json, one TaskEvent (protobuf JSON mapping) per line.
+--since N first replays the events after revision N, then follows: give the last #revision
+you saw to carry on without a gap; --since 0 replays every event the manager still keeps.
+The manager keeps only its latest events: from further back it refuses, naming the oldest.
 
 Examples:
   cube events
@@ -55,7 +58,11 @@ async function events(io: Io, opts: EventsOptions): Promise<void> {
     const taskId = opts.task ? (await resolveTask(clients, opts.task)).id : "";
     try {
       for await (const { event } of clients.tasks.watchTasks(
-        { afterRevision: opts.since ?? 0n, taskId },
+        // after_revision 0 is the API's "only new events": --since 0 asks for the whole
+        // history, which is its from_oldest.
+        opts.since === 0n
+          ? { fromOldest: true, taskId }
+          : { afterRevision: opts.since ?? 0n, taskId },
         { signal: io.interrupted },
       )) {
         if (!event) continue;

@@ -11,7 +11,7 @@ import {
   withManager,
 } from "../client-options.js";
 import type { Io } from "../io.js";
-import { parseCount } from "../parse-enum.js";
+import { positiveCount } from "../parse-enum.js";
 import { resolveTask } from "../resolve-task.js";
 
 interface LogsOptions extends ClientOptions {
@@ -23,14 +23,9 @@ interface LogsOptions extends ClientOptions {
  * Parses --tail: a whole number from 1. TaskLogs reads tail 0 as "the whole log", where docker
  * and kubectl users expect no line at all: refused rather than read either way.
  */
-function parseTail(input: string): number {
-  if (/^\s*0+\s*$/.test(input)) {
-    throw new Error(
-      "0 would print the whole log (the API reads tail 0 as all lines): give 1 or more, or leave --tail out for the whole log",
-    );
-  }
-  return parseCount(input, 2 ** 32 - 1, 1);
-}
+const parseTail = positiveCount(
+  "0 would print the whole log (the API reads tail 0 as all lines): give 1 or more, or leave --tail out for the whole log",
+);
 
 /** `cube logs ID`: a task's container output; stdout to stdout, stderr to stderr. */
 export function logsCommand(io: Io): Command {

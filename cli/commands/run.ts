@@ -18,7 +18,7 @@ import { ExitCode } from "../exit-codes.js";
 import type { Io } from "../io.js";
 import { parseCpu } from "../parse-cpu.js";
 import { parseDuration } from "../parse-duration.js";
-import { parseCount, parseRestartMode } from "../parse-enum.js";
+import { parseCount, parseRestartMode, positiveCount } from "../parse-enum.js";
 import { parseKeyValue } from "../parse-key-value.js";
 import { parsePort } from "../parse-port.js";
 import { parseSize } from "../parse-size.js";
@@ -40,14 +40,9 @@ interface RunOptions extends ClientOptions, RunFlags {
  * Parses --max-restarts: a whole number from 1. The manager reads max_restarts 0 as its
  * default of 3 (task.proto), so 0 would restart three times, not never.
  */
-function parseMaxRestarts(input: string): number {
-  if (/^\s*0+\s*$/.test(input)) {
-    throw new Error(
-      "0 would mean the default of 3 restarts (the manager reads 0 as unset): give 1 or more, or use --restart never for no restart",
-    );
-  }
-  return parseCount(input, 2 ** 32 - 1, 1);
-}
+const parseMaxRestarts = positiveCount(
+  "0 would mean the default of 3 restarts (the manager reads 0 as unset): give 1 or more, or use --restart never for no restart",
+);
 
 /**
  * `cube run`: submits a task (or --count copies of it in one call), prints the ids, and with

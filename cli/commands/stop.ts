@@ -40,6 +40,10 @@ export function stopCommand(io: Io): Command {
       `
 Prints the id of each task it stopped (with -o json, the task, one JSON object a line). Stopping a task that already ended is not an error.
 
+Exit codes: 0 all stopped (with --wait: all ended, COMPLETED or FAILED alike), 4 no such task,
+6 with --wait: a task not ended at --timeout, 130 interrupted (Ctrl-C: the tasks not stopped
+are named). A task that fails does not stop the others: the code is the first failure's.
+
 Examples:
   cube stop web
   cube stop 3f2a9c01 7b1e44d0 --wait`,
@@ -56,6 +60,8 @@ async function stop(io: Io, refs: string[], opts: StopOptions): Promise<void> {
   await withManager(io, opts, async (clients) => {
     for (const [i, ref] of refs.entries()) {
       if (signal.aborted) throw interrupted(undefined, refs.slice(i));
+      // Set once this task got as far as asked (the stop recorded; with --wait, ended).
+      let stopped = false;
       try {
         const found = await resolveTask(clients, ref, signal);
         const { task } = await clients.tasks.stopTask(
@@ -72,6 +78,7 @@ async function stop(io: Io, refs: string[], opts: StopOptions): Promise<void> {
           if (outcome.exitCode !== ExitCode.Ok)
             throw new CliError(outcome.message, outcome.exitCode);
         }
+        stopped = true;
         if (outputFormat(opts) === "json") {
           const { task: now } = await clients.tasks.getTask(
             { id: found.id },
@@ -83,7 +90,9 @@ async function stop(io: Io, refs: string[], opts: StopOptions): Promise<void> {
         }
       } catch (error) {
         // Ctrl-C ends the command, not just this task's turn: the tasks after it are left alone.
-        if (signal.aborted) throw interrupted(error, refs.slice(i + 1));
+        // This one is not stopped either unless it got that far: its --wait (or the stop call
+        // itself) was cut short, so nothing says it ended.
+        if (signal.aborted) throw interrupted(error, refs.slice(stopped ? i + 1 : i));
         const described = describeError(error, clients.address);
         // Unreachable is the same for every id: say it once.
         if (described.exitCode === ExitCode.Unreachable) throw described;

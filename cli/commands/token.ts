@@ -109,12 +109,24 @@ Examples:
     .description("revoke tokens at once")
     .argument("<ids...>", "token ids (from `cube token ls`)");
   addClientOptions(revoke)
-    .addHelpText("after", "\nExamples:\n  cube token revoke 3f2a9c01d4e5b6a7")
+    .addHelpText(
+      "after",
+      `
+Prints the id of each token it revoked (with -o json, the token as revoked, one JSON object
+a line, as \`cube stop\` prints tasks). Revoking a revoked token is not an error.
+
+Examples:
+  cube token revoke 3f2a9c01d4e5b6a7
+  cube token revoke 3f2a9c01d4e5b6a7 -o json | jq .revoked`,
+    )
     .action((ids: string[], opts: ClientOptions) =>
       withManager(io, opts, async ({ tokens }) => {
+        const json = outputFormat(opts) === "json";
         for (const id of ids) {
-          await tokens.revokeToken({ id }, { timeoutMs: CALL_TIMEOUT_MS });
-          io.stdout.write(`${id}\n`);
+          const { token } = await tokens.revokeToken({ id }, { timeoutMs: CALL_TIMEOUT_MS });
+          if (!json) io.stdout.write(`${id}\n`);
+          // The manager always answers with the token; were it missing, still a JSON line.
+          else io.stdout.write(`${JSON.stringify(token ? toJson(TokenSchema, token) : { id })}\n`);
         }
       }),
     );

@@ -28,6 +28,7 @@ interface WorkerFlags {
   insecure?: boolean;
   shutdownTimeout?: number;
   pullStallTimeout?: number;
+  runtimeRequestTimeout?: number;
 }
 
 /** Where a worker keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -79,6 +80,11 @@ export function workerCommand(io: Io): Command {
     .option(
       "--pull-stall-timeout <duration>",
       "cancel an image pull that shows no progress for this long and fail its task, 0 to wait for good (env CUBE_PULL_STALL_TIMEOUT, default 1m)",
+      arg(parseDuration),
+    )
+    .option(
+      "--runtime-request-timeout <duration>",
+      "abandon any other call to Docker (create, start, stop past its grace, remove…) unanswered for this long, and try it again, 0 to wait for good (env CUBE_RUNTIME_REQUEST_TIMEOUT, default 2m)",
       arg(parseDuration),
     )
     .option("--no-metrics", NO_METRICS_HELP)
@@ -168,6 +174,9 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
     },
     pullStallMs:
       flags.pullStallTimeout ?? envSetting(env, "CUBE_PULL_STALL_TIMEOUT", parseEnvDuration),
+    runtimeRequestTimeoutMs:
+      flags.runtimeRequestTimeout ??
+      envSetting(env, "CUBE_RUNTIME_REQUEST_TIMEOUT", parseEnvDuration),
     metrics: metricsWanted(flags.metrics, env),
     shutdownTimeoutMs:
       flags.shutdownTimeout ?? envSetting(env, "CUBE_SHUTDOWN_TIMEOUT", parseEnvDuration),

@@ -10,7 +10,7 @@ import { WorkerService } from "../../gen/cube/v1/worker_service_pb.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import type { Clock, TimerHandle } from "../../lib/clock.js";
+import { type Clock, MAX_TIMER_MS, type TimerHandle } from "../../lib/clock.js";
 import type { Logger } from "../../lib/logger.js";
 import { quote } from "../../lib/quote.js";
 import { PEER_CERTIFICATE, type PeerCertificate } from "../../lib/rpc/peer.js";
@@ -251,9 +251,6 @@ class OpenStreams {
     return open.length;
   }
 }
-
-/** The longest delay Node's timers take (a longer one fires at once). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Runs `fn` once `clock` reaches `atMs` (in steps of at most {@link MAX_TIMER_MS}: a token may

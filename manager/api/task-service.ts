@@ -1,4 +1,4 @@
-import type { ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { TaskState } from "../../gen/cube/v1/task_pb.js";
 import { TaskService, TaskView } from "../../gen/cube/v1/task_service_pb.js";
 import { redactEvent, redactTask } from "../../lib/redact.js";
@@ -74,7 +74,15 @@ export function taskServiceRoutes(
         };
       },
       async *watchTasks(req, ctx) {
-        for await (const event of watchTasks(cp, req.afterRevision, req.taskId, ctx.signal)) {
+        if (req.fromOldest && req.afterRevision !== 0n) {
+          throw new ConnectError(
+            "from_oldest replays the whole history: after_revision must then be 0",
+            Code.InvalidArgument,
+          );
+        }
+        // The oldest kept is 1 when none was dropped: after 0, then, is everything.
+        const after = req.fromOldest ? cp.store.oldestRevision() - 1n : req.afterRevision;
+        for await (const event of watchTasks(cp, after, req.taskId, ctx.signal, req.fromOldest)) {
           yield { event: redactEvent(event) };
         }
       },

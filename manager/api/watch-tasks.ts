@@ -6,7 +6,8 @@ import { withSpec } from "../rules/task-ops.js";
 const PAGE = 1000;
 
 /**
- * The events after `afterRevision` (0: only new ones), of one task when `taskId` is set:
+ * The events after `afterRevision` (0: only new ones, unless `fromStart`: every one), of one
+ * task when `taskId` is set:
  * first the history (from memory when recent, else from the store), then live events, with
  * no gap and no duplicate between the two. OUT_OF_RANGE when the history asked for is no
  * longer kept, or lies in the future. A watcher that falls `watchBufferSize` events behind is
@@ -17,6 +18,7 @@ export async function* watchTasks(
   afterRevision: bigint,
   taskId: string,
   signal: AbortSignal,
+  fromStart = false,
 ): AsyncGenerator<TaskEvent> {
   if (afterRevision > cp.revision) {
     throw new ConnectError(
@@ -27,7 +29,7 @@ export async function* watchTasks(
   // Subscribe first: what is published while the history is read queues up here.
   const watcher = cp.hub.subscribe(cp.options.watchBufferSize, taskId || undefined);
   const until = cp.hub.lastRevision;
-  let last = afterRevision === 0n ? until : afterRevision;
+  let last = afterRevision === 0n && !fromStart ? until : afterRevision;
   const matches = (e: TaskEvent) => taskId === "" || e.task?.id === taskId;
   try {
     if (last < until) {

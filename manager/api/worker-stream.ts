@@ -313,7 +313,10 @@ function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory
   worker.keepReturning = undefined;
   const held = new Set(inventory.items.map((i) => i.taskId));
   // What it held when it went DOWN is settled by this reconcile: kept, or stopped below.
-  for (const id of held) cp.tasks.get(id)?.movedOff?.delete(worker.id);
+  for (const id of held) {
+    const entry = cp.tasks.get(id);
+    if (entry) cp.settleMovedOff(entry, worker.id);
+  }
   for (const [id, a] of worker.unacked) {
     if (a.action === AssignmentAction.STOP && !held.has(id)) worker.settle(id);
   }

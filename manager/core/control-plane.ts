@@ -126,8 +126,9 @@ export class ControlPlane {
     for (const { worker, lastUpdateSeq } of state.workers) {
       cp.workers.add(new WorkerEntry(worker, lastUpdateSeq, WorkerStatus.DISCONNECTED));
     }
-    for (const { task, createdRevision } of state.tasks) {
+    for (const { task, createdRevision, movedOff } of state.tasks) {
       const entry = newEntry(task, createdRevision);
+      if (movedOff) entry.movedOff = new Map(movedOff);
       cp.tasks.add(entry);
       cp.#account(entry, undefined, task);
     }
@@ -214,7 +215,30 @@ export class ControlPlane {
   /** Changes fields people read but no watcher needs (a pending reason, a container id): stored, no event. */
   touch(entry: TaskEntry, patch: Partial<Task>): void {
     entry.task = { ...entry.task, ...patch };
-    this.store.putTask({ task: entry.task, createdRevision: entry.createdRevision });
+    this.#put(entry, entry.task);
+  }
+
+  /**
+   * Notes that `entry` is being moved off `workerId` (DOWN) at its current generation: that
+   * worker's copy is the only returning one the inventory reconcile may keep. Stored.
+   */
+  noteMovedOff(entry: TaskEntry, workerId: string): void {
+    entry.movedOff ??= new Map();
+    entry.movedOff.set(workerId, entry.task.generation);
+    this.#put(entry, entry.task);
+  }
+
+  /** Forgets `workerId`'s entry in `entry.movedOff` once its inventory settled it. Stored. */
+  settleMovedOff(entry: TaskEntry, workerId: string): void {
+    if (!entry.movedOff?.delete(workerId)) return;
+    if (entry.movedOff.size === 0) entry.movedOff = undefined;
+    this.#put(entry, entry.task);
+  }
+
+  #put(entry: TaskEntry, task: Task): void {
+    const { movedOff, createdRevision } = entry;
+    // A copy: the entry's map changes later, the store writes this batch at its flush.
+    this.store.putTask({ task, createdRevision, ...(movedOff && { movedOff: new Map(movedOff) }) });
   }
 
   /**
@@ -384,7 +408,7 @@ export class ControlPlane {
       task,
       message,
     };
-    this.store.putTask({ task, createdRevision: entry.createdRevision });
+    this.#put(entry, task);
     this.store.putEvent(event);
     this.#postFor().events.push(event);
   }

@@ -1,6 +1,7 @@
 import type { Task, TaskState } from "../../gen/cube/v1/task_pb.js";
 import type { TimerHandle } from "../../lib/clock.js";
 import { hostPortKey } from "../../lib/ports.js";
+import type { TrailingThrottle } from "../../lib/trailing-throttle.js";
 import type { Amounts, Placement } from "../scheduler/types.js";
 
 /** One task as the manager holds it: the current (immutable) snapshot and bookkeeping. */
@@ -15,15 +16,18 @@ export interface TaskEntry {
   readonly hostPorts?: readonly string[];
   /** A restart waiting out its back-off. */
   restartTimer?: TimerHandle;
-  /** When the last PROGRESS event was recorded (progress is thinned). */
-  lastProgressMs?: number;
+  /**
+   * Thins its PROGRESS events, trailing-edge (rules/task-updates.ts applyProgress): what it
+   * holds records the latest progress when the window ends, if still news by then.
+   */
+  progress?: TrailingThrottle<() => void>;
   /** The group it belongs to (a job), told of every change of it. */
   group?: TaskGroup;
   /**
    * The workers it was moved off when they went DOWN, with the generation it had there: the
    * only workers whose returning copy the inventory reconcile may keep (rules/reconcile.ts);
-   * a worker's entry goes once its inventory has been reconciled. In memory only: after a
-   * manager restart, such a copy is stopped like any other stale one.
+   * a worker's entry goes once its inventory has been reconciled. Stored with the task
+   * (ControlPlane.noteMovedOff), so it holds across a manager restart.
    */
   movedOff?: Map<string, bigint>;
 }

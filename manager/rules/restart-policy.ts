@@ -55,8 +55,6 @@ export function decideRestart(task: Task, end: EndKind): RestartDecision {
   return { kind: "restart", attempt, max, delayMs: backoffMs(task, attempt) };
 }
 
-/** "200ms", "1.5s", "10s": a short duration for messages. */
-export function formatMs(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  return `${Number((ms / 1000).toFixed(1))}s`;
-}
+// Moved to lib/format-ms.ts (the worker's pull messages use it too); still exported from here,
+// where the rules and their tests have always imported it.
+export { formatMs } from "../../lib/format-ms.js";

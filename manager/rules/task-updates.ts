@@ -1,7 +1,9 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { DesiredState, HealthStatus, TaskEventType, TaskState } from "../../gen/cube/v1/task_pb.js";
 import type { HealthReport, Progress, TaskUpdate } from "../../gen/cube/v1/worker_service_pb.js";
+import type { Clock } from "../../lib/clock.js";
 import { isFinished, stateName } from "../../lib/task-state.js";
+import { TrailingThrottle } from "../../lib/trailing-throttle.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { ended, refusedReport, running, stopped, type TaskPatch } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
@@ -119,14 +121,38 @@ export function applyHealth(cp: ControlPlane, worker: WorkerEntry, report: Healt
   if (report.status === HealthStatus.UNHEALTHY) taskUnhealthy(cp, entry, worker, message);
 }
 
-/** Records pull or start progress as a PROGRESS event, at most one per task per 250 ms. */
+/**
+ * Records pull or start progress as a PROGRESS event, at most one per task per 250 ms,
+ * trailing-edge: progress inside the window is held (the latest only) and recorded when the
+ * window ends, so the last figure before a stall is the one people see — unless the task has
+ * moved on by then (another state, generation or worker: no progress after RUNNING). The
+ * first progress and a finished one (every byte in) are recorded at once.
+ */
 export function applyProgress(cp: ControlPlane, worker: WorkerEntry, progress: Progress): void {
   const entry = current(cp, worker, progress.taskId, progress.generation);
   if (!entry || isFinished(entry.task.state)) return;
-  const now = cp.clock.now();
+  const { state, generation, workerId } = entry.task;
   const done = progress.totalBytes > 0n && progress.currentBytes >= progress.totalBytes;
-  if (!done && entry.lastProgressMs && now - entry.lastProgressMs < PROGRESS_EVERY_MS) return;
-  entry.lastProgressMs = now;
+  entry.progress ??= new TrailingThrottle(PROGRESS_EVERY_MS, (record) => record(), timersOf(cp));
+  entry.progress.offer(() => {
+    const task = entry.task;
+    if (task.state !== state || task.generation !== generation || task.workerId !== workerId) {
+      return;
+    }
+    recordProgress(cp, entry, progress);
+  }, done);
+}
+
+/** The control plane's clock, with its timers (cancelled when it closes). */
+function timersOf(cp: ControlPlane): Clock {
+  return {
+    now: () => cp.clock.now(),
+    setTimeout: (fn, ms) => cp.timer(ms, fn),
+    clearTimeout: (handle) => cp.clearTimer(handle),
+  };
+}
+
+function recordProgress(cp: ControlPlane, entry: TaskEntry, progress: Progress): void {
   const pct =
     progress.totalBytes > 0n
       ? ` ${Number((progress.currentBytes * 100n) / progress.totalBytes)}%`

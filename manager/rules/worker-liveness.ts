@@ -139,8 +139,7 @@ export function workerDown(cp: ControlPlane, worker: WorkerEntry, why: string): 
     }
     cancelRestart(cp, entry);
     // Its copy here may come back with the worker: then, and only then, it may be kept.
-    entry.movedOff ??= new Map();
-    entry.movedOff.set(worker.id, entry.task.generation);
+    cp.noteMovedOff(entry, worker.id);
     place(cp, entry, {
       avoid,
       restart: true,

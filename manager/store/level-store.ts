@@ -195,7 +195,12 @@ export class LevelStore implements Store {
             task.spec = this.#openSpec(task.spec);
           }
           this.#revisions.set(task.id, record.eventRevisions);
-          tasks.push({ createdRevision: BigInt(key.slice(2, 22)), task });
+          const movedOff = Object.entries(record.movedOff);
+          tasks.push({
+            createdRevision: BigInt(key.slice(2, 22)),
+            task,
+            ...(movedOff.length > 0 && { movedOff: new Map(movedOff) }),
+          });
         }
       }
     } finally {
@@ -395,7 +400,7 @@ export class LevelStore implements Store {
       const first = (events[0] as TaskEvent).revision;
       out.put(blobKey(first, first + BigInt(events.length - 1)), toBinary(EventBlobSchema, blob));
     }
-    for (const { task, createdRevision } of batch.tasks.values()) {
+    for (const { task, createdRevision, movedOff } of batch.tasks.values()) {
       let revisions = this.#revisions.get(task.id) ?? [];
       if (revisions.length > 0 && (revisions[0] as bigint) < this.#oldest) {
         revisions = revisions.filter((r) => r >= this.#oldest);
@@ -405,6 +410,7 @@ export class LevelStore implements Store {
         task: task.spec ? { ...task, spec: undefined } : task,
         eventRevisions: revisions,
         spec: task.spec ? this.#specBytes(task.spec) : new Uint8Array(0),
+        movedOff: movedOff ? Object.fromEntries(movedOff) : {},
       });
       out.put(`t/${pad(createdRevision)}/${task.id}`, toBinary(TaskRecordSchema, record));
     }

@@ -14,6 +14,11 @@ export type { TokenRecord } from "../../gen/cube/store/v1/records_pb.js";
 export interface TaskRecord {
   readonly task: Task;
   readonly createdRevision: bigint;
+  /**
+   * The workers it was moved off when they went DOWN, with the generation it had there
+   * (manager/core/task-table.ts `movedOff`). A snapshot: the store keeps what it was given.
+   */
+  readonly movedOff?: ReadonlyMap<string, bigint>;
 }
 
 /** A worker as stored: who it is, and the highest update seq the manager has persisted for it. */

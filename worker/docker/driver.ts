@@ -2,8 +2,11 @@
  * The Docker driver: cube's only real container runtime, on dockerode. Starts are
  * idempotent per (task, generation, worker) through a deterministic container name;
  * exits come from one shared event subscription; usage comes from background stats
- * streams, so no call here waits on a Docker sample.
+ * streams, so no call here waits on a Docker sample. Every call but the pull (bounded by its
+ * stall timeout) and the streams has the runtime request timeout: a hung engine fails it
+ * with a DriverError "engine-timeout" instead of holding the task's queue for good.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import Docker from "dockerode";
 import type { Logger } from "../../lib/logger.js";
 import {
@@ -13,6 +16,7 @@ import {
   type Driver,
   DriverError,
   type ExitStatus,
+  isEngineAbsent,
   type LogChunk,
   type PullProgress,
 } from "../tasks/driver.js";
@@ -26,6 +30,12 @@ import {
   LABEL_TASK,
   LABEL_WORKER,
 } from "./container-spec.js";
+import {
+  type Abortable,
+  DEFAULT_RUNTIME_REQUEST_TIMEOUT_MS,
+  engineTimeout,
+  withDeadline,
+} from "./deadline.js";
 import {
   dockerMessage,
   dockerStatus,
@@ -50,6 +60,11 @@ export interface DockerDriverOptions {
   readonly policy?: ContainerPolicy;
   /** A pull without progress for this long is cancelled; 0 never. Default {@link DEFAULT_PULL_STALL_MS}. */
   readonly pullStallMs?: number;
+  /**
+   * How long any other call may go unanswered before it is abandoned (a stop: this on top of
+   * its grace); 0 never. Default {@link DEFAULT_RUNTIME_REQUEST_TIMEOUT_MS}.
+   */
+  readonly requestTimeoutMs?: number;
 }
 
 /** A dockerode client for `dockerHost` (undefined → dockerode's defaults, which honour DOCKER_HOST). */
@@ -74,6 +89,7 @@ export function createDockerDriver(options: DockerDriverOptions = {}): Driver {
     options.logger,
     options.policy ?? DEFAULT_POLICY,
     options.pullStallMs ?? DEFAULT_PULL_STALL_MS,
+    options.requestTimeoutMs ?? DEFAULT_RUNTIME_REQUEST_TIMEOUT_MS,
   );
 }
 
@@ -90,23 +106,27 @@ class DockerDriver implements Driver {
   readonly #lost = new Set<(reason: string) => void>();
   readonly #policy: ContainerPolicy;
   readonly #pullStallMs: number;
+  readonly #timeoutMs: number;
 
   constructor(
     docker: Docker,
     logger: Logger | undefined,
     policy: ContainerPolicy,
     pullStallMs: number,
+    timeoutMs: number,
   ) {
     this.#docker = docker;
     this.#logger = logger;
     this.#policy = policy;
     this.#pullStallMs = pullStallMs;
+    this.#timeoutMs = timeoutMs;
     this.#stats = new StatsSampler(docker, logger);
     this.#exits = new ExitWatcher(
       docker,
       (id) => this.#stats.untrack(id),
       logger,
       (reason) => this.#engineLost(reason),
+      timeoutMs,
     );
   }
 
@@ -120,44 +140,42 @@ class DockerDriver implements Driver {
 
   /**
    * Runs one call to the engine: one that could not reach it at all fails with a DriverError
-   * "engine-unavailable" (and tells the engine monitor), whatever the call was.
+   * "engine-unavailable", one it did not answer in time with its "engine-timeout", and
+   * either tells the engine monitor, whatever the call was.
    */
   async #guard<T>(call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (error) {
-      const unavailable =
-        error instanceof DriverError
-          ? error.kind === "engine-unavailable"
-            ? error
-            : undefined
-          : isUnreachable(error)
-            ? engineUnavailable(error)
-            : undefined;
-      if (!unavailable) throw error;
-      this.#engineLost(unavailable.message);
-      throw unavailable;
+      const absent = engineAbsence(error);
+      if (!absent) throw error;
+      this.#engineLost(absent.message);
+      throw absent;
     }
   }
 
+  /** One call with the runtime request timeout (see {@link withDeadline}). */
+  #timed<T>(what: string, call: (options: Abortable) => Promise<T>): Promise<T> {
+    return withDeadline(what, this.#timeoutMs, call);
+  }
+
+  /** Force-removes a container (and its anonymous volumes), with the runtime request timeout. */
+  #remove(id: string): Promise<void> {
+    return this.#timed(`the removal of container ${shortId(id)}`, (o) =>
+      this.#docker.getContainer(id).remove({ force: true, v: true, ...o }),
+    );
+  }
+
   async ping(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        this.#docker.ping(),
-        new Promise((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`no answer to a ping within ${PING_TIMEOUT_MS} ms`)),
-            PING_TIMEOUT_MS,
-          );
-        }),
-      ]);
+      // dockerode's types leave out the options its ping takes.
+      const ping = this.#docker.ping.bind(this.#docker) as unknown as (
+        options: Abortable,
+      ) => Promise<unknown>;
+      await withDeadline("a ping", PING_TIMEOUT_MS, ping);
     } catch (error) {
-      throw new Error(`the Docker engine does not answer: ${dockerMessage(error)}`, {
-        cause: error,
-      });
-    } finally {
-      clearTimeout(timer);
+      const words = error instanceof DriverError ? error.message : dockerMessage(error);
+      throw new Error(`the Docker engine does not answer: ${words}`, { cause: error });
     }
   }
 
@@ -168,6 +186,7 @@ class DockerDriver implements Driver {
       await pullImage(this.#docker, image, onProgress, {
         logger: this.#logger,
         stallMs: this.#pullStallMs,
+        requestTimeoutMs: this.#timeoutMs,
       });
     });
   }
@@ -178,25 +197,30 @@ class DockerDriver implements Driver {
 
   async #start(request: ContainerRequest): Promise<ContainerInfo> {
     const options = createOptions(request, this.#policy);
+    const name = options.name ?? "";
     // Subscribing before the container runs means no exit can slip past unnoticed.
     await this.#exits.subscribe();
     let container: Docker.Container;
     try {
-      container = await this.#docker.createContainer(options);
+      container = await this.#timed(`the create of container ${name}`, (o) =>
+        this.#docker.createContainer({ ...options, ...o }),
+      );
     } catch (error) {
-      if (dockerStatus(error) === 409) return this.#adopt(options.name ?? "", request);
+      // Not answered in time: a container the engine makes late is the retry's, by its name.
+      if (error instanceof DriverError) throw error;
+      if (dockerStatus(error) === 409) return this.#adopt(name, request);
       throw createError(error, request.spec.image);
     }
     await this.#startCreated(container, request);
     try {
       return await this.#running(container);
     } catch (error) {
-      // Unreachable: the container stays for the retry to find by name. Anything else would
-      // fail the task with its container running on, unknown to the worker: remove it.
+      // Unreachable, or no answer in time: the container stays for the retry to find by name.
+      // Anything else would fail the task with its container running on, unknown to the
+      // worker: remove it.
+      if (error instanceof DriverError) throw error;
       if (isUnreachable(error)) throw engineUnavailable(error);
-      await tolerating([404, 409], () => container.remove({ force: true, v: true })).catch(
-        () => undefined,
-      );
+      await tolerating([404, 409], () => this.#remove(container.id)).catch(() => undefined);
       throw new DriverError(
         `cannot inspect the started container: ${dockerMessage(error)}`,
         "runtime",
@@ -207,13 +231,17 @@ class DockerDriver implements Driver {
   /** Starts a created container; on failure removes it, so a failed start leaves nothing behind. */
   async #startCreated(container: Docker.Container, request: ContainerRequest): Promise<void> {
     try {
-      await container.start();
+      await this.#timed(`the start of container ${shortId(container.id)}`, (o) =>
+        container.start(o),
+      );
     } catch (error) {
       // 304: a concurrent start of the same assignment got there first, which is the goal.
       if (dockerStatus(error) === 304) return;
-      // The engine went away mid-start: the container stays for the retry to find by name.
+      // No answer in time (the engine may start it yet), or the engine went away mid-start:
+      // the container stays for the retry to find by name.
+      if (error instanceof DriverError) throw error;
       if (isUnreachable(error)) throw engineUnavailable(error);
-      await tolerating([404, 409], () => container.remove({ force: true, v: true }));
+      await tolerating([404, 409], () => this.#remove(container.id));
       const message = dockerMessage(error);
       if (PORT_TAKEN.test(message)) {
         const port =
@@ -227,7 +255,7 @@ class DockerDriver implements Driver {
   }
 
   async #running(container: Docker.Container): Promise<ContainerInfo> {
-    const inspect = await container.inspect();
+    const inspect = await this.#inspect(container);
     if (inspect.State.Running)
       this.#stats.track(inspect.Id, BigInt(inspect.HostConfig.Memory ?? 0));
     return containerInfo(inspect);
@@ -238,8 +266,9 @@ class DockerDriver implements Driver {
     const container = this.#docker.getContainer(name);
     let inspect: Docker.ContainerInspectInfo;
     try {
-      inspect = await container.inspect();
+      inspect = await this.#inspectNamed(container, name);
     } catch (error) {
+      if (error instanceof DriverError) throw error;
       if (isUnreachable(error)) throw engineUnavailable(error);
       throw new DriverError(`container name ${name} is taken: ${dockerMessage(error)}`, "runtime");
     }
@@ -256,14 +285,50 @@ class DockerDriver implements Driver {
     return this.#running(container);
   }
 
+  /**
+   * Inspects the container a create was refused for (409: the name is taken). Not found: an
+   * earlier create of it, one the worker stopped waiting for, is still under way in the engine
+   * (Docker holds the name before the container exists), so it is waited for, up to the
+   * runtime request timeout, then left to the next try.
+   */
+  async #inspectNamed(container: Docker.Container, name: string) {
+    const ms = this.#timeoutMs || DEFAULT_RUNTIME_REQUEST_TIMEOUT_MS;
+    const giveUpAt = Date.now() + ms;
+    for (;;) {
+      try {
+        return await this.#inspect(container);
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+        if (Date.now() >= giveUpAt) {
+          throw engineTimeout(`the create of container ${name} (an earlier one, under way)`, ms);
+        }
+        await delay(100);
+      }
+    }
+  }
+
+  /** Inspects a container, with the runtime request timeout. */
+  #inspect(container: Docker.Container): Promise<Docker.ContainerInspectInfo> {
+    return this.#timed(`the inspect of container ${shortId(container.id)}`, (o) =>
+      container.inspect(o),
+    );
+  }
+
   wait(containerId: string): Promise<ExitStatus> {
     return this.#exits.wait(containerId);
   }
 
   async stop(containerId: string, graceMs: number): Promise<void> {
     const t = Math.max(0, Math.ceil(graceMs / 1000));
+    // The engine may take the whole grace to answer: the deadline comes on top of it, as the
+    // kubelet's does.
+    const ms = this.#timeoutMs > 0 ? t * 1000 + this.#timeoutMs : 0;
     await this.#guard(() =>
-      tolerating([304, 404], () => this.#docker.getContainer(containerId).stop({ t })),
+      tolerating([304, 404], () =>
+        withDeadline(`the stop of container ${shortId(containerId)}`, ms, (o) =>
+          this.#docker.getContainer(containerId).stop({ t, ...o }),
+        ),
+      ),
     );
     this.#stats.untrack(containerId);
   }
@@ -272,22 +337,47 @@ class DockerDriver implements Driver {
     this.#stats.untrack(containerId);
     // 409: a removal is already in progress, which is what was asked for. `v`: the anonymous
     // volumes of an image's VOLUME go with the container (else each generation leaves one).
-    await this.#guard(() =>
-      tolerating([404, 409], () =>
-        this.#docker.getContainer(containerId).remove({ force: true, v: true }),
-      ),
-    );
+    await this.#guard(() => tolerating([404, 409], () => this.#remove(containerId)));
+  }
+
+  removeAssignment(
+    assignment: Pick<ContainerRequest, "taskId" | "generation" | "workerId">,
+  ): Promise<void> {
+    const { taskId, generation, workerId } = assignment;
+    return this.#guard(async () => {
+      const list = await this.#timed(`the listing of task ${taskId}'s containers`, (o) =>
+        this.#docker.listContainers({
+          all: true,
+          filters: {
+            label: [
+              `${LABEL_TASK}=${taskId}`,
+              `${LABEL_WORKER}=${workerId}`,
+              `${LABEL_GENERATION}=${generation}`,
+            ],
+          },
+          ...o,
+        }),
+      );
+      for (const { Id } of list) {
+        this.#logger?.warn(
+          { containerId: Id, taskId, generation: Number(generation) },
+          "removing the container of a start that was given up",
+        );
+        this.#stats.untrack(Id);
+        await tolerating([404, 409], () => this.#remove(Id));
+      }
+    });
   }
 
   async inspect(containerId: string): Promise<ContainerInfo | undefined> {
     try {
-      return containerInfo(await this.#docker.getContainer(containerId).inspect());
+      return containerInfo(await this.#inspect(this.#docker.getContainer(containerId)));
     } catch (error) {
       if (isNotFound(error)) return undefined;
-      if (isUnreachable(error)) {
-        const unavailable = engineUnavailable(error);
-        this.#engineLost(unavailable.message);
-        throw unavailable;
+      const absent = engineAbsence(error);
+      if (absent) {
+        this.#engineLost(absent.message);
+        throw absent;
       }
       throw new DriverError(`cannot inspect ${containerId}: ${dockerMessage(error)}`, "runtime");
     }
@@ -322,10 +412,13 @@ class DockerDriver implements Driver {
 
   async #recover(workerId: string): Promise<ContainerInfo[]> {
     await this.#exits.subscribe();
-    const list = await this.#docker.listContainers({
-      all: true,
-      filters: { label: [`${LABEL_WORKER}=${workerId}`] },
-    });
+    const list = await this.#timed("the listing of this worker's containers", (o) =>
+      this.#docker.listContainers({
+        all: true,
+        filters: { label: [`${LABEL_WORKER}=${workerId}`] },
+        ...o,
+      }),
+    );
     const infos = await Promise.all(
       list.map(async (summary) => {
         try {
@@ -343,6 +436,22 @@ class DockerDriver implements Driver {
     this.#exits.close();
     this.#stats.close();
   }
+}
+
+/**
+ * The DriverError of a call that did not reach the engine ("engine-unavailable") or that it
+ * did not answer in time ("engine-timeout"); undefined for any other failure.
+ */
+function engineAbsence(error: unknown): DriverError | undefined {
+  if (isEngineAbsent(error)) return error;
+  return !(error instanceof DriverError) && isUnreachable(error)
+    ? engineUnavailable(error)
+    : undefined;
+}
+
+/** A container id as `docker ps` shows it (12 characters); a name as it is. */
+function shortId(id: string): string {
+  return /^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id;
 }
 
 function createError(error: unknown, image: string): DriverError {

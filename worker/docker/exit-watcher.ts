@@ -7,8 +7,9 @@
 import type { Readable } from "node:stream";
 import type Docker from "dockerode";
 import type { Logger } from "../../lib/logger.js";
-import type { ExitStatus } from "../tasks/driver.js";
+import { DriverError, type ExitStatus } from "../tasks/driver.js";
 import { exitReason, LABEL_WORKER } from "./container-spec.js";
+import { withDeadline } from "./deadline.js";
 import { isNotFound, isUnreachable } from "./errors.js";
 import { onJsonLines } from "./json-lines.js";
 
@@ -37,6 +38,7 @@ export class ExitWatcher {
   readonly #onDie: (containerId: string) => void;
   readonly #logger: Logger | undefined;
   readonly #onBroken: ((reason: string) => void) | undefined;
+  readonly #timeoutMs: number;
   readonly #waiters = new Map<string, Waiter>();
   /** Containers Docker reported OOM-killed, for a die seen before inspect shows the exit. */
   readonly #oomKilled = new Set<string>();
@@ -50,18 +52,22 @@ export class ExitWatcher {
 
   /**
    * `onBroken` hears of every failure of the subscription (it ended, or could not open): a
-   * sign that the engine may have gone away.
+   * sign that the engine may have gone away. `timeoutMs` (0: none) bounds the opening of the
+   * subscription and each inspect of a waited container: an engine that does not answer them
+   * must not hold a start, nor a wait, for good.
    */
   constructor(
     docker: Docker,
     onDie: (containerId: string) => void,
     logger?: Logger,
     onBroken?: (reason: string) => void,
+    timeoutMs = 0,
   ) {
     this.#docker = docker;
     this.#onDie = onDie;
     this.#logger = logger;
     this.#onBroken = onBroken;
+    this.#timeoutMs = timeoutMs;
   }
 
   /**
@@ -92,15 +98,25 @@ export class ExitWatcher {
 
   async #connect(): Promise<void> {
     let stream: Readable;
+    // Only the opening is bounded: a signal still armed would end the stream when it fires.
+    const opening = new AbortController();
+    const timer =
+      this.#timeoutMs > 0 ? setTimeout(() => opening.abort(), this.#timeoutMs) : undefined;
     try {
       stream = (await this.#docker.getEvents({
         filters: { type: ["container"], event: ["die", "oom"], label: [LABEL_WORKER] },
+        abortSignal: opening.signal,
       })) as unknown as Readable;
     } catch (error) {
       this.#logger?.warn({ err: error }, "docker event stream failed to open; retrying");
       this.#retry();
-      this.#onBroken?.(`the event stream could not open: ${(error as Error).message}`);
+      const words = opening.signal.aborted
+        ? `no answer within ${this.#timeoutMs} ms`
+        : (error as Error).message;
+      this.#onBroken?.(`the event stream could not open: ${words}`);
       return;
+    } finally {
+      clearTimeout(timer);
     }
     if (this.#closed) {
       stream.destroy();
@@ -168,13 +184,23 @@ export class ExitWatcher {
     this.#dieOrder = this.#dieOrder
       .then(() => status)
       .then((s) => {
-        if (s) this.#settle(id, s);
+        if (s === "no-answer") void this.#check(id);
+        else if (s) this.#settle(id, s);
       });
   }
 
-  /** Inspects a waited container; settles its wait when it has exited. */
+  /**
+   * Inspects a waited container; settles its wait when it has exited. An inspect the engine
+   * did not answer in time tells nothing: it is tried again after a pause.
+   */
   async #check(id: string): Promise<void> {
     const status = await this.#exitStatus(id);
+    if (status === "no-answer") {
+      setTimeout(() => {
+        if (!this.#closed) void this.#check(id);
+      }, MAX_RETRY_MS);
+      return;
+    }
     if (status) this.#settle(id, status);
   }
 
@@ -185,15 +211,17 @@ export class ExitWatcher {
   async #exitStatus(
     id: string,
     died?: { exitCode: number; timeMs: number },
-  ): Promise<ExitStatus | undefined> {
+  ): Promise<ExitStatus | "no-answer" | undefined> {
     if (!this.#waiters.has(id)) return undefined;
     try {
       // Bounded: exits settle in die order, so one inspect that hangs would hold back every
-      // exit after it. Past the bound the die event's own figures stand.
-      // Only with a die event to fall back on: a check without one must wait for its answer.
-      const info = await this.#docker
-        .getContainer(id)
-        .inspect(died ? { abortSignal: AbortSignal.timeout(EXIT_INSPECT_TIMEOUT_MS) } : {});
+      // exit after it. Past the bound the die event's own figures stand. A check without one
+      // has the runtime request timeout, and past it is tried again (see #check).
+      const info = await withDeadline(
+        `the inspect of container ${id}`,
+        died ? EXIT_INSPECT_TIMEOUT_MS : this.#timeoutMs,
+        (o) => this.#docker.getContainer(id).inspect(o),
+      );
       const state = info.State;
       if (!state.Running && (state.Status === "exited" || state.Status === "dead")) {
         const finished = Date.parse(state.FinishedAt);
@@ -207,6 +235,7 @@ export class ExitWatcher {
       if (isNotFound(error) && !died) {
         return { exitCode: -1, reason: "container is gone", finishedAtMs: Date.now() };
       }
+      if (error instanceof DriverError && !died) return "no-answer";
       // An engine that is away says so once, through the engine monitor, not per container.
       if (!died && !isUnreachable(error)) {
         this.#logger?.warn({ err: error, containerId: id }, "inspect after exit failed");

@@ -6,8 +6,10 @@
  * the kubelet's image-pull-progress-deadline does.
  */
 import type Docker from "dockerode";
+import { formatMs } from "../../lib/format-ms.js";
 import type { Logger } from "../../lib/logger.js";
 import { DriverError, type PullProgress } from "../tasks/driver.js";
+import { raceDeadline } from "./deadline.js";
 import { dockerMessage, engineUnavailable, isUnreachable } from "./errors.js";
 
 /** Minimum time between two progress callbacks. */
@@ -29,6 +31,8 @@ export interface PullOptions {
   readonly logger?: Logger;
   /** No progress event for this long abandons the pull; 0 waits for good. Default {@link DEFAULT_PULL_STALL_MS}. */
   readonly stallMs?: number;
+  /** The runtime request timeout of the check whether the image is there; 0 waits for good. */
+  readonly requestTimeoutMs?: number;
 }
 
 /**
@@ -45,11 +49,18 @@ export async function pullImage(
   onProgress: (progress: PullProgress) => void,
   options: PullOptions = {},
 ): Promise<void> {
-  const { logger, stallMs = DEFAULT_PULL_STALL_MS } = options;
+  const { logger, stallMs = DEFAULT_PULL_STALL_MS, requestTimeoutMs = 0 } = options;
   try {
-    await docker.getImage(image).inspect();
+    // dockerode's image inspect takes no abort signal.
+    await raceDeadline(
+      `the check for image ${image}`,
+      requestTimeoutMs,
+      docker.getImage(image).inspect(),
+    );
     return;
   } catch (error) {
+    // Not answered in time: a hung engine, not a missing image.
+    if (error instanceof DriverError) throw error;
     if (isUnreachable(error)) throw engineUnavailable(error);
     // missing locally (or unreadable): pull it
   }
@@ -154,14 +165,9 @@ async function follow(
 
 function stalled(image: string, stallMs: number): DriverError {
   return new DriverError(
-    `pulling image ${image} stalled: no progress for ${formatMs(stallMs)}, so the pull was cancelled (is the registry answering?)`,
+    `pulling image ${image} stalled: no progress for ${formatMs(stallMs, { roundMs: false })}, so the pull was cancelled (is the registry answering?)`,
     "pull-stalled",
   );
-}
-
-/** 1500 → "1.5s", 60000 → "60s", 250 → "250ms". */
-function formatMs(ms: number): string {
-  return ms < 1000 ? `${ms}ms` : `${Number((ms / 1000).toFixed(1))}s`;
 }
 
 function notFound(image: string, words: string): DriverError {

@@ -75,11 +75,27 @@ export class DriverError extends Error {
       /** The container is no longer there (removed meanwhile). */
       | "container-gone"
       /** The engine could not be reached (restarting, crashed): not the task's fault, retried. */
-      | "engine-unavailable",
+      | "engine-unavailable"
+      /**
+       * The engine did not answer a call within the runtime request timeout (a hung dockerd):
+       * the call was abandoned. Not the task's fault either: retried like "engine-unavailable".
+       */
+      | "engine-timeout",
   ) {
     super(message);
     this.name = "DriverError";
   }
+}
+
+/**
+ * Whether `error` says the engine is away ("engine-unavailable") or hung ("engine-timeout"):
+ * not the task's fault, so the work is retried once the engine answers, never reported FAILED.
+ */
+export function isEngineAbsent(error: unknown): error is DriverError {
+  return (
+    error instanceof DriverError &&
+    (error.kind === "engine-unavailable" || error.kind === "engine-timeout")
+  );
 }
 
 /**
@@ -97,6 +113,15 @@ export interface Driver {
   stop(containerId: string, graceMs: number): Promise<void>;
   /** Removes the container; a gone container is not an error. */
   destroy(containerId: string): Promise<void>;
+  /**
+   * Removes whatever container the engine holds for one assignment, found by its labels, not
+   * by id: for a start the worker gave up on (it timed out), whose container the engine may
+   * have made after all. None is not an error. Optional: a driver whose calls cannot time
+   * out (the benchmarks' hollow one) has none.
+   */
+  removeAssignment?(
+    assignment: Pick<ContainerRequest, "taskId" | "generation" | "workerId">,
+  ): Promise<void>;
   /** The container now, or undefined when it is gone. */
   inspect(containerId: string): Promise<ContainerInfo | undefined>;
   /** The latest usage sample of each running container of this worker (sampled in the background). */

@@ -18,10 +18,17 @@ import {
   ProgressSchema,
 } from "../../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../../lib/logger.js";
+import { TrailingThrottle } from "../../lib/trailing-throttle.js";
 import { backoffDelay } from "../backoff.js";
 import type { WorkerStore } from "../store/worker-store.js";
 import type { Outbox } from "../stream/outbox.js";
-import { type ContainerInfo, type Driver, DriverError, type ExitStatus } from "./driver.js";
+import {
+  type ContainerInfo,
+  type Driver,
+  type ExitStatus,
+  isEngineAbsent,
+  type PullProgress,
+} from "./driver.js";
 import { ENGINE_BACKOFF, type EngineMonitor } from "./engine-monitor.js";
 import { type HealthTarget, healthCheckTarget } from "./health-checker.js";
 import { KeyedSerial } from "./keyed-serial.js";
@@ -144,9 +151,11 @@ export class TaskRunner {
     const receivedAt = Date.now();
     const grace = assignment.stopGrace ? durationMs(assignment.stopGrace) : 0;
     const graceMs = grace > 0 ? grace : DEFAULT_STOP_GRACE_MS;
+    // A newer assignment for the task (a STOP, a later RUN) waits behind this one.
+    const superseded = () => this.#applying.get(task.id)?.key !== key;
     const done = this.#serial.run(task.id, async () => {
       try {
-        if (action === AssignmentAction.RUN) await this.#run(task, graceMs, receivedAt);
+        if (action === AssignmentAction.RUN) await this.#run(task, graceMs, receivedAt, superseded);
         else if (action === AssignmentAction.STOP) await this.#stop(task.id, graceMs);
         else {
           this.#log.warn({ task: task.id, action }, "assignment with an unknown action: ignored");
@@ -176,34 +185,49 @@ export class TaskRunner {
 
   /**
    * Runs `work` (a step of one task's queue that calls the engine), and when it fails only
-   * because the engine cannot be reached, waits until the engine answers and runs it again,
-   * with back-off, until it succeeds, fails for another reason, or the runner closes. An
-   * engine restart must not end a task FAILED or leave an assignment unapplied.
+   * because the engine cannot be reached, or did not answer within the runtime request
+   * timeout, waits until the engine answers and runs it again, with back-off, until it
+   * succeeds, fails for another reason, or the runner closes. An engine restart, or a hung
+   * one, must not end a task FAILED or leave an assignment unapplied. A step with
+   * `superseded` stops trying (throws {@link Superseded}) once that says a newer assignment
+   * waits, so a hung engine holds the task's queue no longer than one call.
    */
-  async #withEngine<T>(taskId: string, what: string, work: () => Promise<T>): Promise<T> {
+  async #withEngine<T>(
+    taskId: string,
+    step: string | { readonly what: string; readonly superseded?: () => boolean },
+    work: () => Promise<T>,
+  ): Promise<T> {
+    const { what, superseded } = typeof step === "string" ? { what: step } : step;
     const engine = this.#o.engine;
     for (let attempt = 0; ; attempt++) {
       try {
         return await work();
       } catch (error) {
-        const unavailable = error instanceof DriverError && error.kind === "engine-unavailable";
-        if (!unavailable || !engine || this.#closed) throw error;
+        if (!isEngineAbsent(error) || !engine || this.#closed) throw error;
         engine.suspect(error.message);
-        if (attempt === 0) {
+        // Each timeout, one per deadline at most; an absent engine once.
+        const hung = error.kind === "engine-timeout";
+        if (attempt === 0 || hung) {
           this.#log.warn(
             { task: taskId, reason: error.message },
-            `container engine unavailable while ${what}: waiting for it`,
+            `container engine ${hung ? "did not answer" : "unavailable"} while ${what}: ${hung ? "trying again" : "waiting for it"}`,
           );
         }
         await engine.whenUp();
         if (this.#closed) throw error;
         // Back, or a glitch the ping did not see: a short pause, growing, before trying again.
         await sleep(backoffDelay(attempt, ENGINE_BACKOFF));
+        if (superseded?.()) throw new Superseded(error.message);
       }
     }
   }
 
-  async #run(task: Task, graceMs: number, receivedAt: number): Promise<void> {
+  async #run(
+    task: Task,
+    graceMs: number,
+    receivedAt: number,
+    superseded: () => boolean,
+  ): Promise<void> {
     const have = this.#ledger.get(task.id);
     if (have && have.generation >= task.generation) return;
     if (have) {
@@ -220,17 +244,20 @@ export class TaskRunner {
     const spec = task.spec ?? scheduled.spec;
     if (!spec) return;
     try {
-      const info = await this.#withEngine(task.id, "starting", async () => {
-        let lastProgress = 0;
-        await this.#o.driver.pull(spec.image, (p) => {
-          const now = Date.now();
-          if (now - lastProgress < PROGRESS_EVERY_MS) return;
-          lastProgress = now;
+      const info = await this.#withEngine(task.id, { what: "starting", superseded }, async () => {
+        // Trailing-edge: the last figure before a stall gets sent when its window ends; what
+        // is still held when the pull ends is dropped (the task moves on: RUNNING or FAILED).
+        const progress = new TrailingThrottle<PullProgress>(PROGRESS_EVERY_MS, (p) =>
           this.#o.send({
             case: "progress",
             value: create(ProgressSchema, { taskId: task.id, generation: task.generation, ...p }),
-          });
-        });
+          }),
+        );
+        try {
+          await this.#o.driver.pull(spec.image, (p) => progress.offer(p));
+        } finally {
+          progress.cancel();
+        }
         // Idempotent per assignment (the container's name): a retry finds what it made.
         return this.#o.driver.start({
           taskId: task.id,
@@ -251,8 +278,20 @@ export class TaskRunner {
     } catch (error) {
       // The worker is closing while it waits for the engine: not the task's failure. The
       // record stays SCHEDULED, and the next start's recovery (or the manager) takes it up.
-      const waiting = error instanceof DriverError && error.kind === "engine-unavailable";
-      if (waiting && this.#closed) return;
+      if (isEngineAbsent(error) && this.#closed) return;
+      // A STOP or a newer RUN came while the engine did not answer: the start is given up,
+      // the record stays SCHEDULED, and that assignment removes what the start may have left.
+      if (error instanceof Superseded) {
+        this.#log.warn(
+          { task: task.id, reason: error.message },
+          "start given up for a newer assignment of the task",
+        );
+        return;
+      }
+      // Failed for good: a container the engine made after a call timed out goes too.
+      await this.#removeLeftover(scheduled).catch((leftover: unknown) =>
+        this.#log.warn({ task: task.id, err: leftover }, "could not look for a leftover container"),
+      );
       await this.#ledger.fail(scheduled, failureReason(error));
     }
   }
@@ -355,9 +394,17 @@ export class TaskRunner {
 
   async #removeContainer(task: Task, graceMs: number): Promise<void> {
     this.#o.health.unwatch(task.id);
-    if (!task.containerId) return;
+    // No container known: its start did not finish, or failed, yet the engine may have made
+    // one after a call timed out.
+    if (!task.containerId) return this.#removeLeftover(task);
     await this.#o.driver.stop(task.containerId, graceMs);
     await this.#o.driver.destroy(task.containerId);
+  }
+
+  /** Removes whatever container the engine holds for the task's assignment, found by labels. */
+  async #removeLeftover(task: Task): Promise<void> {
+    const { id: taskId, generation } = task;
+    await this.#o.driver.removeAssignment?.({ taskId, generation, workerId: this.#o.workerId });
   }
 
   /**
@@ -382,8 +429,7 @@ export class TaskRunner {
     try {
       containers = await this.#o.driver.recover(this.#o.workerId);
     } catch (error) {
-      const unavailable = error instanceof DriverError && error.kind === "engine-unavailable";
-      if (unavailable && this.#o.engine) {
+      if (isEngineAbsent(error) && this.#o.engine) {
         // Nothing is known of the containers: the records stand until the engine answers.
         for (const task of records) this.#ledger.restore(task);
         this.#recoveryPending = true;
@@ -445,9 +491,7 @@ export class TaskRunner {
       containers = await this.#o.driver.recover(this.#o.workerId);
     } catch (error) {
       this.#log.warn({ err: error }, "re-sync with the container engine failed");
-      if (error instanceof DriverError && error.kind === "engine-unavailable") {
-        this.#o.engine?.suspect(error.message);
-      }
+      if (isEngineAbsent(error)) this.#o.engine?.suspect(error.message);
       this.#recoveryPending = true;
       return undefined;
     }
@@ -517,6 +561,9 @@ export class TaskRunner {
     this.#closed = true;
   }
 }
+
+/** A start given up because a newer assignment of the task waits (see #withEngine). */
+class Superseded extends Error {}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
