@@ -16,11 +16,13 @@ const TYPE_NAMES: Record<number, string> = {
   [TaskEventType.PROGRESS]: "progress",
   [TaskEventType.HEALTH_CHANGED]: "health",
   [TaskEventType.COPY_STOPPED]: "copy",
+  [TaskEventType.DELETED]: "deleted",
 };
 
 /**
  * The short word for an event type: "created", "state", "desired", "progress", "health",
- * "copy" (a second copy found after a lost worker came back is stopped).
+ * "copy" (a second copy found after a lost worker came back is stopped), "deleted" (garbage
+ * collected: gone from the read APIs).
  */
 export function eventTypeName(type: TaskEventType): string {
   return TYPE_NAMES[type] ?? "unknown";
@@ -37,7 +39,8 @@ export function eventSummary(event: TaskEvent): string {
   } else if (
     task &&
     event.type !== TaskEventType.PROGRESS &&
-    event.type !== TaskEventType.COPY_STOPPED
+    event.type !== TaskEventType.COPY_STOPPED &&
+    event.type !== TaskEventType.DELETED
   ) {
     what = stateName(task.state);
   }

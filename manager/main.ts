@@ -40,6 +40,7 @@ try {
     restartGraceMs: ms("CUBE_RESTART_GRACE"),
     assignmentResendMs: ms("CUBE_ASSIGNMENT_RESEND"),
     shutdownTimeoutMs: ms("CUBE_SHUTDOWN_TIMEOUT"),
+    taskGcAfterMs: ms("CUBE_TASK_GC_AFTER"),
     assignmentWindow: ms("CUBE_ASSIGNMENT_WINDOW", "a number of assignments"),
     insecure: process.env.CUBE_INSECURE === "1",
     tls: process.env.CUBE_TLS === "1" || process.env.CUBE_TLS === "true",

@@ -195,6 +195,35 @@ test.serial("over TLS (cube dev --tls) the page talks HTTP/2 to the manager", as
   );
 });
 
+test.serial(
+  "a task garbage collected by the manager leaves the dashboard's table (its DELETED event)",
+  async (t) => {
+    t.timeout(60_000);
+    await buildOnce();
+    const { startTestManager } = await import("./fixtures.js");
+    const { FakeClock } = await import("./fake-clock.js");
+    const { TASK_GC_INTERVAL_MS } = await import("../manager/rules/task-gc.js");
+    const clock = new FakeClock();
+    const hour = 3600_000;
+    const m = await startTestManager(t, { clock, taskGcAfterMs: hour });
+    const api = clients(m.address, m.adminToken as string);
+    // No worker: PENDING, and stopped at once (COMPLETED "stopped", ended now).
+    await api.tasks.runTask({ id: "gone-soon", spec: { image: "x", name: "gone-soon" } });
+    await api.tasks.runTask({ id: "stays", spec: { image: "x", name: "stays" } });
+    await api.tasks.stopTask({ id: "gone-soon" });
+    const browser = await launchChromium();
+    t.teardown(() => browser.close());
+    const page = await browser.newPage();
+    await goto(page, dashboardUrl(m.address, m.adminToken as string, false));
+    await waitForText(page, '[data-testid="link"]', "live");
+    await goto(page, `http://${m.address}/#/tasks`);
+    await waitForText(page, rowState("gone-soon"), "COMPLETED");
+    clock.advance(hour + TASK_GC_INTERVAL_MS);
+    await page.waitForSelector('tr[data-task="gone-soon"]', { state: "detached", timeout: 20_000 });
+    t.is(await page.locator('tr[data-task="stays"]').count(), 1, "the other task stays");
+  },
+);
+
 /** A GET of `path` with no Accept-Encoding: its head and its body. */
 async function rawGet(address: string, path: string): Promise<{ head: string; body: Buffer }> {
   const { request } = await import("node:http");

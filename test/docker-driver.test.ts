@@ -119,7 +119,9 @@ test("a docker kill from outside resolves wait within 1 s with 137", async (t) =
   t.is(exit.exitCode, 137);
   t.is(exit.reason, "exit code 137 (killed)");
   t.true(done - killed < 1000, `wait took ${done - killed} ms after the kill`);
-  t.true(done - killing < 3000, `kill + wait took ${done - killing} ms`);
+  // The engine's own kill slows under load (seconds on a busy 2-core host); the bound that is
+  // cube's is the wait's, above.
+  t.true(done - killing < 6000, `kill + wait took ${done - killing} ms`);
   // A wait on an already exited container resolves at once, from inspect.
   t.is((await driver.wait(info.containerId)).exitCode, 137);
 });
@@ -132,7 +134,9 @@ test("stop ends a server that ignores SIGTERM as PID 1 quickly; destroy removes 
   await driver.stop(info.containerId, 10_000);
   const ms = Date.now() - began;
   t.log(`stop with a 10 s grace: ${ms} ms`);
-  t.true(ms < 3000, `took ${ms} ms`);
+  // Well under the 10 s grace a SIGTERM-deaf PID 1 would use up; the engine's stop alone takes
+  // seconds on a busy 2-core host.
+  t.true(ms < 6000, `took ${ms} ms`);
   t.false((await exited).exitCode === 137, "stopped by SIGTERM, not killed after the grace");
   t.false((await driver.inspect(info.containerId))?.running);
   await driver.destroy(info.containerId);

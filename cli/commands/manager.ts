@@ -27,6 +27,7 @@ interface ManagerFlags {
   assignmentResend?: number;
   assignmentWindow?: number;
   shutdownTimeout?: number;
+  taskGcAfter?: number;
   metrics?: boolean;
   insecure?: boolean;
   tls?: boolean;
@@ -67,6 +68,11 @@ export function managerCommand(io: Io): Command {
     .option(
       "--heartbeat-timeout <duration>",
       "silence after which a worker is DISCONNECTED (env CUBE_HEARTBEAT_TIMEOUT, default 2s)",
+      arg(parseDuration),
+    )
+    .option(
+      "--task-gc-after <duration>",
+      "an ended task (no restart to come, no longer a job's replica) is removed this long after it ended; 0 keeps them (env CUBE_TASK_GC_AFTER, default 4h; a job keeps its 10 newest ended replicas whatever their age)",
       arg(parseDuration),
     )
     .option(
@@ -154,6 +160,7 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
       flags.assignmentResend ?? fromEnv("CUBE_ASSIGNMENT_RESEND", parseEnvDuration),
     assignmentWindow: flags.assignmentWindow ?? fromEnv("CUBE_ASSIGNMENT_WINDOW", parseWindow),
     shutdownTimeoutMs: flags.shutdownTimeout ?? fromEnv("CUBE_SHUTDOWN_TIMEOUT", parseEnvDuration),
+    taskGcAfterMs: flags.taskGcAfter ?? fromEnv("CUBE_TASK_GC_AFTER", parseEnvDuration),
     metrics: metricsWanted(flags.metrics, env),
     insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
     tls: flags.tls || env.CUBE_TLS === "1" || env.CUBE_TLS === "true",

@@ -212,6 +212,31 @@ export class ControlPlane {
     return after;
   }
 
+  /**
+   * Removes ended tasks for good (garbage collection, rules/task-gc.ts): for each a DELETED
+   * event carrying its last snapshot (watchers drop it), its record removed in the same group
+   * commit, and it is gone from the table. Only for tasks nothing refers to any more: ended,
+   * no restart pending, no longer a job's replica.
+   */
+  deleteTasks(removals: readonly { entry: TaskEntry; message: string }[]): void {
+    const now = this.clock.now();
+    const ids = new Set<string>();
+    for (const { entry, message } of removals) {
+      const task: Task = { ...entry.task, revision: ++this.revision };
+      entry.task = task;
+      this.metrics.tasks.move(task.state, undefined);
+      this.pending.delete(task.id);
+      // An ended task holds nothing on its worker; only its bookkeeping can linger there.
+      const w = task.workerId ? this.workers.get(task.workerId) : undefined;
+      w?.settle(task.id);
+      w?.taskMetrics.delete(task.id);
+      this.#record(entry, task, TaskEventType.DELETED, message, now, false);
+      this.store.deleteTask(task.id, entry.createdRevision);
+      ids.add(task.id);
+    }
+    this.tasks.remove(ids);
+  }
+
   /** Changes fields people read but no watcher needs (a pending reason, a container id): stored, no event. */
   touch(entry: TaskEntry, patch: Partial<Task>): void {
     entry.task = { ...entry.task, ...patch };
@@ -399,7 +424,14 @@ export class ControlPlane {
     await this.store.flush().catch(() => undefined);
   }
 
-  #record(entry: TaskEntry, task: Task, type: TaskEventType, message: string, now: number): void {
+  #record(
+    entry: TaskEntry,
+    task: Task,
+    type: TaskEventType,
+    message: string,
+    now: number,
+    keep = true,
+  ): void {
     const event: TaskEvent = {
       $typeName: "cube.v1.TaskEvent",
       revision: task.revision,
@@ -408,7 +440,7 @@ export class ControlPlane {
       task,
       message,
     };
-    this.#put(entry, task);
+    if (keep) this.#put(entry, task);
     this.store.putEvent(event);
     this.#postFor().events.push(event);
   }

@@ -121,6 +121,14 @@ export interface ManagerOptions {
    * with placements (0 moved instead of 11,000 at 256) and ran them 30 % faster.
    */
   assignmentWindow?: number;
+  /**
+   * An ended task (COMPLETED or FAILED, no restart to come, no longer a job's replica) is
+   * removed this long after it ended: a DELETED event, then NOT_FOUND (rules/task-gc.ts).
+   * 0 keeps them by age. Default 4 h, as Nomad's job_gc_threshold.
+   */
+  taskGcAfterMs?: number;
+  /** Ended replicas kept per job, whatever their age; older ones go at once. Default 10. */
+  jobTaskHistory?: number;
 }
 
 /** The options with every default filled in. */
@@ -143,6 +151,8 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     stopGraceMs: options.stopGraceMs ?? 10_000,
     shutdownTimeoutMs: options.shutdownTimeoutMs ?? 5000,
     assignmentWindow: Math.max(1, options.assignmentWindow ?? 16),
+    taskGcAfterMs: options.taskGcAfterMs ?? 4 * 3600_000,
+    jobTaskHistory: options.jobTaskHistory ?? 10,
     clock: options.clock ?? systemClock,
     metrics: options.metrics ?? true,
     auth: options.auth ?? true,

@@ -13,11 +13,11 @@ export const TASK_STATES: readonly TaskState[] = Object.values(TaskState).filter
 export class TaskCounts {
   readonly #counts = new Float64Array(Math.max(...TASK_STATES) + 1);
 
-  /** A task moved from `before` (undefined: it is new, or just loaded) to `after`. */
-  move(before: TaskState | undefined, after: TaskState): void {
+  /** A task moved from `before` (undefined: it is new, or just loaded) to `after` (undefined: removed). */
+  move(before: TaskState | undefined, after: TaskState | undefined): void {
     if (before === after) return;
     if (before !== undefined) this.#counts[before]--;
-    this.#counts[after]++;
+    if (after !== undefined) this.#counts[after]++;
   }
 
   /** Tasks in `state` now. */

@@ -82,7 +82,7 @@ export function newEntry(task: Task, createdRevision: bigint): TaskEntry {
 export class TaskTable {
   readonly #byId = new Map<string, TaskEntry>();
   /** Creation order; createdRevision strictly increases along it. */
-  readonly #ordered: TaskEntry[] = [];
+  #ordered: TaskEntry[] = [];
 
   get(id: string): TaskEntry | undefined {
     return this.#byId.get(id);
@@ -96,6 +96,13 @@ export class TaskTable {
   add(entry: TaskEntry): void {
     this.#byId.set(entry.task.id, entry);
     this.#ordered.push(entry);
+  }
+
+  /** Removes the tasks of `ids` (garbage collection): one pass over the order, however many. */
+  remove(ids: ReadonlySet<string>): void {
+    if (ids.size === 0) return;
+    for (const id of ids) this.#byId.delete(id);
+    this.#ordered = this.#ordered.filter((e) => !ids.has(e.task.id));
   }
 
   /** Every task, oldest first. */

@@ -3,6 +3,7 @@ import { resumeJobs } from "./job-ops.js";
 import { resumeDrains } from "./node-ops.js";
 import { pendingPass } from "./placing.js";
 import { resumeRestarts } from "./restarts.js";
+import { collectTasks } from "./task-gc.js";
 import { startupGrace, watchProgress } from "./worker-liveness.js";
 
 /** The rules the control plane calls back into (see {@link ControlPlaneRules}). */
@@ -14,5 +15,6 @@ export const RULES: ControlPlaneRules = {
     resumeRestarts(cp);
     resumeJobs(cp);
     resumeDrains(cp);
+    collectTasks(cp);
   },
 };

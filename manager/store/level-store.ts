@@ -72,6 +72,8 @@ interface EventBlob {
 
 interface Batch {
   readonly tasks: Map<string, TaskRecord>;
+  /** Task records to remove: id → created revision (their key). */
+  readonly deletedTasks: Map<string, bigint>;
   readonly workers: Map<string, WorkerRecord>;
   readonly tokens: Map<string, TokenRecord>;
   readonly jobs: Map<string, JobRecord>;
@@ -85,6 +87,7 @@ interface Batch {
 function newBatch(): Batch {
   return {
     tasks: new Map(),
+    deletedTasks: new Map(),
     workers: new Map(),
     tokens: new Map(),
     jobs: new Map(),
@@ -237,6 +240,13 @@ export class LevelStore implements Store {
 
   putTask(record: TaskRecord): void {
     this.#batch().tasks.set(record.task.id, record);
+  }
+
+  deleteTask(id: string, createdRevision: bigint): void {
+    const batch = this.#batch();
+    batch.tasks.delete(id);
+    batch.deletedTasks.set(id, createdRevision);
+    this.#revisions.delete(id);
   }
 
   putEvent(event: TaskEvent): void {
@@ -414,6 +424,8 @@ export class LevelStore implements Store {
       });
       out.put(`t/${pad(createdRevision)}/${task.id}`, toBinary(TaskRecordSchema, record));
     }
+    for (const [id, createdRevision] of batch.deletedTasks)
+      out.del(`t/${pad(createdRevision)}/${id}`);
     for (const { worker, lastUpdateSeq } of batch.workers.values()) {
       const record = create(WorkerRecordSchema, { worker, lastUpdateSeq });
       out.put(`w/${worker.id}`, toBinary(WorkerRecordSchema, record));

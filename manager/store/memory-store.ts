@@ -50,6 +50,10 @@ export class MemoryStore implements Store {
     this.#tasks.set(record.task.id, record);
   }
 
+  deleteTask(id: string): void {
+    this.#tasks.delete(id);
+  }
+
   putEvent(event: TaskEvent): void {
     this.#events.push(event);
     // Dropping in chunks keeps the amortised cost per event O(1).

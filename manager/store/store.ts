@@ -58,6 +58,11 @@ export interface Store {
   load(): Promise<LoadedState>;
   /** Queues the latest state of a task (replacing any queued earlier state of it). */
   putTask(record: TaskRecord): void;
+  /**
+   * Queues the removal of a task's record (garbage collection), in the same group commit as
+   * what was queued before it. Its events stay until retention drops them.
+   */
+  deleteTask(id: string, createdRevision: bigint): void;
   /** Queues an event; revisions must be queued in increasing order. */
   putEvent(event: TaskEvent): void;
   /** Queues the latest state of a worker. */

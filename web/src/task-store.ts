@@ -6,7 +6,12 @@
  * since then (OUT_OF_RANGE) the page lists again. Nothing polls.
  */
 import { Code, type ConnectError } from "@connectrpc/connect";
-import type { Task, TaskEvent, TaskState } from "../../gen/cube/v1/task_pb.js";
+import {
+  type Task,
+  type TaskEvent,
+  TaskEventType,
+  type TaskState,
+} from "../../gen/cube/v1/task_pb.js";
 import type { Api } from "./api.js";
 import { FrameNotifier } from "./frame-notifier.js";
 import { type Following, follow, isFatal, type LinkState } from "./live-stream.js";
@@ -104,7 +109,9 @@ export class TaskStore extends FrameNotifier {
   }
 
   #apply(event: TaskEvent): void {
-    if (event.task) this.#put(event.task, false);
+    // Garbage collected: gone from the manager, so from the table too.
+    if (event.type === TaskEventType.DELETED && event.task) this.#remove(event.task.id);
+    else if (event.task) this.#put(event.task, false);
     if (event.revision > this.revision) this.revision = event.revision;
     for (const listener of this.#eventListeners) listener(event);
     this.changed();
