@@ -9,12 +9,12 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
 
 /**
  * Durations in the environment: "2s" like the flags, or a bare number of ms as manager/main.ts
- * reads them; at most {@link MAX_TIMER_MS} either way.
+ * reads them; at most `maxMs` (as {@link parseDuration}) either way.
  */
-export function parseEnvDuration(value: string): number {
+export function parseEnvDuration(value: string, maxMs: number = MAX_TIMER_MS): number {
   return /^\s*\d+\s*$/.test(value)
-    ? withinMax(value, Number(value), MAX_TIMER_MS)
-    : parseDuration(value);
+    ? withinMax(value, Number(value), maxMs)
+    : parseDuration(value, maxMs);
 }
 
 /**

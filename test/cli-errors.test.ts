@@ -109,6 +109,7 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["manager", "--heartbeat-interval", "fast"], /is not a duration/],
     [["manager", "--startup-grace", "soon"], /is not a duration/],
     [["manager", "--shutdown-timeout", "soon"], /is not a duration/],
+    [["manager", "--task-gc-after", "soon"], /is not a duration/],
     [["worker", "--shutdown-timeout", "soon"], /is not a duration/],
     [["worker", "--pull-stall-timeout", "soon"], /is not a duration/],
     [["manager", "--assignment-window", "0"], /is not a whole number between 1 and/],

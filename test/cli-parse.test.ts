@@ -93,6 +93,8 @@ test("durations: units, compounds, and no bare numbers", (t) => {
   t.is(parseEnvDuration("90s"), 90_000);
   t.throws(() => parseEnvDuration("2147483648"), { message: /"2147483648" is too long/ });
   t.throws(() => parseEnvDuration("600h"), { message: /"600h" is too long/ });
+  t.is(parseEnvDuration("720h", Number.MAX_SAFE_INTEGER), 2_592_000_000);
+  t.is(parseEnvDuration("2592000000", Number.MAX_SAFE_INTEGER), 2_592_000_000);
   t.is(formatDuration(850), "850ms");
   t.is(formatDuration(1500), "1.5s");
   t.is(formatDuration(120_000), "2m");

@@ -44,6 +44,9 @@ test.before(async () => {
     "6s",
     "--assignment-window",
     "8",
+    // Past the 24.8 days a timer can wait: an age, which the sweep compares, may be longer.
+    "--task-gc-after",
+    "720h",
   ]);
   processes.push(manager);
   const [, address] = await manager.waitFor(/manager listening on (\S+)/);

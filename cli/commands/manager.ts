@@ -73,7 +73,8 @@ export function managerCommand(io: Io): Command {
     .option(
       "--task-gc-after <duration>",
       "an ended task (no restart to come, no longer a job's replica) is removed this long after it ended; 0 keeps them (env CUBE_TASK_GC_AFTER, default 4h; a job keeps its 10 newest ended replicas whatever their age)",
-      arg(parseDuration),
+      // An age compared by the minute's sweep, not a timer: no 24.8-day ceiling.
+      arg((s) => parseDuration(s, Number.MAX_SAFE_INTEGER)),
     )
     .option(
       "--down-grace <duration>",
@@ -160,7 +161,9 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
       flags.assignmentResend ?? fromEnv("CUBE_ASSIGNMENT_RESEND", parseEnvDuration),
     assignmentWindow: flags.assignmentWindow ?? fromEnv("CUBE_ASSIGNMENT_WINDOW", parseWindow),
     shutdownTimeoutMs: flags.shutdownTimeout ?? fromEnv("CUBE_SHUTDOWN_TIMEOUT", parseEnvDuration),
-    taskGcAfterMs: flags.taskGcAfter ?? fromEnv("CUBE_TASK_GC_AFTER", parseEnvDuration),
+    taskGcAfterMs:
+      flags.taskGcAfter ??
+      fromEnv("CUBE_TASK_GC_AFTER", (v) => parseEnvDuration(v, Number.MAX_SAFE_INTEGER)),
     metrics: metricsWanted(flags.metrics, env),
     insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
     tls: flags.tls || env.CUBE_TLS === "1" || env.CUBE_TLS === "true",
