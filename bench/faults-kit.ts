@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type Docker from "dockerode";
+import { NodeService } from "../gen/cube/v1/node_service_pb.js";
 import type { Task } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
@@ -141,6 +142,7 @@ export class FaultCluster {
   readonly workerIds = new Set<string>();
   #tasks: Client<typeof TaskService> | undefined;
   #workers: Client<typeof WorkerService> | undefined;
+  #nodes: Client<typeof NodeService> | undefined;
   #token = "";
 
   constructor(
@@ -173,6 +175,7 @@ export class FaultCluster {
     });
     this.#tasks = createClient(TaskService, transport);
     this.#workers = createClient(WorkerService, transport);
+    this.#nodes = createClient(NodeService, transport);
     return m;
   }
 
@@ -219,6 +222,12 @@ export class FaultCluster {
   get workersApi(): Client<typeof WorkerService> {
     if (!this.#workers) throw new Error("no manager");
     return this.#workers;
+  }
+
+  /** A NodeService client of the current manager (cordon, uncordon). */
+  get nodes(): Client<typeof NodeService> {
+    if (!this.#nodes) throw new Error("no manager");
+    return this.#nodes;
   }
 
   async allTasks(): Promise<Task[]> {

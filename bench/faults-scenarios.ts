@@ -666,6 +666,7 @@ export async function partitionFaults(ctx: FaultContext): Promise<FaultResult[]>
 
     const isolate = async (
       f: FaultFigure[],
+      ids: readonly string[],
       victim: Proc,
       cut: () => Promise<void>,
       mend: () => Promise<void>,
@@ -732,6 +733,7 @@ export async function partitionFaults(ctx: FaultContext): Promise<FaultResult[]>
           (f) =>
             isolate(
               f,
+              ids,
               wp,
               () => ns.down(),
               () => ns.up(),
@@ -752,22 +754,30 @@ export async function partitionFaults(ctx: FaultContext): Promise<FaultResult[]>
       });
     }
 
+    // After the partition the tasks are spread over wa and wb. For the same fault as the
+    // partition (one worker holding all n), the other two are cordoned while n fresh tasks
+    // are placed, so they all land on wp, then uncordoned so they can take them.
+    const others = ["wa", "wb"];
+    for (const name of others) await c.nodes.cordonNode({ name });
+    const frozenIds = await runTasks(c, ctx, "ps", n);
+    const placed = await settle(c, frozenIds, 60_000);
+    if (placed.at === null)
+      throw new Error(`tasks did not start: ${describe(placed.last, frozenIds)}`);
+    for (const name of others) await c.nodes.uncordonNode({ name });
     out.push(
       await fault(
         ctx,
         `worker SIGSTOP ${cutMs / 1000} s`,
-        `the worker holding the ${n} tasks is frozen (SIGSTOP) for ${cutMs} ms instead, then SIGCONT: a hung host rather than a cut link`,
-        async (f) => {
-          const now = await look(c);
-          const victim = holder(now, ids, [...c.workers.values()]);
-          await isolate(
+        `worker wp, holding ${n} fresh tasks (placed while wa and wb were cordoned, which were then uncordoned; the partition's ${n} run on wa and wb meanwhile), is frozen (SIGSTOP) for ${cutMs} ms instead, then SIGCONT: a hung host rather than a cut link`,
+        (f) =>
+          isolate(
             f,
-            victim,
-            async () => victim.signal("SIGSTOP"),
-            async () => victim.signal("SIGCONT"),
+            frozenIds,
+            wp,
+            async () => wp.signal("SIGSTOP"),
+            async () => wp.signal("SIGCONT"),
             { cut: "SIGSTOP", mend: "SIGCONT" },
-          );
-        },
+          ),
       ),
     );
     return out;
