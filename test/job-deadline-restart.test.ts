@@ -6,13 +6,13 @@
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient } from "@connectrpc/connect";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { DeploymentStatus } from "../gen/cube/v1/job_pb.js";
 import { JobService } from "../gen/cube/v1/job_service_pb.js";
-import { type Task, TaskState } from "../gen/cube/v1/task_pb.js";
+import { RestartMode, type Task, TaskState } from "../gen/cube/v1/task_pb.js";
 import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
 import { FakeClock } from "./fake-clock.js";
-import { eventually, FakeWorker, harness, spec } from "./manager-harness.js";
+import { eventually, FakeWorker, harness, reach, spec } from "./manager-harness.js";
 
 const DEADLINE_MS = 30_000;
 
@@ -101,3 +101,60 @@ test("a stall of the manager's own (a SIGSTOP past the deadline) does not fail t
   await deployed(clock, jobs);
   t.pass();
 });
+
+/**
+ * A replica ready during the deployment, then restarted after a crash and slow to come back
+ * (a pull, say), 40 s past its new placement: the job is RUNNING again, the deployment not
+ * FAILED, because the replica already showed the version healthy. `restart` puts a manager
+ * restart between the crash and the 40 s.
+ */
+async function provenReplica(t: ExecutionContext, restart: boolean) {
+  const clock = new FakeClock();
+  const options = { clock, heartbeatTimeoutMs: 3_600_000, startupGraceMs: 3_600_000 };
+  const h = await harness(t, options);
+  const w = new FakeWorker("w1", { auto: false });
+  await w.connect(h.transport);
+  // min_healthy_time outlasts the test: the deployment runs all along.
+  // Restarted in place on failure: the same task, a new generation.
+  const slow = {
+    ...job,
+    template: spec({ restartPolicy: { mode: RestartMode.ON_FAILURE } }),
+    update: { ...job.update, minHealthyTime: durationFromMs(3_600_000) },
+  };
+  await createClient(JobService, h.transport).applyJob({ spec: slow });
+  const run = await w.waitFor((a) => a.action === AssignmentAction.RUN);
+  const task = run.task as Task;
+  w.update(task.id, task.generation, TaskState.RUNNING, { containerId: "c1" });
+  await reach(h, task.id, TaskState.RUNNING);
+  clock.advance(5_000);
+  w.update(task.id, task.generation, TaskState.FAILED, { exitCode: 1, reason: "exit code 1" });
+  await reach(h, task.id, TaskState.FAILED);
+  let current = h;
+  if (restart) {
+    current = await h.restart();
+    w.disconnect();
+    await w.connect(current.transport, [
+      { taskId: task.id, generation: task.generation, state: TaskState.FAILED, containerId: "c1" },
+    ]);
+  }
+  const jobs = createClient(JobService, current.transport);
+  // The restart's back-off, then its placement; the worker never reports it RUNNING.
+  for (let i = 0; i < 10; i++) clock.advance(5_000);
+  await eventually(async () => {
+    clock.advance(0);
+    const { task: now } = await current.tasks.getTask({ id: task.id });
+    if ((now?.generation ?? 0n) <= task.generation) throw new Error("not restarted yet");
+  });
+  clock.advance(DEADLINE_MS + 10_000);
+  // Timers due run; a failure would be recorded by now.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  clock.advance(0);
+  const d = (await jobs.getJob({ name: "web" })).job?.deployment;
+  t.is(d?.status, DeploymentStatus.RUNNING, `deployment ${d?.statusReason}`);
+}
+
+test("a replica ready in the deployment, restarted and slow to return, does not fail it", (t) =>
+  provenReplica(t, false));
+
+test("a manager restart keeps what replicas showed: a proven replica slow to return does not fail the deployment", (t) =>
+  provenReplica(t, true));

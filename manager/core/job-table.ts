@@ -56,6 +56,8 @@ export class JobEntry implements TaskGroup {
    * restart, is not the version's failure).
    */
   readonly proven = new Set<string>();
+  /** `proven` grew since the job was last stored (it is stored with the job). */
+  provenDirty = false;
   /**
    * Since when this manager has watched the job (its load, ms): a healthy deadline runs only
    * while a manager watches, so a restart gives every replica the whole deadline again.
@@ -214,7 +216,11 @@ export class JobTable {
     versions: readonly JobVersionRecord[],
     tasks: readonly TaskEntry[],
   ): void {
-    for (const record of jobs) if (record.job?.spec) this.add(record.job, record.stopped);
+    for (const record of jobs) {
+      if (!record.job?.spec) continue;
+      const job = this.add(record.job, record.stopped);
+      for (const id of record.provenTaskIds) job.proven.add(id);
+    }
     for (const { version } of versions) {
       const job = version?.spec && this.#byName.get(version.spec.name);
       if (job && version) job.versions.set(version.version, version);

@@ -249,6 +249,7 @@ function startDeployment(
   warnings: string[] = [],
 ): void {
   job.proven.clear();
+  job.provenDirty = true;
   const current = job.job.deployment;
   if (current?.status === DeploymentStatus.RUNNING) {
     endDeployment(
@@ -314,7 +315,10 @@ function putVersion(cp: ControlPlane, job: JobEntry, version: JobVersion): void 
 }
 
 function storeJob(cp: ControlPlane, job: JobEntry): void {
-  cp.store.putJob(create(JobRecordSchema, { job: job.job, stopped: job.stopped }));
+  // Only the replicas still members: a proven one that has gone needs no record.
+  const provenTaskIds = [...job.proven].filter((id) => job.members.has(id));
+  cp.store.putJob(create(JobRecordSchema, { job: job.job, stopped: job.stopped, provenTaskIds }));
+  job.provenDirty = false;
   cp.afterCommit(() => cp.jobs.feed.notify(job.name));
 }
 
@@ -357,7 +361,10 @@ export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): Repl
       since = undefined;
       job.readySince.delete(t.id);
     }
-    if (ready) job.proven.add(t.id);
+    if (ready && !job.proven.has(t.id)) {
+      job.proven.add(t.id);
+      job.provenDirty = true;
+    }
     const createdAt = t.createdAt ? timestampMs(t.createdAt) : now;
     out.push({
       id: t.id,
@@ -461,7 +468,7 @@ function applyPlan(cp: ControlPlane, job: JobEntry, plan: JobPlan, now: number):
         : d,
   };
   job.job = after;
-  if (!equals(JobSchema, before, after)) storeJob(cp, job);
+  if (!equals(JobSchema, before, after) || job.provenDirty) storeJob(cp, job);
   // The next look, when a min_healthy_time or a deadline runs out.
   cp.clearTimer(job.timer);
   job.timer = undefined;

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/store/v1/jobs.proto.
  */
 export const file_cube_store_v1_jobs: GenFile = /*@__PURE__*/
-  fileDesc("ChhjdWJlL3N0b3JlL3YxL2pvYnMucHJvdG8SDWN1YmUuc3RvcmUudjEiNwoJSm9iUmVjb3JkEhkKA2pvYhgBIAEoCzIMLmN1YmUudjEuSm9iEg8KB3N0b3BwZWQYAiABKAgiOAoQSm9iVmVyc2lvblJlY29yZBIkCgd2ZXJzaW9uGAEgASgLMhMuY3ViZS52MS5Kb2JWZXJzaW9uIlAKCk5vZGVSZWNvcmQSEQoJd29ya2VyX2lkGAEgASgJEhAKCGNvcmRvbmVkGAIgASgIEh0KBWRyYWluGAMgASgLMg4uY3ViZS52MS5EcmFpbmIGcHJvdG8z", [file_cube_v1_job, file_cube_v1_node_service]);
+  fileDesc("ChhjdWJlL3N0b3JlL3YxL2pvYnMucHJvdG8SDWN1YmUuc3RvcmUudjEiUAoJSm9iUmVjb3JkEhkKA2pvYhgBIAEoCzIMLmN1YmUudjEuSm9iEg8KB3N0b3BwZWQYAiABKAgSFwoPcHJvdmVuX3Rhc2tfaWRzGAMgAygJIjgKEEpvYlZlcnNpb25SZWNvcmQSJAoHdmVyc2lvbhgBIAEoCzITLmN1YmUudjEuSm9iVmVyc2lvbiJQCgpOb2RlUmVjb3JkEhEKCXdvcmtlcl9pZBgBIAEoCRIQCghjb3Jkb25lZBgCIAEoCBIdCgVkcmFpbhgDIAEoCzIOLmN1YmUudjEuRHJhaW5iBnByb3RvMw", [file_cube_v1_job, file_cube_v1_node_service]);
 
 /**
  * JobRecord is the value under j/<job name>.
@@ -39,6 +39,14 @@ export type JobRecord = Message<"cube.store.v1.JobRecord"> & {
    * @generated from field: bool stopped = 2;
    */
   stopped: boolean;
+
+  /**
+   * Replicas seen ready during the current deployment: its healthy deadline no longer
+   * applies to them, after a manager restart too. Ids of replicas since gone may linger.
+   *
+   * @generated from field: repeated string proven_task_ids = 3;
+   */
+  provenTaskIds: string[];
 };
 
 /**
