@@ -1,16 +1,10 @@
 /**
- * The dashboard's pure helpers, without a browser: the Scale field of a job's page, the
- * coalescing of the nodes view's ListNodes calls, and how the page tells a worker sent again
- * unchanged (a cordon or drain step) from one that changed.
+ * The dashboard's pure helpers, without a browser: the Scale field of a job's page and the
+ * coalescing of the nodes view's ListNodes calls.
  */
-import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import test from "ava";
-import { NodeMetricsSchema } from "../gen/cube/v1/metrics_pb.js";
-import { WorkerSchema, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { CoalescedCall } from "../web/src/coalesced-call.js";
 import { MAX_REPLICAS, parseReplicas } from "../web/src/replica-count.js";
-import { sameButHeartbeat } from "../web/src/same-worker.js";
 
 test("the Scale field: a whole number 0-10000; empty is not 0", (t) => {
   t.is(MAX_REPLICAS, 10_000);
@@ -80,28 +74,4 @@ test("ListNodes coalesced: a failed call does not stop the next; close ends it a
   t.true(seen?.aborted);
   call.request();
   t.is(calls, 2);
-});
-
-test("a worker sent again unchanged (a cordon, a drain step) is told from one that changed", (t) => {
-  const worker = create(WorkerSchema, {
-    id: "w1",
-    name: "w1",
-    status: WorkerStatus.READY,
-    taskCount: 3,
-    lastHeartbeat: timestampFromMs(1_000),
-    metrics: { cpuPercent: 12, time: timestampFromMs(900) },
-  });
-  const again = create(WorkerSchema, { ...worker, lastHeartbeat: timestampFromMs(6_000) });
-  t.true(sameButHeartbeat(worker, again));
-  t.false(sameButHeartbeat(worker, create(WorkerSchema, { ...worker, taskCount: 2 })));
-  t.false(
-    sameButHeartbeat(
-      worker,
-      create(WorkerSchema, {
-        ...worker,
-        metrics: create(NodeMetricsSchema, { cpuPercent: 12, time: timestampFromMs(5_900) }),
-      }),
-    ),
-  );
-  t.false(sameButHeartbeat(worker, create(WorkerSchema, { ...worker, status: WorkerStatus.DOWN })));
 });

@@ -2,6 +2,8 @@ import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { WorkerService } from "../../gen/cube/v1/worker_service_pb.js";
 import { quote } from "../../lib/quote.js";
 import type { ControlPlane } from "../core/control-plane.js";
+import type { WorkerEntry } from "../core/worker-table.js";
+import { nodeOf } from "../rules/node-ops.js";
 import { workerStream } from "./worker-stream.js";
 
 /**
@@ -30,11 +32,11 @@ export function workerServiceRoutes(cp: ControlPlane): (router: ConnectRouter) =
       async *watchWorkers(_req, ctx) {
         const sub = cp.workerFeed.subscribe();
         try {
-          for (const w of cp.workers.all()) yield { worker: w.toProto() };
+          for (const w of cp.workers.all()) yield watched(w);
           while (!ctx.signal.aborted) {
             for (const id of await sub.changed(ctx.signal)) {
               const w = cp.workers.get(id);
-              if (w) yield { worker: w.toProto() };
+              if (w) yield watched(w);
             }
           }
         } finally {
@@ -42,4 +44,10 @@ export function workerServiceRoutes(cp: ControlPlane): (router: ConnectRouter) =
         }
       },
     });
+}
+
+/** A worker as WatchWorkers sends it: with its scheduling state, as ListNodes shows it. */
+function watched(w: WorkerEntry) {
+  const { worker, cordoned, drain } = nodeOf(w);
+  return { worker, cordoned, drain };
 }

@@ -2,14 +2,16 @@
  * The workers, live over one WatchWorkers stream: it sends every worker first, then a worker
  * again whenever its status, tasks or metrics change — its latest node sample included, so
  * the page needs no WatchMetrics stream of its own (a browser has six HTTP/1.1 connections
- * per host, and every open stream holds one). The samples seen are kept for the usage chart.
+ * per host, and every open stream holds one) — and its scheduling state (cordoned, drain), so
+ * the nodes view needs no ListNodes to follow a cordon or a drain made from the CLI. The
+ * samples seen are kept for the usage chart.
  */
+import type { Drain } from "../../gen/cube/v1/node_service_pb.js";
 import type { Worker } from "../../gen/cube/v1/worker_pb.js";
 import type { Api } from "./api.js";
 import { ms, percent } from "./format.js";
 import { FrameNotifier } from "./frame-notifier.js";
 import { type Following, follow, type LinkState } from "./live-stream.js";
-import { sameButHeartbeat } from "./same-worker.js";
 
 /** One node sample, reduced to what the chart draws. */
 export interface UsagePoint {
@@ -20,6 +22,14 @@ export interface UsagePoint {
   readonly disk: number;
 }
 
+/** A worker's scheduling state, as WatchWorkers sends it with the worker. */
+export interface Scheduling {
+  /** No new task is placed on it. */
+  readonly cordoned: boolean;
+  /** Its current or last drain (undefined: never drained). */
+  readonly drain: Drain | undefined;
+}
+
 /** How much history the chart keeps per worker. */
 const HISTORY_SECONDS = 10 * 60;
 
@@ -28,12 +38,8 @@ export class WorkerStore extends FrameNotifier {
   readonly byId = new Map<string, Worker>();
   /** Recent samples per worker id, oldest first. */
   readonly history = new Map<string, UsagePoint[]>();
-  /**
-   * How many times each worker came again with nothing new in it (last_heartbeat aside): a
-   * cordon, uncordon or drain step, which the Worker message does not show (see
-   * {@link sameButHeartbeat}). The nodes view asks ListNodes again when it moves.
-   */
-  readonly resent = new Map<string, number>();
+  /** Each worker's scheduling state, by worker id, as of its latest message. */
+  readonly scheduling = new Map<string, Scheduling>();
   loaded = false;
   link: LinkState = { kind: "connecting" };
   #following: Following | undefined;
@@ -47,7 +53,10 @@ export class WorkerStore extends FrameNotifier {
     this.#following = follow({
       open: (signal) => this.api.workers.watchWorkers({}, { signal }),
       onMessage: (res) => {
-        if (res.worker) this.#put(res.worker);
+        if (res.worker) {
+          this.#put(res.worker);
+          this.scheduling.set(res.worker.id, { cordoned: res.cordoned, drain: res.drain });
+        }
         this.loaded = true;
         this.changed();
       },
@@ -72,10 +81,6 @@ export class WorkerStore extends FrameNotifier {
   }
 
   #put(worker: Worker): void {
-    const before = this.byId.get(worker.id);
-    if (before && sameButHeartbeat(before, worker)) {
-      this.resent.set(worker.id, (this.resent.get(worker.id) ?? 0) + 1);
-    }
     this.byId.set(worker.id, worker);
     const m = worker.metrics;
     const t = ms(m?.time);

@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { DrainStatus, type Node } from "../../../gen/cube/v1/node_service_pb.js";
+import { DrainStatus } from "../../../gen/cube/v1/node_service_pb.js";
 import { WorkerStatus } from "../../../gen/cube/v1/worker_pb.js";
 import { unimplemented, why } from "../api.js";
 import { CoalescedCall } from "../coalesced-call.js";
@@ -9,19 +9,16 @@ import type { Session } from "../session.js";
 import { NodeBars } from "./node-bars.js";
 
 /**
- * The workers, live (WatchWorkers), with their scheduling state from NodeService: cordoned,
- * drain progress; cordon, drain and uncordon buttons. NodeService has no watch: the page asks
- * ListNodes when the view opens, after each of its own actions, and when WatchWorkers says a
- * worker changed in a way that moves its scheduling state — it joined, changed status, its
- * task count moved (a drain's "N left"), or it came again unchanged (the manager resends a
- * worker when it is cordoned, uncordoned or its drain changes state, from the CLI too) —
- * never on a timer, and one call at a time: changes while one is in flight make one more.
+ * The workers, live (WatchWorkers), with their scheduling state — cordoned, drain progress —
+ * from the same stream (the manager sends a worker again when it is cordoned, uncordoned or
+ * its drain moves on, from the CLI too); cordon, drain and uncordon buttons. ListNodes is
+ * asked only to learn whether this manager serves NodeService (when the view opens, and after
+ * each of the page's own actions, to show their errors).
  */
 export function NodesView({ session }: { session: Session }) {
   useStore(session.workers);
   const now = useNow(2000);
   const workers = [...session.workers.byId.values()];
-  const [nodes, setNodes] = useState<ReadonlyMap<string, Node>>(new Map());
   const [served, setServed] = useState(true);
   const [error, setError] = useState<string | undefined>();
   const [asked, setAsked] = useState(0);
@@ -31,8 +28,8 @@ export function NodesView({ session }: { session: Session }) {
     () =>
       new CoalescedCall(async (signal) => {
         try {
-          const r = await session.api.nodes.listNodes({}, { signal });
-          setNodes(new Map(r.nodes.flatMap((n) => (n.worker ? [[n.worker.id, n] as const] : []))));
+          await session.api.nodes.listNodes({}, { signal });
+          setServed(true);
           setError(undefined);
         } catch (e: unknown) {
           if (signal.aborted) return;
@@ -43,11 +40,7 @@ export function NodesView({ session }: { session: Session }) {
     [session],
   );
   useEffect(() => () => listNodes.close(), [listNodes]);
-  // What makes the scheduling state worth asking again (see above).
-  const shape = workers
-    .map((w) => `${w.id}:${w.status}:${w.taskCount}:${session.workers.resent.get(w.id) ?? 0}`)
-    .join(",");
-  useEffect(() => listNodes.request(), [listNodes, shape, asked]);
+  useEffect(() => listNodes.request(), [listNodes, asked]);
   const act = (what: "cordon" | "uncordon" | "drain", name: string) => {
     setError(undefined);
     const call =
@@ -86,7 +79,7 @@ export function NodesView({ session }: { session: Session }) {
           </thead>
           <tbody>
             {workers.map((w) => {
-              const node = nodes.get(w.id);
+              const node = session.workers.scheduling.get(w.id);
               const drain = node?.drain;
               const draining = drain?.status === DrainStatus.DRAINING;
               return (
