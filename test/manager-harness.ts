@@ -79,6 +79,23 @@ export function spec(init: MessageInitShape<typeof TaskSpecSchema> = {}) {
 }
 
 /** Waits until task `id` is in state `want` (at `generation`, when given), as GetTask says. */
+/**
+ * Task "t" of `taskSpec` RUNNING on a scripted worker w1, then a second one, w2, that fits
+ * it: the start of every test that moves a task (drain, cordon, restart elsewhere).
+ */
+export async function runningOnW1WithSpare(
+  h: Harness,
+  taskSpec: MessageInitShape<typeof TaskSpecSchema> = spec(),
+): Promise<{ w1: FakeWorker; w2: FakeWorker }> {
+  const w1 = new FakeWorker("w1");
+  await w1.connect(h.transport);
+  await h.tasks.runTask({ id: "t", spec: taskSpec });
+  await reach(h, "t", TaskState.RUNNING, 1n);
+  const w2 = new FakeWorker("w2");
+  await w2.connect(h.transport);
+  return { w1, w2 };
+}
+
 export async function reach(h: Harness, id: string, want: TaskState, generation?: bigint) {
   return eventually(async () => {
     const { task } = await h.tasks.getTask({ id });

@@ -15,7 +15,7 @@ import {
   AssignmentSchema,
 } from "../gen/cube/v1/worker_service_pb.js";
 import { FakeClock } from "./fake-clock.js";
-import { FakeWorker, harness, reach, spec } from "./manager-harness.js";
+import { FakeWorker, harness, reach, runningOnW1WithSpare, spec } from "./manager-harness.js";
 
 const SECRET = "s3cr3t-db-password";
 const secretSpec = () => spec({ secretEnv: { DB_PASSWORD: SECRET }, env: { PLAIN: "x" } });
@@ -52,13 +52,7 @@ test("StopTask: the RUN carried the secret, the STOP carries the id and generati
 /** Task "t" (with a secret) RUNNING on w1, and a second worker w2 that fits it. */
 async function twoWorkers(t: ExecutionContext, options: Parameters<typeof harness>[1]) {
   const h = await harness(t, options);
-  const w1 = new FakeWorker("w1");
-  await w1.connect(h.transport);
-  await h.tasks.runTask({ id: "t", spec: secretSpec() });
-  await reach(h, "t", TaskState.RUNNING);
-  const w2 = new FakeWorker("w2");
-  await w2.connect(h.transport);
-  return { h, w1, w2 };
+  return { h, ...(await runningOnW1WithSpare(h, secretSpec())) };
 }
 
 test("a drain's STOP of the task it moves carries no spec", async (t) => {

@@ -11,7 +11,15 @@ import { DrainStatus, NodeService } from "../gen/cube/v1/node_service_pb.js";
 import { HealthStatus, RestartMode, TaskState } from "../gen/cube/v1/task_pb.js";
 import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
 import { FakeClock } from "./fake-clock.js";
-import { eventually, FakeWorker, type Harness, harness, reach, spec } from "./manager-harness.js";
+import {
+  eventually,
+  type FakeWorker,
+  type Harness,
+  harness,
+  reach,
+  runningOnW1WithSpare,
+  spec,
+} from "./manager-harness.js";
 
 const BACKOFF_MS = 10_000;
 
@@ -22,11 +30,9 @@ const BACKOFF_MS = 10_000;
 async function setup(t: ExecutionContext, healthCheck = false) {
   const clock = new FakeClock();
   const h = await harness(t, { clock, heartbeatTimeoutMs: 3_600_000 });
-  const w1 = new FakeWorker("w1");
-  await w1.connect(h.transport);
-  await h.tasks.runTask({
-    id: "t",
-    spec: spec({
+  const { w1, w2 } = await runningOnW1WithSpare(
+    h,
+    spec({
       restartPolicy: {
         mode: RestartMode.ON_FAILURE,
         maxRestarts: 3,
@@ -34,10 +40,7 @@ async function setup(t: ExecutionContext, healthCheck = false) {
       },
       ...(healthCheck ? { ports: [{ containerPort: 80 }], healthCheck: { path: "/health" } } : {}),
     }),
-  });
-  await reach(h, "t", TaskState.RUNNING, 1n);
-  const w2 = new FakeWorker("w2");
-  await w2.connect(h.transport);
+  );
   const nodes = createClient(NodeService, h.transport);
   return { clock, h, w1, w2, nodes };
 }

@@ -7,20 +7,14 @@
 import { createClient } from "@connectrpc/connect";
 import test from "ava";
 import { DrainStatus, NodeService } from "../gen/cube/v1/node_service_pb.js";
-import { TaskState } from "../gen/cube/v1/task_pb.js";
 import type { WatchWorkersResponse } from "../gen/cube/v1/worker_service_pb.js";
 import { FakeClock } from "./fake-clock.js";
-import { eventually, FakeWorker, harness, reach, spec } from "./manager-harness.js";
+import { eventually, harness, runningOnW1WithSpare } from "./manager-harness.js";
 
 test("WatchWorkers sends a worker's cordon, drain progress and uncordon with the worker", async (t) => {
   const clock = new FakeClock();
   const h = await harness(t, { clock, heartbeatTimeoutMs: 3_600_000 });
-  const w1 = new FakeWorker("w1");
-  await w1.connect(h.transport);
-  await h.tasks.runTask({ id: "t", spec: spec() });
-  await reach(h, "t", TaskState.RUNNING);
-  const w2 = new FakeWorker("w2");
-  await w2.connect(h.transport);
+  await runningOnW1WithSpare(h);
   const nodes = createClient(NodeService, h.transport);
 
   const seen: WatchWorkersResponse[] = [];
