@@ -188,9 +188,15 @@ test("GetTask, StopTask and ListTaskEvents answer NOT_FOUND for an unknown id", 
   // escape sequence or bidirectional override reaching whoever reads it.
   const long = await code(h.tasks.getTask({ id: "x".repeat(100_000) }));
   t.is(long.code, Code.NotFound);
-  t.regex(long.message, /^task "x{128}"… \(100000 characters\) not found$/);
+  t.regex(
+    long.message,
+    /^task "x{128}"… \(100000 characters\) not found \(ended tasks are removed 4h after they end\)$/,
+  );
   const escaped = await code(h.tasks.getTask({ id: "\u001b[31mred\u202e" }));
-  t.is(escaped.message, 'task "\\u001b[31mred\\u202e" not found');
+  t.is(
+    escaped.message,
+    'task "\\u001b[31mred\\u202e" not found (ended tasks are removed 4h after they end)',
+  );
 });
 
 test("stopping a PENDING task completes it at once; stopping it again is no error", async (t) => {

@@ -162,6 +162,11 @@ test("an ended task is removed after --task-gc-after: a DELETED event, NOT_FOUND
   t.regex(event.message, /^garbage collected: ended 1h\d*m?\d*s? ago \(--task-gc-after 1h\)$/);
   const missing = await h.tasks.getTask({ id: "done" }).catch((e) => ConnectError.from(e));
   t.is((missing as ConnectError).code, Code.NotFound);
+  // The answer says why an id once seen may be gone.
+  t.is(
+    (missing as ConnectError).rawMessage,
+    'task "done" not found (ended tasks are removed 1h after they end)',
+  );
   t.deepEqual(
     (await h.tasks.listTasks({})).tasks.map((x) => x.id),
     ["up"],
@@ -225,4 +230,21 @@ test("a crash-looping job keeps its 10 newest ended replicas; the sweep removes 
     tasks.every((x) => h.cp.tasks.get(x.id) !== undefined),
     "the job names no removed task",
   );
+});
+
+test("with --task-gc-after 0 nothing ends by age, and NOT_FOUND has no word about removals", async (t) => {
+  const clock = new FakeClock();
+  const h = await harness(t, { clock, taskGcAfterMs: 0 });
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  await h.tasks.runTask({ id: "done", spec: spec() });
+  await reach(h, "done", TaskState.RUNNING);
+  await h.tasks.stopTask({ id: "done" });
+  await reach(h, "done", TaskState.COMPLETED);
+  clock.advance(365 * 24 * 3_600_000);
+  clock.advance(TASK_GC_INTERVAL_MS);
+  await h.cp.committed();
+  t.is((await h.tasks.getTask({ id: "done" })).task?.state, TaskState.COMPLETED);
+  const missing = await h.tasks.getTask({ id: "nope" }).catch((e) => ConnectError.from(e));
+  t.is((missing as ConnectError).rawMessage, 'task "nope" not found');
 });

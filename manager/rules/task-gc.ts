@@ -79,6 +79,14 @@ function aged(task: Task, nowMs: number, afterMs: number): string | undefined {
   return `garbage collected: ended ${formatAge(nowMs - endedMs)} ago (--task-gc-after ${formatAge(afterMs)})`;
 }
 
+/**
+ * What a NOT_FOUND for a task adds while garbage collection runs: the id may be one that
+ * ended and was removed, not a mistyped one.
+ */
+export function gcHint(afterMs: number): string {
+  return afterMs > 0 ? ` (ended tasks are removed ${formatAge(afterMs)} after they end)` : "";
+}
+
 /** 90_000 → "1m30s", 4 h → "4h"; minutes and hours are what GC ages are read in. */
 function formatAge(ms: number): string {
   const s = Math.floor(ms / 1000);

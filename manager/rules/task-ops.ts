@@ -18,12 +18,18 @@ import { stopped, stopRequested } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
 import { placeNew } from "./placing.js";
 import { cancelRestart } from "./restarts.js";
+import { gcHint } from "./task-gc.js";
 import { validateRunTask } from "./validate-spec.js";
 
 /** The task, or NOT_FOUND naming the id. */
 export function findTask(cp: ControlPlane, id: string): TaskEntry {
   const entry = id === "" ? undefined : cp.tasks.get(id);
-  if (!entry) throw new ConnectError(`task ${quote(id)} not found`, Code.NotFound);
+  if (!entry) {
+    throw new ConnectError(
+      `task ${quote(id)} not found${gcHint(cp.options.taskGcAfterMs)}`,
+      Code.NotFound,
+    );
+  }
   return entry;
 }
 
