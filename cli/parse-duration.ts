@@ -50,18 +50,6 @@ function withinMax(input: string, ms: number, maxMs: number): number {
   throw new Error(`"${input.trim()}" is too long: at most ${most}`);
 }
 
-/** Milliseconds for people: 850 → "850ms", 1500 → "1.5s", 150000 → "2m30s". */
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1).replace(/\.0$/, "")}s`;
-  const s = Math.round(ms / 1000);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const rest = s % 60;
-  if (h > 0) return `${h}h${m > 0 ? `${m}m` : ""}`;
-  return `${m}m${rest > 0 ? `${rest}s` : ""}`;
-}
-
 /**
  * How long ago, the way `kubectl get` prints AGE: "45s", "3m20s", "25m", "5h12m", "3d".
  * More detail while it is young, less as it gets old.

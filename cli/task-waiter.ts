@@ -7,10 +7,10 @@ import {
   TaskEventType,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
+import { formatDuration } from "../lib/format-ms.js";
 import { stateName } from "../lib/task-state.js";
 import { ExitCode } from "./exit-codes.js";
 import { portsLabel, workerLabel } from "./format-task.js";
-import { formatDuration } from "./parse-duration.js";
 
 /** How a wait ended: the exit code and one line for people. */
 export interface WaitOutcome {

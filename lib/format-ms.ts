@@ -16,3 +16,15 @@ export function formatMs(ms: number, options: FormatMsOptions = {}): string {
   if (ms < 1000) return `${options.roundMs === false ? ms : Math.round(ms)}ms`;
   return `${Number((ms / 1000).toFixed(1))}s`;
 }
+
+/** Milliseconds for people: 850 → "850ms", 1500 → "1.5s", 150000 → "2m30s". */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1).replace(/\.0$/, "")}s`;
+  const s = Math.round(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = s % 60;
+  if (h > 0) return `${h}h${m > 0 ? `${m}m` : ""}`;
+  return `${m}m${rest > 0 ? `${rest}s` : ""}`;
+}

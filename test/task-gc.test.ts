@@ -22,7 +22,7 @@ import { type GcTask, planTaskGc, TASK_GC_INTERVAL_MS } from "../manager/rules/t
 import { LevelStore } from "../manager/store/level-store.js";
 import { FakeClock } from "./fake-clock.js";
 import { tempDir } from "./fixtures.js";
-import { eventually, FakeWorker, harness, reach, spec } from "./manager-harness.js";
+import { eventually, FakeWorker, type Harness, harness, reach, spec } from "./manager-harness.js";
 
 const HOUR = 3600_000;
 const NOW = 100 * HOUR;
@@ -129,6 +129,14 @@ test("plan: oldest first, at most maxPerSweep, each with its reason", (t) => {
   t.is(history[0]?.why, "garbage collected: job web keeps its 2 newest ended replicas");
 });
 
+/** Task `id` run on the connected worker, then stopped: COMPLETED. */
+async function completed(h: Harness, id: string): Promise<void> {
+  await h.tasks.runTask({ id, spec: spec() });
+  await reach(h, id, TaskState.RUNNING, 1n);
+  await h.tasks.stopTask({ id });
+  await reach(h, id, TaskState.COMPLETED);
+}
+
 test("an ended task is removed after --task-gc-after: a DELETED event, NOT_FOUND, and gone after a restart; a running one stays", async (t) => {
   const store = await LevelStore.open(await tempDir(t));
   t.teardown(() => store.close());
@@ -136,12 +144,9 @@ test("an ended task is removed after --task-gc-after: a DELETED event, NOT_FOUND
   const h = await harness(t, { clock, store, taskGcAfterMs: HOUR, heartbeatTimeoutMs: 10 * HOUR });
   const w1 = new FakeWorker("w1");
   await w1.connect(h.transport);
-  await h.tasks.runTask({ id: "done", spec: spec() });
+  await completed(h, "done");
   await h.tasks.runTask({ id: "up", spec: spec() });
-  await reach(h, "done", TaskState.RUNNING, 1n);
   await reach(h, "up", TaskState.RUNNING, 1n);
-  await h.tasks.stopTask({ id: "done" });
-  await reach(h, "done", TaskState.COMPLETED);
   t.is(h.cp.tasks.get("done")?.task.desiredState, DesiredState.STOPPED);
 
   const { revision } = await h.tasks.listTasks({});
@@ -237,10 +242,7 @@ test("with --task-gc-after 0 nothing ends by age, and NOT_FOUND has no word abou
   const h = await harness(t, { clock, taskGcAfterMs: 0 });
   const w = new FakeWorker("w1");
   await w.connect(h.transport);
-  await h.tasks.runTask({ id: "done", spec: spec() });
-  await reach(h, "done", TaskState.RUNNING);
-  await h.tasks.stopTask({ id: "done" });
-  await reach(h, "done", TaskState.COMPLETED);
+  await completed(h, "done");
   clock.advance(365 * 24 * 3_600_000);
   clock.advance(TASK_GC_INTERVAL_MS);
   await h.cp.committed();

@@ -7,6 +7,7 @@ import {
   type Node,
   NodeSchema,
 } from "../../gen/cube/v1/node_service_pb.js";
+import { formatDuration } from "../../lib/format-ms.js";
 import { CliError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
@@ -22,7 +23,7 @@ import { ExitCode } from "../exit-codes.js";
 import { renderTable } from "../format-table.js";
 import { WORKER_HEAD, workerRow } from "../format-worker.js";
 import type { Io } from "../io.js";
-import { formatDuration, parseDuration } from "../parse-duration.js";
+import { parseDuration } from "../parse-duration.js";
 import { watchUntil } from "../reconnect.js";
 
 interface LsOptions extends ClientOptions {

@@ -1,5 +1,6 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Task } from "../../gen/cube/v1/task_pb.js";
+import { formatDuration } from "../../lib/format-ms.js";
 import { isFinished } from "../../lib/task-state.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { jobOf } from "../core/job-table.js";
@@ -76,7 +77,7 @@ function aged(task: Task, nowMs: number, afterMs: number): string | undefined {
   if (afterMs <= 0 || !task.finishedAt) return undefined;
   const endedMs = timestampMs(task.finishedAt);
   if (nowMs - endedMs < afterMs) return undefined;
-  return `garbage collected: ended ${formatAge(nowMs - endedMs)} ago (--task-gc-after ${formatAge(afterMs)})`;
+  return `garbage collected: ended ${formatDuration(nowMs - endedMs)} ago (--task-gc-after ${formatDuration(afterMs)})`;
 }
 
 /**
@@ -84,22 +85,7 @@ function aged(task: Task, nowMs: number, afterMs: number): string | undefined {
  * ended and was removed, not a mistyped one.
  */
 export function gcHint(afterMs: number): string {
-  return afterMs > 0 ? ` (ended tasks are removed ${formatAge(afterMs)} after they end)` : "";
-}
-
-/** 90_000 → "1m30s", 4 h → "4h"; minutes and hours are what GC ages are read in. */
-function formatAge(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  const parts: [number, string][] = [
-    [Math.floor(s / 3600), "h"],
-    [Math.floor((s % 3600) / 60), "m"],
-    [s % 60, "s"],
-  ];
-  const text = parts
-    .filter(([n]) => n > 0)
-    .map(([n, unit]) => `${n}${unit}`)
-    .join("");
-  return text || "0s";
+  return afterMs > 0 ? ` (ended tasks are removed ${formatDuration(afterMs)} after they end)` : "";
 }
 
 /** How often the sweep runs. */
