@@ -93,6 +93,7 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
     const metrics = resolved.metrics ? managerMetrics(cp) : undefined;
     if (metrics) store.observeCommits((seconds) => cp.metrics.committed(seconds));
     server = await startServer({
+      name: "the manager",
       listen: resolved.listen,
       routes: managerRoutes(cp, tls),
       files: MANAGER_FILES,

@@ -188,6 +188,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       logger,
     });
     const srv = await startServer({
+      name: "the worker",
       listen,
       routes: workerRoutes({ workerId, tasks: () => runner.tasks(), stats: feed, driver }),
       files: [file_cube_v1_task_service, file_cube_v1_metrics],

@@ -56,7 +56,7 @@ export function registerHealth(router: ConnectRouter, state: HealthState): void 
     },
     async *watch(req, ctx) {
       let last: Status | undefined;
-      while (!ctx.signal.aborted) {
+      for (;;) {
         // Listen before reading and yielding: the generator may sit suspended at its yield
         // until the client pulls, and a change made meanwhile must not be lost.
         const changed = state.changed(ctx.signal);
@@ -65,6 +65,8 @@ export function registerHealth(router: ConnectRouter, state: HealthState): void 
           last = status;
           yield { status };
         }
+        // Checked after the send: a draining server's NOT_SERVING goes out before the end.
+        if (ctx.signal.aborted) return;
         await changed;
       }
     },

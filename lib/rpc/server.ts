@@ -12,6 +12,7 @@ import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../logger.js";
+import { StreamDrain } from "./drain-streams.js";
 import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
 import { peerContextValues } from "./peer.js";
@@ -93,6 +94,11 @@ export interface ServerOptions {
    * HTTP/1.1 told apart by their first bytes.
    */
   tls?: ServerTls;
+  /**
+   * Who serves, as its clients' errors name it ("the manager"): an open stream ended by
+   * {@link Server.close} ends with UNAVAILABLE "<name> is shutting down". Default "the server".
+   */
+  name?: string;
 }
 
 /**
@@ -125,7 +131,11 @@ export interface Server {
    * open connections keep theirs. Throws on a plaintext server.
    */
   updateTls(material: ServerTls): void;
-  /** Stops accepting, closes open sessions (streams included) and resolves once closed. */
+  /**
+   * Stops accepting, ends open response streams with UNAVAILABLE (health watchers hear
+   * NOT_SERVING first), closes open sessions and resolves once closed; a peer that does
+   * not let go is cut off after 1 s.
+   */
   close(): Promise<void>;
 }
 
@@ -203,7 +213,10 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const { host, port } = parseListen(options.listen);
   const health = new HealthState();
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const drain = new StreamDrain(options.name);
   const handler = connectNodeAdapter({
+    // close() aborts every handler's signal: open watches end at once (UNAVAILABLE).
+    shutdownSignal: drain.signal,
     // Answers go uncompressed (compressed requests are still read; see NO_COMPRESSION).
     compressMinBytes: NO_COMPRESSION,
     readMaxBytes: limits.maxMessageBytes,
@@ -213,6 +226,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     interceptors: [
       ...(options.interceptors ?? []),
       ...(options.strict === false ? [] : [strictInput]),
+      drain.interceptor,
     ],
     routes(router) {
       options.routes(router);
@@ -288,6 +302,7 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     },
     close() {
       health.shutdown();
+      drain.start();
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         for (const s of sessions) s.close();

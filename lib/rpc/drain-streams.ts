@@ -1,0 +1,50 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+
+/**
+ * Ends a server's open response streams when it drains, as gRPC's own servers do: every
+ * handler's `ctx.signal` is linked to the signal of {@link StreamDrain.signal} (connect's
+ * `shutdownSignal`), so watches stop waiting at once, and a stream that ends while the
+ * server drains ends with UNAVAILABLE "the server is shutting down" rather than OK: what it
+ * was following goes on without it, and the client should open it again (elsewhere, or
+ * once the server is back). Without this, an open watch held a draining server until its
+ * hard close, and the client read the cut as a broken connection.
+ */
+export class StreamDrain {
+  readonly #controller = new AbortController();
+
+  constructor(readonly who = "the server") {}
+
+  /** Aborted (with the UNAVAILABLE error) when the drain starts. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Starts the drain: every handler's signal aborts; streams end with UNAVAILABLE. */
+  start(): void {
+    this.#controller.abort(new ConnectError(`${this.who} is shutting down`, Code.Unavailable));
+  }
+
+  /**
+   * The interceptor that gives a response stream ended by the drain its UNAVAILABLE end
+   * (handlers just stop at an aborted signal; some rethrow the abort's reason, some an error
+   * of their own making from the cut): whatever it ended with, once the drain has begun.
+   */
+  readonly interceptor: Interceptor = (next) => async (req) => {
+    const res = await next(req);
+    if (!res.stream) return res;
+    const signal = this.#controller.signal;
+    const message = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        try {
+          yield* message;
+        } catch (error) {
+          if (signal.aborted) throw signal.reason;
+          throw error;
+        }
+        if (signal.aborted) throw signal.reason;
+      })(),
+    };
+  };
+}
