@@ -81,7 +81,7 @@ export async function withManager<T>(
   try {
     return await body(clients);
   } catch (error) {
-    throw describeError(error, address, ca !== undefined);
+    throw describeError(error, address, ca !== undefined, clients.answered());
   }
 }
 

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { type Client, createClient } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { JobService } from "../gen/cube/v1/job_service_pb.js";
 import { NodeService } from "../gen/cube/v1/node_service_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
@@ -56,6 +56,12 @@ export interface ManagerClients {
   readonly tokens: Client<typeof TokenService>;
   readonly jobs: Client<typeof JobService>;
   readonly nodes: Client<typeof NodeService>;
+  /**
+   * Whether the manager has answered a call (or started to answer a stream) since these
+   * clients were made: a call that fails afterwards lost a connection that worked, which a
+   * TLS mismatch or a wrong address does not explain.
+   */
+  answered(): boolean;
 }
 
 /**
@@ -73,9 +79,18 @@ export function connectManager(address: string, token?: string, caFile?: string)
       throw new Error(`cannot read the CA file ${caFile}: ${(error as Error).message}`);
     }
   }
-  const transport = grpcTransport(address, { token, tls });
+  let answered = false;
+  // A call's response (a stream's headers) came back: the manager is there and speaks our
+  // protocol.
+  const noteAnswer: Interceptor = (next) => async (req) => {
+    const res = await next(req);
+    answered = true;
+    return res;
+  };
+  const transport = grpcTransport(address, { token, tls, interceptors: [noteAnswer] });
   return {
     address,
+    answered: () => answered,
     tasks: createClient(TaskService, transport),
     workers: createClient(WorkerService, transport),
     health: createClient(Health, transport),

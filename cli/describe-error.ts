@@ -19,6 +19,26 @@ function causeText(error: unknown): string {
   return text;
 }
 
+/** Codes a call gets when its connection breaks (or was never there). */
+const CUT_CODES: readonly Code[] = [
+  Code.Canceled,
+  Code.Aborted,
+  Code.Internal,
+  Code.Unknown,
+  Code.Unavailable,
+];
+
+/** Network errors that say nothing listens at the address (rather than a connection cut). */
+const NOBODY_THERE = /\b(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)\b/;
+
+/**
+ * Whether the server itself sent the error (its grpc-status came back): it was reached and
+ * speaks gRPC, whatever the code says.
+ */
+function serverSent(error: ConnectError): boolean {
+  return error.metadata.has("grpc-status");
+}
+
 /** What failed TLS handshakes and certificate checks say somewhere in an error's causes. */
 const TLS_TROUBLE =
   /certificate|CERT_|SSL|ERR_TLS|wrong version number|self[- ]signed|does not name cube:\/\/manager/i;
@@ -26,9 +46,15 @@ const TLS_TROUBLE =
 /**
  * A connection that broke for TLS reasons, said so: with a CA, a handshake or certificate
  * check that failed; without one, a call that died before any answer on what may be a TLS
- * port (a TLS server closes a plaintext client without a word). Undefined otherwise.
+ * port (a TLS server closes a plaintext client without a word), when no call of the command
+ * was answered before (`answered`). Undefined otherwise.
  */
-function tlsTrouble(error: unknown, address: string, tls: boolean): CliError | undefined {
+function tlsTrouble(
+  error: unknown,
+  address: string,
+  tls: boolean,
+  answered: boolean,
+): CliError | undefined {
   if (!(error instanceof ConnectError)) return undefined;
   const cause = causeText(error);
   if (tls) {
@@ -38,12 +64,11 @@ function tlsTrouble(error: unknown, address: string, tls: boolean): CliError | u
       ExitCode.Unreachable,
     );
   }
+  if (answered) return undefined;
   // A plaintext HTTP/2 client on a TLS port sees its connection reset or its stream closed
-  // (CANCEL); a port where nothing listens is another story.
-  const cut = [Code.Canceled, Code.Aborted, Code.Internal, Code.Unknown, Code.Unavailable].includes(
-    error.code,
-  );
-  if (!cut || /\b(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)\b/.test(cause)) {
+  // (CANCEL); a port where nothing listens is another story, and so is a server that answered
+  // (this call, or an earlier one: then a cut is a lost connection, not a TLS port).
+  if (!CUT_CODES.includes(error.code) || NOBODY_THERE.test(cause) || serverSent(error)) {
     return undefined;
   }
   return new CliError(
@@ -57,13 +82,33 @@ function tlsTrouble(error: unknown, address: string, tls: boolean): CliError | u
  * unreachable manager names the address and how to start one, INVALID_ARGUMENT and
  * friends give the server's own words, a TLS mismatch says so (`tls`: whether the call went
  * over TLS), and anything unexpected its message (never a stack trace; CUBE_DEBUG=1 shows
- * one).
+ * one). `answered`: whether the manager answered an earlier call of the command; a
+ * connection that breaks after that is said to be lost, with no TLS hint, since one that
+ * worked was no TLS mismatch.
  */
-export function describeError(error: unknown, address: string, tls?: boolean): CliError {
+export function describeError(
+  error: unknown,
+  address: string,
+  tls?: boolean,
+  answered = false,
+): CliError {
   if (error instanceof CliError) return error;
   if (tls !== undefined) {
-    const trouble = tlsTrouble(error, address, tls);
+    const trouble = tlsTrouble(error, address, tls, answered);
     if (trouble) return trouble;
+  }
+  if (error instanceof ConnectError && CUT_CODES.includes(error.code)) {
+    if (serverSent(error) && error.code === Code.Unavailable) {
+      // The manager's own words (it is shutting down; the worker a log stream needs is DOWN):
+      // it was reached.
+      return new CliError(error.rawMessage, ExitCode.Unreachable);
+    }
+    if (answered && !serverSent(error) && !NOBODY_THERE.test(causeText(error))) {
+      return new CliError(
+        `lost the connection to the manager at ${address} (${error.rawMessage})`,
+        ExitCode.Unreachable,
+      );
+    }
   }
   if (error instanceof ConnectError) {
     const network = NETWORK_CODES.exec(causeText(error));

@@ -17,6 +17,8 @@ export class LiveTable<T> {
   #timer: NodeJS.Timeout | undefined;
   #refresh: NodeJS.Timeout | undefined;
   #widths: number[] = [];
+  #started = false;
+  #note: string | undefined;
 
   constructor(
     private readonly io: Io,
@@ -31,6 +33,7 @@ export class LiveTable<T> {
 
   /** Shows the items known at the start. */
   start(items: Iterable<[string, T]>): void {
+    this.#started = true;
     for (const [key, item] of items) this.#items.set(key, item);
     if (this.#tty) {
       this.#redraw();
@@ -68,11 +71,30 @@ export class LiveTable<T> {
     if (this.#items.delete(key) && this.#tty) this.#schedule();
   }
 
-  /** Stops redrawing, after a last redraw on a terminal. */
+  /**
+   * A line shown under the table on a terminal until cleared (undefined): the manager lost,
+   * while the rows stand still. Piped, nothing (the command says it on stderr).
+   */
+  note(text: string | undefined): void {
+    this.#note = text;
+    if (this.#tty && this.#started) this.#schedule();
+  }
+
+  /**
+   * Makes `items` the whole table (a list read again after a reconnect): the items it leaves
+   * out are dropped, the others set as by {@link set}.
+   */
+  replace(items: Iterable<[string, T]>): void {
+    const fresh = new Map(items);
+    for (const key of [...this.#items.keys()]) if (!fresh.has(key)) this.delete(key);
+    for (const [key, item] of fresh) this.set(key, item);
+  }
+
+  /** Stops redrawing, after a last redraw on a terminal (none when it never started). */
   close(): void {
     clearTimeout(this.#timer);
     clearInterval(this.#refresh);
-    if (this.#tty) this.#redraw();
+    if (this.#tty && this.#started) this.#redraw();
   }
 
   #schedule(): void {
@@ -85,6 +107,7 @@ export class LiveTable<T> {
   #redraw(): void {
     const rows = [...this.#items.values()].map(this.row);
     // Home the cursor and clear the screen: the `watch` look, without scrolling.
-    this.io.stdout.write(`\x1b[H\x1b[2J${renderTable(this.head, rows)}`);
+    const note = this.#note ? `\n${this.#note}\n` : "";
+    this.io.stdout.write(`\x1b[H\x1b[2J${renderTable(this.head, rows)}${note}`);
   }
 }

@@ -42,3 +42,61 @@ export async function watchUntil<T>(
     signal.throwIfAborted();
   }
 }
+
+/** The error a watch ends with when Ctrl-C comes between two tries: as a cut call's. */
+function interrupted(): ConnectError {
+  return new ConnectError("interrupted", Code.Canceled);
+}
+
+/**
+ * Follows a watch for as long as the command runs (`cube events`, `ps --watch`, `nodes
+ * --watch`, `job ls|status --watch`), through restarts of the manager.
+ *
+ * `open(resumed)` reads what the watch starts from (a list, a revision) with a unary call,
+ * whose answer shows that the manager is there, and then opens the watch; `each` gets its
+ * messages. The first `open` fails as it fails: the manager was never reached (a wrong address,
+ * TLS, a token), and the command ends with that error. Once it has answered, a watch that ends
+ * (the manager shutting down) or fails as a restart explains ({@link isTransient}) is followed
+ * by one line on stderr, `lost the manager at ADDR, reconnecting…`, then `open(true)` every
+ * 500 ms until it answers, then one line, `reconnected to the manager at ADDR`; stdout stays
+ * the command's own. Ctrl-C (`signal`) ends it with a CANCELED ConnectError, as a cut call does
+ * (see stoppedByUser); a CliError or any other error (a revoked token, NOT_FOUND…) ends it with
+ * that error, even between two tries. `note`, when given, gets the lost line while the manager
+ * is away and undefined once it is back (a table on a terminal shows it, as its redraws
+ * clear the screen).
+ */
+export async function followWatch<T>(
+  io: Io,
+  address: string,
+  signal: AbortSignal,
+  open: (resumed: boolean) => Promise<AsyncIterable<T>>,
+  each: (message: T) => void | Promise<void>,
+  note?: (text: string | undefined) => void,
+): Promise<void> {
+  const resumable = (error: unknown) =>
+    !(error instanceof CliError) && !signal.aborted && isTransient(error);
+  let watch = await open(false);
+  for (;;) {
+    try {
+      for await (const message of watch) await each(message);
+    } catch (error) {
+      if (!resumable(error)) throw error;
+    }
+    if (signal.aborted) throw interrupted();
+    const lost = `lost the manager at ${address}, reconnecting…`;
+    io.stderr.write(`${lost}\n`);
+    note?.(lost);
+    for (;;) {
+      await sleep(500, signal);
+      if (signal.aborted) throw interrupted();
+      try {
+        watch = await open(true);
+        break;
+      } catch (error) {
+        if (!resumable(error)) throw error;
+      }
+    }
+    io.stderr.write(`reconnected to the manager at ${address}\n`);
+    note?.(undefined);
+  }
+}

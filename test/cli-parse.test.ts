@@ -475,11 +475,12 @@ test("errors: one line and the documented exit code", (t) => {
   );
 });
 
-test("watch tables piped: first table, then one aligned row per change, unchanged rows skipped", (t) => {
+/** An Io whose stdout (a terminal or not) is kept in `out()` until `clear()`. */
+function tableIo(isTTY: boolean): { io: Io; out: () => string; clear: () => void } {
   let out = "";
   const io = {
     stdout: {
-      isTTY: false,
+      isTTY,
       write(s: string) {
         out += s;
         return true;
@@ -490,6 +491,17 @@ test("watch tables piped: first table, then one aligned row per change, unchange
     now: () => 0,
     interrupted: new AbortController().signal,
   } as unknown as Io;
+  return {
+    io,
+    out: () => out,
+    clear: () => {
+      out = "";
+    },
+  };
+}
+
+test("watch tables piped: first table, then one aligned row per change, unchanged rows skipped", (t) => {
+  const { io, out } = tableIo(false);
   const table = new LiveTable<{ name: string; state: string }>(
     io,
     ["NAME", "STATE"],
@@ -501,5 +513,60 @@ test("watch tables piped: first table, then one aligned row per change, unchange
   table.set("a", { name: "a", state: "SCHEDULED" });
   table.set("b", { name: "bb", state: "RUNNING" });
   table.close();
-  t.is(out, "NAME    STATE\na       PENDING\na       SCHEDULED\nbb      RUNNING\n");
+  t.is(out(), "NAME    STATE\na       PENDING\na       SCHEDULED\nbb      RUNNING\n");
+});
+
+test("watch tables on a terminal: replace (a list read again after a reconnect) drops the rows it leaves out, a note shows under the rows until cleared; a table never started draws nothing", (t) => {
+  const { io, out, clear } = tableIo(true);
+  const table = new LiveTable<string>(io, ["NAME"], (x) => [x]);
+  table.close();
+  t.is(out(), "", "closed before it started (the first list failed): nothing drawn");
+  const live = new LiveTable<string>(io, ["NAME"], (x) => [x]);
+  live.start([
+    ["a", "alpha"],
+    ["b", "beta"],
+  ]);
+  live.replace([
+    ["b", "beta"],
+    ["c", "gamma"],
+  ]);
+  live.note("lost the manager at m:5555, reconnecting…");
+  clear();
+  live.close();
+  const last = out().split("\x1b[H\x1b[2J").at(-1) ?? "";
+  t.is(last, "NAME\nbeta\ngamma\n\nlost the manager at m:5555, reconnecting…\n");
+  live.note(undefined);
+  clear();
+  live.close();
+  t.is(out().split("\x1b[H\x1b[2J").at(-1), "NAME\nbeta\ngamma\n");
+});
+
+test("errors: the TLS hint only for a connection that never worked; a cut after answers is a lost connection", (t) => {
+  const cut = () =>
+    new ConnectError("http/2 stream closed with error code CANCEL (0x8)", Code.Canceled);
+  // Nothing answered yet, plaintext: maybe a TLS port (a TLS server closes such a client).
+  const first = describeError(cut(), "127.0.0.1:5555", false, false);
+  t.regex(first.message, /if it serves TLS, give its CA with --ca/);
+  // The manager answered before: a working connection was cut, TLS has nothing to do with it.
+  const later = describeError(cut(), "127.0.0.1:5555", false, true);
+  t.is(
+    later.message,
+    "lost the connection to the manager at 127.0.0.1:5555 (http/2 stream closed with error code CANCEL (0x8))",
+  );
+  t.is(later.exitCode, ExitCode.Unreachable);
+  // An error the manager itself sent (grpc-status came back) is no TLS port either.
+  const shutting = new ConnectError(
+    "the manager is shutting down",
+    Code.Unavailable,
+    new Headers({ "grpc-status": "14" }),
+  );
+  const said = describeError(shutting, "127.0.0.1:5555", false, false);
+  t.is(said.message, "the manager is shutting down");
+  t.is(said.exitCode, ExitCode.Unreachable);
+  // A refused connection stays "cannot reach", answered before or not.
+  const refused = new ConnectError("connect ECONNREFUSED 127.0.0.1:5555", Code.Unavailable);
+  t.regex(
+    describeError(refused, "127.0.0.1:5555", false, true).message,
+    /^cannot reach the manager/,
+  );
 });

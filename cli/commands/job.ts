@@ -38,7 +38,7 @@ import { LiveTable } from "../live-table.js";
 import { formatAge, parseDuration } from "../parse-duration.js";
 import { parseJobFile } from "../parse-job-file.js";
 import { readSpecFile } from "../read-spec-file.js";
-import { watchUntil } from "../reconnect.js";
+import { followWatch, watchUntil } from "../reconnect.js";
 import { workerNames } from "../worker-names.js";
 
 interface RunOptions extends ClientOptions {
@@ -130,6 +130,9 @@ Examples:
     .addHelpText(
       "after",
       `
+--watch carries on when the manager restarts (an upgrade, a crash): it says so on stderr,
+reads the list again and follows on from there.
+
 Examples:
   cube job ls
   cube job ls --watch
@@ -148,6 +151,8 @@ Examples:
       `
 -o json prints {"job": …, "tasks": […]}; its .job.spec is the spec applied (the job file),
 secret values shown as "<redacted>" (applying them back is refused: give the values).
+--watch carries on when the manager restarts (saying so on stderr), with no line for a job
+that did not change meanwhile.
 
 Examples:
   cube job status web
@@ -361,9 +366,9 @@ async function jobLs(io: Io, opts: WatchOptions): Promise<void> {
   const json = outputFormat(opts) === "json";
   const colors = colorsFor(io.stdout, io.env);
   const row = (j: Job) => jobRow(j, io.now(), colors);
-  await withManager(io, opts, async ({ jobs }) => {
-    const { jobs: list } = await jobs.listJobs({}, { timeoutMs: CALL_TIMEOUT_MS });
+  await withManager(io, opts, async ({ address, jobs }) => {
     if (!opts.watch) {
+      const { jobs: list } = await jobs.listJobs({}, { timeoutMs: CALL_TIMEOUT_MS });
       if (json)
         io.stdout.write(
           `${JSON.stringify({ jobs: list.map((j) => toJson(JobSchema, j)) }, null, 2)}\n`,
@@ -371,14 +376,29 @@ async function jobLs(io: Io, opts: WatchOptions): Promise<void> {
       else io.stdout.write(renderTable(JOB_HEAD, list.map(row)));
       return;
     }
+    // The list, then the watch (which sends every job first); after a reconnect the same,
+    // jobs that went away meanwhile leaving the table.
+    const signal = io.interrupted;
     const table = json ? undefined : new LiveTable(io, JOB_HEAD, row, JOB_WIDTHS);
-    table?.start(list.map((j) => [j.spec?.name ?? "", j]));
     try {
-      for await (const { job } of jobs.watchJobs({}, { signal: io.interrupted })) {
-        if (!job) continue;
-        if (table) table.set(job.spec?.name ?? "", job);
-        else io.stdout.write(JSON_LINE(toJson(JobSchema, job)));
-      }
+      await followWatch(
+        io,
+        address,
+        signal,
+        async (resumed) => {
+          const { jobs: list } = await jobs.listJobs({}, { timeoutMs: CALL_TIMEOUT_MS, signal });
+          const entries = list.map((j): [string, Job] => [j.spec?.name ?? "", j]);
+          if (resumed) table?.replace(entries);
+          else table?.start(entries);
+          return jobs.watchJobs({}, { signal });
+        },
+        ({ job }) => {
+          if (!job) return;
+          if (table) table.set(job.spec?.name ?? "", job);
+          else io.stdout.write(JSON_LINE(toJson(JobSchema, job)));
+        },
+        (text) => table?.note(text),
+      );
     } catch (error) {
       if (!stoppedByUser(io, error)) throw error;
     } finally {
@@ -392,15 +412,34 @@ async function jobStatus(io: Io, name: string, opts: WatchOptions): Promise<void
   const colors = colorsFor(io.stdout, io.env);
   await withManager(io, opts, async (clients) => {
     if (opts.watch) {
+      const signal = io.interrupted;
+      // The line printed last: the watch sends the job again when it opens, which after a
+      // reconnect is not news unless the job changed meanwhile.
+      let last = "";
+      let resumedNow = false;
       try {
-        // WatchJobs of a name no job has waits for one, silently: a typo would hang with no
-        // word. Asked first, it is "not found", exit 4, as without --watch.
-        await clients.jobs.getJob({ name }, { timeoutMs: CALL_TIMEOUT_MS, signal: io.interrupted });
-        for await (const { job } of clients.jobs.watchJobs({ name }, { signal: io.interrupted })) {
-          if (!job) continue;
-          if (json) io.stdout.write(JSON_LINE(toJson(JobSchema, job)));
-          else io.stdout.write(`${statusLine(job, colors)}\n`);
-        }
+        await followWatch(
+          io,
+          clients.address,
+          signal,
+          async (resumed) => {
+            // WatchJobs of a name no job has waits for one, silently: a typo would hang with
+            // no word. Asked first, it is "not found", exit 4, as without --watch (and after a
+            // reconnect, when the job went away meanwhile).
+            await clients.jobs.getJob({ name }, { timeoutMs: CALL_TIMEOUT_MS, signal });
+            resumedNow = resumed;
+            return clients.jobs.watchJobs({ name }, { signal });
+          },
+          ({ job }) => {
+            if (!job) return;
+            const line = json ? JSON_LINE(toJson(JobSchema, job)) : `${statusLine(job, colors)}\n`;
+            const again = resumedNow && line === last;
+            resumedNow = false;
+            if (again) return;
+            last = line;
+            io.stdout.write(line);
+          },
+        );
       } catch (error) {
         if (!stoppedByUser(io, error)) throw error;
       }

@@ -14,6 +14,7 @@ import { renderTable } from "../format-table.js";
 import { WORKER_HEAD, WORKER_WIDTHS, workerRow } from "../format-worker.js";
 import type { Io } from "../io.js";
 import { LiveTable } from "../live-table.js";
+import { followWatch } from "../reconnect.js";
 
 interface NodesOptions extends ClientOptions {
   watch?: boolean;
@@ -30,6 +31,9 @@ export function nodesCommand(io: Io): Command {
     .addHelpText(
       "after",
       `
+--watch carries on when the manager restarts (an upgrade, a crash): it says so on stderr,
+reads the list again and follows on from there.
+
 Examples:
   cube nodes
   cube nodes -o json | jq -r '.workers[] | select(.status == "WORKER_STATUS_READY") | .name'
@@ -55,16 +59,33 @@ async function nodes(io: Io, opts: NodesOptions): Promise<void> {
       return;
     }
     // The list first, so the table starts whole; the watch then repeats each worker as
-    // it is (LiveTable skips rows that did not change) and follows changes.
-    const { workers } = await clients.workers.listWorkers({}, { timeoutMs: CALL_TIMEOUT_MS });
+    // it is (LiveTable skips rows that did not change) and follows changes. After a
+    // reconnect the same: the list again (workers that went away meanwhile leave the table),
+    // then the watch.
+    const signal = io.interrupted;
     const table = json ? undefined : new LiveTable(io, WORKER_HEAD, row, WORKER_WIDTHS);
-    table?.start(workers.map((w) => [w.id, w]));
     try {
-      for await (const { worker } of clients.workers.watchWorkers({}, { signal: io.interrupted })) {
-        if (!worker) continue;
-        if (table) table.set(worker.id, worker);
-        else io.stdout.write(`${JSON.stringify(toJson(WorkerSchema, worker))}\n`);
-      }
+      await followWatch(
+        io,
+        clients.address,
+        signal,
+        async (resumed) => {
+          const { workers } = await clients.workers.listWorkers(
+            {},
+            { timeoutMs: CALL_TIMEOUT_MS, signal },
+          );
+          const entries = workers.map((w): [string, Worker] => [w.id, w]);
+          if (resumed) table?.replace(entries);
+          else table?.start(entries);
+          return clients.workers.watchWorkers({}, { signal });
+        },
+        ({ worker }) => {
+          if (!worker) return;
+          if (table) table.set(worker.id, worker);
+          else io.stdout.write(`${JSON.stringify(toJson(WorkerSchema, worker))}\n`);
+        },
+        (text) => table?.note(text),
+      );
     } catch (error) {
       if (!stoppedByUser(io, error)) throw error;
     } finally {

@@ -1,6 +1,6 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
-import { type Task, TaskSchema } from "../../gen/cube/v1/task_pb.js";
+import { type Task, TaskEventType, TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import {
   addClientOptions,
   type ClientOptions,
@@ -16,6 +16,7 @@ import type { Io } from "../io.js";
 import { LiveTable } from "../live-table.js";
 import { parseStates } from "../parse-enum.js";
 import { parseKeyValue, toRecord } from "../parse-key-value.js";
+import { followWatch } from "../reconnect.js";
 import { listAllTasks } from "../resolve-task.js";
 import { matchesFilter, type TaskFilter } from "../task-filter.js";
 import { workerIdFor, workerNames } from "../worker-names.js";
@@ -52,6 +53,9 @@ export function psCommand(io: Io): Command {
     .addHelpText(
       "after",
       `
+--watch carries on when the manager restarts (an upgrade, a crash): it says so on stderr,
+reads the list again and follows on from there.
+
 Examples:
   cube ps
   cube ps --state running,pending
@@ -73,10 +77,10 @@ async function ps(io: Io, opts: PsOptions): Promise<void> {
       name: opts.name ?? "",
       labels: toRecord(opts.label ?? []),
     };
-    const { tasks, revision } = await listAllTasks(clients, filter);
     const row = (task: Task) =>
       taskRow(task, { now: io.now(), workerNames: names, colors, noTrunc: !opts.trunc });
     if (!opts.watch) {
+      const { tasks, revision } = await listAllTasks(clients, filter);
       if (json) {
         const out = {
           tasks: tasks.map((t) => toJson(TaskSchema, t)),
@@ -88,27 +92,50 @@ async function ps(io: Io, opts: PsOptions): Promise<void> {
       }
       return;
     }
+    const signal = io.interrupted;
     const table = json ? undefined : new LiveTable(io, TASK_HEAD, row, TASK_WIDTHS);
-    const line = (task: Task) => io.stdout.write(`${JSON.stringify(toJson(TaskSchema, task))}\n`);
-    if (table) table.start(tasks.map((t) => [t.id, t]));
-    else tasks.forEach(line);
+    // With -o json, the revision of each task as last printed: after a reconnect, the tasks
+    // listed again are printed only when they changed meanwhile.
+    const printed = new Map<string, bigint>();
+    const line = (task: Task) => {
+      printed.set(task.id, task.revision);
+      io.stdout.write(`${JSON.stringify(toJson(TaskSchema, task))}\n`);
+    };
+    const refreshNames = async () => {
+      for (const [id, name] of await workerNames(clients)) names.set(id, name);
+    };
     try {
-      for await (const { event } of clients.tasks.watchTasks(
-        { afterRevision: revision },
-        { signal: io.interrupted },
-      )) {
-        const task = event?.task;
-        if (!task) continue;
-        if (!matchesFilter(task, filter)) {
-          table?.delete(task.id);
-          continue;
-        }
-        if (task.workerId !== "" && !names.has(task.workerId)) {
-          for (const [id, name] of await workerNames(clients)) names.set(id, name);
-        }
-        if (table) table.set(task.id, task);
-        else line(task);
-      }
+      // The list, then the watch from its revision; after a reconnect the list again (tasks
+      // changed or went away meanwhile), which the table takes as a whole.
+      await followWatch(
+        io,
+        clients.address,
+        signal,
+        async (resumed) => {
+          const { tasks, revision } = await listAllTasks(clients, filter, signal);
+          if (resumed) await refreshNames();
+          const entries = tasks.map((t): [string, Task] => [t.id, t]);
+          if (table && !resumed) table.start(entries);
+          else if (table) table.replace(entries);
+          else for (const t of tasks) if ((printed.get(t.id) ?? -1n) < t.revision) line(t);
+          return clients.tasks.watchTasks({ afterRevision: revision }, { signal });
+        },
+        async ({ event }) => {
+          const task = event?.task;
+          if (!task) return;
+          // No longer in the filter, or gone (garbage collection): out of the table (-o json
+          // prints a deleted task's last snapshot, as any event's).
+          const gone = table !== undefined && event.type === TaskEventType.DELETED;
+          if (gone || !matchesFilter(task, filter)) {
+            table?.delete(task.id);
+            return;
+          }
+          if (task.workerId !== "" && !names.has(task.workerId)) await refreshNames();
+          if (table) table.set(task.id, task);
+          else line(task);
+        },
+        (text) => table?.note(text),
+      );
     } catch (error) {
       if (!stoppedByUser(io, error)) throw error;
     } finally {

@@ -16,7 +16,13 @@ const PING_TIMEOUT_MS = 10_000;
  */
 export function grpcTransport(
   address: string,
-  options: { pingIntervalMs?: number; token?: string; tls?: ClientTls } = {},
+  options: {
+    pingIntervalMs?: number;
+    token?: string;
+    tls?: ClientTls;
+    /** Run on every call, after the token's. */
+    interceptors?: readonly Interceptor[];
+  } = {},
 ): Transport {
   const baseUrl = /^https?:\/\//.test(address)
     ? address
@@ -29,7 +35,10 @@ export function grpcTransport(
     // Idle connections are pinged too, so a CLI watch notices a dead manager. connect-node
     // 2.3 no longer crashes on a ping racing a GOAWAY (test/client-transport.test.ts).
     pingIdleConnection: true,
-    interceptors: options.token ? [bearer(options.token)] : [],
+    interceptors: [
+      ...(options.token ? [bearer(options.token)] : []),
+      ...(options.interceptors ?? []),
+    ],
   });
 }
 
