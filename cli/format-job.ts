@@ -6,8 +6,8 @@ import {
   JobStatus,
   type JobVersion,
 } from "../gen/cube/v1/job_pb.js";
+import { formatAge } from "../lib/parse-duration.js";
 import type { Colors } from "./colors.js";
-import { formatAge } from "./parse-duration.js";
 
 /** Columns of `cube job ls`. */
 export const JOB_HEAD = [

@@ -1,8 +1,8 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { HealthStatus, type Task, TaskState } from "../gen/cube/v1/task_pb.js";
+import { formatAge } from "../lib/parse-duration.js";
 import { stateName } from "../lib/task-state.js";
 import type { Colors } from "./colors.js";
-import { formatAge } from "./parse-duration.js";
 import { formatPort } from "./parse-port.js";
 
 /** Columns of `cube ps`. */

@@ -1,8 +1,8 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { EngineStatus, type Worker, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
+import { formatAge } from "../lib/parse-duration.js";
 import type { Colors } from "./colors.js";
 import { shortId } from "./format-task.js";
-import { formatAge } from "./parse-duration.js";
 import { formatSize } from "./parse-size.js";
 
 /** Columns of `cube nodes`. */

@@ -1,3 +1,5 @@
+import { metricsFromEnv } from "../lib/metrics-env.js";
+
 /** The help of `--no-metrics`, the same on `cube manager`, `cube worker` and `cube dev`. */
 export const NO_METRICS_HELP =
   "do not serve GET /metrics (Prometheus text format, readable without a token) on the listen port (env CUBE_METRICS=off)";
@@ -7,6 +9,5 @@ export const NO_METRICS_HELP =
  * the flag false) or CUBE_METRICS is off, false or 0.
  */
 export function metricsWanted(flag: boolean | undefined, env: NodeJS.ProcessEnv): boolean {
-  if (flag === false) return false;
-  return !/^(off|false|0|no)$/i.test(env.CUBE_METRICS?.trim() ?? "");
+  return flag !== false && metricsFromEnv(env);
 }

@@ -1,7 +1,7 @@
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { parse as parseYaml } from "yaml";
 import { type JobSpec, JobSpecSchema } from "../gen/cube/v1/job_pb.js";
-import { parseDuration } from "./parse-duration.js";
+import { parseDuration } from "../lib/parse-duration.js";
 import { withByteSizes } from "./parse-task-file.js";
 
 /** A duration as the protobuf JSON mapping writes it ("1.5s"); anything else is converted. */

@@ -112,3 +112,17 @@ test("a token's --ttl may be longer than a timer can wait; --timeout may not", a
     /argument '600h' is invalid\. "600h" is too long: at most 596h31m23s \(2147483647ms, about 24\.8 days/,
   );
 });
+
+test("a bad CUBE_* duration for `cube manager` or `cube worker`: named, exit 2, nothing started", async (t) => {
+  const dir = await tempDir(t);
+  const manager = await inProcess(t, ["manager", "--data-dir", join(dir, "m")], {
+    env: { CUBE_SHUTDOWN_TIMEOUT: "soon" },
+  });
+  t.is(manager.code, 2, manager.stderr);
+  t.regex(manager.stderr, /^cube: CUBE_SHUTDOWN_TIMEOUT: .*"soon"/);
+  const worker = await inProcess(t, ["worker", "--data-dir", join(dir, "w")], {
+    env: { CUBE_PULL_STALL_TIMEOUT: "soon" },
+  });
+  t.is(worker.code, 2, worker.stderr);
+  t.regex(worker.stderr, /^cube: CUBE_PULL_STALL_TIMEOUT: .*"soon"/);
+});

@@ -12,7 +12,6 @@ import { stateLabel, TASK_HEAD, taskRow } from "../cli/format-task.js";
 import type { Io } from "../cli/io.js";
 import { LiveTable } from "../cli/live-table.js";
 import { parseCpu } from "../cli/parse-cpu.js";
-import { formatAge, parseDuration, parseEnvDuration } from "../cli/parse-duration.js";
 import { parseCount, parseRestartMode, parseStates, positiveCount } from "../cli/parse-enum.js";
 import { parseKeyValue } from "../cli/parse-key-value.js";
 import { formatPort, parsePort } from "../cli/parse-port.js";
@@ -35,6 +34,7 @@ import {
 } from "../gen/cube/v1/task_pb.js";
 import { MAX_TIMER_MS } from "../lib/clock.js";
 import { formatDuration } from "../lib/format-ms.js";
+import { formatAge, parseDuration, parseEnvDuration } from "../lib/parse-duration.js";
 
 const plain = colorsFor({ isTTY: false }, {});
 const colored = colorsFor({ isTTY: true }, {});

@@ -10,7 +10,7 @@ import { Level } from "level";
 import { DesiredState, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { AsyncQueue } from "../worker/async-queue.js";
 import { backoffDelay } from "../worker/backoff.js";
-import { parseLabels } from "../worker/env.js";
+import { parseLabels, workerEnv, workerOptionsFromEnv } from "../worker/env.js";
 import { DataDirInUseError, WorkerStore } from "../worker/store/worker-store.js";
 import { Outbox } from "../worker/stream/outbox.js";
 import type { ContainerInfo } from "../worker/tasks/driver.js";
@@ -285,4 +285,42 @@ test("labels parse from k=v,k=v and name the bad entry", (t) => {
   t.deepEqual(parseLabels(undefined), {});
   t.deepEqual(parseLabels(["x=1"]), { x: "1" });
   t.throws(() => parseLabels("zone"), { message: /label "zone" is not key=value/ });
+});
+
+test("the environment alone configures a worker as `cube worker` reads it: durations, plaintext, metrics, policy; a bad value names its variable", (t) => {
+  const options = workerOptionsFromEnv({
+    CUBE_DATA_DIR: "/tmp/w",
+    CUBE_INSECURE: "1",
+    CUBE_METRICS: "off",
+    CUBE_SHUTDOWN_TIMEOUT: "3s",
+    CUBE_PULL_STALL_TIMEOUT: "1500",
+    CUBE_RUNTIME_REQUEST_TIMEOUT: "1m",
+    CUBE_PIDS_LIMIT: "64",
+    CUBE_LABELS: "zone=a",
+  });
+  t.like(options, {
+    manager: "127.0.0.1:5555",
+    listen: "127.0.0.1:5556",
+    dataDir: "/tmp/w",
+    insecure: true,
+    metrics: false,
+    shutdownTimeoutMs: 3000,
+    pullStallMs: 1500,
+    runtimeRequestTimeoutMs: 60_000,
+    policy: { pidsLimit: 64 },
+    labels: { zone: "a" },
+  });
+  // Unset: the worker's own defaults, not values made up here.
+  t.like(workerEnv({}), {
+    manager: undefined,
+    insecure: false,
+    metrics: true,
+    shutdownTimeoutMs: undefined,
+    pullStallMs: undefined,
+  });
+  t.throws(() => workerEnv({ CUBE_SHUTDOWN_TIMEOUT: "soon" }), {
+    message: /^CUBE_SHUTDOWN_TIMEOUT: /,
+  });
+  t.throws(() => workerEnv({ CUBE_LABELS: "zone" }), { message: /^CUBE_LABELS: label "zone"/ });
+  t.throws(() => workerOptionsFromEnv({}), { message: /CUBE_DATA_DIR is required/ });
 });

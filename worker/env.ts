@@ -1,5 +1,8 @@
+import { envSetting } from "../lib/env-setting.js";
+import { metricsFromEnv } from "../lib/metrics-env.js";
+import { parseEnvDuration } from "../lib/parse-duration.js";
 import type { ContainerPolicy } from "./docker/container-spec.js";
-import type { WorkerOptions } from "./index.js";
+import type { WorkerProcessOptions } from "./process.js";
 
 /**
  * Parses "k=v,k=v" (or an array of "k=v") into labels; throws naming the bad entry.
@@ -19,25 +22,64 @@ export function parseLabels(input: string | readonly string[] | undefined): Reco
 }
 
 /**
- * Worker options from CUBE_* environment variables: CUBE_MANAGER (default
- * 127.0.0.1:5555), CUBE_TOKEN, CUBE_CA (the cluster CA's certificate file), CUBE_LISTEN
- * (default 127.0.0.1:5556), CUBE_NAME, CUBE_DATA_DIR (required), CUBE_LABELS,
- * CUBE_DOCKER_HOST. Flags of `cube worker` override these.
+ * Every CUBE_* setting of a worker, as `cube worker` reads them under its flags (and the
+ * test harness worker/main.ts alone): CUBE_MANAGER, CUBE_TOKEN, CUBE_CA (the cluster CA's
+ * certificate file), CUBE_LISTEN, CUBE_INSECURE=1, CUBE_NAME, CUBE_DATA_DIR, CUBE_LABELS
+ * (k=v,k=v), CUBE_DOCKER_HOST, the container policy's (see {@link policyFromEnv}),
+ * CUBE_PULL_STALL_TIMEOUT, CUBE_RUNTIME_REQUEST_TIMEOUT and CUBE_SHUTDOWN_TIMEOUT ("10s", or
+ * a bare number of ms), CUBE_METRICS=off. Unset ones are undefined (the worker's defaults);
+ * a bad one throws, naming the variable.
  */
-export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerOptions {
-  const dataDir = env.CUBE_DATA_DIR;
-  if (!dataDir) throw new Error("CUBE_DATA_DIR is required (the worker's data directory)");
+export function workerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
+  let labels: Record<string, string>;
+  try {
+    labels = parseLabels(env.CUBE_LABELS);
+  } catch (error) {
+    throw new Error(`CUBE_LABELS: ${(error as Error).message}`);
+  }
   return {
-    manager: env.CUBE_MANAGER || "127.0.0.1:5555",
+    manager: env.CUBE_MANAGER || undefined,
     token: env.CUBE_TOKEN || undefined,
     ca: env.CUBE_CA || undefined,
-    listen: env.CUBE_LISTEN || "127.0.0.1:5556",
+    listen: env.CUBE_LISTEN || undefined,
+    insecure: env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
     name: env.CUBE_NAME || undefined,
-    dataDir,
-    labels: parseLabels(env.CUBE_LABELS),
+    dataDir: env.CUBE_DATA_DIR || undefined,
+    labels,
     dockerHost: env.CUBE_DOCKER_HOST || undefined,
     policy: policyFromEnv(env),
+    pullStallMs: duration(env, "CUBE_PULL_STALL_TIMEOUT"),
+    runtimeRequestTimeoutMs: duration(env, "CUBE_RUNTIME_REQUEST_TIMEOUT"),
+    shutdownTimeoutMs: duration(env, "CUBE_SHUTDOWN_TIMEOUT"),
+    metrics: metricsFromEnv(env),
   };
+}
+
+/** What {@link workerEnv} reads: the worker's options, those with defaults left unset. */
+export type WorkerEnv = Omit<WorkerProcessOptions, "manager" | "dataDir"> & {
+  manager: string | undefined;
+  dataDir: string | undefined;
+};
+
+/**
+ * Worker options from the environment alone (worker/main.ts): {@link workerEnv} with
+ * CUBE_MANAGER defaulting to 127.0.0.1:5555, CUBE_LISTEN to 127.0.0.1:5556, and
+ * CUBE_DATA_DIR required.
+ */
+export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerProcessOptions {
+  const settings = workerEnv(env);
+  const { dataDir } = settings;
+  if (!dataDir) throw new Error("CUBE_DATA_DIR is required (the worker's data directory)");
+  return {
+    ...settings,
+    manager: settings.manager ?? "127.0.0.1:5555",
+    listen: settings.listen ?? "127.0.0.1:5556",
+    dataDir,
+  };
+}
+
+function duration(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  return envSetting(env, name, (value) => parseEnvDuration(value));
 }
 
 /**

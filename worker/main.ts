@@ -1,8 +1,8 @@
 /**
- * `node --import=tsx worker/main.ts`: a worker configured by the environment alone —
- * CUBE_MANAGER, CUBE_LISTEN, CUBE_NAME, CUBE_DATA_DIR, CUBE_LABELS (k=v,k=v) and
- * CUBE_DOCKER_HOST — for tests that spawn a real worker process (and kill -9 it).
- * `cube worker` runs the same {@link runWorkerProcess} with flags over these.
+ * `node --import=tsx worker/main.ts`: a worker configured by the environment alone (every
+ * CUBE_* setting `cube worker` reads, read by the same {@link workerOptionsFromEnv}), for
+ * tests and benchmarks that spawn a real worker process (and kill -9 it). `cube worker` runs
+ * the same {@link runWorkerProcess} with flags over these.
  */
 import { workerOptionsFromEnv } from "./env.js";
 import { runWorkerProcess } from "./process.js";

@@ -9,6 +9,7 @@ import {
 } from "../../gen/cube/v1/job_service_pb.js";
 import { DesiredState, type Task } from "../../gen/cube/v1/task_pb.js";
 import { formatDuration } from "../../lib/format-ms.js";
+import { formatAge, parseDuration } from "../../lib/parse-duration.js";
 import { CliError, usageError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
@@ -35,7 +36,6 @@ import { renderTable } from "../format-table.js";
 import { shortId, stateLabel, workerLabel } from "../format-task.js";
 import type { Io } from "../io.js";
 import { LiveTable } from "../live-table.js";
-import { formatAge, parseDuration } from "../parse-duration.js";
 import { parseJobFile } from "../parse-job-file.js";
 import { readSpecFile } from "../read-spec-file.js";
 import { followWatch, watchUntil } from "../reconnect.js";

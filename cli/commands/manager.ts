@@ -1,15 +1,15 @@
 import { resolve } from "node:path";
 import { Command } from "commander";
+import { envSetting } from "../../lib/env-setting.js";
+import { parseDuration, parseEnvDuration } from "../../lib/parse-duration.js";
 import { joinToken } from "../../lib/tls/identity.js";
 import type { ManagerHandle } from "../../manager/index.js";
-import { CliError } from "../cli-error.js";
+import { CliError, usageError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
-import { envSetting } from "../env-setting.js";
 import type { Io } from "../io.js";
 import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
-import { parseDuration, parseEnvDuration } from "../parse-duration.js";
 import { parseCount } from "../parse-enum.js";
 
 type SchedulerName = "round-robin" | "epvm" | "fit";
@@ -143,7 +143,14 @@ Examples:
 
 async function manager(io: Io, flags: ManagerFlags): Promise<void> {
   const env = io.env;
-  const fromEnv = (name: string, parse: (s: string) => number) => envSetting(env, name, parse);
+  // A bad CUBE_* value is the user's to fix: a CliError naming it (exit 2), not a crash.
+  const fromEnv = (name: string, parse: (s: string) => number) => {
+    try {
+      return envSetting(env, name, parse);
+    } catch (error) {
+      throw usageError((error as Error).message);
+    }
+  };
   const scheduler =
     flags.scheduler ?? (env.CUBE_SCHEDULER ? envScheduler(env.CUBE_SCHEDULER) : undefined);
   const options = {
@@ -215,6 +222,6 @@ function envScheduler(value: string): SchedulerName {
   try {
     return parseScheduler(value);
   } catch (error) {
-    throw new CliError(`CUBE_SCHEDULER: ${(error as Error).message}`);
+    throw usageError(`CUBE_SCHEDULER: ${(error as Error).message}`);
   }
 }

@@ -8,6 +8,7 @@ import {
   NodeSchema,
 } from "../../gen/cube/v1/node_service_pb.js";
 import { formatDuration } from "../../lib/format-ms.js";
+import { parseDuration } from "../../lib/parse-duration.js";
 import { CliError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
@@ -23,7 +24,6 @@ import { ExitCode } from "../exit-codes.js";
 import { renderTable } from "../format-table.js";
 import { WORKER_HEAD, workerRow } from "../format-worker.js";
 import type { Io } from "../io.js";
-import { parseDuration } from "../parse-duration.js";
 import { watchUntil } from "../reconnect.js";
 
 interface LsOptions extends ClientOptions {

@@ -2,6 +2,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import { RunTasksResponseSchema, TaskView } from "../../gen/cube/v1/task_service_pb.js";
+import { parseDuration } from "../../lib/parse-duration.js";
 import { LIMITS } from "../../manager/rules/validate-spec.js";
 import { buildSpec, givenSpecFlags, type RunFlags } from "../build-spec.js";
 import { CliError, usageError } from "../cli-error.js";
@@ -17,7 +18,6 @@ import {
 import { ExitCode } from "../exit-codes.js";
 import type { Io } from "../io.js";
 import { parseCpu } from "../parse-cpu.js";
-import { parseDuration } from "../parse-duration.js";
 import { parseCount, parseRestartMode, positiveCount } from "../parse-enum.js";
 import { parseKeyValue } from "../parse-key-value.js";
 import { parsePort } from "../parse-port.js";

@@ -1,6 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
+import { parseDuration } from "../../lib/parse-duration.js";
 import { CliError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS } from "../client.js";
 import {
@@ -13,7 +14,6 @@ import {
 import { describeError } from "../describe-error.js";
 import { ExitCode } from "../exit-codes.js";
 import type { Io } from "../io.js";
-import { parseDuration } from "../parse-duration.js";
 import { resolveTask } from "../resolve-task.js";
 import { waitForTask } from "../wait-for-task.js";
 

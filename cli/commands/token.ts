@@ -7,6 +7,7 @@ import {
   type Token,
   TokenSchema,
 } from "../../gen/cube/v1/token_service_pb.js";
+import { formatAge, parseDuration } from "../../lib/parse-duration.js";
 import { CALL_TIMEOUT_MS } from "../client.js";
 import {
   addClientOptions,
@@ -17,7 +18,6 @@ import {
 } from "../client-options.js";
 import { renderTable } from "../format-table.js";
 import type { Io } from "../io.js";
-import { formatAge, parseDuration } from "../parse-duration.js";
 
 const ROLES = ["read", "operator", "admin", "worker"] as const;
 type RoleName = (typeof ROLES)[number];

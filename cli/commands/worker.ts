@@ -1,13 +1,12 @@
 import { Command } from "commander";
+import { parseDuration } from "../../lib/parse-duration.js";
 import type { WorkerHandle } from "../../worker/index.js";
-import { CliError } from "../cli-error.js";
+import { CliError, usageError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg, collect } from "../client-options.js";
-import { envSetting } from "../env-setting.js";
 import type { Io } from "../io.js";
 import { checkManagerAddress } from "../manager-address.js";
-import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
-import { parseDuration, parseEnvDuration } from "../parse-duration.js";
+import { NO_METRICS_HELP } from "../metrics-flag.js";
 import { parseCount } from "../parse-enum.js";
 import { parseKeyValue, toRecord } from "../parse-key-value.js";
 
@@ -134,52 +133,45 @@ Examples:
 
 async function worker(io: Io, flags: WorkerFlags): Promise<void> {
   // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
-  const [{ parseLabels, policyFromEnv }, { runWorkerProcess }] = await Promise.all([
+  const [{ workerEnv }, { runWorkerProcess }] = await Promise.all([
     import("../../worker/env.js"),
     import("../../worker/process.js"),
   ]);
   const env = io.env;
-  let envLabels: Record<string, string>;
+  let fromEnv: ReturnType<typeof workerEnv>;
   try {
-    envLabels = parseLabels(env.CUBE_LABELS);
+    fromEnv = workerEnv(env);
   } catch (error) {
-    throw new CliError(`CUBE_LABELS: ${(error as Error).message}`);
+    // A bad CUBE_* value is a bad setting, as a bad flag would be.
+    throw usageError((error as Error).message);
   }
-  let envPolicy: ReturnType<typeof policyFromEnv>;
-  try {
-    envPolicy = policyFromEnv(env);
-  } catch (error) {
-    throw new CliError((error as Error).message);
-  }
+  // Flags over the CUBE_* variables (read the same way as worker/main.ts reads them).
   const options = {
+    ...fromEnv,
     manager: checkManagerAddress(
-      flags.manager || env.CUBE_MANAGER || DEFAULT_MANAGER,
+      flags.manager || fromEnv.manager || DEFAULT_MANAGER,
       flags.manager,
       env,
     ),
-    token: flags.token || env.CUBE_TOKEN || undefined,
-    ca: flags.ca || env.CUBE_CA || undefined,
-    listen: flags.listen || env.CUBE_LISTEN || "127.0.0.1:5556",
-    insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
-    name: flags.name || env.CUBE_NAME || undefined,
-    dataDir: flags.dataDir || env.CUBE_DATA_DIR || DEFAULT_WORKER_DATA_DIR,
-    labels: { ...envLabels, ...toRecord(flags.label ?? []) },
-    dockerHost: flags.dockerHost || env.CUBE_DOCKER_HOST || undefined,
+    token: flags.token || fromEnv.token,
+    ca: flags.ca || fromEnv.ca,
+    listen: flags.listen || fromEnv.listen || "127.0.0.1:5556",
+    insecure: flags.insecure || fromEnv.insecure,
+    name: flags.name || fromEnv.name,
+    dataDir: flags.dataDir || fromEnv.dataDir || DEFAULT_WORKER_DATA_DIR,
+    labels: { ...fromEnv.labels, ...toRecord(flags.label ?? []) },
+    dockerHost: flags.dockerHost || fromEnv.dockerHost,
     policy: {
-      ...envPolicy,
+      ...fromEnv.policy,
       ...(flags.pidsLimit !== undefined ? { pidsLimit: flags.pidsLimit } : {}),
       ...(flags.allowNewPrivileges ? { noNewPrivileges: false } : {}),
       ...(flags.capDrop ? { dropCapabilities: flags.capDrop.filter((c) => c !== "NONE") } : {}),
       ...(flags.allowRegistry ? { allowedRegistries: flags.allowRegistry } : {}),
     },
-    pullStallMs:
-      flags.pullStallTimeout ?? envSetting(env, "CUBE_PULL_STALL_TIMEOUT", parseEnvDuration),
-    runtimeRequestTimeoutMs:
-      flags.runtimeRequestTimeout ??
-      envSetting(env, "CUBE_RUNTIME_REQUEST_TIMEOUT", parseEnvDuration),
-    metrics: metricsWanted(flags.metrics, env),
-    shutdownTimeoutMs:
-      flags.shutdownTimeout ?? envSetting(env, "CUBE_SHUTDOWN_TIMEOUT", parseEnvDuration),
+    pullStallMs: flags.pullStallTimeout ?? fromEnv.pullStallMs,
+    runtimeRequestTimeoutMs: flags.runtimeRequestTimeout ?? fromEnv.runtimeRequestTimeoutMs,
+    metrics: flags.metrics !== false && fromEnv.metrics,
+    shutdownTimeoutMs: flags.shutdownTimeout ?? fromEnv.shutdownTimeoutMs,
   };
   let handle: WorkerHandle;
   try {

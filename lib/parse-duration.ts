@@ -1,4 +1,4 @@
-import { MAX_TIMER_MS } from "../lib/clock.js";
+import { MAX_TIMER_MS } from "./clock.js";
 
 /**
  * Durations as Go and most ops tools write them: a number with a unit (ms, s, m, h),

@@ -1,8 +1,6 @@
-import { CliError } from "./cli-error.js";
-
 /**
  * The environment variable `name` parsed by `parse`, or undefined when it is unset or empty;
- * a value `parse` refuses is a CliError naming the variable.
+ * a value `parse` refuses throws an Error naming the variable ("CUBE_X: …").
  */
 export function envSetting<T>(
   env: NodeJS.ProcessEnv,
@@ -14,6 +12,6 @@ export function envSetting<T>(
   try {
     return parse(value);
   } catch (error) {
-    throw new CliError(`${name}: ${(error as Error).message}`);
+    throw new Error(`${name}: ${(error as Error).message}`);
   }
 }
