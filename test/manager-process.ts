@@ -104,6 +104,8 @@ export class Cluster {
   readonly workers = new Map<string, Spawned>();
   readonly #workerIds = new Set<string>();
   readonly #procs: Spawned[] = [];
+  /** spawnCube's own teardowns: they kill a process that never said it was listening. */
+  readonly #unstarted: (() => unknown)[] = [];
 
   constructor(
     t: { teardown(fn: () => unknown): void; log(...values: unknown[]): void },
@@ -112,6 +114,7 @@ export class Cluster {
   ) {
     t.teardown(async () => {
       await Promise.all(this.#procs.map((p) => p.kill9()));
+      await Promise.all(this.#unstarted.map((kill) => kill()));
       const { removeContainers } = await import("./fixtures.js");
       let removed = 0;
       for (const id of this.#workerIds) removed += await removeContainers(`cube.worker=${id}`);
@@ -153,8 +156,11 @@ export class Cluster {
     return this.#procs.map((p) => p.logs()).join("\n");
   }
 
-  /** The cluster's teardown does the killing. */
+  /**
+   * The cluster's teardown does the killing: of the processes that started with kill9(), in
+   * one go, then spawnCube's own teardowns, which kill one that timed out before it listened.
+   */
   #quiet(): { teardown(fn: () => unknown): void } {
-    return { teardown: () => undefined };
+    return { teardown: (fn) => this.#unstarted.push(fn) };
   }
 }
