@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { resumeAfter } from "../lib/rpc/resume-after.js";
 import { sleep } from "../lib/sleep.js";
 import { CliError } from "./cli-error.js";
 import type { Io } from "./io.js";
@@ -61,7 +62,9 @@ function interrupted(): ConnectError {
  * 500 ms until it answers, then one line, `reconnected to the manager at ADDR`; stdout stays
  * the command's own. Ctrl-C (`signal`) ends it with a CANCELED ConnectError, as a cut call does
  * (see stoppedByUser); a CliError or any other error (a revoked token, NOT_FOUND…) ends it with
- * that error, even between two tries. `note`, when given, gets the lost line while the manager
+ * that error, even between two tries. A watch cut off for falling behind (RESOURCE_EXHAUSTED
+ * with a resume revision, lib/rpc/resume-after.ts) is opened again at once with `open(true)`,
+ * saying so on stderr. `note`, when given, gets the lost line while the manager
  * is away and undefined once it is back (a table on a terminal shows it, as its redraws
  * clear the screen).
  */
@@ -80,6 +83,15 @@ export async function followWatch<T>(
     try {
       for await (const message of watch) await each(message);
     } catch (error) {
+      if (!signal.aborted && resumeAfter(error) !== undefined) {
+        // Cut off for reading too slowly (a burst of events, a slow pipe): the manager is
+        // there; open it again at once, from where this command got to.
+        io.stderr.write(
+          "the watch fell behind the manager's events and was cut off; carrying on from the last one read\n",
+        );
+        watch = await open(true);
+        continue;
+      }
       if (!resumable(error)) throw error;
     }
     if (signal.aborted) throw interrupted();

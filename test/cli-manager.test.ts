@@ -1,12 +1,15 @@
 /**
  * `cube` commands run in this process (runCli, as bin/cube.js does) against a real manager on
  * 127.0.0.1:0: a watch of a job that does not exist, and addresses and durations refused
- * before anything is dialled. Ctrl-C in the middle of `cube stop A B C --wait` is in
+ * before anything is dialled; watches cut off for reading too slowly carry on. Ctrl-C in the middle of `cube stop A B C --wait` is in
  * cli-process.test.ts, with a real SIGINT to a real process.
  */
 import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
 import test from "ava";
 import { runCli } from "../cli/run-cli.js";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { grpcTransport } from "../lib/rpc/client.js";
 import { captureIo, freePort } from "./cli-harness.js";
 import { startTestManager, tempDir } from "./fixtures.js";
 
@@ -125,4 +128,53 @@ test("a bad CUBE_* duration for `cube manager` or `cube worker`: named, exit 2, 
   });
   t.is(worker.code, 2, worker.stderr);
   t.regex(worker.stderr, /^cube: CUBE_PULL_STALL_TIMEOUT: .*"soon"/);
+});
+
+test("a watch cut off for falling behind (a burst larger than its buffer) carries on from the last event read: every event once, in order", async (t) => {
+  // A buffer of 20 events: one RunTasks of 300 overflows it at once, whatever the reader.
+  const m = await startTestManager(t, { watchBufferSize: 20 });
+  const client = createClient(TaskService, grpcTransport(m.address, { token: m.adminToken }));
+  const auth = ["--manager", m.address, "--token", m.adminToken as string];
+  const interrupt = new AbortController();
+  t.teardown(() => interrupt.abort());
+  const io = {
+    ...captureIo({ CUBE_CONFIG: join(await tempDir(t), "c.json") }),
+    interrupted: interrupt.signal,
+  };
+  const ran = runCli(["events", "-o", "json", ...auth], io);
+  const created = () =>
+    io
+      .out()
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => JSON.parse(l) as { revision: string; task: { id: string }; type: string });
+  const until = async (what: string, ok: () => boolean) => {
+    const deadline = Date.now() + 15_000;
+    while (!ok()) {
+      if (Date.now() > deadline) throw new Error(`${what}: not within 15 s; stderr: ${io.err()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  // The watch is open once it prints a task's event (one run before it opened is not shown).
+  let warm = 0;
+  await until("the watch is open", () => {
+    if (created().length > 0) return true;
+    void client.runTask({ id: `warm${warm++}`, spec: { image: "img" } });
+    return false;
+  });
+  await client.runTasks({
+    requests: Array.from({ length: 300 }, (_, i) => ({ id: `t${i}`, spec: { image: "img" } })),
+  });
+  const burst = (ids: Set<string>) =>
+    Array.from({ length: 300 }, (_, i) => `t${i}`).every((id) => ids.has(id));
+  await until("all 300 printed", () => burst(new Set(created().map((e) => e.task.id))));
+  interrupt.abort();
+  await ran;
+  const revisions = created().map((e) => BigInt(e.revision));
+  t.true(
+    revisions.every((r, i) => i === 0 || r > (revisions[i - 1] as bigint)),
+    "in order, none twice",
+  );
+  t.regex(io.err(), /the watch fell behind the manager's events and was cut off; carrying on/);
+  t.notRegex(io.err(), /lost the manager/);
 });

@@ -335,7 +335,7 @@ test.serial(
     t.regex(
       ended.stderr,
       new RegExp(
-        `cube: the manager at ${first.address} is back but cannot carry on after revision ${printed} \\(the last event printed\\): .*ahead of the latest revision 0\\. Events in between may be missed`,
+        `cube: the manager at ${first.address} cannot carry on after revision ${printed} \\(the last event printed\\): .*ahead of the latest revision 0\\. Events in between may be missed`,
       ),
     );
   },

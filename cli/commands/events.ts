@@ -125,7 +125,7 @@ async function* refusedResume<T>(
   } catch (error) {
     if (!(error instanceof ConnectError) || error.code !== Code.OutOfRange) throw error;
     throw new CliError(
-      `the manager at ${address} is back but cannot carry on after ${from}: ${error.rawMessage}. Events in between may be missed: start again with \`cube events\` (only new events) or \`cube events --since 0\` (all the manager keeps)`,
+      `the manager at ${address} cannot carry on after ${from}: ${error.rawMessage}. Events in between may be missed: start again with \`cube events\` (only new events) or \`cube events --since 0\` (all the manager keeps)`,
     );
   }
 }

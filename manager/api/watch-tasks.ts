@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { TaskEvent } from "../../gen/cube/v1/task_pb.js";
+import { fellBehind } from "../../lib/rpc/resume-after.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { withSpec } from "../rules/task-ops.js";
 
@@ -11,7 +12,8 @@ const PAGE = 1000;
  * first the history (from memory when recent, else from the store), then live events, with
  * no gap and no duplicate between the two. OUT_OF_RANGE when the history asked for is no
  * longer kept, or lies in the future. A watcher that falls `watchBufferSize` events behind is
- * ended with RESOURCE_EXHAUSTED naming the revision to resume from; it never slows anyone.
+ * ended with RESOURCE_EXHAUSTED naming the revision to resume from, also in the
+ * {@link RESUME_AFTER_TRAILER} trailer; it never slows anyone.
  */
 export async function* watchTasks(
   cp: ControlPlane,
@@ -62,10 +64,7 @@ export async function* watchTasks(
     for (;;) {
       const events = await watcher.take(signal);
       if (!events) {
-        throw new ConnectError(
-          `this watch fell ${cp.options.watchBufferSize} events behind and was cut off: watch again with after_revision ${last}`,
-          Code.ResourceExhausted,
-        );
+        throw fellBehind(cp.options.watchBufferSize, last);
       }
       if (signal.aborted) return;
       for (const e of events) {

@@ -630,7 +630,10 @@ export const TaskService: GenService<{
   },
   /**
    * Streams task events as they are recorded, starting after `after_revision`;
-   * a client that reconnects with the last revision it saw misses nothing.
+   * a client that reconnects with the last revision it saw misses nothing. A watcher
+   * that falls too far behind is cut off with RESOURCE_EXHAUSTED and the trailer
+   * `cube-resume-after` (the revision to watch again after); a manager shutting down
+   * ends every watch with UNAVAILABLE.
    *
    * @generated from rpc cube.v1.TaskService.WatchTasks
    */
