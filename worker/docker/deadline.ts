@@ -1,3 +1,4 @@
+import { formatDuration } from "../../lib/format-ms.js";
 import { DriverError } from "../tasks/driver.js";
 import { dockerStatus } from "./errors.js";
 
@@ -57,16 +58,7 @@ export async function raceDeadline<T>(what: string, ms: number, call: Promise<T>
 /** The DriverError of a call the engine did not answer in time. */
 export function engineTimeout(what: string, ms: number): DriverError {
   return new DriverError(
-    `docker did not answer ${what} within ${formatWait(ms)}`,
+    `docker did not answer ${what} within ${formatDuration(ms)}`,
     "engine-timeout",
   );
-}
-
-/** A deadline for people: 120000 → "2m", 90000 → "1m30s", 1500 → "1.5s", 250 → "250ms". */
-function formatWait(ms: number): string {
-  if (ms < 1000) return `${ms}ms`;
-  const seconds = Number((ms / 1000).toFixed(1));
-  if (seconds < 60) return `${seconds}s`;
-  const rest = Number((seconds % 60).toFixed(1));
-  return `${Math.floor(seconds / 60)}m${rest ? `${rest}s` : ""}`;
 }
