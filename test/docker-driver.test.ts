@@ -308,6 +308,65 @@ test("following logs streams new output and ends when aborted", async (t) => {
   t.regex(lines.join(""), /tick 0\n[\s\S]*tick 3\n/);
 });
 
+test("logs are stamped with the time each line was written, and since keeps what was written at or after it", async (t) => {
+  const w = worker(t);
+  const info = await driver.start(
+    request(w, {
+      command: ["sh", "-c"],
+      // Apart: the engine stores stdout's and stderr's lines as they come to it.
+      args: ["for i in 0 1 2 3 4 5; do echo out $i; sleep 0.05; echo err $i >&2; sleep 0.05; done"],
+    }),
+  );
+  await driver.wait(info.containerId);
+  const signal = new AbortController().signal;
+  const all: LogChunk[] = [];
+  for await (const c of driver.logs(info.containerId, { follow: false, tail: 0, signal })) {
+    all.push(c);
+  }
+  const shown = (chunks: LogChunk[]) =>
+    chunks.map((c) => `${LogStream[c.stream]}:${Buffer.from(c.data).toString()}`);
+  t.deepEqual(
+    shown(all),
+    [0, 1, 2, 3, 4, 5].flatMap((i) => [`STDOUT:out ${i}\n`, `STDERR:err ${i}\n`]),
+    "one line a chunk, stamps taken off, in the order written",
+  );
+  const ms = all.map((c) => Number(c.time?.seconds) * 1000 + (c.time?.nanos ?? 0) / 1e6);
+  t.true(ms.every((x, i) => i === 0 || x >= (ms[i - 1] as number)));
+  const span = (ms[10] as number) - (ms[0] as number);
+  t.true(span >= 400, `lines 0 to 10 written within ${span} ms`);
+  const since = all[6]?.time;
+  const later: LogChunk[] = [];
+  for await (const c of driver.logs(info.containerId, { follow: false, tail: 0, since, signal })) {
+    later.push(c);
+  }
+  t.deepEqual(shown(later), shown(all.slice(6)));
+});
+
+test("the logs of a container with a TTY (raw, not multiplexed) are read line by line, stamped", async (t) => {
+  const w = worker(t);
+  const container = await docker.createContainer({
+    Image: HTTP_IMAGE,
+    Cmd: ["sh", "-c", "echo one; echo two; echo three >&2"],
+    Tty: true,
+    Labels: { "cube.worker": w },
+  });
+  await container.start();
+  await container.wait();
+  const chunks: LogChunk[] = [];
+  for await (const c of driver.logs(container.id, {
+    follow: false,
+    tail: 0,
+    signal: new AbortController().signal,
+  })) {
+    chunks.push(c);
+  }
+  t.deepEqual(
+    chunks.map((c) => `${LogStream[c.stream]}:${Buffer.from(c.data).toString()}`),
+    ["STDOUT:one\r\n", "STDOUT:two\r\n", "STDOUT:three\r\n"],
+  );
+  t.true(chunks.every((c) => c.time !== undefined));
+});
+
 test("bad input is an invalid-spec DriverError, not a crash", async (t) => {
   const w = worker(t);
   const tooSmall = await t.throwsAsync(

@@ -4,13 +4,13 @@
  * error codes, and the metrics watch.
  */
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import test from "ava";
 import { createHollowDriver } from "../bench/hollow-driver.js";
 import { MetricsService, NodeMetricsSchema } from "../gen/cube/v1/metrics_pb.js";
 import { type Task, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
-import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { LogStream, TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { workerRoutes } from "../worker/api/server.js";
 import { StatsFeed } from "../worker/stream/stats-feed.js";
 import { type Driver, DriverError } from "../worker/tasks/driver.js";
@@ -130,6 +130,59 @@ for (const [kind, code] of [
     t.is(ConnectError.from(error).rawMessage, `logs failed (${kind})`);
   });
 }
+
+test("TaskLogs checks since against the worker's clock (INVALID_ARGUMENT), and hands it to the driver, whose stamps come back as the chunks' times", async (t) => {
+  const held = create(TaskSchema, { ...task("web-1", TaskState.RUNNING, 1), containerId: "c1" });
+  const stamp = timestampFromMs(Date.now() - 1000);
+  const asked: unknown[] = [];
+  const hollow = createHollowDriver();
+  const driver: Driver = {
+    ...hollow,
+    async *logs(_id, options) {
+      asked.push(options.since);
+      yield { stream: LogStream.STDOUT, data: new TextEncoder().encode("hi\n"), time: stamp };
+    },
+  };
+  const transport = createRouterTransport(
+    workerRoutes({
+      workerId: WORKER,
+      tasks: () => [held],
+      stats: new StatsFeed({
+        workerId: WORKER,
+        node: () => create(NodeMetricsSchema, { workerId: WORKER }),
+        driver,
+        tasks: () => [held],
+        intervalMs: 1000,
+      }),
+      driver,
+    }),
+  );
+  const tasks = createClient(TaskService, transport);
+  const read = async (since?: Timestamp) => {
+    const out = [];
+    for await (const chunk of tasks.taskLogs({ id: "web-1", since })) out.push(chunk);
+    return out;
+  };
+  const chunks = await read(stamp);
+  t.deepEqual(asked, [stamp]);
+  t.deepEqual(
+    chunks.map((c) => c.time),
+    [stamp],
+  );
+  const soon = timestampFromMs(Date.now() + 30_000);
+  t.is((await read(soon)).length, 1, "within a minute of the worker's clock: fine");
+  const later = await t.throwsAsync(read(timestampFromMs(Date.now() + 5 * 60_000)));
+  t.is(codeOf(later), Code.InvalidArgument);
+  t.regex(
+    ConnectError.from(later).rawMessage,
+    /^since: \S+ is in the future \(the worker's clock reads /,
+  );
+  const negative = await t.throwsAsync(
+    read({ $typeName: "google.protobuf.Timestamp", seconds: -1n, nanos: 0 }),
+  );
+  t.is(codeOf(negative), Code.InvalidArgument);
+  t.is(asked.length, 2, "a refused since never reaches the driver");
+});
 
 test("metrics: a watcher that stops reading gets the latest sample when it reads again, not a backlog", async (t) => {
   let taken = 0;

@@ -1,6 +1,8 @@
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { type TaskLogsResponse, TaskService } from "../../gen/cube/v1/task_service_pb.js";
 import { WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
+import { sinceProblem } from "../../lib/log-time.js";
 import { grpcTransport } from "../../lib/rpc/client.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { findTask } from "../rules/task-ops.js";
@@ -25,15 +27,20 @@ function transportTo(address: string, workerId: string, tls: ClusterTls | undefi
 
 /**
  * Streams a task's container output from the worker that runs it (its own
- * TaskService.TaskLogs at the address it registered). FAILED_PRECONDITION when the task has
- * no container yet; UNAVAILABLE naming the worker when it cannot be reached.
+ * TaskService.TaskLogs at the address it registered). INVALID_ARGUMENT for a `since` no
+ * clock could mean (the worker checks it against its own clock too); FAILED_PRECONDITION
+ * when the task has no container yet; UNAVAILABLE naming the worker when it is DOWN or
+ * cannot be reached (a message that starts with "worker ").
  */
 export async function* proxyTaskLogs(
   cp: ControlPlane,
-  request: { id: string; follow: boolean; tail: number },
+  request: { id: string; follow: boolean; tail: number; since?: Timestamp },
   signal: AbortSignal,
   tls?: ClusterTls,
 ): AsyncGenerator<TaskLogsResponse> {
+  // Not against this clock: the worker's engine stamps the output, and the two may differ.
+  const problem = request.since && sinceProblem(request.since);
+  if (problem) throw new ConnectError(problem, Code.InvalidArgument);
   const task = findTask(cp, request.id).task;
   if (!task.workerId || !task.containerId) {
     throw new ConnectError(
@@ -55,7 +62,7 @@ export async function* proxyTaskLogs(
   const client = createClient(TaskService, transportTo(worker.record.address, task.workerId, tls));
   try {
     for await (const chunk of client.taskLogs(
-      { id: task.id, follow: request.follow, tail: request.tail },
+      { id: task.id, follow: request.follow, tail: request.tail, since: request.since },
       { signal },
     )) {
       yield chunk;

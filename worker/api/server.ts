@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { MetricsService } from "../../gen/cube/v1/metrics_pb.js";
 import type { Task } from "../../gen/cube/v1/task_pb.js";
@@ -8,6 +8,7 @@ import {
   TaskLogsResponseSchema,
   TaskService,
 } from "../../gen/cube/v1/task_service_pb.js";
+import { sinceProblem } from "../../lib/log-time.js";
 import { redactTask } from "../../lib/redact.js";
 import { validateTaskFilter } from "../../lib/task-filter.js";
 import type { StatsFeed, StatsSample } from "../stream/stats-feed.js";
@@ -51,18 +52,20 @@ export function workerRoutes(view: WorkerView): (router: ConnectRouter) => void 
       listTasks: (req) => listTasks(view, req),
       async *taskLogs(req, ctx) {
         const task = find(req.id);
+        // Against this worker's clock, whose engine stamps the output.
+        const problem = req.since && sinceProblem(req.since, Date.now());
+        if (problem) throw new ConnectError(problem, Code.InvalidArgument);
         if (!task.containerId) {
           throw new ConnectError(`task ${req.id} has no container`, Code.FailedPrecondition);
         }
         const chunks = view.driver.logs(task.containerId, {
           follow: req.follow,
           tail: req.tail,
+          since: req.since,
           signal: ctx.signal,
         });
         try {
-          for await (const chunk of chunks) {
-            yield create(TaskLogsResponseSchema, { ...chunk, time: timestampNow() });
-          }
+          for await (const chunk of chunks) yield create(TaskLogsResponseSchema, chunk);
         } catch (error) {
           if (ctx.signal.aborted) return;
           if (error instanceof DriverError) throw new ConnectError(error.message, logsCode(error));

@@ -7,6 +7,7 @@
  * with a DriverError "engine-timeout" instead of holding the task's queue for good.
  */
 import { setTimeout as delay } from "node:timers/promises";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import Docker from "dockerode";
 import type { Logger } from "../../lib/logger.js";
 import {
@@ -389,7 +390,7 @@ class DockerDriver implements Driver {
 
   logs(
     containerId: string,
-    options: { follow: boolean; tail: number; signal: AbortSignal },
+    options: { follow: boolean; tail: number; since?: Timestamp; signal: AbortSignal },
   ): AsyncIterable<LogChunk> {
     const container = this.#docker.getContainer(containerId);
     return (async function* () {

@@ -1,3 +1,4 @@
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { PortBinding, TaskSpec } from "../../gen/cube/v1/task_pb.js";
 import type { LogStream } from "../../gen/cube/v1/task_service_pb.js";
 
@@ -56,6 +57,8 @@ export interface ContainerStats {
 export interface LogChunk {
   readonly stream: LogStream;
   readonly data: Uint8Array;
+  /** When the container wrote it (the engine's stamp); none on the engine's own notes. */
+  readonly time?: Timestamp;
 }
 
 /**
@@ -126,10 +129,14 @@ export interface Driver {
   inspect(containerId: string): Promise<ContainerInfo | undefined>;
   /** The latest usage sample of each running container of this worker (sampled in the background). */
   stats(): readonly ContainerStats[];
-  /** The container's output. */
+  /**
+   * The container's output, each chunk stamped with the time it was written: the last
+   * `tail` lines (0: all) of those written at or after `since` (undefined: all), then, with
+   * `follow`, what it writes until it exits or `signal` aborts.
+   */
   logs(
     containerId: string,
-    options: { follow: boolean; tail: number; signal: AbortSignal },
+    options: { follow: boolean; tail: number; since?: Timestamp; signal: AbortSignal },
   ): AsyncIterable<LogChunk>;
   /** Every container labelled for `workerId`, running or not: what a restarted worker re-adopts. */
   recover(workerId: string): Promise<ContainerInfo[]>;

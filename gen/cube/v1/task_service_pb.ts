@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/v1/task_service.proto.
  */
 export const file_cube_v1_task_service: GenFile = /*@__PURE__*/
-  fileDesc("ChpjdWJlL3YxL3Rhc2tfc2VydmljZS5wcm90bxIHY3ViZS52MSI9Cg5SdW5UYXNrUmVxdWVzdBIfCgRzcGVjGAEgASgLMhEuY3ViZS52MS5UYXNrU3BlYxIKCgJpZBgCIAEoCSIuCg9SdW5UYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLmN1YmUudjEuVGFzayJdCg9SdW5UYXNrc1JlcXVlc3QSKQoIcmVxdWVzdHMYASADKAsyFy5jdWJlLnYxLlJ1blRhc2tSZXF1ZXN0Eh8KBHZpZXcYAiABKA4yES5jdWJlLnYxLlRhc2tWaWV3IjAKEFJ1blRhc2tzUmVzcG9uc2USHAoFdGFza3MYASADKAsyDS5jdWJlLnYxLlRhc2siHAoOR2V0VGFza1JlcXVlc3QSCgoCaWQYASABKAkiLgoPR2V0VGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5jdWJlLnYxLlRhc2si5AEKEExpc3RUYXNrc1JlcXVlc3QSIgoGc3RhdGVzGAEgAygOMhIuY3ViZS52MS5UYXNrU3RhdGUSEQoJd29ya2VyX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNQoGbGFiZWxzGAQgAygLMiUuY3ViZS52MS5MaXN0VGFza3NSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgFIAEoDRISCgpwYWdlX3Rva2VuGAYgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXAoRTGlzdFRhc2tzUmVzcG9uc2USHAoFdGFza3MYASADKAsyDS5jdWJlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhAKCHJldmlzaW9uGAMgASgEIh0KD1N0b3BUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSIvChBTdG9wVGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5jdWJlLnYxLlRhc2siTwoVTGlzdFRhc2tFdmVudHNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiVQoWTGlzdFRhc2tFdmVudHNSZXNwb25zZRIiCgZldmVudHMYASADKAsyEi5jdWJlLnYxLlRhc2tFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUQoRV2F0Y2hUYXNrc1JlcXVlc3QSFgoOYWZ0ZXJfcmV2aXNpb24YASABKAQSDwoHdGFza19pZBgCIAEoCRITCgtmcm9tX29sZGVzdBgDIAEoCCI3ChJXYXRjaFRhc2tzUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5jdWJlLnYxLlRhc2tFdmVudCI7Cg9UYXNrTG9nc1JlcXVlc3QSCgoCaWQYASABKAkSDgoGZm9sbG93GAIgASgIEgwKBHRhaWwYAyABKA0ibgoQVGFza0xvZ3NSZXNwb25zZRIMCgRkYXRhGAEgASgMEiIKBnN0cmVhbRgCIAEoDjISLmN1YmUudjEuTG9nU3RyZWFtEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKk4KCFRhc2tWaWV3EhkKFVRBU0tfVklFV19VTlNQRUNJRklFRBAAEhMKD1RBU0tfVklFV19CQVNJQxABEhIKDlRBU0tfVklFV19GVUxMEAIqVQoJTG9nU3RyZWFtEhoKFkxPR19TVFJFQU1fVU5TUEVDSUZJRUQQABIVChFMT0dfU1RSRUFNX1NURE9VVBABEhUKEUxPR19TVFJFQU1fU1RERVJSEAIyrgQKC1Rhc2tTZXJ2aWNlEjwKB1J1blRhc2sSFy5jdWJlLnYxLlJ1blRhc2tSZXF1ZXN0GhguY3ViZS52MS5SdW5UYXNrUmVzcG9uc2USPwoIUnVuVGFza3MSGC5jdWJlLnYxLlJ1blRhc2tzUmVxdWVzdBoZLmN1YmUudjEuUnVuVGFza3NSZXNwb25zZRI8CgdHZXRUYXNrEhcuY3ViZS52MS5HZXRUYXNrUmVxdWVzdBoYLmN1YmUudjEuR2V0VGFza1Jlc3BvbnNlEkIKCUxpc3RUYXNrcxIZLmN1YmUudjEuTGlzdFRhc2tzUmVxdWVzdBoaLmN1YmUudjEuTGlzdFRhc2tzUmVzcG9uc2USPwoIU3RvcFRhc2sSGC5jdWJlLnYxLlN0b3BUYXNrUmVxdWVzdBoZLmN1YmUudjEuU3RvcFRhc2tSZXNwb25zZRJRCg5MaXN0VGFza0V2ZW50cxIeLmN1YmUudjEuTGlzdFRhc2tFdmVudHNSZXF1ZXN0Gh8uY3ViZS52MS5MaXN0VGFza0V2ZW50c1Jlc3BvbnNlEkcKCldhdGNoVGFza3MSGi5jdWJlLnYxLldhdGNoVGFza3NSZXF1ZXN0GhsuY3ViZS52MS5XYXRjaFRhc2tzUmVzcG9uc2UwARJBCghUYXNrTG9ncxIYLmN1YmUudjEuVGFza0xvZ3NSZXF1ZXN0GhkuY3ViZS52MS5UYXNrTG9nc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_cube_v1_task, file_google_protobuf_timestamp]);
+  fileDesc("ChpjdWJlL3YxL3Rhc2tfc2VydmljZS5wcm90bxIHY3ViZS52MSI9Cg5SdW5UYXNrUmVxdWVzdBIfCgRzcGVjGAEgASgLMhEuY3ViZS52MS5UYXNrU3BlYxIKCgJpZBgCIAEoCSIuCg9SdW5UYXNrUmVzcG9uc2USGwoEdGFzaxgBIAEoCzINLmN1YmUudjEuVGFzayJdCg9SdW5UYXNrc1JlcXVlc3QSKQoIcmVxdWVzdHMYASADKAsyFy5jdWJlLnYxLlJ1blRhc2tSZXF1ZXN0Eh8KBHZpZXcYAiABKA4yES5jdWJlLnYxLlRhc2tWaWV3IjAKEFJ1blRhc2tzUmVzcG9uc2USHAoFdGFza3MYASADKAsyDS5jdWJlLnYxLlRhc2siHAoOR2V0VGFza1JlcXVlc3QSCgoCaWQYASABKAkiLgoPR2V0VGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5jdWJlLnYxLlRhc2si5AEKEExpc3RUYXNrc1JlcXVlc3QSIgoGc3RhdGVzGAEgAygOMhIuY3ViZS52MS5UYXNrU3RhdGUSEQoJd29ya2VyX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNQoGbGFiZWxzGAQgAygLMiUuY3ViZS52MS5MaXN0VGFza3NSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgFIAEoDRISCgpwYWdlX3Rva2VuGAYgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXAoRTGlzdFRhc2tzUmVzcG9uc2USHAoFdGFza3MYASADKAsyDS5jdWJlLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhAKCHJldmlzaW9uGAMgASgEIh0KD1N0b3BUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSIvChBTdG9wVGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5jdWJlLnYxLlRhc2siTwoVTGlzdFRhc2tFdmVudHNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiVQoWTGlzdFRhc2tFdmVudHNSZXNwb25zZRIiCgZldmVudHMYASADKAsyEi5jdWJlLnYxLlRhc2tFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUQoRV2F0Y2hUYXNrc1JlcXVlc3QSFgoOYWZ0ZXJfcmV2aXNpb24YASABKAQSDwoHdGFza19pZBgCIAEoCRITCgtmcm9tX29sZGVzdBgDIAEoCCI3ChJXYXRjaFRhc2tzUmVzcG9uc2USIQoFZXZlbnQYASABKAsyEi5jdWJlLnYxLlRhc2tFdmVudCJmCg9UYXNrTG9nc1JlcXVlc3QSCgoCaWQYASABKAkSDgoGZm9sbG93GAIgASgIEgwKBHRhaWwYAyABKA0SKQoFc2luY2UYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm4KEFRhc2tMb2dzUmVzcG9uc2USDAoEZGF0YRgBIAEoDBIiCgZzdHJlYW0YAiABKA4yEi5jdWJlLnYxLkxvZ1N0cmVhbRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCpOCghUYXNrVmlldxIZChVUQVNLX1ZJRVdfVU5TUEVDSUZJRUQQABITCg9UQVNLX1ZJRVdfQkFTSUMQARISCg5UQVNLX1ZJRVdfRlVMTBACKlUKCUxvZ1N0cmVhbRIaChZMT0dfU1RSRUFNX1VOU1BFQ0lGSUVEEAASFQoRTE9HX1NUUkVBTV9TVERPVVQQARIVChFMT0dfU1RSRUFNX1NUREVSUhACMq4ECgtUYXNrU2VydmljZRI8CgdSdW5UYXNrEhcuY3ViZS52MS5SdW5UYXNrUmVxdWVzdBoYLmN1YmUudjEuUnVuVGFza1Jlc3BvbnNlEj8KCFJ1blRhc2tzEhguY3ViZS52MS5SdW5UYXNrc1JlcXVlc3QaGS5jdWJlLnYxLlJ1blRhc2tzUmVzcG9uc2USPAoHR2V0VGFzaxIXLmN1YmUudjEuR2V0VGFza1JlcXVlc3QaGC5jdWJlLnYxLkdldFRhc2tSZXNwb25zZRJCCglMaXN0VGFza3MSGS5jdWJlLnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5jdWJlLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEj8KCFN0b3BUYXNrEhguY3ViZS52MS5TdG9wVGFza1JlcXVlc3QaGS5jdWJlLnYxLlN0b3BUYXNrUmVzcG9uc2USUQoOTGlzdFRhc2tFdmVudHMSHi5jdWJlLnYxLkxpc3RUYXNrRXZlbnRzUmVxdWVzdBofLmN1YmUudjEuTGlzdFRhc2tFdmVudHNSZXNwb25zZRJHCgpXYXRjaFRhc2tzEhouY3ViZS52MS5XYXRjaFRhc2tzUmVxdWVzdBobLmN1YmUudjEuV2F0Y2hUYXNrc1Jlc3BvbnNlMAESQQoIVGFza0xvZ3MSGC5jdWJlLnYxLlRhc2tMb2dzUmVxdWVzdBoZLmN1YmUudjEuVGFza0xvZ3NSZXNwb25zZTABYgZwcm90bzM", [file_cube_v1_task, file_google_protobuf_timestamp]);
 
 /**
  * RunTaskRequest asks for one task.
@@ -433,11 +433,22 @@ export type TaskLogsRequest = Message<"cube.v1.TaskLogsRequest"> & {
   follow: boolean;
 
   /**
-   * Only the last `tail` lines of what was written so far; 0 means all.
+   * Only the last `tail` lines of what was written so far (of those at or after `since`,
+   * when it is set); 0 means all.
    *
    * @generated from field: uint32 tail = 3;
    */
   tail: number;
+
+  /**
+   * Only output written at or after this time (the container engine's clock, as in
+   * TaskLogsResponse.time); unset: all of it (or the tail). INVALID_ARGUMENT when it is
+   * before 1970-01-01T00:00:00Z, has nanos outside 0 to 999,999,999, or is more than a
+   * minute ahead of the worker's clock.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 4;
+   */
+  since?: Timestamp | undefined;
 };
 
 /**
@@ -448,7 +459,9 @@ export const TaskLogsRequestSchema: GenMessage<TaskLogsRequest> = /*@__PURE__*/
   messageDesc(file_cube_v1_task_service, 14);
 
 /**
- * TaskLogsResponse is one chunk of output.
+ * TaskLogsResponse is one chunk of output: one line the container wrote, with its newline
+ * (a longer line comes as several chunks: the engine stores 16 KiB of it at most in one
+ * message, and a worker sends at most 64 KiB in one chunk).
  *
  * @generated from message cube.v1.TaskLogsResponse
  */
@@ -468,7 +481,20 @@ export type TaskLogsResponse = Message<"cube.v1.TaskLogsResponse"> & {
   stream: LogStream;
 
   /**
-   * When the chunk was read.
+   * When the container wrote the chunk, as the container engine stamped it (nanoseconds;
+   * the same every time the log is read). The chunks of each stream come in the order
+   * written; stdout's and stderr's are interleaved as the engine stored them, so a chunk of
+   * one may follow a slightly later chunk of the other. Unset on a note that is not part
+   * of the output (the engine's own error reading the log, stream UNSPECIFIED).
+   *
+   * To resume a stream that was cut, without repeating or missing output: keep, for each
+   * stream, the latest `time` shown and how many of its chunks were shown with exactly that
+   * time, and the first `time` shown. Open TaskLogs again with tail 0 and `since` one second
+   * before the latest `time` shown (not before the first request's `since`). Of each stream
+   * drop the chunks stamped before its latest `time`, and as many stamped exactly at it as
+   * were shown; of a stream nothing was shown of, drop those stamped before the first `time`
+   * shown. This holds while the task runs the same container (Task.container_id): a task
+   * started again (a restart, a move) has a new container, whose log is another one.
    *
    * @generated from field: google.protobuf.Timestamp time = 3;
    */
@@ -643,7 +669,13 @@ export const TaskService: GenService<{
     output: typeof WatchTasksResponseSchema;
   },
   /**
-   * Streams a task's container output (stdout and stderr).
+   * Streams a task's container output (stdout and stderr), one chunk per line the
+   * container wrote (see TaskLogsResponse), each with the time it was written.
+   * INVALID_ARGUMENT for a bad `since`; NOT_FOUND for an unknown task, or a container that
+   * is gone; FAILED_PRECONDITION for a task with no container yet; UNAVAILABLE naming the
+   * worker when the worker that runs the task is DOWN or cannot be reached (and UNAVAILABLE
+   * when the manager shuts down). A follow cut by any UNAVAILABLE can be resumed with
+   * `since`, as TaskLogsResponse.time says.
    *
    * @generated from rpc cube.v1.TaskService.TaskLogs
    */

@@ -83,8 +83,9 @@ export function TaskLogs({
         return;
       }
       // A dropped connection (the manager restarting, the network changing): follow again
-      // after a pause, from the last lines, in place of what is shown (TaskLogs has no
-      // "since", so this is what keeps lines from showing twice).
+      // after a pause, from the last lines, in place of what is shown, so no line shows twice.
+      // (`cube logs -f` carries on with `since` instead, cli/log-resume.ts; a view that keeps
+      // only the last lines loses little by starting them again.)
       setStatus(`interrupted: ${why(error)}; following again…`);
       retry = setTimeout(() => setAttempt((a) => a + 1), RETRY_MS);
     });
