@@ -43,6 +43,21 @@ function serverSent(error: ConnectError): boolean {
 const TLS_TROUBLE =
   /certificate|CERT_|SSL|ERR_TLS|wrong version number|self[- ]signed|does not name cube:\/\/manager/i;
 
+/** A failed certificate check: the same answer every time, whatever a restart does. */
+const CERTIFICATE_REFUSED = /certificate|CERT_|self[- ]signed|does not name cube:\/\/manager/i;
+
+/**
+ * Whether `error` is a certificate check that failed (the manager came back with another CA,
+ * or the CA given is not its own): trying again cannot mend it.
+ */
+export function certificateRefused(error: unknown): boolean {
+  return (
+    error instanceof ConnectError &&
+    !serverSent(error) &&
+    CERTIFICATE_REFUSED.test(causeText(error))
+  );
+}
+
 /**
  * A connection that broke for TLS reasons, said so: with a CA, a handshake or certificate
  * check that failed; without one, a call that died before any answer on what may be a TLS

@@ -2,14 +2,17 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { resumeAfter } from "../lib/rpc/resume-after.js";
 import { sleep } from "../lib/sleep.js";
 import { CliError } from "./cli-error.js";
+import { certificateRefused } from "./describe-error.js";
 import type { Io } from "./io.js";
 
 /**
  * Whether a watch that failed with `error` is worth opening again: the manager went away or
- * restarted (the deployment, drain or task it was following carries on without us).
+ * restarted (the deployment, drain or task it was following carries on without us). A
+ * certificate the manager's is refused is not (it came back with another CA): retrying would
+ * wait for good in silence, so the command ends with the TLS error instead.
  */
 export function isTransient(error: unknown): boolean {
-  if (!(error instanceof ConnectError)) return false;
+  if (!(error instanceof ConnectError) || certificateRefused(error)) return false;
   return [Code.Unavailable, Code.Canceled, Code.Aborted, Code.Unknown, Code.Internal].includes(
     error.code,
   );

@@ -12,6 +12,8 @@
  * have two cores for every test file running at once.
  */
 import type { ChildProcess } from "node:child_process";
+import { copyFile, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import test, { type ExecutionContext } from "ava";
 import { JobService } from "../gen/cube/v1/job_service_pb.js";
@@ -305,6 +307,40 @@ test.serial(
     const ended = await wrong.exited;
     t.is(ended.code, 7, ended.stderr);
     t.notRegex(ended.stderr, /lost the manager/);
+  },
+);
+
+test.serial(
+  "a manager that comes back with another CA ends the watch with the TLS error (exit 5), not a silent retry for good",
+  async (t) => {
+    const dir = await tempDir(t);
+    const cluster = new Cluster(t, dir, { CUBE_TLS: "1" });
+    const first = await cluster.startManager();
+    const ca = join(dir, "ca.crt");
+    await copyFile(join(dir, "manager", "tls", "ca.crt"), ca);
+    const events = follow(t, first, ["events", "-o", "json", "--ca", ca]);
+    const tls = createClient(
+      TaskService,
+      grpcTransport(first.address, {
+        token: first.token,
+        tls: { ca: await readFile(ca, "utf8") },
+      }),
+    );
+    await primed(events, tls);
+    await stopManager(first, "SIGKILL");
+    await events.waitFor(/lost the manager at/, LONG, "stderr");
+    // Another manager at the same address, on other data: its own CA.
+    await spawnCube(t, "manager/main.ts", {
+      CUBE_DATA_DIR: `${dir}/other`,
+      CUBE_LISTEN: first.address,
+      CUBE_TLS: "1",
+      CUBE_LOG_LEVEL: "warn",
+    });
+    const ended = await events.exited;
+    t.is(ended.code, 5, ended.stderr);
+    t.regex(ended.stderr, /cube: cannot talk TLS to the manager at \S+: .*--ca/);
+    t.is(count(ended.stderr, LOST(first.address)), 1, ended.stderr);
+    t.notRegex(ended.stderr, /reconnected/);
   },
 );
 
