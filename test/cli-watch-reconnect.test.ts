@@ -68,6 +68,28 @@ function follow(t: { teardown(fn: () => unknown): void }, m: Spawned, args: stri
   return cli;
 }
 
+/**
+ * Stops `first` (`how`), waits until each of `clis` has said it lost it, and starts another
+ * manager at the same address on other data (`dir`/`sub`: its own tokens and CA).
+ */
+async function otherManager(
+  t: { teardown(fn: () => unknown): void },
+  first: Spawned,
+  how: "SIGTERM" | "SIGKILL",
+  clis: readonly RunningCube[],
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<Spawned> {
+  await stopManager(first, how);
+  for (const cli of clis) await cli.waitFor(/lost the manager at/, LONG, "stderr");
+  return spawnCube(t, "manager/main.ts", {
+    CUBE_DATA_DIR: dataDir,
+    CUBE_LISTEN: first.address,
+    CUBE_LOG_LEVEL: "warn",
+    ...env,
+  });
+}
+
 interface EventLine {
   revision: string;
   task?: { id?: string };
@@ -279,15 +301,8 @@ test.serial(
     const ps = follow(t, first, ["ps", "--watch"]);
     await primed(events, tasksOf(first));
     await ps.waitFor(/^ID\s+NAME/m, LONG);
-    await stopManager(first, "SIGTERM");
-    await events.waitFor(/lost the manager at/, LONG, "stderr");
-    await ps.waitFor(/lost the manager at/, LONG, "stderr");
     // Another manager, with other data (its own tokens), at the same address.
-    await spawnCube(t, "manager/main.ts", {
-      CUBE_DATA_DIR: `${dir}/other`,
-      CUBE_LISTEN: first.address,
-      CUBE_LOG_LEVEL: "warn",
-    });
+    await otherManager(t, first, "SIGTERM", [events, ps], `${dir}/other`);
     for (const cli of [events, ps]) {
       const ended = await cli.exited;
       t.is(ended.code, 7, ended.stderr);
@@ -327,15 +342,8 @@ test.serial(
       }),
     );
     await primed(events, tls);
-    await stopManager(first, "SIGKILL");
-    await events.waitFor(/lost the manager at/, LONG, "stderr");
     // Another manager at the same address, on other data: its own CA.
-    await spawnCube(t, "manager/main.ts", {
-      CUBE_DATA_DIR: `${dir}/other`,
-      CUBE_LISTEN: first.address,
-      CUBE_TLS: "1",
-      CUBE_LOG_LEVEL: "warn",
-    });
+    await otherManager(t, first, "SIGKILL", [events], `${dir}/other`, { CUBE_TLS: "1" });
     const ended = await events.exited;
     t.is(ended.code, 5, ended.stderr);
     t.regex(ended.stderr, /cube: cannot talk TLS to the manager at \S+: .*--ca/);
@@ -360,14 +368,7 @@ test.serial(
     const { revision: latest } = await tasks.listTasks({});
     await events.waitFor(new RegExp(`"revision":"${latest}"`), LONG);
     const printed = `${latest}`;
-    await stopManager(first, "SIGKILL");
-    await events.waitFor(/lost the manager at/, LONG, "stderr");
-    await spawnCube(t, "manager/main.ts", {
-      CUBE_DATA_DIR: `${dir}/empty`,
-      CUBE_LISTEN: first.address,
-      CUBE_AUTH: "0",
-      CUBE_LOG_LEVEL: "warn",
-    });
+    await otherManager(t, first, "SIGKILL", [events], `${dir}/empty`, { CUBE_AUTH: "0" });
     const ended = await events.exited;
     t.is(ended.code, 1, ended.stderr);
     t.regex(
