@@ -62,7 +62,7 @@ function interrupted(): ConnectError {
  * TLS, a token), and the command ends with that error. Once it has answered, a watch that ends
  * (the manager shutting down) or fails as a restart explains ({@link isTransient}) is followed
  * by one line on stderr, `lost the manager at ADDR, reconnecting…`, then `open(true)` every
- * 500 ms until it answers, then one line, `reconnected to the manager at ADDR`; stdout stays
+ * 500 ms until it answers (up to 8 s apart while reopened watches fail before any message), then one line, `reconnected to the manager at ADDR`; stdout stays
  * the command's own. Ctrl-C (`signal`) ends it with a CANCELED ConnectError, as a cut call does
  * (see stoppedByUser); a CliError or any other error (a revoked token, NOT_FOUND…) ends it with
  * that error, even between two tries. A watch cut off for falling behind (RESOURCE_EXHAUSTED
@@ -82,9 +82,16 @@ export async function followWatch<T>(
   const resumable = (error: unknown) =>
     !(error instanceof CliError) && !signal.aborted && isTransient(error);
   let watch = await open(false);
+  // Reopened watches that failed before a single message: each doubles the pause (500 ms to
+  // 8 s), so a manager that answers but whose watch keeps failing is not hammered.
+  let barren = 0;
   for (;;) {
+    let delivered = false;
     try {
-      for await (const message of watch) await each(message);
+      for await (const message of watch) {
+        delivered = true;
+        await each(message);
+      }
     } catch (error) {
       if (!signal.aborted && resumeAfter(error) !== undefined) {
         // Cut off for reading too slowly (a burst of events, a slow pipe): the manager is
@@ -98,11 +105,12 @@ export async function followWatch<T>(
       if (!resumable(error)) throw error;
     }
     if (signal.aborted) throw interrupted();
+    barren = delivered ? 0 : barren + 1;
     const lost = `lost the manager at ${address}, reconnecting…`;
     io.stderr.write(`${lost}\n`);
     note?.(lost);
     for (;;) {
-      await sleep(500, signal);
+      await sleep(Math.min(500 * 2 ** barren, 8000), signal);
       if (signal.aborted) throw interrupted();
       try {
         watch = await open(true);

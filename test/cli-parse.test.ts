@@ -17,6 +17,7 @@ import { parseKeyValue } from "../cli/parse-key-value.js";
 import { formatPort, parsePort } from "../cli/parse-port.js";
 import { formatSize, parseSize } from "../cli/parse-size.js";
 import { parseTaskFile } from "../cli/parse-task-file.js";
+import { followWatch } from "../cli/reconnect.js";
 import { pickTask } from "../cli/resolve-task.js";
 import { taskCopies } from "../cli/task-copies.js";
 import { TaskWaiter, willRestart } from "../cli/task-waiter.js";
@@ -568,5 +569,47 @@ test("errors: the TLS hint only for a connection that never worked; a cut after 
   t.regex(
     describeError(refused, "127.0.0.1:5555", false, true).message,
     /^cannot reach the manager/,
+  );
+});
+
+test("followWatch: a manager that answers but whose watch fails before any message is retried ever further apart (500 ms doubling to 8 s), not every 500 ms", async (t) => {
+  const stderr: string[] = [];
+  const ac = new AbortController();
+  const io = {
+    stdout: { write: () => true },
+    stderr: { write: (s: string) => stderr.push(s) },
+    env: {},
+    now: () => Date.now(),
+    interrupted: ac.signal,
+  } as unknown as Io;
+  const opened: number[] = [];
+  const started = Date.now();
+  const run = followWatch(
+    io,
+    "m:5555",
+    ac.signal,
+    async () => {
+      opened.push(Date.now() - started);
+      // The list answered; the watch itself fails at once, every time.
+      const failing: AsyncIterable<never> = {
+        [Symbol.asyncIterator]: () => ({
+          next: () => Promise.reject(new ConnectError("stream reset", Code.Internal)),
+        }),
+      };
+      return failing;
+    },
+    () => undefined,
+  );
+  await new Promise((r) => setTimeout(r, 3200));
+  ac.abort();
+  const ended = await run.catch((e: unknown) => e);
+  t.is(ConnectError.from(ended).code, Code.Canceled, "Ctrl-C ends it");
+  // Opened at 0, then 1,000 and 2,000 ms after each failure (the first watch failed without
+  // a message too): 0, ~1,000, ~3,000. Every 500 ms would have been 7 opens.
+  t.true(opened.length >= 3 && opened.length <= 4, `opened at ${opened.join(", ")} ms`);
+  const gaps = opened.slice(1).map((at, i) => at - (opened[i] as number));
+  t.true(
+    gaps.every((g, i) => i === 0 || g > (gaps[i - 1] as number) * 1.5),
+    `gaps ${gaps}`,
   );
 });
