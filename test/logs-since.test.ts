@@ -163,18 +163,21 @@ test.serial(
     const hour = await cube(["logs", "--since", "1h", id, ...auth]);
     t.is(hour.code, 0, hour.stderr);
     t.true(hour.stdout.startsWith("line 0\nline 1\n"), hour.stdout.slice(0, 100));
-    const ranAt = Date.now();
     const json = await cube(["logs", "--since", "1h", "--tail", "2", id, "-o", "json", ...auth]);
+    const endedAt = Date.now();
     t.is(json.code, 0, json.stderr);
     const lines = json.stdout
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l) as { data: string; time: string });
     t.is(lines.length, 2);
-    // The JSON time is the write time: in order, and before the command ran (not when read;
-    // how far apart depends on when the engine read the pipe, which load can delay).
+    // Two consecutive lines, their JSON times in order and before the command ended (that
+    // they are write times, not read times, is the span checked above; how far apart two
+    // come depends on when the engine read the pipe, which load can delay).
+    const numbered = lines.map((l) => Number(/line (\d+)/.exec(atob(l.data))?.[1]));
+    t.is(numbered[1], (numbered[0] as number) + 1, JSON.stringify(lines));
     const [a, b] = lines.map((l) => Date.parse(l.time)) as [number, number];
-    t.true(a <= b && b <= ranAt, `${JSON.stringify(lines)} read from ${ranAt}`);
+    t.true(a <= b && b <= endedAt, `${JSON.stringify(lines)}, ended at ${endedAt}`);
   },
 );
 
