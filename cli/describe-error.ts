@@ -20,7 +20,7 @@ function causeText(error: unknown): string {
 }
 
 /** Codes a call gets when its connection breaks (or was never there). */
-const CUT_CODES: readonly Code[] = [
+export const CUT_CODES: readonly Code[] = [
   Code.Canceled,
   Code.Aborted,
   Code.Internal,
@@ -35,16 +35,18 @@ const NOBODY_THERE = /\b(ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGA
  * Whether the server itself sent the error (its grpc-status came back): it was reached and
  * speaks gRPC, whatever the code says.
  */
-function serverSent(error: ConnectError): boolean {
+export function serverSent(error: ConnectError): boolean {
   return error.metadata.has("grpc-status");
 }
 
-/** What failed TLS handshakes and certificate checks say somewhere in an error's causes. */
-const TLS_TROUBLE =
-  /certificate|CERT_|SSL|ERR_TLS|wrong version number|self[- ]signed|does not name cube:\/\/manager/i;
-
 /** A failed certificate check: the same answer every time, whatever a restart does. */
 const CERTIFICATE_REFUSED = /certificate|CERT_|self[- ]signed|does not name cube:\/\/manager/i;
+
+/** What failed TLS handshakes and certificate checks say somewhere in an error's causes. */
+const TLS_TROUBLE = new RegExp(
+  `${CERTIFICATE_REFUSED.source}|SSL|ERR_TLS|wrong version number`,
+  "i",
+);
 
 /**
  * Whether `error` is a certificate check that failed (the manager came back with another CA,

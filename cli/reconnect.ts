@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { resumeAfter } from "../lib/rpc/resume-after.js";
 import { sleep } from "../lib/sleep.js";
 import { CliError } from "./cli-error.js";
-import { certificateRefused } from "./describe-error.js";
+import { CUT_CODES, certificateRefused } from "./describe-error.js";
 import type { Io } from "./io.js";
 
 /**
@@ -13,9 +13,17 @@ import type { Io } from "./io.js";
  */
 export function isTransient(error: unknown): boolean {
   if (!(error instanceof ConnectError) || certificateRefused(error)) return false;
-  return [Code.Unavailable, Code.Canceled, Code.Aborted, Code.Unknown, Code.Internal].includes(
-    error.code,
-  );
+  return CUT_CODES.includes(error.code);
+}
+
+/** Said once on stderr when a command that follows the manager loses it. */
+export function lostLine(address: string): string {
+  return `lost the manager at ${address}, reconnecting…`;
+}
+
+/** Said on stderr when it answers again. */
+export function backLine(address: string): string {
+  return `reconnected to the manager at ${address}`;
 }
 
 /**
@@ -38,7 +46,7 @@ export async function watchUntil<T>(
     } catch (error) {
       if (error instanceof CliError || signal.aborted || !isTransient(error)) throw error;
       if (!lostOnce) {
-        io.stderr.write(`lost the manager at ${address}, reconnecting…\n`);
+        io.stderr.write(`${lostLine(address)}\n`);
         lostOnce = true;
       }
     }
@@ -106,7 +114,7 @@ export async function followWatch<T>(
     }
     if (signal.aborted) throw interrupted();
     barren = delivered ? 0 : barren + 1;
-    const lost = `lost the manager at ${address}, reconnecting…`;
+    const lost = lostLine(address);
     io.stderr.write(`${lost}\n`);
     note?.(lost);
     for (;;) {
@@ -119,7 +127,7 @@ export async function followWatch<T>(
         if (!resumable(error)) throw error;
       }
     }
-    io.stderr.write(`reconnected to the manager at ${address}\n`);
+    io.stderr.write(`${backLine(address)}\n`);
     note?.(undefined);
   }
 }

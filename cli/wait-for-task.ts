@@ -5,7 +5,7 @@ import { CliError } from "./cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "./client.js";
 import { ExitCode } from "./exit-codes.js";
 import type { Io } from "./io.js";
-import { isTransient } from "./reconnect.js";
+import { isTransient, lostLine } from "./reconnect.js";
 import { TaskWaiter, type WaitOutcome, type WaitStep } from "./task-waiter.js";
 import { workerNames } from "./worker-names.js";
 
@@ -84,7 +84,7 @@ export async function waitForTask(
       if (!isTransient(error)) throw error;
       disconnected = true;
       if (!lostOnce) {
-        io.stderr.write(`lost the manager at ${clients.address}, reconnecting…\n`);
+        io.stderr.write(`${lostLine(clients.address)}\n`);
         lostOnce = true;
       }
     }

@@ -22,12 +22,12 @@ import {
   stoppedByUser,
   withManager,
 } from "../client-options.js";
-import { describeError } from "../describe-error.js";
+import { describeError, serverSent } from "../describe-error.js";
 import { ExitCode } from "../exit-codes.js";
 import type { Io } from "../io.js";
 import { LogResume, parseSince, type SinceFlag, sinceTimestamp } from "../log-resume.js";
 import { positiveCount } from "../parse-enum.js";
-import { isTransient } from "../reconnect.js";
+import { backLine, isTransient, lostLine } from "../reconnect.js";
 import { resolveTask } from "../resolve-task.js";
 
 interface LogsOptions extends ClientOptions {
@@ -137,9 +137,7 @@ async function logs(io: Io, ref: string, opts: LogsOptions): Promise<void> {
 /** Whether a cut came from the manager about the task's worker (DOWN, or unreachable). */
 function workerTrouble(error: ConnectError): boolean {
   return (
-    error.code === Code.Unavailable &&
-    error.metadata.has("grpc-status") &&
-    error.rawMessage.startsWith("worker ")
+    error.code === Code.Unavailable && serverSent(error) && error.rawMessage.startsWith("worker ")
   );
 }
 
@@ -201,7 +199,7 @@ class Follower {
       }
       if (this.#away === "manager") {
         this.#away = undefined;
-        io.stderr.write(`reconnected to the manager at ${clients.address}\n`);
+        io.stderr.write(`${backLine(clients.address)}\n`);
       }
       if (!now) throw this.ended(new Error(`the manager did not return task ${task.id}`), shown);
       const after = shown ? ` after ${formatRfc3339Nano(shown)}` : "";
@@ -249,7 +247,7 @@ class Follower {
     this.#away = away;
     this.io.stderr.write(
       away === "manager"
-        ? `lost the manager at ${this.clients.address}, reconnecting…\n`
+        ? `${lostLine(this.clients.address)}\n`
         : `cannot read the logs of task ${this.task.id} for now: ${error.rawMessage}; trying again…\n`,
     );
   }
@@ -261,7 +259,7 @@ class Follower {
  * it again (-f carries on by itself).
  */
 function cutLog(error: ConnectError, id: string, address: string): CliError {
-  const what = error.metadata.has("grpc-status")
+  const what = serverSent(error)
     ? `the log stream of task ${id} ended: ${error.rawMessage}`
     : `lost the connection to the manager at ${address} while reading the logs of task ${id} (${error.rawMessage})`;
   return new CliError(`${what}; \`cube logs ${id}\` reads it again`, ExitCode.Unreachable);
