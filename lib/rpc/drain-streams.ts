@@ -3,7 +3,7 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 /**
  * Ends a server's open response streams when it drains, as gRPC's own servers do: every
  * handler's `ctx.signal` is linked to the signal of {@link StreamDrain.signal} (connect's
- * `shutdownSignal`), so watches stop waiting at once, and a stream that ends while the
+ * `shutdownSignal`), so watches stop waiting at once, and a server stream that ends while the
  * server drains ends with UNAVAILABLE "the server is shutting down" rather than OK: what it
  * was following goes on without it, and the client should open it again (elsewhere, or
  * once the server is back). Without this, an open watch held a draining server until its
@@ -25,13 +25,16 @@ export class StreamDrain {
   }
 
   /**
-   * The interceptor that gives a response stream ended by the drain its UNAVAILABLE end
+   * The interceptor that gives a server stream ended by the drain its UNAVAILABLE end
    * (handlers just stop at an aborted signal; some rethrow the abort's reason, some an error
    * of their own making from the cut): whatever it ended with, once the drain has begun.
    */
   readonly interceptor: Interceptor = (next) => async (req) => {
     const res = await next(req);
-    if (!res.stream) return res;
+    // Server streams only (watches, logs): the worker's bidirectional stream carries every
+    // assignment and update, and the manager ends those itself before it drains, so its
+    // messages are not passed through one more generator.
+    if (!res.stream || req.method.methodKind !== "server_streaming") return res;
     const signal = this.#controller.signal;
     const message = res.message;
     return {
