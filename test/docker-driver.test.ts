@@ -2,9 +2,11 @@
  * The Docker driver against the real engine: ports, env and args, exits seen through
  * events, fast stops, errors people can read, idempotent starts, limits and stats.
  */
+import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import test, { type ExecutionContext } from "ava";
 import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
@@ -21,6 +23,7 @@ import {
 } from "./fixtures.js";
 
 const driver = createDockerDriver();
+const execFileAsync = promisify(execFile);
 test.before(() => requireDocker());
 test.after.always(() => driver.close());
 
@@ -451,12 +454,16 @@ test("exit reasons read well: out of memory, command not found", async (t) => {
   const oom = await driver.start(
     request(w, {
       command: ["sh", "-c"],
-      // The pause matters: containerd watches the cgroup for OOM only after the task has
-      // started, and under load an immediate OOM can beat it (Docker then says plain 137).
-      args: ["sleep 1; exec dd if=/dev/zero of=/dev/null bs=64M count=1"],
+      // containerd's shim begins watching the cgroup for OOM inside its Start, after the
+      // process runs; an OOM before that is a plain 137. So the container waits for a file the
+      // test makes once the engine's start has returned (a fixed sleep lost the race in a busy CI).
+      args: [
+        "while [ ! -e /tmp/go ]; do sleep 0.05; done; exec dd if=/dev/zero of=/dev/null bs=64M count=1",
+      ],
       resources: { cpu: 0, memoryBytes: 16n << 20n, diskBytes: 0n },
     }),
   );
+  await execFileAsync("docker", ["exec", oom.containerId, "touch", "/tmp/go"]);
   t.like(await driver.wait(oom.containerId), { exitCode: 137, reason: "out of memory" });
   t.is((await driver.inspect(oom.containerId))?.error, "out of memory");
   const missing = await driver.start(request(w, { command: ["/nonexistent"] }));
