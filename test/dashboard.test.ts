@@ -363,34 +363,43 @@ test.serial(
       );
       t.log(`logs followed from tick-${first} to tick-${await lastTick()}`);
 
-      // Stopped from the page: it ends COMPLETED, "stopped", live.
-      await page.click('[data-testid="stop"]');
-      await page.click('[data-testid="confirm-stop"]');
-      await waitForText(page, "h1", "COMPLETED", 30_000);
-      await waitForText(page, '[data-testid="reason"]', "stopped");
-      await page.waitForSelector('[data-testid="event"]');
-
-      // A task no worker can take: the page says why it waits.
-      const big = (
-        await api.tasks.runTask({
-          spec: create(TaskSpecSchema, {
-            name: "too-big",
-            image: HTTP_IMAGE,
-            resources: { cpu: 512 },
-          }),
-        })
-      ).task;
-      await goto(page, `http://${address}/#/tasks/${big?.id}`);
-      await waitForText(page, '[data-testid="why-pending"]', /0\/1 workers fit/);
-      t.log(`why pending: ${await page.textContent('[data-testid="why-pending"]')}`);
-
       // A drop: the manager is killed and comes back on the same address. The page resumes its
-      // watches from the last revision it saw, without a reload.
+      // watches from the last revision it saw, and the log from the last line it showed,
+      // without a reload: every tick once, in order, none missed.
       const beforeDrop = problems.length;
+      const shownBefore = await lastTick();
       await manager.kill9();
       await waitForText(page, '[data-testid="link"]', /connecting|reconnecting/);
+      await waitForText(page, '[data-testid="logs-status"]', /interrupted/);
+      // Past the page's first attempt to follow again: what it showed is still there.
+      await page.waitForTimeout(1500);
+      t.regex(
+        (await page.textContent('[data-testid="logs"]')) ?? "",
+        new RegExp(`tick-${shownBefore}\\b`),
+        "the lines shown stay while the manager is away",
+      );
       await cluster.startManager();
       api = clients(address, admin);
+      await page.waitForFunction(
+        (n) => {
+          const logs = (globalThis as unknown as PageGlobals).document.querySelector(
+            '[data-testid="logs"]',
+          );
+          const text = logs?.textContent ?? "";
+          return [...text.matchAll(/tick-(\d+)/g)].some((m) => Number(m[1]) >= n);
+        },
+        shownBefore + 10,
+        { timeout: 20_000, polling: 100 },
+      );
+      const ticks = [
+        ...((await page.textContent('[data-testid="logs"]')) ?? "").matchAll(/tick-(\d+)/g),
+      ].map((m) => Number(m[1]));
+      t.deepEqual(
+        ticks,
+        ticks.map((_, i) => (ticks[0] as number) + i),
+        "the log shows every tick once, in order, across the drop",
+      );
+      t.log(`logs resumed after the drop: tick-${ticks[0]} to tick-${ticks.at(-1)}, none twice`);
       const afterDrop = (
         await api.tasks.runTask({
           spec: create(TaskSpecSchema, { name: "after-drop", image: HTTP_IMAGE }),
@@ -411,6 +420,31 @@ test.serial(
         await page.evaluate(() => (globalThis as unknown as PageGlobals).notReloaded === true),
         "the page was reloaded",
       );
+      await page.evaluate((task) => {
+        (globalThis as unknown as PageGlobals).location.hash = `#/tasks/${task}`;
+      }, tickerId);
+      await waitForText(page, "h1", "RUNNING", 30_000);
+
+      // Stopped from the page: it ends COMPLETED, "stopped", live.
+      await page.click('[data-testid="stop"]');
+      await page.click('[data-testid="confirm-stop"]');
+      await waitForText(page, "h1", "COMPLETED", 30_000);
+      await waitForText(page, '[data-testid="reason"]', "stopped");
+      await page.waitForSelector('[data-testid="event"]');
+
+      // A task no worker can take: the page says why it waits.
+      const big = (
+        await api.tasks.runTask({
+          spec: create(TaskSpecSchema, {
+            name: "too-big",
+            image: HTTP_IMAGE,
+            resources: { cpu: 512 },
+          }),
+        })
+      ).task;
+      await goto(page, `http://${address}/#/tasks/${big?.id}`);
+      await waitForText(page, '[data-testid="why-pending"]', /0\/1 workers fit/);
+      t.log(`why pending: ${await page.textContent('[data-testid="why-pending"]')}`);
 
       // A read token sees everything, and a stop is refused in the manager's words.
       const read = await api.tokens.createToken({ name: "dashboard-read", role: Role.READ });

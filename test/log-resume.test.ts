@@ -5,8 +5,9 @@
  */
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import test from "ava";
-import { LogResume, parseSince, sinceTimestamp } from "../cli/log-resume.js";
+import { parseSince, sinceTimestamp } from "../cli/since-flag.js";
 import { LogStream } from "../gen/cube/v1/task_service_pb.js";
+import { LogResume } from "../lib/log-resume.js";
 import {
   compareTimestamps,
   dockerSince,

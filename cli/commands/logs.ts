@@ -9,6 +9,7 @@ import {
   type TaskLogsResponse,
   TaskLogsResponseSchema,
 } from "../../gen/cube/v1/task_service_pb.js";
+import { LogResume } from "../../lib/log-resume.js";
 import { formatRfc3339Nano } from "../../lib/log-time.js";
 import { sleep } from "../../lib/sleep.js";
 import { isFinished, stateName } from "../../lib/task-state.js";
@@ -25,10 +26,10 @@ import {
 import { describeError, serverSent } from "../describe-error.js";
 import { ExitCode } from "../exit-codes.js";
 import type { Io } from "../io.js";
-import { LogResume, parseSince, type SinceFlag, sinceTimestamp } from "../log-resume.js";
 import { positiveCount } from "../parse-enum.js";
 import { backLine, isTransient, lostLine } from "../reconnect.js";
 import { resolveTask } from "../resolve-task.js";
+import { parseSince, type SinceFlag, sinceTimestamp } from "../since-flag.js";
 
 interface LogsOptions extends ClientOptions {
   follow?: boolean;

@@ -1,6 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { LogStream } from "../../../gen/cube/v1/task_service_pb.js";
+import { LogResume } from "../../../lib/log-resume.js";
 import { why } from "../api.js";
 import { isFatal } from "../live-stream.js";
 import type { Session } from "../session.js";
@@ -18,10 +19,29 @@ interface Line {
   readonly text: string;
 }
 
+/** What one container's followed log has shown: kept through a cut so the view goes on. */
+interface Followed {
+  readonly resume: LogResume;
+  readonly decoders: { readonly out: TextDecoder; readonly err: TextDecoder };
+  /** A line begun but not ended, per stream: finished by the next chunk of that stream. */
+  readonly partial: { out: string; err: string };
+  n: number;
+}
+
+function followed(): Followed {
+  return {
+    resume: new LogResume(),
+    decoders: { out: new TextDecoder(), err: new TextDecoder() },
+    partial: { out: "", err: "" },
+    n: 0,
+  };
+}
+
 /**
  * A task's output, followed (TaskLogs with follow): the last lines, then each new one as the
- * container writes it. The view stays at the bottom unless scrolled up. A new container (a
- * restart, a move) starts the stream again.
+ * container writes it. The view stays at the bottom unless scrolled up. A dropped stream (the
+ * manager or the worker restarting) is followed again from where it stopped, by the chunks'
+ * stamps, with no line twice; a new container (a restart, a move) starts the view again.
  */
 export function TaskLogs({
   session,
@@ -37,10 +57,16 @@ export function TaskLogs({
   const [attempt, setAttempt] = useState(0);
   const box = useRef<HTMLPreElement>(null);
   const stick = useRef(true);
+  const shown = useRef<Followed>(followed());
+  // Declared before the stream's effect, so it runs first when the container changes.
+  useEffect(() => {
+    shown.current = followed();
+    setLines([]);
+  }, [id, container]);
   useEffect(() => {
     const abort = new AbortController();
+    const follow = shown.current;
     let retry: ReturnType<typeof setTimeout> | undefined;
-    let n = 0;
     let pending: Line[] = [];
     let frame = 0;
     // Lines are added once per frame, however many chunks came in it.
@@ -53,39 +79,43 @@ export function TaskLogs({
         return all.length > MAX_LINES ? all.slice(all.length - MAX_LINES) : all;
       });
     };
-    const decoders = { out: new TextDecoder(), err: new TextDecoder() };
-    const partial = { out: "", err: "" };
-    setLines([]);
-    setStatus("connecting…");
+    const { resume, decoders, partial } = follow;
+    // After a drop: from shortly before the last chunk shown, dropping what was shown.
+    const since = resume.since;
+    resume.reopen();
+    setStatus(since ? "following again…" : "connecting…");
     (async () => {
       for await (const chunk of session.api.tasks.taskLogs(
-        { id, follow: true, tail: TAIL },
+        since ? { id, follow: true, since } : { id, follow: true, tail: TAIL },
         { signal: abort.signal },
       )) {
         setStatus("following");
+        if (!resume.take(chunk)) continue;
         const which = chunk.stream === LogStream.STDERR ? "err" : "out";
         const text = partial[which] + decoders[which].decode(chunk.data, { stream: true });
         const parts = text.split("\n");
         partial[which] = parts.pop() ?? "";
-        for (const part of parts) pending.push({ n: n++, err: which === "err", text: part });
+        for (const part of parts) pending.push({ n: follow.n++, err: which === "err", text: part });
         if (pending.length > 0 && frame === 0) frame = requestAnimationFrame(flush);
       }
       for (const which of ["out", "err"] as const) {
-        if (partial[which]) pending.push({ n: n++, err: which === "err", text: partial[which] });
+        if (partial[which])
+          pending.push({ n: follow.n++, err: which === "err", text: partial[which] });
+        partial[which] = "";
       }
       flush();
       setStatus("ended: the container is gone");
     })().catch((e: unknown) => {
       if (abort.signal.aborted) return;
+      if (frame) cancelAnimationFrame(frame);
+      if (pending.length > 0) flush();
       const error = ConnectError.from(e);
       if (isFatal(error)) {
         setStatus(`refused: ${why(error)}`);
         return;
       }
       // A dropped connection (the manager restarting, the network changing): follow again
-      // after a pause, from the last lines, in place of what is shown, so no line shows twice.
-      // (`cube logs -f` carries on with `since` instead, cli/log-resume.ts; a view that keeps
-      // only the last lines loses little by starting them again.)
+      // after a pause; what is shown stays.
       setStatus(`interrupted: ${why(error)}; following again…`);
       retry = setTimeout(() => setAttempt((a) => a + 1), RETRY_MS);
     });

@@ -1,47 +1,11 @@
 /**
- * `cube logs`: reading `--since`, and carrying a followed log on through a cut stream without
- * printing a chunk twice or skipping one, as TaskLogsResponse.time (proto) tells clients to.
+ * Carrying a followed log on through a cut stream without showing a chunk twice or skipping
+ * one, as TaskLogsResponse.time (proto) tells clients to: `cube logs -f` and the dashboard's
+ * log view both reopen TaskLogs with `since` and drop what they showed already.
  */
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import type { LogStream, TaskLogsResponse } from "../gen/cube/v1/task_service_pb.js";
-import { compareTimestamps, parseRfc3339, sinceProblem } from "../lib/log-time.js";
-import { parseDuration } from "../lib/parse-duration.js";
-
-/** `--since` as given: a time, or how long before now (read when the command runs). */
-export type SinceFlag = { readonly at: Timestamp } | { readonly agoMs: number };
-
-/**
- * Parses `--since`: a duration (`10m`, `1h30m`: that long before now) or an RFC 3339 time
- * with its zone (`2026-12-06T20:00:00Z`, nanoseconds allowed), as `docker logs --since` takes
- * them. Throws a message naming the input.
- */
-export function parseSince(input: string): SinceFlag {
-  const at = parseRfc3339(input.trim());
-  if (at) {
-    const problem = sinceProblem(at);
-    if (problem) throw new Error(`"${input}": ${problem.replace(/^since: /, "")}`);
-    return { at };
-  }
-  try {
-    // Any length back: no timer waits on it.
-    return { agoMs: parseDuration(input, Number.MAX_SAFE_INTEGER) };
-  } catch {
-    throw new Error(
-      `"${input}" is neither a duration (10m, 1h30m) nor an RFC 3339 time with its zone (2026-12-06T20:00:00Z)`,
-    );
-  }
-}
-
-/** The Timestamp `flag` names, `nowMs` being now; a duration past the epoch is the epoch. */
-export function sinceTimestamp(flag: SinceFlag, nowMs: number): Timestamp {
-  if ("at" in flag) return flag.at;
-  const ms = Math.max(0, nowMs - flag.agoMs);
-  return {
-    $typeName: "google.protobuf.Timestamp",
-    seconds: BigInt(Math.floor(ms / 1000)),
-    nanos: (ms % 1000) * 1_000_000,
-  };
-}
+import { compareTimestamps } from "./log-time.js";
 
 /**
  * How much earlier than the latest chunk shown a reopened stream starts: the engine stamps
