@@ -349,18 +349,20 @@ test.serial(
             ...((await page.textContent('[data-testid="logs"]')) ?? "").matchAll(/tick-(\d+)/g),
           ].map((m) => Number(m[1])),
         );
+      const untilTick = (n: number, timeout: number) =>
+        page.waitForFunction(
+          (least) => {
+            const logs = (globalThis as unknown as PageGlobals).document.querySelector(
+              '[data-testid="logs"]',
+            );
+            const text = logs?.textContent ?? "";
+            return [...text.matchAll(/tick-(\d+)/g)].some((m) => Number(m[1]) >= least);
+          },
+          n,
+          { timeout, polling: 100 },
+        );
       const first = await lastTick();
-      await page.waitForFunction(
-        (n) => {
-          const logs = (globalThis as unknown as PageGlobals).document.querySelector(
-            '[data-testid="logs"]',
-          );
-          const text = logs?.textContent ?? "";
-          return [...text.matchAll(/tick-(\d+)/g)].some((m) => Number(m[1]) >= n);
-        },
-        first + 5,
-        { timeout: 15_000, polling: 100 },
-      );
+      await untilTick(first + 5, 15_000);
       t.log(`logs followed from tick-${first} to tick-${await lastTick()}`);
 
       // A drop: the manager is killed and comes back on the same address. The page resumes its
@@ -380,17 +382,7 @@ test.serial(
       );
       await cluster.startManager();
       api = clients(address, admin);
-      await page.waitForFunction(
-        (n) => {
-          const logs = (globalThis as unknown as PageGlobals).document.querySelector(
-            '[data-testid="logs"]',
-          );
-          const text = logs?.textContent ?? "";
-          return [...text.matchAll(/tick-(\d+)/g)].some((m) => Number(m[1]) >= n);
-        },
-        shownBefore + 10,
-        { timeout: 20_000, polling: 100 },
-      );
+      await untilTick(shownBefore + 10, 20_000);
       const ticks = [
         ...((await page.textContent('[data-testid="logs"]')) ?? "").matchAll(/tick-(\d+)/g),
       ].map((m) => Number(m[1]));
