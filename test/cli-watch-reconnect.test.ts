@@ -479,36 +479,38 @@ test.serial(
   },
 );
 
-test.serial(
-  "logs -f carries on through a restart of the task's worker (SIGTERM, then started again on its data): it says the logs cannot be read for now, then reads on, every line once",
-  async (t) => {
-    const { cluster, id, logs } = await followedCounter(t);
-    await untilLine(logs, 10);
-    const worker = cluster.workers.get("w1") as Spawned;
-    worker.child.kill("SIGTERM");
-    await exited(worker.child);
-    await logs.waitFor(
-      new RegExp(
-        `cannot read the logs of task ${id} for now: worker w1 \\(\\S+\\) at \\S+ is (unreachable|DOWN)`,
-      ),
-      LONG,
-      "stderr",
-    );
-    const before = counted(logs.stdout());
-    await new Promise((r) => setTimeout(r, 1000));
-    // Same data directory, same id; a new port, which it registers with the manager.
-    await cluster.startWorker("w1");
-    await logs.waitFor(new RegExp(`reading the logs of task ${id} again`), LONG, "stderr");
-    await untilLine(logs, before + 25);
-    logs.signal("SIGINT");
-    const ended = await logs.exited;
-    t.is(ended.code, 0, ended.stderr);
-    everyLineOnce(t, ended.stdout);
-    t.is(count(ended.stderr, "cannot read the logs"), 1, ended.stderr);
-    t.is(count(ended.stderr, "reading the logs"), 1, ended.stderr);
-    t.notRegex(ended.stderr, /lost the manager/);
-  },
-);
+for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+  test.serial(
+    `logs -f carries on through a restart of the task's worker (${signal}, then started again on its data): it says the logs cannot be read for now, then reads on, every line once`,
+    async (t) => {
+      const { cluster, id, logs } = await followedCounter(t);
+      await untilLine(logs, 10);
+      const worker = cluster.workers.get("w1") as Spawned;
+      worker.child.kill(signal);
+      await exited(worker.child);
+      await logs.waitFor(
+        new RegExp(
+          `cannot read the logs of task ${id} for now: worker w1 \\(\\S+\\) at \\S+ is (unreachable|DOWN)`,
+        ),
+        LONG,
+        "stderr",
+      );
+      const before = counted(logs.stdout());
+      await new Promise((r) => setTimeout(r, 1000));
+      // Same data directory, same id; a new port, which it registers with the manager.
+      await cluster.startWorker("w1");
+      await logs.waitFor(new RegExp(`reading the logs of task ${id} again`), LONG, "stderr");
+      await untilLine(logs, before + 25);
+      logs.signal("SIGINT");
+      const ended = await logs.exited;
+      t.is(ended.code, 0, ended.stderr);
+      everyLineOnce(t, ended.stdout);
+      t.is(count(ended.stderr, "cannot read the logs"), 1, ended.stderr);
+      t.is(count(ended.stderr, "reading the logs"), 1, ended.stderr);
+      t.notRegex(ended.stderr, /lost the manager/);
+    },
+  );
+}
 
 test.serial(
   "logs -f of a task started again in a new container while the manager was away ends, exit 1, saying so: never the new container's lines as if they were the old one's",
