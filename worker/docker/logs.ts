@@ -51,10 +51,12 @@ function readStamp(head: Buffer): { time: Timestamp; length: number } | undefine
 export class LogParser {
   #buffer: Buffer = Buffer.alloc(0);
   #mode: "mux" | "raw" | undefined;
-  /** The frame (mux) or message (raw) being read. */
-  #message:
+  /** The frame being read (mux): its stream, its stamp once read, the bytes left of it. */
+  #frame:
     | { stream: LogStream; time: Timestamp | undefined; remaining: number; started: boolean }
     | undefined;
+  /** The message being read (raw): its stamp, until its newline. */
+  #line: { stream: LogStream; time: Timestamp | undefined } | undefined;
 
   /** The chunks now complete. */
   push(data: Buffer): LogChunk[] {
@@ -74,20 +76,20 @@ export class LogParser {
     let offset = 0;
     const available = () => this.#buffer.length - offset;
     for (;;) {
-      if (!this.#message) {
+      if (!this.#frame) {
         if (available() < 8) break;
         const type = this.#buffer[offset] as number;
         const length = this.#buffer.readUInt32BE(offset + 4);
         offset += 8;
         if (length === 0) continue;
-        this.#message = {
+        this.#frame = {
           stream: streamOf(type),
           time: undefined,
           remaining: length,
           started: false,
         };
       }
-      const m = this.#message;
+      const m = this.#frame;
       if (!m.started) {
         // The stamp first: all of it is in the frame's first bytes (or the frame is shorter).
         if (available() < Math.min(m.remaining, STAMP_MAX_BYTES)) break;
@@ -102,14 +104,14 @@ export class LogParser {
       }
       const size = Math.min(m.remaining, MAX_CHUNK_BYTES);
       if (size === 0) {
-        this.#message = undefined;
+        this.#frame = undefined;
         continue;
       }
       if (available() < size) break;
       chunks.push(chunk(m.stream, this.#buffer.subarray(offset, offset + size), m.time));
       offset += size;
       m.remaining -= size;
-      if (m.remaining === 0) this.#message = undefined;
+      if (m.remaining === 0) this.#frame = undefined;
     }
     this.#buffer = this.#buffer.subarray(offset);
     return chunks;
@@ -120,21 +122,19 @@ export class LogParser {
     let offset = 0;
     const available = () => this.#buffer.length - offset;
     while (available() > 0) {
-      if (!this.#message) {
+      if (!this.#line) {
         // A new message: its stamp first (all of it, unless the response ended).
         const head = this.#buffer.subarray(offset, offset + STAMP_MAX_BYTES);
         const stamp = readStamp(head);
         const newline = head.indexOf(0x0a);
         if (!stamp && head.length < STAMP_MAX_BYTES && newline < 0 && !end) break;
-        this.#message = {
+        this.#line = {
           stream: stamp ? LogStream.STDOUT : LogStream.UNSPECIFIED,
           time: stamp?.time,
-          remaining: 0,
-          started: true,
         };
         offset += stamp?.length ?? 0;
       }
-      const m = this.#message;
+      const m = this.#line;
       const window = this.#buffer.subarray(offset, offset + MAX_CHUNK_BYTES);
       const newline = window.indexOf(0x0a);
       let size: number;
@@ -144,7 +144,7 @@ export class LogParser {
       if (size > 0) chunks.push(chunk(m.stream, window.subarray(0, size), m.time));
       offset += size;
       // A line cut at the chunk size goes on with the same stamp.
-      if (newline >= 0 || end) this.#message = undefined;
+      if (newline >= 0 || end) this.#line = undefined;
     }
     this.#buffer = this.#buffer.subarray(offset);
     return chunks;

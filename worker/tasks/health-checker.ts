@@ -71,8 +71,11 @@ function probeHost(hostIp: string): string {
   return hostIp;
 }
 
-/** "1s", "1.5s", "500ms": durations as people write them. */
-function formatMs(ms: number): string {
+/**
+ * "1s", "1.5s", "1234ms": the probe timeout exactly as configured (lib/format-ms rounds to a
+ * tenth of a second, which would misquote a setting of 1234ms).
+ */
+function formatSetting(ms: number): string {
   return ms >= 1000 && ms % 100 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
@@ -105,7 +108,7 @@ export function probe(target: HealthTarget, path: string, timeoutMs: number, sig
       },
     );
     req.on("error", (error: NodeJS.ErrnoException) => {
-      if (timeout.aborted) return resolve(`timeout after ${formatMs(timeoutMs)}`);
+      if (timeout.aborted) return resolve(`timeout after ${formatSetting(timeoutMs)}`);
       if (signal.aborted) return resolve("check cancelled");
       resolve((error.code && ERROR_WORDS[error.code]) ?? error.message);
     });
