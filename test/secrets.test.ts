@@ -5,13 +5,19 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test from "ava";
-import { TaskState } from "../gen/cube/v1/task_pb.js";
+import { pino } from "pino";
+import { TaskEventSchema, TaskSchema, TaskSpecSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { REDACTED } from "../lib/redact.js";
+import { REDACTED, redactEvent, redactTask, scrubSecrets } from "../lib/redact.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { SecretBox } from "../lib/secret-box.js";
+import { WorkerStore } from "../worker/store/worker-store.js";
+import { Outbox } from "../worker/stream/outbox.js";
+import { TaskLedger } from "../worker/tasks/task-ledger.js";
+import { specProblem } from "../worker/tasks/task-record.js";
 import { docker, HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
 import { eventually } from "./manager-harness.js";
 import { Cluster } from "./manager-process.js";
@@ -130,4 +136,76 @@ test("SecretBox: a sealed value opens with its key only, and an altered one not 
   t.throws(() => other.open(sealed));
   const flipped = `${sealed.slice(0, -2)}${sealed.at(-2) === "A" ? "B" : "A"}${sealed.at(-1)}`;
   t.throws(() => box.open(flipped));
+});
+
+test("a NUL byte in env, secret_env, command or args is INVALID_ARGUMENT naming the field; a secret is never quoted", async (t) => {
+  const dir = await tempDir(t);
+  const cluster = new Cluster(t, dir);
+  const manager = await cluster.startManager();
+  const tasks = createClient(TaskService, grpcTransport(manager.address, { token: manager.token }));
+  const cases: [string, Record<string, unknown>, string][] = [
+    ["env", { env: { A: "x\0y" } }, 'spec.env["A"]'],
+    ["secret_env", { secretEnv: { S: `${SECRET}\0tail` } }, 'spec.secret_env["S"]'],
+    ["command", { command: ["sh\0"] }, "spec.command[0]"],
+    ["args", { args: ["ok", "a\0b"] }, "spec.args[1]"],
+  ];
+  for (const [name, spec, field] of cases) {
+    const error = await tasks
+      .runTask({ spec: { image: HTTP_IMAGE, ...spec } })
+      .catch((e) => ConnectError.from(e));
+    t.true(error instanceof ConnectError, `${name}: accepted`);
+    t.is((error as ConnectError).code, Code.InvalidArgument, name);
+    t.is(
+      (error as ConnectError).rawMessage,
+      `${field}: must not contain a NUL byte (a process's arguments and environment cannot hold one)`,
+      name,
+    );
+  }
+  t.is((await tasks.listTasks({})).tasks.length, 0, "nothing stored");
+  t.false(cluster.logs().includes(SECRET), "no secret in the logs");
+});
+
+test("a reason or message that quotes a secret value shows it redacted: in the worker's report and in every read API", async (t) => {
+  const spec = create(TaskSpecSchema, {
+    image: HTTP_IMAGE,
+    secretEnv: { LONG: SECRET, TINY: "1" },
+  });
+  const quoted = `engine said: "LONG=${SECRET}" and ${JSON.stringify(`${SECRET}\n`)}: exit code 1`;
+  t.is(
+    scrubSecrets(quoted, spec),
+    `engine said: "LONG=${REDACTED}" and "${REDACTED}\\n": exit code 1`,
+    "as given and JSON-escaped; a value under 4 characters is left alone",
+  );
+  t.is(scrubSecrets(quoted, create(TaskSpecSchema, { image: HTTP_IMAGE })), quoted);
+  const task = create(TaskSchema, { id: "t", spec, reason: quoted, state: TaskState.FAILED });
+  const shown = redactTask(task);
+  t.false(JSON.stringify(shown.reason).includes(SECRET));
+  t.is(shown.spec?.secretEnv.LONG, REDACTED);
+  t.is(task.reason, quoted, "the stored snapshot is not changed");
+  const event = redactEvent(create(TaskEventSchema, { task, message: quoted }));
+  t.false(event.message.includes(SECRET));
+  t.false((event.task?.reason ?? "").includes(SECRET));
+
+  // A worker refuses a NUL itself (an older manager let it through), naming the key only.
+  t.is(
+    specProblem(create(TaskSpecSchema, { image: HTTP_IMAGE, secretEnv: { S: `${SECRET}\0` } })),
+    "invalid spec: secret_env S holds a NUL byte",
+  );
+
+  // The worker's ledger scrubs what it stores, sends and logs.
+  const store = await WorkerStore.open(await tempDir(t));
+  t.teardown(() => store.close());
+  const outbox = await Outbox.open(store);
+  const lines: string[] = [];
+  const ledger = new TaskLedger(
+    store,
+    outbox,
+    pino({ level: "info" }, { write: (line: string) => void lines.push(line) }),
+  );
+  await ledger.fail(create(TaskSchema, { id: "t", generation: 1n, spec }), quoted);
+  const sent = outbox.pending().at(-1);
+  t.is(sent?.reason, `engine said: "LONG=${REDACTED}" and "${REDACTED}\\n": exit code 1`);
+  t.false((ledger.get("t")?.reason ?? "").includes(SECRET));
+  t.true(lines.length > 0);
+  t.false(lines.join("").includes(SECRET), lines.join(""));
 });

@@ -69,8 +69,9 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
   list("spec.command", spec.command);
   list("spec.args", spec.args);
   checkMap("spec.env", spec.env, LIMITS.envCount, LIMITS.envKeyLength, LIMITS.envValueLength);
-  for (const key of Object.keys(spec.env)) {
+  for (const [key, value] of Object.entries(spec.env)) {
     if (key === "" || key.includes("=")) bad(`spec.env["${key}"]`, "a name, without '='");
+    if (value.includes("\0")) bad(`spec.env["${key}"]`, NUL_PROBLEM);
   }
   checkMap(
     "spec.secret_env",
@@ -84,6 +85,8 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
       bad(`spec.secret_env["${key}"]`, "a name, without '='");
     }
     if (key in spec.env) bad(`spec.secret_env["${key}"]`, "is also in spec.env: give it once");
+    // Named, never quoted: the engine's own refusal would quote the value into the reason.
+    if (spec.secretEnv[key]?.includes("\0")) bad(`spec.secret_env["${key}"]`, NUL_PROBLEM);
     // What every read API shows in place of a secret: a spec copied from `cube job status -o
     // json` or GetTask would otherwise replace the real value with the placeholder.
     if (spec.secretEnv[key] === REDACTED) {
@@ -126,11 +129,16 @@ export function checkText(field: string, value: string, max: number): void {
   if (BIDI.test(value)) bad(field, "must not contain bidirectional-override characters");
 }
 
+/** A process's arguments and environment are C strings: a NUL byte would end them early. */
+const NUL_PROBLEM =
+  "must not contain a NUL byte (a process's arguments and environment cannot hold one)";
+
 function list(field: string, values: readonly string[]): void {
   if (values.length > LIMITS.argCount) bad(field, `at most ${LIMITS.argCount} entries`);
   values.forEach((v, i) => {
     if (v.length > LIMITS.argLength)
       bad(`${field}[${i}]`, `at most ${LIMITS.argLength} characters`);
+    if (v.includes("\0")) bad(`${field}[${i}]`, NUL_PROBLEM);
   });
 }
 

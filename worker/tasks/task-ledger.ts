@@ -7,6 +7,7 @@ import {
   type InventoryItem,
 } from "../../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../../lib/logger.js";
+import { scrubSecrets } from "../../lib/redact.js";
 import { stateName } from "../../lib/task-state.js";
 import type { WorkerStore } from "../store/worker-store.js";
 import type { Outbox } from "../stream/outbox.js";
@@ -62,7 +63,10 @@ export class TaskLedger {
    * that update when `deleted`; then logs the change, with the time since `sinceMs`
    * when given (how long the assignment took).
    */
-  async report(task: Task, extra: { deleted?: boolean; sinceMs?: number } = {}): Promise<void> {
+  async report(given: Task, extra: { deleted?: boolean; sinceMs?: number } = {}): Promise<void> {
+    // The engine's words may quote the environment: no secret value leaves in a reason.
+    const reason = scrubSecrets(given.reason, given.spec);
+    const task = reason === given.reason ? given : withChanges(given, { reason });
     await this.#outbox.append(
       updateOf(task),
       extra.deleted ? { deleteTasks: [task.id] } : { putTasks: [task] },

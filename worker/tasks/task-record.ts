@@ -71,6 +71,18 @@ export function specProblem(spec: TaskSpec | undefined): string | undefined {
     }
     if (p.hostPort > 65535) return `invalid spec: host port ${p.hostPort} is not in 0-65535`;
   }
+  // As the manager checks (an older one did not): named, never quoted, for secrets' sake.
+  for (const [field, values] of [
+    ["env", spec.env],
+    ["secret_env", spec.secretEnv],
+  ] as const) {
+    for (const [key, value] of Object.entries(values)) {
+      if (value.includes("\0")) return `invalid spec: ${field} ${key} holds a NUL byte`;
+    }
+  }
+  if ([...spec.command, ...spec.args].some((a) => a.includes("\0"))) {
+    return "invalid spec: the command or its arguments hold a NUL byte";
+  }
   return undefined;
 }
 
