@@ -241,6 +241,61 @@ test("revoked and expired tokens are refused; secrets are never shown again or s
   t.is(again.adminToken, m.adminToken, "the first tokens are made once, not at every start");
 });
 
+test("the last admin token that works cannot be revoked; a manager started with none working writes a new one", async (t) => {
+  const dataDir = await tempDir(t);
+  const clock = new FakeClock(Date.now());
+  const m = await manager(t, dataDir, clock);
+  const first = clients(m.address, m.adminToken);
+  const firstId = (m.adminToken as string).slice("cube_".length, "cube_".length + 16);
+  const refused = await first.tokens
+    .revokeToken({ id: firstId })
+    .catch((e: unknown) => ConnectError.from(e));
+  t.true(refused instanceof ConnectError, "the last admin token was revoked");
+  t.is((refused as ConnectError).code, Code.FailedPrecondition);
+  t.regex(
+    (refused as ConnectError).rawMessage,
+    /last admin token that works.*cube token create --role admin/,
+  );
+  t.deepEqual((await first.tasks.listTasks({})).tasks, [], "it still works");
+  // With a second admin token (for an hour), the first may go; then the second is the last.
+  const second = await first.tokens.createToken({
+    name: "for an hour",
+    role: Role.ADMIN,
+    ttl: durationFromMs(3_600_000),
+  });
+  const secondId = second.token?.id as string;
+  await first.tokens.revokeToken({ id: firstId });
+  const admin = clients(m.address, second.secret);
+  t.is(await codeOf(admin.tokens.revokeToken({ id: secondId })), Code.FailedPrecondition);
+  const again1 = await admin.tokens.revokeToken({ id: firstId });
+  t.true(again1.token?.revoked, "a revoked one may be revoked again");
+  // It expires: nobody can manage tokens until the manager starts again on its data.
+  clock.advance(3_600_001);
+  t.is(await codeOf(admin.tasks.listTasks({})), Code.Unauthenticated);
+  await m.close();
+  const again = await manager(t, dataDir, clock);
+  t.truthy(again.adminToken);
+  t.not(again.adminToken, m.adminToken, "a new admin token, written to admin.token");
+  t.is((await readFile(join(dataDir, "admin.token"), "utf8")).trim(), again.adminToken as string);
+  const back = clients(again.address, again.adminToken);
+  const { tokens } = await back.tokens.listTokens({});
+  t.deepEqual(
+    tokens
+      .filter((x) => x.role === Role.ADMIN)
+      .map((x) => [x.name, x.revoked])
+      .sort(),
+    [
+      ["admin token (none worked)", false],
+      ["first admin token", true],
+      ["for an hour", false],
+    ],
+  );
+  // A start with a working admin token makes none.
+  await again.close();
+  const third = await manager(t, dataDir, clock);
+  t.is(third.adminToken, again.adminToken);
+});
+
 test("plaintext on a non-loopback address is refused without --insecure, and warned about with it", async (t) => {
   const dir = await tempDir(t);
   const refused = await t.throwsAsync(

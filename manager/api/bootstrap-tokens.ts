@@ -12,20 +12,29 @@ const fileOf = (dataDir: string, kind: TokenFile) => join(dataDir, `${kind}.toke
  * On a manager's first start (no token stored yet): an admin token for the local user and a
  * worker join token, each stored hashed like any token and written in clear to a 0600 file
  * of the data directory — whoever can read the manager's data can act as it anyway. Later
- * starts change nothing (revoked tokens stay revoked; a deleted file is not rewritten).
+ * starts change nothing (revoked tokens stay revoked; a deleted file is not rewritten),
+ * except when no admin token works any more (the last ones expired): then a new one is
+ * made and written to `admin.token`, so the cluster can be managed again by whoever holds
+ * its data, as at the first start.
  */
 export async function writeFirstTokens(cp: ControlPlane, dataDir: string): Promise<void> {
-  if (cp.tokens.size > 0) return;
   const now = cp.clock.now();
-  for (const [kind, role, name] of [
-    ["admin", Role.ADMIN, "first admin token"],
-    ["worker", Role.WORKER, "first worker join token"],
-  ] as const) {
+  const first = cp.tokens.size === 0;
+  if (!first && cp.tokens.liveAdmins(now).length > 0) return;
+  const wanted = first
+    ? ([
+        ["admin", Role.ADMIN, "first admin token"],
+        ["worker", Role.WORKER, "first worker join token"],
+      ] as const)
+    : ([["admin", Role.ADMIN, "admin token (none worked)"]] as const);
+  for (const [kind, role, name] of wanted) {
     const { record, secret } = cp.tokens.create(name, role, undefined, now);
     cp.store.putToken(record);
     await cp.committed();
     await writeFile(fileOf(dataDir, kind), `${secret}\n`, { mode: 0o600 });
-    cp.logger.info({ token: record.token?.id, file: fileOf(dataDir, kind) }, `${name} created`);
+    const fields = { token: record.token?.id, file: fileOf(dataDir, kind) };
+    if (first) cp.logger.info(fields, `${name} created`);
+    else cp.logger.warn(fields, "no admin token worked (revoked or expired): a new one written");
   }
 }
 

@@ -166,6 +166,19 @@ export function tokenServiceRoutes(
         return { certificate: issued.certificate, caCertificate: issued.caCertificate };
       },
       async revokeToken(req) {
+        const token = cp.tokens.list().find((x) => x.id === req.id);
+        const now = cp.clock.now();
+        // Nobody could make or revoke tokens again: only a manager restart would mend it.
+        if (
+          token?.role === Role.ADMIN &&
+          cp.tokens.liveAdmins(now).some((x) => x.id === token.id) &&
+          cp.tokens.liveAdmins(now, token.id).length === 0
+        ) {
+          throw new ConnectError(
+            `token ${quote(req.id)} is the last admin token that works: revoking it would leave nobody able to manage tokens; create another first (cube token create --role admin --name NAME)`,
+            Code.FailedPrecondition,
+          );
+        }
         const record = cp.tokens.revoke(req.id);
         if (!record) throw new ConnectError(`token ${quote(req.id)} not found`, Code.NotFound);
         cp.store.putToken(record);

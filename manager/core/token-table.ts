@@ -34,11 +34,16 @@ export class TokenTable {
     return this.#byId.size;
   }
 
-  /** Every token, oldest first, without secrets. */
+  /** Every token, oldest first (made in the same instant: by id), without secrets. */
   list(): Token[] {
+    const at = (x: Token) =>
+      (x.createdAt?.seconds ?? 0n) * 1_000_000_000n + BigInt(x.createdAt?.nanos ?? 0);
     return [...this.#byId.values()]
       .map((r) => r.token as Token)
-      .sort((a, b) => Number((a.createdAt?.seconds ?? 0n) - (b.createdAt?.seconds ?? 0n)));
+      .sort((a, b) => {
+        const d = at(a) - at(b);
+        return d === 0n ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : d < 0n ? -1 : 1;
+      });
   }
 
   /** A new token: its record (to store) and its secret (to show once). */
@@ -84,6 +89,17 @@ export class TokenTable {
   onRevoke(fn: (id: string) => void): () => void {
     this.#onRevoke.add(fn);
     return () => this.#onRevoke.delete(fn);
+  }
+
+  /** The live (not revoked, not expired at `nowMs`) admin tokens, other than `except`. */
+  liveAdmins(nowMs: number, except?: string): Token[] {
+    const live: Token[] = [];
+    for (const { token } of this.#byId.values()) {
+      if (!token || token.role !== Role.ADMIN || token.revoked || token.id === except) continue;
+      if (token.expiresAt && timestampDate(token.expiresAt).getTime() <= nowMs) continue;
+      live.push(token);
+    }
+    return live;
   }
 
   /** The live (not revoked, not expired) credential bound to `workerId`, if any. */
