@@ -179,8 +179,13 @@ test("a client-chosen id is an idempotency key", async (t) => {
   t.regex(other.message, /job-1/);
 });
 
-test("GetTask, StopTask and ListTaskEvents answer NOT_FOUND for an unknown id", async (t) => {
+test("GetTask, StopTask and ListTaskEvents answer NOT_FOUND for an unknown id, INVALID_ARGUMENT for none", async (t) => {
   const h = await harness(t);
+  for (const none of [h.tasks.getTask({ id: "" }), h.tasks.stopTask({ id: "" })]) {
+    const error = await code(none);
+    t.is(error.code, Code.InvalidArgument);
+    t.is(error.message, "id: required");
+  }
   t.is((await code(h.tasks.getTask({ id: "nope" }))).code, Code.NotFound);
   t.is((await code(h.tasks.stopTask({ id: "nope" }))).code, Code.NotFound);
   t.is((await code(h.tasks.listTaskEvents({ taskId: "nope" }))).code, Code.NotFound);

@@ -21,9 +21,10 @@ import { cancelRestart } from "./restarts.js";
 import { gcHint } from "./task-gc.js";
 import { validateRunTask } from "./validate-spec.js";
 
-/** The task, or NOT_FOUND naming the id. */
+/** The task, or NOT_FOUND naming the id (INVALID_ARGUMENT without one). */
 export function findTask(cp: ControlPlane, id: string): TaskEntry {
-  const entry = id === "" ? undefined : cp.tasks.get(id);
+  if (id === "") throw new ConnectError("id: required", Code.InvalidArgument);
+  const entry = cp.tasks.get(id);
   if (!entry) {
     throw new ConnectError(
       `task ${quote(id)} not found${gcHint(cp.options.taskGcAfterMs)}`,
