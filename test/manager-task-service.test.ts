@@ -36,6 +36,10 @@ const BAD_SPECS: [string, SpecInit | undefined, string][] = [
   ["negative cpu", { image: "x", resources: { cpu: -1 } }, "spec.resources.cpu"],
   ["NaN cpu", { image: "x", resources: { cpu: Number.NaN } }, "spec.resources.cpu"],
   ["absurd cpu", { image: "x", resources: { cpu: 1025 } }, "spec.resources.cpu"],
+  ["cpu finer than a millicore", { image: "x", resources: { cpu: 1e-7 } }, "spec.resources.cpu"],
+  ["cpu between millicores", { image: "x", resources: { cpu: 0.0015 } }, "spec.resources.cpu"],
+  ["image in capitals", { image: "UPPER/Case:tag" }, "spec.image"],
+  ["image with a bad tag", { image: "cube/httpd:-x" }, "spec.image"],
   [
     "absurd memory",
     { image: "x", resources: { memoryBytes: 2n ** 50n + 1n } },

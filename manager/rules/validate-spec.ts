@@ -4,6 +4,7 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Protocol, RestartMode, type TaskSpec } from "../../gen/cube/v1/task_pb.js";
 import type { RunTaskRequest } from "../../gen/cube/v1/task_service_pb.js";
+import { imageProblem } from "../../lib/image-ref.js";
 import { hostPortKey } from "../../lib/ports.js";
 import { quote } from "../../lib/quote.js";
 import { REDACTED } from "../../lib/redact.js";
@@ -66,6 +67,8 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
   if (spec.image.trim() === "") bad("spec.image", "required");
   checkText("spec.image", spec.image, LIMITS.imageLength);
   if (/\s/.test(spec.image)) bad("spec.image", "must not contain spaces");
+  const imageWrong = imageProblem(spec.image);
+  if (imageWrong) bad("spec.image", `${quote(spec.image)}: ${imageWrong}`);
   list("spec.command", spec.command);
   list("spec.args", spec.args);
   checkMap("spec.env", spec.env, LIMITS.envCount, LIMITS.envKeyLength, LIMITS.envValueLength);
@@ -194,6 +197,11 @@ function resources(spec: TaskSpec): void {
   if (!r) return;
   if (!Number.isFinite(r.cpu) || r.cpu < 0 || r.cpu > LIMITS.cpu) {
     bad("spec.resources.cpu", `cores, 0-${LIMITS.cpu} (got ${r.cpu})`);
+  }
+  // As Kubernetes: a millicore is the finest step (Docker would take nano-cores, and a
+  // scheduler adding up 1e-7 cores misleads more than it places).
+  if (Math.abs(r.cpu * 1000 - Math.round(r.cpu * 1000)) > 1e-6) {
+    bad("spec.resources.cpu", `cores in steps of 0.001, a millicore (got ${r.cpu})`);
   }
   if (r.memoryBytes > LIMITS.bytes) bad("spec.resources.memory_bytes", "at most 1 PiB");
   if (r.memoryBytes !== 0n && r.memoryBytes < LIMITS.minMemoryBytes) {
