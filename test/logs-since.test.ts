@@ -3,11 +3,13 @@
  * a worker: manager/main.ts, worker/main.ts) and the real Docker engine: a container prints a
  * numbered line every 100 ms. Each chunk is one line stamped with the time the container
  * wrote it (the same every time it is read); `since` returns what was written at or after
- * it, to the nanosecond; a bad `since` is INVALID_ARGUMENT, exit 2 for the CLI.
+ * it, to the nanosecond; a bad `since` is INVALID_ARGUMENT, exit 2 for the CLI. And what
+ * TaskLogs answers for a task that ended.
  */
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { type Client, Code, createClient } from "@connectrpc/connect";
 import test from "ava";
+import { TaskState } from "../gen/cube/v1/task_pb.js";
 import {
   LogStream,
   type TaskLogsRequest,
@@ -19,7 +21,7 @@ import { grpcTransport } from "../lib/rpc/client.js";
 import { cube } from "./cli-harness.js";
 import { errorOf } from "./error-of.js";
 import { requireDocker, tempDir } from "./fixtures.js";
-import { spec } from "./manager-harness.js";
+import { eventually, spec } from "./manager-harness.js";
 import { Cluster, type Spawned } from "./manager-process.js";
 
 const LONG = 60_000;
@@ -214,3 +216,35 @@ test.serial(
     t.regex(old.stderr, /before 1970-01-01T00:00:00Z/);
   },
 );
+
+test("the logs of an ended task: none made (a failed pull) is FAILED_PRECONDITION, a removed container NOT_FOUND, each saying how it ended", async (t) => {
+  await requireDocker();
+  const cluster = new Cluster(t, await tempDir(t));
+  const m = await cluster.startManager();
+  await cluster.startWorker("w1");
+  const tasks = createClient(TaskService, grpcTransport(m.address, { token: m.token }));
+  const state = async (id: string, wanted: TaskState) =>
+    eventually(async () => {
+      const { task } = await tasks.getTask({ id });
+      if (task?.state !== wanted) throw new Error(`task ${id} is ${task?.state}`);
+      return task;
+    }, LONG);
+  await tasks.runTask({ id: "no-image", spec: spec({ image: "127.0.0.1:5000/cube/none:1" }) });
+  await state("no-image", TaskState.FAILED);
+  const never = await errorOf(read(tasks, { id: "no-image" }));
+  t.is(never.code, Code.FailedPrecondition);
+  t.regex(
+    never.rawMessage,
+    /^task "no-image" ended FAILED \(cannot pull image .*\) without a container: it has no logs$/,
+  );
+  await tasks.runTask({ id: "stopped", spec: spec({ name: "stopped" }) });
+  await state("stopped", TaskState.RUNNING);
+  await tasks.stopTask({ id: "stopped" });
+  await state("stopped", TaskState.COMPLETED);
+  const gone = await errorOf(read(tasks, { id: "stopped" }));
+  t.is(gone.code, Code.NotFound);
+  t.is(
+    gone.rawMessage,
+    'task "stopped" ended COMPLETED (stopped) and its container was removed: its logs went with it',
+  );
+});

@@ -4,6 +4,7 @@ import { type TaskLogsResponse, TaskService } from "../../gen/cube/v1/task_servi
 import { WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
 import { sinceProblem } from "../../lib/log-time.js";
 import { grpcTransport } from "../../lib/rpc/client.js";
+import { isFinished, stateName } from "../../lib/task-state.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { findTask } from "../rules/task-ops.js";
 import type { ClusterTls } from "./cluster-tls.js";
@@ -29,7 +30,8 @@ function transportTo(address: string, workerId: string, tls: ClusterTls | undefi
  * Streams a task's container output from the worker that runs it (its own
  * TaskService.TaskLogs at the address it registered). INVALID_ARGUMENT for a `since` no
  * clock could mean (the worker checks it against its own clock too); FAILED_PRECONDITION
- * when the task has no container yet; UNAVAILABLE naming the worker when it is DOWN or
+ * when the task has no container (yet, or at all: it ended before one was made); NOT_FOUND
+ * when it ended and the worker removed its container; UNAVAILABLE naming the worker when it is DOWN or
  * cannot be reached (a message that starts with "worker ").
  */
 export async function* proxyTaskLogs(
@@ -42,9 +44,14 @@ export async function* proxyTaskLogs(
   const problem = request.since && sinceProblem(request.since);
   if (problem) throw new ConnectError(problem, Code.InvalidArgument);
   const task = findTask(cp, request.id).task;
+  const ended = isFinished(task.state)
+    ? `ended ${stateName(task.state)}${task.reason ? ` (${task.reason})` : ""}`
+    : undefined;
   if (!task.workerId || !task.containerId) {
     throw new ConnectError(
-      `task "${task.id}" has no container yet (it is ${task.workerId ? "being started" : "not placed"})`,
+      ended
+        ? `task "${task.id}" ${ended} without a container: it has no logs`
+        : `task "${task.id}" has no container yet (it is ${task.workerId ? "being started" : "not placed"})`,
       Code.FailedPrecondition,
     );
   }
@@ -70,6 +77,14 @@ export async function* proxyTaskLogs(
   } catch (error) {
     if (signal.aborted) return;
     const e = ConnectError.from(error);
+    // The worker removes an ended task's container when it is stopped or replaced, and
+    // forgets the task: its words ("not on this worker") would puzzle.
+    if (ended && e.code === Code.NotFound) {
+      throw new ConnectError(
+        `task "${task.id}" ${ended} and its container was removed: its logs went with it`,
+        Code.NotFound,
+      );
+    }
     // A worker that answered (NOT_FOUND, FAILED_PRECONDITION...) speaks for itself.
     const reached = ![
       Code.Unavailable,
