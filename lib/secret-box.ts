@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 
 /** What an encrypted value starts with: the scheme and its version. */
@@ -38,6 +38,14 @@ export class SecretBox {
     // wx: two processes racing on a new directory must not end up with two keys.
     await writeFile(path, key, { mode: 0o600, flag: "wx" });
     return new SecretBox(key);
+  }
+
+  /**
+   * A secret of its own for `purpose`, the same every time with this key (HMAC-SHA256 of the
+   * purpose, base64url): nothing more to store, and as safe as the key file.
+   */
+  derive(purpose: string): string {
+    return createHmac("sha256", this.#key).update(purpose).digest("base64url");
   }
 
   seal(plain: string): string {

@@ -342,13 +342,15 @@ function overlayDuration(d: Duration | undefined, random: Random, maxSeconds: nu
 
 /**
  * A TaskSpec with every field random, made valid for manager/rules/validate-spec.ts: only
- * what validation constrains is overlaid (ports, resources, restart policy, health check),
- * every other field keeps its random value — name, image, command, args, env and labels are
+ * what validation constrains is overlaid (image, ports, resources, restart policy, health
+ * check), every other field keeps its random value — name, command, args, env and labels are
  * valid as they come (Random.text has no whitespace, control character or "="). A field added
  * to TaskSpec later is therefore sampled, sent and compared with no edit here.
  */
 function validSpec(random: Random): TaskSpec {
   const spec = randomMessage(TaskSpecSchema, random);
+  // An image reference the engine's grammar takes: lowercase path, a tag.
+  spec.image = `registry-${random.int(1, 99)}.local:${random.int(1, 65535)}/team/app-${random.int(0, 1e6)}:v${random.int(0, 99)}`;
   const hostPorts = new Set<number>();
   for (const port of spec.ports) {
     port.containerPort = random.int(1, 65535);
@@ -587,6 +589,7 @@ test("the manager carries every field: RunTasks, GetTask, ListTaskEvents, WatchT
   // Up: a Register with every field set.
   const register = randomMessage(RegisterSchema, random);
   register.workerId = random.token(40); // the manager's rule: [A-Za-z0-9._-]{1,128}
+  register.callSecret = random.token(43); // printable ASCII, at most 128
   const capacity = need(register.capacity, "register.capacity");
   capacity.cpu = random.int(16, 256);
   capacity.memoryBytes = BigInt(random.int(64, 1024)) << 30n;
@@ -764,6 +767,7 @@ test("the manager carries every field: RunTasks, GetTask, ListTaskEvents, WatchT
     renamed: { worker_id: "id" },
     notCarried: {
       accepts_batch: "how the stream to the worker is framed, not a property of the worker",
+      call_secret: "what the manager presents to the worker's own port: no API shows it",
     },
   };
   const watchWorkers = new AbortController();
@@ -784,6 +788,8 @@ test("the manager carries every field: RunTasks, GetTask, ListTaskEvents, WatchT
     ["WatchWorkers", watched],
   ];
   for (const [how, w] of shown) {
+    const json = JSON.stringify(w ?? {}, (_k, v) => (typeof v === "bigint" ? String(v) : v));
+    t.false(json.includes(register.callSecret), `${how} shows the call secret`);
     differences.push(
       ...carried(RegisterSchema, register, WorkerSchema, w, registerCarriage, `${how} → worker.`),
     );

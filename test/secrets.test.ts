@@ -14,7 +14,11 @@ import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { REDACTED, redactEvent, redactTask, scrubSecrets } from "../lib/redact.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { SecretBox } from "../lib/secret-box.js";
-import { WorkerStore } from "../worker/store/worker-store.js";
+import {
+  CALL_SECRET_PURPOSE,
+  WORKER_SECRET_KEY_FILE,
+  WorkerStore,
+} from "../worker/store/worker-store.js";
 import { Outbox } from "../worker/stream/outbox.js";
 import { TaskLedger } from "../worker/tasks/task-ledger.js";
 import { specProblem } from "../worker/tasks/task-record.js";
@@ -62,8 +66,16 @@ test("a secret env value reaches the container and nothing else", async (t) => {
     seen.push(JSON.stringify(event?.task?.spec?.secretEnv));
     if (event?.task?.state === TaskState.RUNNING) break;
   }
-  // Nor does the worker's own port.
-  const own = createClient(TaskService, grpcTransport(worker.address));
+  // Nor does the worker's own port: it answers its manager alone (by the secret derived from
+  // its key, which a test can derive too), and shows even its manager the placeholder.
+  const refused = await createClient(TaskService, grpcTransport(worker.address))
+    .listTasks({})
+    .catch((e: unknown) => ConnectError.from(e));
+  t.is((refused as ConnectError).code, Code.Unauthenticated);
+  const callSecret = (await SecretBox.open(join(dir, "ws", WORKER_SECRET_KEY_FILE))).derive(
+    CALL_SECRET_PURPOSE,
+  );
+  const own = createClient(TaskService, grpcTransport(worker.address, { token: callSecret }));
   seen.push(JSON.stringify((await own.getTask({ id: "with-secret" })).task?.spec?.secretEnv));
   seen.push(JSON.stringify((await own.listTasks({})).tasks.map((x) => x.spec?.secretEnv)));
   for (const s of seen) {

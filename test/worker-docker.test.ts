@@ -198,7 +198,17 @@ test("the worker serves its tasks read-only, its metrics, health and reflection-
     "RUNNING",
   );
   await fetchContainer(`http://127.0.0.1:${update.ports[0]?.hostPort}/health`);
-  const transport = grpcTransport(worker.address);
+  // It answers only the caller holding the secret it gave its manager when it registered.
+  const secret = manager.messages("register")[0]?.callSecret ?? "";
+  t.true(secret.length >= 32, "a call secret in Register");
+  for (const token of [undefined, "not-the-secret"]) {
+    const refused = await t.throwsAsync(
+      createClient(TaskService, grpcTransport(worker.address, { token })).listTasks({}),
+    );
+    t.is(ConnectError.from(refused).code, Code.Unauthenticated, `token ${token}`);
+    t.regex(ConnectError.from(refused).rawMessage, /a worker answers only its manager/);
+  }
+  const transport = grpcTransport(worker.address, { token: secret });
   const tasks = createClient(TaskService, transport);
   const got = await tasks.getTask({ id: "seen" });
   t.is(got.task?.state, TaskState.RUNNING);

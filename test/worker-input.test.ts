@@ -42,6 +42,17 @@ test("validateRegister: named cases", (t) => {
       { ...ok, capacity: { memoryBytes: 2n ** 51n } },
       /^register\.capacity\.memory_bytes/,
     ],
+    ["a call secret", { ...ok, callSecret: "A".repeat(43) }, null],
+    [
+      "a 129-character call secret",
+      { ...ok, callSecret: "A".repeat(129) },
+      /^register\.call_secret: at most 128 printable ASCII/,
+    ],
+    [
+      "a call secret with a space",
+      { ...ok, callSecret: "a b" },
+      /^register\.call_secret: at most 128 printable ASCII/,
+    ],
     [
       "a 4,097-character engine reason",
       { ...ok, engine: { reason: "x".repeat(4097) } },

@@ -8,7 +8,7 @@ import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
 import { InventorySchema, StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger, type Logger } from "../lib/logger.js";
 import { guardPlaintext, parseListen, startServer } from "../lib/rpc/server.js";
-import { managerOnly } from "./api/manager-only.js";
+import { managerOnly, managerSecretOnly } from "./api/manager-only.js";
 import { WorkerMetrics } from "./api/metrics.js";
 import { workerRoutes } from "./api/server.js";
 import { type BackoffOptions, backoffDelay } from "./backoff.js";
@@ -193,9 +193,12 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       routes: workerRoutes({ workerId, tasks: () => runner.tasks(), stats: feed, driver }),
       files: [file_cube_v1_task_service, file_cube_v1_metrics],
       ...(options.metrics === false ? {} : metrics.serving()),
-      // Over TLS, only the manager's certificate gets answers.
+      // Only the manager gets answers: over TLS by its certificate, else by the secret the
+      // worker gives it when it registers.
       tls: self.serverTls(),
-      interceptors: self.tls ? [managerOnly(logger)] : [],
+      interceptors: self.tls
+        ? [managerOnly(logger)]
+        : [managerSecretOnly(store.callSecret, logger)],
     });
     server = srv;
     self.on("certificate", () => srv.updateTls(self.serverTls() ?? {}));
@@ -213,6 +216,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         capacity,
         labels: options.labels ?? {},
         version: VERSION,
+        callSecret: store.callSecret,
         engine: engine?.report,
         agentStartedAt,
       }),

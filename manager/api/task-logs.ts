@@ -6,6 +6,7 @@ import { sinceProblem } from "../../lib/log-time.js";
 import { grpcTransport } from "../../lib/rpc/client.js";
 import { isFinished, stateName } from "../../lib/task-state.js";
 import type { ControlPlane } from "../core/control-plane.js";
+import type { WorkerEntry } from "../core/worker-table.js";
 import { findTask } from "../rules/task-ops.js";
 import type { ClusterTls } from "./cluster-tls.js";
 
@@ -15,12 +16,21 @@ import type { ClusterTls } from "./cluster-tls.js";
  */
 const transports = new Map<string, Transport>();
 
-function transportTo(address: string, workerId: string, tls: ClusterTls | undefined): Transport {
-  // Over TLS the manager shows its own certificate, and the worker's must name the worker.
-  const key = tls ? `${address} ${workerId} ${tls.generation}` : address;
+function transportTo(
+  address: string,
+  workerId: string,
+  secret: string,
+  tls: ClusterTls | undefined,
+): Transport {
+  // Over TLS the manager shows its own certificate, and the worker's must name the worker;
+  // in plaintext, the secret the worker gave at its registration.
+  const key = tls ? `${address} ${workerId} ${tls.generation}` : `${address} ${secret}`;
   let t = transports.get(key);
   if (!t) {
-    t = grpcTransport(address, tls ? { tls: tls.clientTlsFor(workerId) } : {});
+    t = grpcTransport(
+      address,
+      tls ? { tls: tls.clientTlsFor(workerId) } : secret ? { token: secret } : {},
+    );
     transports.set(key, t);
   }
   return t;
@@ -66,7 +76,20 @@ export async function* proxyTaskLogs(
   if (worker.status === WorkerStatus.DOWN) {
     throw new ConnectError(`${name} is DOWN: its logs cannot be read`, Code.Unavailable);
   }
-  const client = createClient(TaskService, transportTo(worker.record.address, task.workerId, tls));
+  // Without TLS the worker answers only the secret it sends when it registers: a manager
+  // restarted a moment ago knows its address (stored) but not the secret yet (memory). A
+  // worker redials at once, so its registration is waited for a little.
+  if (!tls && !worker.registeredSince) await registration(cp, worker, signal);
+  if (!tls && !worker.registeredSince) {
+    throw new ConnectError(
+      `${name} has not registered with this manager since it started: its logs cannot be read yet`,
+      Code.Unavailable,
+    );
+  }
+  const client = createClient(
+    TaskService,
+    transportTo(worker.record.address, task.workerId, worker.callSecret, tls),
+  );
   try {
     for await (const chunk of client.taskLogs(
       { id: task.id, follow: request.follow, tail: request.tail, since: request.since },
@@ -95,5 +118,19 @@ export async function* proxyTaskLogs(
     ].includes(e.code);
     if (reached) throw e;
     throw new ConnectError(`${name} is unreachable: ${e.rawMessage}`, Code.Unavailable);
+  }
+}
+
+/** How long a log request waits for a known worker to register again (manager restarted). */
+const REGISTRATION_WAIT_MS = 5000;
+
+/** Resolves once `worker` has registered, {@link REGISTRATION_WAIT_MS} passed, or `signal` aborted. */
+async function registration(cp: ControlPlane, worker: WorkerEntry, signal: AbortSignal) {
+  const sub = cp.workerFeed.subscribe();
+  const waited = AbortSignal.any([signal, AbortSignal.timeout(REGISTRATION_WAIT_MS)]);
+  try {
+    while (!worker.registeredSince && !waited.aborted) await sub.changed(waited);
+  } finally {
+    sub.close();
   }
 }

@@ -230,6 +230,8 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   worker.setSynced(!returning);
   worker.setStatus(WorkerStatus.READY);
   worker.setEngine(reg.engine);
+  worker.callSecret = reg.callSecret;
+  worker.registeredSince = true;
   conn.workerId = worker.id;
   conn.acceptsBatch = reg.acceptsBatch;
   cp.saveWorker(worker);

@@ -63,6 +63,13 @@ export class WorkerEntry {
   downGrace: { readonly ms: number; readonly why: string } | undefined;
   /** The goodbye the worker sent on its current stream, if any (cleared when it registers). */
   leaving: Leaving | undefined;
+  /**
+   * What the manager presents when it calls the worker's own port (Register.call_secret;
+   * empty from a worker that sent none). Memory only: the worker sends it at each register.
+   */
+  callSecret = "";
+  /** Whether it has registered with this manager process (so {@link callSecret} is its own). */
+  registeredSince = false;
   /** Its container engine, as it last reported (undefined: never said). */
   engine: EngineReport | undefined;
   /**

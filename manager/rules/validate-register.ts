@@ -7,6 +7,7 @@ export const REGISTER_LIMITS = {
   addressLength: 1024,
   versionLength: 128,
   engineReasonLength: 4096,
+  callSecretLength: 128,
 } as const;
 
 /** What a worker id may look like (JoinWorker checks the same). */
@@ -52,6 +53,13 @@ export function validateRegister(reg: Register): void {
     }
     if (c.memoryBytes > LIMITS.bytes) bad("capacity.memory_bytes", `at most ${LIMITS.bytes}`);
     if (c.diskBytes > LIMITS.bytes) bad("capacity.disk_bytes", `at most ${LIMITS.bytes}`);
+  }
+  // A header value: printable ASCII only (the check names the field, never the value).
+  if (
+    reg.callSecret.length > REGISTER_LIMITS.callSecretLength ||
+    !/^[\x21-\x7e]*$/.test(reg.callSecret)
+  ) {
+    bad("call_secret", `at most ${REGISTER_LIMITS.callSecretLength} printable ASCII characters`);
   }
   const reason = reg.engine?.reason ?? "";
   if (reason.length > REGISTER_LIMITS.engineReasonLength) {

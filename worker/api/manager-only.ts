@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../../lib/logger.js";
 import { PEER_CERTIFICATE } from "../../lib/rpc/peer.js";
@@ -38,5 +39,27 @@ export function managerOnly(logger: Logger): Interceptor {
       "call refused",
     );
     throw error;
+  };
+}
+
+const digest = (text: string) => createHash("sha256").update(text).digest();
+
+/**
+ * On a plaintext worker, the same rule by a secret instead of a certificate: the caller must
+ * present "authorization: Bearer <secret>", the worker's call secret that it gave the
+ * manager when it registered (Register.call_secret). Anything else is UNAUTHENTICATED, and
+ * logged. The secret is compared by digest, in constant time.
+ */
+export function managerSecretOnly(secret: string, logger: Logger): Interceptor {
+  const wanted = digest(`Bearer ${secret}`);
+  return (next) => (req) => {
+    const given = req.header.get("authorization");
+    if (given !== null && timingSafeEqual(digest(given), wanted)) return next(req);
+    const procedure = `/${req.service.typeName}/${req.method.name}`;
+    logger.warn({ procedure, authorization: given === null ? "none" : "wrong" }, "call refused");
+    throw new ConnectError(
+      `${procedure}: a worker answers only its manager, which presents the secret the worker gave it`,
+      Code.Unauthenticated,
+    );
   };
 }

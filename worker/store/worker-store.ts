@@ -11,6 +11,9 @@ import { SecretBox } from "../../lib/secret-box.js";
 /** The key that seals secret env values in task records, beside worker.db (mode 0600). */
 export const WORKER_SECRET_KEY_FILE = "secrets.key";
 
+/** What the worker's call secret is derived for (see {@link WorkerStore.callSecret}). */
+export const CALL_SECRET_PURPOSE = "cube worker call secret";
+
 /** Thrown when another process holds the data directory's LevelDB lock. */
 export class DataDirInUseError extends Error {
   constructor(readonly dataDir: string) {
@@ -120,6 +123,14 @@ export class WorkerStore {
       throw error;
     }
     return new WorkerStore(db, secrets, workerId, seq ? BigInt(seq) : 0n);
+  }
+
+  /**
+   * The secret the manager presents when it calls this worker's own port (see
+   * Register.call_secret): derived from the secrets key, so the same after every restart.
+   */
+  get callSecret(): string {
+    return this.#secrets.derive(CALL_SECRET_PURPOSE);
   }
 
   /** Every kept update, lowest seq first. */
