@@ -104,6 +104,12 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["ps", "--state", "sleeping"], /"sleeping" is not a task state/],
     [["ps", "-o", "yaml"], /Allowed choices are table, json/],
     [["inspect"], /missing required argument 'task'/],
+    // An empty reference would match every task (an unset shell variable: `cube stop "$ID"`).
+    [["inspect", ""], /a task id or name is required/],
+    [["stop", "web", ""], /a task id or name is required/],
+    [["stop", " "], /a task id or name is required/],
+    [["logs", ""], /a task id or name is required/],
+    [["events", "--task", ""], /a task id or name is required/],
     [["frobnicate"], /unknown command 'frobnicate'/],
     [["ps", "--frob"], /unknown option '--frob'/],
     [["manager", "--heartbeat-interval", "fast"], /is not a duration/],

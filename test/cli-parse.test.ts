@@ -350,6 +350,14 @@ test("a task is found by id, unique prefix or name", (t) => {
   const missing = t.throws(() => pickTask("zzz", [a, b]));
   t.is(missing?.message, "no task zzz");
   t.is((missing as CliError).exitCode, ExitCode.NotFound);
+  // An empty reference is a prefix of every id: refused, not the only task or "could mean 2".
+  for (const blank of ["", "  "]) {
+    for (const tasks of [[a], [a, b]]) {
+      const refused = t.throws(() => pickTask(blank, tasks));
+      t.is(refused?.message, "a task id or name is required");
+      t.is((refused as CliError).exitCode, ExitCode.Usage);
+    }
+  }
 });
 
 function event(type: TaskEventType, t: Task, message = ""): TaskEvent {

@@ -8,13 +8,14 @@ import {
   addClientOptions,
   arg,
   type ClientOptions,
+  collect,
   outputFormat,
   withManager,
 } from "../client-options.js";
 import { describeError } from "../describe-error.js";
 import { ExitCode } from "../exit-codes.js";
 import type { Io } from "../io.js";
-import { resolveTask } from "../resolve-task.js";
+import { parseTaskRef, resolveTask } from "../resolve-task.js";
 import { waitForTask } from "../wait-for-task.js";
 
 interface StopOptions extends ClientOptions {
@@ -26,7 +27,7 @@ interface StopOptions extends ClientOptions {
 export function stopCommand(io: Io): Command {
   const cmd = new Command("stop")
     .description("stop tasks: their containers are stopped and removed")
-    .argument("<tasks...>", "task ids, unique id prefixes, or names")
+    .argument("<tasks...>", "task ids, unique id prefixes, or names", collect(parseTaskRef))
     .option("--wait", "return once the tasks have stopped")
     .option(
       "--timeout <duration>",
