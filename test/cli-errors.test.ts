@@ -4,12 +4,13 @@
  * (runCli, as bin/cube.js does); the rest runs the executable.
  */
 import test from "ava";
+import { givenSetting } from "../cli/client.js";
 import { runCli } from "../cli/run-cli.js";
 import { captureIo, cube, freePort } from "./cli-harness.js";
 
-/** Runs `cube args…` in this process. */
-async function inProcess(args: string[]) {
-  const io = captureIo();
+/** Runs `cube args…` in this process (with `env` as its environment). */
+async function inProcess(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const io = captureIo(env);
   const code = await runCli(args, io);
   return { code, stdout: io.out(), stderr: io.err() };
 }
@@ -139,3 +140,34 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     t.notRegex(r.stderr, /\n\s+at /, `${args.join(" ")}: no stack trace`);
   }
 });
+
+test.serial(
+  "an empty --token, --manager or --ca (or CUBE_*) is a usage error, never a fall back",
+  async (t) => {
+    // The config file's token would be the admin one: `--token "$RO_TOKEN"` with RO_TOKEN unset
+    // must not run with it.
+    const config = { CUBE_CONFIG: "/nonexistent/cube-config.json" };
+    const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
+      [["stop", "web", "--token", ""], {}, /--token is empty/],
+      [["ps", "--token", " "], {}, /--token is empty/],
+      [["ps"], { CUBE_TOKEN: "" }, /CUBE_TOKEN is set but empty/],
+      [["ps", "--manager", ""], {}, /--manager is empty/],
+      [["ps"], { CUBE_MANAGER: "" }, /CUBE_MANAGER is set but empty/],
+      [["ps", "--ca", ""], {}, /--ca is empty/],
+      [["inspect", "web"], { CUBE_CA: "" }, /CUBE_CA is set but empty/],
+      [["worker", "--token", ""], {}, /--token is empty/],
+      [["worker"], { CUBE_TOKEN: "" }, /CUBE_TOKEN is set but empty/],
+      [["worker", "--manager", ""], {}, /--manager is empty/],
+      [["worker", "--ca", ""], {}, /--ca is empty/],
+    ];
+    for (const [args, env, pattern] of cases) {
+      const r = await inProcess(args, { ...config, ...env });
+      const what = `${args.join(" ")} ${JSON.stringify(env)}`;
+      t.is(r.code, 2, what);
+      t.regex(r.stderr, pattern, what);
+    }
+    // A flag given wins over an empty variable.
+    t.is(givenSetting("t0k", "--token", { CUBE_TOKEN: "" }, "CUBE_TOKEN"), "t0k");
+    t.is(givenSetting(undefined, "--token", {}, "CUBE_TOKEN"), undefined);
+  },
+);

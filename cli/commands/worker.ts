@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { parseDuration } from "../../lib/parse-duration.js";
 import type { WorkerHandle } from "../../worker/index.js";
 import { CliError, usageError } from "../cli-error.js";
-import { DEFAULT_MANAGER } from "../client.js";
+import { DEFAULT_MANAGER, givenSetting } from "../client.js";
 import { arg, collect } from "../client-options.js";
 import type { Io } from "../io.js";
 import { checkManagerAddress } from "../manager-address.js";
@@ -145,16 +145,18 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
     // A bad CUBE_* value is a bad setting, as a bad flag would be.
     throw usageError((error as Error).message);
   }
-  // Flags over the CUBE_* variables (read the same way as worker/main.ts reads them).
+  // Flags over the CUBE_* variables (read the same way as worker/main.ts reads them). Where to
+  // join and with what are refused empty, as for client commands: an unset variable in
+  // `--token "$JOIN"` must not fall back to another token.
   const options = {
     ...fromEnv,
     manager: checkManagerAddress(
-      flags.manager || fromEnv.manager || DEFAULT_MANAGER,
+      givenSetting(flags.manager, "--manager", env, "CUBE_MANAGER") ?? DEFAULT_MANAGER,
       flags.manager,
       env,
     ),
-    token: flags.token || fromEnv.token,
-    ca: flags.ca || fromEnv.ca,
+    token: givenSetting(flags.token, "--token", env, "CUBE_TOKEN"),
+    ca: givenSetting(flags.ca, "--ca", env, "CUBE_CA"),
     listen: flags.listen || fromEnv.listen || "127.0.0.1:5556",
     insecure: flags.insecure || fromEnv.insecure,
     name: flags.name || fromEnv.name,
