@@ -105,6 +105,15 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["ps", "--state", "sleeping"], /"sleeping" is not a task state/],
     [["ps", "-o", "yaml"], /Allowed choices are table, json/],
     [["inspect"], /missing required argument 'task'/],
+    // Past what the request can carry: the call could only fail (it looped reconnecting).
+    [
+      ["events", "--since", "18446744073709551616"],
+      /revision must be at most 18446744073709551615/,
+    ],
+    [["run", "img", "--memory", "99999999999999999999999"], /is out of range: a size is at most/],
+    [["run", "img", "--disk", "99999999Pi"], /is out of range: a size is at most/],
+    [["job", "scale", "web", "10001"], /"10001" is not a whole number between 0 and 10000/],
+    [["job", "scale", "web", "99999999999"], /is not a whole number between 0 and 10000/],
     // An empty reference would match every task (an unset shell variable: `cube stop "$ID"`).
     [["inspect", ""], /a task id or name is required/],
     [["stop", "web", ""], /a task id or name is required/],

@@ -52,6 +52,15 @@ test("sizes: plain bytes, decimal and binary units, fractions", (t) => {
   for (const bad of ["", "12X", "-1Mi", "Mi", "1 0", "1.2.3Gi"]) {
     t.throws(() => parseSize(bad), { message: /is not a size/ }, bad);
   }
+  // Up to uint64, the fields' type: past it no request could carry the size.
+  t.is(parseSize("18446744073709551615"), 2n ** 64n - 1n);
+  for (const huge of ["18446744073709551616", "99999999999999999999999", "99999999Pi"]) {
+    t.throws(
+      () => parseSize(huge),
+      { message: `"${huge}" is out of range: a size is at most 18446744073709551615 bytes` },
+      huge,
+    );
+  }
 });
 
 test("sizes print in binary units", (t) => {

@@ -10,6 +10,7 @@ import {
 import { DesiredState, type Task } from "../../gen/cube/v1/task_pb.js";
 import { formatDuration } from "../../lib/format-ms.js";
 import { formatAge, parseDuration } from "../../lib/parse-duration.js";
+import { JOB_LIMITS } from "../../manager/rules/validate-job.js";
 import { CliError, usageError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
@@ -36,6 +37,7 @@ import { renderTable } from "../format-table.js";
 import { shortId, stateLabel, workerLabel } from "../format-task.js";
 import type { Io } from "../io.js";
 import { LiveTable } from "../live-table.js";
+import { parseCount } from "../parse-enum.js";
 import { parseJobFile } from "../parse-job-file.js";
 import { readSpecFile } from "../read-spec-file.js";
 import { followWatch, watchUntil } from "../reconnect.js";
@@ -57,9 +59,9 @@ interface WaitOptions extends ClientOptions {
   timeout: number;
 }
 
-function parseCount(input: string): number {
-  if (!/^\d+$/.test(input)) throw new Error(`"${input}" is not a count: a whole number, 0-10000`);
-  return Number(input);
+/** Parses `job scale`'s count: 0 to the manager's bound on replicas. */
+function parseReplicas(input: string): number {
+  return parseCount(input, JOB_LIMITS.count);
 }
 
 function parseVersion(input: string): bigint {
@@ -164,7 +166,7 @@ Examples:
   const scale = new Command("scale")
     .description("change the number of replicas (no new version)")
     .argument("<name>", "job name")
-    .argument("<count>", "replicas wanted, 0-10000", arg(parseCount));
+    .argument("<count>", `replicas wanted, 0-${JOB_LIMITS.count}`, arg(parseReplicas));
   addClientOptions(scale)
     .addHelpText("after", "\nExamples:\n  cube job scale web 5\n  cube job scale web 0")
     .action((name: string, count: number, opts: ClientOptions) =>
