@@ -127,6 +127,9 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["manager", "--shutdown-timeout", "soon"], /is not a duration/],
     [["manager", "--task-gc-after", "soon"], /is not a duration/],
     [["worker", "--shutdown-timeout", "soon"], /is not a duration/],
+    // Docker refuses it only when a container is created: every task would fail.
+    [["worker", "--cap-drop", "NOT_A_CAP"], /"NOT_A_CAP" is not a Linux capability/],
+    [["worker", "--cap-drop", "CAP_ALL"], /"CAP_ALL" is not a Linux capability/],
     [["worker", "--pull-stall-timeout", "soon"], /is not a duration/],
     [["manager", "--assignment-window", "0"], /is not a whole number between 1 and/],
     [["run", "img", "--wait", "--timeout", "600h"], /"600h" is too long: at most 596h31m23s/],
@@ -180,3 +183,9 @@ test.serial(
     t.is(givenSetting(undefined, "--token", {}, "CUBE_TOKEN"), undefined);
   },
 );
+
+test.serial("worker: CUBE_CAP_DROP is checked at start-up as --cap-drop is", async (t) => {
+  const r = await inProcess(["worker"], { CUBE_CAP_DROP: "NET_RAW,bogus" });
+  t.is(r.code, 2);
+  t.regex(r.stderr, /CUBE_CAP_DROP: "bogus" is not a Linux capability/);
+});

@@ -3,6 +3,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import test from "ava";
 import { buildSpec, givenSpecFlags } from "../cli/build-spec.js";
+import { parseCapability } from "../cli/capabilities.js";
 import { CliError } from "../cli/cli-error.js";
 import { colorsFor } from "../cli/colors.js";
 import { describeError, failedBeforeSending } from "../cli/describe-error.js";
@@ -61,6 +62,17 @@ test("sizes: plain bytes, decimal and binary units, fractions", (t) => {
       { message: `"${huge}" is out of range: a size is at most 18446744073709551615 bytes` },
       huge,
     );
+  }
+});
+
+test("capabilities: Linux names as Docker takes them, any case, CAP_ optional, ALL; none only where allowed", (t) => {
+  t.is(parseCapability("net_raw"), "NET_RAW");
+  t.is(parseCapability(" CAP_SYS_ADMIN "), "CAP_SYS_ADMIN");
+  t.is(parseCapability("cap_checkpoint_restore"), "CAP_CHECKPOINT_RESTORE");
+  t.is(parseCapability("all"), "ALL");
+  t.is(parseCapability("none", true), "NONE");
+  for (const bad of ["NOT_A_CAP", "CAP_ALL", "none", "", "NET RAW"]) {
+    t.throws(() => parseCapability(bad), { message: /is not a Linux capability/ }, bad);
   }
 });
 

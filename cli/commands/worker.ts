@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { parseDuration } from "../../lib/parse-duration.js";
 import type { WorkerHandle } from "../../worker/index.js";
+import { parseCapability } from "../capabilities.js";
 import { CliError, usageError } from "../cli-error.js";
 import { DEFAULT_MANAGER, givenSetting } from "../client.js";
 import { arg, collect } from "../client-options.js";
@@ -99,7 +100,7 @@ export function workerCommand(io: Io): Command {
     .option(
       "--cap-drop <cap>",
       "capability dropped from Docker's defaults (repeatable; env CUBE_CAP_DROP=a,b; default NET_RAW; --cap-drop none keeps all)",
-      collect((s) => s.trim().toUpperCase()),
+      collect((s) => parseCapability(s, true)),
     )
     .option(
       "--allow-registry <host>",
@@ -144,6 +145,15 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
   } catch (error) {
     // A bad CUBE_* value is a bad setting, as a bad flag would be.
     throw usageError((error as Error).message);
+  }
+  // Checked at start-up, as --cap-drop is: Docker refuses an unknown capability only when a
+  // container is created, failing every task.
+  for (const cap of fromEnv.policy?.dropCapabilities ?? []) {
+    try {
+      parseCapability(cap);
+    } catch (error) {
+      throw usageError(`CUBE_CAP_DROP: ${(error as Error).message}`);
+    }
   }
   // Flags over the CUBE_* variables (read the same way as worker/main.ts reads them). Where to
   // join and with what are refused empty, as for client commands: an unset variable in
