@@ -1,5 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { formatDuration } from "../lib/format-ms.js";
+import { parseDuration } from "../lib/parse-duration.js";
 import { CliError } from "./cli-error.js";
 import {
   connectManager,
@@ -94,6 +96,16 @@ export function arg<T>(parse: (input: string) => T): (input: string) => T {
       throw new InvalidArgumentError((error as Error).message);
     }
   };
+}
+
+/**
+ * An option taking a duration ("90s", "2m"), `defaultMs` when not given, whose help shows
+ * that default the way the flag takes it ("(default: 2m)"), not in milliseconds.
+ */
+export function durationOption(flags: string, description: string, defaultMs: number): Option {
+  return new Option(flags, description)
+    .argParser(arg(parseDuration))
+    .default(defaultMs, formatDuration(defaultMs));
 }
 
 /** Like {@link arg}, for repeatable options: collects every value in order. */

@@ -50,6 +50,28 @@ test.serial("each command's --help has examples", async (t) => {
   t.regex((await inProcess(["run", "--help"])).stdout, /--max-restarts <n> .*1 or more/);
 });
 
+test.serial(
+  "--help shows duration defaults as the flag takes them, not in milliseconds",
+  async (t) => {
+    const cases: [string[], string][] = [
+      [["run"], "2m"],
+      [["stop"], "1m"],
+      [["job", "run"], "10m"],
+      [["job", "revert"], "10m"],
+    ];
+    for (const [args, shown] of cases) {
+      // Help wraps its columns: read it as one line.
+      const help = (await inProcess([...args, "--help"])).stdout.replace(/\s+/g, " ");
+      t.regex(
+        help,
+        new RegExp(`--timeout <duration> [^()]*\\(default: ${shown}\\)`),
+        args.join(" "),
+      );
+      t.notRegex(help, /\(default: \d{4,}\)/, args.join(" "));
+    }
+  },
+);
+
 test.serial("a usage error names the help of the command it is in, sub-commands too", async (t) => {
   const cases: [string[], string][] = [
     [["job", "run"], "(see `cube job run --help`)"],

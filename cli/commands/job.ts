@@ -9,7 +9,7 @@ import {
 } from "../../gen/cube/v1/job_service_pb.js";
 import { DesiredState, type Task } from "../../gen/cube/v1/task_pb.js";
 import { formatDuration } from "../../lib/format-ms.js";
-import { formatAge, parseDuration } from "../../lib/parse-duration.js";
+import { formatAge } from "../../lib/parse-duration.js";
 import { JOB_LIMITS } from "../../manager/rules/validate-job.js";
 import { CliError, usageError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
@@ -17,6 +17,7 @@ import {
   addClientOptions,
   arg,
   type ClientOptions,
+  durationOption,
   outputFormat,
   stoppedByUser,
   withManager,
@@ -109,7 +110,7 @@ Examples:
     .description("create or update a job from a file; prints its version")
     .requiredOption("-f, --file <file>", "the job file (YAML or JSON; - reads stdin)")
     .option("--wait", "follow the deployment until it is healthy or failed (progress on stderr)")
-    .option("--timeout <duration>", "how long --wait waits", arg(parseDuration), 600_000);
+    .addOption(durationOption("--timeout <duration>", "how long --wait waits", 600_000));
   addClientOptions(run)
     .addHelpText(
       "after",
@@ -219,7 +220,7 @@ Examples:
     .argument("<name>", "job name")
     .argument("<version>", "a version of `cube job history`", arg(parseVersion))
     .option("--wait", "follow the deployment until it is healthy or failed")
-    .option("--timeout <duration>", "how long --wait waits", arg(parseDuration), 600_000);
+    .addOption(durationOption("--timeout <duration>", "how long --wait waits", 600_000));
   addClientOptions(revert)
     .addHelpText("after", "\nExamples:\n  cube job revert web 2\n  cube job revert web 2 --wait")
     .action((name: string, version: bigint, opts: WaitOptions) =>

@@ -2,7 +2,6 @@ import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import { RunTasksResponseSchema, TaskView } from "../../gen/cube/v1/task_service_pb.js";
-import { parseDuration } from "../../lib/parse-duration.js";
 import { LIMITS } from "../../manager/rules/validate-spec.js";
 import { buildSpec, givenSpecFlags, type RunFlags } from "../build-spec.js";
 import { CliError, usageError } from "../cli-error.js";
@@ -12,6 +11,7 @@ import {
   arg,
   type ClientOptions,
   collect,
+  durationOption,
   outputFormat,
   withManager,
 } from "../client-options.js";
@@ -110,11 +110,8 @@ export function runCommand(io: Io): Command {
       1,
     )
     .option("--wait", "follow the task and return once it runs (and is healthy); not with --count")
-    .option(
-      "--timeout <duration>",
-      "with --wait: give up after this long",
-      arg(parseDuration),
-      120_000,
+    .addOption(
+      durationOption("--timeout <duration>", "with --wait: give up after this long", 120_000),
     );
   addClientOptions(cmd)
     .addHelpText(

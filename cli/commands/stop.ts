@@ -1,14 +1,13 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
-import { parseDuration } from "../../lib/parse-duration.js";
 import { CliError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS } from "../client.js";
 import {
   addClientOptions,
-  arg,
   type ClientOptions,
   collect,
+  durationOption,
   outputFormat,
   withManager,
 } from "../client-options.js";
@@ -29,11 +28,8 @@ export function stopCommand(io: Io): Command {
     .description("stop tasks: their containers are stopped and removed")
     .argument("<tasks...>", "task ids, unique id prefixes, or names", collect(parseTaskRef))
     .option("--wait", "return once the tasks have stopped")
-    .option(
-      "--timeout <duration>",
-      "with --wait: give up after this long",
-      arg(parseDuration),
-      60_000,
+    .addOption(
+      durationOption("--timeout <duration>", "with --wait: give up after this long", 60_000),
     );
   addClientOptions(cmd)
     .addHelpText(
