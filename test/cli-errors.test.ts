@@ -3,6 +3,10 @@
  * documented exit code and no stack trace. Help and usage run the CLI in this process
  * (runCli, as bin/cube.js does); the rest runs the executable.
  */
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import test from "ava";
 import { givenSetting } from "../cli/client.js";
 import { runCli } from "../cli/run-cli.js";
@@ -149,6 +153,20 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["manager", "--shutdown-timeout", "soon"], /is not a duration/],
     [["manager", "--task-gc-after", "soon"], /is not a duration/],
     [["worker", "--shutdown-timeout", "soon"], /is not a duration/],
+    // Start-up settings, named as typed, before anything starts (they were exit 1).
+    [
+      ["manager", "--heartbeat-timeout", "0s"],
+      /--heartbeat-timeout \(0ms\) must exceed --heartbeat-interval \(500ms\)/,
+    ],
+    [["manager", "--heartbeat-interval", "0s"], /--heartbeat-interval must be above 0/],
+    [["manager", "--assignment-resend", "0s"], /--assignment-resend must be above 0/],
+    [
+      ["manager", "--listen", "127.0.0.1:99999"],
+      /--listen "127\.0\.0\.1:99999": port must be 1-65535/,
+    ],
+    [["dev", "--listen", "127.0.0.1:99999"], /port must be 1-65535/],
+    [["worker", "--listen", "127.0.0.1:70000"], /port must be 1-65535/],
+    [["dev", "--log-level", "bogus"], /"bogus" is not a log level: use fatal, error, warn, info/],
     // Docker refuses it only when a container is created: every task would fail.
     [["worker", "--cap-drop", "NOT_A_CAP"], /"NOT_A_CAP" is not a Linux capability/],
     [["worker", "--cap-drop", "CAP_ALL"], /"CAP_ALL" is not a Linux capability/],
@@ -210,4 +228,42 @@ test.serial("worker: CUBE_CAP_DROP is checked at start-up as --cap-drop is", asy
   const r = await inProcess(["worker"], { CUBE_CAP_DROP: "NET_RAW,bogus" });
   t.is(r.code, 2);
   t.regex(r.stderr, /CUBE_CAP_DROP: "bogus" is not a Linux capability/);
+});
+
+test.serial("start-up settings from CUBE_* are named as such, exit 2", async (t) => {
+  const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
+    [
+      ["manager"],
+      { CUBE_HEARTBEAT_INTERVAL: "3s" },
+      /--heartbeat-timeout \(2s\) must exceed CUBE_HEARTBEAT_INTERVAL \(3s\)/,
+    ],
+    [["manager"], { CUBE_LOG_LEVEL: "bogus" }, /CUBE_LOG_LEVEL: "bogus" is not a log level/],
+    [["dev"], { CUBE_LOG_LEVEL: "loud" }, /CUBE_LOG_LEVEL: "loud" is not a log level/],
+    [
+      ["manager"],
+      { CUBE_LISTEN: "127.0.0.1:99999" },
+      /CUBE_LISTEN "127\.0\.0\.1:99999": port must be/,
+    ],
+  ];
+  for (const [args, env, pattern] of cases) {
+    const r = await inProcess(args, env);
+    t.is(r.code, 2, JSON.stringify(env));
+    t.regex(r.stderr, pattern, JSON.stringify(env));
+  }
+});
+
+test.serial("cube manager on a port in use says so and leaves no tokens behind", async (t) => {
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+  const { port } = taken.address() as AddressInfo;
+  const dataDir = await mkdtemp(join(tmpdir(), "cube-inuse-"));
+  try {
+    const r = await inProcess(["manager", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir]);
+    t.is(r.code, 1);
+    t.regex(r.stderr, /127\.0\.0\.1:\d+ is in use: choose another with --listen/);
+    t.deepEqual(await readdir(dataDir), []);
+  } finally {
+    taken.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
 });

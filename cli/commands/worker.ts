@@ -6,7 +6,8 @@ import { CliError, usageError } from "../cli-error.js";
 import { DEFAULT_MANAGER, givenSetting } from "../client.js";
 import { arg, collect } from "../client-options.js";
 import type { Io } from "../io.js";
-import { checkManagerAddress } from "../manager-address.js";
+import { checkLogLevelEnv } from "../log-level.js";
+import { checkListenAddress, checkManagerAddress } from "../manager-address.js";
 import { NO_METRICS_HELP } from "../metrics-flag.js";
 import { parseCount } from "../parse-enum.js";
 import { parseKeyValue, toRecord } from "../parse-key-value.js";
@@ -146,6 +147,7 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
     // A bad CUBE_* value is a bad setting, as a bad flag would be.
     throw usageError((error as Error).message);
   }
+  checkLogLevelEnv(env);
   // Checked at start-up, as --cap-drop is: Docker refuses an unknown capability only when a
   // container is created, failing every task.
   for (const cap of fromEnv.policy?.dropCapabilities ?? []) {
@@ -167,7 +169,10 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
     ),
     token: givenSetting(flags.token, "--token", env, "CUBE_TOKEN"),
     ca: givenSetting(flags.ca, "--ca", env, "CUBE_CA"),
-    listen: flags.listen || fromEnv.listen || "127.0.0.1:5556",
+    listen: await checkListenAddress(
+      flags.listen || fromEnv.listen || "127.0.0.1:5556",
+      flags.listen ? "--listen" : fromEnv.listen ? "CUBE_LISTEN" : "--listen",
+    ),
     insecure: flags.insecure || fromEnv.insecure,
     name: flags.name || fromEnv.name,
     dataDir: flags.dataDir || fromEnv.dataDir || DEFAULT_WORKER_DATA_DIR,
