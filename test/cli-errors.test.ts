@@ -52,6 +52,9 @@ test.serial("each command's --help has examples", async (t) => {
   t.regex((await inProcess(["status", "--help"])).stdout, /Usage: cube ps\|status/);
   t.regex((await inProcess(["logs", "--help"])).stdout, /--tail <lines> .*\(N at least 1\)/);
   t.regex((await inProcess(["run", "--help"])).stdout, /--max-restarts <n> .*1 or more/);
+  t.regex((await inProcess(["run", "--help"])).stdout, /-p, --port <\[HOST_IP:\]\[HOST:\]/);
+  const ps = (await inProcess(["ps", "--help"])).stdout.replace(/\s+/g, " ");
+  t.regex(ps, /--state <states> only tasks in these states \([^)]*failed, unknown;/);
 });
 
 test.serial(
@@ -129,6 +132,22 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["run", "img", "--count", "many"], /"many" is not a whole number/],
     [["run", "img", "--count", "3", "--wait"], /--wait follows one task: not with --count/],
     [["ps", "--state", "sleeping"], /"sleeping" is not a task state/],
+    // 0 would give up at once, where 0 elsewhere waits for ever: refused.
+    [
+      ["run", "img", "--wait", "--timeout", "0"],
+      /0 would give up at once: give a duration above 0/,
+    ],
+    [["stop", "web", "--wait", "--timeout", "0s"], /0 would give up at once/],
+    [["job", "run", "-f", "j.yaml", "--timeout", "0"], /0 would give up at once/],
+    // An unset variable in --id "$ID" would pick a random id.
+    [["run", "img", "--id", ""], /--id is empty: give an id or leave it out/],
+    [["ps", "--json", "-o", "table"], /--json cannot be combined with -o table/],
+    [["job", "ls", "-o", "table", "--json"], /--json cannot be combined with -o table/],
+    // A time, only before the epoch (Date.UTC reads years before 100 as 19xx).
+    [
+      ["logs", "web", "--since", "0001-01-01T00:00:00Z"],
+      /"0001-01-01T00:00:00Z" is before 1970-01-01T00:00:00Z/,
+    ],
     [["ps", "-o", "yaml"], /Allowed choices are table, json/],
     [["inspect"], /missing required argument 'task'/],
     // Past what the request can carry: the call could only fail (it looped reconnecting).

@@ -65,8 +65,8 @@ export function runCommand(io: Io): Command {
       collect((s) => parseKeyValue(s, "variable", (k) => io.env[k])),
     )
     .option(
-      "-p, --port <[HOST:]CONTAINER[/udp]>",
-      "publish a port on the worker's 127.0.0.1 (repeatable)",
+      "-p, --port <[HOST_IP:][HOST:]CONTAINER[/udp]>",
+      "publish a port on the worker's 127.0.0.1, or on HOST_IP (repeatable)",
       collect(parsePort),
     )
     .option(
@@ -98,6 +98,11 @@ export function runCommand(io: Io): Command {
     .option(
       "--id <id>",
       "choose the task id; running the same id again does not start a second task",
+      arg((s) => {
+        // An unset variable in --id "$ID" would run a task with a random id, again each time.
+        if (s.trim() === "") throw new Error("--id is empty: give an id or leave it out");
+        return s;
+      }),
     )
     .option(
       "-f, --file <task.yaml|task.json>",
