@@ -1,6 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Command, InvalidArgumentError, Option } from "commander";
-import { CliError } from "./cli-error.js";
+import { formatDuration } from "../lib/format-ms.js";
+import { parseDuration } from "../lib/parse-duration.js";
+import { CliError, usageError } from "./cli-error.js";
 import {
   connectManager,
   type ManagerClients,
@@ -42,7 +44,13 @@ export function addClientOptions(cmd: Command): Command {
         .choices(["table", "json"])
         .default("table"),
     )
-    .option("--json", "same as --output json");
+    .option("--json", "same as --output json")
+    .hook("preAction", (command) => {
+      // Both said, and they disagree: neither wins silently.
+      if (command.getOptionValueSource("output") === "cli" && command.opts().output === "table") {
+        if (command.opts().json) throw usageError("--json cannot be combined with -o table");
+      }
+    });
 }
 
 /** "json" when -o json or --json was given, else "table". */
@@ -94,6 +102,23 @@ export function arg<T>(parse: (input: string) => T): (input: string) => T {
       throw new InvalidArgumentError((error as Error).message);
     }
   };
+}
+
+/**
+ * A --wait's --timeout: a duration ("90s", "2m") above 0 (0, which elsewhere means "for
+ * ever", would give up at once: refused rather than read either way), `defaultMs` when not
+ * given, whose help shows that default the way the flag takes it ("(default: 2m)").
+ */
+export function durationOption(flags: string, description: string, defaultMs: number): Option {
+  return new Option(flags, description)
+    .argParser(
+      arg((input) => {
+        const ms = parseDuration(input);
+        if (ms === 0) throw new Error("0 would give up at once: give a duration above 0");
+        return ms;
+      }),
+    )
+    .default(defaultMs, formatDuration(defaultMs));
 }
 
 /** Like {@link arg}, for repeatable options: collects every value in order. */

@@ -8,42 +8,72 @@ import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { MANAGER_URI } from "../lib/tls/identity.js";
+import { usageError } from "./cli-error.js";
 import type { CubeConfig } from "./config-file.js";
 
 /** Where `cube` looks for the manager when neither --manager nor CUBE_MANAGER says. */
 export const DEFAULT_MANAGER = "127.0.0.1:5555";
 
 /**
+ * The value given by the flag `flagName` (its value `flag`), else by the environment variable
+ * `envName`; undefined when neither is there. An empty (or blank) value given on purpose is a
+ * usage error naming where it came from, never a fall back to the next source:
+ * `--token "$RO_TOKEN"` with RO_TOKEN unset would run with the config file's admin token.
+ */
+export function givenSetting(
+  flag: string | undefined,
+  flagName: string,
+  env: NodeJS.ProcessEnv,
+  envName: string,
+): string | undefined {
+  if (flag !== undefined) {
+    if (flag.trim() === "") throw usageError(`${flagName} is empty: give a value or leave it out`);
+    return flag;
+  }
+  const value = env[envName];
+  if (value !== undefined && value.trim() === "") {
+    throw usageError(`${envName} is set but empty: give a value or unset it`);
+  }
+  return value;
+}
+
+/**
  * The manager address: the flag, else CUBE_MANAGER, else the config file's, else
- * {@link DEFAULT_MANAGER}.
+ * {@link DEFAULT_MANAGER}. An empty flag or variable is a usage error ({@link givenSetting}).
  */
 export function managerAddress(
   flag: string | undefined,
   env = process.env,
   config: CubeConfig = {},
 ): string {
-  return flag || env.CUBE_MANAGER || config.manager || DEFAULT_MANAGER;
+  return (
+    givenSetting(flag, "--manager", env, "CUBE_MANAGER") ?? (config.manager || DEFAULT_MANAGER)
+  );
 }
 
-/** The token: the flag, else CUBE_TOKEN, else the config file's; undefined when none. */
+/**
+ * The token: the flag, else CUBE_TOKEN, else the config file's; undefined when none. An empty
+ * flag or variable is a usage error ({@link givenSetting}).
+ */
 export function managerToken(
   flag: string | undefined,
   env = process.env,
   config: CubeConfig = {},
 ): string | undefined {
-  return flag || env.CUBE_TOKEN || config.token || undefined;
+  return givenSetting(flag, "--token", env, "CUBE_TOKEN") ?? (config.token || undefined);
 }
 
 /**
  * The cluster CA's certificate file: the flag, else CUBE_CA, else the config file's;
- * undefined (plaintext) when none.
+ * undefined (plaintext) when none. An empty flag or variable is a usage error
+ * ({@link givenSetting}).
  */
 export function managerCa(
   flag: string | undefined,
   env = process.env,
   config: CubeConfig = {},
 ): string | undefined {
-  return flag || env.CUBE_CA || config.ca || undefined;
+  return givenSetting(flag, "--ca", env, "CUBE_CA") ?? (config.ca || undefined);
 }
 
 /** Clients of the manager's services, sharing one HTTP/2 connection. */

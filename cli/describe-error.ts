@@ -39,6 +39,29 @@ export function serverSent(error: ConnectError): boolean {
   return error.metadata.has("grpc-status");
 }
 
+/**
+ * What connect-es says when it cannot encode a request (a field out of its type's range):
+ * "serialize binary: …" (the gRPC transport's binary format, from
+ * @connectrpc/connect's protocol/serialization.js), or protobuf-es's own "cannot encode …"
+ * (the JSON format, where connect-es passes the error on as it is).
+ */
+const SERIALIZE_FAILED = /^(serialize binary: |cannot encode )/;
+
+/**
+ * Whether `error` arose in this process before anything was sent: connect-es could not encode
+ * the request and threw INTERNAL, the code a cut connection gets too. Such an error carries
+ * no metadata (no header or trailer came back) and connect-es's encoding message. It is
+ * neither a lost connection nor TLS trouble, and trying again cannot mend it.
+ */
+export function failedBeforeSending(error: unknown): boolean {
+  return (
+    error instanceof ConnectError &&
+    error.code === Code.Internal &&
+    [...error.metadata.keys()].length === 0 &&
+    SERIALIZE_FAILED.test(error.rawMessage)
+  );
+}
+
 /** A failed certificate check: the same answer every time, whatever a restart does. */
 const CERTIFICATE_REFUSED = /certificate|CERT_|self[- ]signed|does not name cube:\/\/manager/i;
 
@@ -95,7 +118,8 @@ function tlsTrouble(
 }
 
 /**
- * Turns whatever a command threw into one line for people and an exit code: an
+ * Turns whatever a command threw into one line for people and an exit code: a request that
+ * could not be encoded is an internal client error ({@link failedBeforeSending}), an
  * unreachable manager names the address and how to start one, INVALID_ARGUMENT and
  * friends give the server's own words, a TLS mismatch says so (`tls`: whether the call went
  * over TLS), and anything unexpected its message (never a stack trace; CUBE_DEBUG=1 shows
@@ -110,6 +134,11 @@ export function describeError(
   answered = false,
 ): CliError {
   if (error instanceof CliError) return error;
+  if (error instanceof ConnectError && failedBeforeSending(error)) {
+    return new CliError(
+      `internal client error, nothing was sent to the manager: ${error.rawMessage}`,
+    );
+  }
   if (tls !== undefined) {
     const trouble = tlsTrouble(error, address, tls, answered);
     if (trouble) return trouble;

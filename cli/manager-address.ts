@@ -48,3 +48,24 @@ export function checkManagerAddress(
       : "the config file's manager";
   throw usageError(`${source} "${address}" is not a manager address: ${problem}`);
 }
+
+/**
+ * `address` when a server can listen on it (host:port, the port 0-65535, 0 picking a free
+ * one), else a usage error naming `source` (--listen, CUBE_LISTEN): the server would only
+ * fail with exit 1 once it starts.
+ */
+export async function checkListenAddress(address: string, source: string): Promise<string> {
+  // Loaded here: only the commands that serve need it.
+  const { parseListen } = await import("../lib/rpc/server.js");
+  try {
+    parseListen(address);
+  } catch {
+    const port = /:(\d+)$/.exec(address)?.[1];
+    throw usageError(
+      port !== undefined
+        ? `${source} "${address}": port must be 1-65535 (or 0 to pick a free one)`
+        : `${source} "${address}" is not host:port, e.g. 127.0.0.1:5555`,
+    );
+  }
+  return address;
+}

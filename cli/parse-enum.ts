@@ -67,8 +67,16 @@ export function positiveCount(zeroMessage: string): (input: string) => number {
   };
 }
 
-/** Parses a revision (uint64) for --since. */
+/** The largest uint64, the bound of revisions and byte sizes. */
+export const UINT64_MAX = 2n ** 64n - 1n;
+
+/**
+ * Parses a revision (uint64) for --since. Past uint64 is refused here: the request could not
+ * be encoded, which would fail every call.
+ */
 export function parseRevision(input: string): bigint {
   if (!/^\s*\d+\s*$/.test(input)) throw new Error(`"${input}" is not a revision number`);
-  return BigInt(input.trim());
+  const revision = BigInt(input.trim());
+  if (revision > UINT64_MAX) throw new Error(`revision must be at most ${UINT64_MAX}`);
+  return revision;
 }

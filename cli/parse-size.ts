@@ -1,3 +1,5 @@
+import { UINT64_MAX } from "./parse-enum.js";
+
 /**
  * Byte sizes as people write them, the Kubernetes way: a plain number is bytes; k, M, G,
  * T, P are powers of 1000 and Ki, Mi, Gi, Ti, Pi powers of 1024; a trailing "B" is allowed
@@ -19,7 +21,10 @@ const UNITS: Record<string, number> = {
   Pi: 2 ** 50,
 };
 
-/** Parses "256Mi", "1Gi", "512M", "1048576" into bytes; throws a message naming the input. */
+/**
+ * Parses "256Mi", "1Gi", "512M", "1048576" into bytes; throws a message naming the input,
+ * also for a size past uint64 (the fields' type: no request could carry it).
+ */
 export function parseSize(input: string): bigint {
   const m = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*([kKMGTP]i?)?B?\s*$/.exec(input);
   const factor = m ? UNITS[m[2] ?? ""] : undefined;
@@ -31,7 +36,11 @@ export function parseSize(input: string): bigint {
   const scale = 10n ** BigInt(fraction.length);
   const digits = BigInt((whole || "0") + fraction);
   const f = BigInt(factor);
-  return (digits * f + scale / 2n) / scale;
+  const bytes = (digits * f + scale / 2n) / scale;
+  if (bytes > UINT64_MAX) {
+    throw new Error(`"${input}" is out of range: a size is at most ${UINT64_MAX} bytes`);
+  }
+  return bytes;
 }
 
 /** Bytes for people, in binary units with up to one decimal: 268435456 → "256Mi". */

@@ -2,17 +2,20 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { resumeAfter } from "../lib/rpc/resume-after.js";
 import { sleep } from "../lib/sleep.js";
 import { CliError } from "./cli-error.js";
-import { CUT_CODES, certificateRefused } from "./describe-error.js";
+import { CUT_CODES, certificateRefused, failedBeforeSending } from "./describe-error.js";
 import type { Io } from "./io.js";
 
 /**
  * Whether a watch that failed with `error` is worth opening again: the manager went away or
  * restarted (the deployment, drain or task it was following carries on without us). A
  * certificate the manager's is refused is not (it came back with another CA): retrying would
- * wait for good in silence, so the command ends with the TLS error instead.
+ * wait for good in silence, so the command ends with the TLS error instead. Nor is a request
+ * this process could not encode ({@link failedBeforeSending}): it would fail the same way
+ * for ever.
  */
 export function isTransient(error: unknown): boolean {
   if (!(error instanceof ConnectError) || certificateRefused(error)) return false;
+  if (failedBeforeSending(error)) return false;
   return CUT_CODES.includes(error.code);
 }
 

@@ -1,18 +1,32 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DesiredState, type Task } from "../gen/cube/v1/task_pb.js";
 import { isFinished } from "../lib/task-state.js";
-import { CliError } from "./cli-error.js";
+import { CliError, usageError } from "./cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "./client.js";
 import { ExitCode } from "./exit-codes.js";
 import type { TaskFilter } from "./task-filter.js";
+
+/** What an empty or blank task reference is refused with. */
+const NO_REF = "a task id or name is required";
+
+/**
+ * Parses a task reference (an argument or --task): refuses an empty or blank one, which as
+ * an id prefix would match every task (and `--task ""` would read as no filter at all), so
+ * `cube stop "$UNSET"` stops nothing. Throws a plain Error, for {@link arg}.
+ */
+export function parseTaskRef(input: string): string {
+  if (input.trim() === "") throw new Error(NO_REF);
+  return input;
+}
 
 /**
  * Picks the task a person meant by `ref`, the way docker reads container references:
  * an exact id, else a unique id prefix or task name. Among tasks sharing a name, the one
  * still wanted running wins. Returns the task, or throws a CliError saying "no task" or
- * listing the candidates.
+ * listing the candidates; a usage error for an empty or blank `ref`.
  */
 export function pickTask(ref: string, tasks: readonly Task[]): Task {
+  if (ref.trim() === "") throw usageError(NO_REF);
   const exact = tasks.find((t) => t.id === ref);
   if (exact) return exact;
   const byPrefix = tasks.filter((t) => t.id.startsWith(ref));
@@ -60,8 +74,8 @@ export async function listAllTasks(
 
 /**
  * The task `ref` names: GetTask first (the common, exact case), then a prefix or name
- * match over the list. NOT_FOUND comes out as "no task REF". `signal` (Ctrl-C) cancels the
- * calls.
+ * match over the list. NOT_FOUND comes out as "no task REF"; an empty or blank `ref` as a
+ * usage error ({@link pickTask}). `signal` (Ctrl-C) cancels the calls.
  */
 export async function resolveTask(
   clients: ManagerClients,

@@ -1,11 +1,12 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import test from "ava";
 import { buildSpec, givenSpecFlags } from "../cli/build-spec.js";
+import { parseCapability } from "../cli/capabilities.js";
 import { CliError } from "../cli/cli-error.js";
 import { colorsFor } from "../cli/colors.js";
-import { describeError } from "../cli/describe-error.js";
+import { describeError, failedBeforeSending } from "../cli/describe-error.js";
 import { ExitCode } from "../cli/exit-codes.js";
 import { renderTable } from "../cli/format-table.js";
 import { stateLabel, TASK_HEAD, taskRow } from "../cli/format-task.js";
@@ -17,7 +18,7 @@ import { parseKeyValue } from "../cli/parse-key-value.js";
 import { formatPort, parsePort } from "../cli/parse-port.js";
 import { formatSize, parseSize } from "../cli/parse-size.js";
 import { parseTaskFile } from "../cli/parse-task-file.js";
-import { followWatch } from "../cli/reconnect.js";
+import { followWatch, isTransient } from "../cli/reconnect.js";
 import { pickTask } from "../cli/resolve-task.js";
 import { taskCopies } from "../cli/task-copies.js";
 import { TaskWaiter, willRestart } from "../cli/task-waiter.js";
@@ -33,6 +34,7 @@ import {
   TaskSchema,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { MAX_TIMER_MS } from "../lib/clock.js";
 import { formatDuration } from "../lib/format-ms.js";
 import { formatAge, parseDuration, parseEnvDuration } from "../lib/parse-duration.js";
@@ -51,6 +53,26 @@ test("sizes: plain bytes, decimal and binary units, fractions", (t) => {
   t.is(parseSize("10Ti"), 10n * 2n ** 40n);
   for (const bad of ["", "12X", "-1Mi", "Mi", "1 0", "1.2.3Gi"]) {
     t.throws(() => parseSize(bad), { message: /is not a size/ }, bad);
+  }
+  // Up to uint64, the fields' type: past it no request could carry the size.
+  t.is(parseSize("18446744073709551615"), 2n ** 64n - 1n);
+  for (const huge of ["18446744073709551616", "99999999999999999999999", "99999999Pi"]) {
+    t.throws(
+      () => parseSize(huge),
+      { message: `"${huge}" is out of range: a size is at most 18446744073709551615 bytes` },
+      huge,
+    );
+  }
+});
+
+test("capabilities: Linux names as Docker takes them, any case, CAP_ optional, ALL; none only where allowed", (t) => {
+  t.is(parseCapability("net_raw"), "NET_RAW");
+  t.is(parseCapability(" CAP_SYS_ADMIN "), "CAP_SYS_ADMIN");
+  t.is(parseCapability("cap_checkpoint_restore"), "CAP_CHECKPOINT_RESTORE");
+  t.is(parseCapability("all"), "ALL");
+  t.is(parseCapability("none", true), "NONE");
+  for (const bad of ["NOT_A_CAP", "CAP_ALL", "none", "", "NET RAW"]) {
+    t.throws(() => parseCapability(bad), { message: /is not a Linux capability/ }, bad);
   }
 });
 
@@ -350,6 +372,14 @@ test("a task is found by id, unique prefix or name", (t) => {
   const missing = t.throws(() => pickTask("zzz", [a, b]));
   t.is(missing?.message, "no task zzz");
   t.is((missing as CliError).exitCode, ExitCode.NotFound);
+  // An empty reference is a prefix of every id: refused, not the only task or "could mean 2".
+  for (const blank of ["", "  "]) {
+    for (const tasks of [[a], [a, b]]) {
+      const refused = t.throws(() => pickTask(blank, tasks));
+      t.is(refused?.message, "a task id or name is required");
+      t.is((refused as CliError).exitCode, ExitCode.Usage);
+    }
+  }
 });
 
 function event(type: TaskEventType, t: Task, message = ""): TaskEvent {
@@ -570,6 +600,52 @@ test("errors: the TLS hint only for a connection that never worked; a cut after 
     describeError(refused, "127.0.0.1:5555", false, true).message,
     /^cannot reach the manager/,
   );
+});
+
+test("errors: a request connect-es cannot encode is an internal client error, never a lost connection, TLS trouble or worth a retry", async (t) => {
+  // The errors connect-es itself throws, binary (gRPC's) and JSON: INTERNAL, as a cut call's.
+  // A uint32 past its range fails the binary encoding; JSON takes it, not a string.
+  const local: ConnectError[] = [];
+  for (const [useBinaryFormat, pageSize] of [
+    [true, 2 ** 40],
+    [false, "x" as unknown as number],
+  ] as const) {
+    const client = createClient(
+      TaskService,
+      createRouterTransport(() => {}, { transport: { useBinaryFormat } }),
+    );
+    const error = await t.throwsAsync(client.listTasks({ pageSize }));
+    t.true(error instanceof ConnectError);
+    t.is((error as ConnectError).code, Code.Internal);
+    local.push(error as ConnectError);
+  }
+  for (const error of local) {
+    t.true(failedBeforeSending(error), error.rawMessage);
+    t.false(isTransient(error), error.rawMessage);
+    for (const [tls, answered] of [
+      [false, false],
+      [false, true],
+      [true, false],
+    ] as const) {
+      const said = describeError(error, "127.0.0.1:5555", tls, answered);
+      t.regex(said.message, /^internal client error, nothing was sent to the manager: /);
+      t.regex(said.message, /page_size/);
+      t.is(said.exitCode, ExitCode.Error);
+    }
+  }
+  // A cut connection's INTERNAL stays one, and so does one the manager sent with that text.
+  const cut = new ConnectError(
+    "http/2 stream closed with error code INTERNAL_ERROR",
+    Code.Internal,
+  );
+  t.false(failedBeforeSending(cut));
+  t.true(isTransient(cut));
+  const sent = new ConnectError(
+    "serialize binary: oops",
+    Code.Internal,
+    new Headers({ "grpc-status": "13" }),
+  );
+  t.false(failedBeforeSending(sent));
 });
 
 test("followWatch: a manager that answers but whose watch fails before any message is retried ever further apart (500 ms doubling to 8 s), not every 500 ms", async (t) => {

@@ -5,8 +5,11 @@ import type { ManagerHandle } from "../../manager/index.js";
 import type { WorkerHandle } from "../../worker/index.js";
 import { CliError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
+import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
 import type { Io } from "../io.js";
+import { checkLogLevelEnv, parseLogLevel } from "../log-level.js";
+import { checkListenAddress } from "../manager-address.js";
 import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
 
 interface DevOptions {
@@ -30,7 +33,8 @@ export function devCommand(io: Io): Command {
     .option("--name <name>", "the worker's name (default the host name)")
     .option(
       "--log-level <level>",
-      "log level of the JSON logs on stderr (env CUBE_LOG_LEVEL, default warn)",
+      "log level of the JSON logs on stderr: fatal, error, warn, info, debug, trace or silent (env CUBE_LOG_LEVEL, default warn)",
+      arg(parseLogLevel),
     )
     .option("--no-metrics", NO_METRICS_HELP)
     .option(
@@ -53,6 +57,8 @@ Examples:
 }
 
 async function dev(io: Io, opts: DevOptions): Promise<void> {
+  if (opts.logLevel === undefined) checkLogLevelEnv(io.env);
+  await checkListenAddress(opts.listen, "--listen");
   // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
   const [{ createLogger }, { startManager, readToken }, { startWorker }] = await Promise.all([
     import("../../lib/logger.js"),

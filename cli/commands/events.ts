@@ -17,7 +17,7 @@ import { eventLine } from "../format-event.js";
 import type { Io } from "../io.js";
 import { parseRevision } from "../parse-enum.js";
 import { followWatch } from "../reconnect.js";
-import { resolveTask } from "../resolve-task.js";
+import { parseTaskRef, resolveTask } from "../resolve-task.js";
 
 interface EventsOptions extends ClientOptions {
   since?: bigint;
@@ -34,7 +34,11 @@ export function eventsCommand(io: Io): Command {
       "first the events after this revision (0: all the manager keeps), then new ones (default: only new events)",
       arg(parseRevision),
     )
-    .option("--task <task>", "only events of this task (id, unique id prefix, or name)")
+    .option(
+      "--task <task>",
+      "only events of this task (id, unique id prefix, or name)",
+      arg(parseTaskRef),
+    )
     .option("--no-trunc", "show ids in full");
   addClientOptions(cmd)
     .addHelpText(
@@ -65,7 +69,8 @@ async function events(io: Io, opts: EventsOptions): Promise<void> {
   const signal = io.interrupted;
   await withManager(io, opts, async (clients) => {
     try {
-      const taskId = opts.task ? (await resolveTask(clients, opts.task, signal)).id : "";
+      const taskId =
+        opts.task !== undefined ? (await resolveTask(clients, opts.task, signal)).id : "";
       // The revision printed last: the watch resumes after it when the manager comes back.
       // Until one is printed, where it started: --since N, else the revision of now, read
       // first (after_revision 0 is the API's "only new events", which would lose what

@@ -5,6 +5,7 @@ import { type TaskEvent, TaskEventSchema, TaskSchema } from "../../gen/cube/v1/t
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
   addClientOptions,
+  arg,
   type ClientOptions,
   outputFormat,
   withManager,
@@ -12,13 +13,13 @@ import {
 import { colorsFor } from "../colors.js";
 import { eventLine } from "../format-event.js";
 import type { Io } from "../io.js";
-import { resolveTask } from "../resolve-task.js";
+import { parseTaskRef, resolveTask } from "../resolve-task.js";
 
 /** `cube inspect ID`: the whole task, as the manager holds it, with its history. */
 export function inspectCommand(io: Io): Command {
   const cmd = new Command("inspect")
     .description("show a task in full, with its events")
-    .argument("<task>", "task id, unique id prefix, or name");
+    .argument("<task>", "task id, unique id prefix, or name", arg(parseTaskRef));
   addClientOptions(cmd)
     .addHelpText(
       "after",

@@ -9,13 +9,15 @@ import {
 } from "../../gen/cube/v1/job_service_pb.js";
 import { DesiredState, type Task } from "../../gen/cube/v1/task_pb.js";
 import { formatDuration } from "../../lib/format-ms.js";
-import { formatAge, parseDuration } from "../../lib/parse-duration.js";
+import { formatAge } from "../../lib/parse-duration.js";
+import { JOB_LIMITS } from "../../manager/rules/validate-job.js";
 import { CliError, usageError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
   addClientOptions,
   arg,
   type ClientOptions,
+  durationOption,
   outputFormat,
   stoppedByUser,
   withManager,
@@ -36,6 +38,7 @@ import { renderTable } from "../format-table.js";
 import { shortId, stateLabel, workerLabel } from "../format-task.js";
 import type { Io } from "../io.js";
 import { LiveTable } from "../live-table.js";
+import { parseCount } from "../parse-enum.js";
 import { parseJobFile } from "../parse-job-file.js";
 import { readSpecFile } from "../read-spec-file.js";
 import { followWatch, watchUntil } from "../reconnect.js";
@@ -57,9 +60,9 @@ interface WaitOptions extends ClientOptions {
   timeout: number;
 }
 
-function parseCount(input: string): number {
-  if (!/^\d+$/.test(input)) throw new Error(`"${input}" is not a count: a whole number, 0-10000`);
-  return Number(input);
+/** Parses `job scale`'s count: 0 to the manager's bound on replicas. */
+function parseReplicas(input: string): number {
+  return parseCount(input, JOB_LIMITS.count);
 }
 
 function parseVersion(input: string): bigint {
@@ -107,7 +110,7 @@ Examples:
     .description("create or update a job from a file; prints its version")
     .requiredOption("-f, --file <file>", "the job file (YAML or JSON; - reads stdin)")
     .option("--wait", "follow the deployment until it is healthy or failed (progress on stderr)")
-    .option("--timeout <duration>", "how long --wait waits", arg(parseDuration), 600_000);
+    .addOption(durationOption("--timeout <duration>", "how long --wait waits", 600_000));
   addClientOptions(run)
     .addHelpText(
       "after",
@@ -164,7 +167,7 @@ Examples:
   const scale = new Command("scale")
     .description("change the number of replicas (no new version)")
     .argument("<name>", "job name")
-    .argument("<count>", "replicas wanted, 0-10000", arg(parseCount));
+    .argument("<count>", `replicas wanted, 0-${JOB_LIMITS.count}`, arg(parseReplicas));
   addClientOptions(scale)
     .addHelpText("after", "\nExamples:\n  cube job scale web 5\n  cube job scale web 0")
     .action((name: string, count: number, opts: ClientOptions) =>
@@ -217,7 +220,7 @@ Examples:
     .argument("<name>", "job name")
     .argument("<version>", "a version of `cube job history`", arg(parseVersion))
     .option("--wait", "follow the deployment until it is healthy or failed")
-    .option("--timeout <duration>", "how long --wait waits", arg(parseDuration), 600_000);
+    .addOption(durationOption("--timeout <duration>", "how long --wait waits", 600_000));
   addClientOptions(revert)
     .addHelpText("after", "\nExamples:\n  cube job revert web 2\n  cube job revert web 2 --wait")
     .action((name: string, version: bigint, opts: WaitOptions) =>

@@ -28,7 +28,7 @@ import { ExitCode } from "../exit-codes.js";
 import type { Io } from "../io.js";
 import { positiveCount } from "../parse-enum.js";
 import { backLine, isTransient, lostLine } from "../reconnect.js";
-import { resolveTask } from "../resolve-task.js";
+import { parseTaskRef, resolveTask } from "../resolve-task.js";
 import { parseSince, type SinceFlag, sinceTimestamp } from "../since-flag.js";
 
 interface LogsOptions extends ClientOptions {
@@ -52,7 +52,7 @@ const RETRY_MS = 500;
 export function logsCommand(io: Io): Command {
   const cmd = new Command("logs")
     .description("print a task's output (stdout to stdout, stderr to stderr)")
-    .argument("<task>", "task id, unique id prefix, or name")
+    .argument("<task>", "task id, unique id prefix, or name", arg(parseTaskRef))
     .option(
       "-f, --follow",
       "keep printing new output until the container ends (or Ctrl-C), through restarts of the manager",

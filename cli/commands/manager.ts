@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { envSetting } from "../../lib/env-setting.js";
+import { formatDuration } from "../../lib/format-ms.js";
 import { parseDuration, parseEnvDuration } from "../../lib/parse-duration.js";
 import { joinToken } from "../../lib/tls/identity.js";
 import type { ManagerHandle } from "../../manager/index.js";
@@ -9,6 +10,8 @@ import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
 import type { Io } from "../io.js";
+import { checkLogLevelEnv } from "../log-level.js";
+import { checkListenAddress } from "../manager-address.js";
 import { metricsWanted, NO_METRICS_HELP } from "../metrics-flag.js";
 import { parseCount } from "../parse-enum.js";
 
@@ -153,8 +156,12 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
   };
   const scheduler =
     flags.scheduler ?? (env.CUBE_SCHEDULER ? envScheduler(env.CUBE_SCHEDULER) : undefined);
+  checkLogLevelEnv(env);
   const options = {
-    listen: flags.listen || env.CUBE_LISTEN || DEFAULT_MANAGER,
+    listen: await checkListenAddress(
+      flags.listen || env.CUBE_LISTEN || DEFAULT_MANAGER,
+      flags.listen ? "--listen" : env.CUBE_LISTEN ? "CUBE_LISTEN" : "--listen",
+    ),
     dataDir: flags.dataDir || env.CUBE_DATA_DIR || DEFAULT_MANAGER_DATA_DIR,
     scheduler,
     heartbeatIntervalMs:
@@ -175,6 +182,9 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
     tls: flags.tls || env.CUBE_TLS === "1" || env.CUBE_TLS === "true",
   };
+  await checkTimings(options, flags, env);
+  const inUse = `cannot start the manager: ${options.listen} is in use: choose another with --listen`;
+  if (!(await portFree(options.listen))) throw new CliError(inUse);
   let handle: ManagerHandle;
   try {
     // Loaded here, not at the top: client commands should not pay for LevelDB.
@@ -184,7 +194,7 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     const message = (error as Error).message ?? String(error);
     throw new CliError(
       /EADDRINUSE/.test(`${message} ${(error as NodeJS.ErrnoException).code}`)
-        ? `cannot start the manager: ${options.listen} is in use: choose another with --listen`
+        ? inUse
         : `cannot start the manager: ${message}`,
     );
   }
@@ -211,6 +221,68 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
   }
   // The process runner owns the rest: it exits on SIGINT/SIGTERM after a graceful close.
   await new Promise<never>(() => {});
+}
+
+/**
+ * Refuses, as a usage error naming the flags (or CUBE_* variables) that set them, the timings
+ * manager/core/options.ts would refuse in its own option names with exit 1: a heartbeat
+ * interval or assignment resend of 0, a heartbeat timeout not above the interval.
+ */
+async function checkTimings(
+  options: {
+    heartbeatIntervalMs?: number;
+    heartbeatTimeoutMs?: number;
+    assignmentResendMs?: number;
+  },
+  flags: ManagerFlags,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  const { resolveOptions } = await import("../../manager/core/options.js");
+  const defaults = resolveOptions({});
+  // The flag when given, else the variable when set, else the flag (whose default it is).
+  const named = (given: number | undefined, flag: string, variable: string) =>
+    given === undefined && env[variable] ? variable : flag;
+  const interval = options.heartbeatIntervalMs ?? defaults.heartbeatIntervalMs;
+  const timeout = options.heartbeatTimeoutMs ?? defaults.heartbeatTimeoutMs;
+  const intervalName = named(
+    flags.heartbeatInterval,
+    "--heartbeat-interval",
+    "CUBE_HEARTBEAT_INTERVAL",
+  );
+  const timeoutName = named(
+    flags.heartbeatTimeout,
+    "--heartbeat-timeout",
+    "CUBE_HEARTBEAT_TIMEOUT",
+  );
+  if (interval <= 0) throw usageError(`${intervalName} must be above 0`);
+  if (options.assignmentResendMs === 0) {
+    const name = named(flags.assignmentResend, "--assignment-resend", "CUBE_ASSIGNMENT_RESEND");
+    throw usageError(`${name} must be above 0`);
+  }
+  if (timeout <= interval) {
+    throw usageError(
+      `${timeoutName} (${formatDuration(timeout)}) must exceed ${intervalName} (${formatDuration(interval)})`,
+    );
+  }
+}
+
+/**
+ * Whether nothing listens on `listen` yet (port 0 always is free). Asked before the manager
+ * starts, which makes its data dir and first tokens before it listens: a port in use would
+ * leave them behind. Only EADDRINUSE says no; any other trouble is left to the start to say.
+ */
+async function portFree(listen: string): Promise<boolean> {
+  const [{ parseListen }, { createServer }] = await Promise.all([
+    import("../../lib/rpc/server.js"),
+    import("node:net"),
+  ]);
+  const { host, port } = parseListen(listen);
+  if (port === 0) return true;
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", (error: NodeJS.ErrnoException) => resolve(error.code !== "EADDRINUSE"));
+    probe.listen(port, host, () => probe.close(() => resolve(true)));
+  });
 }
 
 /** A window of at least one assignment. */

@@ -37,7 +37,7 @@ export function psCommand(io: Io): Command {
     .description("list tasks")
     .option(
       "--state <states>",
-      "only tasks in these states (pending, scheduled, running, completed, failed; comma-separated or repeated)",
+      "only tasks in these states (pending, scheduled, running, completed, failed, unknown; comma-separated or repeated)",
       collect(parseStates),
     )
     .option("--worker <name|id>", "only tasks on this worker")

@@ -2,7 +2,6 @@ import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import { RunTasksResponseSchema, TaskView } from "../../gen/cube/v1/task_service_pb.js";
-import { parseDuration } from "../../lib/parse-duration.js";
 import { LIMITS } from "../../manager/rules/validate-spec.js";
 import { buildSpec, givenSpecFlags, type RunFlags } from "../build-spec.js";
 import { CliError, usageError } from "../cli-error.js";
@@ -12,6 +11,7 @@ import {
   arg,
   type ClientOptions,
   collect,
+  durationOption,
   outputFormat,
   withManager,
 } from "../client-options.js";
@@ -65,8 +65,8 @@ export function runCommand(io: Io): Command {
       collect((s) => parseKeyValue(s, "variable", (k) => io.env[k])),
     )
     .option(
-      "-p, --port <[HOST:]CONTAINER[/udp]>",
-      "publish a port on the worker's 127.0.0.1 (repeatable)",
+      "-p, --port <[HOST_IP:][HOST:]CONTAINER[/udp]>",
+      "publish a port on the worker's 127.0.0.1, or on HOST_IP (repeatable)",
       collect(parsePort),
     )
     .option(
@@ -98,6 +98,11 @@ export function runCommand(io: Io): Command {
     .option(
       "--id <id>",
       "choose the task id; running the same id again does not start a second task",
+      arg((s) => {
+        // An unset variable in --id "$ID" would run a task with a random id, again each time.
+        if (s.trim() === "") throw new Error("--id is empty: give an id or leave it out");
+        return s;
+      }),
     )
     .option(
       "-f, --file <task.yaml|task.json>",
@@ -110,11 +115,8 @@ export function runCommand(io: Io): Command {
       1,
     )
     .option("--wait", "follow the task and return once it runs (and is healthy); not with --count")
-    .option(
-      "--timeout <duration>",
-      "with --wait: give up after this long",
-      arg(parseDuration),
-      120_000,
+    .addOption(
+      durationOption("--timeout <duration>", "with --wait: give up after this long", 120_000),
     );
   addClientOptions(cmd)
     .addHelpText(

@@ -1,20 +1,20 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
-import { parseDuration } from "../../lib/parse-duration.js";
 import { CliError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS } from "../client.js";
 import {
   addClientOptions,
-  arg,
   type ClientOptions,
+  collect,
+  durationOption,
   outputFormat,
   withManager,
 } from "../client-options.js";
 import { describeError } from "../describe-error.js";
 import { ExitCode } from "../exit-codes.js";
 import type { Io } from "../io.js";
-import { resolveTask } from "../resolve-task.js";
+import { parseTaskRef, resolveTask } from "../resolve-task.js";
 import { waitForTask } from "../wait-for-task.js";
 
 interface StopOptions extends ClientOptions {
@@ -26,13 +26,10 @@ interface StopOptions extends ClientOptions {
 export function stopCommand(io: Io): Command {
   const cmd = new Command("stop")
     .description("stop tasks: their containers are stopped and removed")
-    .argument("<tasks...>", "task ids, unique id prefixes, or names")
+    .argument("<tasks...>", "task ids, unique id prefixes, or names", collect(parseTaskRef))
     .option("--wait", "return once the tasks have stopped")
-    .option(
-      "--timeout <duration>",
-      "with --wait: give up after this long",
-      arg(parseDuration),
-      60_000,
+    .addOption(
+      durationOption("--timeout <duration>", "with --wait: give up after this long", 60_000),
     );
   addClientOptions(cmd)
     .addHelpText(

@@ -1,11 +1,13 @@
 import { Command } from "commander";
 import { parseDuration } from "../../lib/parse-duration.js";
 import type { WorkerHandle } from "../../worker/index.js";
+import { parseCapability } from "../capabilities.js";
 import { CliError, usageError } from "../cli-error.js";
-import { DEFAULT_MANAGER } from "../client.js";
+import { DEFAULT_MANAGER, givenSetting } from "../client.js";
 import { arg, collect } from "../client-options.js";
 import type { Io } from "../io.js";
-import { checkManagerAddress } from "../manager-address.js";
+import { checkLogLevelEnv } from "../log-level.js";
+import { checkListenAddress, checkManagerAddress } from "../manager-address.js";
 import { NO_METRICS_HELP } from "../metrics-flag.js";
 import { parseCount } from "../parse-enum.js";
 import { parseKeyValue, toRecord } from "../parse-key-value.js";
@@ -99,7 +101,7 @@ export function workerCommand(io: Io): Command {
     .option(
       "--cap-drop <cap>",
       "capability dropped from Docker's defaults (repeatable; env CUBE_CAP_DROP=a,b; default NET_RAW; --cap-drop none keeps all)",
-      collect((s) => s.trim().toUpperCase()),
+      collect((s) => parseCapability(s, true)),
     )
     .option(
       "--allow-registry <host>",
@@ -145,17 +147,32 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
     // A bad CUBE_* value is a bad setting, as a bad flag would be.
     throw usageError((error as Error).message);
   }
-  // Flags over the CUBE_* variables (read the same way as worker/main.ts reads them).
+  checkLogLevelEnv(env);
+  // Checked at start-up, as --cap-drop is: Docker refuses an unknown capability only when a
+  // container is created, failing every task.
+  for (const cap of fromEnv.policy?.dropCapabilities ?? []) {
+    try {
+      parseCapability(cap);
+    } catch (error) {
+      throw usageError(`CUBE_CAP_DROP: ${(error as Error).message}`);
+    }
+  }
+  // Flags over the CUBE_* variables (read the same way as worker/main.ts reads them). Where to
+  // join and with what are refused empty, as for client commands: an unset variable in
+  // `--token "$JOIN"` must not fall back to another token.
   const options = {
     ...fromEnv,
     manager: checkManagerAddress(
-      flags.manager || fromEnv.manager || DEFAULT_MANAGER,
+      givenSetting(flags.manager, "--manager", env, "CUBE_MANAGER") ?? DEFAULT_MANAGER,
       flags.manager,
       env,
     ),
-    token: flags.token || fromEnv.token,
-    ca: flags.ca || fromEnv.ca,
-    listen: flags.listen || fromEnv.listen || "127.0.0.1:5556",
+    token: givenSetting(flags.token, "--token", env, "CUBE_TOKEN"),
+    ca: givenSetting(flags.ca, "--ca", env, "CUBE_CA"),
+    listen: await checkListenAddress(
+      flags.listen || fromEnv.listen || "127.0.0.1:5556",
+      flags.listen ? "--listen" : fromEnv.listen ? "CUBE_LISTEN" : "--listen",
+    ),
     insecure: flags.insecure || fromEnv.insecure,
     name: flags.name || fromEnv.name,
     dataDir: flags.dataDir || fromEnv.dataDir || DEFAULT_WORKER_DATA_DIR,
