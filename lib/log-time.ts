@@ -33,8 +33,11 @@ export function parseRfc3339(text: string): Timestamp | undefined {
     number,
     number,
   ];
-  const ms = Date.UTC(year, month - 1, day, hour, minute, second);
-  const back = new Date(ms);
+  // setUTCFullYear, not Date.UTC: that one reads the years 0-99 as 1900-1999.
+  const back = new Date(0);
+  back.setUTCFullYear(year, month - 1, day);
+  back.setUTCHours(hour, minute, second);
+  const ms = back.getTime();
   if (
     back.getUTCFullYear() !== year ||
     back.getUTCMonth() !== month - 1 ||

@@ -146,7 +146,7 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     // A time, only before the epoch (Date.UTC reads years before 100 as 19xx).
     [
       ["logs", "web", "--since", "0001-01-01T00:00:00Z"],
-      /"0001-01-01T00:00:00Z" is before 1970-01-01T00:00:00Z/,
+      /"0001-01-01T00:00:00Z": -62135596800 s is before 1970-01-01T00:00:00Z/,
     ],
     [["ps", "-o", "yaml"], /Allowed choices are table, json/],
     [["inspect"], /missing required argument 'task'/],

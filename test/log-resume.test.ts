@@ -58,6 +58,9 @@ test("RFC 3339 times are read to the nanosecond, with their zone; bad ones are n
   t.deepEqual(parseRfc3339("2026-12-06T20:00:00.123456789Z"), ts(1796587200, 123456789));
   t.deepEqual(parseRfc3339("2026-12-06T21:00:00.5+01:00"), ts(1796587200, 500_000_000));
   t.deepEqual(parseRfc3339("1970-01-01T00:00:00Z"), ts(0));
+  // The years 0-99 are these years, not 1900-1999 (Date.UTC reads them so).
+  t.deepEqual(parseRfc3339("0001-01-01T00:00:00Z"), ts(-62135596800));
+  t.deepEqual(parseRfc3339("0099-12-31T23:59:59Z"), ts(-59011459201));
   for (const bad of [
     "2026-12-06T20:00:00", // no zone
     "2026-02-30T20:00:00Z",
