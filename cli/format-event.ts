@@ -9,7 +9,8 @@ import { stateName } from "../lib/task-state.js";
 import type { Colors } from "./colors.js";
 import { shortId } from "./format-task.js";
 
-const TYPE_NAMES: Record<number, string> = {
+/** Every event type's word, in the order of the enum (help texts list them from here). */
+export const EVENT_TYPE_NAMES: Readonly<Record<number, string>> = {
   [TaskEventType.CREATED]: "created",
   [TaskEventType.STATE_CHANGED]: "state",
   [TaskEventType.DESIRED_CHANGED]: "desired",
@@ -25,7 +26,7 @@ const TYPE_NAMES: Record<number, string> = {
  * collected: gone from the read APIs).
  */
 export function eventTypeName(type: TaskEventType): string {
-  return TYPE_NAMES[type] ?? "unknown";
+  return EVENT_TYPE_NAMES[type] ?? "unknown";
 }
 
 /** What the event says, in words: its message, else what changed. */

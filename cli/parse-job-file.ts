@@ -1,7 +1,7 @@
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { parse as parseYaml } from "yaml";
 import { type JobSpec, JobSpecSchema } from "../gen/cube/v1/job_pb.js";
 import { parseDuration } from "../lib/parse-duration.js";
+import { parseDocument } from "./parse-document.js";
 import { withByteSizes } from "./parse-task-file.js";
 
 /** A duration as the protobuf JSON mapping writes it ("1.5s"); anything else is converted. */
@@ -53,12 +53,7 @@ function withDuration(
  * so a typo does not pass silently. Throws a message naming the file.
  */
 export function parseJobFile(text: string, fileName: string): JobSpec {
-  let doc: unknown;
-  try {
-    doc = /\.json$/i.test(fileName) ? JSON.parse(text) : parseYaml(text);
-  } catch (error) {
-    throw new Error(`${fileName}: ${(error as Error).message.split("\n")[0]}`);
-  }
+  const doc = parseDocument(text, fileName);
   if (!isObject(doc)) throw new Error(`${fileName}: expected an object (a JobSpec)`);
   let json: Record<string, unknown> = doc;
   if (isObject(json.template)) json = { ...json, template: withByteSizes(json.template) };

@@ -1,6 +1,6 @@
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { parse as parseYaml } from "yaml";
 import { type TaskSpec, TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
+import { parseDocument } from "./parse-document.js";
 import { parseSize } from "./parse-size.js";
 
 /** What a task file asks for: a spec, and maybe an id (idempotency key). */
@@ -17,12 +17,7 @@ export interface TaskFile {
  * silently. Throws a message naming the file.
  */
 export function parseTaskFile(text: string, fileName: string): TaskFile {
-  let doc: unknown;
-  try {
-    doc = /\.json$/i.test(fileName) ? JSON.parse(text) : parseYaml(text);
-  } catch (error) {
-    throw new Error(`${fileName}: ${(error as Error).message.split("\n")[0]}`);
-  }
+  const doc = parseDocument(text, fileName);
   if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
     throw new Error(`${fileName}: expected an object (a TaskSpec, or {id, spec})`);
   }

@@ -9,7 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
 import { givenSetting } from "../cli/client.js";
+import { eventTypeName } from "../cli/format-event.js";
 import { runCli } from "../cli/run-cli.js";
+import { TaskEventType } from "../gen/cube/v1/task_pb.js";
 import { captureIo, cube, freePort } from "./cli-harness.js";
 
 /** Runs `cube args…` in this process (with `env` as its environment). */
@@ -55,6 +57,19 @@ test.serial("each command's --help has examples", async (t) => {
   t.regex((await inProcess(["run", "--help"])).stdout, /-p, --port <\[HOST_IP:\]\[HOST:\]/);
   const ps = (await inProcess(["ps", "--help"])).stdout.replace(/\s+/g, " ");
   t.regex(ps, /--state <states> only tasks in these states \([^)]*failed, unknown;/);
+});
+
+test("events --help names every event type the lines show", async (t) => {
+  const help = (await inProcess(["events", "--help"])).stdout.replace(/\s+/g, " ");
+  const listed = /type \(([^)]*)\)/.exec(help)?.[1]?.split(", ") ?? [];
+  const types = Object.values(TaskEventType).filter(
+    (v): v is TaskEventType => typeof v === "number" && v !== TaskEventType.UNSPECIFIED,
+  );
+  t.deepEqual(
+    listed,
+    types.map((type) => eventTypeName(type)),
+  );
+  t.false(listed.includes("unknown"));
 });
 
 test.serial(

@@ -14,6 +14,7 @@ import type { Io } from "../cli/io.js";
 import { LiveTable } from "../cli/live-table.js";
 import { parseCpu } from "../cli/parse-cpu.js";
 import { parseCount, parseRestartMode, parseStates, positiveCount } from "../cli/parse-enum.js";
+import { parseJobFile } from "../cli/parse-job-file.js";
 import { parseKeyValue } from "../cli/parse-key-value.js";
 import { formatPort, parsePort } from "../cli/parse-port.js";
 import { formatSize, parseSize } from "../cli/parse-size.js";
@@ -289,6 +290,14 @@ labels: { app: web }
   t.throws(() => parseTaskFile("imag: busybox\n", "t.yaml"), { message: /t\.yaml: .*imag/ });
   t.throws(() => parseTaskFile("name: x\n", "t.yaml"), { message: /image is required/ });
   t.throws(() => parseTaskFile("{nope", "t.json"), { message: /^t\.json: / });
+  // A YAML error is one line: where, and the line it is about (the parser's own message
+  // went on over lines with a caret, and the CLI showed its first: "…, column 1:").
+  t.throws(() => parseTaskFile("image: a\nname: x\nname: y\n", "t.yaml"), {
+    message: "t.yaml: Map keys must be unique at line 3, column 1 (name: y)",
+  });
+  t.throws(() => parseJobFile("name: a\nname: b\n", "j.yaml"), {
+    message: "j.yaml: Map keys must be unique at line 2, column 1 (name: b)",
+  });
   t.throws(() => parseTaskFile("- a\n- b\n", "t.yaml"), { message: /expected an object/ });
   t.throws(() => parseTaskFile('{"spec": {"image": "x"}, "extra": 1}', "t.json"), {
     message: /unknown field "extra"/,

@@ -13,7 +13,7 @@ import {
   withManager,
 } from "../client-options.js";
 import { colorsFor } from "../colors.js";
-import { eventLine } from "../format-event.js";
+import { EVENT_TYPE_NAMES, eventLine } from "../format-event.js";
 import type { Io } from "../io.js";
 import { parseRevision } from "../parse-enum.js";
 import { followWatch } from "../reconnect.js";
@@ -44,7 +44,7 @@ export function eventsCommand(io: Io): Command {
     .addHelpText(
       "after",
       `
-Each line: time, #revision, type (created, state, desired, progress, health), task id,
+Each line: time, #revision, type (${Object.values(EVENT_TYPE_NAMES).join(", ")}), task id,
 name, and what happened. With -o json, one TaskEvent (protobuf JSON mapping) per line.
 --since N first replays the events after revision N, then follows: give the last #revision
 you saw to carry on without a gap; --since 0 replays every event the manager still keeps.

@@ -199,7 +199,7 @@ async function waitForDrain(io: Io, clients: ManagerClients, workerId: string): 
     if (d?.status === DrainStatus.DEADLINE_REACHED && d.tasksLeft === 0) {
       const took = d.startedAt ? formatDuration(io.now() - timestampMs(d.startedAt)) : "";
       throw new CliError(
-        `drain reached its deadline after ${took}: what was left was stopped`,
+        `drain reached its deadline after ${took}: what was still there was stopped on it, to start again elsewhere (or wait PENDING for room)`,
         ExitCode.Timeout,
       );
     }
