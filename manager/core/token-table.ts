@@ -34,15 +34,16 @@ export class TokenTable {
     return this.#byId.size;
   }
 
-  /** Every token, oldest first (made in the same instant: by id), without secrets. */
+  /** Every token, oldest first (to the nanosecond), without secrets. */
   list(): Token[] {
     const at = (x: Token) =>
       (x.createdAt?.seconds ?? 0n) * 1_000_000_000n + BigInt(x.createdAt?.nanos ?? 0);
+    // A stable sort: tokens of one instant stay in the order they were made (or loaded).
     return [...this.#byId.values()]
       .map((r) => r.token as Token)
       .sort((a, b) => {
         const d = at(a) - at(b);
-        return d === 0n ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : d < 0n ? -1 : 1;
+        return d === 0n ? 0 : d < 0n ? -1 : 1;
       });
   }
 
