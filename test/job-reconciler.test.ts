@@ -4,6 +4,7 @@
  */
 import test from "ava";
 import { DeploymentStatus, JobStatus } from "../gen/cube/v1/job_pb.js";
+import { DrainStatus } from "../gen/cube/v1/node_service_pb.js";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
 import {
   type JobPlan,
@@ -37,6 +38,11 @@ const deploying = (version: bigint, revert = false) => ({
   deployment: { version, status: DeploymentStatus.RUNNING, revert },
 });
 
+/** Workers' scheduling states: a replica on a worker being drained moves off it. */
+const SCHEDULABLE = { cordoned: false, drain: DrainStatus.UNSPECIFIED };
+const DRAINING = { cordoned: true, drain: DrainStatus.DRAINING };
+const PAST_DEADLINE = { cordoned: true, drain: DrainStatus.DEADLINE_REACHED };
+
 let order = 0n;
 /** A replica: healthy long enough unless told otherwise. */
 function r(id: string, over: Partial<ReplicaView> = {}): ReplicaView {
@@ -54,8 +60,7 @@ function r(id: string, over: Partial<ReplicaView> = {}): ReplicaView {
     readySince: NOW - MIN - 1,
     createdAt: NOW - 100_000,
     order,
-    leaving: false,
-    evict: false,
+    worker: SCHEDULABLE,
     reason: "",
     ...over,
   };
@@ -404,7 +409,11 @@ const CASES: Case[] = [
   {
     name: "drain: replicas on a draining worker get replacements first (max_parallel at a time)",
     job: job(),
-    replicas: [r("a", { leaving: true }), r("b", { leaving: true }), r("c", { leaving: true })],
+    replicas: [
+      r("a", { worker: DRAINING }),
+      r("b", { worker: DRAINING }),
+      r("c", { worker: DRAINING }),
+    ],
     expect(t, p) {
       t.is(p.create, 1);
       t.deepEqual(p.stop, []);
@@ -415,9 +424,9 @@ const CASES: Case[] = [
     name: "drain: a leaving replica stops once its replacement was healthy long enough",
     job: job(),
     replicas: [
-      r("a", { leaving: true }),
-      r("b", { leaving: true }),
-      r("c", { leaving: true }),
+      r("a", { worker: DRAINING }),
+      r("b", { worker: DRAINING }),
+      r("c", { worker: DRAINING }),
       r("n"),
     ],
     expect(t, p) {
@@ -429,7 +438,7 @@ const CASES: Case[] = [
   {
     name: "drain: nothing stops while the replacement is not healthy",
     job: job(),
-    replicas: [r("a", { leaving: true }), r("b"), r("c"), fresh("n")],
+    replicas: [r("a", { worker: DRAINING }), r("b"), r("c"), fresh("n")],
     expect(t, p) {
       t.deepEqual(p.stop, []);
       t.is(p.create, 0);
@@ -438,10 +447,27 @@ const CASES: Case[] = [
   {
     name: "drain deadline: what is left on the worker is stopped now, and replaced",
     job: job(),
-    replicas: [r("a", { leaving: true, evict: true }), r("b"), r("c")],
+    replicas: [r("a", { worker: PAST_DEADLINE }), r("b"), r("c")],
     expect(t, p) {
       t.deepEqual(ids(p.stop), ["a"]);
       t.is(p.create, 1);
+    },
+  },
+  {
+    // A worker uncordoned after its drain: it takes replicas again, so none may be evicted
+    // from it (that placed, evicted and made replicas again without end).
+    name: "drain records on workers uncordoned since: nothing is evicted or moved, nothing made",
+    job: job(),
+    replicas: [
+      r("a", { worker: { cordoned: false, drain: DrainStatus.DEADLINE_REACHED } }),
+      r("b", { worker: { cordoned: false, drain: DrainStatus.DRAINING } }),
+      r("c"),
+    ],
+    expect(t, p) {
+      t.deepEqual(p.stop, []);
+      t.is(p.create, 0);
+      t.is(p.status, JobStatus.RUNNING);
+      t.is(p.statusReason, "");
     },
   },
 ];

@@ -350,7 +350,7 @@ export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): Repl
     const t = entry.task;
     const ready = isReady(t);
     // Its worker's drain: replicas there move (start-first), or stop now past the deadline.
-    const drain = t.workerId ? cp.workers.get(t.workerId)?.drain?.status : undefined;
+    const w = t.workerId ? cp.workers.get(t.workerId) : undefined;
     // ready_at is stored with the task, so a restarted manager keeps counting from it; a
     // task recorded before the field existed counts from when this manager first saw it ready.
     let since = ready && t.readyAt ? timestampMs(t.readyAt) : job.readySince.get(t.id);
@@ -385,8 +385,10 @@ export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): Repl
       ),
       proven: job.proven.has(t.id),
       order: entry.createdRevision,
-      leaving: drain === DrainStatus.DRAINING || drain === DrainStatus.DEADLINE_REACHED,
-      evict: drain === DrainStatus.DEADLINE_REACHED,
+      worker: {
+        cordoned: w?.cordoned ?? false,
+        drain: w?.drain?.status ?? DrainStatus.UNSPECIFIED,
+      },
       reason: t.reason,
     });
   }

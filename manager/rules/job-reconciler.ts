@@ -26,6 +26,7 @@
  *    healthy for min_healthy_time and no other version is left.
  */
 import { DeploymentStatus, JobStatus } from "../../gen/cube/v1/job_pb.js";
+import { DrainStatus } from "../../gen/cube/v1/node_service_pb.js";
 import { TaskState } from "../../gen/cube/v1/task_pb.js";
 
 /** One replica (a task of the job) as the reconciler sees it. */
@@ -50,10 +51,13 @@ export interface ReplicaView {
   readonly proven: boolean;
   /** Creation order (its CREATED revision): larger is newer. */
   readonly order: bigint;
-  /** Its worker is being drained: it should move. */
-  readonly leaving: boolean;
-  /** Its worker's drain reached its deadline: stop it now. */
-  readonly evict: boolean;
+  /**
+   * Its worker's scheduling state. A replica moves off a worker being drained ("leaving")
+   * and is stopped at once past the drain's deadline ("evicted"), but only while the worker
+   * is cordoned: a drain's record outlives an uncordon in old stores, and evicting from a
+   * worker that takes new replicas would place, evict and create again without end.
+   */
+  readonly worker: { readonly cordoned: boolean; readonly drain: DrainStatus };
   /** Why it is in its state (the scheduler's reason while PENDING, the exit while ended). */
   readonly reason: string;
 }
@@ -120,6 +124,17 @@ export interface JobPlan {
 
 function finished(state: TaskState): boolean {
   return state === TaskState.COMPLETED || state === TaskState.FAILED;
+}
+
+/** Its worker is being drained (cordoned, the drain under way or past its deadline): it moves. */
+function leavingOf(r: ReplicaView): boolean {
+  const d = r.worker.drain;
+  return r.worker.cordoned && (d === DrainStatus.DRAINING || d === DrainStatus.DEADLINE_REACHED);
+}
+
+/** Its worker's drain reached its deadline, and the worker is still cordoned: stop it now. */
+function evictedOf(r: ReplicaView): boolean {
+  return r.worker.cordoned && r.worker.drain === DrainStatus.DEADLINE_REACHED;
 }
 
 function plural(n: number, one: string, many = `${one}s`): string {
@@ -207,7 +222,7 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
 
   // A drain past its deadline: stop at once.
   live = live.filter((r) => {
-    if (!r.evict) return true;
+    if (!evictedOf(r)) return true;
     stop.push({ id: r.id, why: "its worker's drain reached its deadline" });
     return false;
   });
@@ -263,8 +278,8 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
     }
   }
 
-  let staying = live.filter((r) => !r.leaving);
-  const leaving = live.filter((r) => r.leaving);
+  let staying = live.filter((r) => !leavingOf(r));
+  const leaving = live.filter(leavingOf);
   const n = job.count;
 
   // Too many: the surplus goes, in surplus order.

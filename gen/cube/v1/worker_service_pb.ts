@@ -911,7 +911,8 @@ export type WatchWorkersResponse = Message<"cube.v1.WatchWorkersResponse"> & {
   cordoned: boolean;
 
   /**
-   * Its current or last drain (status UNSPECIFIED: never drained).
+   * Its current or last drain (status UNSPECIFIED: none). An uncordon cancels a drain under
+   * way and clears the record of one that had ended.
    *
    * @generated from field: cube.v1.Drain drain = 3;
    */
