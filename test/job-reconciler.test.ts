@@ -7,6 +7,7 @@ import { DeploymentStatus, JobStatus } from "../gen/cube/v1/job_pb.js";
 import { DrainStatus } from "../gen/cube/v1/node_service_pb.js";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
 import {
+  BACKOFF_RESET_MS,
   type JobPlan,
   type JobView,
   planJob,
@@ -30,6 +31,7 @@ function job(over: Partial<JobView> = {}): JobView {
     deployment: { version: 1n, status: DeploymentStatus.SUCCESSFUL, revert: false },
     stableVersion: 1n,
     replaceAfter: 0,
+    failStreak: 0,
     ...over,
   };
 }
@@ -173,6 +175,50 @@ const CASES: Case[] = [
       t.is(p.create, 0);
       t.is(p.wakeAt, NOW + 2000);
       t.regex(p.statusReason, /back-off/);
+    },
+  },
+  {
+    // A crash loop: the failure in this very pass makes the back-off its replacement waits.
+    name: "back-off grows with each failure in a row: the 3rd waits 1 s, from this failure",
+    job: job({ count: 2, failStreak: 2, replaceAfter: NOW - 1 }),
+    replicas: [r("a"), r("b", { state: TaskState.FAILED, ready: false, reason: "exit code 3" })],
+    expect(t, p) {
+      t.is(p.failed, 1);
+      t.is(p.create, 0);
+      t.is(p.failStreak, 3);
+      t.is(p.replaceAfter, NOW + 1000);
+      t.is(p.wakeAt, NOW + 1000);
+      t.regex(p.statusReason, /back-off/);
+    },
+  },
+  {
+    name: "back-off: the first failure is replaced at once, the streak starts",
+    job: job({ count: 2 }),
+    replicas: [r("a"), r("b", { state: TaskState.FAILED, ready: false })],
+    expect(t, p) {
+      t.is(p.create, 1);
+      t.is(p.failStreak, 1);
+    },
+  },
+  {
+    name: "back-off is kept while the job runs only a moment between crashes (RUNNING is not stable)",
+    job: job({ count: 2, failStreak: 3, replaceAfter: NOW - 1 }),
+    replicas: [r("a", { readySince: NOW - 2000 }), r("b", { readySince: NOW - 2000 })],
+    expect(t, p) {
+      t.is(p.status, JobStatus.RUNNING);
+      t.is(p.failStreak, 3);
+      t.is(p.replaceAfter, NOW - 1);
+      t.is(p.wakeAt, NOW - 2000 + BACKOFF_RESET_MS, "a look when it would have been stable");
+    },
+  },
+  {
+    name: "back-off starts again once every replica has been ready for BACKOFF_RESET_MS",
+    job: job({ count: 2, failStreak: 5, replaceAfter: NOW - 1 }),
+    replicas: [r("a", { readySince: NOW - BACKOFF_RESET_MS }), r("b")],
+    expect(t, p) {
+      t.is(p.status, JobStatus.RUNNING);
+      t.is(p.failStreak, 0);
+      t.is(p.replaceAfter, 0);
     },
   },
   {
