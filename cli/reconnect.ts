@@ -31,9 +31,10 @@ export function backLine(address: string): string {
 
 /**
  * Opens a watch and hands each message to `look` until it returns true, opening it again
- * whenever it ends (the manager shutting down) or fails as a restart of the manager explains
- * (saying once that the manager was lost). A CliError from `look`, `signal` aborting, or any
- * other error ends it with that error.
+ * whenever it ends (the manager shutting down) or fails as a restart of the manager explains:
+ * one line on stderr when the manager is lost, and one when a reopened watch brings its first
+ * message (it is back), so one pair a restart. A CliError from `look`, `signal` aborting, or
+ * any other error ends it with that error.
  */
 export async function watchUntil<T>(
   io: Io,
@@ -42,15 +43,22 @@ export async function watchUntil<T>(
   open: () => AsyncIterable<T>,
   look: (message: T) => boolean | Promise<boolean>,
 ): Promise<void> {
-  let lostOnce = false;
+  // Said lost, and not yet back: the next message says it is.
+  let lost = false;
   for (;;) {
     try {
-      for await (const message of open()) if (await look(message)) return;
+      for await (const message of open()) {
+        if (lost) {
+          io.stderr.write(`${backLine(address)}\n`);
+          lost = false;
+        }
+        if (await look(message)) return;
+      }
     } catch (error) {
       if (error instanceof CliError || signal.aborted || !isTransient(error)) throw error;
-      if (!lostOnce) {
+      if (!lost) {
         io.stderr.write(`${lostLine(address)}\n`);
-        lostOnce = true;
+        lost = true;
       }
     }
     await sleep(500, signal);

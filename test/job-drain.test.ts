@@ -188,6 +188,42 @@ test("uncordon cancels a drain under way; a restarted manager resumes a drain", 
   t.is(r[0]?.workerId, "w2");
 });
 
+test("uncordon after a drain reached its deadline: the record is cleared, replicas placed there stay", async (t) => {
+  const s = await setup(t, 1);
+  const { task: plain } = await s.h.tasks.runTask({ spec: spec({ name: "plain" }) });
+  await eventually(async () => {
+    const { task } = await s.h.tasks.getTask({ id: plain?.id ?? "" });
+    if (task?.state !== TaskState.RUNNING) throw new Error("not running");
+  });
+  // Nowhere to go: at the deadline the plain task is stopped (PENDING), the drain ends.
+  await s.nodes.drainNode({ name: "w1", deadline: durationFromMs(3000) });
+  await until(s, async () => {
+    const { nodes } = await s.nodes.listNodes({});
+    const d = nodes.find((n) => n.worker?.id === "w1")?.drain;
+    return d?.status === DrainStatus.DEADLINE_REACHED && d.tasksLeft === 0;
+  });
+  const { node } = await s.nodes.uncordonNode({ name: "w1" });
+  t.false(node?.cordoned);
+  t.is(node?.drain, undefined, "an ended drain means nothing once the worker takes tasks");
+  await s.jobs.applyJob({ spec: { name: "web", template: spec(), count: 3, update } });
+  await until(
+    s,
+    async () => (await s.jobs.getJob({ name: "web" })).job?.status === JobStatus.RUNNING,
+  );
+  // A while longer: nothing placed on w1 is evicted, nothing more is made.
+  for (let i = 0; i < 20; i++) {
+    s.clock.advance(250);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const { tasks } = await s.jobs.getJob({ name: "web" });
+  t.is(tasks.length, 3, JSON.stringify(tasks.map((x) => [x.id, x.state, x.desiredState])));
+  t.true(tasks.every((x) => x.desiredState === DesiredState.RUNNING && x.workerId === "w1"));
+  // A restarted manager does not take the worker for one being drained either.
+  const h2 = await s.h.restart();
+  const { nodes } = await createClient(NodeService, h2.transport).listNodes({});
+  t.is(nodes.find((n) => n.worker?.id === "w1")?.drain, undefined);
+});
+
 test("drain moves plain tasks one by one: the next only once the last is ready elsewhere; the deadline moves the rest at once", async (t) => {
   const s = await setup(t, 1);
   const ids: string[] = [];

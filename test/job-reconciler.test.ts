@@ -4,8 +4,10 @@
  */
 import test from "ava";
 import { DeploymentStatus, JobStatus } from "../gen/cube/v1/job_pb.js";
+import { DrainStatus } from "../gen/cube/v1/node_service_pb.js";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
 import {
+  BACKOFF_RESET_MS,
   type JobPlan,
   type JobView,
   planJob,
@@ -29,6 +31,7 @@ function job(over: Partial<JobView> = {}): JobView {
     deployment: { version: 1n, status: DeploymentStatus.SUCCESSFUL, revert: false },
     stableVersion: 1n,
     replaceAfter: 0,
+    failStreak: 0,
     ...over,
   };
 }
@@ -36,6 +39,11 @@ function job(over: Partial<JobView> = {}): JobView {
 const deploying = (version: bigint, revert = false) => ({
   deployment: { version, status: DeploymentStatus.RUNNING, revert },
 });
+
+/** Workers' scheduling states: a replica on a worker being drained moves off it. */
+const SCHEDULABLE = { cordoned: false, drain: DrainStatus.UNSPECIFIED };
+const DRAINING = { cordoned: true, drain: DrainStatus.DRAINING };
+const PAST_DEADLINE = { cordoned: true, drain: DrainStatus.DEADLINE_REACHED };
 
 let order = 0n;
 /** A replica: healthy long enough unless told otherwise. */
@@ -54,8 +62,7 @@ function r(id: string, over: Partial<ReplicaView> = {}): ReplicaView {
     readySince: NOW - MIN - 1,
     createdAt: NOW - 100_000,
     order,
-    leaving: false,
-    evict: false,
+    worker: SCHEDULABLE,
     reason: "",
     ...over,
   };
@@ -168,6 +175,50 @@ const CASES: Case[] = [
       t.is(p.create, 0);
       t.is(p.wakeAt, NOW + 2000);
       t.regex(p.statusReason, /back-off/);
+    },
+  },
+  {
+    // A crash loop: the failure in this very pass makes the back-off its replacement waits.
+    name: "back-off grows with each failure in a row: the 3rd waits 1 s, from this failure",
+    job: job({ count: 2, failStreak: 2, replaceAfter: NOW - 1 }),
+    replicas: [r("a"), r("b", { state: TaskState.FAILED, ready: false, reason: "exit code 3" })],
+    expect(t, p) {
+      t.is(p.failed, 1);
+      t.is(p.create, 0);
+      t.is(p.failStreak, 3);
+      t.is(p.replaceAfter, NOW + 1000);
+      t.is(p.wakeAt, NOW + 1000);
+      t.regex(p.statusReason, /back-off/);
+    },
+  },
+  {
+    name: "back-off: the first failure is replaced at once, the streak starts",
+    job: job({ count: 2 }),
+    replicas: [r("a"), r("b", { state: TaskState.FAILED, ready: false })],
+    expect(t, p) {
+      t.is(p.create, 1);
+      t.is(p.failStreak, 1);
+    },
+  },
+  {
+    name: "back-off is kept while the job runs only a moment between crashes (RUNNING is not stable)",
+    job: job({ count: 2, failStreak: 3, replaceAfter: NOW - 1 }),
+    replicas: [r("a", { readySince: NOW - 2000 }), r("b", { readySince: NOW - 2000 })],
+    expect(t, p) {
+      t.is(p.status, JobStatus.RUNNING);
+      t.is(p.failStreak, 3);
+      t.is(p.replaceAfter, NOW - 1);
+      t.is(p.wakeAt, NOW - 2000 + BACKOFF_RESET_MS, "a look when it would have been stable");
+    },
+  },
+  {
+    name: "back-off starts again once every replica has been ready for BACKOFF_RESET_MS",
+    job: job({ count: 2, failStreak: 5, replaceAfter: NOW - 1 }),
+    replicas: [r("a", { readySince: NOW - BACKOFF_RESET_MS }), r("b")],
+    expect(t, p) {
+      t.is(p.status, JobStatus.RUNNING);
+      t.is(p.failStreak, 0);
+      t.is(p.replaceAfter, 0);
     },
   },
   {
@@ -404,7 +455,11 @@ const CASES: Case[] = [
   {
     name: "drain: replicas on a draining worker get replacements first (max_parallel at a time)",
     job: job(),
-    replicas: [r("a", { leaving: true }), r("b", { leaving: true }), r("c", { leaving: true })],
+    replicas: [
+      r("a", { worker: DRAINING }),
+      r("b", { worker: DRAINING }),
+      r("c", { worker: DRAINING }),
+    ],
     expect(t, p) {
       t.is(p.create, 1);
       t.deepEqual(p.stop, []);
@@ -415,9 +470,9 @@ const CASES: Case[] = [
     name: "drain: a leaving replica stops once its replacement was healthy long enough",
     job: job(),
     replicas: [
-      r("a", { leaving: true }),
-      r("b", { leaving: true }),
-      r("c", { leaving: true }),
+      r("a", { worker: DRAINING }),
+      r("b", { worker: DRAINING }),
+      r("c", { worker: DRAINING }),
       r("n"),
     ],
     expect(t, p) {
@@ -429,7 +484,7 @@ const CASES: Case[] = [
   {
     name: "drain: nothing stops while the replacement is not healthy",
     job: job(),
-    replicas: [r("a", { leaving: true }), r("b"), r("c"), fresh("n")],
+    replicas: [r("a", { worker: DRAINING }), r("b"), r("c"), fresh("n")],
     expect(t, p) {
       t.deepEqual(p.stop, []);
       t.is(p.create, 0);
@@ -438,10 +493,27 @@ const CASES: Case[] = [
   {
     name: "drain deadline: what is left on the worker is stopped now, and replaced",
     job: job(),
-    replicas: [r("a", { leaving: true, evict: true }), r("b"), r("c")],
+    replicas: [r("a", { worker: PAST_DEADLINE }), r("b"), r("c")],
     expect(t, p) {
       t.deepEqual(ids(p.stop), ["a"]);
       t.is(p.create, 1);
+    },
+  },
+  {
+    // A worker uncordoned after its drain: it takes replicas again, so none may be evicted
+    // from it (that placed, evicted and made replicas again without end).
+    name: "drain records on workers uncordoned since: nothing is evicted or moved, nothing made",
+    job: job(),
+    replicas: [
+      r("a", { worker: { cordoned: false, drain: DrainStatus.DEADLINE_REACHED } }),
+      r("b", { worker: { cordoned: false, drain: DrainStatus.DRAINING } }),
+      r("c"),
+    ],
+    expect(t, p) {
+      t.deepEqual(p.stop, []);
+      t.is(p.create, 0);
+      t.is(p.status, JobStatus.RUNNING);
+      t.is(p.statusReason, "");
     },
   },
 ];

@@ -97,7 +97,7 @@ test("RUN → RUNNING update then ack; RUN again is only acked; STOP → COMPLET
   );
   t.is(stopped.update.reason, "stopped");
   t.is(stopped.update.generation, 3n);
-  await ackOf(manager, "t1", AssignmentAction.STOP);
+  t.false((await ackOf(manager, "t1", AssignmentAction.STOP)).notHeld, "it held t1");
   t.deepEqual(manager.violations, []);
   t.deepEqual(
     manager.stored.map((u) => u.seq),
@@ -142,7 +142,8 @@ test("bad input: no task id, unknown action, no image, STOP of an unknown task �
   t.regex(failed.update.reason, /image is required/);
   const badPort = await manager.waitForUpdate((u) => u.taskId === "badport", 5000, "FAILED");
   t.regex(badPort.update.reason, /container port 70000/);
-  await ackOf(manager, "nobody", AssignmentAction.STOP);
+  // Nothing to stop, and no update will say so: the ack tells the manager it held nothing.
+  t.true((await ackOf(manager, "nobody", AssignmentAction.STOP)).notHeld);
   // Still serving.
   manager.run({ id: "fine", spec });
   const ok = await manager.waitForUpdate((u) => u.taskId === "fine", 5000, "RUNNING");

@@ -33,7 +33,13 @@ import { WorkerEntry } from "../core/worker-table.js";
 import { reconcile } from "../rules/reconcile.js";
 import { formatMs } from "../rules/restart-policy.js";
 import { cancelRestart, taskEnded, taskUnhealthy } from "../rules/restarts.js";
-import { applyHealth, applyProgress, applyUpdate, clip } from "../rules/task-updates.js";
+import {
+  applyHealth,
+  applyProgress,
+  applyStopNotHeld,
+  applyUpdate,
+  clip,
+} from "../rules/task-updates.js";
 import { validateRegister } from "../rules/validate-register.js";
 import { noteProgress, workerBack, workerDisconnected } from "../rules/worker-liveness.js";
 
@@ -133,6 +139,9 @@ export function onMessage(cp: ControlPlane, conn: WorkerConnection, request: Con
       break;
     case "assignmentAck":
       cp.acknowledged(worker, m.value.taskId, m.value.generation, m.value.action);
+      if (m.value.notHeld && m.value.action === AssignmentAction.STOP) {
+        applyStopNotHeld(cp, worker, m.value.taskId, m.value.generation);
+      }
       break;
     case "health":
       applyHealth(cp, worker, m.value);

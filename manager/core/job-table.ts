@@ -63,7 +63,7 @@ export class JobEntry implements TaskGroup {
    * while a manager watches, so a restart gives every replica the whole deadline again.
    */
   watchedSince = Number.NEGATIVE_INFINITY;
-  /** Replicas that failed in a row with no healthy job in between (the replace back-off). */
+  /** Replicas that failed in a row with no stable job in between (the replace back-off). */
   failStreak = 0;
   /** Replacements of failed replicas wait until then (ms). */
   replaceAfter = 0;

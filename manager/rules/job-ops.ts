@@ -340,6 +340,7 @@ export function jobView(job: JobEntry): JobView {
     deployment: d ? { version: d.version, status: d.status, revert: d.revert } : undefined,
     stableVersion: job.job.stableVersion,
     replaceAfter: job.replaceAfter,
+    failStreak: job.failStreak,
   };
 }
 
@@ -350,7 +351,7 @@ export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): Repl
     const t = entry.task;
     const ready = isReady(t);
     // Its worker's drain: replicas there move (start-first), or stop now past the deadline.
-    const drain = t.workerId ? cp.workers.get(t.workerId)?.drain?.status : undefined;
+    const w = t.workerId ? cp.workers.get(t.workerId) : undefined;
     // ready_at is stored with the task, so a restarted manager keeps counting from it; a
     // task recorded before the field existed counts from when this manager first saw it ready.
     let since = ready && t.readyAt ? timestampMs(t.readyAt) : job.readySince.get(t.id);
@@ -385,17 +386,14 @@ export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): Repl
       ),
       proven: job.proven.has(t.id),
       order: entry.createdRevision,
-      leaving: drain === DrainStatus.DRAINING || drain === DrainStatus.DEADLINE_REACHED,
-      evict: drain === DrainStatus.DEADLINE_REACHED,
+      worker: {
+        cordoned: w?.cordoned ?? false,
+        drain: w?.drain?.status ?? DrainStatus.UNSPECIFIED,
+      },
       reason: t.reason,
     });
   }
   return out;
-}
-
-/** The wait before replacing a replica after `streak` failures in a row: 0, 0.5s, 1s … 30s. */
-export function replaceBackoffMs(streak: number): number {
-  return streak <= 1 ? 0 : Math.min(500 * 2 ** (streak - 2), 30_000);
 }
 
 /** Queues a reconcile of `job` (at most one per job per turn). */
@@ -426,14 +424,9 @@ function applyPlan(cp: ControlPlane, job: JobEntry, plan: JobPlan, now: number):
     if (entry && entry.task.desiredState !== DesiredState.STOPPED) requestStop(cp, entry, why);
   }
   let failed = before.counts?.failed ?? 0;
-  if (plan.failed > 0) {
-    failed += plan.failed;
-    job.failStreak += plan.failed;
-    job.replaceAfter = now + replaceBackoffMs(job.failStreak);
-  } else if (plan.status === JobStatus.RUNNING) {
-    job.failStreak = 0;
-    job.replaceAfter = 0;
-  }
+  failed += plan.failed;
+  job.failStreak = plan.failStreak;
+  job.replaceAfter = plan.replaceAfter;
   for (let i = 0; i < plan.create; i++) createReplica(cp, job, job.job.version);
   if (plan.deploymentEnds) {
     endDeployment(cp, job, plan.deploymentEnds.status, plan.deploymentEnds.reason, now);

@@ -18,14 +18,16 @@
  *    is stopped only once enough healthy ones stand without it. At the drain's deadline the
  *    rest are stopped ("evicted").
  * 4. Too many: stop the surplus — those not running first (PENDING first), then those of an
- *    older version, then the newest. Too few: create what is missing now (after the failure
- *    back-off when replicas keep failing).
+ *    older version, then the newest. Too few: create what is missing now, or after the failure
+ *    back-off when replicas keep failing: it grows with each failure in a row (0, 0.5 s, 1 s …
+ *    30 s) and starts again only once every replica has been ready for BACKOFF_RESET_MS.
  * 5. A deployment replaces replicas of other versions stop-first, at most max_parallel
  *    replicas of the new version not yet healthy at a time, so running replicas never drop
  *    below count − max_parallel. It succeeds once `count` replicas of the version have been
  *    healthy for min_healthy_time and no other version is left.
  */
 import { DeploymentStatus, JobStatus } from "../../gen/cube/v1/job_pb.js";
+import { DrainStatus } from "../../gen/cube/v1/node_service_pb.js";
 import { TaskState } from "../../gen/cube/v1/task_pb.js";
 
 /** One replica (a task of the job) as the reconciler sees it. */
@@ -50,10 +52,13 @@ export interface ReplicaView {
   readonly proven: boolean;
   /** Creation order (its CREATED revision): larger is newer. */
   readonly order: bigint;
-  /** Its worker is being drained: it should move. */
-  readonly leaving: boolean;
-  /** Its worker's drain reached its deadline: stop it now. */
-  readonly evict: boolean;
+  /**
+   * Its worker's scheduling state. A replica moves off a worker being drained ("leaving")
+   * and is stopped at once past the drain's deadline ("evicted"), but only while the worker
+   * is cordoned: a drain's record outlives an uncordon in old stores, and evicting from a
+   * worker that takes new replicas would place, evict and create again without end.
+   */
+  readonly worker: { readonly cordoned: boolean; readonly drain: DrainStatus };
   /** Why it is in its state (the scheduler's reason while PENDING, the exit while ended). */
   readonly reason: string;
 }
@@ -79,6 +84,19 @@ export interface JobView {
   readonly stableVersion: bigint;
   /** Replicas that fill a gap left by failures are not created before this time (ms). */
   readonly replaceAfter: number;
+  /** Replicas failed in a row, with no stable job in between (what the back-off grows with). */
+  readonly failStreak: number;
+}
+
+/**
+ * How long every replica must have been ready for the failure back-off to start again from
+ * nothing: a crash loop's replicas that run a moment (the job RUNNING in between) keep it.
+ */
+export const BACKOFF_RESET_MS = 10_000;
+
+/** The wait before replacing a replica after `streak` failures in a row: 0, 0.5s, 1s … 30s. */
+export function replaceBackoffMs(streak: number): number {
+  return streak <= 1 ? 0 : Math.min(500 * 2 ** (streak - 2), 30_000);
 }
 
 /** A replica to stop or retire, and why (the event message people read). */
@@ -105,6 +123,9 @@ export interface JobPlan {
   readonly revertTo?: bigint;
   /** When to look again even if nothing changes (a min_healthy_time or a deadline runs out). */
   readonly wakeAt?: number;
+  /** The failure back-off after this plan: failures in a row, and no replacement before. */
+  readonly failStreak: number;
+  readonly replaceAfter: number;
   /** Replicas by what they do, after the plan. */
   readonly counts: {
     readonly running: number;
@@ -120,6 +141,17 @@ export interface JobPlan {
 
 function finished(state: TaskState): boolean {
   return state === TaskState.COMPLETED || state === TaskState.FAILED;
+}
+
+/** Its worker is being drained (cordoned, the drain under way or past its deadline): it moves. */
+function leavingOf(r: ReplicaView): boolean {
+  const d = r.worker.drain;
+  return r.worker.cordoned && (d === DrainStatus.DRAINING || d === DrainStatus.DEADLINE_REACHED);
+}
+
+/** Its worker's drain reached its deadline, and the worker is still cordoned: stop it now. */
+function evictedOf(r: ReplicaView): boolean {
+  return r.worker.cordoned && r.worker.drain === DrainStatus.DEADLINE_REACHED;
 }
 
 function plural(n: number, one: string, many = `${one}s`): string {
@@ -184,6 +216,14 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
     live.push(r);
   }
 
+  // This pass's failures count now: their replacements wait out the back-off they make.
+  let failStreak = job.failStreak;
+  let replaceAfter = job.replaceAfter;
+  if (failed > 0) {
+    failStreak += failed;
+    replaceAfter = Math.max(replaceAfter, now + replaceBackoffMs(failStreak));
+  }
+
   if (job.stopped) {
     for (const r of live) stop.push({ id: r.id, why: `job ${job.name} stopped` });
     return {
@@ -192,6 +232,8 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
       retire,
       failed: 0,
       forget,
+      failStreak: job.failStreak,
+      replaceAfter: job.replaceAfter,
       deploymentEnds: deploying
         ? { status: DeploymentStatus.CANCELLED, reason: "the job was stopped" }
         : undefined,
@@ -207,7 +249,7 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
 
   // A drain past its deadline: stop at once.
   live = live.filter((r) => {
-    if (!r.evict) return true;
+    if (!evictedOf(r)) return true;
     stop.push({ id: r.id, why: "its worker's drain reached its deadline" });
     return false;
   });
@@ -253,6 +295,8 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
         retire,
         failed,
         forget,
+        failStreak,
+        replaceAfter,
         deploymentEnds,
         revertTo: stable,
         counts: countsOf(live),
@@ -263,8 +307,8 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
     }
   }
 
-  let staying = live.filter((r) => !r.leaving);
-  const leaving = live.filter((r) => r.leaving);
+  let staying = live.filter((r) => !leavingOf(r));
+  const leaving = live.filter(leavingOf);
   const n = job.count;
 
   // Too many: the surplus goes, in surplus order.
@@ -279,8 +323,8 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
   // (Leaving replicas beyond the shortfall, after a scale down, simply stop below.)
   let create = 0;
   const gone = shortfall - leaving.length;
-  const backingOff = gone > 0 && now < job.replaceAfter;
-  if (backingOff) wake(job.replaceAfter);
+  const backingOff = gone > 0 && now < replaceAfter;
+  if (backingOff) wake(replaceAfter);
   else if (gone > 0) create += gone;
   const notHealthyCurrent = staying.filter((r) => r.version === job.version && !healthy(r)).length;
   let budget = job.maxParallel - notHealthyCurrent - create;
@@ -361,6 +405,15 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
     );
   }
   if (backingOff) reasons.push("replacing failed replicas after a back-off");
+  // The back-off starts again once every replica has been ready a while (not merely RUNNING
+  // for a moment between the crashes of a loop).
+  if (failStreak > 0 && status === JobStatus.RUNNING) {
+    const stableAt = Math.max(...after.map((r) => (r.readySince ?? now) + BACKOFF_RESET_MS));
+    if (stableAt <= now) {
+      failStreak = 0;
+      replaceAfter = 0;
+    } else wake(stableAt);
+  }
   if (moving > 0) reasons.push(`${plural(moving, "replica")} moving off draining workers`);
   return {
     create,
@@ -368,6 +421,8 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
     retire,
     failed,
     forget,
+    failStreak,
+    replaceAfter,
     deploymentEnds,
     wakeAt,
     counts,

@@ -92,16 +92,21 @@ export async function cordonNode(cp: ControlPlane, name: string): Promise<Node> 
   return nodeOf(w);
 }
 
-/** Tasks may be placed on the worker again; a drain under way is CANCELLED (UncordonNode). */
+/**
+ * Tasks may be placed on the worker again (UncordonNode). A drain under way (moving tasks,
+ * or stopping them past its deadline) ends CANCELLED; the record of a drain that had ended
+ * is cleared, as Nomad clears a node's drain strategy when it is eligible again: once the
+ * worker takes tasks, "deadline reached" would only mislead (the job reconciler took it for
+ * a drain still evicting, and stopped every replica placed there again and again).
+ */
 export async function uncordonNode(cp: ControlPlane, name: string): Promise<Node> {
   const w = findNode(cp, name);
-  if (w.cordoned) {
-    if (running.has(w)) {
-      finish(cp, w, DrainStatus.CANCELLED);
-      reconcileJobsOn(cp, w);
-    }
+  if (w.cordoned || w.drain?.status === DrainStatus.DEADLINE_REACHED) {
+    if (running.has(w)) finish(cp, w, DrainStatus.CANCELLED);
+    else if (w.drain && w.drain.status !== DrainStatus.CANCELLED) w.drain = undefined;
     w.setCordoned(false);
     store(cp, w);
+    reconcileJobsOn(cp, w);
     cp.wakePending();
   }
   await cp.committed();
@@ -271,10 +276,14 @@ function finish(cp: ControlPlane, w: WorkerEntry, status: DrainStatus): void {
   store(cp, w);
 }
 
-/** After a load: drains under way go on (their deadline as stored). */
+/**
+ * After a load: drains under way go on (their deadline as stored). Only on a cordoned
+ * worker: an uncordoned one's record (a store from before uncordon cleared it) is over.
+ */
 export function resumeDrains(cp: ControlPlane): void {
   for (const w of cp.workers.all()) {
     const s = w.drain?.status;
+    if (!w.cordoned) continue;
     if (s === DrainStatus.DRAINING || s === DrainStatus.DEADLINE_REACHED) start(cp, w);
   }
 }

@@ -111,6 +111,30 @@ export function applyUpdate(cp: ControlPlane, worker: WorkerEntry, update: TaskU
   }
 }
 
+/**
+ * The worker acknowledged a STOP of a task it holds nothing of (its RUN never reached it):
+ * nothing is left to stop and no update will come, so a task still placed there at that
+ * generation and meant to stop is COMPLETED "stopped" now. Without this it stayed SCHEDULED,
+ * holding its place (a spread slot, a drain's tasks left) until the worker reconnected.
+ */
+export function applyStopNotHeld(
+  cp: ControlPlane,
+  worker: WorkerEntry,
+  taskId: string,
+  generation: bigint,
+): void {
+  const entry = current(cp, worker, taskId, generation);
+  if (!entry) return;
+  const task = entry.task;
+  if (task.desiredState !== DesiredState.STOPPED || isFinished(task.state)) return;
+  cp.change(
+    entry,
+    stopped(cp.clock.now()),
+    TaskEventType.STATE_CHANGED,
+    `stopped (${worker.label} never had it: the stop came before it was sent)`,
+  );
+}
+
 /** Records a health change; an UNHEALTHY task goes through its restart policy. */
 export function applyHealth(cp: ControlPlane, worker: WorkerEntry, report: HealthReport): void {
   const entry = current(cp, worker, report.taskId, report.generation);

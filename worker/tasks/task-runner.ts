@@ -154,9 +154,10 @@ export class TaskRunner {
     // A newer assignment for the task (a STOP, a later RUN) waits behind this one.
     const superseded = () => this.#applying.get(task.id)?.key !== key;
     const done = this.#serial.run(task.id, async () => {
+      let notHeld = false;
       try {
         if (action === AssignmentAction.RUN) await this.#run(task, graceMs, receivedAt, superseded);
-        else if (action === AssignmentAction.STOP) await this.#stop(task.id, graceMs);
+        else if (action === AssignmentAction.STOP) notHeld = !(await this.#stop(task.id, graceMs));
         else {
           this.#log.warn({ task: task.id, action }, "assignment with an unknown action: ignored");
         }
@@ -172,6 +173,7 @@ export class TaskRunner {
           taskId: task.id,
           generation: task.generation,
           action,
+          notHeld,
         }),
       });
     });
@@ -371,13 +373,19 @@ export class TaskRunner {
     });
   }
 
-  async #stop(id: string, graceMs: number): Promise<void> {
+  /**
+   * Stops and removes what the worker holds of the task; false when it holds nothing of it
+   * (its RUN never came: the STOP took its place), which the ack tells the manager, as no
+   * update of a task the worker never had will.
+   */
+  async #stop(id: string, graceMs: number): Promise<boolean> {
     const current = this.#ledger.get(id);
-    if (!current) return;
+    if (!current) return false;
     // Marked first: a worker killed mid-stop finishes the stop when it restarts.
     const stopping = withChanges(current, { desiredState: DesiredState.STOPPED });
     await this.#ledger.save(stopping);
     await this.#finishStop(stopping, graceMs);
+    return true;
   }
 
   async #finishStop(task: Task, graceMs: number): Promise<void> {

@@ -93,7 +93,8 @@ export type Node = Message<"cube.v1.Node"> & {
   cordoned: boolean;
 
   /**
-   * Its current or last drain (status UNSPECIFIED: never drained).
+   * Its current or last drain (status UNSPECIFIED: none). An uncordon cancels a drain under
+   * way and clears the record of one that had ended.
    *
    * @generated from field: cube.v1.Drain drain = 3;
    */
@@ -365,7 +366,8 @@ export const NodeService: GenService<{
     output: typeof DrainNodeResponseSchema;
   },
   /**
-   * Ends a cordon (and a drain under way): tasks may be placed on the worker again.
+   * Ends a cordon (and a drain: one under way is CANCELLED, an ended one's record cleared):
+   * tasks may be placed on the worker again.
    *
    * @generated from rpc cube.v1.NodeService.UncordonNode
    */
