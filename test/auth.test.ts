@@ -4,6 +4,7 @@
  * revocation, stored hashed; plaintext refused off loopback unless --insecure.
  */
 import { readdir, readFile, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -294,6 +295,49 @@ test("the last admin token that works cannot be revoked; a manager started with 
   await again.close();
   const third = await manager(t, dataDir, clock);
   t.is(third.adminToken, again.adminToken);
+});
+
+test("a request with two Authorization headers is UNAUTHENTICATED, whichever comes first", async (t) => {
+  const m = await manager(t);
+  const admin = m.adminToken as string;
+  const read = await clients(m.address, admin).tokens.createToken({ name: "r", role: Role.READ });
+  const [host, port] = m.address.split(":") as [string, string];
+  /** A Connect unary call over HTTP/1.1 with these Authorization headers, raw. */
+  const call = (auths: string[]) =>
+    new Promise<string>((resolve, reject) => {
+      const body = "{}";
+      const socket = connect(Number(port), host, () => {
+        socket.write(
+          [
+            "POST /cube.v1.TaskService/ListTasks HTTP/1.1",
+            `Host: ${m.address}`,
+            "Content-Type: application/json",
+            ...auths.map((a) => `Authorization: Bearer ${a}`),
+            `Content-Length: ${body.length}`,
+            "Connection: close",
+            "",
+            body,
+          ].join("\r\n"),
+        );
+      });
+      let data = "";
+      socket.on("data", (d) => {
+        data += d.toString();
+      });
+      socket.on("end", () => resolve(data));
+      socket.on("error", reject);
+    });
+  t.regex(await call([admin]), /^HTTP\/1\.1 200/);
+  for (const pair of [
+    [read.secret, admin],
+    [admin, read.secret],
+    [admin, admin],
+  ]) {
+    const answer = await call(pair);
+    t.regex(answer, /^HTTP\/1\.1 401/);
+    t.regex(answer, /"code":"unauthenticated"/);
+    t.regex(answer, /authorization: sent 2 times; send one/);
+  }
 });
 
 test("plaintext on a non-loopback address is refused without --insecure, and warned about with it", async (t) => {

@@ -180,6 +180,8 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["stop", " "], /a task id or name is required/],
     [["logs", ""], /a task id or name is required/],
     [["events", "--task", ""], /a task id or name is required/],
+    [["ps", "--worker", ""], /--worker must not be empty/],
+    [["ps", "--name", " "], /--name must not be empty/],
     [["frobnicate"], /unknown command 'frobnicate'/],
     [["ps", "--frob"], /unknown option '--frob'/],
     [["manager", "--heartbeat-interval", "fast"], /is not a duration/],

@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { type Task, TaskEventType, TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import {
   addClientOptions,
+  arg,
   type ClientOptions,
   collect,
   outputFormat,
@@ -40,8 +41,8 @@ export function psCommand(io: Io): Command {
       "only tasks in these states (pending, scheduled, running, completed, failed, unknown; comma-separated or repeated)",
       collect(parseStates),
     )
-    .option("--worker <name|id>", "only tasks on this worker")
-    .option("--name <name>", "only tasks with this name")
+    .option("--worker <name|id>", "only tasks on this worker", nonBlank("--worker"))
+    .option("--name <name>", "only tasks with this name", nonBlank("--name"))
     .option(
       "--label <key=value>",
       "only tasks with this label (repeatable)",
@@ -141,5 +142,18 @@ async function ps(io: Io, opts: PsOptions): Promise<void> {
     } finally {
       table?.close();
     }
+  });
+}
+
+/**
+ * A filter flag's parser refusing an empty value: `--worker "$W"` with W unset would
+ * otherwise list every task as if unfiltered.
+ */
+function nonBlank(flag: string): (value: string) => string {
+  return arg((value) => {
+    if (value.trim() === "") {
+      throw new Error(`${flag} must not be empty (leave it out to list all)`);
+    }
+    return value;
   });
 }

@@ -9,9 +9,10 @@ import {
 } from "node:net";
 import * as tls from "node:tls";
 import type { DescFile } from "@bufbuild/protobuf";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "../logger.js";
+import { AUTHORIZATION_HEADERS, countAuthorizationHeaders } from "./authorization-headers.js";
 import { StreamDrain } from "./drain-streams.js";
 import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
@@ -234,8 +235,13 @@ export async function startServer(options: ServerOptions): Promise<Server> {
       registerReflection(router, options.files);
     },
     fallback: options.fallback,
-    // Over TLS, each call carries its connection's client certificate, from the socket.
-    contextValues: options.tls ? peerContextValues : undefined,
+    // Over TLS, each call carries its connection's client certificate, from the socket;
+    // every call, how many Authorization headers it had (Node keeps only the first).
+    contextValues: (req) =>
+      (options.tls ? peerContextValues(req) : createContextValues()).set(
+        AUTHORIZATION_HEADERS,
+        countAuthorizationHeaders(req),
+      ),
   });
   const h2 = http2.createServer(
     {

@@ -13,6 +13,10 @@ import { ServerReflection as ReflectionV1alpha } from "../../gen/grpc/reflection
 import { type Clock, MAX_TIMER_MS, type TimerHandle } from "../../lib/clock.js";
 import type { Logger } from "../../lib/logger.js";
 import { quote } from "../../lib/quote.js";
+import {
+  AUTHORIZATION_HEADERS,
+  repeatedAuthorization,
+} from "../../lib/rpc/authorization-headers.js";
 import { PEER_CERTIFICATE, type PeerCertificate } from "../../lib/rpc/peer.js";
 import { workerOf } from "../../lib/tls/identity.js";
 import { roleIncludes, type TokenTable } from "../core/token-table.js";
@@ -320,6 +324,8 @@ export function authInterceptor(
     try {
       // A forged certificate is refused before its token is even looked at.
       if (peer && !peer.verified) checkCertificate(procedure, undefined, peer);
+      const repeated = repeatedAuthorization(req.contextValues.get(AUTHORIZATION_HEADERS));
+      if (repeated) throw new ConnectError(repeated, Code.Unauthenticated);
       const token = authorize(tokens, procedure, req.header.get("authorization"), clock.now());
       if (tls) checkCertificate(procedure, token, peer);
       if (token) {

@@ -1,6 +1,10 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../../lib/logger.js";
+import {
+  AUTHORIZATION_HEADERS,
+  repeatedAuthorization,
+} from "../../lib/rpc/authorization-headers.js";
 import { PEER_CERTIFICATE } from "../../lib/rpc/peer.js";
 import { MANAGER_URI } from "../../lib/tls/identity.js";
 
@@ -54,7 +58,8 @@ export function managerSecretOnly(secret: string, logger: Logger): Interceptor {
   const wanted = digest(`Bearer ${secret}`);
   return (next) => (req) => {
     const given = req.header.get("authorization");
-    if (given !== null && timingSafeEqual(digest(given), wanted)) return next(req);
+    const once = !repeatedAuthorization(req.contextValues.get(AUTHORIZATION_HEADERS));
+    if (once && given !== null && timingSafeEqual(digest(given), wanted)) return next(req);
     const procedure = `/${req.service.typeName}/${req.method.name}`;
     logger.warn({ procedure, authorization: given === null ? "none" : "wrong" }, "call refused");
     throw new ConnectError(
