@@ -187,10 +187,13 @@ test.serial("over TLS (cube dev --tls) the page talks HTTP/2 to the manager", as
       .getEntriesByType("resource")
       .map((e) => e.nextHopProtocol),
   );
-  t.true(protocols.length >= 3, protocols.join());
+  // A fetch aborted before its answer (a watch the page opened again under load) reports
+  // no protocol: those that answered tell.
+  const reported = protocols.filter((p) => p !== "");
+  t.true(reported.length >= 3, protocols.join());
   // One connection for every stream: the six-per-host limit of HTTP/1.1 is gone.
   t.true(
-    protocols.every((p) => p === "h2"),
+    reported.every((p) => p === "h2"),
     protocols.join(),
   );
 });

@@ -58,7 +58,9 @@ export function schedulingLabel(node: Node, colors: Colors): string {
 /** `cube node ls|cordon|drain|uncordon`: what operators do to workers. */
 export function nodeCommand(io: Io): Command {
   const cmd = new Command("node")
-    .description("list workers; cordon, drain and uncordon them (`cube nodes` lists them too)")
+    .description(
+      "list workers; cordon, drain, uncordon and remove them (`cube nodes` lists them too)",
+    )
     .addHelpText(
       "after",
       `
@@ -120,6 +122,33 @@ Examples:
       }),
     );
 
+  const rm = new Command("rm")
+    .alias("remove")
+    .description("forget a worker gone for good (it must be DOWN and hold no task)")
+    .argument("<name>", "worker name or id");
+  addClientOptions(rm)
+    .addHelpText(
+      "after",
+      `
+Only a DOWN worker holding no task can be removed (its tasks are replaced elsewhere after the
+down grace). Should its agent dial in again, it registers as a new worker. Its credential
+stays until revoked: cube token ls, then cube token revoke ID.
+
+Examples:
+  cube node rm w3`,
+    )
+    .action((name: string, opts: ClientOptions) =>
+      withManager(io, opts, async ({ nodes }) => {
+        const { node } = await nodes.removeNode({ name }, { timeoutMs: CALL_TIMEOUT_MS });
+        if (!node) throw new CliError("the manager answered without a node");
+        if (outputFormat(opts) === "json") {
+          io.stdout.write(`${JSON.stringify({ node: toJson(NodeSchema, node) })}\n`);
+        } else {
+          io.stdout.write(`${node.worker?.name ?? name}: removed\n`);
+        }
+      }),
+    );
+
   const drain = new Command("drain")
     .description("cordon the worker and move its tasks off")
     .argument("<name>", "worker name or id")
@@ -161,7 +190,12 @@ Examples:
       }),
     );
 
-  return cmd.addCommand(ls).addCommand(cordon).addCommand(drain).addCommand(uncordon);
+  return cmd
+    .addCommand(ls)
+    .addCommand(cordon)
+    .addCommand(drain)
+    .addCommand(uncordon)
+    .addCommand(rm);
 }
 
 function print(io: Io, opts: ClientOptions, node: Node | undefined): void {

@@ -32,7 +32,8 @@ export function nodesCommand(io: Io): Command {
       "after",
       `
 --watch carries on when the manager restarts (an upgrade, a crash): it says so on stderr,
-reads the list again and follows on from there.
+reads the list again and follows on from there. A worker removed (cube node rm) leaves the
+table; with -o json it is printed once more with "removed": true.
 
 Examples:
   cube nodes
@@ -79,10 +80,18 @@ async function nodes(io: Io, opts: NodesOptions): Promise<void> {
           else table?.start(entries);
           return clients.workers.watchWorkers({}, { signal });
         },
-        ({ worker }) => {
+        ({ worker, removed }) => {
           if (!worker) return;
-          if (table) table.set(worker.id, worker);
-          else io.stdout.write(`${JSON.stringify(toJson(WorkerSchema, worker))}\n`);
+          if (table) {
+            // Forgotten (cube node rm): its row goes.
+            if (removed) table.delete(worker.id);
+            else table.set(worker.id, worker);
+          } else {
+            const json = toJson(WorkerSchema, worker);
+            io.stdout.write(
+              `${JSON.stringify(removed ? { ...(json as object), removed } : json)}\n`,
+            );
+          }
         },
         (text) => table?.note(text),
       );

@@ -67,6 +67,7 @@ export const POLICY: ReadonlyMap<string, Need> = new Map<string, Need>([
   [proc(NodeService, "CordonNode"), Role.OPERATOR],
   [proc(NodeService, "DrainNode"), Role.OPERATOR],
   [proc(NodeService, "UncordonNode"), Role.OPERATOR],
+  [proc(NodeService, "RemoveNode"), Role.OPERATOR],
   [proc(NodeService, "ListNodes"), Role.READ],
   [proc(TokenService, "JoinWorker"), "join-token"],
   // Over TLS also with its current certificate (checkCertificate).

@@ -1,10 +1,10 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { NodeService } from "../../gen/cube/v1/node_service_pb.js";
 import type { ControlPlane } from "../core/control-plane.js";
-import { cordonNode, drainNode, nodeOf, uncordonNode } from "../rules/node-ops.js";
+import { cordonNode, drainNode, nodeOf, removeNode, uncordonNode } from "../rules/node-ops.js";
 
 /**
- * The manager's NodeService: cordon, drain and uncordon workers (manager/rules/node-ops.ts),
+ * The manager's NodeService: cordon, drain, uncordon and remove workers (manager/rules/node-ops.ts),
  * and the workers with their scheduling state. Changes answer once durable.
  */
 export function nodeServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => void {
@@ -22,6 +22,9 @@ export function nodeServiceRoutes(cp: ControlPlane): (router: ConnectRouter) => 
       },
       async uncordonNode(req) {
         return { node: await uncordonNode(cp, req.name) };
+      },
+      async removeNode(req) {
+        return { node: await removeNode(cp, req.name) };
       },
     });
 }

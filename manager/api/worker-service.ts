@@ -31,12 +31,27 @@ export function workerServiceRoutes(cp: ControlPlane): (router: ConnectRouter) =
       },
       async *watchWorkers(_req, ctx) {
         const sub = cp.workerFeed.subscribe();
+        // What this watcher was last sent of each worker: a removed one is sent once more,
+        // as it was, with `removed` (bounded by the workers there are or were while it ran).
+        const sent = new Map<string, ReturnType<typeof watched>>();
+        const send = (w: WorkerEntry) => {
+          const message = watched(w);
+          sent.set(w.id, message);
+          return message;
+        };
         try {
-          for (const w of cp.workers.all()) yield watched(w);
+          for (const w of cp.workers.all()) yield send(w);
           while (!ctx.signal.aborted) {
             for (const id of await sub.changed(ctx.signal)) {
               const w = cp.workers.get(id);
-              if (w) yield watched(w);
+              if (w) {
+                yield send(w);
+                continue;
+              }
+              const last = sent.get(id);
+              if (!last) continue;
+              sent.delete(id);
+              yield { ...last, removed: true };
             }
           }
         } finally {

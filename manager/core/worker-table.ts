@@ -328,6 +328,14 @@ export class WorkerTable {
     this.#views = [...this.#views, entry.view];
   }
 
+  /** Forgets a worker (NodeService.RemoveNode): gone from every list and from placement. */
+  remove(id: string): void {
+    const entry = this.#byId.get(id);
+    if (!entry) return;
+    this.#byId.delete(id);
+    this.#views = this.#views.filter((v) => v !== entry.view);
+  }
+
   /** Registration order. */
   all(): IterableIterator<WorkerEntry> {
     return this.#byId.values();
@@ -337,7 +345,7 @@ export class WorkerTable {
     return this.#byId.size;
   }
 
-  /** The scheduler's node list: the same array until a worker is added (O(1) per placement). */
+  /** The scheduler's node list: the same array until a worker is added or removed. */
   views(): readonly NodeView[] {
     return this.#views;
   }

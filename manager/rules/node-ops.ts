@@ -27,6 +27,7 @@ import {
   NodeSchema,
 } from "../../gen/cube/v1/node_service_pb.js";
 import { DesiredState, TaskState } from "../../gen/cube/v1/task_pb.js";
+import { WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
 import { AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
 import { quote } from "../../lib/quote.js";
 import { isFinished, isReady } from "../../lib/task-state.js";
@@ -90,6 +91,35 @@ export async function cordonNode(cp: ControlPlane, name: string): Promise<Node> 
   }
   await cp.committed();
   return nodeOf(w);
+}
+
+/**
+ * Forgets a worker gone for good (RemoveNode): only a DOWN one holding no task, else
+ * FAILED_PRECONDITION saying what is in the way. Its records leave the store; watchers of
+ * WorkerService hear it once more, removed. Resolves with the node as it was, once durable.
+ */
+export async function removeNode(cp: ControlPlane, name: string): Promise<Node> {
+  const w = findNode(cp, name);
+  if (w.status !== WorkerStatus.DOWN) {
+    throw new ConnectError(
+      `worker ${w.label} is ${WorkerStatus[w.status]}: only a DOWN worker can be removed (stop its agent; cube node drain moves its tasks off first)`,
+      Code.FailedPrecondition,
+    );
+  }
+  if (w.tasks.size > 0) {
+    throw new ConnectError(
+      `worker ${w.label} still holds ${w.tasks.size} task(s) on their way elsewhere: try again once they are`,
+      Code.FailedPrecondition,
+    );
+  }
+  const node = nodeOf(w);
+  running.delete(w);
+  cp.workers.remove(w.id);
+  cp.store.deleteWorker(w.id);
+  cp.afterCommit(() => cp.workerFeed.notify(w.id));
+  await cp.committed();
+  cp.logger.info({ worker: w.id, workerName: w.record.name }, "worker removed");
+  return node;
 }
 
 /**

@@ -79,6 +79,8 @@ interface Batch {
   readonly jobs: Map<string, JobRecord>;
   readonly jobVersions: Map<string, JobVersionRecord>;
   readonly nodes: Map<string, NodeRecord>;
+  /** Workers to forget: their worker and node records go. */
+  readonly deletedWorkers: Set<string>;
   readonly events: TaskEvent[];
   /** Settles when the batch is on disk (or failed); flush() callers await it. */
   readonly written: Deferred;
@@ -93,6 +95,7 @@ function newBatch(): Batch {
     jobs: new Map(),
     jobVersions: new Map(),
     nodes: new Map(),
+    deletedWorkers: new Set(),
     events: [],
     written: deferred(),
   };
@@ -260,7 +263,16 @@ export class LevelStore implements Store {
   }
 
   putWorker(record: WorkerRecord): void {
-    this.#batch().workers.set(record.worker.id, record);
+    const batch = this.#batch();
+    batch.deletedWorkers.delete(record.worker.id);
+    batch.workers.set(record.worker.id, record);
+  }
+
+  deleteWorker(id: string): void {
+    const batch = this.#batch();
+    batch.workers.delete(id);
+    batch.nodes.delete(id);
+    batch.deletedWorkers.add(id);
   }
 
   putToken(record: TokenRecord): void {
@@ -443,6 +455,10 @@ export class LevelStore implements Store {
       out.put(`v/${key}`, toBinary(JobVersionRecordSchema, { ...record, version: sealed }));
     }
     for (const [id, record] of batch.nodes) out.put(`n/${id}`, toBinary(NodeRecordSchema, record));
+    for (const id of batch.deletedWorkers) {
+      out.del(`w/${id}`);
+      out.del(`n/${id}`);
+    }
   }
 
   /** A job spec as written: its template's secret env values sealed (a copy when it has any). */

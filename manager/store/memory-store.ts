@@ -66,6 +66,11 @@ export class MemoryStore implements Store {
     this.#workers.set(record.worker.id, record);
   }
 
+  deleteWorker(id: string): void {
+    this.#workers.delete(id);
+    this.#nodes.delete(id);
+  }
+
   putToken(record: TokenRecord): void {
     this.#tokens.set(record.token?.id ?? "", record);
   }

@@ -67,6 +67,8 @@ export interface Store {
   putEvent(event: TaskEvent): void;
   /** Queues the latest state of a worker. */
   putWorker(record: WorkerRecord): void;
+  /** Queues the removal of a worker's record and its node record (cordon, drain). */
+  deleteWorker(id: string): void;
   /** Queues the latest state of a token (with the next group commit). */
   putToken(record: TokenRecord): void;
   /** Queues the latest state of a job (with the next group commit). */

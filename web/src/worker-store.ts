@@ -53,7 +53,12 @@ export class WorkerStore extends FrameNotifier {
     this.#following = follow({
       open: (signal) => this.api.workers.watchWorkers({}, { signal }),
       onMessage: (res) => {
-        if (res.worker) {
+        if (res.worker && res.removed) {
+          // Forgotten (cube node rm): it leaves every view.
+          this.byId.delete(res.worker.id);
+          this.history.delete(res.worker.id);
+          this.scheduling.delete(res.worker.id);
+        } else if (res.worker) {
           this.#put(res.worker);
           this.scheduling.set(res.worker.id, { cordoned: res.cordoned, drain: res.drain });
         }

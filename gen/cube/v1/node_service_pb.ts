@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/v1/node_service.proto.
  */
 export const file_cube_v1_node_service: GenFile = /*@__PURE__*/
-  fileDesc("ChpjdWJlL3YxL25vZGVfc2VydmljZS5wcm90bxIHY3ViZS52MSLlAQoFRHJhaW4SJAoGc3RhdHVzGAEgASgOMhQuY3ViZS52MS5EcmFpblN0YXR1cxIuCgpzdGFydGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghkZWFkbGluZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3Rhc2tzX3RvdGFsGAUgASgNEhIKCnRhc2tzX2xlZnQYBiABKA0iWAoETm9kZRIfCgZ3b3JrZXIYASABKAsyDy5jdWJlLnYxLldvcmtlchIQCghjb3Jkb25lZBgCIAEoCBIdCgVkcmFpbhgDIAEoCzIOLmN1YmUudjEuRHJhaW4iEgoQTGlzdE5vZGVzUmVxdWVzdCIxChFMaXN0Tm9kZXNSZXNwb25zZRIcCgVub2RlcxgBIAMoCzINLmN1YmUudjEuTm9kZSIhChFDb3Jkb25Ob2RlUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKEkNvcmRvbk5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0uY3ViZS52MS5Ob2RlIk0KEERyYWluTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIrCghkZWFkbGluZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIwChFEcmFpbk5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0uY3ViZS52MS5Ob2RlIiMKE1VuY29yZG9uTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIzChRVbmNvcmRvbk5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0uY3ViZS52MS5Ob2RlKqABCgtEcmFpblN0YXR1cxIcChhEUkFJTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVEUkFJTl9TVEFUVVNfRFJBSU5JTkcQARIZChVEUkFJTl9TVEFUVVNfQ09NUExFVEUQAhIhCh1EUkFJTl9TVEFUVVNfREVBRExJTkVfUkVBQ0hFRBADEhoKFkRSQUlOX1NUQVRVU19DQU5DRUxMRUQQBDKpAgoLTm9kZVNlcnZpY2USQgoJTGlzdE5vZGVzEhkuY3ViZS52MS5MaXN0Tm9kZXNSZXF1ZXN0GhouY3ViZS52MS5MaXN0Tm9kZXNSZXNwb25zZRJFCgpDb3Jkb25Ob2RlEhouY3ViZS52MS5Db3Jkb25Ob2RlUmVxdWVzdBobLmN1YmUudjEuQ29yZG9uTm9kZVJlc3BvbnNlEkIKCURyYWluTm9kZRIZLmN1YmUudjEuRHJhaW5Ob2RlUmVxdWVzdBoaLmN1YmUudjEuRHJhaW5Ob2RlUmVzcG9uc2USSwoMVW5jb3Jkb25Ob2RlEhwuY3ViZS52MS5VbmNvcmRvbk5vZGVSZXF1ZXN0Gh0uY3ViZS52MS5VbmNvcmRvbk5vZGVSZXNwb25zZWIGcHJvdG8z", [file_cube_v1_worker, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChpjdWJlL3YxL25vZGVfc2VydmljZS5wcm90bxIHY3ViZS52MSLlAQoFRHJhaW4SJAoGc3RhdHVzGAEgASgOMhQuY3ViZS52MS5EcmFpblN0YXR1cxIuCgpzdGFydGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghkZWFkbGluZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3Rhc2tzX3RvdGFsGAUgASgNEhIKCnRhc2tzX2xlZnQYBiABKA0iWAoETm9kZRIfCgZ3b3JrZXIYASABKAsyDy5jdWJlLnYxLldvcmtlchIQCghjb3Jkb25lZBgCIAEoCBIdCgVkcmFpbhgDIAEoCzIOLmN1YmUudjEuRHJhaW4iEgoQTGlzdE5vZGVzUmVxdWVzdCIxChFMaXN0Tm9kZXNSZXNwb25zZRIcCgVub2RlcxgBIAMoCzINLmN1YmUudjEuTm9kZSIhChFDb3Jkb25Ob2RlUmVxdWVzdBIMCgRuYW1lGAEgASgJIjEKEkNvcmRvbk5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0uY3ViZS52MS5Ob2RlIk0KEERyYWluTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIrCghkZWFkbGluZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiIwChFEcmFpbk5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0uY3ViZS52MS5Ob2RlIiMKE1VuY29yZG9uTm9kZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIzChRVbmNvcmRvbk5vZGVSZXNwb25zZRIbCgRub2RlGAEgASgLMg0uY3ViZS52MS5Ob2RlIiEKEVJlbW92ZU5vZGVSZXF1ZXN0EgwKBG5hbWUYASABKAkiMQoSUmVtb3ZlTm9kZVJlc3BvbnNlEhsKBG5vZGUYASABKAsyDS5jdWJlLnYxLk5vZGUqoAEKC0RyYWluU3RhdHVzEhwKGERSQUlOX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFURSQUlOX1NUQVRVU19EUkFJTklORxABEhkKFURSQUlOX1NUQVRVU19DT01QTEVURRACEiEKHURSQUlOX1NUQVRVU19ERUFETElORV9SRUFDSEVEEAMSGgoWRFJBSU5fU1RBVFVTX0NBTkNFTExFRBAEMvACCgtOb2RlU2VydmljZRJCCglMaXN0Tm9kZXMSGS5jdWJlLnYxLkxpc3ROb2Rlc1JlcXVlc3QaGi5jdWJlLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlEkUKCkNvcmRvbk5vZGUSGi5jdWJlLnYxLkNvcmRvbk5vZGVSZXF1ZXN0GhsuY3ViZS52MS5Db3Jkb25Ob2RlUmVzcG9uc2USQgoJRHJhaW5Ob2RlEhkuY3ViZS52MS5EcmFpbk5vZGVSZXF1ZXN0GhouY3ViZS52MS5EcmFpbk5vZGVSZXNwb25zZRJLCgxVbmNvcmRvbk5vZGUSHC5jdWJlLnYxLlVuY29yZG9uTm9kZVJlcXVlc3QaHS5jdWJlLnYxLlVuY29yZG9uTm9kZVJlc3BvbnNlEkUKClJlbW92ZU5vZGUSGi5jdWJlLnYxLlJlbW92ZU5vZGVSZXF1ZXN0GhsuY3ViZS52MS5SZW1vdmVOb2RlUmVzcG9uc2ViBnByb3RvMw", [file_cube_v1_worker, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Drain is the progress of a worker's drain.
@@ -278,6 +278,48 @@ export const UncordonNodeResponseSchema: GenMessage<UncordonNodeResponse> = /*@_
   messageDesc(file_cube_v1_node_service, 9);
 
 /**
+ * RemoveNodeRequest names the worker to forget.
+ *
+ * @generated from message cube.v1.RemoveNodeRequest
+ */
+export type RemoveNodeRequest = Message<"cube.v1.RemoveNodeRequest"> & {
+  /**
+   * Worker id, or a unique name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message cube.v1.RemoveNodeRequest.
+ * Use `create(RemoveNodeRequestSchema)` to create a new message.
+ */
+export const RemoveNodeRequestSchema: GenMessage<RemoveNodeRequest> = /*@__PURE__*/
+  messageDesc(file_cube_v1_node_service, 10);
+
+/**
+ * RemoveNodeResponse is the worker as it was when it was removed.
+ *
+ * @generated from message cube.v1.RemoveNodeResponse
+ */
+export type RemoveNodeResponse = Message<"cube.v1.RemoveNodeResponse"> & {
+  /**
+   * The worker removed.
+   *
+   * @generated from field: cube.v1.Node node = 1;
+   */
+  node?: Node | undefined;
+};
+
+/**
+ * Describes the message cube.v1.RemoveNodeResponse.
+ * Use `create(RemoveNodeResponseSchema)` to create a new message.
+ */
+export const RemoveNodeResponseSchema: GenMessage<RemoveNodeResponse> = /*@__PURE__*/
+  messageDesc(file_cube_v1_node_service, 11);
+
+/**
  * DrainStatus is where a drain stands.
  *
  * @generated from enum cube.v1.DrainStatus
@@ -375,6 +417,19 @@ export const NodeService: GenService<{
     methodKind: "unary";
     input: typeof UncordonNodeRequestSchema;
     output: typeof UncordonNodeResponseSchema;
+  },
+  /**
+   * Forgets a worker gone for good (a machine retired): only one that is DOWN and holds no
+   * task, else FAILED_PRECONDITION. It leaves every list; WatchWorkers sends it once more with
+   * `removed`. Should its agent dial in again, it registers as a new worker. Its credential
+   * stays until revoked (cube token revoke).
+   *
+   * @generated from rpc cube.v1.NodeService.RemoveNode
+   */
+  removeNode: {
+    methodKind: "unary";
+    input: typeof RemoveNodeRequestSchema;
+    output: typeof RemoveNodeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cube_v1_node_service, 0);
