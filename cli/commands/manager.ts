@@ -1,7 +1,6 @@
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { envSetting } from "../../lib/env-setting.js";
-import { formatDuration } from "../../lib/format-ms.js";
 import { parseDuration, parseEnvDuration } from "../../lib/parse-duration.js";
 import { joinToken } from "../../lib/tls/identity.js";
 import type { ManagerHandle } from "../../manager/index.js";
@@ -224,45 +223,38 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
 }
 
 /**
- * Refuses, as a usage error naming the flags (or CUBE_* variables) that set them, the timings
- * manager/core/options.ts would refuse in its own option names with exit 1: a heartbeat
- * interval or assignment resend of 0, a heartbeat timeout not above the interval.
+ * The manager's own check of its timings (manager/core/options.ts), its refusal a usage error
+ * naming the flag, or the CUBE_* variable when that set it: the options module words it in
+ * its option names, exit 1.
  */
 async function checkTimings(
-  options: {
-    heartbeatIntervalMs?: number;
-    heartbeatTimeoutMs?: number;
-    assignmentResendMs?: number;
-  },
+  options: Parameters<typeof import("../../manager/core/options.js").resolveOptions>[0],
   flags: ManagerFlags,
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
-  const { resolveOptions } = await import("../../manager/core/options.js");
-  const defaults = resolveOptions({});
-  // The flag when given, else the variable when set, else the flag (whose default it is).
-  const named = (given: number | undefined, flag: string, variable: string) =>
-    given === undefined && env[variable] ? variable : flag;
-  const interval = options.heartbeatIntervalMs ?? defaults.heartbeatIntervalMs;
-  const timeout = options.heartbeatTimeoutMs ?? defaults.heartbeatTimeoutMs;
-  const intervalName = named(
-    flags.heartbeatInterval,
-    "--heartbeat-interval",
-    "CUBE_HEARTBEAT_INTERVAL",
-  );
-  const timeoutName = named(
-    flags.heartbeatTimeout,
-    "--heartbeat-timeout",
-    "CUBE_HEARTBEAT_TIMEOUT",
-  );
-  if (interval <= 0) throw usageError(`${intervalName} must be above 0`);
-  if (options.assignmentResendMs === 0) {
-    const name = named(flags.assignmentResend, "--assignment-resend", "CUBE_ASSIGNMENT_RESEND");
-    throw usageError(`${name} must be above 0`);
-  }
-  if (timeout <= interval) {
-    throw usageError(
-      `${timeoutName} (${formatDuration(timeout)}) must exceed ${intervalName} (${formatDuration(interval)})`,
-    );
+  const { OptionsError, resolveOptions } = await import("../../manager/core/options.js");
+  // Option → the flag that sets it (its value as given), and its variable.
+  const sources: Record<string, [string, unknown, string]> = {
+    heartbeatIntervalMs: [
+      "--heartbeat-interval",
+      flags.heartbeatInterval,
+      "CUBE_HEARTBEAT_INTERVAL",
+    ],
+    heartbeatTimeoutMs: ["--heartbeat-timeout", flags.heartbeatTimeout, "CUBE_HEARTBEAT_TIMEOUT"],
+    assignmentResendMs: ["--assignment-resend", flags.assignmentResend, "CUBE_ASSIGNMENT_RESEND"],
+  };
+  const named = (option: string) => {
+    const source = sources[option];
+    if (!source) return option;
+    const [flag, given, variable] = source;
+    // The flag when given, else the variable when set, else the flag (whose default it is).
+    return given === undefined && env[variable] ? variable : flag;
+  };
+  try {
+    resolveOptions(options);
+  } catch (error) {
+    if (error instanceof OptionsError) throw usageError(error.describe(named));
+    throw error;
   }
 }
 

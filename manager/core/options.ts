@@ -1,4 +1,5 @@
 import { type Clock, systemClock } from "../../lib/clock.js";
+import { formatDuration } from "../../lib/format-ms.js";
 import type { Logger } from "../../lib/logger.js";
 import type { SchedulerName } from "./placer.js";
 
@@ -134,6 +135,26 @@ export interface ManagerOptions {
 /** The options with every default filled in. */
 export type ResolvedOptions = Required<Omit<ManagerOptions, "dataDir" | "logger">>;
 
+/**
+ * A manager option refused by {@link resolveOptions}. Its message names the options as this
+ * module does ("heartbeatTimeoutMs"); {@link describe} names them as a front end does (`cube
+ * manager`: its flags or CUBE_* variables), so the rule is written once, here.
+ */
+export class OptionsError extends Error {
+  readonly #render: (name: (option: string) => string) => string;
+
+  constructor(render: (name: (option: string) => string) => string) {
+    super(render((option) => option));
+    this.name = "OptionsError";
+    this.#render = render;
+  }
+
+  /** The message with each option named by `name`. */
+  describe(name: (option: string) => string): string {
+    return this.#render(name);
+  }
+}
+
 /** Fills in the defaults and rejects nonsense (negative or non-finite durations). */
 export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): ResolvedOptions {
   const resolved: ResolvedOptions = {
@@ -160,16 +181,19 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     tls: options.tls ?? false,
     workerCertificateMs: options.workerCertificateMs ?? 30 * 24 * 3600_000,
   };
-  for (const [name, value] of Object.entries(resolved)) {
+  for (const [option, value] of Object.entries(resolved)) {
     if (typeof value === "number" && !(Number.isFinite(value) && value >= 0)) {
-      throw new Error(`manager option ${name}: ${value} is not a non-negative number`);
+      throw new OptionsError((n) => `${n(option)}: ${value} is not a non-negative number`);
     }
   }
-  if (resolved.heartbeatIntervalMs <= 0) throw new Error("heartbeatIntervalMs must be above 0");
-  if (resolved.assignmentResendMs <= 0) throw new Error("assignmentResendMs must be above 0");
-  if (resolved.heartbeatTimeoutMs <= resolved.heartbeatIntervalMs) {
-    throw new Error(
-      `heartbeatTimeoutMs (${resolved.heartbeatTimeoutMs}) must exceed heartbeatIntervalMs (${resolved.heartbeatIntervalMs})`,
+  for (const option of ["heartbeatIntervalMs", "assignmentResendMs"] as const) {
+    if (resolved[option] <= 0) throw new OptionsError((n) => `${n(option)} must be above 0`);
+  }
+  const { heartbeatIntervalMs: interval, heartbeatTimeoutMs: timeout } = resolved;
+  if (timeout <= interval) {
+    throw new OptionsError(
+      (n) =>
+        `${n("heartbeatTimeoutMs")} (${formatDuration(timeout)}) must exceed ${n("heartbeatIntervalMs")} (${formatDuration(interval)})`,
     );
   }
   return resolved;

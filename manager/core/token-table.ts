@@ -92,11 +92,11 @@ export class TokenTable {
     return () => this.#onRevoke.delete(fn);
   }
 
-  /** The live (not revoked, not expired at `nowMs`) admin tokens, other than `except`. */
-  liveAdmins(nowMs: number, except?: string): Token[] {
+  /** The live (not revoked, not expired at `nowMs`) admin tokens. */
+  liveAdmins(nowMs: number): Token[] {
     const live: Token[] = [];
     for (const { token } of this.#byId.values()) {
-      if (!token || token.role !== Role.ADMIN || token.revoked || token.id === except) continue;
+      if (!token || token.role !== Role.ADMIN || token.revoked) continue;
       if (token.expiresAt && timestampDate(token.expiresAt).getTime() <= nowMs) continue;
       live.push(token);
     }

@@ -74,6 +74,7 @@ export class WorkerStore {
   #writing: Promise<void> | undefined;
 
   readonly #secrets: SecretBox;
+  #callSecret: string | undefined;
 
   private constructor(
     db: Level<string, unknown>,
@@ -130,7 +131,8 @@ export class WorkerStore {
    * Register.call_secret): derived from the secrets key, so the same after every restart.
    */
   get callSecret(): string {
-    return this.#secrets.derive(CALL_SECRET_PURPOSE);
+    this.#callSecret ??= this.#secrets.derive(CALL_SECRET_PURPOSE);
+    return this.#callSecret;
   }
 
   /** Every kept update, lowest seq first. */
