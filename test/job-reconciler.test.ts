@@ -24,6 +24,7 @@ function job(over: Partial<JobView> = {}): JobView {
     version: 1n,
     count: 3,
     stopped: false,
+    spread: true,
     maxParallel: 1,
     minHealthyMs: MIN,
     healthyDeadlineMs: DEADLINE,
@@ -41,9 +42,11 @@ const deploying = (version: bigint, revert = false) => ({
 });
 
 /** Workers' scheduling states: a replica on a worker being drained moves off it. */
-const SCHEDULABLE = { cordoned: false, drain: DrainStatus.UNSPECIFIED };
-const DRAINING = { cordoned: true, drain: DrainStatus.DRAINING };
-const PAST_DEADLINE = { cordoned: true, drain: DrainStatus.DEADLINE_REACHED };
+const SCHEDULABLE = { id: "w1", cordoned: false, drain: DrainStatus.UNSPECIFIED };
+const DRAINING = { id: "w9", cordoned: true, drain: DrainStatus.DRAINING };
+const PAST_DEADLINE = { id: "w9", cordoned: true, drain: DrainStatus.DEADLINE_REACHED };
+/** A replica on worker `id`, schedulable. */
+const on = (id: string) => ({ worker: { ...SCHEDULABLE, id } });
 
 let order = 0n;
 /** A replica: healthy long enough unless told otherwise. */
@@ -86,6 +89,14 @@ const fresh = (id: string, over: Partial<ReplicaView> = {}) =>
 /** A replica of version 3 that is not ready. */
 const unready3 = (id: string, over: Partial<ReplicaView> = {}) =>
   r(id, { version: 3n, ready: false, readySince: undefined, ...over });
+/** Five replicas: the three oldest on w1, then one on w2 and one on w3. */
+const crowdedOnW1 = () => [
+  r("a1", on("w1")),
+  r("a2", on("w1")),
+  r("a3", on("w1")),
+  r("b1", on("w2")),
+  r("c1", on("w3")),
+];
 const ids = (list: readonly { id: string }[]) => list.map((x) => x.id).sort();
 
 interface Case {
@@ -250,6 +261,47 @@ const CASES: Case[] = [
     ],
     expect(t, p) {
       t.deepEqual(ids(p.stop), ["old", "p"]);
+    },
+  },
+  {
+    name: "scale down: a running replica that is not ready goes before ready ones",
+    job: job({ count: 2 }),
+    replicas: [r("a"), r("b"), fresh("sick", { createdAt: NOW - 200_000 }), r("c")],
+    expect(t, p) {
+      t.deepEqual(ids(p.stop), ["c", "sick"]);
+    },
+  },
+  {
+    name: "scale down keeps the spread: from the most crowded worker first, then the newest",
+    job: job({ count: 3 }),
+    // w1 holds three (the oldest), w2 and w3 one each: 5 → 3 takes two from w1, not the newest two.
+    replicas: crowdedOnW1(),
+    expect(t, p) {
+      t.deepEqual(ids(p.stop), ["a2", "a3"]);
+    },
+  },
+  {
+    name: "scale down with spread off: newest first, wherever they run",
+    job: job({ count: 3, spread: false }),
+    replicas: crowdedOnW1(),
+    expect(t, p) {
+      t.deepEqual(ids(p.stop), ["b1", "c1"]);
+    },
+  },
+  {
+    name: "scale down: crowding is counted again after each pick",
+    job: job({ count: 2 }),
+    replicas: [
+      r("a1", on("w1")),
+      r("b1", on("w2")),
+      r("a2", on("w1")),
+      r("b2", on("w2")),
+      r("c1", on("w3")),
+    ],
+    expect(t, p) {
+      // w1 and w2 tie at 2: the newest of them (b2) goes; then w1 has the most (a2 goes); then
+      // all hold one: the newest of those left (c1) goes.
+      t.deepEqual(ids(p.stop), ["a2", "b2", "c1"]);
     },
   },
   {
@@ -505,8 +557,8 @@ const CASES: Case[] = [
     name: "drain records on workers uncordoned since: nothing is evicted or moved, nothing made",
     job: job(),
     replicas: [
-      r("a", { worker: { cordoned: false, drain: DrainStatus.DEADLINE_REACHED } }),
-      r("b", { worker: { cordoned: false, drain: DrainStatus.DRAINING } }),
+      r("a", { worker: { id: "w2", cordoned: false, drain: DrainStatus.DEADLINE_REACHED } }),
+      r("b", { worker: { id: "w2", cordoned: false, drain: DrainStatus.DRAINING } }),
       r("c"),
     ],
     expect(t, p) {

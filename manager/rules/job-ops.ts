@@ -331,6 +331,7 @@ export function jobView(job: JobEntry): JobView {
     version: job.job.version,
     count: job.spec.count,
     stopped: job.stopped,
+    spread: job.spec.spread ?? true,
     maxParallel: u?.maxParallel || UPDATE_DEFAULTS.maxParallel,
     minHealthyMs: u?.minHealthyTime ? durationMs(u.minHealthyTime) : UPDATE_DEFAULTS.minHealthyMs,
     healthyDeadlineMs: u?.healthyDeadline
@@ -387,6 +388,7 @@ export function replicaViews(cp: ControlPlane, job: JobEntry, now: number): Repl
       proven: job.proven.has(t.id),
       order: entry.createdRevision,
       worker: {
+        id: t.workerId,
         cordoned: w?.cordoned ?? false,
         drain: w?.drain?.status ?? DrainStatus.UNSPECIFIED,
       },

@@ -17,8 +17,9 @@
  *    made start-first (at most max_parallel not yet healthy at a time), and a leaving replica
  *    is stopped only once enough healthy ones stand without it. At the drain's deadline the
  *    rest are stopped ("evicted").
- * 4. Too many: stop the surplus — those not running first (PENDING first), then those of an
- *    older version, then the newest. Too few: create what is missing now, or after the failure
+ * 4. Too many: stop the surplus — those not running first (PENDING first), then those not
+ *    ready, then those of an older version, then (spreading) those on the most crowded
+ *    worker, then the newest. Too few: create what is missing now, or after the failure
  *    back-off when replicas keep failing: it grows with each failure in a row (0, 0.5 s, 1 s …
  *    30 s) and starts again only once every replica has been ready for BACKOFF_RESET_MS.
  * 5. A deployment replaces replicas of other versions stop-first, at most max_parallel
@@ -58,7 +59,12 @@ export interface ReplicaView {
    * is cordoned: a drain's record outlives an uncordon in old stores, and evicting from a
    * worker that takes new replicas would place, evict and create again without end.
    */
-  readonly worker: { readonly cordoned: boolean; readonly drain: DrainStatus };
+  readonly worker: {
+    /** The worker it is placed on; "" while unplaced. */
+    readonly id: string;
+    readonly cordoned: boolean;
+    readonly drain: DrainStatus;
+  };
   /** Why it is in its state (the scheduler's reason while PENDING, the exit while ended). */
   readonly reason: string;
 }
@@ -70,6 +76,8 @@ export interface JobView {
   readonly version: bigint;
   readonly count: number;
   readonly stopped: boolean;
+  /** Its replicas are spread over the workers (the version's `spread`, on by default). */
+  readonly spread: boolean;
   readonly maxParallel: number;
   readonly minHealthyMs: number;
   readonly healthyDeadlineMs: number;
@@ -164,14 +172,36 @@ function ms(n: number): string {
   return `${Number((n / 1000).toFixed(1))}s`;
 }
 
-/** Surplus order: not running first (PENDING before the rest), then older versions, then newest. */
-function surplusOrder(job: JobView): (a: ReplicaView, b: ReplicaView) => number {
+/**
+ * The surplus of a scale down, `k` of `staying`: those not running first (PENDING before the
+ * rest), then running ones not ready, then older versions; between equals, with spreading on,
+ * one from the worker holding the most replicas still staying (as Kubernetes' ReplicaSet
+ * does, so a scale down keeps the spread a scale up made); then the newest. Picked one at a
+ * time: each pick leaves its worker one replica fewer.
+ */
+function surplusOf(job: JobView, staying: readonly ReplicaView[], k: number): ReplicaView[] {
   const rank = (r: ReplicaView) =>
-    r.state === TaskState.PENDING ? 0 : r.state !== TaskState.RUNNING ? 1 : 2;
-  return (a, b) =>
-    rank(a) - rank(b) ||
-    Number(a.version !== job.version ? 0 : 1) - Number(b.version !== job.version ? 0 : 1) ||
-    (a.order > b.order ? -1 : a.order < b.order ? 1 : 0);
+    r.state === TaskState.PENDING ? 0 : r.state !== TaskState.RUNNING ? 1 : r.ready ? 3 : 2;
+  const older = (r: ReplicaView) => Number(r.version !== job.version ? 0 : 1);
+  const perWorker = new Map<string, number>();
+  for (const r of staying) {
+    if (r.worker.id) perWorker.set(r.worker.id, (perWorker.get(r.worker.id) ?? 0) + 1);
+  }
+  const crowd = (r: ReplicaView) => (job.spread ? (perWorker.get(r.worker.id) ?? 0) : 0);
+  const before = (a: ReplicaView, b: ReplicaView) =>
+    rank(a) - rank(b) || older(a) - older(b) || crowd(b) - crowd(a) || (b.order > a.order ? 1 : -1);
+  const left = [...staying];
+  const out: ReplicaView[] = [];
+  while (out.length < k && left.length > 0) {
+    let best = 0;
+    for (let i = 1; i < left.length; i++) {
+      if (before(left[i] as ReplicaView, left[best] as ReplicaView) < 0) best = i;
+    }
+    const [pick] = left.splice(best, 1) as [ReplicaView];
+    out.push(pick);
+    if (pick.worker.id) perWorker.set(pick.worker.id, (perWorker.get(pick.worker.id) ?? 1) - 1);
+  }
+  return out;
 }
 
 /** Replacement order: those not ready first, then the oldest. */
@@ -313,7 +343,7 @@ export function planJob(job: JobView, replicas: readonly ReplicaView[], now: num
 
   // Too many: the surplus goes, in surplus order.
   if (staying.length > n) {
-    const surplus = [...staying].sort(surplusOrder(job)).slice(0, staying.length - n);
+    const surplus = surplusOf(job, staying, staying.length - n);
     const gone = new Set(surplus.map((r) => r.id));
     for (const r of surplus) stop.push({ id: r.id, why: `scaled down to ${n}` });
     staying = staying.filter((r) => !gone.has(r.id));
