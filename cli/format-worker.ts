@@ -22,14 +22,19 @@ export const WORKER_HEAD = [
 export const WORKER_WIDTHS = [10, 12, 12, 7, 14, 12, 5, 8, 9];
 
 /**
- * The STATUS cell, coloured if enabled: READY green, DISCONNECTED yellow, DOWN red; with
+ * The STATUS cell, coloured if enabled: READY green, DISCONNECTED yellow, DOWN red, with how
+ * long when `downForMs` says ("DOWN 3h": the manager removes it at --node-gc-after); with
  * ", engine down" in red when the worker said its container engine does not answer.
  */
 export function workerStatusLabel(
   status: WorkerStatus,
   colors: Colors,
   engine = EngineStatus.UNSPECIFIED,
+  downForMs?: number,
 ): string {
+  if (status === WorkerStatus.DOWN && downForMs !== undefined) {
+    return colors.red(`DOWN ${formatAge(downForMs)}`);
+  }
   const label = statusWord(status, colors);
   return engine === EngineStatus.DOWN && status !== WorkerStatus.DOWN
     ? `${label}${colors.red(", engine down")}`
@@ -67,10 +72,11 @@ export function workerRow(
   const cap = worker.capacity;
   const alloc = worker.allocated;
   const seen = worker.lastHeartbeat ? timestampMs(worker.lastHeartbeat) : undefined;
+  const down = worker.downSince ? ctx.now - timestampMs(worker.downSince) : undefined;
   return [
     worker.name,
     shortId(worker.id, ctx.noTrunc),
-    workerStatusLabel(worker.status, ctx.colors, worker.engine?.status),
+    workerStatusLabel(worker.status, ctx.colors, worker.engine?.status, down),
     `${cores(alloc?.cpu ?? 0)}/${cores(cap?.cpu ?? 0)}`,
     `${formatSize(alloc?.memoryBytes ?? 0n)}/${formatSize(cap?.memoryBytes ?? 0n)}`,
     `${formatSize(alloc?.diskBytes ?? 0n)}/${formatSize(cap?.diskBytes ?? 0n)}`,

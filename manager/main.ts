@@ -2,12 +2,12 @@
  * Entry point of a bare manager process, configured from the environment (for tests that
  * spawn a real manager and kill -9 it): CUBE_LISTEN (default 127.0.0.1:5555, port 0 ok),
  * CUBE_DATA_DIR (required), CUBE_SCHEDULER, and CUBE_HEARTBEAT_INTERVAL,
- * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE, CUBE_STARTUP_GRACE, CUBE_RESTART_GRACE and
- * CUBE_ASSIGNMENT_RESEND and CUBE_SHUTDOWN_TIMEOUT in milliseconds, and
- * CUBE_ASSIGNMENT_WINDOW, CUBE_INSECURE=1 (plaintext on a non-loopback address), CUBE_TLS=1
- * (TLS with the cluster's CA; CUBE_WORKER_CERT_TTL, in ms, how long worker certificates last)
- * and CUBE_AUTH=0 (no tokens: benchmarks' baseline only). Prints {"listening":"host:port"}
- * on stdout once it serves. `cube manager` is the command for people.
+ * CUBE_HEARTBEAT_TIMEOUT, CUBE_DOWN_GRACE, CUBE_STARTUP_GRACE, CUBE_RESTART_GRACE,
+ * CUBE_ASSIGNMENT_RESEND, CUBE_SHUTDOWN_TIMEOUT, CUBE_TASK_GC_AFTER and CUBE_NODE_GC_AFTER in
+ * milliseconds, and CUBE_ASSIGNMENT_WINDOW, CUBE_INSECURE=1 (plaintext on a non-loopback
+ * address), CUBE_TLS=1 (TLS with the cluster's CA; CUBE_WORKER_CERT_TTL, in ms, how long
+ * worker certificates last) and CUBE_AUTH=0 (no tokens: benchmarks' baseline only). Prints
+ * {"listening":"host:port"} on stdout once it serves. `cube manager` is the command for people.
  */
 import type { SchedulerName } from "./core/placer.js";
 import { runManagerProcess } from "./process.js";
@@ -41,6 +41,7 @@ try {
     assignmentResendMs: ms("CUBE_ASSIGNMENT_RESEND"),
     shutdownTimeoutMs: ms("CUBE_SHUTDOWN_TIMEOUT"),
     taskGcAfterMs: ms("CUBE_TASK_GC_AFTER"),
+    nodeGcAfterMs: ms("CUBE_NODE_GC_AFTER"),
     assignmentWindow: ms("CUBE_ASSIGNMENT_WINDOW", "a number of assignments"),
     insecure: process.env.CUBE_INSECURE === "1",
     tls: process.env.CUBE_TLS === "1" || process.env.CUBE_TLS === "true",

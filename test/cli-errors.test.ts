@@ -188,6 +188,7 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["manager", "--startup-grace", "soon"], /is not a duration/],
     [["manager", "--shutdown-timeout", "soon"], /is not a duration/],
     [["manager", "--task-gc-after", "soon"], /is not a duration/],
+    [["manager", "--node-gc-after", "soon"], /is not a duration/],
     [["worker", "--shutdown-timeout", "soon"], /is not a duration/],
     // Start-up settings, named as typed, before anything starts (they were exit 1).
     [

@@ -6,6 +6,7 @@ import { buildSpec, givenSpecFlags } from "../cli/build-spec.js";
 import { parseCapability } from "../cli/capabilities.js";
 import { CliError } from "../cli/cli-error.js";
 import { colorsFor } from "../cli/colors.js";
+import { type ManagerFlags, managerCommand, managerOptions } from "../cli/commands/manager.js";
 import { describeError, failedBeforeSending } from "../cli/describe-error.js";
 import { ExitCode } from "../cli/exit-codes.js";
 import { renderTable } from "../cli/format-table.js";
@@ -39,6 +40,7 @@ import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { MAX_TIMER_MS } from "../lib/clock.js";
 import { formatDuration } from "../lib/format-ms.js";
 import { formatAge, parseDuration, parseEnvDuration } from "../lib/parse-duration.js";
+import { captureIo } from "./cli-harness.js";
 
 const plain = colorsFor({ isTTY: false }, {});
 const colored = colorsFor({ isTTY: true }, {});
@@ -697,4 +699,33 @@ test("followWatch: a manager that answers but whose watch fails before any messa
     gaps.every((g, i) => i === 0 || g > (gaps[i - 1] as number) * 1.5),
     `gaps ${gaps}`,
   );
+});
+
+/** The options `cube manager args…` would start the manager with (commander parses the flags). */
+async function managerArgs(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const cmd = managerCommand(captureIo(env))
+    .exitOverride()
+    .configureOutput({ writeErr: () => undefined });
+  let flags: ManagerFlags = {};
+  cmd.action((given: ManagerFlags) => {
+    flags = given;
+  });
+  await cmd.parseAsync(args, { from: "user" });
+  return managerOptions(flags, env);
+}
+
+test("manager --node-gc-after: a duration (0 keeps them, past the timer ceiling allowed), else CUBE_NODE_GC_AFTER, else the manager's default", async (t) => {
+  const gc = async (args: string[], env: NodeJS.ProcessEnv = {}) =>
+    (await managerArgs(args, env)).nodeGcAfterMs;
+  t.is(await gc([]), undefined, "left to the manager: 24h");
+  t.is(await gc(["--node-gc-after", "48h"]), 48 * 3_600_000);
+  t.is(await gc(["--node-gc-after", "0"]), 0);
+  t.is(await gc(["--node-gc-after", "720h"]), 720 * 3_600_000, "an age, not a timer");
+  t.is(await gc([], { CUBE_NODE_GC_AFTER: "90m" }), 90 * 60_000);
+  t.is(await gc([], { CUBE_NODE_GC_AFTER: "3600000" }), 3_600_000, "bare milliseconds");
+  t.is(await gc(["--node-gc-after", "2h"], { CUBE_NODE_GC_AFTER: "90m" }), 7_200_000);
+  t.is((await managerArgs(["--task-gc-after", "2h"])).taskGcAfterMs, 7_200_000, "its neighbour");
+  await t.throwsAsync(managerArgs(["--node-gc-after", "soon"]), { message: /is not a duration/ });
+  const env = await t.throwsAsync(gc([], { CUBE_NODE_GC_AFTER: "soon" }), { instanceOf: CliError });
+  t.regex(env?.message ?? "", /^CUBE_NODE_GC_AFTER: .*"soon"/);
 });

@@ -47,6 +47,8 @@ test.before(async () => {
     // Past the 24.8 days a timer can wait: an age, which the sweep compares, may be longer.
     "--task-gc-after",
     "720h",
+    "--node-gc-after",
+    "720h",
   ]);
   processes.push(manager);
   const [, address] = await manager.waitFor(/manager listening on (\S+)/);

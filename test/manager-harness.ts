@@ -19,6 +19,7 @@ import {
   type ConnectRequestSchema,
   type InventoryItemSchema,
   type Registered,
+  type WatchWorkersResponse,
   WorkerService,
 } from "../gen/cube/v1/worker_service_pb.js";
 import type { Clock } from "../lib/clock.js";
@@ -106,6 +107,33 @@ export async function reach(h: Harness, id: string, want: TaskState, generation?
     }
     return task;
   });
+}
+
+/** What a WatchWorkers opened by {@link watchWorkers} has received. */
+export interface WorkersWatch {
+  /** Every message so far, in order. */
+  readonly messages: WatchWorkersResponse[];
+  /** The first message with `removed` (a worker forgotten), once it came. */
+  removed(): Promise<WatchWorkersResponse>;
+}
+
+/** Opens WatchWorkers on `h` and records what it sends, until the test ends. */
+export function watchWorkers(t: { teardown(fn: () => unknown): void }, h: Harness): WorkersWatch {
+  const messages: WatchWorkersResponse[] = [];
+  const watch = new AbortController();
+  t.teardown(() => watch.abort());
+  void (async () => {
+    for await (const r of h.workers.watchWorkers({}, { signal: watch.signal })) messages.push(r);
+  })().catch(() => undefined);
+  return {
+    messages,
+    removed: () =>
+      eventually(() => {
+        const r = messages.find((x) => x.removed);
+        if (!r) throw new Error("no removed message");
+        return r;
+      }),
+  };
 }
 
 /** Resolves when `check` passes, polling every 5 ms; rejects after `ms` with the last failure. */

@@ -11,14 +11,20 @@ import { NodeRecordSchema } from "../gen/cube/store/v1/jobs_pb.js";
 import { NodeService } from "../gen/cube/v1/node_service_pb.js";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
 import { WorkerSchema, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
-import type { WatchWorkersResponse } from "../gen/cube/v1/worker_service_pb.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { LevelStore } from "../manager/store/level-store.js";
 import { cube, cubeEnv } from "./cli-harness.js";
 import { errorOf } from "./error-of.js";
 import { FakeClock } from "./fake-clock.js";
 import { tempDir } from "./fixtures.js";
-import { eventually, FakeWorker, harness, reach, runningOnW1WithSpare } from "./manager-harness.js";
+import {
+  eventually,
+  FakeWorker,
+  harness,
+  reach,
+  runningOnW1WithSpare,
+  watchWorkers,
+} from "./manager-harness.js";
 import { Cluster } from "./manager-process.js";
 
 test("only a DOWN worker holding no task is removed; it leaves every list, watchers hear it once more, a restart keeps it gone, and a return registers anew", async (t) => {
@@ -26,12 +32,7 @@ test("only a DOWN worker holding no task is removed; it leaves every list, watch
   let h = await harness(t, { clock, heartbeatTimeoutMs: 3_600_000 });
   const { w1 } = await runningOnW1WithSpare(h);
   let nodes = createClient(NodeService, h.transport);
-  const watched: WatchWorkersResponse[] = [];
-  const watch = new AbortController();
-  t.teardown(() => watch.abort());
-  void (async () => {
-    for await (const r of h.workers.watchWorkers({}, { signal: watch.signal })) watched.push(r);
-  })().catch(() => undefined);
+  const watch = watchWorkers(t, h);
 
   const ready = await errorOf(nodes.removeNode({ name: "w1" }));
   t.is(ready.code, Code.FailedPrecondition);
@@ -65,14 +66,10 @@ test("only a DOWN worker holding no task is removed; it leaves every list, watch
     ["w2"],
   );
   t.is((await errorOf(h.workers.getWorker({ id: "w1" }))).code, Code.NotFound);
-  const last = await eventually(() => {
-    const r = watched.find((x) => x.removed);
-    if (!r) throw new Error("no removed message");
-    return r;
-  });
+  const last = await watch.removed();
   t.is(last.worker?.id, "w1");
   t.is(last.worker?.status, WorkerStatus.DOWN, "as it was");
-  t.is(watched.filter((x) => x.removed).length, 1);
+  t.is(watch.messages.filter((x) => x.removed).length, 1);
 
   // A restart on the same store: still gone.
   h = await h.restart();

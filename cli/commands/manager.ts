@@ -17,7 +17,8 @@ import { parseCount } from "../parse-enum.js";
 type SchedulerName = "round-robin" | "epvm" | "fit";
 const SCHEDULERS: readonly SchedulerName[] = ["round-robin", "epvm", "fit"];
 
-interface ManagerFlags {
+/** The flags of `cube manager`, as commander parses them. */
+export interface ManagerFlags {
   listen?: string;
   dataDir?: string;
   scheduler?: SchedulerName;
@@ -30,6 +31,7 @@ interface ManagerFlags {
   assignmentWindow?: number;
   shutdownTimeout?: number;
   taskGcAfter?: number;
+  nodeGcAfter?: number;
   metrics?: boolean;
   insecure?: boolean;
   tls?: boolean;
@@ -37,6 +39,16 @@ interface ManagerFlags {
 
 /** Where the manager keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
 export const DEFAULT_MANAGER_DATA_DIR = "./.cube/manager";
+
+/**
+ * The longest --task-gc-after and --node-gc-after: an age the minute's sweep compares, not a
+ * timer, has no 24.8-day ceiling.
+ */
+const AGE_MAX_MS = Number.MAX_SAFE_INTEGER;
+
+function parseAge(input: string): number {
+  return parseDuration(input, AGE_MAX_MS);
+}
 
 function parseScheduler(input: string): SchedulerName {
   if (!(SCHEDULERS as readonly string[]).includes(input)) {
@@ -75,8 +87,12 @@ export function managerCommand(io: Io): Command {
     .option(
       "--task-gc-after <duration>",
       "an ended task (no restart to come, no longer a job's replica) is removed this long after it ended; 0 keeps them (env CUBE_TASK_GC_AFTER, default 4h; a job keeps its 10 newest ended replicas whatever their age)",
-      // An age compared by the minute's sweep, not a timer: no 24.8-day ceiling.
-      arg((s) => parseDuration(s, Number.MAX_SAFE_INTEGER)),
+      arg(parseAge),
+    )
+    .option(
+      "--node-gc-after <duration>",
+      "a worker DOWN this long and holding no task is removed, as `cube node rm` removes it (an agent that dials in later registers as new); 0 keeps them (env CUBE_NODE_GC_AFTER, default 24h)",
+      arg(parseAge),
     )
     .option(
       "--down-grace <duration>",
@@ -143,8 +159,11 @@ Examples:
     .action((flags: ManagerFlags) => manager(io, flags));
 }
 
-async function manager(io: Io, flags: ManagerFlags): Promise<void> {
-  const env = io.env;
+/**
+ * The manager's options from its flags, else its CUBE_* variables (a bad value is a usage
+ * error naming it, exit 2), checked as the manager checks them (exported for tests).
+ */
+export async function managerOptions(flags: ManagerFlags, env: NodeJS.ProcessEnv) {
   // A bad CUBE_* value is the user's to fix: a CliError naming it (exit 2), not a crash.
   const fromEnv = (name: string, parse: (s: string) => number) => {
     try {
@@ -153,6 +172,7 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
       throw usageError((error as Error).message);
     }
   };
+  const age = (v: string) => parseEnvDuration(v, AGE_MAX_MS);
   const scheduler =
     flags.scheduler ?? (env.CUBE_SCHEDULER ? envScheduler(env.CUBE_SCHEDULER) : undefined);
   checkLogLevelEnv(env);
@@ -174,14 +194,19 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
       flags.assignmentResend ?? fromEnv("CUBE_ASSIGNMENT_RESEND", parseEnvDuration),
     assignmentWindow: flags.assignmentWindow ?? fromEnv("CUBE_ASSIGNMENT_WINDOW", parseWindow),
     shutdownTimeoutMs: flags.shutdownTimeout ?? fromEnv("CUBE_SHUTDOWN_TIMEOUT", parseEnvDuration),
-    taskGcAfterMs:
-      flags.taskGcAfter ??
-      fromEnv("CUBE_TASK_GC_AFTER", (v) => parseEnvDuration(v, Number.MAX_SAFE_INTEGER)),
+    taskGcAfterMs: flags.taskGcAfter ?? fromEnv("CUBE_TASK_GC_AFTER", age),
+    nodeGcAfterMs: flags.nodeGcAfter ?? fromEnv("CUBE_NODE_GC_AFTER", age),
     metrics: metricsWanted(flags.metrics, env),
     insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
     tls: flags.tls || env.CUBE_TLS === "1" || env.CUBE_TLS === "true",
   };
   await checkTimings(options, flags, env);
+  return options;
+}
+
+async function manager(io: Io, flags: ManagerFlags): Promise<void> {
+  const env = io.env;
+  const options = await managerOptions(flags, env);
   const inUse = `cannot start the manager: ${options.listen} is in use: choose another with --listen`;
   if (!(await portFree(options.listen))) throw new CliError(inUse);
   let handle: ManagerHandle;

@@ -204,6 +204,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   // is placed there; a new one holds nothing the manager knows of.
   const returning = worker !== undefined;
   const keepReturning = worker && agentRestarted(cp, worker, reg, now);
+  // A new record, without the down_since of a DOWN one: READY again, node GC forgets it.
   const record = create(WorkerSchema, {
     id: reg.workerId,
     name: reg.name || reg.workerId,

@@ -338,7 +338,8 @@ export class ControlPlane {
   /**
    * Stores a worker's identity and update seq (with the next group commit). Called for
    * every update a worker sends: the record object is passed as is, so the store can keep
-   * its encoding until the identity changes.
+   * its encoding until the identity changes. Whatever changes the record (a register, a
+   * worker going DOWN with its down_since) sets a new object (WorkerEntry.setRecord).
    */
   saveWorker(worker: WorkerEntry): void {
     this.store.putWorker({ worker: worker.record, lastUpdateSeq: worker.lastUpdateSeq });

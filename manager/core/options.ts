@@ -130,6 +130,13 @@ export interface ManagerOptions {
   taskGcAfterMs?: number;
   /** Ended replicas kept per job, whatever their age; older ones go at once. Default 10. */
   jobTaskHistory?: number;
+  /**
+   * A worker DOWN this long (since its Worker.down_since, kept across manager restarts) and
+   * holding no task is removed as NodeService.RemoveNode removes it (rules/node-gc.ts): it
+   * leaves every list and the store, and an agent that dials in later registers as new.
+   * 0 keeps them. Default 24 h, as Nomad's node_gc_threshold.
+   */
+  nodeGcAfterMs?: number;
 }
 
 /** The options with every default filled in. */
@@ -174,6 +181,7 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     assignmentWindow: Math.max(1, options.assignmentWindow ?? 16),
     taskGcAfterMs: options.taskGcAfterMs ?? 4 * 3600_000,
     jobTaskHistory: options.jobTaskHistory ?? 10,
+    nodeGcAfterMs: options.nodeGcAfterMs ?? 24 * 3600_000,
     clock: options.clock ?? systemClock,
     metrics: options.metrics ?? true,
     auth: options.auth ?? true,

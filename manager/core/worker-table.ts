@@ -137,7 +137,7 @@ export class WorkerEntry {
   /** Built once per record: every placement's event message names the worker. */
   #label = "";
 
-  /** Stored identity: id, name, address, capacity, labels, version, registered_at. */
+  /** Stored identity: id, name, address, capacity, labels, version, registered_at, down_since. */
   get record(): Worker {
     return this.#record;
   }
@@ -284,6 +284,8 @@ export class WorkerEntry {
       metrics: this.metrics,
       taskCount: this.tasks.size,
       engine: this.engine,
+      // A record loaded DOWN keeps its down_since while the start-up grace runs: not DOWN yet.
+      downSince: this.status === WorkerStatus.DOWN ? this.record.downSince : undefined,
     });
   }
 

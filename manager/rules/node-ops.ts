@@ -113,13 +113,25 @@ export async function removeNode(cp: ControlPlane, name: string): Promise<Node> 
     );
   }
   const node = nodeOf(w);
-  running.delete(w);
+  forgetWorker(cp, w, "removed by an operator");
+  await cp.committed();
+  return node;
+}
+
+/**
+ * Forgets a DOWN worker holding no task (the caller checked): the one way out for RemoveNode
+ * and node GC (rules/node-gc.ts). A drain of it stops; it leaves the table (every list and
+ * placement) at once, and its w/ and n/ records the store with the next group commit; once
+ * that is durable, watchers of WorkerService hear it once more, removed, and `why` is logged.
+ */
+export function forgetWorker(cp: ControlPlane, w: WorkerEntry, why: string): void {
+  stopRunning(cp, w);
   cp.workers.remove(w.id);
   cp.store.deleteWorker(w.id);
-  cp.afterCommit(() => cp.workerFeed.notify(w.id));
-  await cp.committed();
-  cp.logger.info({ worker: w.id, workerName: w.record.name }, "worker removed");
-  return node;
+  cp.afterCommit(() => {
+    cp.workerFeed.notify(w.id);
+    cp.logger.info({ worker: w.id, workerName: w.record.name, why }, "worker removed");
+  });
 }
 
 /**

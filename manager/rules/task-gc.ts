@@ -88,7 +88,7 @@ export function gcHint(afterMs: number): string {
   return afterMs > 0 ? ` (ended tasks are removed ${formatDuration(afterMs)} after they end)` : "";
 }
 
-/** How often the sweep runs. */
+/** How often the sweeps run: this one, then the workers' (rules/node-gc.ts; rules/index.ts). */
 export const TASK_GC_INTERVAL_MS = 60_000;
 
 /** One sweep: removes what {@link planTaskGc} says, through ControlPlane.deleteTasks. */
@@ -114,12 +114,4 @@ export function sweepTasks(cp: ControlPlane): number {
     cp.logger.info({ tasks: plan.length }, "garbage collected ended tasks");
   }
   return plan.length;
-}
-
-/** Sweeps every {@link TASK_GC_INTERVAL_MS} on the control plane's clock, from now on. */
-export function collectTasks(cp: ControlPlane): void {
-  cp.timer(TASK_GC_INTERVAL_MS, () => {
-    sweepTasks(cp);
-    collectTasks(cp);
-  });
 }

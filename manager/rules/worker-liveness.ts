@@ -1,6 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { DesiredState, TaskEventType, TaskState } from "../../gen/cube/v1/task_pb.js";
 import { WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
+import { timestampLiteral } from "../../lib/timestamp.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { lostContact, stopped } from "../core/lifecycle.js";
 import type { WorkerEntry } from "../core/worker-table.js";
@@ -115,6 +116,13 @@ export function workerDown(cp: ControlPlane, worker: WorkerEntry, why: string): 
   worker.connection = undefined;
   conn?.end(new ConnectError(`worker marked DOWN: ${why}`));
   worker.setStatus(WorkerStatus.DOWN);
+  // When it went DOWN, stored with its record (a new object, so the store writes it anew):
+  // node GC (rules/node-gc.ts) counts from it across manager restarts. A record loaded with
+  // one (it was DOWN when the manager stopped) keeps it; one without (an older store)
+  // counts from now. Registering again builds a record without it.
+  const downSince = worker.record.downSince ?? timestampLiteral(cp.clock.now());
+  worker.setRecord({ ...worker.record, downSince });
+  cp.saveWorker(worker);
   worker.leaving = undefined;
   worker.unacked.clear();
   worker.resetWindow();

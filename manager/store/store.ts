@@ -23,7 +23,10 @@ export interface TaskRecord {
 
 /** A worker as stored: who it is, and the highest update seq the manager has persisted for it. */
 export interface WorkerRecord {
-  /** Identity, address, capacity, labels, registration time; live fields are not kept. */
+  /**
+   * Identity, address, capacity, labels, registration time, and down_since while it is DOWN
+   * (node GC counts from it across restarts); live fields are not kept.
+   */
   readonly worker: Worker;
   readonly lastUpdateSeq: bigint;
 }

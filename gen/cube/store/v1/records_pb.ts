@@ -100,7 +100,8 @@ export const EventBlobSchema: GenMessage<EventBlob> = /*@__PURE__*/
  */
 export type WorkerRecord = Message<"cube.store.v1.WorkerRecord"> & {
   /**
-   * Identity, address, capacity, labels, registration time; live fields are not kept.
+   * Identity, address, capacity, labels, registration time, and down_since while it is
+   * DOWN; live fields are not kept.
    *
    * @generated from field: cube.v1.Worker worker = 1;
    */
