@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type PortMapping,
   type RestartMode,
@@ -17,6 +18,8 @@ export interface RunFlags {
   memory?: bigint;
   disk?: bigint;
   healthPath?: string;
+  /** Milliseconds after the start in which failed checks do not count. */
+  healthStartPeriod?: number;
   restart?: RestartMode;
   maxRestarts?: number;
   label?: readonly (readonly [string, string])[];
@@ -32,6 +35,7 @@ export const RUN_FLAG_NAMES: Record<keyof RunFlags, string> = {
   memory: "--memory",
   disk: "--disk",
   healthPath: "--health-path",
+  healthStartPeriod: "--health-start-period",
   restart: "--restart",
   maxRestarts: "--max-restarts",
   label: "--label",
@@ -45,6 +49,9 @@ export function buildSpec(image: string, args: readonly string[], flags: RunFlag
   if (image.trim() === "") throw new Error("IMAGE must not be empty");
   if (flags.healthPath !== undefined && !flags.healthPath.startsWith("/")) {
     throw new Error(`--health-path "${flags.healthPath}" must start with "/", e.g. /health`);
+  }
+  if (flags.healthStartPeriod !== undefined && flags.healthPath === undefined) {
+    throw new Error("--health-start-period needs a --health-path: it delays that check's verdict");
   }
   if (flags.healthPath !== undefined && (flags.port ?? []).length === 0) {
     throw new Error("--health-path needs a --port: the check is made on a published port");
@@ -66,7 +73,16 @@ export function buildSpec(image: string, args: readonly string[], flags: RunFlag
     restartPolicy: hasRestart
       ? { mode: flags.restart, maxRestarts: flags.maxRestarts ?? 0 }
       : undefined,
-    healthCheck: flags.healthPath !== undefined ? { path: flags.healthPath } : undefined,
+    healthCheck:
+      flags.healthPath !== undefined
+        ? {
+            path: flags.healthPath,
+            startPeriod:
+              flags.healthStartPeriod !== undefined
+                ? durationFromMs(flags.healthStartPeriod)
+                : undefined,
+          }
+        : undefined,
   });
 }
 

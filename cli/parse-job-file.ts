@@ -21,6 +21,8 @@ const DURATIONS: readonly (readonly string[])[] = [
   ["template", "health_check", "interval"],
   ["template", "healthCheck", "timeout"],
   ["template", "health_check", "timeout"],
+  ["template", "healthCheck", "startPeriod"],
+  ["template", "health_check", "start_period"],
 ];
 
 function isObject(v: unknown): v is Record<string, unknown> {

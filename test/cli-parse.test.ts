@@ -226,6 +226,7 @@ test("run flags build the TaskSpec", (t) => {
     cpu: 0.5,
     memory: parseSize("64Mi"),
     healthPath: "/health",
+    healthStartPeriod: 30_000,
     restart: RestartMode.ON_FAILURE,
     maxRestarts: 5,
     label: [["app", "web"]],
@@ -239,6 +240,7 @@ test("run flags build the TaskSpec", (t) => {
   t.is(spec.resources?.cpu, 0.5);
   t.is(spec.resources?.memoryBytes, 67108864n);
   t.is(spec.healthCheck?.path, "/health");
+  t.is(spec.healthCheck?.startPeriod?.seconds, 30n);
   t.is(spec.restartPolicy?.mode, RestartMode.ON_FAILURE);
   t.is(spec.restartPolicy?.maxRestarts, 5);
   t.deepEqual(spec.labels, { app: "web" });
@@ -252,6 +254,9 @@ test("run flags build the TaskSpec", (t) => {
     message: /must start with "\/"/,
   });
   t.throws(() => buildSpec("x", [], { healthPath: "/health" }), { message: /needs a --port/ });
+  t.throws(() => buildSpec("x", [], { healthStartPeriod: 1000, port: [parsePort("80")] }), {
+    message: /--health-start-period needs a --health-path/,
+  });
   t.deepEqual(givenSpecFlags({ name: "a", env: [], port: [parsePort("80")] }), [
     "--name",
     "--port",

@@ -72,6 +72,7 @@ test("the proto's defaults apply: interval 1s, timeout 1s, threshold 3", (t) => 
     intervalMs: 1000,
     timeoutMs: 1000,
     failureThreshold: 3,
+    startPeriodMs: 0,
   });
   t.is(resolveHealthCheck(create(HealthCheckSchema, {})).path, "/");
 });
@@ -192,6 +193,52 @@ test("HTTP 500 turns UNHEALTHY only after failure_threshold failures in a row", 
   await new Promise((resolve) => setTimeout(resolve, 300));
   t.true(hits <= after + 1, "checks went on after unwatch");
   t.is(checker.watching("t"), undefined);
+});
+
+/** A server that answers 500 until `sick` is set false, counting its hits. */
+async function flakyServer(t: { teardown(fn: () => unknown): void }) {
+  const state = { sick: true, hits: 0 };
+  const port = await listen(
+    t,
+    createServer((_req, res) => {
+      state.hits += 1;
+      res.statusCode = state.sick ? 500 : 200;
+      res.end();
+    }),
+  );
+  return { state, target: { host: "127.0.0.1", port } };
+}
+
+test("start_period: failures while the service boots count for nothing; the first pass ends it", async (t) => {
+  const { state, target } = await flakyServer(t);
+  const checker = new HealthChecker();
+  t.teardown(() => checker.close());
+  const check = create(HealthCheckSchema, {
+    ...fast("/", 2),
+    startPeriod: durationFromMs(5000),
+  });
+  const rec = recorder();
+  checker.watch("t", 1n, check, target, rec.onChange, Date.now());
+  // Far more failures than the threshold, all within the start period: no verdict.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  t.true(state.hits >= 3, `only ${state.hits} checks`);
+  t.deepEqual(rec.reports, []);
+  state.sick = false;
+  t.like(await rec.until(1), { status: HealthStatus.HEALTHY });
+  // Passed once: from now on failures count, start period or not.
+  state.sick = true;
+  t.like(await rec.until(2), { status: HealthStatus.UNHEALTHY, consecutiveFailures: 2 });
+});
+
+test("start_period counts from the container's start: past it, failures count at once", async (t) => {
+  const { target } = await flakyServer(t);
+  const checker = new HealthChecker();
+  t.teardown(() => checker.close());
+  const check = create(HealthCheckSchema, { ...fast("/", 2), startPeriod: durationFromMs(5000) });
+  const rec = recorder();
+  // A container started 10 s ago (a worker that re-adopted it): its start period is over.
+  checker.watch("t", 1n, check, target, rec.onChange, Date.now() - 10_000);
+  t.like(await rec.until(1, 3000), { status: HealthStatus.UNHEALTHY, consecutiveFailures: 2 });
 });
 
 test("a server that does not answer in time is a timeout", async (t) => {

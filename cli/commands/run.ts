@@ -2,6 +2,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import { RunTasksResponseSchema, TaskView } from "../../gen/cube/v1/task_service_pb.js";
+import { parseDuration } from "../../lib/parse-duration.js";
 import { LIMITS } from "../../manager/rules/validate-spec.js";
 import { buildSpec, givenSpecFlags, type RunFlags } from "../build-spec.js";
 import { CliError, usageError } from "../cli-error.js";
@@ -83,6 +84,11 @@ export function runCommand(io: Io): Command {
     .option(
       "--health-path <path>",
       "HTTP GET this path on the first published port; 200 is healthy",
+    )
+    .option(
+      "--health-start-period <duration>",
+      "failed checks this soon after the start do not count, until one passes (e.g. 30s; default none)",
+      arg(parseDuration),
     )
     .option(
       "--restart <policy>",

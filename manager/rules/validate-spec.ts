@@ -247,6 +247,7 @@ function healthCheck(spec: TaskSpec): void {
   }
   duration("spec.health_check.interval", h.interval);
   duration("spec.health_check.timeout", h.timeout);
+  duration("spec.health_check.start_period", h.startPeriod);
   if (h.failureThreshold > LIMITS.failureThreshold) {
     bad("spec.health_check.failure_threshold", `at most ${LIMITS.failureThreshold}`);
   }

@@ -2,6 +2,8 @@
  * HTTP health checks of running tasks, made by the worker next to the container on its
  * published host port. Only status changes are reported (HEALTHY on the first 200,
  * UNHEALTHY after `failure_threshold` failures in a row), so a steady task sends nothing.
+ * Failures within `start_period` of the container's start count for nothing until a check
+ * has passed once, as Docker's start period: a slow service is not restarted while it boots.
  */
 import { request } from "node:http";
 import { durationMs } from "@bufbuild/protobuf/wkt";
@@ -27,9 +29,11 @@ export interface ResolvedHealthCheck {
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly failureThreshold: number;
+  /** Failures this soon after the container started count for nothing (until one check passes). */
+  readonly startPeriodMs: number;
 }
 
-/** Applies the defaults of task.proto: interval 1 s, timeout 1 s, threshold 3, path "/". */
+/** Applies the defaults of task.proto: interval 1 s, timeout 1 s, threshold 3, path "/", no start period. */
 export function resolveHealthCheck(check: HealthCheck): ResolvedHealthCheck {
   const interval = check.interval ? durationMs(check.interval) : 0;
   const timeout = check.timeout ? durationMs(check.timeout) : 0;
@@ -39,6 +43,7 @@ export function resolveHealthCheck(check: HealthCheck): ResolvedHealthCheck {
     intervalMs: interval > 0 ? interval : 1000,
     timeoutMs: timeout > 0 ? timeout : 1000,
     failureThreshold: check.failureThreshold || 3,
+    startPeriodMs: check.startPeriod ? Math.max(0, durationMs(check.startPeriod)) : 0,
   };
 }
 
@@ -133,8 +138,10 @@ export class HealthChecker {
   }
 
   /**
-   * Checks `taskId` on `target` from now on, replacing any earlier watch of it. `onChange` is called only when the status changes, first on the first result
-   * that decides one.
+   * Checks `taskId` on `target` from now on, replacing any earlier watch of it. `onChange`
+   * is called only when the status changes, first on the first result that decides one.
+   * `startedAtMs` is when the container started (its start period counts from then; now
+   * when not given).
    */
   watch(
     taskId: string,
@@ -142,6 +149,7 @@ export class HealthChecker {
     check: HealthCheck,
     target: HealthTarget,
     onChange: (report: HealthReport) => void,
+    startedAtMs = Date.now(),
   ): void {
     this.unwatch(taskId);
     const config = resolveHealthCheck(check);
@@ -149,6 +157,7 @@ export class HealthChecker {
     this.#watches.set(taskId, watch);
     let status = HealthStatus.UNSPECIFIED;
     let failures = 0;
+    let starting = config.startPeriodMs > 0;
     const round = async () => {
       const startedAt = Date.now();
       const failure = await probe(target, config.path, config.timeoutMs, watch.abort.signal);
@@ -157,8 +166,12 @@ export class HealthChecker {
       let next = status;
       if (failure === null) {
         failures = 0;
+        starting = false;
         next = HealthStatus.HEALTHY;
+      } else if (starting && Date.now() - startedAtMs < config.startPeriodMs) {
+        // Still booting: this failure counts for nothing.
       } else {
+        starting = false;
         failures += 1;
         if (failures >= config.failureThreshold) next = HealthStatus.UNHEALTHY;
       }

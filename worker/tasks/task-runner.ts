@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { durationMs, timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampFromMs, timestampMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import {
   DesiredState,
   type HealthCheck,
@@ -52,6 +52,8 @@ export interface HealthWatcher {
     check: HealthCheck,
     target: HealthTarget,
     onChange: (report: HealthChange) => void,
+    /** When the container started: the check's start period counts from then. */
+    startedAtMs?: number,
   ): void;
   unwatch(taskId: string): void;
 }
@@ -330,11 +332,18 @@ export class TaskRunner {
       this.#log.warn({ task: id }, "health check has no published port to check");
       return;
     }
-    this.#o.health.watch(id, generation, check, target, (change) => {
-      this.#background(id, "recording a health change", () =>
-        this.#healthChanged(id, generation, change),
-      );
-    });
+    this.#o.health.watch(
+      id,
+      generation,
+      check,
+      target,
+      (change) => {
+        this.#background(id, "recording a health change", () =>
+          this.#healthChanged(id, generation, change),
+        );
+      },
+      task.startedAt ? timestampMs(task.startedAt) : Date.now(),
+    );
   }
 
   async #exited(id: string, containerId: string, exit: ExitStatus): Promise<void> {
