@@ -374,6 +374,7 @@ function validSpec(random: Random): TaskSpec {
   health.port = need(spec.ports[0], "spec.ports[0]").containerPort;
   overlayDuration(health.interval, random, 86_400);
   overlayDuration(health.timeout, random, 86_400);
+  overlayDuration(health.startPeriod, random, 86_400);
   health.failureThreshold = random.int(1, 100);
   return spec;
 }
