@@ -1,5 +1,7 @@
 import { once } from "node:events";
+import { readdir, rm } from "node:fs/promises";
 import { connect } from "node:net";
+import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -16,7 +18,7 @@ import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { WorkerSchema } from "../gen/cube/v1/worker_pb.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { parseListen } from "../lib/rpc/server.js";
-import { LevelStore } from "../manager/store/level-store.js";
+import { LevelStore, SECRET_KEY_FILE } from "../manager/store/level-store.js";
 import { tempDir } from "./fixtures.js";
 import { spawnCube } from "./manager-process.js";
 
@@ -132,6 +134,38 @@ test("LevelStore: a second process on the same directory gets a clear error", as
   t.teardown(() => store.close());
   const error = await t.throwsAsync(LevelStore.open(dir));
   t.regex(error?.message ?? "", /in use by another process/);
+});
+
+test("LevelStore: a directory whose CURRENT file is gone is refused, not started over empty", async (t) => {
+  const dir = await tempDir(t);
+  const store = await LevelStore.open(dir);
+  const a = task("a", 1n);
+  store.putTask({ task: a, createdRevision: 1n });
+  store.putEvent(event(a, TaskEventType.CREATED));
+  await store.flush();
+  await store.close();
+  await rm(join(dir, "CURRENT"));
+  const before = (await readdir(dir)).sort();
+  const error = await t.throwsAsync(LevelStore.open(dir));
+  t.regex(error?.message ?? "", /is damaged: it holds LevelDB files .* but no CURRENT file/);
+  t.deepEqual((await readdir(dir)).sort(), before, "nothing in the directory was touched");
+});
+
+test("LevelStore: secret values sealed with a key that is gone name the key file", async (t) => {
+  const dir = await tempDir(t);
+  let store = await LevelStore.open(dir);
+  const spec = create(TaskSpecSchema, { image: "img", secretEnv: { PASSWORD: "hunter2pw" } });
+  const a = task("a", 1n, spec);
+  store.putTask({ task: a, createdRevision: 1n });
+  store.putEvent(event(a, TaskEventType.CREATED));
+  await store.flush();
+  await store.close();
+  await rm(join(dir, SECRET_KEY_FILE));
+  store = await LevelStore.open(dir);
+  t.teardown(() => store.close());
+  const error = await t.throwsAsync(store.load());
+  t.regex(error?.message ?? "", /cannot open the secret_env values stored in .*secrets\.key/);
+  t.notRegex(error?.message ?? "", /hunter2pw/);
 });
 
 test("LevelStore: retention drops the oldest events, and the index with them", async (t) => {

@@ -20,6 +20,7 @@ import {
   TaskSpecSchema,
 } from "../../gen/cube/v1/task_pb.js";
 import { type Deferred, deferred } from "../../lib/deferred.js";
+import { refuseDamagedLevelDb } from "../../lib/level-damaged.js";
 import { SecretBox } from "../../lib/secret-box.js";
 import {
   DEFAULT_EVENT_RETENTION,
@@ -151,6 +152,7 @@ export class LevelStore implements Store {
    * process holds the directory. `eventRetention`: events kept before the oldest are dropped.
    */
   static async open(dir: string, options: { eventRetention?: number } = {}): Promise<LevelStore> {
+    await refuseDamagedLevelDb(dir);
     const store = new LevelStore(dir, options.eventRetention ?? DEFAULT_EVENT_RETENTION);
     try {
       await store.#db.open();
@@ -493,7 +495,14 @@ export class LevelStore implements Store {
   /** A spec as read: secret env values opened. */
   #openSpec(spec: TaskSpec): TaskSpec {
     if (Object.keys(spec.secretEnv).length > 0) {
-      spec.secretEnv = this.#box().openAll(spec.secretEnv);
+      try {
+        spec.secretEnv = this.#box().openAll(spec.secretEnv);
+      } catch (error) {
+        // AES-GCM says only "unable to authenticate data": name the key and what it means.
+        throw new Error(
+          `cannot open the secret_env values stored in ${this.#dir} with ${join(this.#dir, SECRET_KEY_FILE)} (${(error as Error).message}): they were sealed with another key; restore the ${SECRET_KEY_FILE} that was backed up with this data`,
+        );
+      }
     }
     return spec;
   }

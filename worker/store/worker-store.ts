@@ -6,6 +6,7 @@ import { Level } from "level";
 import { type Task, TaskSchema } from "../../gen/cube/v1/task_pb.js";
 import { type TaskUpdate, TaskUpdateSchema } from "../../gen/cube/v1/worker_service_pb.js";
 import { type Deferred, deferred } from "../../lib/deferred.js";
+import { refuseDamagedLevelDb } from "../../lib/level-damaged.js";
 import { SecretBox } from "../../lib/secret-box.js";
 
 /** The key that seals secret env values in task records, beside worker.db (mode 0600). */
@@ -97,6 +98,7 @@ export class WorkerStore {
   static async open(dataDir: string): Promise<WorkerStore> {
     const dir = resolve(dataDir);
     await mkdir(dir, { recursive: true });
+    await refuseDamagedLevelDb(join(dir, "worker.db"));
     const db = new Level<string, unknown>(join(dir, "worker.db"));
     try {
       await db.open();
