@@ -1,4 +1,5 @@
 import { mkdir } from "node:fs/promises";
+import { HealthCheckResponse_ServingStatus as HealthStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { createLogger, type Logger } from "../lib/logger.js";
 import { guardPlaintext, parseListen, startServer } from "../lib/rpc/server.js";
 import { authInterceptor } from "./api/authorization.js";
@@ -107,6 +108,12 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
     });
     const serving = server;
     tls?.start(() => serving.updateTls(tls?.serverTls() ?? { ca: "" }));
+    // A manager that cannot write takes no task: health checks (a supervisor, a load
+    // balancer, a Kubernetes probe) must see it as down, not SERVING.
+    store.onFailure((error) => {
+      serving.health.set("", HealthStatus.NOT_SERVING);
+      logger.error({ err: error }, "the store cannot be written: NOT_SERVING until restarted");
+    });
   } catch (error) {
     await cp.close();
     await store.close().catch(() => undefined);

@@ -135,6 +135,7 @@ export class LevelStore implements Store {
   #recentBlob: EventBlob | undefined;
   /** Told how long each group commit took (the manager's metrics). */
   #onCommit: ((seconds: number) => void) | undefined;
+  #onFailure: ((error: Error) => void) | undefined;
 
   private constructor(dir: string, retention: number) {
     this.#dir = dir;
@@ -379,6 +380,14 @@ export class LevelStore implements Store {
     this.#onCommit = fn;
   }
 
+  /**
+   * Calls `fn` once, when a write fails: from then on every write is refused (the manager
+   * must be restarted once the cause, a full disk say, is gone).
+   */
+  onFailure(fn: (error: Error) => void): void {
+    this.#onFailure = fn;
+  }
+
   #write(): void {
     this.#scheduled = false;
     const batch = this.#open;
@@ -411,10 +420,12 @@ export class LevelStore implements Store {
 
   #fail(batch: Batch, error: Error): void {
     this.#inflight = undefined;
+    const first = this.#failed === undefined;
     this.#failed = new Error(`store write failed in ${this.#dir}: ${error.message}`);
     batch.written.reject(this.#failed);
     this.#open?.written.reject(this.#failed);
     this.#open = undefined;
+    if (first) this.#onFailure?.(this.#failed);
   }
 
   #encode(batch: Batch, out: ChainedBatch): void {
