@@ -112,6 +112,24 @@ const BAD_SPECS: [string, SpecInit | undefined, string][] = [
     "spec.health_check.port",
   ],
   [
+    "health interval of a millisecond (a busy loop)",
+    {
+      image: "x",
+      ports: [{ containerPort: 80 }],
+      healthCheck: { path: "/h", interval: durationFromMs(1) },
+    },
+    "spec.health_check.interval",
+  ],
+  [
+    "negative health start period",
+    {
+      image: "x",
+      ports: [{ containerPort: 80 }],
+      healthCheck: { path: "/h", startPeriod: { seconds: -1n, nanos: 0 } },
+    },
+    "spec.health_check.start_period",
+  ],
+  [
     "health port not published",
     { image: "x", ports: [{ containerPort: 80 }], healthCheck: { path: "/h", port: 81 } },
     "spec.health_check.port",

@@ -34,6 +34,8 @@ export const LIMITS = {
   durationMs: 24 * 3600 * 1000,
   healthPathLength: 1024,
   failureThreshold: 100,
+  /** The shortest health check interval. */
+  healthIntervalMinMs: 100,
 } as const;
 
 const ID = /^[A-Za-z0-9._-]+$/;
@@ -245,7 +247,11 @@ function healthCheck(spec: TaskSpec): void {
   if (h.port !== 0 && !spec.ports.some((p) => p.containerPort === h.port)) {
     bad("spec.health_check.port", `${h.port} is not a container port of spec.ports`);
   }
-  duration("spec.health_check.interval", h.interval);
+  const interval = duration("spec.health_check.interval", h.interval);
+  // A check every microsecond is a busy loop on the worker and in the container.
+  if (h.interval && interval < LIMITS.healthIntervalMinMs) {
+    bad("spec.health_check.interval", `at least ${LIMITS.healthIntervalMinMs}ms (or unset: 1s)`);
+  }
   duration("spec.health_check.timeout", h.timeout);
   duration("spec.health_check.start_period", h.startPeriod);
   if (h.failureThreshold > LIMITS.failureThreshold) {
