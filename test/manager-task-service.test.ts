@@ -211,6 +211,9 @@ test("GetTask, StopTask and ListTaskEvents answer NOT_FOUND for an unknown id, I
   t.is((await code(h.tasks.getTask({ id: "nope" }))).code, Code.NotFound);
   t.is((await code(h.tasks.stopTask({ id: "nope" }))).code, Code.NotFound);
   t.is((await code(h.tasks.listTaskEvents({ taskId: "nope" }))).code, Code.NotFound);
+  const noTask = await code(h.tasks.listTaskEvents({ taskId: "" }));
+  t.is(noTask.code, Code.InvalidArgument);
+  t.is(noTask.message, "task_id: required", "named as the request's field");
   // The id comes back in the message, bounded and escaped: no 100 KB header, no terminal
   // escape sequence or bidirectional override reaching whoever reads it.
   const long = await code(h.tasks.getTask({ id: "x".repeat(100_000) }));

@@ -378,6 +378,9 @@ test("metrics streamed up are served by MetricsService", async (t) => {
     .getNodeMetrics({ workerId: "zz" })
     .catch((e) => ConnectError.from(e));
   t.is((unknown as ConnectError).code, Code.NotFound);
+  const none = await h.metrics.getNodeMetrics({ workerId: "" }).catch((e) => ConnectError.from(e));
+  t.is((none as ConnectError).code, Code.InvalidArgument);
+  t.is((none as ConnectError).rawMessage, "worker_id: required");
   w.send({ case: "stats", value: { node: { cpuPercent: 50 }, tasks: [] } });
   const first = await watched;
   ac.abort();

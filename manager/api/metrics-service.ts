@@ -12,6 +12,9 @@ export function metricsServiceRoutes(cp: ControlPlane): (router: ConnectRouter) 
   return (router) =>
     router.service(MetricsService, {
       getNodeMetrics(req) {
+        if (req.workerId === "") {
+          throw new ConnectError("worker_id: required", Code.InvalidArgument);
+        }
         const worker = cp.workers.find(req.workerId);
         if (!worker) {
           throw new ConnectError(`worker ${quote(req.workerId)} not found`, Code.NotFound);

@@ -21,9 +21,12 @@ import { cancelRestart } from "./restarts.js";
 import { gcHint } from "./task-gc.js";
 import { validateRunTask } from "./validate-spec.js";
 
-/** The task, or NOT_FOUND naming the id (INVALID_ARGUMENT without one). */
-export function findTask(cp: ControlPlane, id: string): TaskEntry {
-  if (id === "") throw new ConnectError("id: required", Code.InvalidArgument);
+/**
+ * The task, or NOT_FOUND naming the id (INVALID_ARGUMENT without one, naming the request's
+ * `field`).
+ */
+export function findTask(cp: ControlPlane, id: string, field = "id"): TaskEntry {
+  if (id === "") throw new ConnectError(`${field}: required`, Code.InvalidArgument);
   const entry = cp.tasks.get(id);
   if (!entry) {
     throw new ConnectError(
@@ -124,7 +127,7 @@ export async function taskEvents(
   after: bigint,
   limit: number,
 ): Promise<{ events: TaskEvent[]; more: boolean }> {
-  const entry = findTask(cp, taskId);
+  const entry = findTask(cp, taskId, "task_id");
   await cp.committed();
   const events = await cp.store.taskEvents(taskId, after, limit + 1);
   const more = events.length > limit;
