@@ -199,6 +199,29 @@ test.serial("over TLS (cube dev --tls) the page talks HTTP/2 to the manager", as
 });
 
 test.serial(
+  "a #token= address opened in a tab already showing sign-in signs in, and leaves the address",
+  async (t) => {
+    t.timeout(60_000);
+    await buildOnce();
+    const { startTestManager } = await import("./fixtures.js");
+    const m = await startTestManager(t);
+    const browser = await launchChromium();
+    t.teardown(() => browser.close());
+    const page = await browser.newPage();
+    await goto(page, `http://${m.address}/`);
+    await waitForText(page, ".sign-in button", "Sign in");
+    // Only the fragment changes: the page does not load again.
+    const token = m.adminToken as string;
+    await page.evaluate((tk) => {
+      (globalThis as unknown as PageGlobals).location.hash = `#token=${encodeURIComponent(tk)}`;
+    }, token);
+    await waitForText(page, '[data-testid="link"]', "live");
+    t.false(page.url().includes(token), page.url());
+    t.is(await page.evaluate(() => sessionStorage.getItem("cube.token")), token);
+  },
+);
+
+test.serial(
   "a task garbage collected by the manager leaves the dashboard's table (its DELETED event)",
   async (t) => {
     t.timeout(60_000);

@@ -7,17 +7,24 @@
 
 const KEY = "cube.token";
 
+/**
+ * Takes a token out of the address's fragment, if there is one (at start, and when a
+ * `#token=…` address is opened in a tab already showing the page): stored, and gone from
+ * the address bar.
+ */
+export function takeFragmentToken(): string | undefined {
+  const m = /^#token=([^&]+)/.exec(location.hash);
+  if (!m?.[1]) return undefined;
+  const token = decodeURIComponent(m[1]);
+  sessionStorage.setItem(KEY, token);
+  // replaceState: the address with the token is not left in the tab's history either.
+  history.replaceState(null, "", `${location.pathname}${location.search}#/`);
+  return token;
+}
+
 /** Takes a token out of the address's fragment, if there is one; then the stored token. */
 export function takeToken(): string | undefined {
-  const m = /^#token=([^&]+)/.exec(location.hash);
-  if (m?.[1]) {
-    const token = decodeURIComponent(m[1]);
-    sessionStorage.setItem(KEY, token);
-    // replaceState: the address with the token is not left in the tab's history either.
-    history.replaceState(null, "", `${location.pathname}${location.search}#/`);
-    return token;
-  }
-  return sessionStorage.getItem(KEY) ?? undefined;
+  return takeFragmentToken() ?? sessionStorage.getItem(KEY) ?? undefined;
 }
 
 /** Keeps a token pasted into the sign-in form. */

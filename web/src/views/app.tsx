@@ -2,7 +2,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { href, type Route, useRoute, useStore } from "../hooks.js";
 import type { LinkState } from "../live-stream.js";
 import { Session } from "../session.js";
-import { forgetToken, storeToken, takeToken } from "../token.js";
+import { forgetToken, storeToken, takeFragmentToken, takeToken } from "../token.js";
 import { JobDetail, JobsView } from "./jobs-view.js";
 import { NodesView } from "./nodes-view.js";
 import { Overview } from "./overview.js";
@@ -27,6 +27,18 @@ export function App() {
     [token],
   );
   useEffect(() => session?.start(), [session]);
+  // A `#token=…` address opened in this tab later (only the fragment changes, so the page
+  // does not load again): sign in with it, and take it out of the address.
+  useEffect(() => {
+    const onHash = () => {
+      const fresh = takeFragmentToken();
+      if (fresh === undefined) return;
+      setRefusal(undefined);
+      setToken(fresh);
+    };
+    addEventListener("hashchange", onHash);
+    return () => removeEventListener("hashchange", onHash);
+  }, []);
   if (!session) {
     return (
       <SignIn
