@@ -3,6 +3,7 @@
  * UNAVAILABLE "<who> is shutting down", so close() does not wait for its 1 s hard close and
  * a client can tell a shutdown (open the watch again) from a broken connection.
  */
+import { connect as h2connect } from "node:http2";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test from "ava";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
@@ -88,4 +89,29 @@ test("a manager's close ends open WatchTasks streams with UNAVAILABLE 'the manag
     t.is((end as ConnectError).rawMessage, "the manager is shutting down");
   }
   t.true(ms < HARD_CLOSE_MS, `close() took ${ms} ms: a watch held it until the hard close`);
+});
+
+test("a server stream whose deadline passes ends with DEADLINE_EXCEEDED, not OK (grpc-timeout)", async (t) => {
+  const server = await startServer({ listen: "127.0.0.1:0", routes() {}, files: [] });
+  t.teardown(() => server.close());
+  // A raw gRPC call: a Connect client would enforce the deadline itself, and the point is
+  // what the server ends the stream with.
+  const session = h2connect(`http://${server.address}`);
+  t.teardown(() => session.close());
+  const stream = session.request({
+    ":method": "POST",
+    ":path": "/grpc.health.v1.Health/Watch",
+    "content-type": "application/grpc",
+    te: "trailers",
+    "grpc-timeout": "300m",
+  });
+  stream.end(Buffer.from([0, 0, 0, 0, 0])); // one empty message: service ""
+  const started = Date.now();
+  const trailers = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    stream.on("trailers", resolve);
+    stream.on("error", reject);
+    stream.resume();
+  });
+  t.is(trailers["grpc-status"], String(Code.DeadlineExceeded), JSON.stringify(trailers));
+  t.true(Date.now() - started < 3000);
 });

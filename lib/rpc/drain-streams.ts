@@ -8,6 +8,10 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
  * was following goes on without it, and the client should open it again (elsewhere, or
  * once the server is back). Without this, an open watch held a draining server until its
  * hard close, and the client read the cut as a broken connection.
+ *
+ * Likewise a server stream whose deadline (grpc-timeout, connect-timeout-ms) passed ends
+ * with DEADLINE_EXCEEDED, not OK: handlers stop at their aborted signal and return, and a
+ * watch that never ends, or a log follow, must not read as finished.
  */
 export class StreamDrain {
   readonly #controller = new AbortController();
@@ -36,6 +40,15 @@ export class StreamDrain {
     // messages are not passed through one more generator.
     if (!res.stream || req.method.methodKind !== "server_streaming") return res;
     const signal = this.#controller.signal;
+    const own = req.signal;
+    /** Why the stream ended, when the drain or its deadline ended it. */
+    const ended = (): unknown => {
+      if (signal.aborted) return signal.reason;
+      if (own.aborted && ConnectError.from(own.reason).code === Code.DeadlineExceeded) {
+        return own.reason;
+      }
+      return undefined;
+    };
     const message = res.message;
     return {
       ...res,
@@ -43,10 +56,10 @@ export class StreamDrain {
         try {
           yield* message;
         } catch (error) {
-          if (signal.aborted) throw signal.reason;
-          throw error;
+          throw ended() ?? error;
         }
-        if (signal.aborted) throw signal.reason;
+        const why = ended();
+        if (why !== undefined) throw why;
       })(),
     };
   };
