@@ -186,10 +186,16 @@ export function containerInfo(inspect: Docker.ContainerInspectInfo): ContainerIn
   const state = inspect.State;
   const exited = !state.Running && (state.Status === "exited" || state.Status === "dead");
   const error = state.OOMKilled ? "out of memory" : state.Error || undefined;
+  const name = inspect.Name.replace(/^\//, "");
+  const taskId = labels[LABEL_TASK] ?? "";
+  const generation = parseGeneration(labels[LABEL_GENERATION]);
+  const foreign = name !== containerName(taskId, generation, labels[LABEL_WORKER] ?? "");
   return {
     containerId: inspect.Id,
-    taskId: labels[LABEL_TASK] ?? "",
-    generation: parseGeneration(labels[LABEL_GENERATION]),
+    name,
+    ...(foreign ? { foreign } : {}),
+    taskId,
+    generation,
     running: state.Running,
     ...(exited ? { exitCode: state.ExitCode } : {}),
     ...(error ? { error } : {}),

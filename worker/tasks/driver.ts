@@ -17,6 +17,14 @@ export interface ContainerRequest {
 /** A container as a driver sees it. */
 export interface ContainerInfo {
   readonly containerId: string;
+  /** The container's name (without Docker's leading "/"), when the driver knows it. */
+  readonly name?: string;
+  /**
+   * True when the container carries cube's labels but not the name cube gives a container
+   * with those labels (`docker commit` of a cube container run under another name, a
+   * hand-made look-alike): cube did not make it, so it never adopts nor removes it.
+   */
+  readonly foreign?: boolean;
   readonly taskId: string;
   readonly generation: bigint;
   readonly running: boolean;

@@ -98,6 +98,8 @@ export class TaskRunner {
   readonly #following = new Map<string, string>();
   /** Recovery could not reach the engine at start: it runs when the engine is back. */
   #recoveryPending = false;
+  /** Foreign look-alike containers already named in a warning (recovery and every re-sync see them). */
+  readonly #foreignWarned = new Set<string>();
   #accepting = true;
   #closed = false;
 
@@ -432,6 +434,7 @@ export class TaskRunner {
       "finish-stop": 0,
       keep: 0,
       remove: 0,
+      foreign: 0,
     };
     let containers: ContainerInfo[];
     try {
@@ -453,6 +456,10 @@ export class TaskRunner {
     const ctx = this.#recoveryContext();
     for (const action of planRecovery(records, containers)) {
       counts[action.kind]++;
+      if (action.kind === "foreign") {
+        await applyRecovery(action, ctx);
+        continue;
+      }
       const key = action.kind === "remove" ? action.container.taskId : action.task.id;
       const apply = () => applyRecovery(action, ctx);
       // Removing a stale container may wait out a stop grace: nothing depends on it.
@@ -479,6 +486,7 @@ export class TaskRunner {
       driver: this.#o.driver,
       logger: this.#log,
       graceMs: DEFAULT_STOP_GRACE_MS,
+      foreignWarned: this.#foreignWarned,
       follow: (task: Task) => this.#follow(task),
       finishStop: (task: Task) => this.#finishStop(task, DEFAULT_STOP_GRACE_MS),
     };
@@ -521,6 +529,10 @@ export class TaskRunner {
             action.task.state === TaskState.RUNNING &&
             this.#following.get(id) === action.container.containerId;
           if (followed || action.kind === "keep") continue;
+          if (action.kind === "foreign") {
+            await applyRecovery(action, ctx);
+            continue;
+          }
           if (action.kind === "remove") {
             // May wait out a stop grace: after this step, in the task's queue.
             this.#background(id, "removing a stale container", () => applyRecovery(action, ctx));
