@@ -220,6 +220,12 @@ const planCases: [string, Task[], ContainerInfo[], string[]][] = [
     [lookAlike("stopping", 2n), container("stopping", 2n, true), container("done", 2n, false, 1)],
     ["keep done c-done-g2", "foreign qa-stopping-g2", "finish-stop stopping c-stopping-g2"],
   ],
+  [
+    "an ended record whose container runs again (docker restart): it is removed",
+    [done],
+    [container("done", 2n, true)],
+    ["stray done c-done-g2"],
+  ],
 ];
 
 for (const [name, records, containers, plan] of planCases) {

@@ -214,7 +214,8 @@ function optional<K extends string>(key: K, value: number | undefined) {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: number };
 }
 
-function parseGeneration(text: string | undefined): bigint {
+/** A cube.generation label's value; 0 when it is missing or not a number. */
+export function parseGeneration(text: string | undefined): bigint {
   try {
     return text ? BigInt(text) : 0n;
   } catch {

@@ -160,4 +160,17 @@ export interface Driver {
    * stream broke, a call could not reach it), for the worker's engine monitor to check.
    */
   onEngineLost?(listener: (reason: string) => void): void;
+  /**
+   * Calls `listener` whenever one of this worker's containers starts (cube's own starts too):
+   * the worker stops one that belongs to a task it has recorded as ended (`docker restart`,
+   * `docker start` from outside), so an ended task never has a container running behind it.
+   */
+  onContainerStarted?(listener: (started: StartedContainer) => void): void;
+}
+
+/** A container start the engine reported, with the labels that name its task. */
+export interface StartedContainer {
+  readonly containerId: string;
+  readonly taskId: string;
+  readonly generation: bigint;
 }

@@ -16,6 +16,11 @@ export type RecoveryAction =
   | { readonly kind: "forget"; readonly task: Task; readonly container?: ContainerInfo }
   /** A STOP was under way: finish it and report COMPLETED "stopped". */
   | { readonly kind: "finish-stop"; readonly task: Task; readonly container?: ContainerInfo }
+  /**
+   * The task had ended and was reported, yet its container runs (`docker restart`, `docker
+   * start` from outside): stop and remove it, and keep the record as it is.
+   */
+  | { readonly kind: "stray"; readonly task: Task; readonly container: ContainerInfo }
   /** Nothing to do: the task had already ended and was reported. */
   | { readonly kind: "keep"; readonly task: Task; readonly container?: ContainerInfo }
   /** A container cube made for an older generation, or for no known task: stop and remove it. */
@@ -68,6 +73,7 @@ export function planRecovery(
 function decide(task: Task, container: ContainerInfo | undefined): RecoveryAction {
   if (task.desiredState === DesiredState.STOPPED) return { kind: "finish-stop", task, container };
   if (task.state !== TaskState.SCHEDULED && task.state !== TaskState.RUNNING) {
+    if (container?.running) return { kind: "stray", task, container };
     return { kind: "keep", task, container };
   }
   if (container?.running) return { kind: "adopt", task, container };

@@ -13,6 +13,8 @@ export interface RecoveryContext {
   readonly logger: Logger;
   /** Stop grace for containers that must go. */
   readonly graceMs: number;
+  /** Stops and removes the running container of a task recorded as ended; never throws. */
+  removeStray(task: Task, containerId: string): Promise<void>;
   /** Ids of the foreign containers already warned about: each is named once. */
   readonly foreignWarned: Set<string>;
   /** Watches a re-adopted container again (its exit, its health check). */
@@ -52,6 +54,9 @@ export async function applyRecovery(action: RecoveryAction, ctx: RecoveryContext
     case "keep":
       ledger.restore(action.task);
       return;
+    case "stray":
+      if (!ledger.get(action.task.id)) ledger.restore(action.task);
+      return ctx.removeStray(action.task, action.container.containerId);
     case "forget":
       if (action.container) await driver.destroy(action.container.containerId);
       await ledger.forget(action.task.id);
