@@ -269,6 +269,30 @@ test("cpu and memory requests become the container's limits, with an init", asyn
   t.is(host.NanoCpus, 500_000_000);
   t.is(host.Memory, 64 * 1024 * 1024);
   t.true(host.Init);
+  t.deepEqual(host.LogConfig, {
+    Type: "json-file",
+    Config: { "max-size": "10m", "max-file": "5" },
+  });
+});
+
+test("logs are read across the files json-file rotated", async (t) => {
+  const w = worker(t);
+  // cube's rotation at 10 MB, scaled down: each JSON line is about 80 bytes, so 40 lines span
+  // four files of 1 KB. The engine's reader, which the driver uses, reads them all in order.
+  const made = await docker.createContainer({
+    Image: HTTP_IMAGE,
+    Entrypoint: ["sh", "-c", "for i in $(seq 1 40); do echo line $i; done"],
+    Labels: { "cube.worker": w, "cube.task": "rotated", "cube.generation": "1" },
+    HostConfig: { LogConfig: { Type: "json-file", Config: { "max-size": "1k", "max-file": "5" } } },
+  });
+  await made.start();
+  await driver.wait(made.id);
+  const signal = new AbortController().signal;
+  const out = await text(driver.logs(made.id, { follow: false, tail: 0, signal }));
+  t.deepEqual(
+    out.trim().split("\n"),
+    Array.from({ length: 40 }, (_, i) => `line ${i + 1}`),
+  );
 });
 
 test("stats gives a sample of a running container within a few seconds", async (t) => {

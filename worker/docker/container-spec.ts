@@ -37,6 +37,20 @@ export interface ContainerPolicy {
   readonly allowedRegistries: readonly string[];
 }
 
+/**
+ * How Docker keeps a container's output: its json-file driver, rotated at 10 MB and at most
+ * 5 files (50 MB a container), the kubelet's defaults (containerLogMaxSize 10Mi,
+ * containerLogMaxFiles 5). Without it a chatty task fills the disk. The engine's log reader,
+ * and so `cube logs`, reads across the rotated files.
+ */
+export const LOG_CONFIG: {
+  readonly Type: string;
+  readonly Config: Readonly<Record<string, string>>;
+} = {
+  Type: "json-file",
+  Config: { "max-size": "10m", "max-file": "5" },
+};
+
 /** What a worker enforces unless its operator says otherwise. */
 export const DEFAULT_POLICY: ContainerPolicy = {
   noNewPrivileges: true,
@@ -128,6 +142,7 @@ export function createOptions(
     // An init as PID 1 forwards SIGTERM, so servers that ignore it as PID 1 still stop in ms.
     Init: true,
     PortBindings: bindings,
+    LogConfig: { Type: LOG_CONFIG.Type, Config: { ...LOG_CONFIG.Config } },
   };
   if (policy.noNewPrivileges) hostConfig.SecurityOpt = ["no-new-privileges"];
   if (policy.pidsLimit > 0) hostConfig.PidsLimit = policy.pidsLimit;
