@@ -473,23 +473,35 @@ test("an exit while the event stream is down is found when it reconnects", async
   t.is(exit?.exitCode, 137);
 });
 
-test("exit reasons read well: out of memory, command not found", async (t) => {
-  const w = worker(t);
-  const oom = await driver.start(
+/**
+ * Starts `dd` asking for 64 MiB in a container of 16 MiB, as `sh -c` runs `script` with `DD`
+ * in it, and lets it go once the engine's start has returned: containerd's shim begins
+ * watching the cgroup for OOM inside its Start, after the process runs, so an OOM before that
+ * is a plain 137 (a fixed sleep lost the race in a busy CI).
+ */
+async function startOom(w: string, script: string) {
+  const dd = "dd if=/dev/zero of=/dev/null bs=64M count=1";
+  const info = await driver.start(
     request(w, {
       command: ["sh", "-c"],
-      // containerd's shim begins watching the cgroup for OOM inside its Start, after the
-      // process runs; an OOM before that is a plain 137. So the container waits for a file the
-      // test makes once the engine's start has returned (a fixed sleep lost the race in a busy CI).
-      args: [
-        "while [ ! -e /tmp/go ]; do sleep 0.05; done; exec dd if=/dev/zero of=/dev/null bs=64M count=1",
-      ],
+      args: [`while [ ! -e /tmp/go ]; do sleep 0.05; done; ${script.replace("DD", dd)}`],
       resources: { cpu: 0, memoryBytes: 16n << 20n, diskBytes: 0n },
     }),
   );
-  await execFileAsync("docker", ["exec", oom.containerId, "touch", "/tmp/go"]);
-  t.like(await driver.wait(oom.containerId), { exitCode: 137, reason: "out of memory" });
-  t.is((await driver.inspect(oom.containerId))?.error, "out of memory");
+  await execFileAsync("docker", ["exec", info.containerId, "touch", "/tmp/go"]);
+  return info.containerId;
+}
+
+test("exit reasons read well: out of memory (only with a non-zero exit), command not found", async (t) => {
+  const w = worker(t);
+  const oom = await startOom(w, "exec DD");
+  t.like(await driver.wait(oom), { exitCode: 137, reason: "out of memory" });
+  t.is((await driver.inspect(oom))?.error, "out of memory");
+  // A child OOM-killed, the main process exiting 0: it succeeded, nothing ran out of memory.
+  const child = await startOom(w, "DD; exit 0");
+  t.like(await driver.wait(child), { exitCode: 0, reason: "exit code 0" });
+  t.true((await docker.getContainer(child).inspect()).State.OOMKilled);
+  t.is((await driver.inspect(child))?.error, undefined);
   const missing = await driver.start(request(w, { command: ["/nonexistent"] }));
   t.like(await driver.wait(missing.containerId), {
     exitCode: 127,

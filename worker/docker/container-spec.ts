@@ -200,7 +200,8 @@ export function containerInfo(inspect: Docker.ContainerInspectInfo): ContainerIn
   const labels = inspect.Config.Labels ?? {};
   const state = inspect.State;
   const exited = !state.Running && (state.Status === "exited" || state.Status === "dead");
-  const error = state.OOMKilled ? "out of memory" : state.Error || undefined;
+  const error =
+    (oomEnded(state.ExitCode, state.OOMKilled) && "out of memory") || state.Error || undefined;
   const name = inspect.Name.replace(/^\//, "");
   const taskId = labels[LABEL_TASK] ?? "";
   const generation = parseGeneration(labels[LABEL_GENERATION]);
@@ -244,9 +245,21 @@ const EXIT_MEANINGS: Record<number, string> = {
   137: "killed",
 };
 
-/** For people: "exit code 3", "exit code 137 (killed)", "out of memory". */
+/**
+ * Whether a container ended for want of memory: Docker's OOMKilled says only that the kernel
+ * killed some process of it (a child, say), so it counts only when the exit code is non-zero
+ * too (137 when the main process was the one killed).
+ */
+function oomEnded(exitCode: number, oomKilled: boolean): boolean {
+  return oomKilled && exitCode !== 0;
+}
+
+/**
+ * For people: "exit code 3", "exit code 137 (killed)", "out of memory" (OOM-killed and a
+ * non-zero exit: a main process that exits 0 after a child was OOM-killed succeeded).
+ */
 export function exitReason(exitCode: number, oomKilled: boolean): string {
-  if (oomKilled) return "out of memory";
+  if (oomEnded(exitCode, oomKilled)) return "out of memory";
   const meaning = EXIT_MEANINGS[exitCode];
   return meaning ? `exit code ${exitCode} (${meaning})` : `exit code ${exitCode}`;
 }
