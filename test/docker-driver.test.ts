@@ -260,7 +260,7 @@ test("the logs of a container removed meanwhile are a DriverError container-gone
   t.is((error as DriverError).kind, "container-gone");
 });
 
-test("cpu and memory requests become the container's limits, with an init", async (t) => {
+test("cpu and memory requests become the container's limits (no swap), with an init", async (t) => {
   const w = worker(t);
   const info = await driver.start(
     request(w, { resources: { cpu: 0.5, memoryBytes: 64n * 1024n * 1024n, diskBytes: 0n } }),
@@ -268,6 +268,7 @@ test("cpu and memory requests become the container's limits, with an init", asyn
   const host = (await docker.getContainer(info.containerId).inspect()).HostConfig;
   t.is(host.NanoCpus, 500_000_000);
   t.is(host.Memory, 64 * 1024 * 1024);
+  t.is(host.MemorySwap, 64 * 1024 * 1024, "no swap");
   t.true(host.Init);
   t.deepEqual(host.LogConfig, {
     Type: "json-file",

@@ -148,7 +148,12 @@ export function createOptions(
   if (policy.pidsLimit > 0) hostConfig.PidsLimit = policy.pidsLimit;
   if (policy.dropCapabilities.length > 0) hostConfig.CapDrop = [...policy.dropCapabilities];
   if (resources && resources.cpu > 0) hostConfig.NanoCpus = Math.round(resources.cpu * 1e9);
-  if (resources && resources.memoryBytes > 0n) hostConfig.Memory = Number(resources.memoryBytes);
+  if (resources && resources.memoryBytes > 0n) {
+    hostConfig.Memory = Number(resources.memoryBytes);
+    // Memory and swap together capped at the memory: no swap, as Kubernetes runs pods (Docker's
+    // default lets a container swap as much again, so it slows down instead of being OOM-killed).
+    hostConfig.MemorySwap = hostConfig.Memory;
+  }
 
   const options: Docker.ContainerCreateOptions = {
     name: containerName(request.taskId, request.generation, request.workerId),
