@@ -361,7 +361,7 @@ function validSpec(random: Random): TaskSpec {
   }
   // Small enough that every task of the test fits on the one worker.
   const resources = need(spec.resources, "spec.resources");
-  resources.cpu = random.int(1, 1000) / 1000;
+  resources.cpu = random.int(10, 1000) / 1000; // 10m at least, Docker's minimum
   resources.memoryBytes = BigInt(random.int(6 << 20, 1 << 30));
   resources.diskBytes = BigInt(random.int(1, 1 << 30));
   const restart = need(spec.restartPolicy, "spec.restart_policy");

@@ -38,6 +38,7 @@ const BAD_SPECS: [string, SpecInit | undefined, string][] = [
   ["absurd cpu", { image: "x", resources: { cpu: 1025 } }, "spec.resources.cpu"],
   ["cpu finer than a millicore", { image: "x", resources: { cpu: 1e-7 } }, "spec.resources.cpu"],
   ["cpu between millicores", { image: "x", resources: { cpu: 0.0015 } }, "spec.resources.cpu"],
+  ["cpu below Docker's 10m", { image: "x", resources: { cpu: 0.009 } }, "spec.resources.cpu"],
   ["image in capitals", { image: "UPPER/Case:tag" }, "spec.image"],
   ["image with a bad tag", { image: "cube/httpd:-x" }, "spec.image"],
   [

@@ -30,6 +30,7 @@ export const LIMITS = {
   cpu: 1024,
   bytes: 2n ** 50n, // 1 PiB
   minMemoryBytes: 6n * 1024n * 1024n, // Docker refuses less
+  minCpu: 0.01, // 10m: runc refuses a CFS quota below 1 ms a 100 ms period
   maxRestarts: 1000,
   durationMs: 24 * 3600 * 1000,
   healthPathLength: 1024,
@@ -202,6 +203,9 @@ function resources(spec: TaskSpec): void {
   // scheduler adding up 1e-7 cores misleads more than it places).
   if (Math.abs(r.cpu * 1000 - Math.round(r.cpu * 1000)) > 1e-6) {
     bad("spec.resources.cpu", `cores in steps of 0.001, a millicore (got ${r.cpu})`);
+  }
+  if (r.cpu > 0 && r.cpu < LIMITS.minCpu) {
+    bad("spec.resources.cpu", `at least 0.01 (10m) when set, Docker's minimum (got ${r.cpu})`);
   }
   if (r.memoryBytes > LIMITS.bytes) bad("spec.resources.memory_bytes", "at most 1 PiB");
   if (r.memoryBytes !== 0n && r.memoryBytes < LIMITS.minMemoryBytes) {
