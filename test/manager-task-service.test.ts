@@ -4,7 +4,7 @@ import { Code, ConnectError, createClient, createRouterTransport } from "@connec
 import test, { type ExecutionContext } from "ava";
 import {
   DesiredState,
-  type Protocol,
+  Protocol,
   type RestartMode,
   TaskEventType,
   type TaskSpecSchema,
@@ -115,6 +115,24 @@ const BAD_SPECS: [string, SpecInit | undefined, string][] = [
   [
     "health port not published",
     { image: "x", ports: [{ containerPort: 80 }], healthCheck: { path: "/h", port: 81 } },
+    "spec.health_check.port",
+  ],
+  [
+    "a health check on a UDP-only port",
+    {
+      image: "x",
+      ports: [{ containerPort: 53, protocol: Protocol.UDP }],
+      healthCheck: { path: "/h" },
+    },
+    "spec.health_check.port",
+  ],
+  [
+    "a health check on the UDP one of its ports",
+    {
+      image: "x",
+      ports: [{ containerPort: 80 }, { containerPort: 53, protocol: Protocol.UDP }],
+      healthCheck: { path: "/h", port: 53 },
+    },
     "spec.health_check.port",
   ],
   [

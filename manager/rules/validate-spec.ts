@@ -249,6 +249,20 @@ function healthCheck(spec: TaskSpec): void {
   if (h.port !== 0 && !spec.ports.some((p) => p.containerPort === h.port)) {
     bad("spec.health_check.port", `${h.port} is not a container port of spec.ports`);
   }
+  // The check is HTTP: the port it checks (its own, else the first) must be published on TCP.
+  const checked = h.port || spec.ports[0]?.containerPort;
+  const tcp = (p: TaskSpec["ports"][number]) =>
+    p.containerPort === checked && p.protocol !== Protocol.UDP;
+  if (
+    checked !== undefined &&
+    spec.ports.some((p) => p.containerPort === checked) &&
+    !spec.ports.some(tcp)
+  ) {
+    bad(
+      "spec.health_check.port",
+      `an HTTP health check needs a TCP port: ${checked} is published on UDP only`,
+    );
+  }
   duration("spec.health_check.interval", h.interval);
   duration("spec.health_check.timeout", h.timeout);
   if (h.failureThreshold > LIMITS.failureThreshold) {
