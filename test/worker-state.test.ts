@@ -2,7 +2,7 @@
  * The worker's state pieces on their own: the LevelDB store and outbox (on disk, across
  * reopen), the recovery plan, back-off, the per-task queue, the async queue and labels.
  */
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import test from "ava";
@@ -71,6 +71,18 @@ test("a data dir open in one store refuses a second", async (t) => {
   t.teardown(() => store.close());
   const error = await t.throwsAsync(WorkerStore.open(dir), { instanceOf: DataDirInUseError });
   t.regex(error?.message ?? "", /is in use by another worker/);
+});
+
+test("a data dir the store cannot open names the cause, not only that it failed", async (t) => {
+  // Where LevelDB's directory should be, a file: it cannot open, as on a read-only file
+  // system (EROFS) or a directory of another owner, and the cause is what says why.
+  const dir = await tempDir(t);
+  await writeFile(join(dir, "worker.db"), "");
+  const error = await t.throwsAsync(WorkerStore.open(dir));
+  t.regex(
+    error?.message ?? "",
+    /^cannot open the worker state in .*: Database failed to open: .*EEXIST/,
+  );
 });
 
 test("outbox listeners hear appends only once they are durable, in order", async (t) => {
