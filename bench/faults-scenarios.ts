@@ -703,7 +703,7 @@ export async function partitionFaults(ctx: FaultContext): Promise<FaultResult[]>
       if (at !== null && at - t1 > dupGoal.max && readyAt !== null) {
         dupWhy =
           readyAt - t1 > dupGoal.max / 2
-            ? `the worker was READY again only ${readyAt - t1} ms after the ${words.mend}: its reconnect back-off (100 ms doubling to 5 s, jittered) climbs while the dials fail during the cut, so the next dial comes up to 5 s after the link returns; the copies were reconciled ${at - readyAt} ms after that`
+            ? `the worker was READY again only ${readyAt - t1} ms after the ${words.mend}: its reconnect back-off (100 ms doubling to 1 s, jittered) climbs while the dials fail during the cut, so the next dial comes up to 1 s after the link returns; the copies were reconciled ${at - readyAt} ms after that`
             : `the worker was READY again ${readyAt - t1} ms after the ${words.mend}; the copies were reconciled ${at - readyAt} ms after that`;
       }
       f.push(

@@ -39,6 +39,7 @@ import {
 import {
   file_cube_v1_task,
   HealthStatus,
+  Protocol,
   type Task,
   type TaskEvent,
   TaskEventSchema,
@@ -361,7 +362,7 @@ function validSpec(random: Random): TaskSpec {
   }
   // Small enough that every task of the test fits on the one worker.
   const resources = need(spec.resources, "spec.resources");
-  resources.cpu = random.int(1, 1000) / 1000;
+  resources.cpu = random.int(10, 1000) / 1000; // 10m at least, Docker's minimum
   resources.memoryBytes = BigInt(random.int(6 << 20, 1 << 30));
   resources.diskBytes = BigInt(random.int(1, 1 << 30));
   const restart = need(spec.restartPolicy, "spec.restart_policy");
@@ -371,7 +372,9 @@ function validSpec(random: Random): TaskSpec {
   need(restart.maxBackoff, "max_backoff").seconds += 3600n; // never below backoff, below 24 h
   const health = need(spec.healthCheck, "spec.health_check");
   health.path = `/${random.token()}`;
-  health.port = need(spec.ports[0], "spec.ports[0]").containerPort;
+  const checked = need(spec.ports[0], "spec.ports[0]");
+  checked.protocol = Protocol.TCP; // an HTTP check needs TCP
+  health.port = checked.containerPort;
   overlayDuration(health.interval, random, 86_400);
   overlayDuration(health.timeout, random, 86_400);
   overlayDuration(health.startPeriod, random, 86_400);

@@ -260,7 +260,7 @@ test("the logs of a container removed meanwhile are a DriverError container-gone
   t.is((error as DriverError).kind, "container-gone");
 });
 
-test("cpu and memory requests become the container's limits, with an init", async (t) => {
+test("cpu and memory requests become the container's limits (no swap), with an init", async (t) => {
   const w = worker(t);
   const info = await driver.start(
     request(w, { resources: { cpu: 0.5, memoryBytes: 64n * 1024n * 1024n, diskBytes: 0n } }),
@@ -268,7 +268,32 @@ test("cpu and memory requests become the container's limits, with an init", asyn
   const host = (await docker.getContainer(info.containerId).inspect()).HostConfig;
   t.is(host.NanoCpus, 500_000_000);
   t.is(host.Memory, 64 * 1024 * 1024);
+  t.is(host.MemorySwap, 64 * 1024 * 1024, "no swap");
   t.true(host.Init);
+  t.deepEqual(host.LogConfig, {
+    Type: "json-file",
+    Config: { "max-size": "10m", "max-file": "5" },
+  });
+});
+
+test("logs are read across the files json-file rotated", async (t) => {
+  const w = worker(t);
+  // cube's rotation at 10 MB, scaled down: each JSON line is about 80 bytes, so 40 lines span
+  // four files of 1 KB. The engine's reader, which the driver uses, reads them all in order.
+  const made = await docker.createContainer({
+    Image: HTTP_IMAGE,
+    Entrypoint: ["sh", "-c", "for i in $(seq 1 40); do echo line $i; done"],
+    Labels: { "cube.worker": w, "cube.task": "rotated", "cube.generation": "1" },
+    HostConfig: { LogConfig: { Type: "json-file", Config: { "max-size": "1k", "max-file": "5" } } },
+  });
+  await made.start();
+  await driver.wait(made.id);
+  const signal = new AbortController().signal;
+  const out = await text(driver.logs(made.id, { follow: false, tail: 0, signal }));
+  t.deepEqual(
+    out.trim().split("\n"),
+    Array.from({ length: 40 }, (_, i) => `line ${i + 1}`),
+  );
 });
 
 test("stats gives a sample of a running container within a few seconds", async (t) => {
@@ -449,23 +474,35 @@ test("an exit while the event stream is down is found when it reconnects", async
   t.is(exit?.exitCode, 137);
 });
 
-test("exit reasons read well: out of memory, command not found", async (t) => {
-  const w = worker(t);
-  const oom = await driver.start(
+/**
+ * Starts `dd` asking for 64 MiB in a container of 16 MiB, as `sh -c` runs `script` with `DD`
+ * in it, and lets it go once the engine's start has returned: containerd's shim begins
+ * watching the cgroup for OOM inside its Start, after the process runs, so an OOM before that
+ * is a plain 137 (a fixed sleep lost the race in a busy CI).
+ */
+async function startOom(w: string, script: string) {
+  const dd = "dd if=/dev/zero of=/dev/null bs=64M count=1";
+  const info = await driver.start(
     request(w, {
       command: ["sh", "-c"],
-      // containerd's shim begins watching the cgroup for OOM inside its Start, after the
-      // process runs; an OOM before that is a plain 137. So the container waits for a file the
-      // test makes once the engine's start has returned (a fixed sleep lost the race in a busy CI).
-      args: [
-        "while [ ! -e /tmp/go ]; do sleep 0.05; done; exec dd if=/dev/zero of=/dev/null bs=64M count=1",
-      ],
+      args: [`while [ ! -e /tmp/go ]; do sleep 0.05; done; ${script.replace("DD", dd)}`],
       resources: { cpu: 0, memoryBytes: 16n << 20n, diskBytes: 0n },
     }),
   );
-  await execFileAsync("docker", ["exec", oom.containerId, "touch", "/tmp/go"]);
-  t.like(await driver.wait(oom.containerId), { exitCode: 137, reason: "out of memory" });
-  t.is((await driver.inspect(oom.containerId))?.error, "out of memory");
+  await execFileAsync("docker", ["exec", info.containerId, "touch", "/tmp/go"]);
+  return info.containerId;
+}
+
+test("exit reasons read well: out of memory (only with a non-zero exit), command not found", async (t) => {
+  const w = worker(t);
+  const oom = await startOom(w, "exec DD");
+  t.like(await driver.wait(oom), { exitCode: 137, reason: "out of memory" });
+  t.is((await driver.inspect(oom))?.error, "out of memory");
+  // A child OOM-killed, the main process exiting 0: it succeeded, nothing ran out of memory.
+  const child = await startOom(w, "DD; exit 0");
+  t.like(await driver.wait(child), { exitCode: 0, reason: "exit code 0" });
+  t.true((await docker.getContainer(child).inspect()).State.OOMKilled);
+  t.is((await driver.inspect(child))?.error, undefined);
   const missing = await driver.start(request(w, { command: ["/nonexistent"] }));
   t.like(await driver.wait(missing.containerId), {
     exitCode: 127,

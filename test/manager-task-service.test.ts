@@ -4,7 +4,7 @@ import { Code, ConnectError, createClient, createRouterTransport } from "@connec
 import test, { type ExecutionContext } from "ava";
 import {
   DesiredState,
-  type Protocol,
+  Protocol,
   type RestartMode,
   TaskEventType,
   type TaskSpecSchema,
@@ -38,6 +38,7 @@ const BAD_SPECS: [string, SpecInit | undefined, string][] = [
   ["absurd cpu", { image: "x", resources: { cpu: 1025 } }, "spec.resources.cpu"],
   ["cpu finer than a millicore", { image: "x", resources: { cpu: 1e-7 } }, "spec.resources.cpu"],
   ["cpu between millicores", { image: "x", resources: { cpu: 0.0015 } }, "spec.resources.cpu"],
+  ["cpu below Docker's 10m", { image: "x", resources: { cpu: 0.009 } }, "spec.resources.cpu"],
   ["image in capitals", { image: "UPPER/Case:tag" }, "spec.image"],
   ["image with a bad tag", { image: "cube/httpd:-x" }, "spec.image"],
   [
@@ -132,6 +133,24 @@ const BAD_SPECS: [string, SpecInit | undefined, string][] = [
   [
     "health port not published",
     { image: "x", ports: [{ containerPort: 80 }], healthCheck: { path: "/h", port: 81 } },
+    "spec.health_check.port",
+  ],
+  [
+    "a health check on a UDP-only port",
+    {
+      image: "x",
+      ports: [{ containerPort: 53, protocol: Protocol.UDP }],
+      healthCheck: { path: "/h" },
+    },
+    "spec.health_check.port",
+  ],
+  [
+    "a health check on the UDP one of its ports",
+    {
+      image: "x",
+      ports: [{ containerPort: 80 }, { containerPort: 53, protocol: Protocol.UDP }],
+      healthCheck: { path: "/h", port: 53 },
+    },
     "spec.health_check.port",
   ],
   [

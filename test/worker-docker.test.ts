@@ -102,6 +102,49 @@ test.serial("a container killed from outside is reported FAILED within 1 s", asy
   t.false(info.State.Running);
 });
 
+test("a docker restart of a task's container: the task ends, and the container started again is removed", async (t) => {
+  const { manager, worker } = await setup(t);
+  manager.run({ id: "again", spec: web });
+  const { update } = await manager.waitForUpdate(
+    stateOf("again", TaskState.RUNNING),
+    15_000,
+    "RUNNING",
+  );
+  // SIGTERM, then started again by the engine: before, it ran on untracked, holding the port.
+  await docker.getContainer(update.containerId).restart({ t: 1 });
+  const ended = await manager.waitForUpdate(
+    (u) =>
+      u.taskId === "again" && (u.state === TaskState.FAILED || u.state === TaskState.COMPLETED),
+    15_000,
+    "the end",
+  );
+  t.is(ended.update.containerId, update.containerId);
+  const deadline = Date.now() + 20_000;
+  while ((await containerExists(update.containerId)) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  t.false(await containerExists(update.containerId), "the container started again is removed");
+  t.regex(
+    worker.log(),
+    /a container of ended task again \(\w+\) was started outside cube and was removed/,
+  );
+  t.false(
+    manager
+      .messages("update")
+      .some((u) => u.taskId === "again" && u.state === TaskState.RUNNING && u.seq > update.seq),
+    "the task is not brought back",
+  );
+});
+
+const containerExists = (id: string) =>
+  docker
+    .getContainer(id)
+    .inspect()
+    .then(
+      () => true,
+      () => false,
+    );
+
 test("a failing health check is reported UNHEALTHY, a passing one HEALTHY", async (t) => {
   const { manager } = await setup(t);
   manager.run({

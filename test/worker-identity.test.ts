@@ -5,15 +5,18 @@
  * register as the real worker is refused, and the real worker keeps its tasks.
  */
 import { readFile } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { TokenService } from "../gen/cube/v1/token_service_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
+import { createLogger } from "../lib/logger.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { readToken } from "../manager/index.js";
+import { WorkerIdentity } from "../worker/stream/join.js";
 import { HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
 import { eventually } from "./manager-harness.js";
 import { Cluster } from "./manager-process.js";
@@ -91,4 +94,34 @@ test("a stream speaks only for the worker its credential names; the real worker 
   t.is(after?.generation, 1n, "never restarted or moved");
   // And its own credential works for it alone, as before.
   t.is(await streamAs(manager.address, rogue, "rogue-1"), "registered");
+});
+
+/** The error of a first dial (a join) to `manager` by a plaintext worker with a join token. */
+async function joinError(t: ExecutionContext, manager: string): Promise<string> {
+  const identity = await WorkerIdentity.open({
+    manager,
+    dataDir: await tempDir(t),
+    workerId: "w-join",
+    token: "a-join-secret",
+    logger: createLogger("test", "silent"),
+  });
+  const error = await t.throwsAsync(identity.dial());
+  return error?.message ?? "";
+}
+
+test("a join that finds nobody listening says so, with no TLS hint; a server that hangs up gives the hint", async (t) => {
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+  const { port } = closed.address() as AddressInfo;
+  await new Promise((resolve) => closed.close(resolve));
+  const refused = await joinError(t, `127.0.0.1:${port}`);
+  t.regex(refused, /ECONNREFUSED/);
+  t.notRegex(refused, /serves TLS/);
+
+  // What a TLS manager does to a plaintext client: closes the connection without a word.
+  const hangUp = createServer((socket) => socket.destroy());
+  await new Promise<void>((resolve) => hangUp.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => hangUp.close());
+  const hint = await joinError(t, `127.0.0.1:${(hangUp.address() as AddressInfo).port}`);
+  t.regex(hint, /if the manager serves TLS, give a join token with its CA's digest/);
 });

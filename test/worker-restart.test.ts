@@ -46,18 +46,29 @@ const inventoryOn = (manager: TestManager, connection: number) =>
     `the inventory of connection ${connection}`,
   );
 
-test("kill -9 and restart: the same container is adopted, never a second; the outbox survives", async (t) => {
-  const manager = await TestManager.start({ autoAck: false });
-  t.teardown(() => manager.close());
+/** A first worker process on a fresh data dir, running task `id` (generation `generation`). */
+async function runOnFirst(
+  t: ExecutionContext,
+  manager: TestManager,
+  id: string,
+  generation: bigint,
+) {
   const dataDir = await tempDir(t);
   const first = await start(t, manager, dataDir);
   await inventoryOn(manager, 1);
-  manager.run({ id: "keep", spec: web, generation: 4n });
+  manager.run({ id, spec: web, generation });
   const { update } = await manager.waitForUpdate(
-    (u) => u.taskId === "keep" && u.state === TaskState.RUNNING,
+    (u) => u.taskId === id && u.state === TaskState.RUNNING,
     15_000,
     "RUNNING",
   );
+  return { dataDir, first, update };
+}
+
+test("kill -9 and restart: the same container is adopted, never a second; the outbox survives", async (t) => {
+  const manager = await TestManager.start({ autoAck: false });
+  t.teardown(() => manager.close());
+  const { dataDir, first, update } = await runOnFirst(t, manager, "keep", 4n);
   // Never acknowledged, and the manager "loses" it: the worker must still have it.
   await kill9(first);
   manager.lastSeq.clear();
@@ -253,4 +264,34 @@ test("a second worker process on the same data dir exits 1 with a clear message"
   const error = await t.throwsAsync(spawnWorker(t, { manager: manager.address, dataDir }));
   t.regex(error?.message ?? "", /exited \(1\)/);
   t.regex(error?.message ?? "", /data dir .* is in use by another worker/);
+});
+
+test("a look-alike with the task's labels is neither adopted nor removed after a restart", async (t) => {
+  const manager = await TestManager.start();
+  t.teardown(() => manager.close());
+  const { dataDir, first, update } = await runOnFirst(t, manager, "porta", 1n);
+  // What `docker commit` + `docker run --name qa-debug` makes: every cube.* label, another name.
+  const real = await docker.getContainer(update.containerId).inspect();
+  const copy = await docker.createContainer({
+    name: `qa-debug-${first.id.slice(0, 8)}`,
+    Image: HTTP_IMAGE,
+    Labels: real.Config.Labels,
+  });
+  t.teardown(() => copy.remove({ force: true }).catch(() => undefined));
+  await copy.start();
+
+  await kill9(first);
+  const second = await start(t, manager, dataDir);
+  const inventory = await inventoryOn(manager, 2);
+  t.deepEqual(
+    inventory.items.map((i) => [i.taskId, TaskState[i.state], i.containerId]),
+    [["porta", "RUNNING", update.containerId]],
+    "the task's own container is re-adopted",
+  );
+  t.true((await docker.getContainer(update.containerId).inspect()).State.Running);
+  t.true((await copy.inspect()).State.Running, "the look-alike is left alone");
+  // The recovery ran before the inventory went out, so its warning is in the log already.
+  const warnings = second.log().match(/"msg":"container qa-debug-\S+ carries cube's labels/g);
+  t.is(warnings?.length, 1, "the look-alike is named in one warning");
+  t.false(second.log().includes("removing a stale container"));
 });

@@ -2,12 +2,12 @@
  * The worker's state pieces on their own: the LevelDB store and outbox (on disk, across
  * reopen), the recovery plan, back-off, the per-task queue, the async queue and labels.
  */
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import test from "ava";
 import { Level } from "level";
-import { DesiredState, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
+import { DesiredState, type Task, TaskSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { AsyncQueue } from "../worker/async-queue.js";
 import { backoffDelay } from "../worker/backoff.js";
 import { parseLabels, workerEnv, workerOptionsFromEnv } from "../worker/env.js";
@@ -15,7 +15,7 @@ import { DataDirInUseError, WorkerStore } from "../worker/store/worker-store.js"
 import { Outbox } from "../worker/stream/outbox.js";
 import type { ContainerInfo } from "../worker/tasks/driver.js";
 import { KeyedSerial } from "../worker/tasks/keyed-serial.js";
-import { planRecovery } from "../worker/tasks/recovery-plan.js";
+import { planRecovery, type RecoveryAction } from "../worker/tasks/recovery-plan.js";
 import { tempDir } from "./fixtures.js";
 
 const update = (taskId: string, state = TaskState.RUNNING) => ({
@@ -73,6 +73,18 @@ test("a data dir open in one store refuses a second", async (t) => {
   t.regex(error?.message ?? "", /is in use by another worker/);
 });
 
+test("a data dir the store cannot open names the cause, not only that it failed", async (t) => {
+  // Where LevelDB's directory should be, a file: it cannot open, as on a read-only file
+  // system (EROFS) or a directory of another owner, and the cause is what says why.
+  const dir = await tempDir(t);
+  await writeFile(join(dir, "worker.db"), "");
+  const error = await t.throwsAsync(WorkerStore.open(dir));
+  t.regex(
+    error?.message ?? "",
+    /^cannot open the worker state in .*: Database failed to open: .*EEXIST/,
+  );
+});
+
 test("outbox listeners hear appends only once they are durable, in order", async (t) => {
   const store = await WorkerStore.open(await tempDir(t));
   t.teardown(() => store.close());
@@ -88,7 +100,13 @@ test("outbox listeners hear appends only once they are durable, in order", async
 
 const record = (id: string, state: TaskState, generation = 2n, extra = {}) =>
   create(TaskSchema, { id, state, generation, containerId: `c-${id}`, ...extra });
-const container = (taskId: string, generation: bigint, running: boolean, exitCode?: number) =>
+const container = (
+  taskId: string,
+  generation: bigint,
+  running: boolean,
+  exitCode?: number,
+  extra: Partial<ContainerInfo> = {},
+) =>
   ({
     containerId: `c-${taskId}-g${generation}`,
     taskId,
@@ -96,7 +114,14 @@ const container = (taskId: string, generation: bigint, running: boolean, exitCod
     running,
     exitCode,
     ports: [],
+    ...extra,
   }) satisfies ContainerInfo;
+const summarize = (plan: RecoveryAction[]) =>
+  plan.map((a) =>
+    "task" in a
+      ? `${a.kind} ${a.task.id}${"container" in a && a.container ? ` ${a.container.containerId}` : ""}`
+      : `${a.kind} ${a.container.containerId}`,
+  );
 
 test("the recovery plan adopts, reports, forgets and removes, and never starts anything", (t) => {
   const plan = planRecovery(
@@ -119,12 +144,7 @@ test("the recovery plan adopts, reports, forgets and removes, and never starts a
       container("orphan", 5n, true),
     ],
   );
-  const summary = plan.map((a) =>
-    a.kind === "remove"
-      ? `remove ${a.container.containerId}`
-      : `${a.kind} ${a.task.id}${"container" in a && a.container ? ` ${a.container.containerId}` : ""}`,
-  );
-  t.deepEqual(summary, [
+  t.deepEqual(summarize(plan), [
     "remove c-running-g1",
     "adopt running c-running-g2",
     "adopt lagging c-lagging-g2",
@@ -136,6 +156,95 @@ test("the recovery plan adopts, reports, forgets and removes, and never starts a
     "remove c-orphan-g5",
   ]);
 });
+
+// A look-alike: a `docker commit` of a task's container run under another name, or one made
+// by hand with the same cube.* labels. Its labels name the task; its name is not cube's.
+const lookAlike = (taskId: string, generation: bigint, running = true, exitCode?: number) =>
+  container(taskId, generation, running, exitCode, {
+    containerId: `qa-${taskId}-g${generation}`,
+    name: `qa-${taskId}`,
+    foreign: true,
+  });
+
+const porta = record("porta", TaskState.RUNNING, 2n, { containerId: "c-porta-g2" });
+const fresh = record("new", TaskState.SCHEDULED, 2n, { containerId: "" });
+const named = container("new", 2n, true, undefined, { name: "cube-new-g2-w" });
+const done = record("done", TaskState.FAILED, 2n, { containerId: "c-done-g2" });
+const stopping = record("stopping", TaskState.RUNNING, 2n, {
+  containerId: "c-stopping-g2",
+  desiredState: DesiredState.STOPPED,
+});
+const web3 = record("web", TaskState.RUNNING, 3n, { containerId: "c-web-g3" });
+
+// [case, records, containers, the plan]
+const planCases: [string, Task[], ContainerInfo[], string[]][] = [
+  [
+    "the record's container is adopted, a running look-alike beside it left alone",
+    [porta],
+    [lookAlike("porta", 2n), container("porta", 2n, true)],
+    ["foreign qa-porta-g2", "adopt porta c-porta-g2"],
+  ],
+  [
+    "the look-alike listed first or last changes nothing",
+    [porta],
+    [container("porta", 2n, true), lookAlike("porta", 2n)],
+    ["foreign qa-porta-g2", "adopt porta c-porta-g2"],
+  ],
+  [
+    "the record's container gone, a look-alike is not adopted: the task vanished",
+    [porta],
+    [lookAlike("porta", 2n)],
+    ["foreign qa-porta-g2", "vanished porta"],
+  ],
+  [
+    "an exited record's container is reported even when a look-alike runs",
+    [porta],
+    [lookAlike("porta", 2n), container("porta", 2n, false, 3)],
+    ["foreign qa-porta-g2", "exited porta c-porta-g2"],
+  ],
+  [
+    "no container id yet: the one cube named is adopted, not the look-alike",
+    [fresh],
+    [lookAlike("new", 2n), named],
+    ["foreign qa-new-g2", "adopt new c-new-g2"],
+  ],
+  [
+    "no container id and only a look-alike: the start is forgotten",
+    [fresh],
+    [lookAlike("new", 2n)],
+    ["foreign qa-new-g2", "forget new"],
+  ],
+  [
+    "cube's own older generation is removed, a look-alike of it is not",
+    [web3],
+    [container("web", 2n, false, 0), lookAlike("web", 2n, false, 0), container("web", 3n, true)],
+    ["remove c-web-g2", "foreign qa-web-g2", "adopt web c-web-g3"],
+  ],
+  [
+    "with no record: cube's container is removed, a look-alike left alone",
+    [],
+    [container("gone", 1n, true), lookAlike("gone", 1n)],
+    ["remove c-gone-g1", "foreign qa-gone-g1"],
+  ],
+  [
+    "an ended record keeps its container; a stopping one finishes on its own",
+    [done, stopping],
+    [lookAlike("stopping", 2n), container("stopping", 2n, true), container("done", 2n, false, 1)],
+    ["keep done c-done-g2", "foreign qa-stopping-g2", "finish-stop stopping c-stopping-g2"],
+  ],
+  [
+    "an ended record whose container runs again (docker restart): it is removed",
+    [done],
+    [container("done", 2n, true)],
+    ["stray done c-done-g2"],
+  ],
+];
+
+for (const [name, records, containers, plan] of planCases) {
+  test(`recovery plan: ${name}`, (t) => {
+    t.deepEqual(summarize(planRecovery(records, containers)), plan);
+  });
+}
 
 test("back-off doubles from 100 ms to 1 s, jittered within half of each step", (t) => {
   for (let attempt = 0; attempt < 12; attempt++) {

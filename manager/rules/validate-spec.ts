@@ -30,6 +30,7 @@ export const LIMITS = {
   cpu: 1024,
   bytes: 2n ** 50n, // 1 PiB
   minMemoryBytes: 6n * 1024n * 1024n, // Docker refuses less
+  minCpu: 0.01, // 10m: runc refuses a CFS quota below 1 ms a 100 ms period
   maxRestarts: 1000,
   durationMs: 24 * 3600 * 1000,
   healthPathLength: 1024,
@@ -205,6 +206,9 @@ function resources(spec: TaskSpec): void {
   if (Math.abs(r.cpu * 1000 - Math.round(r.cpu * 1000)) > 1e-6) {
     bad("spec.resources.cpu", `cores in steps of 0.001, a millicore (got ${r.cpu})`);
   }
+  if (r.cpu > 0 && r.cpu < LIMITS.minCpu) {
+    bad("spec.resources.cpu", `at least 0.01 (10m) when set, Docker's minimum (got ${r.cpu})`);
+  }
   if (r.memoryBytes > LIMITS.bytes) bad("spec.resources.memory_bytes", "at most 1 PiB");
   if (r.memoryBytes !== 0n && r.memoryBytes < LIMITS.minMemoryBytes) {
     bad("spec.resources.memory_bytes", "at least 6 MiB when set (Docker's minimum)");
@@ -246,6 +250,20 @@ function healthCheck(spec: TaskSpec): void {
   }
   if (h.port !== 0 && !spec.ports.some((p) => p.containerPort === h.port)) {
     bad("spec.health_check.port", `${h.port} is not a container port of spec.ports`);
+  }
+  // The check is HTTP: the port it checks (its own, else the first) must be published on TCP.
+  const checked = h.port || spec.ports[0]?.containerPort;
+  const tcp = (p: TaskSpec["ports"][number]) =>
+    p.containerPort === checked && p.protocol !== Protocol.UDP;
+  if (
+    checked !== undefined &&
+    spec.ports.some((p) => p.containerPort === checked) &&
+    !spec.ports.some(tcp)
+  ) {
+    bad(
+      "spec.health_check.port",
+      `an HTTP health check needs a TCP port: ${checked} is published on UDP only`,
+    );
   }
   const interval = duration("spec.health_check.interval", h.interval);
   // A check every microsecond is a busy loop on the worker and in the container.

@@ -37,6 +37,20 @@ export interface ContainerPolicy {
   readonly allowedRegistries: readonly string[];
 }
 
+/**
+ * How Docker keeps a container's output: its json-file driver, rotated at 10 MB and at most
+ * 5 files (50 MB a container), the kubelet's defaults (containerLogMaxSize 10Mi,
+ * containerLogMaxFiles 5). Without it a chatty task fills the disk. The engine's log reader,
+ * and so `cube logs`, reads across the rotated files.
+ */
+export const LOG_CONFIG: {
+  readonly Type: string;
+  readonly Config: Readonly<Record<string, string>>;
+} = {
+  Type: "json-file",
+  Config: { "max-size": "10m", "max-file": "5" },
+};
+
 /** What a worker enforces unless its operator says otherwise. */
 export const DEFAULT_POLICY: ContainerPolicy = {
   noNewPrivileges: true,
@@ -128,12 +142,18 @@ export function createOptions(
     // An init as PID 1 forwards SIGTERM, so servers that ignore it as PID 1 still stop in ms.
     Init: true,
     PortBindings: bindings,
+    LogConfig: { Type: LOG_CONFIG.Type, Config: { ...LOG_CONFIG.Config } },
   };
   if (policy.noNewPrivileges) hostConfig.SecurityOpt = ["no-new-privileges"];
   if (policy.pidsLimit > 0) hostConfig.PidsLimit = policy.pidsLimit;
   if (policy.dropCapabilities.length > 0) hostConfig.CapDrop = [...policy.dropCapabilities];
   if (resources && resources.cpu > 0) hostConfig.NanoCpus = Math.round(resources.cpu * 1e9);
-  if (resources && resources.memoryBytes > 0n) hostConfig.Memory = Number(resources.memoryBytes);
+  if (resources && resources.memoryBytes > 0n) {
+    hostConfig.Memory = Number(resources.memoryBytes);
+    // Memory and swap together capped at the memory: no swap, as Kubernetes runs pods (Docker's
+    // default lets a container swap as much again, so it slows down instead of being OOM-killed).
+    hostConfig.MemorySwap = hostConfig.Memory;
+  }
 
   const options: Docker.ContainerCreateOptions = {
     name: containerName(request.taskId, request.generation, request.workerId),
@@ -185,11 +205,18 @@ export function containerInfo(inspect: Docker.ContainerInspectInfo): ContainerIn
   const labels = inspect.Config.Labels ?? {};
   const state = inspect.State;
   const exited = !state.Running && (state.Status === "exited" || state.Status === "dead");
-  const error = state.OOMKilled ? "out of memory" : state.Error || undefined;
+  const error =
+    (oomEnded(state.ExitCode, state.OOMKilled) && "out of memory") || state.Error || undefined;
+  const name = inspect.Name.replace(/^\//, "");
+  const taskId = labels[LABEL_TASK] ?? "";
+  const generation = parseGeneration(labels[LABEL_GENERATION]);
+  const foreign = name !== containerName(taskId, generation, labels[LABEL_WORKER] ?? "");
   return {
     containerId: inspect.Id,
-    taskId: labels[LABEL_TASK] ?? "",
-    generation: parseGeneration(labels[LABEL_GENERATION]),
+    name,
+    ...(foreign ? { foreign } : {}),
+    taskId,
+    generation,
     running: state.Running,
     ...(exited ? { exitCode: state.ExitCode } : {}),
     ...(error ? { error } : {}),
@@ -208,7 +235,8 @@ function optional<K extends string>(key: K, value: number | undefined) {
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: number };
 }
 
-function parseGeneration(text: string | undefined): bigint {
+/** A cube.generation label's value; 0 when it is missing or not a number. */
+export function parseGeneration(text: string | undefined): bigint {
   try {
     return text ? BigInt(text) : 0n;
   } catch {
@@ -222,9 +250,21 @@ const EXIT_MEANINGS: Record<number, string> = {
   137: "killed",
 };
 
-/** For people: "exit code 3", "exit code 137 (killed)", "out of memory". */
+/**
+ * Whether a container ended for want of memory: Docker's OOMKilled says only that the kernel
+ * killed some process of it (a child, say), so it counts only when the exit code is non-zero
+ * too (137 when the main process was the one killed).
+ */
+function oomEnded(exitCode: number, oomKilled: boolean): boolean {
+  return oomKilled && exitCode !== 0;
+}
+
+/**
+ * For people: "exit code 3", "exit code 137 (killed)", "out of memory" (OOM-killed and a
+ * non-zero exit: a main process that exits 0 after a child was OOM-killed succeeded).
+ */
 export function exitReason(exitCode: number, oomKilled: boolean): string {
-  if (oomKilled) return "out of memory";
+  if (oomEnded(exitCode, oomKilled)) return "out of memory";
   const meaning = EXIT_MEANINGS[exitCode];
   return meaning ? `exit code ${exitCode} (${meaning})` : `exit code ${exitCode}`;
 }

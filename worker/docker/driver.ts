@@ -20,6 +20,7 @@ import {
   isEngineAbsent,
   type LogChunk,
   type PullProgress,
+  type StartedContainer,
 } from "../tasks/driver.js";
 import {
   type ContainerPolicy,
@@ -30,6 +31,7 @@ import {
   LABEL_GENERATION,
   LABEL_TASK,
   LABEL_WORKER,
+  parseGeneration,
 } from "./container-spec.js";
 import {
   type Abortable,
@@ -105,6 +107,7 @@ class DockerDriver implements Driver {
   readonly #stats: StatsSampler;
   readonly #exits: ExitWatcher;
   readonly #lost = new Set<(reason: string) => void>();
+  readonly #started = new Set<(started: StartedContainer) => void>();
   readonly #policy: ContainerPolicy;
   readonly #pullStallMs: number;
   readonly #timeoutMs: number;
@@ -128,7 +131,19 @@ class DockerDriver implements Driver {
       logger,
       (reason) => this.#engineLost(reason),
       timeoutMs,
+      (containerId, labels) => {
+        const started = {
+          containerId,
+          taskId: labels[LABEL_TASK] ?? "",
+          generation: parseGeneration(labels[LABEL_GENERATION]),
+        };
+        for (const listener of this.#started) listener(started);
+      },
     );
+  }
+
+  onContainerStarted(listener: (started: StartedContainer) => void): void {
+    this.#started.add(listener);
   }
 
   onEngineLost(listener: (reason: string) => void): void {

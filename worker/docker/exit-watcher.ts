@@ -32,13 +32,17 @@ const MAX_OOM_REMEMBERED = 1000;
 /** How long the inspect of a container that died may take before its die event decides. */
 export const EXIT_INSPECT_TIMEOUT_MS = 5000;
 
-/** Resolves waits on container exits; calls `onDie` for every cube container that dies. */
+/**
+ * Resolves waits on container exits; calls `onDie` for every cube container that dies, and
+ * `onStart` for every one that starts (labels as the event carries them).
+ */
 export class ExitWatcher {
   readonly #docker: Docker;
   readonly #onDie: (containerId: string) => void;
   readonly #logger: Logger | undefined;
   readonly #onBroken: ((reason: string) => void) | undefined;
   readonly #timeoutMs: number;
+  readonly #onStart: ((containerId: string, labels: Record<string, string>) => void) | undefined;
   readonly #waiters = new Map<string, Waiter>();
   /** Containers Docker reported OOM-killed, for a die seen before inspect shows the exit. */
   readonly #oomKilled = new Set<string>();
@@ -62,7 +66,9 @@ export class ExitWatcher {
     logger?: Logger,
     onBroken?: (reason: string) => void,
     timeoutMs = 0,
+    onStart?: (containerId: string, labels: Record<string, string>) => void,
   ) {
+    this.#onStart = onStart;
     this.#docker = docker;
     this.#onDie = onDie;
     this.#logger = logger;
@@ -104,7 +110,7 @@ export class ExitWatcher {
       this.#timeoutMs > 0 ? setTimeout(() => opening.abort(), this.#timeoutMs) : undefined;
     try {
       stream = (await this.#docker.getEvents({
-        filters: { type: ["container"], event: ["die", "oom"], label: [LABEL_WORKER] },
+        filters: { type: ["container"], event: ["die", "oom", "start"], label: [LABEL_WORKER] },
         abortSignal: opening.signal,
       })) as unknown as Readable;
     } catch (error) {
@@ -168,6 +174,10 @@ export class ExitWatcher {
       // Docker sends "oom" before "die"; bounded so a long-running worker does not grow it.
       if (this.#oomKilled.size >= MAX_OOM_REMEMBERED) this.#oomKilled.clear();
       this.#oomKilled.add(id);
+      return;
+    }
+    if (event.Action === "start") {
+      this.#onStart?.(id, event.Actor?.Attributes ?? {});
       return;
     }
     if (event.Action !== "die") return;

@@ -103,9 +103,11 @@ export class WorkerStore {
     try {
       await db.open();
     } catch (error) {
-      const cause = (error as { cause?: { code?: string } }).cause;
+      const cause = (error as { cause?: { code?: string; message?: string } }).cause;
       if (cause?.code === "LEVEL_LOCKED") throw new DataDirInUseError(dir);
-      throw new Error(`cannot open the worker state in ${dir}: ${(error as Error).message}`, {
+      // classic-level says only "Database failed to open"; why (EROFS, EACCES, …) is its cause.
+      const why = cause?.message ? `: ${cause.message}` : "";
+      throw new Error(`cannot open the worker state in ${dir}: ${(error as Error).message}${why}`, {
         cause: error,
       });
     }

@@ -210,8 +210,13 @@ export class WorkerIdentity extends EventEmitter<{ certificate: [] }> {
         this.#credential = this.#secret; // already a credential of its own
         return;
       }
-      // A TLS manager closes a plaintext client without a word.
-      if (!this.tls && [Code.Canceled, Code.Aborted, Code.Unavailable].includes(e.code)) {
+      // A TLS manager closes a plaintext client without a word; nobody listening, or no route,
+      // says nothing of TLS.
+      if (
+        !this.tls &&
+        [Code.Canceled, Code.Aborted, Code.Unavailable].includes(e.code) &&
+        !isConnectFailure(error)
+      ) {
         throw new Error(
           `${e.message} (if the manager serves TLS, give a join token with its CA's digest, <secret>@sha256:<hex>, or --ca)`,
         );
@@ -299,6 +304,20 @@ export class WorkerIdentity extends EventEmitter<{ certificate: [] }> {
     this.#closed = true;
     clearTimeout(this.#timer);
   }
+}
+
+/** Socket errors of a dial that reached no server at all (nothing listening, no route, no name). */
+const CONNECT_FAILURES =
+  /\b(ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|ETIMEDOUT)\b/;
+
+/** Whether `error` (or a cause of it) says the dial reached no server: no TLS hint then. */
+function isConnectFailure(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && CONNECT_FAILURES.test(code)) return true;
+    if (CONNECT_FAILURES.test(e.message)) return true;
+  }
+  return false;
 }
 
 async function readIfThere(path: string): Promise<string | undefined> {

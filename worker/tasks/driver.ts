@@ -17,6 +17,14 @@ export interface ContainerRequest {
 /** A container as a driver sees it. */
 export interface ContainerInfo {
   readonly containerId: string;
+  /** The container's name (without Docker's leading "/"), when the driver knows it. */
+  readonly name?: string;
+  /**
+   * True when the container carries cube's labels but not the name cube gives a container
+   * with those labels (`docker commit` of a cube container run under another name, a
+   * hand-made look-alike): cube did not make it, so it never adopts nor removes it.
+   */
+  readonly foreign?: boolean;
   readonly taskId: string;
   readonly generation: bigint;
   readonly running: boolean;
@@ -152,4 +160,17 @@ export interface Driver {
    * stream broke, a call could not reach it), for the worker's engine monitor to check.
    */
   onEngineLost?(listener: (reason: string) => void): void;
+  /**
+   * Calls `listener` whenever one of this worker's containers starts (cube's own starts too):
+   * the worker stops one that belongs to a task it has recorded as ended (`docker restart`,
+   * `docker start` from outside), so an ended task never has a container running behind it.
+   */
+  onContainerStarted?(listener: (started: StartedContainer) => void): void;
+}
+
+/** A container start the engine reported, with the labels that name its task. */
+export interface StartedContainer {
+  readonly containerId: string;
+  readonly taskId: string;
+  readonly generation: bigint;
 }

@@ -13,6 +13,10 @@ export interface RecoveryContext {
   readonly logger: Logger;
   /** Stop grace for containers that must go. */
   readonly graceMs: number;
+  /** Stops and removes the running container of a task recorded as ended; never throws. */
+  removeStray(task: Task, containerId: string): Promise<void>;
+  /** Ids of the foreign containers already warned about: each is named once. */
+  readonly foreignWarned: Set<string>;
   /** Watches a re-adopted container again (its exit, its health check). */
   follow(task: Task): void;
   /** Removes the task's container and reports it COMPLETED "stopped". */
@@ -21,8 +25,8 @@ export interface RecoveryContext {
 
 /**
  * Carries out one step of {@link planRecovery}'s plan: re-adopt, report an exit or a
- * vanished container, forget a start that never happened, finish a stop, or remove a
- * stale container. Never starts a container.
+ * vanished container, forget a start that never happened, finish a stop, remove a
+ * stale container, or name a foreign look-alike (once). Never starts a container.
  */
 export async function applyRecovery(action: RecoveryAction, ctx: RecoveryContext): Promise<void> {
   const { ledger, driver } = ctx;
@@ -32,9 +36,27 @@ export async function applyRecovery(action: RecoveryAction, ctx: RecoveryContext
       await driver.stop(action.container.containerId, ctx.graceMs);
       await driver.destroy(action.container.containerId);
       return;
+    case "foreign": {
+      const { containerId, name, taskId, generation } = action.container;
+      if (ctx.foreignWarned.has(containerId)) return;
+      ctx.foreignWarned.add(containerId);
+      ctx.logger.warn(
+        {
+          container: name ?? containerId,
+          containerId,
+          task: taskId,
+          generation: Number(generation),
+        },
+        `container ${name ?? containerId} carries cube's labels for task ${taskId} but cube did not make it: leaving it alone`,
+      );
+      return;
+    }
     case "keep":
       ledger.restore(action.task);
       return;
+    case "stray":
+      if (!ledger.get(action.task.id)) ledger.restore(action.task);
+      return ctx.removeStray(action.task, action.container.containerId);
     case "forget":
       if (action.container) await driver.destroy(action.container.containerId);
       await ledger.forget(action.task.id);

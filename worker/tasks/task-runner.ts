@@ -18,6 +18,7 @@ import {
   ProgressSchema,
 } from "../../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../../lib/logger.js";
+import { isFinished } from "../../lib/task-state.js";
 import { TrailingThrottle } from "../../lib/trailing-throttle.js";
 import { backoffDelay } from "../backoff.js";
 import type { WorkerStore } from "../store/worker-store.js";
@@ -100,6 +101,8 @@ export class TaskRunner {
   readonly #following = new Map<string, string>();
   /** Recovery could not reach the engine at start: it runs when the engine is back. */
   #recoveryPending = false;
+  /** Foreign look-alike containers already named in a warning (recovery and every re-sync see them). */
+  readonly #foreignWarned = new Set<string>();
   #accepting = true;
   #closed = false;
 
@@ -107,6 +110,14 @@ export class TaskRunner {
     this.#o = options;
     this.#log = options.logger;
     this.#ledger = new TaskLedger(options.store, options.outbox, options.logger);
+    options.driver.onContainerStarted?.(({ containerId, taskId, generation }) => {
+      this.#background(taskId, "removing a container of an ended task", async () => {
+        const record = this.#ledger.get(taskId);
+        if (this.#closed || !record || !isFinished(record.state)) return;
+        if (record.generation !== generation || record.containerId !== containerId) return;
+        await this.#removeStray(record, containerId);
+      });
+    });
   }
 
   /** The worker's task records (its read-only view of its tasks). */
@@ -352,14 +363,35 @@ export class TaskRunner {
     if (this.#closed || current?.containerId !== containerId) return;
     if (current.state !== TaskState.RUNNING) return;
     this.#o.health.unwatch(id);
-    await this.#ledger.report(
-      withChanges(current, {
-        state: exit.exitCode === 0 ? TaskState.COMPLETED : TaskState.FAILED,
-        exitCode: exit.exitCode,
-        reason: exit.reason,
-        finishedAt: timestampFromMs(exit.finishedAtMs),
-      }),
-    );
+    const ended = withChanges(current, {
+      state: exit.exitCode === 0 ? TaskState.COMPLETED : TaskState.FAILED,
+      exitCode: exit.exitCode,
+      reason: exit.reason,
+      finishedAt: timestampFromMs(exit.finishedAtMs),
+    });
+    await this.#ledger.report(ended);
+    // A `docker restart` may have started it again before the end was recorded (its start
+    // event then found the task still RUNNING): an ended task keeps no running container.
+    const now = await this.#o.driver.inspect(containerId).catch(() => undefined);
+    if (now?.running) await this.#removeStray(ended, containerId);
+  }
+
+  /**
+   * Stops and removes a running container of a task recorded as ended: started again
+   * outside cube, it would hold the task's host ports with nobody watching it. The task is
+   * not brought back. A failure is logged; the next re-sync finds the container again.
+   */
+  async #removeStray(task: Task, containerId: string): Promise<void> {
+    try {
+      await this.#o.driver.stop(containerId, DEFAULT_STOP_GRACE_MS);
+      await this.#o.driver.destroy(containerId);
+      this.#log.warn(
+        { task: task.id, generation: Number(task.generation), containerId },
+        `a container of ended task ${task.id} (${containerId.slice(0, 12)}) was started outside cube and was removed`,
+      );
+    } catch (error) {
+      this.#log.error({ task: task.id, err: error }, "cannot remove a container of an ended task");
+    }
   }
 
   async #healthChanged(id: string, generation: bigint, change: HealthChange): Promise<void> {
@@ -440,7 +472,9 @@ export class TaskRunner {
       forget: 0,
       "finish-stop": 0,
       keep: 0,
+      stray: 0,
       remove: 0,
+      foreign: 0,
     };
     let containers: ContainerInfo[];
     try {
@@ -462,6 +496,10 @@ export class TaskRunner {
     const ctx = this.#recoveryContext();
     for (const action of planRecovery(records, containers)) {
       counts[action.kind]++;
+      if (action.kind === "foreign") {
+        await applyRecovery(action, ctx);
+        continue;
+      }
       const key = action.kind === "remove" ? action.container.taskId : action.task.id;
       const apply = () => applyRecovery(action, ctx);
       // Removing a stale container may wait out a stop grace: nothing depends on it.
@@ -488,6 +526,8 @@ export class TaskRunner {
       driver: this.#o.driver,
       logger: this.#log,
       graceMs: DEFAULT_STOP_GRACE_MS,
+      foreignWarned: this.#foreignWarned,
+      removeStray: (task: Task, containerId: string) => this.#removeStray(task, containerId),
       follow: (task: Task) => this.#follow(task),
       finishStop: (task: Task) => this.#finishStop(task, DEFAULT_STOP_GRACE_MS),
     };
@@ -530,6 +570,10 @@ export class TaskRunner {
             action.task.state === TaskState.RUNNING &&
             this.#following.get(id) === action.container.containerId;
           if (followed || action.kind === "keep") continue;
+          if (action.kind === "foreign") {
+            await applyRecovery(action, ctx);
+            continue;
+          }
           if (action.kind === "remove") {
             // May wait out a stop grace: after this step, in the task's queue.
             this.#background(id, "removing a stale container", () => applyRecovery(action, ctx));
