@@ -19,6 +19,7 @@ import type { Store } from "../store/store.js";
 import { ChangeFeed } from "./change-feed.js";
 import { EventHub } from "./event-hub.js";
 import { JobTable } from "./job-table.js";
+import { restartsSoFar } from "./lifecycle.js";
 import { ManagerMetrics } from "./manager-metrics.js";
 import { newTask } from "./new-task.js";
 import type { ResolvedOptions } from "./options.js";
@@ -189,9 +190,15 @@ export class ControlPlane {
     const revision = ++this.revision;
     const now = this.clock.now();
     const after: Task = { ...before, ...patch, revision };
-    // ready_at follows every change here, so no rule has to remember it.
+    // ready_at follows every change here, so no rule has to remember it; so does the reset
+    // of the restart count of a task that ran ready long enough, once it stops being ready.
     const ready = isReady(after);
-    if (ready !== isReady(before)) after.readyAt = ready ? timestampLiteral(now) : undefined;
+    if (ready !== isReady(before)) {
+      after.readyAt = ready ? timestampLiteral(now) : undefined;
+      if (!ready && patch.restartCount === undefined) {
+        after.restartCount = restartsSoFar(before, now);
+      }
+    }
     entry.task = after;
     this.#account(entry, before, after);
     this.#record(entry, after, type, message, now);
