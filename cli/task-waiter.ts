@@ -28,15 +28,21 @@ export interface WaitStep {
   outcome?: WaitOutcome;
 }
 
-/** Restarts the manager allows when the policy sets none (the book's limit). */
+/** Restarts the manager allows `on-failure` when the policy sets none (the book's limit). */
 const DEFAULT_MAX_RESTARTS = 3;
 
-/** Whether the manager will start this ended task again, by its restart policy. */
+/**
+ * Whether the manager will start this ended task again, by its restart policy (the manager's
+ * rules/restart-policy.ts: `always` without max_restarts has no limit; the count the task
+ * carries once ended is already reset when it had run ready for 10 minutes).
+ */
 export function willRestart(task: Task): boolean {
   if (task.desiredState === DesiredState.STOPPED) return false;
   const policy = task.spec?.restartPolicy;
   const mode = policy?.mode ?? RestartMode.UNSPECIFIED;
-  const max = policy?.maxRestarts || DEFAULT_MAX_RESTARTS;
+  const max =
+    policy?.maxRestarts ||
+    (mode === RestartMode.ALWAYS ? Number.POSITIVE_INFINITY : DEFAULT_MAX_RESTARTS);
   if (task.restartCount >= max) return false;
   if (mode === RestartMode.ALWAYS) return true;
   return mode === RestartMode.ON_FAILURE && task.state === TaskState.FAILED;

@@ -459,6 +459,12 @@ test("--wait: without a health check RUNNING is enough; FAILED ends it unless a 
   t.is(new TaskWaiter({ startedAt: 0 }).start(retrying, 5).outcome, undefined);
   t.false(willRestart(task({ ...retrying, restartCount: 2 })));
   t.false(willRestart(task({ ...retrying, desiredState: DesiredState.STOPPED })));
+  const always = task({
+    state: TaskState.FAILED,
+    spec: { image: "i", restartPolicy: { mode: RestartMode.ALWAYS } },
+    restartCount: 40,
+  });
+  t.true(willRestart(always), "always without max_restarts: no limit");
 
   const done = new TaskWaiter({ startedAt: 0 }).start(
     task({ state: TaskState.COMPLETED, exitCode: 0 }),

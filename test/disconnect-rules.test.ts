@@ -324,6 +324,7 @@ test("an agent that restarted (a new agent_started_at) and is back within the re
   const kept = await reach(h, "t", TaskState.RUNNING, 1n);
   t.is(kept.workerId, "w1", "the original copy is kept");
   t.is(kept.containerId, "c-old");
+  t.is(kept.restartCount, 0, "the move it was kept over was no restart of the task");
   const stop = await w2.waitFor((x) => x.action === AssignmentAction.STOP);
   t.is(stop.task?.generation, 2n, "the replacement is stopped");
   t.false(

@@ -30,17 +30,23 @@ import {
   backoffMs,
   decideRestart,
   type EndKind,
+  formatAttempt,
   formatMs,
+  RESTART_RESET_MS,
 } from "../manager/rules/restart-policy.js";
+
+/** The manager's clock when the restart cases are decided. */
+const NOW = 1_800_000_000_000;
 
 function task(
   mode: RestartMode,
   restartCount: number,
-  policy: { max?: number; backoff?: number; maxBackoff?: number } = {},
+  policy: { max?: number; backoff?: number; maxBackoff?: number; readyForMs?: number } = {},
 ): Task {
   return create(TaskSchema, {
     id: "t",
     restartCount,
+    readyAt: policy.readyForMs === undefined ? undefined : timestampFromMs(NOW - policy.readyForMs),
     spec: {
       image: "x",
       restartPolicy: {
@@ -52,6 +58,9 @@ function task(
     },
   });
 }
+
+const { ALWAYS, ON_FAILURE } = RestartMode;
+const RESET = RESTART_RESET_MS;
 
 const RESTART_CASES: [string, Task, EndKind, string][] = [
   ["never: a failure stays", task(RestartMode.NEVER, 0), "failed", "none"],
@@ -69,12 +78,9 @@ const RESTART_CASES: [string, Task, EndKind, string][] = [
     "restart 2/3 in 200ms",
   ],
   ["on-failure: a clean exit stays", task(RestartMode.ON_FAILURE, 0), "completed", "none"],
-  [
-    "always: a clean exit restarts",
-    task(RestartMode.ALWAYS, 2),
-    "completed",
-    "restart 3/3 in 400ms",
-  ],
+  ["always: a clean exit restarts", task(RestartMode.ALWAYS, 2), "completed", "restart 3 in 400ms"],
+  ["always, max_restarts 0: no limit", task(ALWAYS, 50), "failed", "restart 51 in 10s"],
+  ["always, max_restarts 3: gives up", task(ALWAYS, 3, { max: 3 }), "failed", "give-up 3"],
   ["the book's limit: gives up after 3", task(RestartMode.ON_FAILURE, 3), "failed", "give-up 3"],
   ["max_restarts 2", task(RestartMode.ON_FAILURE, 2, { max: 2 }), "failed", "give-up 2"],
   [
@@ -92,16 +98,36 @@ const RESTART_CASES: [string, Task, EndKind, string][] = [
   ],
 ];
 
+/** The decision as the cases write it: "restart 2/3 in 200ms", "give-up 3", "none". */
+function decision(t0: Task, end: EndKind): string {
+  const d = decideRestart(t0, end, NOW);
+  return d.kind === "restart"
+    ? `restart ${formatAttempt(d.attempt, d.max)} in ${formatMs(d.delayMs)}`
+    : d.kind === "give-up"
+      ? `give-up ${d.max}`
+      : "none";
+}
+
 for (const [name, t0, end, want] of RESTART_CASES) {
   test(`restart policy: ${name}`, (t) => {
-    const d = decideRestart(t0, end);
-    const got =
-      d.kind === "restart"
-        ? `restart ${d.attempt}/${d.max} in ${formatMs(d.delayMs)}`
-        : d.kind === "give-up"
-          ? `give-up ${d.max}`
-          : "none";
-    t.is(got, want);
+    t.is(decision(t0, end), want);
+  });
+}
+
+/**
+ * [ready for (ms) when it ended, restart_count, max_restarts, end, decision]: a task ready for
+ * RESTART_RESET_MS starts its count and its back-off afresh.
+ */
+const RESET_CASES: [number, number, number, EndKind, string][] = [
+  [RESET, 3, 0, "failed", "restart 1/3 in 100ms"],
+  [RESET + 1, 7, 8, "unhealthy", "restart 1/8 in 100ms"],
+  [RESET - 1, 3, 0, "failed", "give-up 3"],
+  [12_000, 2, 5, "failed", "restart 3/5 in 400ms"],
+];
+
+for (const [readyForMs, count, max, end, want] of RESET_CASES) {
+  test(`restart policy: ready ${formatMs(readyForMs)}, ${count} restarts, ${end} → ${want}`, (t) => {
+    t.is(decision(task(ON_FAILURE, count, { max, readyForMs }), end), want);
   });
 }
 

@@ -1,6 +1,6 @@
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import {
   HealthStatus,
   RestartMode,
@@ -10,6 +10,7 @@ import {
 } from "../gen/cube/v1/task_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
+import { RESTART_RESET_MS } from "../manager/rules/restart-policy.js";
 import { FakeClock } from "./fake-clock.js";
 import { eventually, FakeWorker, type Harness, harness, spec } from "./manager-harness.js";
 
@@ -30,6 +31,44 @@ async function restartWaiting(h: Harness, id: string): Promise<void> {
   await eventually(() => {
     if (!h.cp.tasks.get(id)?.restartTimer) throw new Error(`${id}: no restart waiting`);
   });
+}
+
+/** Resolves once `w` got the RUN of the task's generation `gen` and the task is RUNNING at it. */
+async function runningAt(h: Harness, w: FakeWorker, id: string, gen: bigint): Promise<void> {
+  await w.waitFor(
+    (a) => a.task?.id === id && a.task.generation === gen && a.action === AssignmentAction.RUN,
+  );
+  await eventually(async () => {
+    const { task } = await h.tasks.getTask({ id });
+    if (task?.generation !== gen || task.state !== TaskState.RUNNING) throw new Error("not yet");
+  });
+}
+
+/**
+ * A manager on a fake clock with one fake worker, running a task with restart `mode`,
+ * `maxRestarts` and a back-off of `backoffMs`. The worker's heartbeat timeout is an hour, so
+ * it stays in contact across the clock's jumps.
+ */
+async function failingTask(
+  t: ExecutionContext,
+  mode: RestartMode,
+  maxRestarts: number,
+  backoffMs = 20,
+): Promise<{ clock: FakeClock; h: Harness; w: FakeWorker; id: string }> {
+  const clock = new FakeClock();
+  const h = await harness(t, { clock, heartbeatTimeoutMs: 3_600_000 });
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  const { task } = await h.tasks.runTask({
+    spec: spec({ restartPolicy: { mode, maxRestarts, backoff: durationFromMs(backoffMs) } }),
+  });
+  return { clock, h, w, id: task?.id ?? "" };
+}
+
+/** The messages of the task's PROGRESS events, in order. */
+async function progressOf(h: Harness, id: string): Promise<string[]> {
+  const { events } = await h.tasks.listTaskEvents({ taskId: id });
+  return events.filter((e) => e.type === TaskEventType.PROGRESS).map((e) => e.message);
 }
 
 async function status(h: Harness, id: string, want: WorkerStatus, ms = 3000): Promise<void> {
@@ -132,29 +171,14 @@ test("a task that fits nowhere is PENDING with a reason, and placed when capacit
 });
 
 test("a failed task is restarted with back-off on the same worker, then gives up", async (t) => {
-  const clock = new FakeClock();
-  const h = await harness(t, { clock });
-  const w = new FakeWorker("w1");
-  await w.connect(h.transport);
-  const { task } = await h.tasks.runTask({
-    spec: spec({
-      restartPolicy: { mode: RestartMode.ON_FAILURE, maxRestarts: 2, backoff: durationFromMs(20) },
-    }),
-  });
-  const id = task?.id ?? "";
+  const { clock, h, w, id } = await failingTask(t, RestartMode.ON_FAILURE, 2);
   // The back-off before the restart each failure leads to (none after the last).
   for (const [gen, backoff] of [
     [1n, 20],
     [2n, 40],
     [3n, 0],
   ] as const) {
-    await w.waitFor(
-      (a) => a.task?.id === id && a.task.generation === gen && a.action === AssignmentAction.RUN,
-    );
-    await eventually(async () => {
-      const { task } = await h.tasks.getTask({ id });
-      if (task?.generation !== gen || task.state !== TaskState.RUNNING) throw new Error("not yet");
-    });
+    await runningAt(h, w, id, gen);
     w.update(id, gen, TaskState.FAILED, { exitCode: 1, reason: "exit code 1" });
     if (backoff > 0) {
       await restartWaiting(h, id);
@@ -165,9 +189,63 @@ test("a failed task is restarted with back-off on the same worker, then gives up
   t.is(failed.reason, "exit code 1 (gave up after 2 restarts)");
   t.is(failed.restartCount, 2);
   t.is(failed.workerId, "w1");
-  const { events } = await h.tasks.listTaskEvents({ taskId: id });
-  const progress = events.filter((e) => e.type === TaskEventType.PROGRESS).map((e) => e.message);
-  t.deepEqual(progress, ["restarting in 20ms (1/2)", "restarting in 40ms (2/2)"]);
+  t.deepEqual(await progressOf(h, id), ["restarting in 20ms (1/2)", "restarting in 40ms (2/2)"]);
+});
+
+test("the restart count and back-off start afresh once the task ran ready for 10 minutes", async (t) => {
+  const { clock, h, w, id } = await failingTask(t, RestartMode.ON_FAILURE, 2);
+  // Two quick failures use up the budget of 2 ...
+  for (const [gen, backoff] of [
+    [1n, 20],
+    [2n, 40],
+  ] as const) {
+    await runningAt(h, w, id, gen);
+    w.update(id, gen, TaskState.FAILED, { exitCode: 1, reason: "exit code 1" });
+    await restartWaiting(h, id);
+    clock.advance(backoff);
+  }
+  // ... then the third copy runs 10 minutes: its failure is restart 1/2 again, at 20 ms.
+  await runningAt(h, w, id, 3n);
+  clock.advance(RESTART_RESET_MS);
+  w.update(id, 3n, TaskState.FAILED, { exitCode: 1, reason: "exit code 1" });
+  await restartWaiting(h, id);
+  t.is((await h.tasks.getTask({ id })).task?.restartCount, 0, "the reset count is stored");
+  clock.advance(20);
+  await runningAt(h, w, id, 4n);
+  t.is((await h.tasks.getTask({ id })).task?.restartCount, 1);
+  // A failure soon after counts again: 2/2, then gives up.
+  w.update(id, 4n, TaskState.FAILED, { exitCode: 1, reason: "exit code 1" });
+  await restartWaiting(h, id);
+  clock.advance(40);
+  await runningAt(h, w, id, 5n);
+  w.update(id, 5n, TaskState.FAILED, { exitCode: 1, reason: "exit code 1" });
+  const failed = await state(h, id, TaskState.FAILED);
+  t.is(failed.reason, "exit code 1 (gave up after 2 restarts)");
+  t.deepEqual(await progressOf(h, id), [
+    "restarting in 20ms (1/2)",
+    "restarting in 40ms (2/2)",
+    "restarting in 20ms (1/2)",
+    "restarting in 40ms (2/2)",
+  ]);
+});
+
+test("restart always without max_restarts never gives up", async (t) => {
+  const { clock, h, w, id } = await failingTask(t, RestartMode.ALWAYS, 0, 10);
+  for (let gen = 1n; gen <= 6n; gen++) {
+    await runningAt(h, w, id, gen);
+    w.update(id, gen, TaskState.FAILED, { exitCode: 1, reason: "exit code 1" });
+    await restartWaiting(h, id);
+    clock.advance(10 * 2 ** Number(gen - 1n));
+  }
+  t.deepEqual(await progressOf(h, id), [
+    "restarting in 10ms (1)",
+    "restarting in 20ms (2)",
+    "restarting in 40ms (3)",
+    "restarting in 80ms (4)",
+    "restarting in 160ms (5)",
+    "restarting in 320ms (6)",
+  ]);
+  await w.waitFor((a) => a.task?.id === id && a.task.generation === 7n);
 });
 
 test("an unhealthy task is restarted, and past its limit FAILED and stopped", async (t) => {
@@ -229,7 +307,7 @@ test("a worker whose stream ends is DOWN after the grace; its tasks move and its
   const moved = await state(h, id, TaskState.RUNNING);
   t.is(moved.workerId, "w2");
   t.is(moved.generation, 2n);
-  t.is(moved.restartCount, 1);
+  t.is(moved.restartCount, 0, "a move off a lost worker is not a restart");
   // w1 comes back still holding generation 1: the reconcile stops it.
   const back = new FakeWorker("w1");
   await back.connect(h.transport, [

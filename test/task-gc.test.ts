@@ -16,6 +16,7 @@ import {
   TaskSchema,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
+import { AssignmentAction } from "../gen/cube/v1/worker_service_pb.js";
 import { isFinished } from "../lib/task-state.js";
 import { JOB_LABEL, jobOf } from "../manager/core/job-table.js";
 import { type GcTask, planTaskGc, TASK_GC_INTERVAL_MS } from "../manager/rules/task-gc.js";
@@ -182,6 +183,30 @@ test("an ended task is removed after --task-gc-after: a DELETED event, NOT_FOUND
   const after = await h.restart();
   t.is(after.cp.tasks.get("done"), undefined, "its record is gone from the store");
   t.is(after.cp.tasks.get("up")?.task.state, TaskState.RUNNING);
+});
+
+test("removing an ended task sends its worker a STOP, which removes the container kept since it ended", async (t) => {
+  const clock = new FakeClock();
+  const h = await harness(t, { clock, taskGcAfterMs: HOUR, heartbeatTimeoutMs: 10 * HOUR });
+  const w1 = new FakeWorker("w1");
+  await w1.connect(h.transport);
+  await h.tasks.runTask({ id: "exited", spec: spec() });
+  await reach(h, "exited", TaskState.RUNNING, 1n);
+  w1.update("exited", 1n, TaskState.COMPLETED, { exitCode: 0, reason: "exit code 0" });
+  await reach(h, "exited", TaskState.COMPLETED);
+  const stops = () =>
+    w1.assignments.filter((a) => a.task?.id === "exited" && a.action === AssignmentAction.STOP);
+  t.is(stops().length, 0, "an ended task's container stays (cube logs reads it)");
+  clock.advance(HOUR + TASK_GC_INTERVAL_MS);
+  const stop = await w1.waitFor(
+    (a) => a.task?.id === "exited" && a.action === AssignmentAction.STOP,
+  );
+  t.is(stop.task?.generation, 1n);
+  t.is(h.cp.tasks.get("exited"), undefined);
+  // Acked (as not held, or held and removed): nothing lingers in the worker's bookkeeping.
+  await eventually(() => {
+    if (h.cp.workers.get("w1")?.unacked.has("exited")) throw new Error("still unacked");
+  });
 });
 
 test("a crash-looping job keeps its 10 newest ended replicas; the sweep removes the rest", async (t) => {

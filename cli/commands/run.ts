@@ -39,10 +39,11 @@ interface RunOptions extends ClientOptions, RunFlags {
 
 /**
  * Parses --max-restarts: a whole number from 1. The manager reads max_restarts 0 as its
- * default of 3 (task.proto), so 0 would restart three times, not never.
+ * default (task.proto: 3 in a row for on-failure, no limit for always), so 0 would not mean
+ * never.
  */
 const parseMaxRestarts = positiveCount(
-  "0 would mean the default of 3 restarts (the manager reads 0 as unset): give 1 or more, or use --restart never for no restart",
+  "0 would mean the default (the manager reads 0 as unset: 3 restarts in a row for on-failure, no limit for always): give 1 or more, or use --restart never for no restart",
 );
 
 /**
@@ -95,7 +96,11 @@ export function runCommand(io: Io): Command {
       "never, on-failure or always (default never)",
       arg(parseRestartMode),
     )
-    .option("--max-restarts <n>", "restarts at most, 1 or more (default 3)", arg(parseMaxRestarts))
+    .option(
+      "--max-restarts <n>",
+      "restarts in a row at most, 1 or more (default 3 for on-failure, no limit for always)",
+      arg(parseMaxRestarts),
+    )
     .option(
       "-l, --label <key=value>",
       "label (repeatable)",

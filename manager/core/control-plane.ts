@@ -19,6 +19,7 @@ import type { Store } from "../store/store.js";
 import { ChangeFeed } from "./change-feed.js";
 import { EventHub } from "./event-hub.js";
 import { JobTable } from "./job-table.js";
+import { restartsSoFar } from "./lifecycle.js";
 import { ManagerMetrics } from "./manager-metrics.js";
 import { newTask } from "./new-task.js";
 import type { ResolvedOptions } from "./options.js";
@@ -189,9 +190,15 @@ export class ControlPlane {
     const revision = ++this.revision;
     const now = this.clock.now();
     const after: Task = { ...before, ...patch, revision };
-    // ready_at follows every change here, so no rule has to remember it.
+    // ready_at follows every change here, so no rule has to remember it; so does the reset
+    // of the restart count of a task that ran ready long enough, once it stops being ready.
     const ready = isReady(after);
-    if (ready !== isReady(before)) after.readyAt = ready ? timestampLiteral(now) : undefined;
+    if (ready !== isReady(before)) {
+      after.readyAt = ready ? timestampLiteral(now) : undefined;
+      if (!ready && patch.restartCount === undefined) {
+        after.restartCount = restartsSoFar(before, now);
+      }
+    }
     entry.task = after;
     this.#account(entry, before, after);
     this.#record(entry, after, type, message, now);
@@ -215,7 +222,8 @@ export class ControlPlane {
   /**
    * Removes ended tasks for good (garbage collection, rules/task-gc.ts): for each a DELETED
    * event carrying its last snapshot (watchers drop it), its record removed in the same group
-   * commit, and it is gone from the table. Only for tasks nothing refers to any more: ended,
+   * commit, and it is gone from the table; its worker gets a STOP, which removes the
+   * container kept since the task ended. Only for tasks nothing refers to any more: ended,
    * no restart pending, no longer a job's replica.
    */
   deleteTasks(removals: readonly { entry: TaskEntry; message: string }[]): void {
@@ -226,10 +234,13 @@ export class ControlPlane {
       entry.task = task;
       this.metrics.tasks.move(task.state, undefined);
       this.pending.delete(task.id);
-      // An ended task holds nothing on its worker; only its bookkeeping can linger there.
+      // An ended task's container is kept on its worker (stopped) so `cube logs` can read it,
+      // until now: a STOP removes it and the worker's record of the task, at once rather than
+      // at the worker's next reconnect. A worker away gets it when it is back (its inventory
+      // reconcile settles it), one that holds nothing acks it as not held.
       const w = task.workerId ? this.workers.get(task.workerId) : undefined;
-      w?.settle(task.id);
       w?.taskMetrics.delete(task.id);
+      if (w) this.assign(w, AssignmentAction.STOP, task);
       this.#record(entry, task, TaskEventType.DELETED, message, now, false);
       this.store.deleteTask(task.id, entry.createdRevision);
       ids.add(task.id);

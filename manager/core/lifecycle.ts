@@ -1,4 +1,4 @@
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampMs } from "@bufbuild/protobuf/wkt";
 import { DesiredState, HealthStatus, type Task, TaskState } from "../../gen/cube/v1/task_pb.js";
 import { canTransition, stateName } from "../../lib/task-state.js";
 import { timestampLiteral } from "../../lib/timestamp.js";
@@ -10,6 +10,24 @@ import { timestampLiteral } from "../../lib/timestamp.js";
  * a worker observes of its container (running, ended) are both here, so what a move resets
  * is written once. A new state, or a new field a move must reset, is added here.
  */
+
+/**
+ * How long a task must run ready (RUNNING, and HEALTHY when it has a health check) for its
+ * restart count, and with it the restart back-off, to start afresh: 10 minutes, Kubernetes'
+ * reset of its crash back-off.
+ */
+export const RESTART_RESET_MS = 10 * 60_000;
+
+/**
+ * The restarts that count against `task`'s restart policy at `nowMs`: its `restart_count`,
+ * or 0 when it is ready and has been since {@link RESTART_RESET_MS} ago. ControlPlane.change
+ * stores that 0 when such a task stops being ready, so the count read later (after a manager
+ * restart, by `cube run --wait`) is the reset one.
+ */
+export function restartsSoFar(task: Task, nowMs: number): number {
+  const since = task.readyAt ? timestampMs(task.readyAt) : undefined;
+  return since !== undefined && nowMs - since >= RESTART_RESET_MS ? 0 : task.restartCount;
+}
 
 /** A patch of a task: what changes, on top of the snapshot before. */
 export type TaskPatch = Partial<Omit<Task, "$typeName" | "id" | "spec" | "revision">>;

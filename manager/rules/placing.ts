@@ -30,7 +30,10 @@ export function assignAttempt(
 export interface PlaceOptions {
   /** Workers not to use (the one a task is moved away from). */
   avoid?: ReadonlySet<string>;
-  /** Counts as a restart (restart_count + 1, placed or not). */
+  /**
+   * Counts as a restart (restart_count + 1, placed or not): a restart by the task's policy. A
+   * move off a worker that went DOWN is not one.
+   */
   restart?: boolean;
   /** Event message when placed; default "scheduled on <worker>". */
   placedMessage?: (worker: WorkerEntry) => string;

@@ -7,7 +7,13 @@ import { failed, type TaskPatch } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
 import type { WorkerEntry } from "../core/worker-table.js";
 import { assignAttempt, place, taskRequest } from "./placing.js";
-import { decideRestart, type EndKind, formatMs, maxRestarts } from "./restart-policy.js";
+import {
+  decideRestart,
+  type EndKind,
+  formatAttempt,
+  formatMs,
+  maxRestarts,
+} from "./restart-policy.js";
 
 /**
  * A task's container ended (`patch`, built by core/lifecycle.ts's `ended`, holds the terminal
@@ -21,7 +27,7 @@ export function taskEnded(cp: ControlPlane, entry: TaskEntry, patch: TaskPatch, 
     cp.change(entry, patch, TaskEventType.STATE_CHANGED, reason);
     return;
   }
-  const decision = decideRestart(entry.task, end);
+  const decision = decideRestart(entry.task, end, cp.clock.now());
   if (decision.kind === "give-up") {
     const gaveUp = `${reason} (gave up after ${decision.max} restarts)`;
     cp.change(entry, { ...patch, reason: gaveUp }, TaskEventType.STATE_CHANGED, gaveUp);
@@ -46,7 +52,7 @@ export function taskUnhealthy(
   const task = entry.task;
   if (task.state !== TaskState.RUNNING || task.desiredState !== DesiredState.RUNNING) return;
   if (entry.restartTimer) return;
-  const decision = decideRestart(task, "unhealthy");
+  const decision = decideRestart(task, "unhealthy", cp.clock.now());
   if (decision.kind === "restart") {
     scheduleRestart(cp, entry, decision.delayMs, decision.attempt, decision.max);
   } else if (decision.kind === "give-up") {
@@ -72,7 +78,7 @@ function scheduleRestart(
     entry,
     {},
     TaskEventType.PROGRESS,
-    `restarting in ${formatMs(delayMs)} (${attempt}/${max})`,
+    `restarting in ${formatMs(delayMs)} (${formatAttempt(attempt, max)})`,
   );
   cp.restarting.add(entry);
   entry.restartTimer = cp.timer(delayMs, () => {
@@ -109,8 +115,7 @@ function restartNow(cp: ControlPlane, entry: TaskEntry): void {
   // The scheduler's own test: a drained worker must not get a task back after a back-off.
   const ready = worker?.view.ready === true;
   if (worker && ready && (holdsResources(from) || worker.fits(entry.request, entry.hostPorts))) {
-    const attempt = task.restartCount + 1;
-    assignAttempt(cp, entry, worker, attempt, `restart ${attempt}/${max} on ${worker.label}`);
+    restartOn(cp, entry, worker, max);
     return;
   }
   const avoid = worker && !ready ? new Set([worker.id]) : undefined;
@@ -120,8 +125,7 @@ function restartNow(cp: ControlPlane, entry: TaskEntry): void {
     // waits for room before it stops anything.
     const plan = cp.placer.plan(taskRequest(entry, avoid), cp.workers.views(), cp.clock.now());
     if (plan.kind !== "place" && worker.status === WorkerStatus.READY) {
-      const attempt = task.restartCount + 1;
-      assignAttempt(cp, entry, worker, attempt, `restart ${attempt}/${max} on ${worker.label}`);
+      restartOn(cp, entry, worker, max);
       return;
     }
     cp.assign(worker, AssignmentAction.STOP, task);
@@ -129,8 +133,20 @@ function restartNow(cp: ControlPlane, entry: TaskEntry): void {
   place(cp, entry, {
     restart: true,
     avoid,
-    placedMessage: (w) => `restart ${task.restartCount + 1}/${max} on ${w.label}`,
+    placedMessage: (w) => `restart ${formatAttempt(task.restartCount + 1, max)} on ${w.label}`,
   });
+}
+
+/** The next attempt of the task on `worker`, its last one (the worker replaces the old container). */
+function restartOn(cp: ControlPlane, entry: TaskEntry, worker: WorkerEntry, max: number): void {
+  const attempt = entry.task.restartCount + 1;
+  assignAttempt(
+    cp,
+    entry,
+    worker,
+    attempt,
+    `restart ${formatAttempt(attempt, max)} on ${worker.label}`,
+  );
 }
 
 /** After a load: restarts that were waiting out a back-off when the manager stopped are scheduled again. */
@@ -147,7 +163,7 @@ export function resumeRestarts(cp: ControlPlane): void {
             ? "unhealthy"
             : undefined;
     if (!end) continue;
-    const decision = decideRestart(task, end);
+    const decision = decideRestart(task, end, cp.clock.now());
     if (decision.kind === "restart") {
       scheduleRestart(cp, entry, decision.delayMs, decision.attempt, decision.max);
     }

@@ -148,9 +148,10 @@ export function workerDown(cp: ControlPlane, worker: WorkerEntry, why: string): 
     cancelRestart(cp, entry);
     // Its copy here may come back with the worker: then, and only then, it may be kept.
     cp.noteMovedOff(entry, worker.id);
+    // Not a restart: the task did not fail, its worker was lost (and its copy there may be
+    // kept when the worker is back), so its restart count and back-off stay as they were.
     place(cp, entry, {
       avoid,
-      restart: true,
       placedMessage: (w) => `replaced: moved from ${worker.label} (DOWN: ${why}) to ${w.label}`,
       reasonPrefix: `worker ${worker.label} is DOWN; `,
     });

@@ -195,11 +195,12 @@ class DockerDriver implements Driver {
     }
   }
 
-  pull(image: string, onProgress: (p: PullProgress) => void): Promise<void> {
+  pull(image: string, onProgress: (p: PullProgress) => void, signal?: AbortSignal): Promise<void> {
     return this.#guard(async () => {
       // Refused before anything leaves the machine: the registry may be the attacker's.
       checkRegistry(image, this.#policy);
       await pullImage(this.#docker, image, onProgress, {
+        signal,
         logger: this.#logger,
         stallMs: this.#pullStallMs,
         requestTimeoutMs: this.#timeoutMs,

@@ -33,6 +33,8 @@ export interface PullOptions {
   readonly stallMs?: number;
   /** The runtime request timeout of the check whether the image is there; 0 waits for good. */
   readonly requestTimeoutMs?: number;
+  /** Aborting it cancels the pull (the request closed, so the engine's download ends). */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -49,7 +51,7 @@ export async function pullImage(
   onProgress: (progress: PullProgress) => void,
   options: PullOptions = {},
 ): Promise<void> {
-  const { logger, stallMs = DEFAULT_PULL_STALL_MS, requestTimeoutMs = 0 } = options;
+  const { logger, stallMs = DEFAULT_PULL_STALL_MS, requestTimeoutMs = 0, signal } = options;
   try {
     // dockerode's image inspect takes no abort signal.
     await raceDeadline(
@@ -64,16 +66,20 @@ export async function pullImage(
     if (isUnreachable(error)) throw engineUnavailable(error);
     // missing locally (or unreadable): pull it
   }
+  signal?.throwIfAborted();
   const started = Date.now();
   // One signal for the whole request: it also ends a pull whose engine never answers.
   const stall = new AbortController();
+  const cancelled = () => stall.abort();
+  signal?.addEventListener("abort", cancelled, { once: true });
   let stallTimer: NodeJS.Timeout | undefined;
   const progressed = () => {
     if (stallMs <= 0) return;
     clearTimeout(stallTimer);
     stallTimer = setTimeout(() => stall.abort(), stallMs);
   };
-  const failed = (error: unknown): DriverError => {
+  const failed = (error: unknown): unknown => {
+    if (signal?.aborted) return signal.reason;
     if (stall.signal.aborted) return stalled(image, stallMs);
     if (error instanceof DriverError) return error;
     if (isUnreachable(error)) return engineUnavailable(error);
@@ -86,6 +92,7 @@ export async function pullImage(
     });
   } finally {
     clearTimeout(stallTimer);
+    signal?.removeEventListener("abort", cancelled);
   }
   logger?.info({ image, ms: Date.now() - started }, "image pulled");
 }

@@ -114,8 +114,11 @@ export function isEngineAbsent(error: unknown): error is DriverError {
  * containers. The Docker driver is the real one; benchmarks use a hollow one.
  */
 export interface Driver {
-  /** Makes `image` available locally, pulling it only when missing; reports progress. */
-  pull(image: string, onProgress: (p: PullProgress) => void): Promise<void>;
+  /**
+   * Makes `image` available locally, pulling it only when missing; reports progress. An
+   * abort of `signal` cancels the pull (it rejects then).
+   */
+  pull(image: string, onProgress: (p: PullProgress) => void, signal?: AbortSignal): Promise<void>;
   /** Creates and starts the container; resolves with its id and actual port bindings. */
   start(request: ContainerRequest): Promise<ContainerInfo>;
   /** Resolves when the container exits (at once if it already has); seen through events, not polling. */

@@ -96,7 +96,10 @@ export class TaskRunner {
   readonly #ledger: TaskLedger;
   readonly #serial = new KeyedSerial();
   /** Assignments queued or under way, by task: "generation/action" (a resent one is not queued twice). */
-  readonly #applying = new Map<string, { key: string; done: Promise<void> }>();
+  readonly #applying = new Map<
+    string,
+    { key: string; generation: bigint; done: Promise<void>; cancel: AbortController }
+  >();
   /** Container followed (exit and health) per task, so a re-sync does not follow it twice. */
   readonly #following = new Map<string, string>();
   /** Recovery could not reach the engine at start: it runs when the engine is back. */
@@ -166,11 +169,15 @@ export class TaskRunner {
     const graceMs = grace > 0 ? grace : DEFAULT_STOP_GRACE_MS;
     // A newer assignment for the task (a STOP, a later RUN) waits behind this one.
     const superseded = () => this.#applying.get(task.id)?.key !== key;
+    // Aborted when a newer assignment comes: a RUN's pull ends there (see #run).
+    const cancel = new AbortController();
     const done = this.#serial.run(task.id, async () => {
       let notHeld = false;
       try {
-        if (action === AssignmentAction.RUN) await this.#run(task, graceMs, receivedAt, superseded);
-        else if (action === AssignmentAction.STOP) notHeld = !(await this.#stop(task.id, graceMs));
+        if (action === AssignmentAction.RUN) {
+          await this.#run(task, graceMs, receivedAt, { superseded, signal: cancel.signal });
+        } else if (action === AssignmentAction.STOP)
+          notHeld = !(await this.#stop(task.id, graceMs));
         else {
           this.#log.warn({ task: task.id, action }, "assignment with an unknown action: ignored");
         }
@@ -190,8 +197,14 @@ export class TaskRunner {
         }),
       });
     });
-    const entry = { key, done };
+    const entry = { key, generation: task.generation, done, cancel };
     this.#applying.set(task.id, entry);
+    // The one before (a RUN pulling its image, say) is superseded now: a STOP, or a RUN of a
+    // newer generation, need not wait for its pull to finish (a Kubernetes pod deleted
+    // during its pull never starts).
+    if (queued && (action === AssignmentAction.STOP || task.generation > queued.generation)) {
+      queued.cancel.abort();
+    }
     void done.finally(() => {
       if (this.#applying.get(task.id) === entry) this.#applying.delete(task.id);
     });
@@ -237,11 +250,16 @@ export class TaskRunner {
     }
   }
 
+  /**
+   * Applies a RUN. Once a newer assignment of the task came (`superseded`; `signal` aborts
+   * with it) the start is given up: during the image pull (cancelled), and before the
+   * container is created, so a task stopped while its image pulls never starts.
+   */
   async #run(
     task: Task,
     graceMs: number,
     receivedAt: number,
-    superseded: () => boolean,
+    { superseded, signal }: { superseded: () => boolean; signal: AbortSignal },
   ): Promise<void> {
     const have = this.#ledger.get(task.id);
     if (have && have.generation >= task.generation) return;
@@ -269,10 +287,15 @@ export class TaskRunner {
           }),
         );
         try {
-          await this.#o.driver.pull(spec.image, (p) => progress.offer(p));
+          if (superseded()) throw new Superseded("a newer assignment came before the pull");
+          await this.#o.driver.pull(spec.image, (p) => progress.offer(p), signal);
+        } catch (error) {
+          if (signal.aborted) throw new Superseded("the image pull was cancelled");
+          throw error;
         } finally {
           progress.cancel();
         }
+        if (superseded()) throw new Superseded("a newer assignment came during the pull");
         // Idempotent per assignment (the container's name): a retry finds what it made.
         return this.#o.driver.start({
           taskId: task.id,

@@ -150,14 +150,17 @@ export type RestartPolicy = Message<"cube.v1.RestartPolicy"> & {
   mode: RestartMode;
 
   /**
-   * How many restarts at most; 0 means the default of 3 (the book's limit).
+   * How many restarts in a row at most (the count starts afresh once the task has run ready
+   * for 10 minutes); 0 means the default: 3 (the book's limit) for RESTART_MODE_ON_FAILURE,
+   * no limit for RESTART_MODE_ALWAYS.
    *
    * @generated from field: uint32 max_restarts = 2;
    */
   maxRestarts: number;
 
   /**
-   * Wait before the first restart; doubled each time. Default 100ms.
+   * Wait before the first restart; doubled each time (starting afresh with the count).
+   * Default 100ms.
    *
    * @generated from field: google.protobuf.Duration backoff = 3;
    */
@@ -394,7 +397,9 @@ export type Task = Message<"cube.v1.Task"> & {
   exitCode?: number | undefined;
 
   /**
-   * How many times the task was started again after it ended or was moved.
+   * How many times in a row the task was started again by its restart policy: since it was
+   * accepted, or since it last ran ready (RUNNING, and HEALTHY when it has a health check)
+   * for 10 minutes. A move off a worker that went DOWN is not a restart.
    *
    * @generated from field: uint32 restart_count = 9;
    */
