@@ -715,13 +715,24 @@ test("the manager carries every field: RunTasks, GetTask, ListTaskEvents, WatchT
   const changed = events.find((e) => e.type === TaskEventType.HEALTH_CHANGED);
   t.is(changed?.message, health.message, "the health report's message is the event's");
 
-  // Up: Stats with every field set; task samples need distinct task ids (the manager's keys).
+  // Up: Stats with every field set. The manager keeps a worker's word about itself and the
+  // tasks it holds only, with numbers in their ranges (manager/rules/worker-stats.ts): the
+  // samples are of tasks placed on this worker, one each, in this worker's name, and the
+  // random numbers are brought into range (the clamping has its own tests).
   const stats = randomMessage(StatsSchema, random);
+  const nodeSample = need(stats.node, "stats.node");
+  nodeSample.cpuCount = random.int(1, 256);
+  nodeSample.cpuPercent = random.int(1, 10_000) / 100;
+  for (const load of ["load1", "load5", "load15"] as const) {
+    nodeSample[load] = random.int(1, 100_000) / 100;
+  }
+  stats.tasks = stats.tasks.slice(0, request.requests.length);
   stats.tasks.forEach((sample, i) => {
-    sample.taskId = `${sample.taskId}-${i}`;
+    sample.taskId = need(request.requests[i], "request").id;
+    sample.workerId = register.workerId;
+    sample.cpuPercent = random.int(1, 10_000) / 100;
   });
   worker.send({ case: "stats", value: stats });
-  const nodeSample = need(stats.node, "stats.node");
   const nodeCarriage: Carriage = {
     notCarried: {
       worker_id:

@@ -1,7 +1,7 @@
 /**
  * The one helper that keeps text from elsewhere off people's terminals as instructions
  * (lib/printable-text.ts), by named cases, and the places that use it, as pure functions:
- * the manager's intake of worker text, the redaction net, and the CLI's lines
+ * the manager's intake of worker text and metrics, the redaction net, and the CLI's lines
  * and table cells. What crosses a socket is in worker-input-untrusted.test.ts and
  * cli-untrusted-text.test.ts.
  */
@@ -20,11 +20,14 @@ import {
   TaskSpecSchema,
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
-import { WorkerSchema } from "../gen/cube/v1/worker_pb.js";
+import { WorkerSchema, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
+import { StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
 import { printable, printableJson } from "../lib/printable-text.js";
 import { quote } from "../lib/quote.js";
 import { scrubSecrets } from "../lib/redact.js";
+import { WorkerEntry } from "../manager/core/worker-table.js";
 import { REPORT_TEXT_LIMIT, workerItem, workerText } from "../manager/rules/task-updates.js";
+import { MAX_CPU_COUNT, workerStats } from "../manager/rules/worker-stats.js";
 
 const EVIL = "\u202eevil\u001b[1;32m health";
 const SHOWN = "\\u202eevil\\u001b[1;32m health";
@@ -110,6 +113,68 @@ test("workerText escapes, then cuts, saying so; inventory items keep escaped ids
   t.is(item.containerId, `c0ffee${EVIL}`, "the message as received is not changed");
   const clean = { ...item, containerId: "c0ffee", ports: [] };
   t.is(workerItem(clean), clean, "nothing to change: the same object");
+});
+
+test("workerStats: a worker's sample of its own node and held tasks only, numbers clamped", (t) => {
+  const worker = new WorkerEntry(
+    create(WorkerSchema, { id: "wa", capacity: { cpu: 3.5 } }),
+    0n,
+    WorkerStatus.READY,
+  );
+  worker.reserve("mine", { cpu: 0, memoryBytes: 0n, diskBytes: 0n });
+  const stats = (node: object, tasks: object[]) =>
+    create(StatsSchema, { node, tasks } as Parameters<typeof create<typeof StatsSchema>>[1]);
+  const cases: [string, ReturnType<typeof stats>, unknown][] = [
+    ["no node part: nothing kept", create(StatsSchema, { tasks: [{ taskId: "mine" }] }), undefined],
+    [
+      "another worker's name, odd numbers",
+      stats(
+        {
+          workerId: "wb",
+          cpuCount: 4,
+          cpuPercent: 250,
+          load1: Number.NaN,
+          load5: -1,
+          load15: 1e9,
+        },
+        [],
+      ),
+      ["wa", 4, 100, 0, 0, 4000, []],
+    ],
+    [
+      "more CPUs than Linux has",
+      stats({ cpuCount: 2 ** 31, cpuPercent: 5 }, []),
+      ["wa", MAX_CPU_COUNT, 5, 0, 0, 0, []],
+    ],
+    [
+      "tasks: held only, once each (the last), in its name; cpu capped by its declared 3.5 cores",
+      stats({ cpuCount: 0 }, [
+        { taskId: "mine", workerId: "wa", cpuPercent: 1 },
+        { taskId: "theirs", workerId: "wb", cpuPercent: 1 },
+        { taskId: "mine", workerId: "wb", containerId: EVIL, cpuPercent: 1e6 },
+        { taskId: "", cpuPercent: 1 },
+      ]),
+      ["wa", 0, 0, 0, 0, 0, [["mine", "wa", SHOWN, 400]]],
+    ],
+    [
+      "a task's negative or NaN cpu is 0",
+      stats({ cpuCount: 8 }, [{ taskId: "mine", cpuPercent: Number.NEGATIVE_INFINITY }]),
+      ["wa", 8, 0, 0, 0, 0, [["mine", "wa", "", 0]]],
+    ],
+  ];
+  for (const [name, sample, want] of cases) {
+    const kept = workerStats(worker, sample);
+    const got = kept && [
+      kept.node.workerId,
+      kept.node.cpuCount,
+      kept.node.cpuPercent,
+      kept.node.load1,
+      kept.node.load5,
+      kept.node.load15,
+      kept.tasks.map((x) => [x.taskId, x.workerId, x.containerId, x.cpuPercent]),
+    ];
+    t.deepEqual(got, want, name);
+  }
 });
 
 test("scrubSecrets finds a secret value in a worker's text as the manager escaped it", (t) => {

@@ -1,15 +1,18 @@
 /**
- * What a worker reports reaches people's terminals only as printable text: on a real manager with tokens, over real sockets, a worker holding its own
+ * What a worker reports reaches people's terminals only as printable text, and only about
+ * tasks it holds: on a real manager with tokens, over real sockets, a worker holding its own
  * credential sends raw stream messages (as a compromised worker, or Docker's and a registry's
  * error messages passed on, would) carrying escape sequences and a right-to-left override
  * (kubectl's CVE-2021-25743). Reasons, health, progress and engine messages, container ids
  * and port addresses come back from every read API escaped; a health report of a task that is
- * not RUNNING changes nothing.
+ * not RUNNING changes nothing; a metrics sample speaks only for the worker's own tasks.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import test from "ava";
+import { MetricsService, type TaskMetricsSchema } from "../gen/cube/v1/metrics_pb.js";
+import { NodeService } from "../gen/cube/v1/node_service_pb.js";
 import {
   HealthStatus,
   Protocol,
@@ -130,6 +133,8 @@ async function bed(t: Parameters<typeof startTestManager>[0]) {
     m,
     tasks: createClient(TaskService, transport),
     workers: createClient(WorkerService, transport),
+    metrics: createClient(MetricsService, transport),
+    nodes: createClient(NodeService, transport),
   };
 }
 
@@ -240,4 +245,81 @@ test("a health report of a task that is not RUNNING is ignored: an UNHEALTHY SCH
     if (task?.health !== HealthStatus.HEALTHY) throw new Error("not HEALTHY yet");
   }, 10_000);
   t.pass();
+});
+
+test("a worker's metrics sample speaks for its own tasks only, in its own name, with numbers clamped", async (t) => {
+  const { m, tasks, metrics, nodes } = await bed(t);
+  const wa = await RawWorker.join(m, "wa");
+  t.teardown(() => wa.close());
+  await tasks.runTask({ id: "mine", spec: { image: "cube/httpd:local" } });
+  await wa.runOf("mine");
+  // The next task can only go to wb.
+  await nodes.cordonNode({ name: "wa" });
+  const wb = await RawWorker.join(m, "wb");
+  t.teardown(() => wb.close());
+  await eventually(async () => {
+    await tasks.runTask({ id: "theirs", spec: { image: "cube/httpd:local" } });
+  }, 10_000);
+  await wb.runOf("theirs");
+
+  const sample = (init: MessageInitShape<typeof TaskMetricsSchema>) => init;
+  wb.send({
+    case: "stats",
+    value: {
+      node: { cpuCount: 2, cpuPercent: 10 },
+      tasks: [sample({ taskId: "theirs", workerId: "wb", containerId: "real", cpuPercent: 12.5 })],
+    },
+  });
+  await eventually(async () => {
+    const { metrics: got } = await metrics.listTaskMetrics({ taskId: "theirs" });
+    if (got.length === 0) throw new Error("no sample yet");
+  }, 10_000);
+  // wa speaks for wb's task (in wb's name), for a task nobody runs, and for its own task
+  // twice, with numbers no machine gives.
+  wa.send({
+    case: "stats",
+    value: {
+      node: {
+        workerId: "wb",
+        cpuCount: 2,
+        cpuPercent: Number.NaN,
+        load1: -5,
+        load5: Number.POSITIVE_INFINITY,
+        load15: 1.5,
+      },
+      tasks: [
+        sample({ taskId: "mine", workerId: "wa", cpuPercent: -3 }),
+        sample({
+          taskId: "theirs",
+          workerId: "wb",
+          containerId: "\u202eforged",
+          cpuPercent: 99999,
+        }),
+        sample({ taskId: "mine", workerId: "wb", containerId: "c\u001b[31m", cpuPercent: 99999 }),
+        sample({ taskId: "nobody", workerId: "wa", cpuPercent: 1 }),
+      ],
+    },
+  });
+  const own = await eventually(async () => {
+    const { metrics: got } = await metrics.listTaskMetrics({ workerId: "wa" });
+    if (got.length === 0) throw new Error("no sample of wa yet");
+    return got;
+  }, 10_000);
+  t.deepEqual(
+    own.map((x) => [x.taskId, x.workerId, x.containerId, x.cpuPercent]),
+    [["mine", "wa", "c\\u001b[31m", 200]],
+    "its one task, in its name, the last sample winning, cpu at most 100 × its 2 cores",
+  );
+  const theirs = await metrics.listTaskMetrics({ taskId: "theirs" });
+  t.deepEqual(
+    theirs.metrics.map((x) => [x.workerId, x.containerId, x.cpuPercent]),
+    [["wb", "real", 12.5]],
+    "wb's sample alone",
+  );
+  const { metrics: node } = await metrics.getNodeMetrics({ workerId: "wa" });
+  t.deepEqual(
+    [node?.workerId, node?.cpuCount, node?.cpuPercent, node?.load1, node?.load5, node?.load15],
+    ["wa", 2, 0, 0, 0, 1.5],
+  );
+  t.is((await metrics.getNodeMetrics({ workerId: "wb" })).metrics?.cpuPercent, 10, "wb's own");
 });

@@ -43,6 +43,7 @@ import {
 } from "../rules/task-updates.js";
 import { validateRegister } from "../rules/validate-register.js";
 import { noteProgress, workerBack, workerDisconnected } from "../rules/worker-liveness.js";
+import { workerStats } from "../rules/worker-stats.js";
 
 /**
  * Serves one WorkerService.Connect stream: reads the worker's messages in their own loop and
@@ -150,13 +151,16 @@ export function onMessage(cp: ControlPlane, conn: WorkerConnection, request: Con
     case "progress":
       applyProgress(cp, worker, m.value);
       break;
-    case "stats":
-      if (m.value.node) {
-        worker.setMetrics({ ...m.value.node, workerId: worker.id }, m.value.tasks);
+    case "stats": {
+      // Its own node and the tasks it holds only, numbers clamped (rules/worker-stats.ts).
+      const kept = workerStats(worker, m.value);
+      if (kept) {
+        worker.setMetrics(kept.node, kept.tasks);
         cp.metricsFeed.notify(worker.id);
         cp.workerFeed.notify(worker.id);
       }
       break;
+    }
     case "leaving":
       // Its stream ends next; the grace it then gets depends on this.
       worker.leaving = { ...m.value, reason: workerText(m.value.reason) };

@@ -23,7 +23,7 @@ import { LIMITS } from "./validate-spec.js";
  */
 export const REPORT_TEXT_LIMIT = 2048;
 /** Characters of a container id kept (Docker's are 64). */
-const CONTAINER_ID_LIMIT = 128;
+export const CONTAINER_ID_LIMIT = 128;
 /** Characters of a published port's host address kept (an IPv6 address has at most 45). */
 const HOST_IP_LIMIT = 64;
 
