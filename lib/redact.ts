@@ -5,7 +5,7 @@ import { printable } from "./printable-text.js";
 export const REDACTED = "<redacted>";
 
 /** Whether the spec holds secret values (most do not: then nothing is copied). */
-function hasSecrets(spec: TaskSpec | undefined): spec is TaskSpec {
+export function hasSecrets(spec: TaskSpec | undefined): spec is TaskSpec {
   if (!spec) return false;
   for (const _ in spec.secretEnv) return true;
   return false;

@@ -215,6 +215,8 @@ test("missingFields and diff name a field the filler skipped or a codec dropped"
 interface StoreSample {
   readonly task: Task;
   readonly createdRevision: bigint;
+  /** The token id that created the task (records.proto TaskRecord.created_by). */
+  readonly createdBy: string;
   readonly event: TaskEvent;
   readonly worker: Worker;
   readonly lastUpdateSeq: bigint;
@@ -232,6 +234,7 @@ function storeSample(random: Random): StoreSample {
   return {
     task,
     createdRevision: random.bits64() || 1n,
+    createdBy: random.token(12),
     event,
     worker,
     lastUpdateSeq: random.bits64() || 1n,
@@ -249,7 +252,11 @@ async function throughLevelStore(
 ): Promise<string[]> {
   const writer = wrap(await LevelStore.open(dir));
   await writer.load();
-  writer.putTask({ task: sample.task, createdRevision: sample.createdRevision });
+  writer.putTask({
+    task: sample.task,
+    createdRevision: sample.createdRevision,
+    createdBy: sample.createdBy,
+  });
   writer.putEvent(sample.event);
   writer.putWorker({ worker: sample.worker, lastUpdateSeq: sample.lastUpdateSeq });
   await writer.flush();
@@ -269,6 +276,9 @@ async function throughLevelStore(
     out.push(...diff(TaskSchema, record?.task, sample.task, "load → tasks[0].task."));
     if (record?.createdRevision !== sample.createdRevision) {
       out.push(`load → tasks[0].created_revision: ${record?.createdRevision}`);
+    }
+    if (record?.createdBy !== sample.createdBy) {
+      out.push(`load → tasks[0].created_by: ${record?.createdBy}`);
     }
     out.push(...diff(WorkerSchema, worker?.worker, sample.worker, "load → workers[0].worker."));
     if (worker?.lastUpdateSeq !== sample.lastUpdateSeq) {
