@@ -133,6 +133,7 @@ for await (const line of createInterface({ input: process.stdin })) {
       Array.from({ length: n }, (_, k) =>
         create(RunTaskRequestSchema, { id: `${submit.prefix}${first + k}`, spec }),
       ),
+      "", // in process: no token
     );
     answeredAt = Math.max(answeredAt, Date.now());
     for (const task of tasks) if (task.workerId) placed++;

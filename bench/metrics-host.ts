@@ -53,6 +53,7 @@ for (let first = 0; first < tasks; first += BATCH) {
     Array.from({ length: n }, (_, k) =>
       create(RunTaskRequestSchema, { id: `scrape-${first + k}`, spec }),
     ),
+    "", // in process: no token
   );
 }
 const fillMs = Math.round(performance.now() - t0);

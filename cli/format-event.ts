@@ -5,6 +5,7 @@ import {
   type TaskEvent,
   TaskEventType,
 } from "../gen/cube/v1/task_pb.js";
+import { printable } from "../lib/printable-text.js";
 import { stateName } from "../lib/task-state.js";
 import type { Colors } from "./colors.js";
 import { shortId } from "./format-task.js";
@@ -29,7 +30,11 @@ export function eventTypeName(type: TaskEventType): string {
   return EVENT_TYPE_NAMES[type] ?? "unknown";
 }
 
-/** What the event says, in words: its message, else what changed. */
+/**
+ * What the event says, in words: its message, else what changed. Control and bidirectional
+ * characters escaped (lib/printable-text.ts): the message may quote a worker, Docker or a
+ * registry, and an older manager stored it as it came.
+ */
 export function eventSummary(event: TaskEvent): string {
   const task = event.task;
   let what = "";
@@ -46,7 +51,7 @@ export function eventSummary(event: TaskEvent): string {
     what = stateName(task.state);
   }
   const words = event.message || (event.type === TaskEventType.STATE_CHANGED ? task?.reason : "");
-  return [what, words === what ? "" : words].filter((s) => s).join(": ");
+  return printable([what, words === what ? "" : words].filter((s) => s).join(": "));
 }
 
 /**
@@ -55,8 +60,8 @@ export function eventSummary(event: TaskEvent): string {
  */
 export function eventLine(event: TaskEvent, colors: Colors, noTrunc = false): string {
   const time = event.time ? new Date(timestampMs(event.time)).toISOString() : "-";
-  const id = shortId(event.task?.id ?? "", noTrunc);
-  const name = event.task?.spec?.name ?? "";
+  const id = printable(shortId(event.task?.id ?? "", noTrunc));
+  const name = printable(event.task?.spec?.name ?? "");
   return [
     colors.dim(time),
     colors.dim(`#${event.revision}`),

@@ -7,6 +7,7 @@ import {
   type JobVersion,
 } from "../gen/cube/v1/job_pb.js";
 import { formatAge } from "../lib/parse-duration.js";
+import { printable } from "../lib/printable-text.js";
 import type { Colors } from "./colors.js";
 
 /** Columns of `cube job ls`. */
@@ -52,12 +53,12 @@ export function deploymentLabel(d: Deployment | undefined): string {
   return `v${d.version}${revert} ${deploymentStatusName(d.status)}${progress}`;
 }
 
-/** One `cube job ls` row, in the order of {@link JOB_HEAD}. */
+/** One `cube job ls` row, in the order of {@link JOB_HEAD} (text escaped as lib/printable-text.ts does). */
 export function jobRow(job: Job, now: number, colors: Colors): string[] {
   const c = job.counts;
   const created = job.createdAt ? timestampMs(job.createdAt) : now;
   return [
-    job.spec?.name ?? "",
+    printable(job.spec?.name ?? ""),
     String(job.version),
     jobStatusLabel(job.status, colors),
     `${c?.healthy ?? 0}/${c?.desired ?? 0}`,
@@ -72,16 +73,16 @@ export function jobRow(job: Job, now: number, colors: Colors): string[] {
 /** Columns of `cube job history`. */
 export const VERSION_HEAD = ["VERSION", "STABLE", "DEPLOYMENT", "IMAGE", "COUNT", "AGE", "REASON"];
 
-/** One `cube job history` row; `current` marks the version the job runs. */
+/** One `cube job history` row; `current` marks the version the job runs (text escaped). */
 export function versionRow(v: JobVersion, current: bigint, now: number): string[] {
   const created = v.createdAt ? timestampMs(v.createdAt) : now;
   return [
     `${v.version}${v.version === current ? " *" : ""}`,
     v.stable ? "yes" : "no",
     deploymentStatusName(v.deploymentStatus),
-    v.spec?.template?.image ?? "",
+    printable(v.spec?.template?.image ?? ""),
     String(v.spec?.count ?? 0),
     formatAge(now - created),
-    v.statusReason,
+    printable(v.statusReason),
   ];
 }

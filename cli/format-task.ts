@@ -1,6 +1,7 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { HealthStatus, type Task, TaskState } from "../gen/cube/v1/task_pb.js";
 import { formatAge } from "../lib/parse-duration.js";
+import { printable } from "../lib/printable-text.js";
 import { stateName } from "../lib/task-state.js";
 import type { Colors } from "./colors.js";
 import { formatPort } from "./parse-port.js";
@@ -60,29 +61,34 @@ export function stateLabel(task: Task, colors: Colors, now?: number): string {
 
 /**
  * The PORTS cell: the published ports while it runs, the requested ones before, and
- * nothing once it has ended (its ports are free again).
+ * nothing once it has ended (its ports are free again). The host addresses of published
+ * ports are a worker's words: control and bidirectional characters escaped.
  */
 export function portsLabel(task: Task): string {
   if (task.state === TaskState.COMPLETED || task.state === TaskState.FAILED) return "";
   const ports = task.ports.length > 0 ? task.ports : (task.spec?.ports ?? []);
-  return ports.map(formatPort).join(", ");
+  return printable(ports.map(formatPort).join(", "));
 }
 
-/** The worker's name for a table, or its id shortened. */
+/** The worker's name for a table, or its id shortened (control and bidirectional characters escaped). */
 export function workerLabel(id: string, names?: ReadonlyMap<string, string>, full = false): string {
   if (id === "") return "";
-  return names?.get(id) ?? shortId(id, full);
+  return printable(names?.get(id) ?? shortId(id, full));
 }
 
-/** One `cube ps` row, in the order of {@link TASK_HEAD}. */
+/**
+ * One `cube ps` row, in the order of {@link TASK_HEAD}. Text from the manager has its control
+ * and bidirectional characters escaped (lib/printable-text.ts) before any colour is added:
+ * what an older manager stored as it came must not reach the terminal as an instruction.
+ */
 export function taskRow(task: Task, ctx: TaskRowContext): string[] {
   const created = task.createdAt ? timestampMs(task.createdAt) : ctx.now;
   return [
-    shortId(task.id, ctx.noTrunc),
-    task.spec?.name ?? "",
+    printable(shortId(task.id, ctx.noTrunc)),
+    printable(task.spec?.name ?? ""),
     stateLabel(task, ctx.colors, ctx.now),
     workerLabel(task.workerId, ctx.workerNames, ctx.noTrunc),
-    task.spec?.image ?? "",
+    printable(task.spec?.image ?? ""),
     portsLabel(task),
     String(task.restartCount),
     formatAge(ctx.now - created),

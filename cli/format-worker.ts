@@ -1,6 +1,7 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { EngineStatus, type Worker, WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { formatAge } from "../lib/parse-duration.js";
+import { printable } from "../lib/printable-text.js";
 import type { Colors } from "./colors.js";
 import { shortId } from "./format-task.js";
 import { formatSize } from "./parse-size.js";
@@ -63,7 +64,8 @@ function cores(n: number): string {
  * scheduler counts, not what the machine happens to use right now. AGENT UP is how long the
  * worker's agent process has run (its `agent_started_at`): a short one next to long-running
  * tasks is an agent that restarted and kept its containers. "-" when the worker is not
- * connected or did not say.
+ * connected or did not say. Its name and id have their control and bidirectional characters
+ * escaped (lib/printable-text.ts), as a manager older than that check may hold them.
  */
 export function workerRow(
   worker: Worker,
@@ -74,8 +76,8 @@ export function workerRow(
   const seen = worker.lastHeartbeat ? timestampMs(worker.lastHeartbeat) : undefined;
   const down = worker.downSince ? ctx.now - timestampMs(worker.downSince) : undefined;
   return [
-    worker.name,
-    shortId(worker.id, ctx.noTrunc),
+    printable(worker.name),
+    printable(shortId(worker.id, ctx.noTrunc)),
     workerStatusLabel(worker.status, ctx.colors, worker.engine?.status, down),
     `${cores(alloc?.cpu ?? 0)}/${cores(cap?.cpu ?? 0)}`,
     `${formatSize(alloc?.memoryBytes ?? 0n)}/${formatSize(cap?.memoryBytes ?? 0n)}`,

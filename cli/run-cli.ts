@@ -1,4 +1,5 @@
 import { CommanderError } from "commander";
+import { printable } from "../lib/printable-text.js";
 import { CliError } from "./cli-error.js";
 import { ExitCode } from "./exit-codes.js";
 import type { Io } from "./io.js";
@@ -7,7 +8,9 @@ import { createProgram } from "./program.js";
 /**
  * Runs `cube` with these arguments (without "node" and the script) and resolves with the
  * exit code. Errors become one line on stderr, "cube: …", never a stack trace (unless
- * CUBE_DEBUG is set); usage errors have commander's own words and exit 2.
+ * CUBE_DEBUG is set), their control and bidirectional characters escaped (a message may
+ * quote the manager, and through it a worker: lib/printable-text.ts); usage errors have
+ * commander's own words and exit 2.
  */
 export async function runCli(argv: readonly string[], io: Io): Promise<number> {
   const program = createProgram(io);
@@ -21,10 +24,10 @@ export async function runCli(argv: readonly string[], io: Io): Promise<number> {
     }
     if (io.env.CUBE_DEBUG) io.stderr.write(`${(error as Error)?.stack ?? String(error)}\n`);
     if (error instanceof CliError) {
-      if (error.message !== "") io.stderr.write(`cube: ${error.message}\n`);
+      if (error.message !== "") io.stderr.write(`cube: ${printable(error.message)}\n`);
       return error.exitCode;
     }
-    io.stderr.write(`cube: ${error instanceof Error ? error.message : String(error)}\n`);
+    io.stderr.write(`cube: ${printable(error instanceof Error ? error.message : String(error))}\n`);
     return ExitCode.Error;
   }
 }

@@ -8,6 +8,7 @@ import {
   TaskState,
 } from "../gen/cube/v1/task_pb.js";
 import { formatDuration } from "../lib/format-ms.js";
+import { printable } from "../lib/printable-text.js";
 import { stateName } from "../lib/task-state.js";
 import { ExitCode } from "./exit-codes.js";
 import { portsLabel, workerLabel } from "./format-task.js";
@@ -78,7 +79,7 @@ export class TaskWaiter {
 
   /** Looks at the task as it is now (the RunTask answer, or a fresh GetTask). */
   start(task: Task, now: number): WaitStep {
-    return this.#see(task, now, undefined);
+    return printableStep(this.#see(task, now, undefined));
   }
 
   /** Looks at one event of the task. */
@@ -87,13 +88,17 @@ export class TaskWaiter {
     if (event.type === TaskEventType.PROGRESS) {
       const step = this.#see(event.task, now, undefined);
       if (event.message) step.progress = `${this.#elapsed(now)}  ${event.message}`;
-      return step;
+      return printableStep(step);
     }
-    return this.#see(event.task, now, event.message);
+    return printableStep(this.#see(event.task, now, event.message));
   }
 
   /** The outcome when the deadline passed first. */
   timeout(now: number, limitMs: number): WaitOutcome {
+    return printableOutcome(this.#timeout(now, limitMs));
+  }
+
+  #timeout(now: number, limitMs: number): WaitOutcome {
     const task = this.#task;
     const after = formatDuration(limitMs);
     if (!task || task.state === TaskState.PENDING) {
@@ -202,4 +207,20 @@ export class TaskWaiter {
   #elapsedNote(now: number): string {
     return ` after ${formatDuration(now - this.options.startedAt)}`;
   }
+}
+
+/**
+ * A step as printed: its lines quote reasons, health and progress messages a worker (or
+ * Docker) wrote, and names, with their control and bidirectional characters escaped
+ * (lib/printable-text.ts), for a manager that stored them as they came. No colours here.
+ */
+function printableStep(step: WaitStep): WaitStep {
+  const out: WaitStep = { lines: step.lines.map(printable) };
+  if (step.progress !== undefined) out.progress = printable(step.progress);
+  if (step.outcome) out.outcome = printableOutcome(step.outcome);
+  return out;
+}
+
+function printableOutcome(outcome: WaitOutcome): WaitOutcome {
+  return { ...outcome, message: printable(outcome.message) };
 }

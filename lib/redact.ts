@@ -1,10 +1,11 @@
 import type { Task, TaskEvent, TaskSpec } from "../gen/cube/v1/task_pb.js";
+import { printable } from "./printable-text.js";
 
 /** What a secret value reads as wherever a task is shown. */
 export const REDACTED = "<redacted>";
 
 /** Whether the spec holds secret values (most do not: then nothing is copied). */
-function hasSecrets(spec: TaskSpec | undefined): spec is TaskSpec {
+export function hasSecrets(spec: TaskSpec | undefined): spec is TaskSpec {
   if (!spec) return false;
   for (const _ in spec.secretEnv) return true;
   return false;
@@ -28,16 +29,18 @@ export const MIN_SCRUBBED_LENGTH = 4;
 
 /**
  * `text` with every secret value of `spec` (at least {@link MIN_SCRUBBED_LENGTH} long) that
- * it quotes, as given or JSON-escaped, replaced by {@link REDACTED}. For words that come from
- * elsewhere (the engine's error messages, which may quote the environment they refused):
- * the spec's checks keep the known ways out, this is the net under them.
+ * it quotes, as given, JSON-escaped or escaped as the manager keeps a worker's text
+ * (lib/printable-text.ts), replaced by {@link REDACTED}. For words that come from elsewhere
+ * (the engine's error messages, which may quote the environment they refused): the spec's
+ * checks keep the known ways out, this is the net under them.
  */
 export function scrubSecrets(text: string, spec: TaskSpec | undefined): string {
   if (text === "" || !hasSecrets(spec)) return text;
   let out = text;
   for (const value of Object.values(spec.secretEnv)) {
     if (value.length < MIN_SCRUBBED_LENGTH) continue;
-    for (const form of new Set([value, JSON.stringify(value).slice(1, -1)])) {
+    const json = JSON.stringify(value).slice(1, -1);
+    for (const form of new Set([value, json, printable(value), printable(json)])) {
       out = out.replaceAll(form, REDACTED);
     }
   }

@@ -216,6 +216,8 @@ test("missingFields and diff name a field the filler skipped or a codec dropped"
 interface StoreSample {
   readonly task: Task;
   readonly createdRevision: bigint;
+  /** The token id that created the task (records.proto TaskRecord.created_by). */
+  readonly createdBy: string;
   readonly event: TaskEvent;
   readonly worker: Worker;
   readonly lastUpdateSeq: bigint;
@@ -233,6 +235,7 @@ function storeSample(random: Random): StoreSample {
   return {
     task,
     createdRevision: random.bits64() || 1n,
+    createdBy: random.token(12),
     event,
     worker,
     lastUpdateSeq: random.bits64() || 1n,
@@ -250,7 +253,11 @@ async function throughLevelStore(
 ): Promise<string[]> {
   const writer = wrap(await LevelStore.open(dir));
   await writer.load();
-  writer.putTask({ task: sample.task, createdRevision: sample.createdRevision });
+  writer.putTask({
+    task: sample.task,
+    createdRevision: sample.createdRevision,
+    createdBy: sample.createdBy,
+  });
   writer.putEvent(sample.event);
   writer.putWorker({ worker: sample.worker, lastUpdateSeq: sample.lastUpdateSeq });
   await writer.flush();
@@ -270,6 +277,9 @@ async function throughLevelStore(
     out.push(...diff(TaskSchema, record?.task, sample.task, "load → tasks[0].task."));
     if (record?.createdRevision !== sample.createdRevision) {
       out.push(`load → tasks[0].created_revision: ${record?.createdRevision}`);
+    }
+    if (record?.createdBy !== sample.createdBy) {
+      out.push(`load → tasks[0].created_by: ${record?.createdBy}`);
     }
     out.push(...diff(WorkerSchema, worker?.worker, sample.worker, "load → workers[0].worker."));
     if (worker?.lastUpdateSeq !== sample.lastUpdateSeq) {
@@ -718,13 +728,24 @@ test("the manager carries every field: RunTasks, GetTask, ListTaskEvents, WatchT
   const changed = events.find((e) => e.type === TaskEventType.HEALTH_CHANGED);
   t.is(changed?.message, health.message, "the health report's message is the event's");
 
-  // Up: Stats with every field set; task samples need distinct task ids (the manager's keys).
+  // Up: Stats with every field set. The manager keeps a worker's word about itself and the
+  // tasks it holds only, with numbers in their ranges (manager/rules/worker-stats.ts): the
+  // samples are of tasks placed on this worker, one each, in this worker's name, and the
+  // random numbers are brought into range (the clamping has its own tests).
   const stats = randomMessage(StatsSchema, random);
+  const nodeSample = need(stats.node, "stats.node");
+  nodeSample.cpuCount = random.int(1, 256);
+  nodeSample.cpuPercent = random.int(1, 10_000) / 100;
+  for (const load of ["load1", "load5", "load15"] as const) {
+    nodeSample[load] = random.int(1, 100_000) / 100;
+  }
+  stats.tasks = stats.tasks.slice(0, request.requests.length);
   stats.tasks.forEach((sample, i) => {
-    sample.taskId = `${sample.taskId}-${i}`;
+    sample.taskId = need(request.requests[i], "request").id;
+    sample.workerId = register.workerId;
+    sample.cpuPercent = random.int(1, 10_000) / 100;
   });
   worker.send({ case: "stats", value: stats });
-  const nodeSample = need(stats.node, "stats.node");
   const nodeCarriage: Carriage = {
     notCarried: {
       worker_id:

@@ -11,9 +11,14 @@ import test from "ava";
 import { pino } from "pino";
 import { TaskEventSchema, TaskSchema, TaskSpecSchema, TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
+import { Role, TokenService } from "../gen/cube/v1/token_service_pb.js";
+import { createLogger } from "../lib/logger.js";
 import { REDACTED, redactEvent, redactTask, scrubSecrets } from "../lib/redact.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { SecretBox } from "../lib/secret-box.js";
+import { openControlPlane } from "../manager/index.js";
+import { knownTask } from "../manager/rules/task-ops.js";
+import { MemoryStore } from "../manager/store/memory-store.js";
 import {
   CALL_SECRET_PURPOSE,
   WORKER_SECRET_KEY_FILE,
@@ -22,7 +27,7 @@ import {
 import { Outbox } from "../worker/stream/outbox.js";
 import { TaskLedger } from "../worker/tasks/task-ledger.js";
 import { specProblem } from "../worker/tasks/task-record.js";
-import { docker, HTTP_IMAGE, requireDocker, tempDir } from "./fixtures.js";
+import { docker, HTTP_IMAGE, requireDocker, startTestManager, tempDir } from "./fixtures.js";
 import { eventually } from "./manager-harness.js";
 import { Cluster } from "./manager-process.js";
 
@@ -220,4 +225,89 @@ test("a reason or message that quotes a secret value shows it redacted: in the w
   t.false((ledger.get("t")?.reason ?? "").includes(SECRET));
   t.true(lines.length > 0);
   t.false(lines.join("").includes(SECRET), lines.join(""));
+});
+
+test("a RunTask retry is recognised only from the token that created the task when secret values are involved: no one else can confirm a guess", async (t) => {
+  const dataDir = await tempDir(t);
+  const m = await startTestManager(t, { dataDir });
+  const admin = createClient(TokenService, grpcTransport(m.address, { token: m.adminToken }));
+  const secrets = new Map<string, string>();
+  const operator = async (name: string) => {
+    const { secret } = await admin.createToken({ name, role: Role.OPERATOR });
+    secrets.set(name, secret);
+    return createClient(TaskService, grpcTransport(m.address, { token: secret }));
+  };
+  const [alice, mallory] = [await operator("alice"), await operator("mallory")];
+  const spec = (secretEnv: Record<string, string>) => ({ image: HTTP_IMAGE, secretEnv });
+  const refusal = (p: Promise<unknown>) =>
+    p.then(
+      () => "answered the task",
+      (e: unknown) => `${Code[ConnectError.from(e).code]}: ${ConnectError.from(e).rawMessage}`,
+    );
+  await alice.runTask({ id: "db", spec: spec({ PW: SECRET }) });
+
+  // Its creator: a retry is a retry; another value is another spec.
+  t.is((await alice.runTask({ id: "db", spec: spec({ PW: SECRET }) })).task?.id, "db");
+  t.is(
+    await refusal(alice.runTask({ id: "db", spec: spec({ PW: "guess" }) })),
+    'AlreadyExists: task "db" already exists with another spec',
+  );
+  // Anyone else: the same answer for the right value, a wrong one, or none.
+  const OTHER =
+    'AlreadyExists: task "db" already exists; a retry carrying secret values is recognised only from the token that created it';
+  t.is(await refusal(mallory.runTask({ id: "db", spec: spec({ PW: SECRET }) })), OTHER);
+  t.is(await refusal(mallory.runTask({ id: "db", spec: spec({ PW: "guess" }) })), OTHER);
+  t.is(await refusal(mallory.runTask({ id: "db", spec: { image: HTTP_IMAGE } })), OTHER);
+  for (const value of [SECRET, "guess"]) {
+    t.is(
+      await refusal(mallory.runTasks({ requests: [{ id: "db", spec: spec({ PW: value }) }] })),
+      OTHER.replace(": task", ": requests[0]: task"),
+    );
+  }
+  // A task without secret values stays an idempotency key for everyone.
+  await alice.runTask({ id: "plain", spec: { image: HTTP_IMAGE } });
+  t.is((await mallory.runTask({ id: "plain", spec: { image: HTTP_IMAGE } })).task?.id, "plain");
+  // Its own fresh id takes a spec with secrets from anyone.
+  t.is((await mallory.runTask({ id: "db2", spec: spec({ PW: "x1234" }) })).task?.id, "db2");
+
+  // The creator is stored with the task: after a restart the same holds.
+  await m.close();
+  const again = await startTestManager(t, { dataDir });
+  const client = (token: string) =>
+    createClient(TaskService, grpcTransport(again.address, { token }));
+  const tokens = createClient(TokenService, grpcTransport(again.address, { token: m.adminToken }));
+  t.is((await tokens.listTokens({})).tokens.length, 4, "alice and mallory are still there");
+  const aliceAgain = client(secrets.get("alice") as string);
+  t.is((await aliceAgain.runTask({ id: "db", spec: spec({ PW: SECRET }) })).task?.id, "db");
+  const malloryAgain = client(secrets.get("mallory") as string);
+  t.is(await refusal(malloryAgain.runTask({ id: "db", spec: spec({ PW: SECRET }) })), OTHER);
+  const adminTasks = client(m.adminToken as string);
+  t.is(
+    await refusal(adminTasks.runTask({ id: "db", spec: spec({ PW: SECRET }) })),
+    OTHER,
+    "even an admin token is not alice's",
+  );
+  t.is((await adminTasks.getTask({ id: "db" })).task?.spec?.secretEnv.PW, REDACTED);
+});
+
+test("a task with no recorded creator (stored before creators were, or a job's replica) takes a retry with secrets from no one", async (t) => {
+  const cp = await openControlPlane(new MemoryStore(), { logger: createLogger("m", "silent") });
+  t.teardown(() => cp.close());
+  const spec = create(TaskSpecSchema, { image: HTTP_IMAGE, secretEnv: { PW: SECRET } });
+  cp.createTask("old", spec);
+  for (const caller of ["", "tok1"]) {
+    const error = t.throws(() => knownTask(cp, "old", spec, caller));
+    t.is(ConnectError.from(error).code, Code.AlreadyExists);
+    t.is(
+      ConnectError.from(error).rawMessage,
+      'task "old" already exists; a retry carrying secret values is recognised only from the token that created it',
+    );
+  }
+  // Without secret values the spec decides, as before.
+  const plain = create(TaskSpecSchema, { image: HTTP_IMAGE });
+  cp.createTask("older", plain);
+  t.is(knownTask(cp, "older", plain, "tok1")?.task.id, "older");
+  // On a manager without tokens every caller is "": its own tasks' retries work.
+  cp.createTask("mine", spec, "");
+  t.is(knownTask(cp, "mine", spec, "")?.task.id, "mine");
 });

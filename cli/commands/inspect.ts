@@ -2,6 +2,7 @@ import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { stringify } from "yaml";
 import { type TaskEvent, TaskEventSchema, TaskSchema } from "../../gen/cube/v1/task_pb.js";
+import { printableJson } from "../../lib/printable-text.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
   addClientOptions,
@@ -25,7 +26,8 @@ export function inspectCommand(io: Io): Command {
       "after",
       `
 The task is shown as YAML (the protobuf JSON mapping of Task), then its events, oldest
-first. With -o json: {"task": {...}, "events": [...]}, the same mapping as grpcurl shows.
+first; control and bidirectional characters in its text show escaped, as \u001b. With
+-o json: {"task": {...}, "events": [...]}, the same mapping as grpcurl shows, exact.
 
 Examples:
   cube inspect web
@@ -47,7 +49,9 @@ async function inspect(io: Io, ref: string, opts: ClientOptions): Promise<void> 
     }
     const colors = colorsFor(io.stdout, io.env);
     const history = events.map((e) => `  ${eventLine(e, colors, true)}\n`).join("");
-    io.stdout.write(`${stringify(taskJson)}events:\n${history || "  (none)\n"}`);
+    // Reasons and messages may quote a worker, Docker or a registry: nothing in them may reach
+    // the terminal as an instruction (events are escaped by eventLine).
+    io.stdout.write(`${stringify(printableJson(taskJson))}events:\n${history || "  (none)\n"}`);
   });
 }
 

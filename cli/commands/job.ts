@@ -10,6 +10,7 @@ import {
 import { DesiredState, type Task } from "../../gen/cube/v1/task_pb.js";
 import { formatDuration } from "../../lib/format-ms.js";
 import { formatAge } from "../../lib/parse-duration.js";
+import { printable } from "../../lib/printable-text.js";
 import { JOB_LIMITS } from "../../manager/rules/validate-job.js";
 import { CliError, usageError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
@@ -232,7 +233,7 @@ Examples:
         printJob(io, opts, job);
         // On stderr, so that -o json stays one document and a script still sees them.
         for (const warning of job?.deployment?.warnings ?? []) {
-          io.stderr.write(`cube: warning: ${warning}\n`);
+          io.stderr.write(`cube: warning: ${printable(warning)}\n`);
         }
         if (opts.wait && job) await waitForDeployment(io, clients, job, opts.timeout);
       }),
@@ -480,12 +481,12 @@ async function jobStatus(io: Io, name: string, opts: WatchOptions): Promise<void
 function statusLine(job: Job, colors: Colors): string {
   const c = job.counts;
   return [
-    job.spec?.name,
+    printable(job.spec?.name ?? ""),
     `v${job.version}`,
     jobStatusLabel(job.status, colors),
     `${c?.healthy ?? 0}/${c?.desired ?? 0} healthy`,
     deploymentLabel(job.deployment),
-    job.statusReason,
+    printable(job.statusReason),
   ]
     .filter((x) => x)
     .join("  ");
@@ -495,25 +496,25 @@ function describeJob(job: Job, now: number, colors: Colors): string {
   const c = job.counts;
   const d = job.deployment;
   const lines: [string, string][] = [
-    ["Name", job.spec?.name ?? ""],
+    ["Name", printable(job.spec?.name ?? "")],
     ["Version", `${job.version}${job.stableVersion ? ` (stable: ${job.stableVersion})` : ""}`],
     [
       "Status",
-      `${jobStatusLabel(job.status, colors)}${job.statusReason ? `: ${job.statusReason}` : ""}`,
+      `${jobStatusLabel(job.status, colors)}${job.statusReason ? `: ${printable(job.statusReason)}` : ""}`,
     ],
     [
       "Replicas",
       `${c?.desired ?? 0} desired, ${c?.running ?? 0} running, ${c?.healthy ?? 0} healthy, ${c?.starting ?? 0} starting, ${c?.pending ?? 0} pending, ${c?.failed ?? 0} failed`,
     ],
-    ["Image", job.spec?.template?.image ?? ""],
+    ["Image", printable(job.spec?.template?.image ?? "")],
   ];
   if (d) {
     const since = d.startedAt ? ` ${formatAge(now - timestampMs(d.startedAt))} ago` : "";
     lines.push([
       "Deployment",
-      `version ${d.version}${d.fromVersion ? ` from ${d.fromVersion}` : ""}${d.revert ? " (revert)" : ""}: ${deploymentStatusName(d.status)}, ${d.healthy}/${d.desired} healthy, started${since}${d.statusReason ? ` (${d.statusReason})` : ""}`,
+      `version ${d.version}${d.fromVersion ? ` from ${d.fromVersion}` : ""}${d.revert ? " (revert)" : ""}: ${deploymentStatusName(d.status)}, ${d.healthy}/${d.desired} healthy, started${since}${d.statusReason ? ` (${printable(d.statusReason)})` : ""}`,
     ]);
-    for (const warning of d.warnings) lines.push(["Warning", colors.yellow(warning)]);
+    for (const warning of d.warnings) lines.push(["Warning", colors.yellow(printable(warning))]);
   }
   return lines.map(([k, v]) => `${`${k}:`.padEnd(12)}${v}\n`).join("");
 }
@@ -528,8 +529,8 @@ function replicaRow(
   const created = task.createdAt ? timestampMs(task.createdAt) : now;
   const stopping = task.desiredState === DesiredState.STOPPED ? colors.dim(" (stopping)") : "";
   return [
-    shortId(task.id, full),
-    task.spec?.labels["cube.job.version"] ?? "",
+    printable(shortId(task.id, full)),
+    printable(task.spec?.labels["cube.job.version"] ?? ""),
     `${stateLabel(task, colors, now)}${stopping}`,
     workerLabel(task.workerId, names, full),
     formatAge(now - created),

@@ -9,6 +9,7 @@ import {
 } from "../../gen/cube/v1/node_service_pb.js";
 import { formatDuration } from "../../lib/format-ms.js";
 import { parseDuration } from "../../lib/parse-duration.js";
+import { printable } from "../../lib/printable-text.js";
 import { CliError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS, type ManagerClients } from "../client.js";
 import {
@@ -205,7 +206,7 @@ function print(io: Io, opts: ClientOptions, node: Node | undefined): void {
     return;
   }
   io.stdout.write(
-    `${node.worker?.name ?? ""}: ${schedulingLabel(node, colorsFor(io.stdout, io.env))}\n`,
+    `${printable(node.worker?.name ?? "")}: ${schedulingLabel(node, colorsFor(io.stdout, io.env))}\n`,
   );
 }
 

@@ -1,6 +1,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
 import { TaskSchema } from "../../gen/cube/v1/task_pb.js";
+import { printable } from "../../lib/printable-text.js";
 import { CliError } from "../cli-error.js";
 import { CALL_TIMEOUT_MS } from "../client.js";
 import {
@@ -93,7 +94,7 @@ async function stop(io: Io, refs: string[], opts: StopOptions): Promise<void> {
         const described = describeError(error, clients.address);
         // Unreachable is the same for every id: say it once.
         if (described.exitCode === ExitCode.Unreachable) throw described;
-        io.stderr.write(`cube: ${described.message}\n`);
+        io.stderr.write(`cube: ${printable(described.message)}\n`);
         failure ??= described;
       }
     }

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import type { TaskState } from "../../gen/cube/v1/task_pb.js";
 import { TaskService, TaskView } from "../../gen/cube/v1/task_service_pb.js";
 import { redactEvent, redactTask } from "../../lib/redact.js";
@@ -6,6 +6,7 @@ import { validateTaskFilter } from "../../lib/task-filter.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { runTasks } from "../rules/run-tasks.js";
 import { findTask, runTask, stopTask, taskEvents } from "../rules/task-ops.js";
+import { CALLER } from "./authorization.js";
 import type { ClusterTls } from "./cluster-tls.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 import { proxyTaskLogs } from "./task-logs.js";
@@ -23,11 +24,11 @@ export function taskServiceRoutes(
 ): (router: ConnectRouter) => void {
   return (router) =>
     router.service(TaskService, {
-      async runTask(req) {
-        return { task: redactTask(await runTask(cp, req)) };
+      async runTask(req, ctx) {
+        return { task: redactTask(await runTask(cp, req, callerId(ctx))) };
       },
-      async runTasks(req) {
-        const tasks = await runTasks(cp, req.requests);
+      async runTasks(req, ctx) {
+        const tasks = await runTasks(cp, req.requests, callerId(ctx));
         const withSpec = req.view !== TaskView.BASIC;
         return {
           tasks: withSpec
@@ -90,4 +91,9 @@ export function taskServiceRoutes(
         yield* proxyTaskLogs(cp, req, ctx.signal, tls);
       },
     });
+}
+
+/** The id of the token the call was authorized as; "" on a manager without tokens. */
+function callerId(ctx: HandlerContext): string {
+  return CALLER.get(ctx.signal)?.id ?? "";
 }

@@ -38,10 +38,12 @@ import {
   applyProgress,
   applyStopNotHeld,
   applyUpdate,
-  clip,
+  workerItem,
+  workerText,
 } from "../rules/task-updates.js";
 import { validateRegister } from "../rules/validate-register.js";
 import { noteProgress, workerBack, workerDisconnected } from "../rules/worker-liveness.js";
+import { workerStats } from "../rules/worker-stats.js";
 
 /**
  * Serves one WorkerService.Connect stream: reads the worker's messages in their own loop and
@@ -149,16 +151,19 @@ export function onMessage(cp: ControlPlane, conn: WorkerConnection, request: Con
     case "progress":
       applyProgress(cp, worker, m.value);
       break;
-    case "stats":
-      if (m.value.node) {
-        worker.setMetrics({ ...m.value.node, workerId: worker.id }, m.value.tasks);
+    case "stats": {
+      // Its own node and the tasks it holds only, numbers clamped (rules/worker-stats.ts).
+      const kept = workerStats(worker, m.value);
+      if (kept) {
+        worker.setMetrics(kept.node, kept.tasks);
         cp.metricsFeed.notify(worker.id);
         cp.workerFeed.notify(worker.id);
       }
       break;
+    }
     case "leaving":
       // Its stream ends next; the grace it then gets depends on this.
-      worker.leaving = { ...m.value, reason: clip(m.value.reason) };
+      worker.leaving = { ...m.value, reason: workerText(m.value.reason) };
       cp.logger.info(
         {
           worker: worker.id,
@@ -239,7 +244,7 @@ function register(cp: ControlPlane, conn: WorkerConnection, reg: Register): void
   // No new task until its inventory is reconciled (onInventory): what it holds comes first.
   worker.setSynced(!returning);
   worker.setStatus(WorkerStatus.READY);
-  worker.setEngine(reg.engine);
+  worker.setEngine(reg.engine && engineReport(reg.engine));
   worker.callSecret = reg.callSecret;
   worker.registeredSince = true;
   conn.workerId = worker.id;
@@ -311,7 +316,9 @@ function ackUpdates(cp: ControlPlane, worker: WorkerEntry): void {
  * {@link reconcile}'s): sent after every (re)connect, and again when the worker's engine
  * came back.
  */
-function onInventory(cp: ControlPlane, worker: WorkerEntry, inventory: Inventory): void {
+function onInventory(cp: ControlPlane, worker: WorkerEntry, sent: Inventory): void {
+  // Container ids and ports may become the task's (restore, reclaim): kept as worker text.
+  const inventory = { ...sent, items: sent.items.map(workerItem) };
   const actions = reconcile(
     worker.id,
     inventory.items,
@@ -480,9 +487,15 @@ function reclaim(cp: ControlPlane, worker: WorkerEntry, item: InventoryItem, bec
   if (replacement) cp.assign(replacement, AssignmentAction.STOP, before);
 }
 
+/** What a worker says of its engine, its reason (the engine's or the OS's words) as {@link workerText} keeps it. */
+function engineReport(sent: EngineReport): EngineReport {
+  const reason = workerText(sent.reason);
+  return reason === sent.reason ? sent : { ...sent, reason };
+}
+
 /** The worker's container engine went away or came back. */
 function onEngine(cp: ControlPlane, worker: WorkerEntry, sent: EngineReport): void {
-  const report = { ...sent, reason: clip(sent.reason) };
+  const report = engineReport(sent);
   const was = worker.engine?.status;
   worker.setEngine(report);
   if (was === report.status) return;

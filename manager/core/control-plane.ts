@@ -127,9 +127,10 @@ export class ControlPlane {
     for (const { worker, lastUpdateSeq } of state.workers) {
       cp.workers.add(new WorkerEntry(worker, lastUpdateSeq, WorkerStatus.DISCONNECTED));
     }
-    for (const { task, createdRevision, movedOff } of state.tasks) {
+    for (const { task, createdRevision, movedOff, createdBy } of state.tasks) {
       const entry = newEntry(task, createdRevision);
       if (movedOff) entry.movedOff = new Map(movedOff);
+      if (createdBy !== undefined) entry.createdBy = createdBy;
       cp.tasks.add(entry);
       cp.#account(entry, undefined, task);
     }
@@ -153,12 +154,17 @@ export class ControlPlane {
     return cp;
   }
 
-  /** Accepts a new task (PENDING, CREATED event). The caller then tries to place it. */
-  createTask(id: string, spec: TaskSpec): TaskEntry {
+  /**
+   * Accepts a new task (PENDING, CREATED event). The caller then tries to place it.
+   * `createdBy`: the id of the token that asked ("" without tokens), kept with the task;
+   * undefined when the manager itself creates it (a job's replica).
+   */
+  createTask(id: string, spec: TaskSpec, createdBy?: string): TaskEntry {
     const revision = ++this.revision;
     const now = this.clock.now();
     const task = newTask(id, spec, revision, now);
     const entry = newEntry(task, revision);
+    if (createdBy !== undefined) entry.createdBy = createdBy;
     this.tasks.add(entry);
     this.pending.set(id, entry);
     this.metrics.taskChanged(undefined, task);
@@ -272,9 +278,14 @@ export class ControlPlane {
   }
 
   #put(entry: TaskEntry, task: Task): void {
-    const { movedOff, createdRevision } = entry;
+    const { movedOff, createdRevision, createdBy } = entry;
     // A copy: the entry's map changes later, the store writes this batch at its flush.
-    this.store.putTask({ task, createdRevision, ...(movedOff && { movedOff: new Map(movedOff) }) });
+    this.store.putTask({
+      task,
+      createdRevision,
+      ...(movedOff && { movedOff: new Map(movedOff) }),
+      ...(createdBy !== undefined && { createdBy }),
+    });
   }
 
   /**

@@ -30,6 +30,13 @@ export interface TaskEntry {
    * (ControlPlane.noteMovedOff), so it holds across a manager restart.
    */
   movedOff?: Map<string, bigint>;
+  /**
+   * Who created it: the id of the token of the RunTask or RunTasks call ("" when the manager
+   * runs without tokens); undefined for a task the manager created (a job's replica) or one
+   * stored before it was recorded. A retry carrying secret values is recognised only from
+   * this token (rules/task-ops.ts `knownTask`). Stored with the task; shown by no API.
+   */
+  createdBy?: string;
 }
 
 /**

@@ -220,6 +220,10 @@ export class WorkerEntry {
               : "cordoned";
   }
 
+  /**
+   * The worker's latest sample, as manager/rules/worker-stats.ts kept it (its own node and the
+   * tasks it holds, numbers clamped): task samples replace the previous ones whole.
+   */
   setMetrics(node: NodeMetrics, tasks: TaskMetrics[]): void {
     this.metrics = node;
     this.taskMetrics = new Map(tasks.map((t) => [t.taskId, t]));

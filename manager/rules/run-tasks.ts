@@ -14,11 +14,13 @@ import { LIMITS, validateRunTask, validateTaskId } from "./validate-spec.js";
  * "requests[3]: task …") and nothing is stored. Then the new tasks are created and placed in
  * order, in one synchronous run (so one group commit stores them all), and it resolves once
  * they are durable, with the tasks in request order: new ones as stored, idempotent retries
- * as they are now.
+ * as they are now. `caller`: the id of the calling token ("" without tokens), which a retry
+ * of a task with secret values must be (task-ops.ts `knownTask`).
  */
 export async function runTasks(
   cp: ControlPlane,
   requests: readonly RunTaskRequest[],
+  caller: string,
 ): Promise<Task[]> {
   const n = requests.length;
   if (n === 0 || n > LIMITS.batchSize) {
@@ -57,7 +59,7 @@ export async function runTasks(
         firstIndex.set(id, i);
       }
       specs[i] = spec;
-      known[i] = knownTask(cp, id, spec);
+      known[i] = knownTask(cp, id, spec, caller);
     }
   } catch (error) {
     throw atRequest(error, i);
@@ -66,7 +68,7 @@ export async function runTasks(
   const tasks: Task[] = new Array(n);
   for (let j = 0; j < n; j++) {
     if (!known[j])
-      tasks[j] = acceptTask(cp, (requests[j] as RunTaskRequest).id, specs[j] as TaskSpec);
+      tasks[j] = acceptTask(cp, (requests[j] as RunTaskRequest).id, specs[j] as TaskSpec, caller);
   }
   await cp.committed();
   for (let j = 0; j < n; j++) {

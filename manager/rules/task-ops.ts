@@ -13,6 +13,7 @@ import {
 import type { RunTaskRequest } from "../../gen/cube/v1/task_service_pb.js";
 import { AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
 import { quote } from "../../lib/quote.js";
+import { hasSecrets } from "../../lib/redact.js";
 import type { ControlPlane } from "../core/control-plane.js";
 import { stopped, stopRequested } from "../core/lifecycle.js";
 import type { TaskEntry } from "../core/task-table.js";
@@ -40,16 +41,21 @@ export function findTask(cp: ControlPlane, id: string, field = "id"): TaskEntry 
 /**
  * Validates, stores and places a task; resolves once it is durable, with the task as stored
  * (PENDING with a reason, or SCHEDULED). A known id with an equal spec returns the existing
- * task (an idempotent retry); with another spec, ALREADY_EXISTS.
+ * task (an idempotent retry); with another spec, ALREADY_EXISTS; see {@link knownTask} for
+ * specs with secret values. `caller`: the id of the calling token ("" without tokens).
  */
-export async function runTask(cp: ControlPlane, request: RunTaskRequest): Promise<Task> {
+export async function runTask(
+  cp: ControlPlane,
+  request: RunTaskRequest,
+  caller: string,
+): Promise<Task> {
   const spec = validateRunTask(request);
-  const existing = knownTask(cp, request.id, spec);
+  const existing = knownTask(cp, request.id, spec, caller);
   if (existing) {
     await cp.committed();
     return existing.task;
   }
-  const stored = acceptTask(cp, request.id, spec);
+  const stored = acceptTask(cp, request.id, spec, caller);
   await cp.committed();
   return stored;
 }
@@ -58,11 +64,31 @@ export async function runTask(cp: ControlPlane, request: RunTaskRequest): Promis
  * The task already stored under a client-chosen id when its spec equals `spec` (a retry);
  * undefined when the id is empty or new. Throws ALREADY_EXISTS naming the id when the stored
  * spec differs. Changes nothing.
+ *
+ * When either spec carries secret_env values, only the token that created the task
+ * (`caller`, the calling token's id, against `TaskEntry.createdBy`) gets that comparison:
+ * anyone else gets ALREADY_EXISTS at once, with one message whatever the values, so that
+ * RunTask cannot confirm a guess of another's secret (a right guess would be "a retry", a
+ * wrong one "another spec"). A task with no recorded creator (a job's replica, or one stored
+ * before creators were) is another's to everyone.
  */
-export function knownTask(cp: ControlPlane, id: string, spec: TaskSpec): TaskEntry | undefined {
+export function knownTask(
+  cp: ControlPlane,
+  id: string,
+  spec: TaskSpec,
+  caller: string,
+): TaskEntry | undefined {
   if (id === "") return undefined;
   const existing = cp.tasks.get(id);
-  if (existing && (!existing.task.spec || !equals(TaskSpecSchema, existing.task.spec, spec))) {
+  if (!existing) return undefined;
+  const stored = existing.task.spec;
+  if (existing.createdBy !== caller && (hasSecrets(spec) || hasSecrets(stored))) {
+    throw new ConnectError(
+      `task "${id}" already exists; a retry carrying secret values is recognised only from the token that created it`,
+      Code.AlreadyExists,
+    );
+  }
+  if (!stored || !equals(TaskSpecSchema, stored, spec)) {
     throw new ConnectError(`task "${id}" already exists with another spec`, Code.AlreadyExists);
   }
   return existing;
@@ -71,9 +97,10 @@ export function knownTask(cp: ControlPlane, id: string, spec: TaskSpec): TaskEnt
 /**
  * Creates a validated, new task (the manager picks the id when `id` is empty) and places it
  * or queues it; returns the snapshot as stored, durable with the next group commit.
+ * `caller`: the id of the token that asked ("" without tokens), kept as the task's creator.
  */
-export function acceptTask(cp: ControlPlane, id: string, spec: TaskSpec): Task {
-  const entry = cp.createTask(id || randomUUID(), spec);
+export function acceptTask(cp: ControlPlane, id: string, spec: TaskSpec, caller: string): Task {
+  const entry = cp.createTask(id || randomUUID(), spec, caller);
   placeNew(cp, entry);
   return entry.task;
 }

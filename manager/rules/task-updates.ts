@@ -1,7 +1,13 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { DesiredState, HealthStatus, TaskEventType, TaskState } from "../../gen/cube/v1/task_pb.js";
-import type { HealthReport, Progress, TaskUpdate } from "../../gen/cube/v1/worker_service_pb.js";
+import type {
+  HealthReport,
+  InventoryItem,
+  Progress,
+  TaskUpdate,
+} from "../../gen/cube/v1/worker_service_pb.js";
 import type { Clock } from "../../lib/clock.js";
+import { printable } from "../../lib/printable-text.js";
 import { isFinished, stateName } from "../../lib/task-state.js";
 import { TrailingThrottle } from "../../lib/trailing-throttle.js";
 import type { ControlPlane } from "../core/control-plane.js";
@@ -17,13 +23,42 @@ import { LIMITS } from "./validate-spec.js";
  */
 export const REPORT_TEXT_LIMIT = 2048;
 /** Characters of a container id kept (Docker's are 64). */
-const CONTAINER_ID_LIMIT = 128;
+export const CONTAINER_ID_LIMIT = 128;
+/** Characters of a published port's host address kept (an IPv6 address has at most 45). */
+const HOST_IP_LIMIT = 64;
 
 /** `text` cut to `limit` characters, saying so, so that nothing is shortened silently. */
 export function clip(text: string, limit = REPORT_TEXT_LIMIT): string {
   return text.length <= limit
     ? text
     : `${text.slice(0, limit)}… (cut from ${text.length} characters)`;
+}
+
+/**
+ * Free text a worker sent (a reason, a health, progress or engine message, a container id),
+ * as the manager keeps it: control and bidirectional characters escaped (lib/printable-text.ts:
+ * the text is the worker's, or Docker's or a registry's, and ends up on people's terminals),
+ * then cut to `limit` characters. Every text taken from a worker goes through here.
+ */
+export function workerText(text: string, limit = REPORT_TEXT_LIMIT): string {
+  return clip(printable(text), limit);
+}
+
+/** The ports a worker reports, as kept: no more than a spec may hold, host addresses as {@link workerText}. */
+export function workerPorts(ports: TaskUpdate["ports"]): TaskUpdate["ports"] {
+  const kept = ports.length > LIMITS.portCount ? ports.slice(0, LIMITS.portCount) : ports;
+  return kept.some((p) => workerText(p.hostIp, HOST_IP_LIMIT) !== p.hostIp)
+    ? kept.map((p) => ({ ...p, hostIp: workerText(p.hostIp, HOST_IP_LIMIT) }))
+    : kept;
+}
+
+/** An inventory item with its container id and ports as {@link workerText} keeps them. */
+export function workerItem(item: InventoryItem): InventoryItem {
+  const containerId = workerText(item.containerId, CONTAINER_ID_LIMIT);
+  const ports = workerPorts(item.ports);
+  return containerId === item.containerId && ports === item.ports
+    ? item
+    : { ...item, containerId, ports };
 }
 
 /** Progress events of one task are kept at most this often (pull progress comes fast). */
@@ -58,18 +93,12 @@ export function applyUpdate(cp: ControlPlane, worker: WorkerEntry, update: TaskU
   const entry = current(cp, worker, update.taskId, update.generation);
   if (!entry) return;
   const task = entry.task;
-  const reason = clip(update.reason);
+  const reason = workerText(update.reason);
   // What the worker sees of its container, whatever the state does.
   const seen: TaskPatch = {};
-  const containerId = clip(update.containerId, CONTAINER_ID_LIMIT);
+  const containerId = workerText(update.containerId, CONTAINER_ID_LIMIT);
   if (containerId && containerId !== task.containerId) seen.containerId = containerId;
-  // No task publishes more ports than a spec may hold.
-  if (update.ports.length > 0) {
-    seen.ports =
-      update.ports.length > LIMITS.portCount
-        ? update.ports.slice(0, LIMITS.portCount)
-        : update.ports;
-  }
+  if (update.ports.length > 0) seen.ports = workerPorts(update.ports);
   if (update.state === task.state) {
     if (Object.keys(seen).length > 0) cp.touch(entry, seen);
     return;
@@ -135,12 +164,30 @@ export function applyStopNotHeld(
   );
 }
 
-/** Records a health change; an UNHEALTHY task goes through its restart policy. */
+/**
+ * Records a health change; an UNHEALTHY task goes through its restart policy. Only a RUNNING
+ * task has a health to change: a report of a task still SCHEDULED (or UNKNOWN, or ended) at
+ * this worker and generation is ignored with a debug log, as a stale one is (a worker checks
+ * only a container it reported started, and that report comes first up the stream).
+ */
 export function applyHealth(cp: ControlPlane, worker: WorkerEntry, report: HealthReport): void {
   const entry = current(cp, worker, report.taskId, report.generation);
-  if (!entry || entry.task.health === report.status) return;
+  if (!entry) return;
+  if (entry.task.state !== TaskState.RUNNING) {
+    cp.logger.debug(
+      {
+        task: report.taskId,
+        worker: worker.id,
+        generation: Number(report.generation),
+        state: stateName(entry.task.state),
+      },
+      "ignored a health report of a task that is not RUNNING",
+    );
+    return;
+  }
+  if (entry.task.health === report.status) return;
   if (report.status !== HealthStatus.HEALTHY && report.status !== HealthStatus.UNHEALTHY) return;
-  const message = clip(report.message) || HealthStatus[report.status];
+  const message = workerText(report.message) || HealthStatus[report.status];
   cp.change(entry, { health: report.status }, TaskEventType.HEALTH_CHANGED, message);
   if (report.status === HealthStatus.UNHEALTHY) taskUnhealthy(cp, entry, worker, message);
 }
@@ -181,5 +228,5 @@ function recordProgress(cp: ControlPlane, entry: TaskEntry, progress: Progress):
     progress.totalBytes > 0n
       ? ` ${Number((progress.currentBytes * 100n) / progress.totalBytes)}%`
       : "";
-  cp.change(entry, {}, TaskEventType.PROGRESS, `${clip(progress.message)}${pct}`);
+  cp.change(entry, {}, TaskEventType.PROGRESS, `${workerText(progress.message)}${pct}`);
 }

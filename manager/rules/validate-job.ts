@@ -2,6 +2,7 @@ import type { Duration } from "@bufbuild/protobuf/wkt";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { JobSpec } from "../../gen/cube/v1/job_pb.js";
+import { CONTROL_CHARACTERS as CONTROL } from "../../lib/printable-text.js";
 import { quote } from "../../lib/quote.js";
 import { LIMITS, validateRunTask } from "./validate-spec.js";
 
@@ -25,8 +26,6 @@ export const UPDATE_DEFAULTS = {
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const OPERATORS = new Set(["=", "!=", "in"]);
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it rejects
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 function bad(field: string, message: string): never {
   throw new ConnectError(`${field}: ${message}`, Code.InvalidArgument);

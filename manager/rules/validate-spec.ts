@@ -6,6 +6,10 @@ import { Protocol, RestartMode, type TaskSpec } from "../../gen/cube/v1/task_pb.
 import type { RunTaskRequest } from "../../gen/cube/v1/task_service_pb.js";
 import { imageProblem } from "../../lib/image-ref.js";
 import { hostPortKey } from "../../lib/ports.js";
+import {
+  BIDI_CHARACTERS as BIDI,
+  CONTROL_CHARACTERS as CONTROL,
+} from "../../lib/printable-text.js";
 import { quote } from "../../lib/quote.js";
 import { REDACTED } from "../../lib/redact.js";
 
@@ -40,11 +44,6 @@ export const LIMITS = {
 } as const;
 
 const ID = /^[A-Za-z0-9._-]+$/;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it rejects
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-// Bidirectional overrides and isolates reorder what a terminal shows ("Trojan Source"): a
-// name could then read as another task's.
-const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 
 function bad(field: string, message: string): never {
   throw new ConnectError(`${field}: ${message}`, Code.InvalidArgument);

@@ -209,6 +209,7 @@ export class LevelStore implements Store {
             createdRevision: BigInt(key.slice(2, 22)),
             task,
             ...(movedOff.length > 0 && { movedOff: new Map(movedOff) }),
+            ...(record.createdBy !== undefined && { createdBy: record.createdBy }),
           });
         }
       }
@@ -435,7 +436,7 @@ export class LevelStore implements Store {
       const first = (events[0] as TaskEvent).revision;
       out.put(blobKey(first, first + BigInt(events.length - 1)), toBinary(EventBlobSchema, blob));
     }
-    for (const { task, createdRevision, movedOff } of batch.tasks.values()) {
+    for (const { task, createdRevision, movedOff, createdBy } of batch.tasks.values()) {
       let revisions = this.#revisions.get(task.id) ?? [];
       if (revisions.length > 0 && (revisions[0] as bigint) < this.#oldest) {
         revisions = revisions.filter((r) => r >= this.#oldest);
@@ -446,6 +447,7 @@ export class LevelStore implements Store {
         eventRevisions: revisions,
         spec: task.spec ? this.#specBytes(task.spec) : new Uint8Array(0),
         movedOff: movedOff ? Object.fromEntries(movedOff) : {},
+        createdBy,
       });
       out.put(`t/${pad(createdRevision)}/${task.id}`, toBinary(TaskRecordSchema, record));
     }

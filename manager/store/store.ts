@@ -19,6 +19,12 @@ export interface TaskRecord {
    * (manager/core/task-table.ts `movedOff`). A snapshot: the store keeps what it was given.
    */
   readonly movedOff?: ReadonlyMap<string, bigint>;
+  /**
+   * The id of the token that created it through RunTask/RunTasks ("" without tokens);
+   * undefined when the manager created it (a job's replica) or an older manager stored it
+   * (manager/core/task-table.ts `createdBy`).
+   */
+  readonly createdBy?: string;
 }
 
 /** A worker as stored: who it is, and the highest update seq the manager has persisted for it. */

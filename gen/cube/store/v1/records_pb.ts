@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cube/store/v1/records.proto.
  */
 export const file_cube_store_v1_records: GenFile = /*@__PURE__*/
-  fileDesc("ChtjdWJlL3N0b3JlL3YxL3JlY29yZHMucHJvdG8SDWN1YmUuc3RvcmUudjEivQEKClRhc2tSZWNvcmQSGwoEdGFzaxgBIAEoCzINLmN1YmUudjEuVGFzaxIXCg9ldmVudF9yZXZpc2lvbnMYAiADKAQSDAoEc3BlYxgDIAEoDBI6Cgltb3ZlZF9vZmYYBCADKAsyJy5jdWJlLnN0b3JlLnYxLlRhc2tSZWNvcmQuTW92ZWRPZmZFbnRyeRovCg1Nb3ZlZE9mZkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBDoCOAEiLwoJRXZlbnRCbG9iEiIKBmV2ZW50cxgBIAMoCzISLmN1YmUudjEuVGFza0V2ZW50IkgKDFdvcmtlclJlY29yZBIfCgZ3b3JrZXIYASABKAsyDy5jdWJlLnYxLldvcmtlchIXCg9sYXN0X3VwZGF0ZV9zZXEYAiABKAQiQwoLVG9rZW5SZWNvcmQSHQoFdG9rZW4YASABKAsyDi5jdWJlLnYxLlRva2VuEhUKDXNlY3JldF9zaGEyNTYYAiABKAxiBnByb3RvMw", [file_cube_v1_task, file_cube_v1_token_service, file_cube_v1_worker]);
+  fileDesc("ChtjdWJlL3N0b3JlL3YxL3JlY29yZHMucHJvdG8SDWN1YmUuc3RvcmUudjEi5QEKClRhc2tSZWNvcmQSGwoEdGFzaxgBIAEoCzINLmN1YmUudjEuVGFzaxIXCg9ldmVudF9yZXZpc2lvbnMYAiADKAQSDAoEc3BlYxgDIAEoDBI6Cgltb3ZlZF9vZmYYBCADKAsyJy5jdWJlLnN0b3JlLnYxLlRhc2tSZWNvcmQuTW92ZWRPZmZFbnRyeRIXCgpjcmVhdGVkX2J5GAUgASgJSACIAQEaLwoNTW92ZWRPZmZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBQg0KC19jcmVhdGVkX2J5Ii8KCUV2ZW50QmxvYhIiCgZldmVudHMYASADKAsyEi5jdWJlLnYxLlRhc2tFdmVudCJICgxXb3JrZXJSZWNvcmQSHwoGd29ya2VyGAEgASgLMg8uY3ViZS52MS5Xb3JrZXISFwoPbGFzdF91cGRhdGVfc2VxGAIgASgEIkMKC1Rva2VuUmVjb3JkEh0KBXRva2VuGAEgASgLMg4uY3ViZS52MS5Ub2tlbhIVCg1zZWNyZXRfc2hhMjU2GAIgASgMYgZwcm90bzM", [file_cube_v1_task, file_cube_v1_token_service, file_cube_v1_worker]);
 
 /**
  * TaskRecord is the value under t/<created revision>/<task id>.
@@ -61,6 +61,18 @@ export type TaskRecord = Message<"cube.store.v1.TaskRecord"> & {
    * @generated from field: map<string, uint64> moved_off = 4;
    */
   movedOff: { [key: string]: bigint };
+
+  /**
+   * The id of the token whose RunTask or RunTasks created the task; empty when the manager
+   * runs without tokens; unset for a task the manager created itself (a job's replica) or
+   * stored before this field existed. A retry of RunTask under the task's id whose spec
+   * carries secret_env values is recognised only from this token: anyone else gets
+   * ALREADY_EXISTS without the secret values being compared, so a wrong guess of them and a
+   * right one answer alike. Not shown by any API.
+   *
+   * @generated from field: optional string created_by = 5;
+   */
+  createdBy?: string | undefined;
 };
 
 /**
