@@ -217,6 +217,25 @@ test("a call without a token is answered from its headers: its body is never wai
   t.deepEqual(tasks, [], "and the manager serves callers with a token");
 });
 
+test("an HTTP/1.0 request without Host is answered 400, and the server goes on", async (t) => {
+  const m = await startTestManager(t);
+  // connect-node cannot make such a request's URL, and threw from the request listener:
+  // one packet from anyone ended the process.
+  const answer = await h1(
+    m.address,
+    [
+      "POST /grpc.health.v1.Health/Check HTTP/1.0",
+      "Content-Type: application/json",
+      "Content-Length: 2",
+    ],
+    "{}",
+  );
+  t.regex(answer.text, /^HTTP\/1\.1 400 /);
+  t.regex(answer.text, /unable to determine request authority/);
+  const health = createClient(Health, grpcTransport(m.address));
+  t.is((await health.check({ service: "" })).status, 1, "still serving");
+});
+
 test("the worker's own port answers a call without its secret before the body too", async (t) => {
   const m = await startTestManager(t);
   const w = await startWorker({

@@ -22,7 +22,7 @@ import {
   createContextKey,
   type HandlerContext,
 } from "@connectrpc/connect";
-import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
@@ -106,12 +106,22 @@ export function nodeHandler(o: NodeHandlerOptions): (req: NodeRequest, res: Node
       return;
     }
     const exchange = new Exchange(req, res);
-    const call = universalRequestFromNodeRequest(
-      req,
-      res,
-      undefined,
-      o.contextValues(req).set(EXCHANGE, exchange),
-    );
+    let call: UniversalServerRequest;
+    try {
+      call = universalRequestFromNodeRequest(
+        req,
+        res,
+        undefined,
+        o.contextValues(req).set(EXCHANGE, exchange),
+      );
+    } catch (error) {
+      // An HTTP/1.0 request without Host has no authority to make its URL from: connect-node
+      // throws, and a throw from a request listener would end the process.
+      exchange.leaveBody();
+      res.writeHead(400, { "content-type": "text/plain; charset=utf-8" });
+      res.end(`${ConnectError.from(error).rawMessage}\n`);
+      return;
+    }
     const kind = handler.method.methodKind;
     if ((kind === "unary" || kind === "server_streaming") && isStream(call.body)) {
       call.body = within(call.body, o.bodyTimeoutMs, exchange);
