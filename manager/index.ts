@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import { HealthCheckResponse_ServingStatus as HealthStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { createLogger, type Logger } from "../lib/logger.js";
 import { guardPlaintext, parseListen, startServer } from "../lib/rpc/server.js";
-import { authInterceptor } from "./api/authorization.js";
+import { authorization } from "./api/authorization.js";
 import { readToken, writeFirstTokens } from "./api/bootstrap-tokens.js";
 import { ClusterTls, caFile } from "./api/cluster-tls.js";
 import { managerHttp } from "./api/http-routes.js";
@@ -90,9 +90,12 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
         workerCertMs: resolved.workerCertificateMs,
       });
     }
-    // Metrics outermost: calls refused for want of a token are counted too.
+    // Metrics first: calls refused for want of a token are counted too.
     const metrics = resolved.metrics ? managerMetrics(cp) : undefined;
     if (metrics) store.observeCommits((seconds) => cp.metrics.committed(seconds));
+    const auth = resolved.auth
+      ? authorization(cp.tokens, cp.clock, logger, { tls: !!tls })
+      : undefined;
     server = await startServer({
       name: "the manager",
       listen: resolved.listen,
@@ -100,10 +103,9 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
       files: MANAGER_FILES,
       // The dashboard at `/`, GET /metrics beside it.
       fallback: managerHttp(metrics?.fallback),
-      interceptors: [
-        ...(metrics?.interceptors ?? []),
-        ...(resolved.auth ? [authInterceptor(cp.tokens, cp.clock, logger, { tls: !!tls })] : []),
-      ],
+      gates: [...(metrics?.gates ?? []), ...(auth ? [auth.gate] : [])],
+      interceptors: auth ? [auth.interceptor] : [],
+      logger,
       tls: tls?.serverTls(),
     });
     const serving = server;

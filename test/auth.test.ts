@@ -18,17 +18,16 @@ import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/refl
 import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { createLogger } from "../lib/logger.js";
 import { grpcTransport } from "../lib/rpc/client.js";
-import { startServer } from "../lib/rpc/server.js";
-import { authInterceptor, authorize, POLICY } from "../manager/api/authorization.js";
-import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
+import { authorize, POLICY } from "../manager/api/authorization.js";
+import { MANAGER_FILES } from "../manager/api/routes.js";
 import { TokenTable } from "../manager/core/token-table.js";
 import { openControlPlane, startManager } from "../manager/index.js";
 import { MemoryStore } from "../manager/store/memory-store.js";
 import { startWorker } from "../worker/index.js";
 import { cube, cubeEnv } from "./cli-harness.js";
 import { FakeClock } from "./fake-clock.js";
-import { tempDir } from "./fixtures.js";
-import { eventually } from "./manager-harness.js";
+import { serveAuthorized, tempDir } from "./fixtures.js";
+import { opensAgain } from "./manager-harness.js";
 
 /** A logger at warn level whose lines are kept, to check what a start warned about. */
 async function warnings() {
@@ -430,15 +429,7 @@ test("a token holding its most open streams gets RESOURCE_EXHAUSTED for another;
   const now = Date.now();
   const watcher = cp.tokens.create("watcher", Role.OPERATOR, undefined, now).secret;
   const other = cp.tokens.create("other", Role.READ, undefined, now).secret;
-  const server = await startServer({
-    listen: "127.0.0.1:0",
-    routes: managerRoutes(cp),
-    files: MANAGER_FILES,
-    interceptors: [
-      authInterceptor(cp.tokens, cp.clock, createLogger("m", "silent"), { openStreams: 3 }),
-    ],
-  });
-  t.teardown(() => server.close());
+  const server = await serveAuthorized(t, cp, { auth: { openStreams: 3 } });
   const mine = clients(server.address, watcher);
   await mine.tasks.runTask({ id: "a", spec: { image: "cube/httpd:local" } });
   await mine.tasks.runTask({ id: "b", spec: { image: "cube/httpd:local" } });
@@ -459,12 +450,7 @@ test("a token holding its most open streams gets RESOURCE_EXHAUSTED for another;
   theirs.abort.abort();
   // Closing one gives its place back (once the server has seen the stream end).
   held[0]?.abort.abort();
-  await eventually(async () => {
-    const again = open(mine);
-    const first = await again.first;
-    again.abort.abort();
-    if (first.done) throw new Error("ended");
-  });
+  await opensAgain(() => open(mine));
   for (const w of held) w.abort.abort();
 });
 
@@ -478,17 +464,7 @@ test("a token over its call rate gets RESOURCE_EXHAUSTED; its bucket refills wit
   const { record, secret } = cp.tokens.create("busy", Role.READ, undefined, clock.now());
   cp.store.putToken(record);
   const quiet = cp.tokens.create("quiet", Role.READ, undefined, clock.now()).secret;
-  const server = await startServer({
-    listen: "127.0.0.1:0",
-    routes: managerRoutes(cp),
-    files: MANAGER_FILES,
-    interceptors: [
-      authInterceptor(cp.tokens, clock, createLogger("m", "silent"), {
-        rate: { perSecond: 2, burst: 3 },
-      }),
-    ],
-  });
-  t.teardown(() => server.close());
+  const server = await serveAuthorized(t, cp, { auth: { rate: { perSecond: 2, burst: 3 } } });
   const busy = clients(server.address, secret);
   for (let i = 0; i < 3; i++) await busy.tasks.listTasks({});
   t.is(await codeOf(busy.tasks.listTasks({})), Code.ResourceExhausted);

@@ -10,8 +10,11 @@ import type { Client, ServiceImpl } from "@connectrpc/connect";
 import Docker from "dockerode";
 import type { Task } from "../gen/cube/v1/task_pb.js";
 import { file_cube_v1_task_service, TaskService } from "../gen/cube/v1/task_service_pb.js";
-import { createLogger } from "../lib/logger.js";
-import { type Server, startServer } from "../lib/rpc/server.js";
+import { createLogger, type Logger } from "../lib/logger.js";
+import { type Server, type ServerLimits, startServer } from "../lib/rpc/server.js";
+import { type AuthOptions, authorization } from "../manager/api/authorization.js";
+import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
+import type { ControlPlane } from "../manager/core/control-plane.js";
 import { type ManagerHandle, type ManagerOptions, startManager } from "../manager/index.js";
 import { memoryNumbers } from "../manager/scheduler/numbers.js";
 import { removeLabelled } from "../worker/docker/remove-labelled.js";
@@ -130,6 +133,29 @@ export async function serveTaskService(
     routes(router) {
       router.service(TaskService, methods);
     },
+  });
+  t.teardown(() => server.close());
+  return server;
+}
+
+/**
+ * A real server on 127.0.0.1:0 serving `cp`'s routes behind the manager's authorization (its
+ * gate and interceptor, as startManager has them, with `o.auth`), closed at teardown.
+ */
+export async function serveAuthorized(
+  t: { teardown(fn: () => unknown): void },
+  cp: ControlPlane,
+  o: { auth?: AuthOptions; limits?: Partial<ServerLimits>; logger?: Logger } = {},
+): Promise<Server> {
+  const auth = authorization(cp.tokens, cp.clock, createLogger("manager", "silent"), o.auth);
+  const server = await startServer({
+    listen: "127.0.0.1:0",
+    routes: managerRoutes(cp),
+    files: MANAGER_FILES,
+    gates: [auth.gate],
+    interceptors: [auth.interceptor],
+    limits: o.limits,
+    logger: o.logger,
   });
   t.teardown(() => server.close());
   return server;

@@ -149,6 +149,25 @@ export async function eventually<T>(check: () => T | Promise<T>, ms = 3000): Pro
   }
 }
 
+/** A server stream opened by a test: what ends it, and its first message to come. */
+export interface OpenedStream {
+  readonly abort: AbortController;
+  readonly first: Promise<IteratorResult<unknown>>;
+}
+
+/**
+ * Resolves once `open` gets a stream that answers (the place of one closed before is given
+ * back once the server has seen it end); each try is closed again.
+ */
+export async function opensAgain(open: () => OpenedStream): Promise<void> {
+  await eventually(async () => {
+    const again = open();
+    const first = await again.first;
+    again.abort.abort();
+    if (first.done) throw new Error("ended");
+  });
+}
+
 /** An async queue feeding a client stream. */
 class Feed<T> implements AsyncIterable<T> {
   #items: T[] = [];

@@ -8,7 +8,7 @@ import test, { type ExecutionContext } from "ava";
 import { Role, TokenService } from "../gen/cube/v1/token_service_pb.js";
 import { createLogger } from "../lib/logger.js";
 import { createCsr, newKeyPair } from "../lib/tls/pki.js";
-import { authInterceptor } from "../manager/api/authorization.js";
+import { authorization } from "../manager/api/authorization.js";
 import { ClusterTls } from "../manager/api/cluster-tls.js";
 import { managerRoutes } from "../manager/api/routes.js";
 import { tempDir } from "./fixtures.js";
@@ -20,8 +20,9 @@ async function joinBed(t: ExecutionContext) {
   const h = await harness(t);
   const tls = await ClusterTls.open({ dataDir: await tempDir(t), listenHost: "127.0.0.1", logger });
   t.teardown(() => tls.close());
+  const auth = authorization(h.cp.tokens, h.cp.clock, logger);
   const transport = createRouterTransport(managerRoutes(h.cp, tls), {
-    router: { interceptors: [authInterceptor(h.cp.tokens, h.cp.clock, logger)] },
+    router: { requestGate: auth.gate, interceptors: [auth.interceptor] },
   });
   const join = h.cp.tokens.create("join", Role.WORKER, undefined, h.cp.clock.now()).secret;
   return { h, join, tokens: createClient(TokenService, transport) };

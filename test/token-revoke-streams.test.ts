@@ -2,7 +2,7 @@
  * Revoking a token ends the streams it opened, at once, with UNAUTHENTICATED: watches opened
  * with a read token, and a worker's Connect stream opened with its credential (the worker is
  * then DISCONNECTED as after any lost stream, and gets nothing more). A token's streams also
- * end when it expires. Through the manager harness with the real authorization interceptor.
+ * end when it expires. Through the manager harness with the real authorization gate and interceptor.
  */
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import {
@@ -21,23 +21,23 @@ import { Role, TokenService } from "../gen/cube/v1/token_service_pb.js";
 import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { AssignmentAction, WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger } from "../lib/logger.js";
-import { authInterceptor } from "../manager/api/authorization.js";
+import { authorization } from "../manager/api/authorization.js";
 import { managerRoutes } from "../manager/api/routes.js";
 import { FakeClock } from "./fake-clock.js";
 import { eventually, FakeWorker, harness, spec } from "./manager-harness.js";
 
-/** A manager whose calls go through the authorization interceptor; `as(secret)` calls as a token. */
+/** A manager whose calls go through the authorization gate and interceptor; `as(secret)` calls as a token. */
 async function setup(t: ExecutionContext) {
   const clock = new FakeClock();
   const h = await harness(t, { clock, heartbeatTimeoutMs: 3_600_000, downGraceMs: 60_000 });
-  const auth = authInterceptor(h.cp.tokens, h.cp.clock, createLogger("manager", "silent"));
+  const auth = authorization(h.cp.tokens, h.cp.clock, createLogger("manager", "silent"));
   const as = (secret: string): Transport => {
     const bearer: Interceptor = (next) => (req) => {
       req.header.set("authorization", `Bearer ${secret}`);
       return next(req);
     };
     return createRouterTransport(managerRoutes(h.cp), {
-      router: { interceptors: [auth] },
+      router: { requestGate: auth.gate, interceptors: [auth.interceptor] },
       transport: { interceptors: [bearer] },
     });
   };

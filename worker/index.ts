@@ -187,18 +187,21 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       remedy: "join a TLS manager",
       logger,
     });
+    const serving = options.metrics === false ? undefined : metrics.serving();
     const srv = await startServer({
       name: "the worker",
       listen,
       routes: workerRoutes({ workerId, tasks: () => runner.tasks(), stats: feed, driver }),
       files: [file_cube_v1_task_service, file_cube_v1_metrics],
-      ...(options.metrics === false ? {} : metrics.serving()),
+      fallback: serving?.fallback,
       // Only the manager gets answers: over TLS by its certificate, else by the secret the
-      // worker gives it when it registers.
+      // worker gives it when it registers (metrics first: refused calls are counted too).
       tls: self.serverTls(),
-      interceptors: self.tls
-        ? [managerOnly(logger)]
-        : [managerSecretOnly(store.callSecret, logger)],
+      gates: [
+        ...(serving?.gates ?? []),
+        self.tls ? managerOnly() : managerSecretOnly(store.callSecret),
+      ],
+      logger,
     });
     server = srv;
     self.on("certificate", () => srv.updateTls(self.serverTls() ?? {}));

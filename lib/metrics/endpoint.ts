@@ -2,8 +2,8 @@
  * `GET /metrics` in Prometheus's text format, for the plain-HTTP fallback of a cube server
  * (lib/rpc/server.ts): the process's own figures, once per process, then the server's.
  */
-import type { Interceptor } from "@connectrpc/connect";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import type { Gate } from "../rpc/http-layer.js";
 import { type PlainHandler, plainHttp } from "../rpc/plain-http.js";
 import { rpcMetrics } from "./rpc-metrics.js";
 
@@ -65,12 +65,12 @@ export function metricsPage(registries: readonly Registry[]): PlainHandler {
   };
 }
 
-/** What a cube server needs to serve metrics: its fallback and its RPC interceptor. */
+/** What a cube server needs to serve metrics: its fallback and its RPC gate. */
 export interface MetricsServing {
   /** Answers GET /metrics (404 for any other plain path). */
   readonly fallback: PlainHandler;
   /** Counts and times every RPC into the server's registry (lib/metrics/rpc-metrics.ts). */
-  readonly interceptors: Interceptor[];
+  readonly gates: Gate[];
 }
 
 /**
@@ -80,6 +80,6 @@ export interface MetricsServing {
 export function serveMetrics(registry: Registry): MetricsServing {
   return {
     fallback: plainHttp({ "/metrics": metricsPage([processMetrics(), registry]) }),
-    interceptors: [rpcMetrics(registry)],
+    gates: [rpcMetrics(registry)],
   };
 }

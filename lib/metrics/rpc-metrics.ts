@@ -1,5 +1,6 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { Gate } from "../rpc/http-layer.js";
 
 /** Label names of the per-call metrics; gRPC's own names for service and method. */
 type CallLabel = "service" | "method" | "code";
@@ -25,13 +26,14 @@ function codeOf(reason: unknown): string {
 }
 
 /**
- * A server interceptor that counts calls and times them, by service, method and code:
+ * A server gate (the first) that counts calls and times them, by service, method and code:
  * `cube_rpc_requests_total`, `cube_rpc_duration_seconds` (a call's whole life: a stream's
- * too) and `cube_rpc_in_flight` (calls under way: open streams among them). Calls refused
- * before they reach a handler (an unknown content type, a body too large to read) are not
- * counted. Registered in `registry`; one per server.
+ * too) and `cube_rpc_in_flight` (calls under way: open streams among them). It lets every
+ * call in: calls the next gates refuse (no token) are counted, as are bodies too large to
+ * read; calls refused before any gate (an unknown content type) are not. Registered in
+ * `registry`; one per server.
  */
-export function rpcMetrics(registry: Registry): Interceptor {
+export function rpcMetrics(registry: Registry): Gate {
   const requests = new Counter<CallLabel>({
     name: "cube_rpc_requests_total",
     help: "RPCs handled, by service, method and code (gRPC, gRPC-Web and Connect alike).",
@@ -51,19 +53,18 @@ export function rpcMetrics(registry: Registry): Interceptor {
     labelNames: ["service", "method"],
     registers: [registry],
   });
-  return (next) => (req) => {
+  return (call) => {
     const started = performance.now();
-    const service = req.service.typeName;
-    const method = req.method.name;
+    const service = call.service.typeName;
+    const method = call.method.name;
     inFlight.inc({ service, method });
     const done = () => {
-      const labels = { service, method, code: codeOf(req.signal.reason) };
+      const labels = { service, method, code: codeOf(call.signal.reason) };
       requests.inc(labels);
       duration.observe(labels, (performance.now() - started) / 1000);
       inFlight.dec({ service, method });
     };
-    if (req.signal.aborted) done();
-    else req.signal.addEventListener("abort", done, { once: true });
-    return next(req);
+    if (call.signal.aborted) done();
+    else call.signal.addEventListener("abort", done, { once: true });
   };
 }

@@ -27,6 +27,14 @@ export const PEER_CERTIFICATE = createContextKey<PeerCertificate | undefined>(un
   description: "client certificate of the TLS connection",
 });
 
+/**
+ * The address the call's connection came from (undefined in router transports), for what is
+ * counted per client: the streams of callers without a token.
+ */
+export const REMOTE_ADDRESS = createContextKey<string | undefined>(undefined, {
+  description: "remote address of the connection",
+});
+
 /** What connect-node hands its contextValues hook. */
 type NodeServerRequest = http.IncomingMessage | http2.Http2ServerRequest;
 

@@ -9,14 +9,26 @@ import {
 } from "node:net";
 import * as tls from "node:tls";
 import type { DescFile } from "@bufbuild/protobuf";
-import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
-import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  type ConnectRouterOptions,
+  createConnectRouter,
+  createContextValues,
+  type HandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import { LogThrottle } from "../log-throttle.js";
 import type { Logger } from "../logger.js";
 import { AUTHORIZATION_HEADERS, countAuthorizationHeaders } from "./authorization-headers.js";
 import { StreamDrain } from "./drain-streams.js";
 import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
-import { peerContextValues } from "./peer.js";
+import { EXCHANGE, type Gate, nodeHandler } from "./http-layer.js";
+import { PEER_CERTIFICATE, peerContextValues, REMOTE_ADDRESS } from "./peer.js";
+import type { PlainHandler } from "./plain-http.js";
 import { registerReflection } from "./reflection.js";
 import { strictInput } from "./strict-input.js";
 
@@ -53,6 +65,20 @@ export interface ServerLimits {
   maxHeaderBytes: number;
   /** Connections open at once; more are refused. Default 10,000. */
   maxConnections: number;
+  /**
+   * How long after its headers the whole body of a call whose request is one message (unary,
+   * server-streaming) may take to come in: past it the call is DEADLINE_EXCEEDED and the rest
+   * of the body is not read (over HTTP/1.1 the connection closes, over HTTP/2 the stream is
+   * reset). Client and bidirectional streams (the worker's, reflection) are not timed: their
+   * messages come as long as they stay open. Default 30 s: 4 MiB at about 1 Mbit/s.
+   */
+  bodyTimeoutMs: number;
+  /**
+   * Largest request message of the services every server answers anyone (grpc.health.v1,
+   * reflection), after decompression: what a caller without a token can make a server hold
+   * per call. Default 64 KiB (their requests name a service or a symbol).
+   */
+  maxPublicMessageBytes: number;
 }
 
 /** The limits a server has unless told otherwise (see {@link ServerLimits}). */
@@ -63,7 +89,12 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
   maxConcurrentStreams: 1000,
   maxHeaderBytes: 16 << 10,
   maxConnections: 10_000,
+  bodyTimeoutMs: 30_000,
+  maxPublicMessageBytes: 64 << 10,
 };
+
+/** Calls refused by a server's gates that are logged in one second; the rest are counted. */
+export const REFUSALS_LOGGED_PER_SECOND = 10;
 
 /** What {@link startServer} needs. */
 export interface ServerOptions {
@@ -77,14 +108,26 @@ export interface ServerOptions {
    * Answers plain HTTP requests that are no RPC (GET /metrics, the dashboard's files), over
    * HTTP/1.1 and HTTP/2 alike. Unset: such requests get 404.
    */
-  fallback?: ConnectNodeAdapterOptions["fallback"];
+  fallback?: PlainHandler;
   /** Overrides of {@link DEFAULT_LIMITS}. */
   limits?: Partial<ServerLimits>;
   /**
-   * Run before any other check, for every RPC (grpc.health.v1 and reflection included):
-   * where the server's authorization decision is made.
+   * Run in order for every RPC (grpc.health.v1 and reflection included) once its headers are
+   * in, before a byte of its body is read: where the server's authorization decision is made.
+   * A gate that throws refuses the call with its error, answered at once: the body is never
+   * read, decompressed or parsed, and a client still sending it is not waited for.
+   */
+  gates?: readonly Gate[];
+  /**
+   * Run for every RPC once the gates let it in, on its request message (a stream's as they
+   * come), before the strict input check.
    */
   interceptors?: readonly Interceptor[];
+  /**
+   * Where calls refused by the gates are logged (at most {@link REFUSALS_LOGGED_PER_SECOND} a
+   * second, then a count of the rest); unset: not logged.
+   */
+  logger?: Logger;
   /**
    * Refuse unknown fields and enum values (strictInput). Default true; only test fakes that
    * must see whatever a peer sends turn it off.
@@ -215,33 +258,52 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   const health = new HealthState();
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const drain = new StreamDrain(options.name);
-  const handler = connectNodeAdapter({
+  const refusals = options.logger
+    ? new LogThrottle(options.logger, "call refused", REFUSALS_LOGGED_PER_SECOND)
+    : undefined;
+  const gates = options.gates ?? [];
+  const common: ConnectRouterOptions = {
     // close() aborts every handler's signal: open watches end at once (UNAVAILABLE).
     shutdownSignal: drain.signal,
     // Answers go uncompressed (compressed requests are still read; see NO_COMPRESSION).
     compressMinBytes: NO_COMPRESSION,
-    readMaxBytes: limits.maxMessageBytes,
+    acceptCompression: [compressionGzip, compressionBrotli],
     // An unknown JSON field or enum name is an error, not a silent drop; strictInput does
     // the same for binary requests.
     jsonOptions: { ignoreUnknownFields: false },
+    async requestGate(call) {
+      try {
+        for (const gate of gates) await gate(call);
+      } catch (error) {
+        call.values.get(EXCHANGE)?.leaveBody();
+        refusals?.warn(refusal(call, error));
+        throw error;
+      }
+    },
     interceptors: [
       ...(options.interceptors ?? []),
       ...(options.strict === false ? [] : [strictInput]),
       drain.interceptor,
     ],
-    routes(router) {
-      options.routes(router);
-      registerHealth(router, health);
-      registerReflection(router, options.files);
-    },
+  };
+  const served = createConnectRouter({ ...common, readMaxBytes: limits.maxMessageBytes });
+  options.routes(served);
+  // What anyone may call reads small messages only.
+  const open = createConnectRouter({ ...common, readMaxBytes: limits.maxPublicMessageBytes });
+  registerHealth(open, health);
+  registerReflection(open, options.files);
+  const handler = nodeHandler({
+    routers: [served, open],
     fallback: options.fallback,
     // Over TLS, each call carries its connection's client certificate, from the socket;
-    // every call, how many Authorization headers it had (Node keeps only the first).
+    // every call, how many Authorization headers it had (Node keeps only the first) and
+    // the address it came from.
     contextValues: (req) =>
-      (options.tls ? peerContextValues(req) : createContextValues()).set(
-        AUTHORIZATION_HEADERS,
-        countAuthorizationHeaders(req),
-      ),
+      (options.tls ? peerContextValues(req) : createContextValues())
+        .set(AUTHORIZATION_HEADERS, countAuthorizationHeaders(req))
+        .set(REMOTE_ADDRESS, req.socket?.remoteAddress),
+    maxHeaderBytes: limits.maxHeaderBytes,
+    bodyTimeoutMs: limits.bodyTimeoutMs,
   });
   const h2 = http2.createServer(
     {
@@ -255,7 +317,13 @@ export async function startServer(options: ServerOptions): Promise<Server> {
     handler,
   );
   const h1 = http.createServer(
-    { maxHeaderSize: limits.maxHeaderBytes, headersTimeout: limits.firstBytesTimeoutMs },
+    {
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.firstBytesTimeoutMs,
+      // Every request whole within its two deadlines (Node's default is 5 minutes): what
+      // no call times itself (a POST to the fallback) is cut here.
+      requestTimeout: limits.firstBytesTimeoutMs + limits.bodyTimeoutMs,
+    },
     handler,
   );
   // The port itself: over TLS, ALPN hands each connection to h2 or h1 (no ALPN: HTTP/1.1);
@@ -321,6 +389,20 @@ export async function startServer(options: ServerOptions): Promise<Server> {
         timer.unref();
       });
     },
+  };
+}
+
+/** The fields of a refusal's log line: what was called, from where, by whom, and why not. */
+function refusal(call: HandlerContext, error: unknown): Record<string, unknown> {
+  const refused = ConnectError.from(error);
+  const peer = call.values.get(PEER_CERTIFICATE);
+  return {
+    procedure: `/${call.service.typeName}/${call.method.name}`,
+    code: Code[refused.code],
+    why: refused.rawMessage,
+    from: call.values.get(REMOTE_ADDRESS),
+    authorization: call.requestHeader.has("authorization") ? "sent" : "none",
+    ...(peer ? { certificate: peer.fingerprint, names: peer.uris } : {}),
   };
 }
 

@@ -1,6 +1,12 @@
 import type { Message } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type HandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { JobService } from "../../gen/cube/v1/job_service_pb.js";
 import { MetricsService } from "../../gen/cube/v1/metrics_pb.js";
 import { NodeService } from "../../gen/cube/v1/node_service_pb.js";
@@ -17,7 +23,8 @@ import {
   AUTHORIZATION_HEADERS,
   repeatedAuthorization,
 } from "../../lib/rpc/authorization-headers.js";
-import { PEER_CERTIFICATE, type PeerCertificate } from "../../lib/rpc/peer.js";
+import type { Gate } from "../../lib/rpc/http-layer.js";
+import { PEER_CERTIFICATE, type PeerCertificate, REMOTE_ADDRESS } from "../../lib/rpc/peer.js";
 import { workerOf } from "../../lib/tls/identity.js";
 import { roleIncludes, type TokenTable } from "../core/token-table.js";
 
@@ -211,15 +218,19 @@ export const CALLER = new WeakMap<AbortSignal, Token>();
 /**
  * Streams one token may hold open at once (watches, logs, the worker stream): far above what
  * a dashboard or a script holds, low enough that one leaked token cannot make every commit
- * walk tens of thousands of watchers. The methods anyone may call (health watches,
- * reflection) share one count of {@link ANYONE_OPEN_STREAMS}.
+ * walk tens of thousands of watchers.
  */
 export const DEFAULT_OPEN_STREAMS = 100;
-export const ANYONE_OPEN_STREAMS = 1000;
+/**
+ * Streams the callers without a token from one address may hold open at once (health
+ * watches, reflection): each address has its own count, so that one client holding its
+ * streams locks no other out (a load balancer watches health on one or two).
+ */
+export const ANYONE_OPEN_STREAMS = 100;
 
 /**
- * Open streams per key ("token <id>", or "anyone"), each taken once and given back once, with
- * the handle that ends each: a token's streams end when it is revoked or expires.
+ * Open streams per key ("token <id>", or "anyone <address>"), each taken once and given back
+ * once, with the handle that ends each: a token's streams end when it is revoked or expires.
  */
 class OpenStreams {
   readonly #open = new Map<string, Set<AbortController>>();
@@ -279,29 +290,65 @@ function at(clock: Clock, atMs: number, fn: () => void): () => void {
   };
 }
 
-/** Options of {@link authInterceptor}. */
+/** Options of {@link authorization}. */
 export interface AuthOptions {
   /** Calls per token; default {@link DEFAULT_RATE}. */
   readonly rate?: RateLimit;
   /** Streams a token may hold open at once; default {@link DEFAULT_OPEN_STREAMS}. */
   readonly openStreams?: number;
+  /** Streams callers without a token from one address may hold; default {@link ANYONE_OPEN_STREAMS}. */
+  readonly anyoneOpenStreams?: number;
   /** Whether the server speaks TLS (client certificates are then checked). */
   readonly tls?: boolean;
 }
 
+/** A stream let in: what ends it (its token revoked or expired) and what gives its place back. */
+interface OpenStream {
+  readonly end: AbortSignal;
+  readonly release: () => void;
+}
+
+/** What the gate decided for a call it let in. */
+interface Decision {
+  /** The token it acts as; undefined for a method anyone may call. */
+  readonly token: Token | undefined;
+  /** A stream's place among its caller's open streams. */
+  readonly stream: OpenStream | undefined;
+}
+
+const DECISION = createContextKey<Decision | undefined>(undefined, {
+  description: "the authorization decision of the call",
+});
+
+/** The manager's authorization: the decision and what carries it out. */
+export interface Authorization {
+  /**
+   * Decides every call from its headers, before its body is read (a gate of startServer):
+   * refusals are answered at once, and logged by the server without the secret.
+   */
+  readonly gate: Gate;
+  /**
+   * Carries out the gate's decision once the call runs, deciding nothing itself: a worker
+   * stream speaks only for its credential's worker, a stream ends when its token is revoked
+   * or expires, and gives its place back when it ends. A call the gate did not decide is
+   * refused.
+   */
+  readonly interceptor: Interceptor;
+}
+
 /**
- * The manager's authorization interceptor: {@link authorize} for every call before anything
- * else runs, then the token's call rate and open streams; refusals are logged with the
- * method and the reason, never the secret.
+ * The manager's authorization: {@link authorize} (and {@link checkCertificate} over TLS) for
+ * every call from its headers, then the token's call rate and open streams.
  */
-export function authInterceptor(
+export function authorization(
   tokens: TokenTable,
   clock: Clock,
   logger: Logger,
   options: AuthOptions = {},
-): Interceptor {
+): Authorization {
   const rate = options.rate ?? DEFAULT_RATE;
   const openStreams = options.openStreams ?? DEFAULT_OPEN_STREAMS;
+  const anyoneOpenStreams = options.anyoneOpenStreams ?? ANYONE_OPEN_STREAMS;
   const tls = options.tls ?? false;
   const limiter = new RateLimiter(rate, clock);
   const streams = new OpenStreams();
@@ -316,90 +363,95 @@ export function authInterceptor(
       logger.info({ token: id, streams: ended }, "ended the streams of a revoked token");
     }
   });
-  return (next) => async (req) => {
-    const procedure = proc(req.service, req.method.name);
-    const peer = tls ? req.contextValues.get(PEER_CERTIFICATE) : undefined;
-    let request = req;
-    let release: (() => void) | undefined;
-    let ender: AbortController | undefined;
-    try {
-      // A forged certificate is refused before its token is even looked at.
-      if (peer && !peer.verified) checkCertificate(procedure, undefined, peer);
-      const repeated = repeatedAuthorization(req.contextValues.get(AUTHORIZATION_HEADERS));
-      if (repeated) throw new ConnectError(repeated, Code.Unauthenticated);
-      const token = authorize(tokens, procedure, req.header.get("authorization"), clock.now());
-      if (tls) checkCertificate(procedure, token, peer);
-      if (token) {
-        if (!limiter.take(token.id)) {
-          throw new ConnectError(
-            `token ${token.id} is over its rate of ${rate.perSecond} calls/s: slow down and retry`,
-            Code.ResourceExhausted,
-          );
-        }
-        CALLER.set(req.signal, token);
-        if (req.stream && procedure === WORKER_STREAM) {
-          request = { ...req, message: onlyAs(token.workerId, req.message, logger) };
-        }
-      }
-      if (req.method.methodKind !== "unary") {
-        const key = token ? `token ${token.id}` : "anyone";
-        const limit = token ? openStreams : ANYONE_OPEN_STREAMS;
-        ender = streams.take(key, limit);
-        if (!ender) {
-          throw new ConnectError(
-            `${token ? `token ${token.id}` : "callers without a token"} already hold${token ? "s" : ""} ${limit} open streams, the most allowed: close some (watches, logs) and retry`,
-            Code.ResourceExhausted,
-          );
-        }
-        const givenBack = streams.releaser(key, ender);
-        release = givenBack;
-        req.signal.addEventListener("abort", givenBack, { once: true });
-        if (token) {
-          // The handler sees the stream end (its signal) when the token is revoked or expires;
-          // the caller hears why (givingBack).
-          const signal = AbortSignal.any([req.signal, ender.signal]);
-          CALLER.set(signal, token);
-          request = { ...request, signal };
-          if (token.expiresAt) {
-            const handle = ender;
-            const cancel = at(clock, timestampMs(token.expiresAt), () =>
-              handle.abort(new ConnectError(`token ${token.id} expired`, Code.Unauthenticated)),
-            );
-            release = () => {
-              cancel();
-              givenBack();
-            };
-            req.signal.addEventListener("abort", cancel, { once: true });
-          }
-        }
-      }
-    } catch (error) {
-      logger.warn(
-        {
-          procedure,
-          code: Code[(error as ConnectError).code],
-          why: (error as Error).message,
-          ...(peer ? { certificate: peer.fingerprint, names: peer.uris } : {}),
-        },
-        "call refused",
+
+  /** Takes the stream's place among its caller's, given back when the call ends. */
+  const openStream = (call: HandlerContext, token: Token | undefined): OpenStream => {
+    const from = call.values.get(REMOTE_ADDRESS) ?? "";
+    const key = token ? `token ${token.id}` : `anyone ${from}`;
+    const limit = token ? openStreams : anyoneOpenStreams;
+    const ender = streams.take(key, limit);
+    if (!ender) {
+      throw new ConnectError(
+        `${token ? `token ${token.id} already holds` : `callers without a token from ${from || "here"} already hold`} ${limit} open streams, the most allowed: close some (watches, logs) and retry`,
+        Code.ResourceExhausted,
       );
-      throw error;
     }
-    if (!release || !ender) return next(request);
-    const done = release;
-    const end = ender.signal;
+    const givenBack = streams.releaser(key, ender);
+    let release = givenBack;
+    if (token?.expiresAt) {
+      const cancel = at(clock, timestampMs(token.expiresAt), () =>
+        ender.abort(new ConnectError(`token ${token.id} expired`, Code.Unauthenticated)),
+      );
+      release = () => {
+        cancel();
+        givenBack();
+      };
+    }
+    if (call.signal.aborted) release();
+    else call.signal.addEventListener("abort", release, { once: true });
+    return { end: ender.signal, release };
+  };
+
+  const gate: Gate = (call) => {
+    const procedure = proc(call.service, call.method.name);
+    const peer = tls ? call.values.get(PEER_CERTIFICATE) : undefined;
+    // A forged certificate is refused before its token is even looked at.
+    if (peer && !peer.verified) checkCertificate(procedure, undefined, peer);
+    const repeated = repeatedAuthorization(call.values.get(AUTHORIZATION_HEADERS));
+    if (repeated) throw new ConnectError(repeated, Code.Unauthenticated);
+    const token = authorize(
+      tokens,
+      procedure,
+      call.requestHeader.get("authorization"),
+      clock.now(),
+    );
+    if (tls) checkCertificate(procedure, token, peer);
+    if (token && !limiter.take(token.id)) {
+      throw new ConnectError(
+        `token ${token.id} is over its rate of ${rate.perSecond} calls/s: slow down and retry`,
+        Code.ResourceExhausted,
+      );
+    }
+    const stream = call.method.methodKind === "unary" ? undefined : openStream(call, token);
+    if (token) CALLER.set(call.signal, token);
+    call.values.set(DECISION, { token, stream });
+  };
+
+  const interceptor: Interceptor = (next) => async (req) => {
+    const decision = req.contextValues.get(DECISION);
+    if (!decision) {
+      throw new ConnectError(
+        `${proc(req.service, req.method.name)}: no authorization decision (the server has no authorization gate)`,
+        Code.Internal,
+      );
+    }
+    const { token, stream } = decision;
+    let request = req;
+    if (token && req.stream && proc(req.service, req.method.name) === WORKER_STREAM) {
+      request = { ...req, message: onlyAs(token.workerId, req.message, logger) };
+    }
+    if (!stream) return next(request);
+    if (token) {
+      // The handler sees the stream end (its signal) when the token is revoked or expires;
+      // the caller hears why (givingBack).
+      const signal = AbortSignal.any([req.signal, stream.end]);
+      CALLER.set(signal, token);
+      request = { ...request, signal };
+    }
     try {
       const response = await next(request);
       if (!response.stream) {
-        done();
+        stream.release();
         return response;
       }
-      return { ...response, message: givingBack(response.message, done, end) };
+      return { ...response, message: givingBack(response.message, stream.release, stream.end) };
     } catch (error) {
-      done();
+      stream.release();
       throw error;
     }
   };
+
+  return { gate, interceptor };
 }
 
 /**
