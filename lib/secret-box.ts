@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { writeSecretFile } from "./secret-file.js";
 
 /** What an encrypted value starts with: the scheme and its version. */
 const PREFIX = "enc:v1:";
@@ -35,8 +36,8 @@ export class SecretBox {
       }
     }
     const key = randomBytes(KEY_BYTES);
-    // wx: two processes racing on a new directory must not end up with two keys.
-    await writeFile(path, key, { mode: 0o600, flag: "wx" });
+    // Exclusive: two processes racing on a new directory must not end up with two keys.
+    await writeSecretFile(path, key, { exclusive: true });
     return new SecretBox(key);
   }
 

@@ -6,6 +6,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { file_cube_v1_metrics } from "../gen/cube/v1/metrics_pb.js";
 import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
 import { InventorySchema, StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
+import { prepareDataDir } from "../lib/data-dir.js";
 import { createLogger, type Logger } from "../lib/logger.js";
 import { guardPlaintext, parseListen, startServer } from "../lib/rpc/server.js";
 import { managerOnly, managerSecretOnly } from "./api/manager-only.js";
@@ -15,8 +16,8 @@ import { type BackoffOptions, backoffDelay } from "./backoff.js";
 import { type ContainerPolicy, DEFAULT_POLICY } from "./docker/container-spec.js";
 import { createDockerDriver } from "./docker/driver.js";
 import { defaultCapacity, NodeMetricsSampler } from "./node-metrics.js";
-import { WorkerStore } from "./store/worker-store.js";
-import { WorkerIdentity } from "./stream/join.js";
+import { WORKER_SECRET_KEY_FILE, WorkerStore } from "./store/worker-store.js";
+import { CERT_FILE, CREDENTIAL_FILE, WorkerIdentity } from "./stream/join.js";
 import { Outbox } from "./stream/outbox.js";
 import { StatsFeed } from "./stream/stats-feed.js";
 import { StreamClient } from "./stream/stream-client.js";
@@ -108,17 +109,25 @@ const DRAIN_MS = 4000;
 const FLUSH_MS = 2000;
 
 /**
- * Starts a worker: opens its data directory (failing with {@link DataDirInUseError}
- * when another worker has it), re-adopts the containers it left running, serves its
- * own gRPC API, and keeps a stream to the manager open, reconnecting as needed.
+ * Starts a worker: opens its data directory (made 0700; failing with `UnsafeDataDirError`,
+ * lib/data-dir.ts, when another user owns it or may write it, and with
+ * {@link DataDirInUseError} when another worker has it), re-adopts the containers it left
+ * running, serves its own gRPC API, and keeps a stream to the manager open, reconnecting as
+ * needed.
  */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
   // Tells the manager, when this worker registers again after a restart, that it is a new
   // agent whose containers ran on (see Register.agent_started_at).
   const agentStartedAt = timestampNow();
+  const baseLogger = options.logger ?? createLogger("worker");
+  // 0700, ours alone: the credential, the keys and the task records are in it.
+  await prepareDataDir(options.dataDir, {
+    logger: baseLogger,
+    secretFiles: [CREDENTIAL_FILE, CERT_FILE, WORKER_SECRET_KEY_FILE],
+  });
   const store = await WorkerStore.open(options.dataDir);
   const workerId = store.workerId;
-  const logger = (options.logger ?? createLogger("worker")).child({ worker: workerId });
+  const logger = baseLogger.child({ worker: workerId });
   const ownDriver = !options.driver;
   const metrics = new WorkerMetrics();
   const driver =

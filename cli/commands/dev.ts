@@ -3,7 +3,7 @@ import { Command } from "commander";
 import { stopOnSignals } from "../../lib/stop-on-signals.js";
 import type { ManagerHandle } from "../../manager/index.js";
 import type { WorkerHandle } from "../../worker/index.js";
-import { CliError } from "../cli-error.js";
+import { CliError, startError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
@@ -60,14 +60,18 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
   if (opts.logLevel === undefined) checkLogLevelEnv(io.env);
   await checkListenAddress(opts.listen, "--listen");
   // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
-  const [{ createLogger }, { startManager, readToken }, { startWorker }] = await Promise.all([
-    import("../../lib/logger.js"),
-    import("../../manager/index.js"),
-    import("../../worker/index.js"),
-  ]);
+  const [{ createLogger }, { prepareDataDir }, { startManager, readToken }, { startWorker }] =
+    await Promise.all([
+      import("../../lib/logger.js"),
+      import("../../lib/data-dir.js"),
+      import("../../manager/index.js"),
+      import("../../worker/index.js"),
+    ]);
   const logger = createLogger("cube-dev", opts.logLevel ?? io.env.CUBE_LOG_LEVEL ?? "warn");
   let manager: ManagerHandle;
   try {
+    // The manager's and the worker's directories are made 0700 in it; it holds nothing else.
+    await prepareDataDir(opts.dataDir, { logger });
     manager = await startManager({
       listen: opts.listen,
       dataDir: join(opts.dataDir, "manager"),
@@ -76,18 +80,18 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
       tls: opts.tls || io.env.CUBE_TLS === "1" || io.env.CUBE_TLS === "true",
     });
   } catch (error) {
-    throw new CliError(startFailure("manager", opts.listen, error));
+    throw startFailure("manager", opts.listen, error);
   }
   const ca = manager.ca ? resolve(manager.ca.file) : undefined;
   const managerDir = join(opts.dataDir, "manager");
   // The local user's client commands need no flags: the config file says where and with
   // which token (the admin token this manager made on its first start).
   const adminToken = await readToken(managerDir, "admin");
-  const configFile = await writeConfig(io.env, {
-    manager: manager.address,
-    token: adminToken,
-    ...(ca ? { ca } : {}),
-  });
+  const configFile = await writeConfig(
+    io.env,
+    { manager: manager.address, token: adminToken, ...(ca ? { ca } : {}) },
+    (warning) => io.stderr.write(`cube: warning: ${warning}\n`),
+  );
   let worker: WorkerHandle;
   try {
     worker = await startWorker({
@@ -102,7 +106,7 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
     });
   } catch (error) {
     await manager.close().catch(() => undefined);
-    throw new CliError(startFailure("worker", "127.0.0.1:0", error));
+    throw startFailure("worker", "127.0.0.1:0", error);
   }
   // npm exec (npx) and `npm run dev` say so in npm_command: from a clone, the other
   // terminal needs `npx cube`; a `cube` on the PATH (npm link) sets no npm_command.
@@ -146,12 +150,14 @@ export function dashboardUrl(managerAddress: string, token: string, tls: boolean
   return `${tls ? "https" : "http"}://${managerAddress}/#token=${encodeURIComponent(token)}`;
 }
 
-function startFailure(what: string, listen: string, error: unknown): string {
+function startFailure(what: string, listen: string, error: unknown): CliError {
   const message = (error as Error).message ?? String(error);
   if ((error as NodeJS.ErrnoException).code === "EADDRINUSE" || /EADDRINUSE/.test(message)) {
-    return `cannot start the ${what}: ${listen} is in use (another \`cube dev\` or \`cube manager\`?): choose another with --listen`;
+    return new CliError(
+      `cannot start the ${what}: ${listen} is in use (another \`cube dev\` or \`cube manager\`?): choose another with --listen`,
+    );
   }
-  return `cannot start the ${what}: ${message}`;
+  return startError(what, error);
 }
 
 /**

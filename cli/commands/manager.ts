@@ -4,7 +4,7 @@ import { envSetting } from "../../lib/env-setting.js";
 import { parseDuration, parseEnvDuration } from "../../lib/parse-duration.js";
 import { joinToken } from "../../lib/tls/identity.js";
 import type { ManagerHandle } from "../../manager/index.js";
-import { CliError, usageError } from "../cli-error.js";
+import { CliError, startError, usageError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
@@ -144,6 +144,9 @@ writes its address and the admin token to the config file of the user who runs i
 (~/.config/cube/config.json, or $CUBE_CONFIG), so client commands on this machine need no
 flags, and prints how a worker joins.
 
+The data dir is made mode 0700 (its files are the cluster's state and secrets); one that
+another user owns or that group or others may write is refused (exit 2: chmod 700 it).
+
 With --tls it serves TLS: on the first start it makes the cluster's CA (tls/ca.crt and
 tls/ca.key, 0600, in its data dir) and its own certificate (renewed before it expires); the
 config file then also names the CA. Worker join tokens carry the CA's SHA-256
@@ -216,18 +219,21 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     handle = await runManagerProcess(options);
   } catch (error) {
     const message = (error as Error).message ?? String(error);
-    throw new CliError(
-      /EADDRINUSE/.test(`${message} ${(error as NodeJS.ErrnoException).code}`)
-        ? inUse
-        : `cannot start the manager: ${message}`,
-    );
+    if (/EADDRINUSE/.test(`${message} ${(error as NodeJS.ErrnoException).code}`)) {
+      throw new CliError(inUse);
+    }
+    throw startError("manager", error);
   }
   const { readToken } = await import("../../manager/index.js");
   const admin = await readToken(options.dataDir, "admin").catch(() => undefined);
   const join = await readToken(options.dataDir, "worker").catch(() => undefined);
   const ca = handle.ca ? resolve(handle.ca.file) : undefined;
   const config = admin
-    ? await writeConfig(env, { manager: handle.address, token: admin, ...(ca ? { ca } : {}) })
+    ? await writeConfig(
+        env,
+        { manager: handle.address, token: admin, ...(ca ? { ca } : {}) },
+        (warning) => io.stderr.write(`cube: warning: ${warning}\n`),
+      )
     : undefined;
   io.stdout.write(
     `manager listening on ${handle.address}${handle.ca ? " (TLS)" : ""} (data in ${options.dataDir})\n`,

@@ -96,7 +96,7 @@ export class WorkerStore {
    */
   static async open(dataDir: string): Promise<WorkerStore> {
     const dir = resolve(dataDir);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const db = new Level<string, unknown>(join(dir, "worker.db"));
     try {
       await db.open();
