@@ -281,6 +281,18 @@ test.serial("start-up settings from CUBE_* are named as such, exit 2", async (t)
       { CUBE_LISTEN: "127.0.0.1:99999" },
       /CUBE_LISTEN "127\.0\.0\.1:99999": port must be/,
     ],
+    // A switch that is neither on nor off (CUBE_TLS=ye started plaintext in silence).
+    [["manager"], { CUBE_TLS: "ye" }, /^cube: CUBE_TLS: "ye" is neither on \(1, true, yes, on\)/],
+    [["dev"], { CUBE_TLS: "enable" }, /^cube: CUBE_TLS: "enable" is neither on/],
+    [["manager"], { CUBE_INSECURE: "sure" }, /^cube: CUBE_INSECURE: "sure" is neither on/],
+    [["worker"], { CUBE_INSECURE: "sure" }, /^cube: CUBE_INSECURE: "sure" is neither on/],
+    [["dev"], { CUBE_METRICS: "of" }, /^cube: CUBE_METRICS: "of" is neither on/],
+    [
+      ["worker"],
+      { CUBE_ALLOW_NEW_PRIVILEGES: "si" },
+      /^cube: CUBE_ALLOW_NEW_PRIVILEGES: "si" is neither on/,
+    ],
+    [["ps"], { CUBE_DEBUG: "verbose" }, /^cube: CUBE_DEBUG: "verbose" is neither on/],
   ];
   for (const [args, env, pattern] of cases) {
     const r = await inProcess(args, env);

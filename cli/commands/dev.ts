@@ -7,6 +7,7 @@ import { CliError, startError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
+import { envFlag } from "../env-switch.js";
 import type { Io } from "../io.js";
 import { checkLogLevelEnv, parseLogLevel } from "../log-level.js";
 import { checkListenAddress } from "../manager-address.js";
@@ -59,6 +60,8 @@ Examples:
 async function dev(io: Io, opts: DevOptions): Promise<void> {
   if (opts.logLevel === undefined) checkLogLevelEnv(io.env);
   await checkListenAddress(opts.listen, "--listen");
+  const tls = Boolean(opts.tls) || envFlag(io.env, "CUBE_TLS") === true;
+  const metrics = metricsWanted(opts.metrics, io.env);
   // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
   const [{ createLogger }, { prepareDataDir }, { startManager, readToken }, { startWorker }] =
     await Promise.all([
@@ -76,8 +79,8 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
       listen: opts.listen,
       dataDir: join(opts.dataDir, "manager"),
       logger,
-      metrics: metricsWanted(opts.metrics, io.env),
-      tls: opts.tls || io.env.CUBE_TLS === "1" || io.env.CUBE_TLS === "true",
+      metrics,
+      tls,
     });
   } catch (error) {
     throw startFailure("manager", opts.listen, error);
@@ -102,7 +105,7 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
       name: opts.name,
       dataDir: join(opts.dataDir, "worker"),
       logger,
-      metrics: metricsWanted(opts.metrics, io.env),
+      metrics,
     });
   } catch (error) {
     await manager.close().catch(() => undefined);

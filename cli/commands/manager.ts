@@ -8,6 +8,7 @@ import { CliError, startError, usageError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
+import { envFlag } from "../env-switch.js";
 import type { Io } from "../io.js";
 import { checkLogLevelEnv } from "../log-level.js";
 import { checkListenAddress } from "../manager-address.js";
@@ -200,8 +201,8 @@ export async function managerOptions(flags: ManagerFlags, env: NodeJS.ProcessEnv
     taskGcAfterMs: flags.taskGcAfter ?? fromEnv("CUBE_TASK_GC_AFTER", age),
     nodeGcAfterMs: flags.nodeGcAfter ?? fromEnv("CUBE_NODE_GC_AFTER", age),
     metrics: metricsWanted(flags.metrics, env),
-    insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
-    tls: flags.tls || env.CUBE_TLS === "1" || env.CUBE_TLS === "true",
+    insecure: Boolean(flags.insecure) || envFlag(env, "CUBE_INSECURE") === true,
+    tls: Boolean(flags.tls) || envFlag(env, "CUBE_TLS") === true,
   };
   await checkTimings(options, flags, env);
   return options;
