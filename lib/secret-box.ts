@@ -74,17 +74,16 @@ export class SecretBox {
     ]).toString("utf8");
   }
 
-  /** `values` with each value sealed (a new object). */
+  /**
+   * `values` with each value sealed (a new object, made with Object.fromEntries: an assignment
+   * would drop a key named `__proto__`).
+   */
   sealAll(values: Readonly<Record<string, string>>): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(values)) out[k] = this.seal(v);
-    return out;
+    return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, this.seal(v)]));
   }
 
-  /** `values` with each value opened (a new object). */
+  /** `values` with each value opened (a new object, as {@link sealAll} makes it). */
   openAll(values: Readonly<Record<string, string>>): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(values)) out[k] = this.open(v);
-    return out;
+    return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, this.open(v)]));
   }
 }

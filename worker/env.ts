@@ -10,15 +10,16 @@ import type { WorkerProcessOptions } from "./process.js";
  */
 export function parseLabels(input: string | readonly string[] | undefined): Record<string, string> {
   const entries = typeof input === "string" ? input.split(",") : [...(input ?? [])];
-  const labels: Record<string, string> = {};
+  const labels: [string, string][] = [];
   for (const raw of entries) {
     const entry = raw.trim();
     if (!entry) continue;
     const eq = entry.indexOf("=");
     if (eq <= 0) throw new Error(`label "${entry}" is not key=value`);
-    labels[entry.slice(0, eq).trim()] = entry.slice(eq + 1).trim();
+    labels.push([entry.slice(0, eq).trim(), entry.slice(eq + 1).trim()]);
   }
-  return labels;
+  // Every key its own, `__proto__` too (an assignment would set the prototype instead).
+  return Object.fromEntries(labels);
 }
 
 /**
