@@ -57,6 +57,13 @@ test.serial("each command's --help has examples", async (t) => {
   t.regex((await inProcess(["run", "--help"])).stdout, /-p, --port <\[HOST_IP:\]\[HOST:\]/);
   const ps = (await inProcess(["ps", "--help"])).stdout.replace(/\s+/g, " ");
   t.regex(ps, /--state <states> only tasks in these states \([^)]*failed, unknown;/);
+  // --disk is counted when placing, never enforced: the help must not let it pass for a quota.
+  const run = (await inProcess(["run", "--help"])).stdout.replace(/\s+/g, " ");
+  t.regex(
+    run,
+    /--disk <size> disk for placement only, not enforced: .*nothing stops the container writing more/,
+  );
+  t.regex(run, /--disk is a scheduling figure only, like Nomad's ephemeral_disk/);
 });
 
 test("events --help names every event type the lines show", async (t) => {
