@@ -50,7 +50,9 @@ export async function readConfig(env: NodeJS.ProcessEnv): Promise<CubeConfig> {
  * Writes the config file, mode 0600 (it holds a token), as a new file renamed over the old one
  * (lib/secret-file.ts): never through an existing file, whose mode would stay, nor through a
  * symbolic link, which is replaced. `warn` hears of an old file that others could read, and of
- * a link replaced. Returns the file's path.
+ * a link replaced. A manager listening on every address (0.0.0.0, [::]) is written as its
+ * loopback address, which this machine's clients may dial in plaintext (lib/rpc/client.ts
+ * `plaintextDialProblem`). Returns the file's path.
  */
 export async function writeConfig(
   env: NodeJS.ProcessEnv,
@@ -58,6 +60,7 @@ export async function writeConfig(
   warn: (message: string) => void,
 ): Promise<string> {
   const path = configPath(env);
+  if (config.manager) config = { ...config, manager: localAddress(config.manager) };
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const old = await lstat(path).catch(() => undefined);
   const target = old?.isSymbolicLink() ? await readlink(path).catch(() => "?") : undefined;
@@ -70,4 +73,9 @@ export async function writeConfig(
     );
   }
   return path;
+}
+
+/** `address` as a client on this machine dials it: every address (0.0.0.0, [::]) on loopback. */
+export function localAddress(address: string): string {
+  return address.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/^\[::\]:/, "[::1]:");
 }

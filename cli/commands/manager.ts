@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { Command } from "commander";
 import { envSetting } from "../../lib/env-setting.js";
 import { parseDuration, parseEnvDuration } from "../../lib/parse-duration.js";
+import { isLoopback } from "../../lib/rpc/client.js";
 import { joinToken } from "../../lib/tls/identity.js";
 import type { ManagerHandle } from "../../manager/index.js";
 import { CliError, startError, usageError } from "../cli-error.js";
@@ -152,7 +153,8 @@ With --tls it serves TLS: on the first start it makes the cluster's CA (tls/ca.c
 tls/ca.key, 0600, in its data dir) and its own certificate (renewed before it expires); the
 config file then also names the CA. Worker join tokens carry the CA's SHA-256
 (<secret>@sha256:<hex>), so a new worker trusts only that CA; workers get certificates of
-their own when they join. Without --tls, a non-loopback address needs --insecure.
+their own when they join. Without --tls, a non-loopback address needs --insecure, and so
+do the workers and clients that dial it there (cube worker --insecure, CUBE_INSECURE=1).
 
 Examples:
   cube manager
@@ -225,7 +227,10 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     }
     throw startError("manager", error);
   }
-  const { readToken } = await import("../../manager/index.js");
+  const [{ readToken }, { parseListen }] = await Promise.all([
+    import("../../manager/index.js"),
+    import("../../lib/rpc/server.js"),
+  ]);
   const admin = await readToken(options.dataDir, "admin").catch(() => undefined);
   const join = await readToken(options.dataDir, "worker").catch(() => undefined);
   const ca = handle.ca ? resolve(handle.ca.file) : undefined;
@@ -246,8 +251,10 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
   if (join) {
     // Over TLS the join token carries the CA's digest: a new worker trusts only that CA.
     const token = handle.ca ? joinToken(join, handle.ca.sha256) : join;
+    // In plaintext off loopback, a worker dials only when told it may (as this manager was).
+    const plain = !handle.ca && !isLoopback(parseListen(handle.address).host);
     io.stdout.write(
-      `workers join with:\n  cube worker --manager ${handle.address} --token ${token}\n`,
+      `workers join with:\n  cube worker --manager ${handle.address} --token ${token}${plain ? " --insecure" : ""}\n`,
     );
   }
   // The process runner owns the rest: it exits on SIGINT/SIGTERM after a graceful close.

@@ -71,7 +71,7 @@ export function workerCommand(io: Io): Command {
     )
     .option(
       "--insecure",
-      "serve plaintext on a non-loopback --listen (env CUBE_INSECURE=1) when the manager has no TLS: anyone on the network can read this worker's tasks and logs",
+      "accept plaintext off loopback when the manager has no TLS (env CUBE_INSECURE=1): dial a --manager that is not loopback and serve a non-loopback --listen in the clear; anyone on the network can read the join token, the credential, and this worker's tasks and logs",
     )
     .option(
       "--shutdown-timeout <duration>",
@@ -124,7 +124,8 @@ A TLS manager's join tokens end in @sha256:<CA digest>: the worker trusts the ma
 its CA has that digest, then keeps the CA, a key of its own and the certificate it gets in its
 data dir (tls/), dials with mTLS, renews the certificate before it expires, and serves its own
 port with TLS, answering the manager alone. A token without the digest needs --ca. Without
-TLS, a non-loopback --listen needs --insecure.
+TLS, a --manager or a --listen that is not loopback (127.0.0.0/8, ::1, localhost) needs
+--insecure.
 
 Examples:
   cube worker
