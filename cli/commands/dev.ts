@@ -63,18 +63,17 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
   const tls = Boolean(opts.tls) || envFlag(io.env, "CUBE_TLS") === true;
   const metrics = metricsWanted(opts.metrics, io.env);
   // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
-  const [{ createLogger }, { prepareDataDir }, { startManager, readToken }, { startWorker }] =
-    await Promise.all([
-      import("../../lib/logger.js"),
-      import("../../lib/data-dir.js"),
-      import("../../manager/index.js"),
-      import("../../worker/index.js"),
-    ]);
+  const [{ createLogger }, { startManager, readToken }, { startWorker }] = await Promise.all([
+    import("../../lib/logger.js"),
+    import("../../manager/index.js"),
+    import("../../worker/index.js"),
+  ]);
   const logger = createLogger("cube-dev", opts.logLevel ?? io.env.CUBE_LOG_LEVEL ?? "warn");
   let manager: ManagerHandle;
   try {
-    // The manager's and the worker's directories are made 0700 in it; it holds nothing else.
-    await prepareDataDir(opts.dataDir, { logger });
+    // Its manager/ and worker/ are each made 0700 (and it too, when missing) and refused
+    // when another user owns or may write them: it holds nothing else, and may be any
+    // directory of the user's (--data-dir .), so it is left as it is.
     manager = await startManager({
       listen: opts.listen,
       dataDir: join(opts.dataDir, "manager"),
