@@ -148,7 +148,10 @@ export class FaultCluster {
   constructor(
     readonly dir: string,
     readonly docker: Docker,
-    /** Host the manager listens on (127.0.0.1, or a veth address with CUBE_INSECURE=1). */
+    /**
+     * Host the manager listens on: 127.0.0.1, or a veth address, where the manager (to listen)
+     * and the workers (to dial it) get CUBE_INSECURE=1.
+     */
     readonly listenHost = "127.0.0.1",
     readonly managerEnv: Record<string, string> = {},
   ) {}
@@ -161,7 +164,7 @@ export class FaultCluster {
       {
         CUBE_DATA_DIR: join(this.dir, "manager"),
         CUBE_LISTEN: this.manager ? this.manager.address : `${this.listenHost}:0`,
-        ...(this.listenHost.startsWith("127.") ? {} : { CUBE_INSECURE: "1" }),
+        ...this.#plaintextOffLoopback(),
         ...this.managerEnv,
       },
       this.dir,
@@ -191,6 +194,8 @@ export class FaultCluster {
         CUBE_LISTEN: "127.0.0.1:0",
         CUBE_NAME: name,
         CUBE_DATA_DIR: join(this.dir, name),
+        // Dialling a manager off loopback in plaintext is refused without it.
+        ...this.#plaintextOffLoopback(),
         ...env,
       },
       this.dir,
@@ -199,6 +204,11 @@ export class FaultCluster {
     this.workerIds.add(w.id);
     this.workers.set(name, w);
     return w;
+  }
+
+  /** CUBE_INSECURE=1 when the manager is off loopback: plaintext there is refused without it. */
+  #plaintextOffLoopback(): Record<string, string> {
+    return this.listenHost.startsWith("127.") ? {} : { CUBE_INSECURE: "1" };
   }
 
   /** A TaskService client of the current manager. */

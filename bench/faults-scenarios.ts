@@ -729,7 +729,7 @@ export async function partitionFaults(ctx: FaultContext): Promise<FaultResult[]>
         await fault(
           ctx,
           `partition ${cutMs / 1000} s (netns)`,
-          `worker wp runs in network namespace ${ns.name} (veth ${NetNs.INSIDE}/30 ↔ ${NetNs.HOST}, where the manager listens with CUBE_INSECURE=1; wa and wb on the host dial it there) holding ${n} tasks; wp's link set down for ${cutMs} ms, then up; its containers keep running on the engine meanwhile`,
+          `worker wp runs in network namespace ${ns.name} (veth ${NetNs.INSIDE}/30 ↔ ${NetNs.HOST}, where the manager listens, and wp, wa and wb on the host dial it, with CUBE_INSECURE=1) holding ${n} tasks; wp's link set down for ${cutMs} ms, then up; its containers keep running on the engine meanwhile`,
           (f) =>
             isolate(
               f,

@@ -1,3 +1,4 @@
+import { UnsafeDataDirError } from "../lib/data-dir.js";
 import { ExitCode } from "./exit-codes.js";
 
 /**
@@ -17,4 +18,14 @@ export class CliError extends Error {
 /** A bad flag value: printed like commander's own usage errors, exit code 2. */
 export function usageError(message: string): CliError {
   return new CliError(message, ExitCode.Usage);
+}
+
+/**
+ * Why a server (`what`: manager, worker) did not start, for `cube`: a data directory it
+ * refuses ({@link UnsafeDataDirError}) is a usage error, exit 2, as a bad --data-dir is;
+ * anything else exit 1.
+ */
+export function startError(what: string, error: unknown): CliError {
+  const message = `cannot start the ${what}: ${(error as Error)?.message ?? String(error)}`;
+  return error instanceof UnsafeDataDirError ? usageError(message) : new CliError(message);
 }

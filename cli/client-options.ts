@@ -4,6 +4,7 @@ import { formatDuration } from "../lib/format-ms.js";
 import { parseDuration } from "../lib/parse-duration.js";
 import { CliError, usageError } from "./cli-error.js";
 import {
+  checkPlaintext,
   connectManager,
   type ManagerClients,
   managerAddress,
@@ -20,11 +21,12 @@ export interface ClientOptions {
   manager?: string;
   token?: string;
   ca?: string;
+  insecure?: boolean;
   output?: "table" | "json";
   json?: boolean;
 }
 
-/** Adds --manager, -o/--output and --json to a client command. */
+/** Adds --manager, --token, --ca, --insecure, -o/--output and --json to a client command. */
 export function addClientOptions(cmd: Command): Command {
   return cmd
     .option(
@@ -38,6 +40,10 @@ export function addClientOptions(cmd: Command): Command {
     .option(
       "--ca <file>",
       "the cluster CA's certificate, to talk TLS to the manager (default: $CUBE_CA, else the config file's)",
+    )
+    .option(
+      "--insecure",
+      "talk plaintext (no --ca) to a manager that is not on loopback (env CUBE_INSECURE=1): the token and what you send cross the network in the clear",
     )
     .addOption(
       new Option("-o, --output <format>", "output format")
@@ -80,6 +86,7 @@ export async function withManager<T>(
   );
   const token = managerToken(opts.token, io.env, config);
   const ca = managerCa(opts.ca, io.env, config);
+  checkPlaintext(address, ca, opts.insecure, io.env);
   let clients: ManagerClients;
   try {
     clients = connectManager(address, token, ca);

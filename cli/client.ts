@@ -6,10 +6,11 @@ import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { TokenService } from "../gen/cube/v1/token_service_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { grpcTransport } from "../lib/rpc/client.js";
+import { grpcTransport, plaintextDialProblem } from "../lib/rpc/client.js";
 import { MANAGER_URI } from "../lib/tls/identity.js";
 import { usageError } from "./cli-error.js";
 import type { CubeConfig } from "./config-file.js";
+import { envFlag } from "./env-switch.js";
 
 /** Where `cube` looks for the manager when neither --manager nor CUBE_MANAGER says. */
 export const DEFAULT_MANAGER = "127.0.0.1:5555";
@@ -74,6 +75,30 @@ export function managerCa(
   config: CubeConfig = {},
 ): string | undefined {
   return givenSetting(flag, "--ca", env, "CUBE_CA") ?? (config.ca || undefined);
+}
+
+/**
+ * Refuses, as a usage error (exit 2), to talk plaintext (no CA: `ca` undefined) to a manager
+ * that is not on loopback, where the token, specs and secret values would cross the network
+ * in the clear, unless `--insecure` (the flag's value `insecure`) or CUBE_INSECURE says so.
+ */
+export function checkPlaintext(
+  address: string,
+  ca: string | undefined,
+  insecure: boolean | undefined,
+  env: NodeJS.ProcessEnv,
+): void {
+  const problem = plaintextDialProblem({
+    address,
+    tls: ca !== undefined,
+    insecure: Boolean(insecure) || envFlag(env, "CUBE_INSECURE") === true,
+    exposes: "the token and what you send (specs, secret values)",
+  });
+  if (problem) {
+    throw usageError(
+      `${problem}; give the cluster's CA (--ca FILE, CUBE_CA) to talk TLS, or pass --insecure (CUBE_INSECURE=1) on a network you trust`,
+    );
+  }
 }
 
 /** Clients of the manager's services, sharing one HTTP/2 connection. */

@@ -1,6 +1,7 @@
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readFile, readlink } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
+import { octalMode, whom, writeSecretFile } from "../lib/secret-file.js";
 
 /**
  * What `cube dev` and `cube manager` write for the local user so that client commands
@@ -45,10 +46,36 @@ export async function readConfig(env: NodeJS.ProcessEnv): Promise<CubeConfig> {
   }
 }
 
-/** Writes the config file (mode 0600: it holds a token); returns its path. */
-export async function writeConfig(env: NodeJS.ProcessEnv, config: CubeConfig): Promise<string> {
+/**
+ * Writes the config file, mode 0600 (it holds a token), as a new file renamed over the old one
+ * (lib/secret-file.ts): never through an existing file, whose mode would stay, nor through a
+ * symbolic link, which is replaced. `warn` hears of an old file that others could read, and of
+ * a link replaced. A manager listening on every address (0.0.0.0, [::]) is written as its
+ * loopback address, which this machine's clients may dial in plaintext (lib/rpc/client.ts
+ * `plaintextDialProblem`). Returns the file's path.
+ */
+export async function writeConfig(
+  env: NodeJS.ProcessEnv,
+  config: CubeConfig,
+  warn: (message: string) => void,
+): Promise<string> {
   const path = configPath(env);
+  if (config.manager) config = { ...config, manager: localAddress(config.manager) };
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeFile(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  const old = await lstat(path).catch(() => undefined);
+  const target = old?.isSymbolicLink() ? await readlink(path).catch(() => "?") : undefined;
+  await writeSecretFile(path, `${JSON.stringify(config, null, 2)}\n`);
+  if (target !== undefined) {
+    warn(`${path} was a symbolic link (to ${target}): replaced with a file of its own, mode 0600`);
+  } else if (old && old.mode & 0o077) {
+    warn(
+      `${path} holds a token but was readable by ${whom(old.mode & 0o077)} (mode ${octalMode(old.mode)}): written again with mode 0600`,
+    );
+  }
   return path;
+}
+
+/** `address` as a client on this machine dials it: every address (0.0.0.0, [::]) on loopback. */
+export function localAddress(address: string): string {
+  return address.replace(/^0\.0\.0\.0:/, "127.0.0.1:").replace(/^\[::\]:/, "[::1]:");
 }

@@ -23,9 +23,10 @@ export function parseKeyValue(
   return [key, value];
 }
 
-/** Collects repeated KEY=VALUE flags into a record; a later key wins. */
+/**
+ * Collects repeated KEY=VALUE flags into a record; a later key wins. Object.fromEntries makes
+ * every key its own, `__proto__` too (an assignment would set the prototype instead).
+ */
 export function toRecord(pairs: readonly (readonly [string, string])[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of pairs) out[k] = v;
-  return out;
+  return Object.fromEntries(pairs);
 }

@@ -22,7 +22,7 @@ export function parseTaskFile(text: string, fileName: string): TaskFile {
     throw new Error(`${fileName}: expected an object (a TaskSpec, or {id, spec})`);
   }
   const obj = doc as Record<string, unknown>;
-  const isRequest = "spec" in obj;
+  const isRequest = Object.hasOwn(obj, "spec");
   const specJson = (isRequest ? obj.spec : obj) as Record<string, unknown>;
   if (isRequest) {
     const extra = Object.keys(obj).filter((k) => k !== "spec" && k !== "id");

@@ -16,8 +16,8 @@ export function redactSpec(spec: TaskSpec): TaskSpec;
 export function redactSpec(spec: TaskSpec | undefined): TaskSpec | undefined;
 export function redactSpec(spec: TaskSpec | undefined): TaskSpec | undefined {
   if (!hasSecrets(spec)) return spec;
-  const secretEnv: Record<string, string> = {};
-  for (const key of Object.keys(spec.secretEnv)) secretEnv[key] = REDACTED;
+  // Object.fromEntries, not assignments: those would drop a key named `__proto__`.
+  const secretEnv = Object.fromEntries(Object.keys(spec.secretEnv).map((key) => [key, REDACTED]));
   return { ...spec, secretEnv };
 }
 

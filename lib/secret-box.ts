@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { writeSecretFile } from "./secret-file.js";
 
 /** What an encrypted value starts with: the scheme and its version. */
 const PREFIX = "enc:v1:";
@@ -35,8 +36,8 @@ export class SecretBox {
       }
     }
     const key = randomBytes(KEY_BYTES);
-    // wx: two processes racing on a new directory must not end up with two keys.
-    await writeFile(path, key, { mode: 0o600, flag: "wx" });
+    // Exclusive: two processes racing on a new directory must not end up with two keys.
+    await writeSecretFile(path, key, { exclusive: true });
     return new SecretBox(key);
   }
 
@@ -73,17 +74,16 @@ export class SecretBox {
     ]).toString("utf8");
   }
 
-  /** `values` with each value sealed (a new object). */
+  /**
+   * `values` with each value sealed (a new object, made with Object.fromEntries: an assignment
+   * would drop a key named `__proto__`).
+   */
   sealAll(values: Readonly<Record<string, string>>): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(values)) out[k] = this.seal(v);
-    return out;
+    return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, this.seal(v)]));
   }
 
-  /** `values` with each value opened (a new object). */
+  /** `values` with each value opened (a new object, as {@link sealAll} makes it). */
   openAll(values: Readonly<Record<string, string>>): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(values)) out[k] = this.open(v);
-    return out;
+    return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, this.open(v)]));
   }
 }

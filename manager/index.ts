@@ -1,17 +1,17 @@
-import { mkdir } from "node:fs/promises";
 import { HealthCheckResponse_ServingStatus as HealthStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { prepareDataDir } from "../lib/data-dir.js";
 import { createLogger, type Logger } from "../lib/logger.js";
 import { guardPlaintext, parseListen, startServer } from "../lib/rpc/server.js";
 import { authorization } from "./api/authorization.js";
-import { readToken, writeFirstTokens } from "./api/bootstrap-tokens.js";
-import { ClusterTls, caFile } from "./api/cluster-tls.js";
+import { readToken, TOKEN_FILES, writeFirstTokens } from "./api/bootstrap-tokens.js";
+import { ClusterTls, caFile, TLS_KEY_FILES } from "./api/cluster-tls.js";
 import { managerHttp } from "./api/http-routes.js";
 import { managerMetrics } from "./api/metrics-http.js";
 import { MANAGER_FILES, managerRoutes } from "./api/routes.js";
 import { ControlPlane } from "./core/control-plane.js";
 import { type ManagerOptions, resolveOptions } from "./core/options.js";
 import { RULES } from "./rules/index.js";
-import { LevelStore } from "./store/level-store.js";
+import { LevelStore, SECRET_KEY_FILE } from "./store/level-store.js";
 import type { Store } from "./store/store.js";
 
 export { readToken } from "./api/bootstrap-tokens.js";
@@ -53,9 +53,10 @@ export async function openControlPlane(
 }
 
 /**
- * Starts a manager: opens (or creates) its LevelDB in `dataDir`, loads every task and worker,
- * and serves TaskService, WorkerService and MetricsService, with grpc.health.v1 and server
- * reflection, on `listen`.
+ * Starts a manager: opens (or creates, mode 0700) its data directory and the LevelDB in it,
+ * refusing one another user owns or may write (`UnsafeDataDirError`, lib/data-dir.ts), loads
+ * every task and worker, and serves TaskService, WorkerService and MetricsService, with
+ * grpc.health.v1 and server reflection, on `listen`.
  */
 export async function startManager(options: ManagerOptions): Promise<ManagerHandle> {
   const resolved = resolveOptions(options);
@@ -69,7 +70,11 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
     remedy: "serve TLS (--tls, CUBE_TLS=1)",
     logger,
   });
-  await mkdir(options.dataDir, { recursive: true });
+  // 0700, ours alone: the store, the secrets key and the tokens are in it.
+  await prepareDataDir(options.dataDir, {
+    logger,
+    secretFiles: [...TOKEN_FILES, SECRET_KEY_FILE, ...TLS_KEY_FILES],
+  });
   const store = await LevelStore.open(options.dataDir, { eventRetention: resolved.eventRetention });
   let cp: ControlPlane;
   try {

@@ -6,9 +6,11 @@
  * CUBE_ASSIGNMENT_RESEND, CUBE_SHUTDOWN_TIMEOUT, CUBE_TASK_GC_AFTER and CUBE_NODE_GC_AFTER in
  * milliseconds, and CUBE_ASSIGNMENT_WINDOW, CUBE_INSECURE=1 (plaintext on a non-loopback
  * address), CUBE_TLS=1 (TLS with the cluster's CA; CUBE_WORKER_CERT_TTL, in ms, how long
- * worker certificates last) and CUBE_AUTH=0 (no tokens: benchmarks' baseline only). Prints
+ * worker certificates last) and CUBE_AUTH=0 (no tokens: benchmarks' baseline only); switches
+ * take 1, true, yes, on or 0, false, no, off, anything else exits 2. Prints
  * {"listening":"host:port"} on stdout once it serves. `cube manager` is the command for people.
  */
+import { envSwitch } from "../lib/env-setting.js";
 import type { SchedulerName } from "./core/placer.js";
 import { runManagerProcess } from "./process.js";
 
@@ -21,6 +23,16 @@ function ms(name: string, what = "a number of milliseconds"): number | undefined
     process.exit(2);
   }
   return n;
+}
+
+/** A switch (1, true, yes, on / 0, false, no, off); anything else exits 2 naming it. */
+function on(name: string): boolean | undefined {
+  try {
+    return envSwitch(process.env, name);
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    process.exit(2);
+  }
 }
 
 const dataDir = process.env.CUBE_DATA_DIR;
@@ -43,11 +55,11 @@ try {
     taskGcAfterMs: ms("CUBE_TASK_GC_AFTER"),
     nodeGcAfterMs: ms("CUBE_NODE_GC_AFTER"),
     assignmentWindow: ms("CUBE_ASSIGNMENT_WINDOW", "a number of assignments"),
-    insecure: process.env.CUBE_INSECURE === "1",
-    tls: process.env.CUBE_TLS === "1" || process.env.CUBE_TLS === "true",
+    insecure: on("CUBE_INSECURE") === true,
+    tls: on("CUBE_TLS") === true,
     workerCertificateMs: ms("CUBE_WORKER_CERT_TTL"),
     // Benchmarks compare with and without tokens; `cube manager` has no such switch.
-    auth: process.env.CUBE_AUTH !== "0",
+    auth: on("CUBE_AUTH") ?? true,
   });
   process.stdout.write(`${JSON.stringify({ listening: handle.address })}\n`);
 } catch (error) {

@@ -26,18 +26,8 @@ import { MemoryStore } from "../manager/store/memory-store.js";
 import { startWorker } from "../worker/index.js";
 import { cube, cubeEnv } from "./cli-harness.js";
 import { FakeClock } from "./fake-clock.js";
-import { serveAuthorized, tempDir } from "./fixtures.js";
+import { serveAuthorized, tempDir, warnings } from "./fixtures.js";
 import { opensAgain } from "./manager-harness.js";
-
-/** A logger at warn level whose lines are kept, to check what a start warned about. */
-async function warnings() {
-  const lines: string[] = [];
-  const { pino } = await import("pino");
-  const logger = pino({ level: "warn" }, {
-    write: (line: string) => lines.push(line),
-  } as unknown as NodeJS.WritableStream);
-  return { lines, logger };
-}
 
 async function codeOf(p: Promise<unknown>): Promise<Code> {
   try {

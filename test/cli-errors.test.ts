@@ -57,6 +57,13 @@ test.serial("each command's --help has examples", async (t) => {
   t.regex((await inProcess(["run", "--help"])).stdout, /-p, --port <\[HOST_IP:\]\[HOST:\]/);
   const ps = (await inProcess(["ps", "--help"])).stdout.replace(/\s+/g, " ");
   t.regex(ps, /--state <states> only tasks in these states \([^)]*failed, unknown;/);
+  // --disk is counted when placing, never enforced: the help must not let it pass for a quota.
+  const run = (await inProcess(["run", "--help"])).stdout.replace(/\s+/g, " ");
+  t.regex(
+    run,
+    /--disk <size> disk for placement only, not enforced: .*nothing stops the container writing more/,
+  );
+  t.regex(run, /--disk is a scheduling figure only, like Nomad's ephemeral_disk/);
 });
 
 test("events --help names every event type the lines show", async (t) => {
@@ -281,6 +288,18 @@ test.serial("start-up settings from CUBE_* are named as such, exit 2", async (t)
       { CUBE_LISTEN: "127.0.0.1:99999" },
       /CUBE_LISTEN "127\.0\.0\.1:99999": port must be/,
     ],
+    // A switch that is neither on nor off (CUBE_TLS=ye started plaintext in silence).
+    [["manager"], { CUBE_TLS: "ye" }, /^cube: CUBE_TLS: "ye" is neither on \(1, true, yes, on\)/],
+    [["dev"], { CUBE_TLS: "enable" }, /^cube: CUBE_TLS: "enable" is neither on/],
+    [["manager"], { CUBE_INSECURE: "sure" }, /^cube: CUBE_INSECURE: "sure" is neither on/],
+    [["worker"], { CUBE_INSECURE: "sure" }, /^cube: CUBE_INSECURE: "sure" is neither on/],
+    [["dev"], { CUBE_METRICS: "of" }, /^cube: CUBE_METRICS: "of" is neither on/],
+    [
+      ["worker"],
+      { CUBE_ALLOW_NEW_PRIVILEGES: "si" },
+      /^cube: CUBE_ALLOW_NEW_PRIVILEGES: "si" is neither on/,
+    ],
+    [["ps"], { CUBE_DEBUG: "verbose" }, /^cube: CUBE_DEBUG: "verbose" is neither on/],
   ];
   for (const [args, env, pattern] of cases) {
     const r = await inProcess(args, env);

@@ -38,6 +38,7 @@ import {
 } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { MAX_TIMER_MS } from "../lib/clock.js";
+import { parseSwitch } from "../lib/env-setting.js";
 import { formatDuration } from "../lib/format-ms.js";
 import { formatAge, parseDuration, parseEnvDuration } from "../lib/parse-duration.js";
 import { captureIo } from "./cli-harness.js";
@@ -724,6 +725,35 @@ async function managerArgs(args: string[], env: NodeJS.ProcessEnv = {}) {
   await cmd.parseAsync(args, { from: "user" });
   return managerOptions(flags, env);
 }
+
+test("switches in CUBE_* (CUBE_TLS, CUBE_INSECURE): 1, true, yes, on or 0, false, no, off in any case, empty unset; anything else a usage error naming it", async (t) => {
+  const tls = async (value: string) => (await managerArgs([], { CUBE_TLS: value })).tls;
+  for (const on of ["1", "true", "yes", "on", "YES", "True", " on "]) t.true(await tls(on), on);
+  for (const off of ["0", "false", "no", "off", "OFF", ""]) t.false(await tls(off), off);
+  t.true((await managerArgs(["--tls"], { CUBE_TLS: "0" })).tls, "the flag wins");
+  t.true((await managerArgs([], { CUBE_INSECURE: "yes" })).insecure);
+  t.false((await managerArgs([], {})).insecure);
+  for (const [name, value] of [
+    ["CUBE_TLS", "maybe"],
+    ["CUBE_TLS", "y"],
+    ["CUBE_INSECURE", "sure"],
+    ["CUBE_METRICS", "of"],
+  ] as const) {
+    const refused = await t.throwsAsync(managerArgs([], { [name]: value }), {
+      instanceOf: CliError,
+    });
+    t.is(refused?.exitCode, ExitCode.Usage, name);
+    t.regex(
+      refused?.message ?? "",
+      new RegExp(
+        `^${name}: "${value}" is neither on \\(1, true, yes, on\\) nor off \\(0, false, no, off\\)$`,
+      ),
+    );
+  }
+  t.is(parseSwitch(" On "), true);
+  t.is(parseSwitch("no"), false);
+  t.throws(() => parseSwitch("2"), { message: /"2" is neither on/ });
+});
 
 test("manager --node-gc-after: a duration (0 keeps them, past the timer ceiling allowed), else CUBE_NODE_GC_AFTER, else the manager's default", async (t) => {
   const gc = async (args: string[], env: NodeJS.ProcessEnv = {}) =>

@@ -62,6 +62,16 @@ export async function fetchContainer(url: string, deadlineMs = 20_000): Promise<
   }
 }
 
+/** A logger at warn level whose lines are kept, to check what a start warned about. */
+export async function warnings() {
+  const lines: string[] = [];
+  const { pino } = await import("pino");
+  const logger = pino({ level: "warn" }, {
+    write: (line: string) => lines.push(line),
+  } as unknown as NodeJS.WritableStream);
+  return { lines, logger };
+}
+
 /** A fresh temporary directory, removed when the test ends (`t.teardown`). */
 export async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "cube-test-"));

@@ -10,6 +10,8 @@ import * as http2 from "node:http2";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test, { type ExecutionContext } from "ava";
 import { Registry } from "prom-client";
+import type { CliError } from "../cli/cli-error.js";
+import { ExitCode } from "../cli/exit-codes.js";
 import { metricsWanted } from "../cli/metrics-flag.js";
 import { RestartMode, type Task, TaskState } from "../gen/cube/v1/task_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
@@ -402,11 +404,17 @@ test("light metrics write Prometheus's histogram and counter lines", async (t) =
   await promtool(text);
 });
 
-test("--no-metrics and CUBE_METRICS=off turn the page off; anything else leaves it on", (t) => {
+test("--no-metrics and CUBE_METRICS=off turn the page off; on or unset leave it on; anything else is a usage error", (t) => {
   t.true(metricsWanted(undefined, {}));
+  t.true(metricsWanted(undefined, { CUBE_METRICS: "" }));
   t.true(metricsWanted(true, { CUBE_METRICS: "on" }));
+  t.true(metricsWanted(undefined, { CUBE_METRICS: "Yes" }));
   t.false(metricsWanted(false, {}));
   for (const off of ["off", "false", "0", "no", " OFF "]) {
     t.false(metricsWanted(undefined, { CUBE_METRICS: off }), off);
   }
+  // A typo used to leave the page on in silence.
+  const typo = t.throws(() => metricsWanted(undefined, { CUBE_METRICS: "of" }));
+  t.is((typo as CliError).exitCode, ExitCode.Usage);
+  t.regex(typo?.message ?? "", /^CUBE_METRICS: "of" is neither on \(1, true, yes, on\) nor off/);
 });

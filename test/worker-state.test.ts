@@ -432,4 +432,20 @@ test("the environment alone configures a worker as `cube worker` reads it: durat
   });
   t.throws(() => workerEnv({ CUBE_LABELS: "zone" }), { message: /^CUBE_LABELS: label "zone"/ });
   t.throws(() => workerOptionsFromEnv({}), { message: /CUBE_DATA_DIR is required/ });
+  // Switches: the words of every boolean CUBE_* variable; a typo is refused, not read as off.
+  t.like(
+    workerEnv({ CUBE_INSECURE: "true", CUBE_ALLOW_NEW_PRIVILEGES: "yes", CUBE_METRICS: "0" }),
+    {
+      insecure: true,
+      metrics: false,
+      policy: { noNewPrivileges: false },
+    },
+  );
+  t.deepEqual(workerEnv({ CUBE_ALLOW_NEW_PRIVILEGES: "off" }).policy, {});
+  t.throws(() => workerEnv({ CUBE_INSECURE: "yep" }), {
+    message: /^CUBE_INSECURE: "yep" is neither/,
+  });
+  t.throws(() => workerEnv({ CUBE_ALLOW_NEW_PRIVILEGES: "please" }), {
+    message: /^CUBE_ALLOW_NEW_PRIVILEGES: "please" is neither/,
+  });
 });

@@ -1,4 +1,4 @@
-import { envSetting } from "../lib/env-setting.js";
+import { envSetting, envSwitch } from "../lib/env-setting.js";
 import { metricsFromEnv } from "../lib/metrics-env.js";
 import { parseEnvDuration } from "../lib/parse-duration.js";
 import type { ContainerPolicy } from "./docker/container-spec.js";
@@ -10,15 +10,16 @@ import type { WorkerProcessOptions } from "./process.js";
  */
 export function parseLabels(input: string | readonly string[] | undefined): Record<string, string> {
   const entries = typeof input === "string" ? input.split(",") : [...(input ?? [])];
-  const labels: Record<string, string> = {};
+  const labels: [string, string][] = [];
   for (const raw of entries) {
     const entry = raw.trim();
     if (!entry) continue;
     const eq = entry.indexOf("=");
     if (eq <= 0) throw new Error(`label "${entry}" is not key=value`);
-    labels[entry.slice(0, eq).trim()] = entry.slice(eq + 1).trim();
+    labels.push([entry.slice(0, eq).trim(), entry.slice(eq + 1).trim()]);
   }
-  return labels;
+  // Every key its own, `__proto__` too (an assignment would set the prototype instead).
+  return Object.fromEntries(labels);
 }
 
 /**
@@ -27,8 +28,9 @@ export function parseLabels(input: string | readonly string[] | undefined): Reco
  * certificate file), CUBE_LISTEN, CUBE_INSECURE=1, CUBE_NAME, CUBE_DATA_DIR, CUBE_LABELS
  * (k=v,k=v), CUBE_DOCKER_HOST, the container policy's (see {@link policyFromEnv}),
  * CUBE_PULL_STALL_TIMEOUT, CUBE_RUNTIME_REQUEST_TIMEOUT and CUBE_SHUTDOWN_TIMEOUT ("10s", or
- * a bare number of ms), CUBE_METRICS=off. Unset ones are undefined (the worker's defaults);
- * a bad one throws, naming the variable.
+ * a bare number of ms), CUBE_METRICS=off. Switches take 1, true, yes, on or 0, false, no, off
+ * (lib/env-setting.ts envSwitch). Unset ones are undefined (the worker's defaults); a bad one
+ * throws, naming the variable.
  */
 export function workerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
   let labels: Record<string, string>;
@@ -42,7 +44,7 @@ export function workerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
     token: env.CUBE_TOKEN || undefined,
     ca: env.CUBE_CA || undefined,
     listen: env.CUBE_LISTEN || undefined,
-    insecure: env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
+    insecure: envSwitch(env, "CUBE_INSECURE") === true,
     name: env.CUBE_NAME || undefined,
     dataDir: env.CUBE_DATA_DIR || undefined,
     labels,
@@ -96,7 +98,7 @@ export function policyFromEnv(env: NodeJS.ProcessEnv): Partial<ContainerPolicy> 
     }
     policy.pidsLimit = n;
   }
-  if (env.CUBE_ALLOW_NEW_PRIVILEGES === "1") policy.noNewPrivileges = false;
+  if (envSwitch(env, "CUBE_ALLOW_NEW_PRIVILEGES") === true) policy.noNewPrivileges = false;
   if (env.CUBE_CAP_DROP !== undefined) policy.dropCapabilities = list(env.CUBE_CAP_DROP);
   if (env.CUBE_ALLOW_REGISTRIES) policy.allowedRegistries = list(env.CUBE_ALLOW_REGISTRIES);
   return policy;

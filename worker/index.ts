@@ -6,7 +6,9 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { file_cube_v1_metrics } from "../gen/cube/v1/metrics_pb.js";
 import { file_cube_v1_task_service } from "../gen/cube/v1/task_service_pb.js";
 import { InventorySchema, StatsSchema } from "../gen/cube/v1/worker_service_pb.js";
+import { prepareDataDir } from "../lib/data-dir.js";
 import { createLogger, type Logger } from "../lib/logger.js";
+import { plaintextDialProblem } from "../lib/rpc/client.js";
 import { guardPlaintext, parseListen, startServer } from "../lib/rpc/server.js";
 import { managerOnly, managerSecretOnly } from "./api/manager-only.js";
 import { WorkerMetrics } from "./api/metrics.js";
@@ -15,8 +17,8 @@ import { type BackoffOptions, backoffDelay } from "./backoff.js";
 import { type ContainerPolicy, DEFAULT_POLICY } from "./docker/container-spec.js";
 import { createDockerDriver } from "./docker/driver.js";
 import { defaultCapacity, NodeMetricsSampler } from "./node-metrics.js";
-import { WorkerStore } from "./store/worker-store.js";
-import { WorkerIdentity } from "./stream/join.js";
+import { WORKER_SECRET_KEY_FILE, WorkerStore } from "./store/worker-store.js";
+import { CERT_FILE, CREDENTIAL_FILE, WorkerIdentity } from "./stream/join.js";
 import { Outbox } from "./stream/outbox.js";
 import { StatsFeed } from "./stream/stats-feed.js";
 import { StreamClient } from "./stream/stream-client.js";
@@ -48,9 +50,11 @@ export interface WorkerOptions {
   /** host:port of the worker's own gRPC server; default "127.0.0.1:5556"; port 0 picks one. */
   listen?: string;
   /**
-   * Serve plaintext on a non-loopback `listen` (`cube worker --insecure`): in a cluster
-   * without TLS the worker's port answers anyone (its tasks, their logs), so it is refused
-   * unless asked for, as the manager refuses it.
+   * Accept plaintext off loopback (`cube worker --insecure`): serve it on a non-loopback
+   * `listen` (in a cluster without TLS the worker's port answers anyone: its tasks, their
+   * logs) and dial a non-loopback manager in it (the join token, the credential and secret
+   * values in the clear). Both are refused unless asked for, as the manager refuses to listen
+   * so.
    */
   insecure?: boolean;
   /** Serve GET /metrics (Prometheus text, no token needed) on that port. Default true. */
@@ -108,17 +112,25 @@ const DRAIN_MS = 4000;
 const FLUSH_MS = 2000;
 
 /**
- * Starts a worker: opens its data directory (failing with {@link DataDirInUseError}
- * when another worker has it), re-adopts the containers it left running, serves its
- * own gRPC API, and keeps a stream to the manager open, reconnecting as needed.
+ * Starts a worker: opens its data directory (made 0700; failing with `UnsafeDataDirError`,
+ * lib/data-dir.ts, when another user owns it or may write it, and with
+ * {@link DataDirInUseError} when another worker has it), re-adopts the containers it left
+ * running, serves its own gRPC API, and keeps a stream to the manager open, reconnecting as
+ * needed.
  */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
   // Tells the manager, when this worker registers again after a restart, that it is a new
   // agent whose containers ran on (see Register.agent_started_at).
   const agentStartedAt = timestampNow();
+  const baseLogger = options.logger ?? createLogger("worker");
+  // 0700, ours alone: the credential, the keys and the task records are in it.
+  await prepareDataDir(options.dataDir, {
+    logger: baseLogger,
+    secretFiles: [CREDENTIAL_FILE, CERT_FILE, WORKER_SECRET_KEY_FILE],
+  });
   const store = await WorkerStore.open(options.dataDir);
   const workerId = store.workerId;
-  const logger = (options.logger ?? createLogger("worker")).child({ worker: workerId });
+  const logger = baseLogger.child({ worker: workerId });
   const ownDriver = !options.driver;
   const metrics = new WorkerMetrics();
   const driver =
@@ -156,6 +168,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       logger,
     });
     identity = self;
+    guardManagerDial(options.manager, self.tls, Boolean(options.insecure), logger);
     const outbox = await Outbox.open(store);
     const runner = new TaskRunner({
       workerId,
@@ -343,4 +356,25 @@ const RESYNC_BACKOFF: BackoffOptions = { baseMs: 500, maxMs: 30_000 };
 function advertised(address: string): string {
   const { host, port } = parseListen(address);
   return host === "0.0.0.0" || host === "::" ? `${hostname()}:${port}` : address;
+}
+
+/**
+ * Refuses to dial a manager that is not on loopback in plaintext, where the join token, the
+ * credential and the secret values of assignments would cross the network in the clear,
+ * unless `insecure` (--insecure, CUBE_INSECURE=1, which also lets the worker listen in
+ * plaintext off loopback) says so; then warns at every start, as the listening side does.
+ */
+function guardManagerDial(manager: string, tls: boolean, insecure: boolean, logger: Logger): void {
+  const exposes = "the join token, this worker's credential and its tasks' secret values";
+  const problem = plaintextDialProblem({ address: manager, tls, insecure: false, exposes });
+  if (!problem) return;
+  if (!insecure) {
+    throw new Error(
+      `${problem}; join a TLS manager (a join token with its CA's digest, <secret>@sha256:<hex>, or --ca), or pass --insecure (CUBE_INSECURE=1) on a network you trust`,
+    );
+  }
+  logger.warn(
+    { manager },
+    `INSECURE: dialling the manager in plaintext off loopback; anyone on the network can read ${exposes}`,
+  );
 }

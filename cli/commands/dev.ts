@@ -3,10 +3,11 @@ import { Command } from "commander";
 import { stopOnSignals } from "../../lib/stop-on-signals.js";
 import type { ManagerHandle } from "../../manager/index.js";
 import type { WorkerHandle } from "../../worker/index.js";
-import { CliError } from "../cli-error.js";
+import { CliError, startError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
+import { envFlag } from "../env-switch.js";
 import type { Io } from "../io.js";
 import { checkLogLevelEnv, parseLogLevel } from "../log-level.js";
 import { checkListenAddress } from "../manager-address.js";
@@ -59,6 +60,8 @@ Examples:
 async function dev(io: Io, opts: DevOptions): Promise<void> {
   if (opts.logLevel === undefined) checkLogLevelEnv(io.env);
   await checkListenAddress(opts.listen, "--listen");
+  const tls = Boolean(opts.tls) || envFlag(io.env, "CUBE_TLS") === true;
+  const metrics = metricsWanted(opts.metrics, io.env);
   // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
   const [{ createLogger }, { startManager, readToken }, { startWorker }] = await Promise.all([
     import("../../lib/logger.js"),
@@ -68,26 +71,29 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
   const logger = createLogger("cube-dev", opts.logLevel ?? io.env.CUBE_LOG_LEVEL ?? "warn");
   let manager: ManagerHandle;
   try {
+    // Its manager/ and worker/ are each made 0700 (and it too, when missing) and refused
+    // when another user owns or may write them: it holds nothing else, and may be any
+    // directory of the user's (--data-dir .), so it is left as it is.
     manager = await startManager({
       listen: opts.listen,
       dataDir: join(opts.dataDir, "manager"),
       logger,
-      metrics: metricsWanted(opts.metrics, io.env),
-      tls: opts.tls || io.env.CUBE_TLS === "1" || io.env.CUBE_TLS === "true",
+      metrics,
+      tls,
     });
   } catch (error) {
-    throw new CliError(startFailure("manager", opts.listen, error));
+    throw startFailure("manager", opts.listen, error);
   }
   const ca = manager.ca ? resolve(manager.ca.file) : undefined;
   const managerDir = join(opts.dataDir, "manager");
   // The local user's client commands need no flags: the config file says where and with
   // which token (the admin token this manager made on its first start).
   const adminToken = await readToken(managerDir, "admin");
-  const configFile = await writeConfig(io.env, {
-    manager: manager.address,
-    token: adminToken,
-    ...(ca ? { ca } : {}),
-  });
+  const configFile = await writeConfig(
+    io.env,
+    { manager: manager.address, token: adminToken, ...(ca ? { ca } : {}) },
+    (warning) => io.stderr.write(`cube: warning: ${warning}\n`),
+  );
   let worker: WorkerHandle;
   try {
     worker = await startWorker({
@@ -98,11 +104,11 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
       name: opts.name,
       dataDir: join(opts.dataDir, "worker"),
       logger,
-      metrics: metricsWanted(opts.metrics, io.env),
+      metrics,
     });
   } catch (error) {
     await manager.close().catch(() => undefined);
-    throw new CliError(startFailure("worker", "127.0.0.1:0", error));
+    throw startFailure("worker", "127.0.0.1:0", error);
   }
   // npm exec (npx) and `npm run dev` say so in npm_command: from a clone, the other
   // terminal needs `npx cube`; a `cube` on the PATH (npm link) sets no npm_command.
@@ -146,12 +152,14 @@ export function dashboardUrl(managerAddress: string, token: string, tls: boolean
   return `${tls ? "https" : "http"}://${managerAddress}/#token=${encodeURIComponent(token)}`;
 }
 
-function startFailure(what: string, listen: string, error: unknown): string {
+function startFailure(what: string, listen: string, error: unknown): CliError {
   const message = (error as Error).message ?? String(error);
   if ((error as NodeJS.ErrnoException).code === "EADDRINUSE" || /EADDRINUSE/.test(message)) {
-    return `cannot start the ${what}: ${listen} is in use (another \`cube dev\` or \`cube manager\`?): choose another with --listen`;
+    return new CliError(
+      `cannot start the ${what}: ${listen} is in use (another \`cube dev\` or \`cube manager\`?): choose another with --listen`,
+    );
   }
-  return `cannot start the ${what}: ${message}`;
+  return startError(what, error);
 }
 
 /**

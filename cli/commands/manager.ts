@@ -2,12 +2,14 @@ import { resolve } from "node:path";
 import { Command } from "commander";
 import { envSetting } from "../../lib/env-setting.js";
 import { parseDuration, parseEnvDuration } from "../../lib/parse-duration.js";
+import { isLoopback } from "../../lib/rpc/client.js";
 import { joinToken } from "../../lib/tls/identity.js";
 import type { ManagerHandle } from "../../manager/index.js";
-import { CliError, usageError } from "../cli-error.js";
+import { CliError, startError, usageError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
+import { envFlag } from "../env-switch.js";
 import type { Io } from "../io.js";
 import { checkLogLevelEnv } from "../log-level.js";
 import { checkListenAddress } from "../manager-address.js";
@@ -144,11 +146,15 @@ writes its address and the admin token to the config file of the user who runs i
 (~/.config/cube/config.json, or $CUBE_CONFIG), so client commands on this machine need no
 flags, and prints how a worker joins.
 
+The data dir is made mode 0700 (its files are the cluster's state and secrets); one that
+another user owns or that group or others may write is refused (exit 2: chmod 700 it).
+
 With --tls it serves TLS: on the first start it makes the cluster's CA (tls/ca.crt and
 tls/ca.key, 0600, in its data dir) and its own certificate (renewed before it expires); the
 config file then also names the CA. Worker join tokens carry the CA's SHA-256
 (<secret>@sha256:<hex>), so a new worker trusts only that CA; workers get certificates of
-their own when they join. Without --tls, a non-loopback address needs --insecure.
+their own when they join. Without --tls, a non-loopback address needs --insecure, and so
+do the workers and clients that dial it there (cube worker --insecure, CUBE_INSECURE=1).
 
 Examples:
   cube manager
@@ -197,8 +203,8 @@ export async function managerOptions(flags: ManagerFlags, env: NodeJS.ProcessEnv
     taskGcAfterMs: flags.taskGcAfter ?? fromEnv("CUBE_TASK_GC_AFTER", age),
     nodeGcAfterMs: flags.nodeGcAfter ?? fromEnv("CUBE_NODE_GC_AFTER", age),
     metrics: metricsWanted(flags.metrics, env),
-    insecure: flags.insecure || env.CUBE_INSECURE === "1" || env.CUBE_INSECURE === "true",
-    tls: flags.tls || env.CUBE_TLS === "1" || env.CUBE_TLS === "true",
+    insecure: Boolean(flags.insecure) || envFlag(env, "CUBE_INSECURE") === true,
+    tls: Boolean(flags.tls) || envFlag(env, "CUBE_TLS") === true,
   };
   await checkTimings(options, flags, env);
   return options;
@@ -216,18 +222,24 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
     handle = await runManagerProcess(options);
   } catch (error) {
     const message = (error as Error).message ?? String(error);
-    throw new CliError(
-      /EADDRINUSE/.test(`${message} ${(error as NodeJS.ErrnoException).code}`)
-        ? inUse
-        : `cannot start the manager: ${message}`,
-    );
+    if (/EADDRINUSE/.test(`${message} ${(error as NodeJS.ErrnoException).code}`)) {
+      throw new CliError(inUse);
+    }
+    throw startError("manager", error);
   }
-  const { readToken } = await import("../../manager/index.js");
+  const [{ readToken }, { parseListen }] = await Promise.all([
+    import("../../manager/index.js"),
+    import("../../lib/rpc/server.js"),
+  ]);
   const admin = await readToken(options.dataDir, "admin").catch(() => undefined);
   const join = await readToken(options.dataDir, "worker").catch(() => undefined);
   const ca = handle.ca ? resolve(handle.ca.file) : undefined;
   const config = admin
-    ? await writeConfig(env, { manager: handle.address, token: admin, ...(ca ? { ca } : {}) })
+    ? await writeConfig(
+        env,
+        { manager: handle.address, token: admin, ...(ca ? { ca } : {}) },
+        (warning) => io.stderr.write(`cube: warning: ${warning}\n`),
+      )
     : undefined;
   io.stdout.write(
     `manager listening on ${handle.address}${handle.ca ? " (TLS)" : ""} (data in ${options.dataDir})\n`,
@@ -239,8 +251,10 @@ async function manager(io: Io, flags: ManagerFlags): Promise<void> {
   if (join) {
     // Over TLS the join token carries the CA's digest: a new worker trusts only that CA.
     const token = handle.ca ? joinToken(join, handle.ca.sha256) : join;
+    // In plaintext off loopback, a worker dials only when told it may (as this manager was).
+    const plain = !handle.ca && !isLoopback(parseListen(handle.address).host);
     io.stdout.write(
-      `workers join with:\n  cube worker --manager ${handle.address} --token ${token}\n`,
+      `workers join with:\n  cube worker --manager ${handle.address} --token ${token}${plain ? " --insecure" : ""}\n`,
     );
   }
   // The process runner owns the rest: it exits on SIGINT/SIGTERM after a graceful close.

@@ -81,7 +81,11 @@ export function runCommand(io: Io): Command {
       "memory request and limit: 256Mi, 1Gi, 512M or bytes",
       arg(parseSize),
     )
-    .option("--disk <size>", "disk request: 1Gi, 500M or bytes", arg(parseSize))
+    .option(
+      "--disk <size>",
+      "disk for placement only, not enforced: the task goes where this much is free, but nothing stops the container writing more (1Gi, 500M or bytes)",
+      arg(parseSize),
+    )
     .option(
       "--health-path <path>",
       "HTTP GET this path on the first published port; 200 is healthy",
@@ -139,6 +143,11 @@ Examples:
   cube run cube/httpd:local --restart on-failure -- sh -c 'echo hi; exit 1'
   cube run -f task.yaml --wait
   cube run cube/httpd:local --count 100 --id batch --name worker --cpu 0.1
+
+--cpu and --memory are requests the scheduler counts and limits the container gets. --disk is
+a scheduling figure only, like Nomad's ephemeral_disk: it is counted against the worker's disk
+when the task is placed, but the container's writes are not capped (Docker's --storage-opt
+size= needs overlay2 on xfs with project quotas, which this engine does not have).
 
 Exit codes with --wait: 0 running (and healthy), 3 failed, 6 still pending or not ready at --timeout.`,
     )

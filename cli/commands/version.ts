@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import { HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import type { CliError } from "../cli-error.js";
-import { connectManager, managerAddress, managerCa } from "../client.js";
+import { checkPlaintext, connectManager, managerAddress, managerCa } from "../client.js";
 import { addClientOptions, type ClientOptions, outputFormat } from "../client-options.js";
 import { readConfig } from "../config-file.js";
 import { CUBE_VERSION } from "../cube-version.js";
@@ -22,7 +22,7 @@ Exits 0 when the manager answers SERVING, 5 when it cannot be reached.
 
 Examples:
   cube version
-  cube version --manager 10.0.0.5:5555 -o json`,
+  cube version --manager 10.0.0.5:5555 --ca ca.crt -o json`,
     )
     .action((opts: ClientOptions) => version(io, opts));
   return cmd;
@@ -36,6 +36,7 @@ async function version(io: Io, opts: ClientOptions): Promise<void> {
     io.env,
   );
   const ca = managerCa(opts.ca, io.env, config);
+  checkPlaintext(address, ca, opts.insecure, io.env);
   let status = "";
   let problem: CliError | undefined;
   try {

@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { parseDuration } from "../../lib/parse-duration.js";
 import type { WorkerHandle } from "../../worker/index.js";
 import { parseCapability } from "../capabilities.js";
-import { CliError, usageError } from "../cli-error.js";
+import { startError, usageError } from "../cli-error.js";
 import { DEFAULT_MANAGER, givenSetting } from "../client.js";
 import { arg, collect } from "../client-options.js";
 import type { Io } from "../io.js";
@@ -71,7 +71,7 @@ export function workerCommand(io: Io): Command {
     )
     .option(
       "--insecure",
-      "serve plaintext on a non-loopback --listen (env CUBE_INSECURE=1) when the manager has no TLS: anyone on the network can read this worker's tasks and logs",
+      "accept plaintext off loopback when the manager has no TLS (env CUBE_INSECURE=1): dial a --manager that is not loopback and serve a non-loopback --listen in the clear; anyone on the network can read the join token, the credential, and this worker's tasks and logs",
     )
     .option(
       "--shutdown-timeout <duration>",
@@ -117,12 +117,15 @@ or tighten that for this worker only; no task spec can.
 
 Flags override the CUBE_* environment variables. Ctrl-C (or SIGTERM) leaves gracefully:
 containers keep running, and the next start with the same --data-dir adopts them again.
+The data dir is made mode 0700 (it holds the worker's credential and keys); one that another
+user owns or that group or others may write is refused (exit 2: chmod 700 it).
 
 A TLS manager's join tokens end in @sha256:<CA digest>: the worker trusts the manager only if
 its CA has that digest, then keeps the CA, a key of its own and the certificate it gets in its
 data dir (tls/), dials with mTLS, renews the certificate before it expires, and serves its own
 port with TLS, answering the manager alone. A token without the digest needs --ca. Without
-TLS, a non-loopback --listen needs --insecure.
+TLS, a --manager or a --listen that is not loopback (127.0.0.0/8, ::1, localhost) needs
+--insecure.
 
 Examples:
   cube worker
@@ -194,7 +197,7 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
   try {
     handle = await runWorkerProcess(options);
   } catch (error) {
-    throw new CliError(`cannot start the worker: ${(error as Error).message}`);
+    throw startError("worker", error);
   }
   io.stdout.write(
     `worker ${handle.id} listening on ${handle.address}, joining the manager at ${options.manager} (data in ${options.dataDir})\n`,

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type ClientTls, expectUri } from "../tls/identity.js";
@@ -40,6 +41,50 @@ export function grpcTransport(
       ...(options.interceptors ?? []),
     ],
   });
+}
+
+/** Whether `host` (of a listen or a dial address) is loopback: 127.0.0.0/8, ::1 or localhost. */
+export function isLoopback(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return host === "::1";
+}
+
+/** The host of a dial address (host:port, [v6]:port or an http(s) URL); undefined if none. */
+function dialHost(address: string): string | undefined {
+  try {
+    const url = new URL(/^https?:\/\//i.test(address) ? address : `http://${address}`);
+    return url.hostname.replace(/^\[(.*)\]$/, "$1");
+  } catch {
+    return undefined; // not dialable at all: the dial says so
+  }
+}
+
+/** What {@link plaintextDialProblem} weighs. */
+export interface PlaintextDial {
+  /** The server's address, as given (host:port or a URL). */
+  readonly address: string;
+  /** The client dials TLS (it has the cluster's CA). */
+  readonly tls: boolean;
+  /** Plaintext off loopback was accepted in so many words (--insecure, CUBE_INSECURE=1). */
+  readonly insecure: boolean;
+  /** What would cross the network in the clear, e.g. "the token and the task specs". */
+  readonly exposes: string;
+}
+
+/**
+ * Why a client must not dial `address` in plaintext, or undefined when it may: TLS (a CA, or an
+ * https:// URL) and loopback (127.0.0.0/8, ::1, localhost) always may; another host only with
+ * `insecure`, as kubeadm refuses to join over an unverified channel unless told. The client
+ * adds how to get TLS in its own words. The listening side's rule is lib/rpc/server.ts
+ * `guardPlaintext`; the two share `--insecure` (CUBE_INSECURE=1): "I accept plaintext off
+ * loopback".
+ */
+export function plaintextDialProblem(o: PlaintextDial): string | undefined {
+  if (o.tls || o.insecure || /^https:\/\//i.test(o.address)) return undefined;
+  const host = dialHost(o.address);
+  if (host === undefined || isLoopback(host)) return undefined;
+  return `refusing to talk plaintext to ${o.address}, which is not loopback: anyone on the network could read ${o.exposes}`;
 }
 
 /** Sends `token` as `Authorization: Bearer <token>` with every call. */

@@ -3,7 +3,6 @@ import * as http2 from "node:http2";
 import {
   type AddressInfo,
   createServer as createNetServer,
-  isIP,
   type Server as NetServer,
   type Socket,
 } from "node:net";
@@ -23,6 +22,7 @@ import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { LogThrottle } from "../log-throttle.js";
 import type { Logger } from "../logger.js";
 import { AUTHORIZATION_HEADERS, countAuthorizationHeaders } from "./authorization-headers.js";
+import { isLoopback } from "./client.js";
 import { StreamDrain } from "./drain-streams.js";
 import { SESSION_WINDOW, STREAM_WINDOW } from "./flow-control.js";
 import { HealthState, registerHealth } from "./health.js";
@@ -190,13 +190,6 @@ export function parseListen(listen: string): { host: string; port: number } {
   const port = Number(m[3]);
   if (port > 65535) throw new Error(`listen address "${listen}": port out of range`);
   return { host: m[1] ?? (m[2] || "127.0.0.1"), port };
-}
-
-/** Whether `host` (as in a listen address) is a loopback address or name. */
-export function isLoopback(host: string): boolean {
-  if (host === "localhost") return true;
-  if (isIP(host) === 4) return host.startsWith("127.");
-  return host === "::1";
 }
 
 /** What {@link guardPlaintext} needs to decide about a listen address. */

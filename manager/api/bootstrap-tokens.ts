@@ -1,10 +1,14 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Role } from "../../gen/cube/v1/token_service_pb.js";
+import { writeSecretFile } from "../../lib/secret-file.js";
 import type { ControlPlane } from "../core/control-plane.js";
 
 /** The token files a manager keeps in its data directory (mode 0600). */
 export type TokenFile = "admin" | "worker";
+
+/** The token files' names in the data directory. */
+export const TOKEN_FILES: readonly string[] = ["admin.token", "worker.token"];
 
 const fileOf = (dataDir: string, kind: TokenFile) => join(dataDir, `${kind}.token`);
 
@@ -31,7 +35,8 @@ export async function writeFirstTokens(cp: ControlPlane, dataDir: string): Promi
     const { record, secret } = cp.tokens.create(name, role, undefined, now);
     cp.store.putToken(record);
     await cp.committed();
-    await writeFile(fileOf(dataDir, kind), `${secret}\n`, { mode: 0o600 });
+    // Replaces the file (a link planted under its name too), never writes through it.
+    await writeSecretFile(fileOf(dataDir, kind), `${secret}\n`);
     const fields = { token: record.token?.id, file: fileOf(dataDir, kind) };
     if (first) cp.logger.info(fields, `${name} created`);
     else cp.logger.warn(fields, "no admin token worked (revoked or expired): a new one written");

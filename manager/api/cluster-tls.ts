@@ -1,10 +1,11 @@
 import { X509Certificate } from "node:crypto";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { hostname, networkInterfaces } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../../lib/logger.js";
 import type { ServerTls } from "../../lib/rpc/server.js";
+import { writeSecretFile } from "../../lib/secret-file.js";
 import { type ClientTls, MANAGER_URI, workerUri } from "../../lib/tls/identity.js";
 import type { CertificateNames, KeyAndCertificate } from "../../lib/tls/pki.js";
 
@@ -27,6 +28,9 @@ const CHECK_EVERY_MS = 3600_000;
 export function tlsDir(dataDir: string): string {
   return join(dataDir, "tls");
 }
+
+/** The private keys among them, relative to the data directory (0600). */
+export const TLS_KEY_FILES: readonly string[] = [join("tls", "ca.key"), join("tls", "manager.key")];
 
 /** The cluster CA's certificate file, the one clients pass as --ca. */
 export function caFile(dataDir: string): string {
@@ -60,13 +64,6 @@ async function readIfThere(path: string): Promise<string | undefined> {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
   }
-}
-
-/** Writes through a temporary file and a rename, so no reader sees half a key. */
-async function writeAtomic(path: string, text: string, mode: number): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, text, { mode });
-  await rename(tmp, path);
 }
 
 /**
@@ -112,8 +109,8 @@ export class ClusterTls {
       ca = { keyPem: caKey, certPem: caCert };
     } else {
       ca = await pki.createCa(`cube cluster CA ${hostname()}`, CA_VALIDITY_MS);
-      await writeAtomic(join(dir, "ca.key"), ca.keyPem, 0o600);
-      await writeAtomic(join(dir, "ca.crt"), ca.certPem, 0o644);
+      await writeSecretFile(join(dir, "ca.key"), ca.keyPem);
+      await writeSecretFile(join(dir, "ca.crt"), ca.certPem, { mode: 0o644 });
       options.logger.info(
         { file: join(dir, "ca.crt"), sha256: pki.fingerprint(ca.certPem) },
         "cluster CA created",
@@ -201,8 +198,8 @@ export class ClusterTls {
       validityMs: this.serverCertMs,
     });
     const keyPem = await pki.keyToPem(keys.privateKey);
-    await writeAtomic(join(this.dir, "manager.key"), keyPem, 0o600);
-    await writeAtomic(join(this.dir, "manager.crt"), certPem, 0o644);
+    await writeSecretFile(join(this.dir, "manager.key"), keyPem);
+    await writeSecretFile(join(this.dir, "manager.crt"), certPem, { mode: 0o644 });
     this.#server = { keyPem, certPem };
     this.#generation++;
     this.logger.info({ file: join(this.dir, "manager.crt") }, "manager certificate issued");

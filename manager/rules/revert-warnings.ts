@@ -15,8 +15,11 @@ export function revertWarnings(
 ): string[] {
   const now = current?.template?.secretEnv ?? {};
   const then = target?.template?.secretEnv ?? {};
-  const differ = Object.keys(then).filter((key) => key in now && now[key] !== then[key]);
-  const dropped = Object.keys(now).filter((key) => !(key in then));
+  // Own keys only: `in` would find Object.prototype's (constructor, toString) in any map.
+  const differ = Object.keys(then).filter(
+    (key) => Object.hasOwn(now, key) && now[key] !== then[key],
+  );
+  const dropped = Object.keys(now).filter((key) => !Object.hasOwn(then, key));
   const warnings: string[] = [];
   if (differ.length > 0) {
     warnings.push(

@@ -89,7 +89,10 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
     if (key === "" || key.includes("=")) {
       bad(`spec.secret_env["${key}"]`, "a name, without '='");
     }
-    if (key in spec.env) bad(`spec.secret_env["${key}"]`, "is also in spec.env: give it once");
+    // Own keys only: `in` would find Object.prototype's (constructor, toString) in any map.
+    if (Object.hasOwn(spec.env, key)) {
+      bad(`spec.secret_env["${key}"]`, "is also in spec.env: give it once");
+    }
     // Named, never quoted: the engine's own refusal would quote the value into the reason.
     if (spec.secretEnv[key]?.includes("\0")) bad(`spec.secret_env["${key}"]`, NUL_PROBLEM);
     // What every read API shows in place of a secret: a spec copied from `cube job status -o

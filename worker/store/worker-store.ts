@@ -97,7 +97,7 @@ export class WorkerStore {
    */
   static async open(dataDir: string): Promise<WorkerStore> {
     const dir = resolve(dataDir);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     await refuseDamagedLevelDb(join(dir, "worker.db"));
     const db = new Level<string, unknown>(join(dir, "worker.db"));
     try {

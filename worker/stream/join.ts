@@ -1,6 +1,6 @@
 import { X509Certificate } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type DetailedPeerCertificate, connect as tlsConnect } from "node:tls";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -8,6 +8,7 @@ import { TokenService } from "../../gen/cube/v1/token_service_pb.js";
 import type { Logger } from "../../lib/logger.js";
 import { grpcTransport } from "../../lib/rpc/client.js";
 import { parseListen, type ServerTls } from "../../lib/rpc/server.js";
+import { writeSecretFile } from "../../lib/secret-file.js";
 import { type ClientTls, MANAGER_URI, parseJoinToken, sanUris } from "../../lib/tls/identity.js";
 import {
   certDerToPem,
@@ -233,7 +234,7 @@ export class WorkerIdentity extends EventEmitter<{ certificate: [] }> {
       }
       await this.#keep(await keyToPem(keys.privateKey), certDerToPem(answer.certificate));
     }
-    await writeFile(join(this.#o.dataDir, CREDENTIAL_FILE), `${answer.secret}\n`, { mode: 0o600 });
+    await writeSecretFile(join(this.#o.dataDir, CREDENTIAL_FILE), `${answer.secret}\n`);
     this.#credential = answer.secret;
     this.#o.logger.info(
       this.#cert ? { certificateUntil: new Date(validity(this.#cert).notAfter) } : {},
@@ -262,10 +263,8 @@ export class WorkerIdentity extends EventEmitter<{ certificate: [] }> {
   async #keep(key: string, cert: string): Promise<void> {
     const dir = join(this.#o.dataDir, "tls");
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFile(join(this.#o.dataDir, CA_FILE), this.#ca ?? "", { mode: 0o644 });
-    const file = join(this.#o.dataDir, CERT_FILE);
-    await writeFile(`${file}.tmp`, `${key.trim()}\n${cert.trim()}\n`, { mode: 0o600 });
-    await rename(`${file}.tmp`, file);
+    await writeSecretFile(join(this.#o.dataDir, CA_FILE), this.#ca ?? "", { mode: 0o644 });
+    await writeSecretFile(join(this.#o.dataDir, CERT_FILE), `${key.trim()}\n${cert.trim()}\n`);
     this.#key = key;
     this.#cert = cert;
     this.emit("certificate");

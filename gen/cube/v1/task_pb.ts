@@ -122,7 +122,8 @@ export type Resources = Message<"cube.v1.Resources"> & {
   memoryBytes: bigint;
 
   /**
-   * Disk in bytes. 0 means no request.
+   * Disk in bytes. 0 means no request. A scheduling figure only: counted against the
+   * worker's disk when placing, never enforced on the container (it may write more).
    *
    * @generated from field: uint64 disk_bytes = 3;
    */
@@ -289,7 +290,7 @@ export type TaskSpec = Message<"cube.v1.TaskSpec"> & {
 
   /**
    * CPU, memory and disk the task needs; the scheduler places it only where they fit,
-   * and cpu/memory become the container's limits.
+   * and cpu/memory become the container's limits (disk is not enforced).
    *
    * @generated from field: cube.v1.Resources resources = 7;
    */
