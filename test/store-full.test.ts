@@ -22,7 +22,7 @@ const run = promisify(execFile);
 
 test("a store write that fails (disk full) turns the manager's health NOT_SERVING", async (t) => {
   const dir = await tempDir(t);
-  await run("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", dir]);
+  await run("mount", ["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", dir]);
   t.teardown(() => run("umount", ["-l", dir]).catch(() => undefined));
   const m = await startManager({
     listen: "127.0.0.1:0",

@@ -233,7 +233,12 @@ test.serial(
     b.run("checking", { method: "GET", path: /^\/images\/.+\/json$/, fault: "hang" });
     await b.manager.waitFor(() => b.proxy.faulted.length > 0, 20_000, "the image check held");
     await stopsClean(t, b, "checking");
-    t.regex(b.log(), /docker did not answer the check for image \S+ within 1s/);
+    // Given up on either way: the STOP cancels the check in flight, or the check's 1 s
+    // deadline ran out first.
+    t.regex(
+      b.log(),
+      /the image pull was cancelled|docker did not answer the check for image \S+ within 1s/,
+    );
     t.deepEqual(statesOf(b, "checking"), ["COMPLETED"], "never RUNNING, never FAILED");
   },
 );
