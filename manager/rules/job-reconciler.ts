@@ -187,19 +187,44 @@ function surplusOf(job: JobView, staying: readonly ReplicaView[], k: number): Re
   for (const r of staying) {
     if (r.worker.id) perWorker.set(r.worker.id, (perWorker.get(r.worker.id) ?? 0) + 1);
   }
-  const crowd = (r: ReplicaView) => (job.spread ? (perWorker.get(r.worker.id) ?? 0) : 0);
-  const before = (a: ReplicaView, b: ReplicaView) =>
-    rank(a) - rank(b) || older(a) - older(b) || crowd(b) - crowd(a) || (b.order > a.order ? 1 : -1);
-  const left = [...staying];
+  const crowd = (id: string) => (job.spread && id ? (perWorker.get(id) ?? 0) : 0);
+  // By tier (rank, then version), each tier's replicas by worker, newest first: a pick scans
+  // the workers of its tier, not every replica (a scale down from 10,000 to 1 would be 10^8).
+  const sorted = [...staying].sort(
+    (a, b) => rank(a) - rank(b) || older(a) - older(b) || (b.order > a.order ? 1 : -1),
+  );
   const out: ReplicaView[] = [];
-  while (out.length < k && left.length > 0) {
-    let best = 0;
-    for (let i = 1; i < left.length; i++) {
-      if (before(left[i] as ReplicaView, left[best] as ReplicaView) < 0) best = i;
+  for (let start = 0; start < sorted.length && out.length < k; ) {
+    const first = sorted[start] as ReplicaView;
+    const byWorker = new Map<string, ReplicaView[]>();
+    let end = start;
+    for (; end < sorted.length; end++) {
+      const r = sorted[end] as ReplicaView;
+      if (rank(r) !== rank(first) || older(r) !== older(first)) break;
+      const list = byWorker.get(r.worker.id);
+      if (list) list.push(r);
+      else byWorker.set(r.worker.id, [r]);
     }
-    const [pick] = left.splice(best, 1) as [ReplicaView];
-    out.push(pick);
-    if (pick.worker.id) perWorker.set(pick.worker.id, (perWorker.get(pick.worker.id) ?? 1) - 1);
+    const heads = new Map<string, number>();
+    for (let n = end - start; n > 0 && out.length < k; n--) {
+      let best: { id: string; r: ReplicaView } | undefined;
+      for (const [id, list] of byWorker) {
+        const r = list[heads.get(id) ?? 0];
+        if (!r) continue;
+        if (
+          !best ||
+          crowd(id) - crowd(best.id) > 0 ||
+          (crowd(id) === crowd(best.id) && r.order > best.r.order)
+        ) {
+          best = { id, r };
+        }
+      }
+      if (!best) break;
+      out.push(best.r);
+      heads.set(best.id, (heads.get(best.id) ?? 0) + 1);
+      if (best.id) perWorker.set(best.id, (perWorker.get(best.id) ?? 1) - 1);
+    }
+    start = end;
   }
   return out;
 }
