@@ -51,7 +51,8 @@ export function printableJson(value: JsonValue): JsonValue {
   if (typeof value === "string") return printable(value);
   if (Array.isArray(value)) return value.map(printableJson);
   if (value === null || typeof value !== "object") return value;
-  const out: JsonObject = {};
-  for (const [k, v] of Object.entries(value)) out[printable(k)] = printableJson(v);
-  return out;
+  // fromEntries: a key "__proto__" (a label may be named so) stays a key.
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [printable(k), printableJson(v)]),
+  ) as JsonObject;
 }
