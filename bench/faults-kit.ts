@@ -22,6 +22,7 @@ import { WorkerStatus } from "../gen/cube/v1/worker_pb.js";
 import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { bearer } from "../lib/rpc/client.js";
 import { readToken } from "../manager/api/bootstrap-tokens.js";
+import { removeWorkerContainers } from "../worker/docker/remove-labelled.js";
 import { deferCleanup } from "./cleanup.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -277,20 +278,7 @@ export class FaultCluster {
   async stop(): Promise<void> {
     const all = [this.manager, ...this.workers.values()].filter((p): p is Proc => !!p);
     await Promise.all(all.map((p) => p.kill9()));
-    for (const id of this.workerIds) {
-      const list = await this.docker.listContainers({
-        all: true,
-        filters: { label: [`cube.worker=${id}`] },
-      });
-      await Promise.all(
-        list.map((c) =>
-          this.docker
-            .getContainer(c.Id)
-            .remove({ force: true })
-            .catch(() => undefined),
-        ),
-      );
-    }
+    for (const id of this.workerIds) await removeWorkerContainers(this.docker, id);
   }
 }
 

@@ -256,6 +256,27 @@ class MoveWatch {
   }
 }
 
+/**
+ * How many of `ids` run, on `workerIds`, in a container that joined a warm network sandbox
+ * (worker/docker/sandbox-pool.ts) rather than getting its own network at its start.
+ */
+async function inSandbox(
+  c: FaultCluster,
+  ids: readonly string[],
+  workerIds: readonly string[],
+): Promise<number> {
+  const wanted = new Set(ids);
+  let n = 0;
+  for (const id of workerIds) {
+    const list = await c.docker.listContainers({ filters: { label: [`cube.worker=${id}`] } });
+    for (const container of list) {
+      const joined = container.HostConfig?.NetworkMode?.startsWith("container:") === true;
+      if (joined && wanted.has(container.Labels["cube.task"] ?? "")) n++;
+    }
+  }
+  return n;
+}
+
 /** Why a move took longer than its goal, when the placement itself came in time. */
 async function slowStart(
   ctx: FaultContext,
@@ -269,7 +290,7 @@ async function slowStart(
     resources: { cpu: 0.1 },
     labels: { [BENCH_LABEL]: ctx.runId },
   });
-  return `placed elsewhere after ${placedMs} ms (the manager's part: detection + down grace, as designed); the other ${startMs} ms are the ${n} new containers' create and start: the engine alone, given ${n} at once right after, took ${engineMs} ms (load average ${loadavg()[0]?.toFixed(1)} on 2 cores)`;
+  return `placed elsewhere after ${placedMs} ms (the manager's part: detection + down grace, as designed); the other ${startMs} ms are the ${n} new containers' create and start: the engine alone, given ${n} at once right after, each with its own network (no warm sandbox), took ${engineMs} ms (load average ${loadavg()[0]?.toFixed(1)} on 2 cores)`;
 }
 
 /** The worker (of `procs`) holding most of `ids`. */
@@ -369,6 +390,7 @@ export async function workerFaults(ctx: FaultContext): Promise<FaultResult[]> {
                 : {}),
             },
             count(lostOf(last, ids), "tasks lost", ZERO),
+            count(await inSandbox(c, ids, [other.id]), "of them started in a warm network sandbox"),
           );
           if (at === null) throw new Error(`not moved: ${describe(last, ids)}`);
           // Back for the next fault: its old copies are stopped on return.
@@ -678,6 +700,7 @@ export async function partitionFaults(ctx: FaultContext): Promise<FaultResult[]>
       const t0 = Date.now();
       const during = await watch.until(t0 + cutMs, false);
       const { seenAt, placedAt, movedAt } = during;
+      const sandboxed = await inSandbox(c, ids, others);
       await mend();
       const t1 = Date.now();
       const back = waitFor("the worker READY again", 30_000, async () => {
@@ -713,6 +736,7 @@ export async function partitionFaults(ctx: FaultContext): Promise<FaultResult[]>
           ...ms(movedAt && movedAt - t0, `${words.cut} → all RUNNING on the other two`, movedGoal),
           ...(movedWhy ? { why: movedWhy } : {}),
         },
+        count(sandboxed, "of them started in a warm network sandbox"),
         ms(readyAt && readyAt - t1, `${words.mend} → the worker READY again`),
         {
           ...ms(at && at - t1, `${words.mend} → duplicates stopped (one copy each)`, dupGoal),

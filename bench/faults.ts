@@ -14,6 +14,7 @@ import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import Docker from "dockerode";
 import { removeLabelled } from "../worker/docker/remove-labelled.js";
+import { DEFAULT_SANDBOX_IMAGE, DEFAULT_WARM_SANDBOXES } from "../worker/docker/sandbox-pool.js";
 import { cleanUp, deferCleanup, tempDir } from "./cleanup.js";
 import { BENCH_CONTAINER_LABEL } from "./context.js";
 import { NetNs } from "./faults-kit.js";
@@ -126,7 +127,7 @@ async function main(): Promise<number> {
     machine,
     loadAtStart,
     seconds: (Date.now() - started) / 1000,
-    settings: `the product's defaults: heartbeat timeout ${DEFAULTS.heartbeatTimeoutMs} ms, down grace ${DEFAULTS.downGraceMs} ms, start-up grace ${DEFAULTS.startupGraceMs} ms, restart grace 30 s; auth on (admin token for the suite's client, join token for workers)`,
+    settings: `the product's defaults: heartbeat timeout ${DEFAULTS.heartbeatTimeoutMs} ms, down grace ${DEFAULTS.downGraceMs} ms, start-up grace ${DEFAULTS.startupGraceMs} ms, restart grace 30 s; auth on (admin token for the suite's client, join token for workers); workers: ${DEFAULT_WARM_SANDBOXES} warm network sandboxes each (${DEFAULT_SANDBOX_IMAGE})`,
     faults,
   };
   process.stdout.write(`${renderTable(report)}\n`);

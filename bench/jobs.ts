@@ -34,7 +34,7 @@ import { JobService } from "../gen/cube/v1/job_service_pb.js";
 import { DrainStatus, NodeService } from "../gen/cube/v1/node_service_pb.js";
 import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import { grpcTransport } from "../lib/rpc/client.js";
-import { removeLabelled } from "../worker/docker/remove-labelled.js";
+import { removeWorkerContainers } from "../worker/docker/remove-labelled.js";
 import { type Child, spawnChild } from "./children.js";
 import { deferCleanup, tempDir } from "./cleanup.js";
 import {
@@ -219,7 +219,7 @@ async function cubeUpdate(ctx: BenchContext, i: number, replicas: number): Promi
   } finally {
     await worker?.kill();
     await manager.kill();
-    if (worker) await removeLabelled(ctx.docker, `cube.worker=${worker.id}`);
+    if (worker) await removeWorkerContainers(ctx.docker, worker.id);
     await dir.remove();
   }
 }
@@ -426,7 +426,7 @@ async function drain(ctx: BenchContext, i: number, replicas: number): Promise<nu
   } finally {
     for (const w of workers) await w.kill();
     await manager.kill();
-    for (const w of workers) await removeLabelled(ctx.docker, `cube.worker=${w.id}`);
+    for (const w of workers) await removeWorkerContainers(ctx.docker, w.id);
     await dir.remove();
   }
 }

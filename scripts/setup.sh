@@ -7,7 +7,8 @@
 #      chromium are installed (prometheus never started as a service: the metrics tests run
 #      their own; chromium is the dashboard test's headless browser);
 #   3. a Docker engine answers (dockerd started in the background when none does);
-#   4. the test image cube/httpd:local is built and current (images/httpd/build.sh);
+#   4. the test image cube/httpd:local and the network sandbox image cube/pause:local are
+#      built and current (images/httpd/build.sh, images/pause/build.sh);
 #   5. a local registry answers on 127.0.0.1:5000 (scripts/registry.yml);
 #   6. the dashboard is built (web/ into web/dist) and current.
 # Each step only acts when something is missing: a second run changes nothing and
@@ -205,8 +206,10 @@ else
   ok
 fi
 
-# --- 4. Test image ----------------------------------------------------------------------
+# --- 4. Images ---------------------------------------------------------------------------
+# The test image, and the image of a worker's warm network sandboxes.
 bash images/httpd/build.sh
+bash images/pause/build.sh
 
 # --- 5. Local registry ------------------------------------------------------------------
 # A registry answers GET /v2/ with 200 and its API version header; plain bash, as curl

@@ -215,6 +215,7 @@ test.serial("bad flags and values are usage errors, exit 2, without a stack trac
     [["worker", "--cap-drop", "NOT_A_CAP"], /"NOT_A_CAP" is not a Linux capability/],
     [["worker", "--cap-drop", "CAP_ALL"], /"CAP_ALL" is not a Linux capability/],
     [["worker", "--pull-stall-timeout", "soon"], /is not a duration/],
+    [["worker", "--warm-sandboxes", "65"], /"65" is not a whole number between 0 and 64/],
     [["manager", "--assignment-window", "0"], /is not a whole number between 1 and/],
     [["run", "img", "--wait", "--timeout", "600h"], /"600h" is too long: at most 596h31m23s/],
     [["job", "run", "-f", "j.yaml", "--timeout", "1000h"], /"1000h" is too long/],

@@ -17,7 +17,7 @@ import { MANAGER_FILES, managerRoutes } from "../manager/api/routes.js";
 import type { ControlPlane } from "../manager/core/control-plane.js";
 import { type ManagerHandle, type ManagerOptions, startManager } from "../manager/index.js";
 import { memoryNumbers } from "../manager/scheduler/numbers.js";
-import { removeLabelled } from "../worker/docker/remove-labelled.js";
+import { removeLabelled, removeWorkerContainers } from "../worker/docker/remove-labelled.js";
 
 /** The local HTTP image built by `npm run setup` (busybox httpd on port 80, /health answers 200). */
 export const HTTP_IMAGE = "cube/httpd:local";
@@ -79,8 +79,13 @@ export async function tempDir(t: { teardown(fn: () => unknown): void }): Promise
   return dir;
 }
 
-/** Force-removes every container carrying `label` (e.g. "cube.worker=abc"); returns how many. */
-export function removeContainers(label: string): Promise<number> {
+/**
+ * Force-removes every container carrying `label` (e.g. "cube.worker=abc"); returns how many.
+ * For a worker's label, its network sandboxes go too (not counted).
+ */
+export async function removeContainers(label: string): Promise<number> {
+  const worker = /^cube\.worker=(.+)$/.exec(label)?.[1];
+  if (worker !== undefined) return removeWorkerContainers(docker, worker);
   return removeLabelled(docker, label);
 }
 

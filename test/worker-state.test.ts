@@ -406,8 +406,12 @@ test("the environment alone configures a worker as `cube worker` reads it: durat
     CUBE_RUNTIME_REQUEST_TIMEOUT: "1m",
     CUBE_PIDS_LIMIT: "64",
     CUBE_LABELS: "zone=a",
+    CUBE_WARM_SANDBOXES: "0",
+    CUBE_SANDBOX_IMAGE: "registry.local/pause:3",
   });
   t.like(options, {
+    warmSandboxes: 0,
+    sandboxImage: "registry.local/pause:3",
     manager: "127.0.0.1:5555",
     listen: "127.0.0.1:5556",
     dataDir: "/tmp/w",
@@ -426,11 +430,16 @@ test("the environment alone configures a worker as `cube worker` reads it: durat
     metrics: true,
     shutdownTimeoutMs: undefined,
     pullStallMs: undefined,
+    warmSandboxes: undefined,
   });
   t.throws(() => workerEnv({ CUBE_SHUTDOWN_TIMEOUT: "soon" }), {
     message: /^CUBE_SHUTDOWN_TIMEOUT: /,
   });
   t.throws(() => workerEnv({ CUBE_LABELS: "zone" }), { message: /^CUBE_LABELS: label "zone"/ });
+  t.throws(() => workerEnv({ CUBE_WARM_SANDBOXES: "four" }), {
+    message: /^CUBE_WARM_SANDBOXES: .*"four" is not a whole number in 0–64/,
+  });
+  t.throws(() => workerEnv({ CUBE_WARM_SANDBOXES: "65" }), { message: /^CUBE_WARM_SANDBOXES: / });
   t.throws(() => workerOptionsFromEnv({}), { message: /CUBE_DATA_DIR is required/ });
   // Switches: the words of every boolean CUBE_* variable; a typo is refused, not read as off.
   t.like(

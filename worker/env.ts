@@ -2,6 +2,7 @@ import { envSetting, envSwitch } from "../lib/env-setting.js";
 import { metricsFromEnv } from "../lib/metrics-env.js";
 import { parseEnvDuration } from "../lib/parse-duration.js";
 import type { ContainerPolicy } from "./docker/container-spec.js";
+import { MAX_WARM_SANDBOXES } from "./docker/sandbox-pool.js";
 import type { WorkerProcessOptions } from "./process.js";
 
 /**
@@ -28,7 +29,7 @@ export function parseLabels(input: string | readonly string[] | undefined): Reco
  * certificate file), CUBE_LISTEN, CUBE_INSECURE=1, CUBE_NAME, CUBE_DATA_DIR, CUBE_LABELS
  * (k=v,k=v), CUBE_DOCKER_HOST, the container policy's (see {@link policyFromEnv}),
  * CUBE_PULL_STALL_TIMEOUT, CUBE_RUNTIME_REQUEST_TIMEOUT and CUBE_SHUTDOWN_TIMEOUT ("10s", or
- * a bare number of ms), CUBE_METRICS=off. Switches take 1, true, yes, on or 0, false, no, off
+ * a bare number of ms), CUBE_WARM_SANDBOXES (a count), CUBE_SANDBOX_IMAGE, CUBE_METRICS=off. Switches take 1, true, yes, on or 0, false, no, off
  * (lib/env-setting.ts envSwitch). Unset ones are undefined (the worker's defaults); a bad one
  * throws, naming the variable.
  */
@@ -53,6 +54,10 @@ export function workerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
     pullStallMs: duration(env, "CUBE_PULL_STALL_TIMEOUT"),
     runtimeRequestTimeoutMs: duration(env, "CUBE_RUNTIME_REQUEST_TIMEOUT"),
     shutdownTimeoutMs: duration(env, "CUBE_SHUTDOWN_TIMEOUT"),
+    warmSandboxes: envSetting(env, "CUBE_WARM_SANDBOXES", (value) =>
+      wholeNumber(value, MAX_WARM_SANDBOXES),
+    ),
+    sandboxImage: env.CUBE_SANDBOX_IMAGE || undefined,
     metrics: metricsFromEnv(env),
   };
 }
@@ -78,6 +83,13 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerProcessOptio
     listen: settings.listen ?? "127.0.0.1:5556",
     dataDir,
   };
+}
+
+function wholeNumber(text: string, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || n > max)
+    throw new Error(`"${text}" is not a whole number in 0–${max}`);
+  return n;
 }
 
 function duration(env: NodeJS.ProcessEnv, name: string): number | undefined {

@@ -16,6 +16,7 @@ import { workerRoutes } from "./api/server.js";
 import { type BackoffOptions, backoffDelay } from "./backoff.js";
 import { type ContainerPolicy, DEFAULT_POLICY } from "./docker/container-spec.js";
 import { createDockerDriver } from "./docker/driver.js";
+import { DEFAULT_SANDBOX_IMAGE, DEFAULT_WARM_SANDBOXES } from "./docker/sandbox-pool.js";
 import { defaultCapacity, NodeMetricsSampler } from "./node-metrics.js";
 import { WORKER_SECRET_KEY_FILE, WorkerStore } from "./store/worker-store.js";
 import { CERT_FILE, CREDENTIAL_FILE, WorkerIdentity } from "./stream/join.js";
@@ -76,6 +77,14 @@ export interface WorkerOptions {
    * --runtime-request-timeout; 0 never. Default 2 min.
    */
   runtimeRequestTimeoutMs?: number;
+  /**
+   * Network sandboxes kept ready for tasks that publish no port, which then start without the
+   * engine building a network for them (worker/docker/sandbox-pool.ts); 0 none. Default
+   * {@link DEFAULT_WARM_SANDBOXES}.
+   */
+  warmSandboxes?: number;
+  /** The image those sandboxes run; default {@link DEFAULT_SANDBOX_IMAGE} (built by the set-up). */
+  sandboxImage?: string;
   /** A driver to use instead of Docker (hollow workers in benchmarks); closed with the worker. */
   driver?: Driver;
   logger?: Logger;
@@ -141,6 +150,10 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       policy: { ...DEFAULT_POLICY, ...options.policy },
       pullStallMs: options.pullStallMs,
       requestTimeoutMs: options.runtimeRequestTimeoutMs,
+      sandboxes: {
+        size: options.warmSandboxes ?? DEFAULT_WARM_SANDBOXES,
+        image: options.sandboxImage || DEFAULT_SANDBOX_IMAGE,
+      },
       instrument: (docker) => metrics.instrumentDocker(docker),
     });
   const health = new HealthChecker((healthy) => metrics.healthCheck(healthy));

@@ -1,5 +1,10 @@
 import { Command } from "commander";
 import { parseDuration } from "../../lib/parse-duration.js";
+import {
+  DEFAULT_SANDBOX_IMAGE,
+  DEFAULT_WARM_SANDBOXES,
+  MAX_WARM_SANDBOXES,
+} from "../../worker/docker/sandbox-pool.js";
 import type { WorkerHandle } from "../../worker/index.js";
 import { parseCapability } from "../capabilities.js";
 import { startError, usageError } from "../cli-error.js";
@@ -30,6 +35,8 @@ interface WorkerFlags {
   shutdownTimeout?: number;
   pullStallTimeout?: number;
   runtimeRequestTimeout?: number;
+  warmSandboxes?: number;
+  sandboxImage?: string;
 }
 
 /** Where a worker keeps its data when neither --data-dir nor CUBE_DATA_DIR says. */
@@ -87,6 +94,15 @@ export function workerCommand(io: Io): Command {
       "--runtime-request-timeout <duration>",
       "abandon any other call to Docker (create, start, stop past its grace, remove…) unanswered for this long, and try it again, 0 to wait for good (env CUBE_RUNTIME_REQUEST_TIMEOUT, default 2m)",
       arg(parseDuration),
+    )
+    .option(
+      "--warm-sandboxes <n>",
+      `network sandboxes kept ready: a task that publishes no port joins one and starts without Docker building its network, about half of a start; 0 for none (env CUBE_WARM_SANDBOXES, default ${DEFAULT_WARM_SANDBOXES})`,
+      arg((s) => parseCount(s, MAX_WARM_SANDBOXES)),
+    )
+    .option(
+      "--sandbox-image <image>",
+      `image the network sandboxes run; it must sleep for good (env CUBE_SANDBOX_IMAGE, default ${DEFAULT_SANDBOX_IMAGE}, built by scripts/setup.sh)`,
     )
     .option("--no-metrics", NO_METRICS_HELP)
     .option(
@@ -190,6 +206,8 @@ async function worker(io: Io, flags: WorkerFlags): Promise<void> {
     },
     pullStallMs: flags.pullStallTimeout ?? fromEnv.pullStallMs,
     runtimeRequestTimeoutMs: flags.runtimeRequestTimeout ?? fromEnv.runtimeRequestTimeoutMs,
+    warmSandboxes: flags.warmSandboxes ?? fromEnv.warmSandboxes,
+    sandboxImage: flags.sandboxImage || fromEnv.sandboxImage,
     metrics: flags.metrics !== false && fromEnv.metrics,
     shutdownTimeoutMs: flags.shutdownTimeout ?? fromEnv.shutdownTimeoutMs,
   };

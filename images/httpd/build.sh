@@ -8,6 +8,8 @@
 #
 # Usage: images/httpd/build.sh [--force]
 set -euo pipefail
+# shellcheck source=../image-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../image-lib.sh"
 
 IMAGE=cube/httpd:local
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,17 +37,7 @@ hash=$(
   } | sha256sum | cut -c1-32
 )
 
-old_id=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
-if [[ -n $old_id && ${1:-} != --force ]]; then
-  have=$(docker image inspect -f '{{index .Config.Labels "cube.image-hash"}}' "$IMAGE")
-  if [[ $have == "$hash" ]]; then
-    echo "cube setup: image $IMAGE up to date"
-    exit 0
-  fi
-fi
-
-start=$(date +%s%N)
-printf 'cube setup: building image %s… ' "$IMAGE"
+skip_if_current "${1:-}"
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,root,tmp,www}
@@ -64,8 +56,4 @@ new_id=$(
   tar --numeric-owner --owner=0 --group=0 -C "$root" -c . |
     docker import "${CHANGES[@]}" -c "LABEL cube.image-hash=$hash" - "$IMAGE"
 )
-# The replaced image would linger as <none>; it stays only while a container uses it.
-if [[ -n $old_id && $old_id != "$new_id" ]]; then
-  docker rmi "$old_id" >/dev/null 2>&1 || true
-fi
-printf 'ok (%s s)\n' "$(awk -v ns=$(($(date +%s%N) - start)) 'BEGIN { printf "%.1f", ns / 1e9 }')"
+finish_build "$new_id"

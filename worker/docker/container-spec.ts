@@ -101,12 +101,21 @@ function hash(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 8);
 }
 
-/** Docker's create body for a request; throws DriverError invalid-spec for what Docker cannot express. */
+/**
+ * Docker's create body for a request; throws DriverError invalid-spec for what Docker cannot
+ * express. With `sandbox` (the id of a running network sandbox, worker/docker/sandbox-pool.ts;
+ * only for a spec without ports) the container joins that sandbox's network namespace instead
+ * of the engine making one for it.
+ */
 export function createOptions(
   request: ContainerRequest,
   policy: ContainerPolicy = DEFAULT_POLICY,
+  sandbox?: string,
 ): Docker.ContainerCreateOptions {
   const { spec } = request;
+  if (sandbox !== undefined && spec.ports.length > 0) {
+    throw new DriverError("a task with published ports cannot join a network sandbox", "runtime");
+  }
   if (spec.image === "") throw new DriverError("the task spec has no image", "invalid-spec");
   checkRegistry(spec.image, policy);
   const labels: Record<string, string> = {};
@@ -144,6 +153,7 @@ export function createOptions(
     PortBindings: bindings,
     LogConfig: { Type: LOG_CONFIG.Type, Config: { ...LOG_CONFIG.Config } },
   };
+  if (sandbox !== undefined) hostConfig.NetworkMode = `container:${sandbox}`;
   if (policy.noNewPrivileges) hostConfig.SecurityOpt = ["no-new-privileges"];
   if (policy.pidsLimit > 0) hostConfig.PidsLimit = policy.pidsLimit;
   if (policy.dropCapabilities.length > 0) hostConfig.CapDrop = [...policy.dropCapabilities];

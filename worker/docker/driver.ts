@@ -50,6 +50,7 @@ import {
 import { ExitWatcher } from "./exit-watcher.js";
 import { containerLogs } from "./logs.js";
 import { DEFAULT_PULL_STALL_MS, pullImage } from "./pull.js";
+import { SandboxPool, sandboxOf } from "./sandbox-pool.js";
 import { StatsSampler } from "./stats.js";
 
 /** How to reach the engine. */
@@ -68,6 +69,11 @@ export interface DockerDriverOptions {
    * its grace); 0 never. Default {@link DEFAULT_RUNTIME_REQUEST_TIMEOUT_MS}.
    */
   readonly requestTimeoutMs?: number;
+  /**
+   * Warm network sandboxes (worker/docker/sandbox-pool.ts): how many to keep ready and the
+   * image they run. Default none: every container gets its own network at its start.
+   */
+  readonly sandboxes?: { readonly size: number; readonly image: string };
 }
 
 /** A dockerode client for `dockerHost` (undefined → dockerode's defaults, which honour DOCKER_HOST). */
@@ -93,6 +99,7 @@ export function createDockerDriver(options: DockerDriverOptions = {}): Driver {
     options.policy ?? DEFAULT_POLICY,
     options.pullStallMs ?? DEFAULT_PULL_STALL_MS,
     options.requestTimeoutMs ?? DEFAULT_RUNTIME_REQUEST_TIMEOUT_MS,
+    options.sandboxes,
   );
 }
 
@@ -111,6 +118,9 @@ class DockerDriver implements Driver {
   readonly #policy: ContainerPolicy;
   readonly #pullStallMs: number;
   readonly #timeoutMs: number;
+  readonly #pool: SandboxPool | undefined;
+  /** The network sandbox each container this driver has seen joined, by container id. */
+  readonly #sandboxOf = new Map<string, string>();
 
   constructor(
     docker: Docker,
@@ -118,16 +128,32 @@ class DockerDriver implements Driver {
     policy: ContainerPolicy,
     pullStallMs: number,
     timeoutMs: number,
+    sandboxes: { readonly size: number; readonly image: string } | undefined,
   ) {
     this.#docker = docker;
     this.#logger = logger;
     this.#policy = policy;
     this.#pullStallMs = pullStallMs;
     this.#timeoutMs = timeoutMs;
+    this.#pool =
+      sandboxes && sandboxes.size > 0
+        ? new SandboxPool({
+            docker,
+            size: sandboxes.size,
+            image: sandboxes.image,
+            timed: (what, call) => this.#timed(what, call),
+            logger,
+          })
+        : undefined;
     this.#stats = new StatsSampler(docker, logger);
     this.#exits = new ExitWatcher(
       docker,
-      (id) => this.#stats.untrack(id),
+      (id) => {
+        this.#stats.untrack(id);
+        // An exited container's network is of no more use: cube starts the next generation
+        // in a new container.
+        this.#releaseSandbox(id);
+      },
       logger,
       (reason) => this.#engineLost(reason),
       timeoutMs,
@@ -151,6 +177,7 @@ class DockerDriver implements Driver {
   }
 
   #engineLost(reason: string): void {
+    this.#pool?.invalidate();
     for (const listener of this.#lost) listener(reason);
   }
 
@@ -212,8 +239,47 @@ class DockerDriver implements Driver {
     return this.#guard(() => this.#start(request));
   }
 
+  /**
+   * Starts the container in a warm network sandbox when the task publishes no port and one is
+   * ready; should that start fail for any reason but the engine's absence, it is tried once
+   * more with the container's own network (the sandbox may have died unseen).
+   */
   async #start(request: ContainerRequest): Promise<ContainerInfo> {
-    const options = createOptions(request, this.#policy);
+    const pool = this.#pool;
+    if (!pool) return this.#startIn(request, undefined);
+    const sandbox = request.spec.ports.length > 0 ? undefined : pool.claim();
+    if (sandbox === undefined) {
+      pool.noteStart();
+      try {
+        return await this.#startIn(request, undefined);
+      } finally {
+        pool.noteStart();
+      }
+    }
+    let info: ContainerInfo;
+    try {
+      info = await this.#startIn(request, sandbox);
+    } catch (error) {
+      if (isEngineAbsent(error) || !(error instanceof DriverError)) {
+        // A container the engine makes late may hold it: the next refresh decides.
+        pool.settle(sandbox, true);
+        throw error;
+      }
+      pool.settle(sandbox, false);
+      if (error.kind !== "runtime" && error.kind !== "invalid-spec") throw error;
+      this.#logger?.warn(
+        { taskId: request.taskId, err: error.message },
+        "the start in a network sandbox failed: starting with its own network",
+      );
+      return this.#startIn(request, undefined);
+    }
+    // A repeated start adopts the container of the earlier one, which has its own network.
+    pool.settle(sandbox, this.#sandboxOf.get(info.containerId) === sandbox);
+    return info;
+  }
+
+  async #startIn(request: ContainerRequest, sandbox: string | undefined): Promise<ContainerInfo> {
+    const options = createOptions(request, this.#policy, sandbox);
     const name = options.name ?? "";
     // Subscribing before the container runs means no exit can slip past unnoticed.
     await this.#exits.subscribe();
@@ -273,6 +339,8 @@ class DockerDriver implements Driver {
 
   async #running(container: Docker.Container): Promise<ContainerInfo> {
     const inspect = await this.#inspect(container);
+    const sandbox = sandboxOf(inspect.HostConfig.NetworkMode);
+    if (sandbox !== undefined) this.#sandboxOf.set(inspect.Id, sandbox);
     if (inspect.State.Running)
       this.#stats.track(inspect.Id, BigInt(inspect.HostConfig.Memory ?? 0));
     return containerInfo(inspect);
@@ -355,6 +423,15 @@ class DockerDriver implements Driver {
     // 409: a removal is already in progress, which is what was asked for. `v`: the anonymous
     // volumes of an image's VOLUME go with the container (else each generation leaves one).
     await this.#guard(() => tolerating([404, 409], () => this.#remove(containerId)));
+    this.#releaseSandbox(containerId);
+  }
+
+  /** Removes the network sandbox `containerId` joined, if any (in the background). */
+  #releaseSandbox(containerId: string): void {
+    const sandbox = this.#sandboxOf.get(containerId);
+    if (sandbox === undefined) return;
+    this.#sandboxOf.delete(containerId);
+    this.#pool?.discard(sandbox);
   }
 
   removeAssignment(
@@ -375,13 +452,15 @@ class DockerDriver implements Driver {
           ...o,
         }),
       );
-      for (const { Id } of list) {
+      for (const { Id, HostConfig } of list) {
         this.#logger?.warn(
           { containerId: Id, taskId, generation: Number(generation) },
           "removing the container of a start that was given up",
         );
         this.#stats.untrack(Id);
         await tolerating([404, 409], () => this.#remove(Id));
+        const sandbox = sandboxOf(HostConfig?.NetworkMode);
+        if (sandbox !== undefined) this.#pool?.discard(sandbox);
       }
     });
   }
@@ -446,12 +525,23 @@ class DockerDriver implements Driver {
         }
       }),
     );
-    return infos.filter((info): info is ContainerInfo => info !== undefined);
+    const found = infos.filter((info): info is ContainerInfo => info !== undefined);
+    if (this.#pool) {
+      const joined = new Map<string, boolean>();
+      for (const info of found) {
+        const sandbox = this.#sandboxOf.get(info.containerId);
+        if (sandbox !== undefined)
+          joined.set(sandbox, joined.get(sandbox) === true || info.running);
+      }
+      await this.#pool.refresh(workerId, joined);
+    }
+    return found;
   }
 
   async close(): Promise<void> {
     this.#exits.close();
     this.#stats.close();
+    this.#pool?.close();
   }
 }
 

@@ -1,4 +1,6 @@
 import type Docker from "dockerode";
+import { LABEL_WORKER } from "./container-spec.js";
+import { LABEL_SANDBOX } from "./sandbox-pool.js";
 
 /**
  * Force-removes every container carrying `label` ("key" or "key=value"), running or not,
@@ -24,4 +26,14 @@ export async function removeContainers(docker: Docker, ids: readonly string[]): 
         .catch(() => undefined),
     ),
   );
+}
+
+/**
+ * Force-removes every container of worker `workerId`, its tasks' and its network sandboxes'
+ * (worker/docker/sandbox-pool.ts), and returns how many of its tasks' there were.
+ */
+export async function removeWorkerContainers(docker: Docker, workerId: string): Promise<number> {
+  const removed = await removeLabelled(docker, `${LABEL_WORKER}=${workerId}`);
+  await removeLabelled(docker, `${LABEL_SANDBOX}=${workerId}`);
+  return removed;
 }

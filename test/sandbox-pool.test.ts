@@ -1,0 +1,241 @@
+/**
+ * Warm network sandboxes against the real engine: a task without ports joins a ready sandbox
+ * and the pool fills again; a task with ports keeps its own network; a sandbox goes with its
+ * container (removed, or exited); a dead sandbox falls back to the container's own network;
+ * a restarted worker keeps the sandboxes its running tasks hold and takes ready ones back; a
+ * missing image turns the pool off, not the starts.
+ */
+import { randomUUID } from "node:crypto";
+import { setTimeout as delay } from "node:timers/promises";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import test, { type ExecutionContext } from "ava";
+import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
+import { createDockerDriver } from "../worker/docker/driver.js";
+import {
+  DEFAULT_SANDBOX_IMAGE,
+  LABEL_SANDBOX,
+  sandboxOptions,
+} from "../worker/docker/sandbox-pool.js";
+import type { ContainerRequest, Driver } from "../worker/tasks/driver.js";
+import {
+  docker,
+  fetchContainer,
+  HTTP_IMAGE,
+  removeContainers,
+  requireDocker,
+  warnings,
+} from "./fixtures.js";
+
+test.before(() => requireDocker());
+
+/** A driver with a pool of `size` for a worker id of the test's own, cleaned up after. */
+async function pooled(
+  t: ExecutionContext,
+  size = 2,
+  image = DEFAULT_SANDBOX_IMAGE,
+  workerId = `test-sandbox-${randomUUID()}`,
+) {
+  const { lines, logger } = await warnings();
+  const driver = createDockerDriver({ sandboxes: { size, image }, logger });
+  t.teardown(async () => {
+    await driver.close();
+    await removeContainers(`cube.worker=${workerId}`);
+  });
+  return { workerId, driver, lines };
+}
+
+function request(
+  workerId: string,
+  spec: MessageInitShape<typeof TaskSpecSchema> = {},
+): ContainerRequest {
+  return {
+    taskId: `task-${randomUUID().slice(0, 8)}`,
+    generation: 1n,
+    workerId,
+    spec: create(TaskSpecSchema, { image: HTTP_IMAGE, ...spec }),
+  };
+}
+
+/** The worker's sandboxes as the engine has them. */
+async function sandboxes(workerId: string, all = false) {
+  return docker.listContainers({ all, filters: { label: [`${LABEL_SANDBOX}=${workerId}`] } });
+}
+
+/** Waits until `check` holds (checked every 100 ms), failing after `ms`. */
+async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await delay(100);
+  }
+}
+
+async function networkMode(containerId: string): Promise<string | undefined> {
+  return (await docker.getContainer(containerId).inspect()).HostConfig.NetworkMode;
+}
+
+/** Starts the pool for `workerId` and waits for `size` ready sandboxes. */
+async function warm(driver: Driver, workerId: string, size: number): Promise<string[]> {
+  await driver.recover(workerId);
+  await until(`${size} ready sandboxes`, 20_000, async () => {
+    return (await sandboxes(workerId)).length === size;
+  });
+  return (await sandboxes(workerId)).map((c) => c.Id);
+}
+
+test("a task without ports joins a ready sandbox and the pool fills again", async (t) => {
+  const { workerId, driver } = await pooled(t, 2);
+  const ready = await warm(driver, workerId, 2);
+  const info = await driver.start(request(workerId, { command: ["sh", "-c", "sleep 60"] }));
+  t.true(info.running);
+  const mode = await networkMode(info.containerId);
+  const joined = mode?.replace(/^container:/, "");
+  t.true(mode?.startsWith("container:"), `network mode ${mode}`);
+  t.true(ready.includes(joined ?? ""), "joined one of the ready sandboxes");
+  const sandbox = await docker.getContainer(joined ?? "").inspect();
+  t.regex(sandbox.NetworkSettings.Networks.bridge?.IPAddress ?? "", /^\d+\.\d+\.\d+\.\d+$/);
+  // The pool makes another once no start came for a moment: two ready, one held.
+  await until(
+    "the pool to fill again",
+    20_000,
+    async () => (await sandboxes(workerId)).length === 3,
+  );
+  t.pass();
+});
+
+test("the joined task's network reaches a container on the bridge", async (t) => {
+  const { workerId, driver } = await pooled(t, 1);
+  await warm(driver, workerId, 1);
+  const server = await driver.start(request(workerId, { ports: [{ containerPort: 80 }] }));
+  const serverIp = (await docker.getContainer(server.containerId).inspect()).NetworkSettings
+    .Networks.bridge?.IPAddress;
+  // busybox's wget crashes in this image: nc speaks the HTTP.
+  const client = await driver.start(
+    request(workerId, {
+      command: ["sh", "-c"],
+      args: [
+        `printf 'GET /health HTTP/1.0\\r\\n\\r\\n' | nc -w 5 ${serverIp} 80 | head -1; sleep 60`,
+      ],
+    }),
+  );
+  t.true((await networkMode(client.containerId))?.startsWith("container:"));
+  let out = "";
+  await until("the client's answer in its logs", 10_000, async () => {
+    out = "";
+    for await (const chunk of driver.logs(client.containerId, {
+      follow: false,
+      tail: 0,
+      signal: AbortSignal.timeout(5000),
+    })) {
+      out += Buffer.from(chunk.data).toString();
+    }
+    return out.length > 0;
+  });
+  t.regex(out, /^HTTP\/1\.[01] 200/);
+});
+
+test("a task with ports gets its own network, not a sandbox", async (t) => {
+  const { workerId, driver } = await pooled(t, 1);
+  await warm(driver, workerId, 1);
+  const info = await driver.start(request(workerId, { ports: [{ containerPort: 80 }] }));
+  t.false((await networkMode(info.containerId))?.startsWith("container:"));
+  const response = await fetchContainer(`http://127.0.0.1:${info.ports[0]?.hostPort}/health`);
+  t.is(response.status, 200);
+  t.is((await sandboxes(workerId)).length, 1, "the ready sandbox is still there");
+});
+
+test("a sandbox goes with its container: removed when the container is, and when it exits", async (t) => {
+  const { workerId, driver } = await pooled(t, 2);
+  await warm(driver, workerId, 2);
+  const kept = await driver.start(request(workerId));
+  const keptSandbox = (await networkMode(kept.containerId))?.replace(/^container:/, "") ?? "";
+  const exiting = await driver.start(request(workerId, { command: ["sh", "-c", "sleep 1"] }));
+  const exitingSandbox = (await networkMode(exiting.containerId))?.replace(/^container:/, "") ?? "";
+  t.not(keptSandbox, exitingSandbox);
+  await driver.wait(exiting.containerId);
+  await until("the exited container's sandbox to go", 10_000, async () => {
+    return !(await sandboxes(workerId, true)).some((c) => c.Id === exitingSandbox);
+  });
+  await driver.destroy(kept.containerId);
+  await until("the removed container's sandbox to go", 10_000, async () => {
+    return !(await sandboxes(workerId, true)).some((c) => c.Id === keptSandbox);
+  });
+  t.pass();
+});
+
+test("a ready sandbox that died unseen: the start falls back to the container's own network", async (t) => {
+  const { workerId, driver, lines } = await pooled(t, 1);
+  const [dead] = await warm(driver, workerId, 1);
+  await docker.getContainer(dead ?? "").kill();
+  const info = await driver.start(request(workerId, { ports: [] }));
+  t.true(info.running);
+  t.false((await networkMode(info.containerId))?.startsWith("container:"));
+  t.true(lines.some((line) => line.includes("starting with its own network")));
+  await until("the dead sandbox to be removed", 10_000, async () => {
+    return !(await sandboxes(workerId, true)).some((c) => c.Id === dead);
+  });
+});
+
+test("a restarted worker keeps what its running tasks hold, takes ready ones back up to its size, removes the rest", async (t) => {
+  const first = await pooled(t, 2);
+  const { workerId } = first;
+  await warm(first.driver, workerId, 2);
+  const held = await first.driver.start(request(workerId, { command: ["sh", "-c", "sleep 60"] }));
+  const brief = await first.driver.start(request(workerId, { command: ["sh", "-c", "sleep 1"] }));
+  const heldSandbox = (await networkMode(held.containerId))?.replace(/^container:/, "") ?? "";
+  const briefSandbox = (await networkMode(brief.containerId))?.replace(/^container:/, "") ?? "";
+  // The agent stops (nothing watches exits now); the brief task's container ends meanwhile.
+  await first.driver.close();
+  await until("the brief container to exit", 10_000, async () => {
+    return !(await docker.getContainer(brief.containerId).inspect()).State.Running;
+  });
+  // Two more ready ones, as if the first run had filled its pool again before it stopped.
+  const ready: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const c = await docker.createContainer(sandboxOptions(workerId, DEFAULT_SANDBOX_IMAGE));
+    await c.start();
+    ready.push(c.id);
+  }
+  // The next run of the worker, with a pool of 1.
+  const { driver: again } = await pooled(t, 1, DEFAULT_SANDBOX_IMAGE, workerId);
+  await again.recover(workerId);
+  let left: string[] = [];
+  await until("the sandboxes no task needs to be removed", 10_000, async () => {
+    left = (await sandboxes(workerId, true)).map((c) => c.Id);
+    return left.length === 2;
+  });
+  t.true(left.includes(heldSandbox), "the running task's sandbox stays");
+  t.false(left.includes(briefSandbox), "the ended task's sandbox is removed");
+  const [kept] = left.filter((id) => id !== heldSandbox);
+  t.true(ready.includes(kept ?? ""), "one ready sandbox is taken back");
+  // It is handed out at once: no new one was made for this start.
+  const next = await again.start(request(workerId));
+  t.is(await networkMode(next.containerId), `container:${kept}`);
+  t.true((await docker.getContainer(held.containerId).inspect()).State.Running);
+});
+
+test("a missing sandbox image turns the pool off, not the starts", async (t) => {
+  const { workerId, driver, lines } = await pooled(t, 2, "cube/no-such-pause:none");
+  await driver.recover(workerId);
+  await until("the warning", 10_000, async () =>
+    lines.some((line) => line.includes("cube/no-such-pause:none is not on this engine")),
+  );
+  const info = await driver.start(request(workerId));
+  t.true(info.running);
+  t.false((await networkMode(info.containerId))?.startsWith("container:"));
+  t.is((await sandboxes(workerId, true)).length, 0);
+});
+
+test("a stopping worker leaves its ready sandboxes for its next start", async (t) => {
+  const { workerId, driver } = await pooled(t, 2);
+  const ready = await warm(driver, workerId, 2);
+  await driver.close();
+  const { driver: again } = await pooled(t, 2, DEFAULT_SANDBOX_IMAGE, workerId);
+  await again.recover(workerId);
+  const first = await again.start(request(workerId));
+  const second = await again.start(request(workerId));
+  t.deepEqual(
+    [await networkMode(first.containerId), await networkMode(second.containerId)].sort(),
+    ready.map((id) => `container:${id}`).sort(),
+  );
+});

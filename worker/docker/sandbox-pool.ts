@@ -1,0 +1,277 @@
+/**
+ * Warm network sandboxes: containers that do nothing but hold a network namespace, started
+ * ahead, so that a task without published ports joins one (`NetworkMode: container:<id>`)
+ * instead of having the engine build its network while it starts. Half of a container's start
+ * on Docker's bridge network is that network (the namespace, the veth pair, the libnetwork
+ * prestart hook, which runs dockerd's own binary once per container: docs/performance.md,
+ * rounds 11 and 14), and it falls just when a worker takes over the tasks of a lost one.
+ * Kubernetes gives every pod such a sandbox (its pause container), made at the pod's start;
+ * here a few are made while the engine is idle.
+ *
+ * A sandbox serves one container and goes with it: it is removed when that container is
+ * removed or exits, never handed to another. Ready sandboxes outlive the worker's process, as
+ * its tasks' containers do, and its next start takes them back. A task with published ports gets its own network
+ * as before: ports cannot be added to a namespace that is already running.
+ */
+import { randomBytes } from "node:crypto";
+import type Docker from "dockerode";
+import type { Logger } from "../../lib/logger.js";
+import type { Abortable } from "./deadline.js";
+import { dockerMessage, dockerStatus, isNotFound } from "./errors.js";
+
+/** Label every sandbox carries, with the id of the worker that made it. */
+export const LABEL_SANDBOX = "cube.sandbox";
+
+/** The image a worker's sandboxes run unless told otherwise: built by the set-up (images/pause). */
+export const DEFAULT_SANDBOX_IMAGE = "cube/pause:local";
+
+/** How many sandboxes a worker keeps ready unless told otherwise. */
+export const DEFAULT_WARM_SANDBOXES = 4;
+
+/** The most a worker may keep ready (`cube worker --warm-sandboxes`). */
+export const MAX_WARM_SANDBOXES = 64;
+
+/** How long the engine must have started no task before the pool makes another sandbox. */
+export const DEFAULT_QUIET_MS = 1000;
+
+/** Memory of a sandbox: a sleeping static busybox needs a few hundred KiB. */
+const SANDBOX_MEMORY_BYTES = 16 * 1024 * 1024;
+
+/** What a pool needs. */
+export interface SandboxPoolOptions {
+  readonly docker: Docker;
+  /** How many sandboxes to keep ready; 0 makes none. */
+  readonly size: number;
+  /** The image they run: its own entrypoint must sleep for good. */
+  readonly image: string;
+  /** Runs one engine call with the runtime request timeout (DockerDriver's). */
+  readonly timed: <T>(what: string, call: (options: Abortable) => Promise<T>) => Promise<T>;
+  readonly logger?: Logger;
+  /** See {@link DEFAULT_QUIET_MS}. */
+  readonly quietMs?: number;
+}
+
+/**
+ * The sandboxes of one worker. {@link claim} is synchronous and never waits on the engine: an
+ * empty pool means the task starts with its own network, as without a pool. Making sandboxes
+ * waits until no task has started for a moment, so the pool never slows the burst it is for.
+ */
+export class SandboxPool {
+  readonly #o: SandboxPoolOptions;
+  readonly #quietMs: number;
+  #workerId: string | undefined;
+  /** Running, made by this process, handed to nobody. */
+  #idle: string[] = [];
+  /** Handed to a start that has not said yet whether its container joined it. */
+  readonly #claimed = new Set<string>();
+  /** Bumped when the engine goes away: sandboxes made before are not trusted to run. */
+  #epoch = 0;
+  #lastStartAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  /** The fill under way, if any. */
+  #filling: Promise<void> | undefined;
+  #closed = false;
+  /** Why filling stopped until the next {@link refresh} (the image is missing, …), once logged. */
+  #stalled: string | undefined;
+
+  constructor(options: SandboxPoolOptions) {
+    this.#o = options;
+    this.#quietMs = options.quietMs ?? DEFAULT_QUIET_MS;
+  }
+
+  /** How many are ready now. */
+  get ready(): number {
+    return this.#idle.length;
+  }
+
+  /**
+   * A running sandbox for the start of one container, or undefined (none ready, or pooling
+   * off). The caller must {@link settle} it once its container exists or the start failed.
+   */
+  claim(): string | undefined {
+    this.#lastStartAt = Date.now();
+    const id = this.#idle.shift();
+    if (id !== undefined) this.#claimed.add(id);
+    this.#schedule();
+    return id;
+  }
+
+  /** Notes a task start (its beginning or its end) that took no sandbox: filling waits for quiet. */
+  noteStart(): void {
+    this.#lastStartAt = Date.now();
+  }
+
+  /**
+   * The start that claimed `id` is over. `joined`: its container holds the sandbox (it goes
+   * with that container); otherwise it is removed, as it may have been half joined.
+   */
+  settle(id: string, joined: boolean): void {
+    this.#lastStartAt = Date.now();
+    this.#claimed.delete(id);
+    if (!joined) this.discard(id);
+  }
+
+  /** Removes a sandbox in the background; one already gone is not an error. */
+  discard(id: string): void {
+    this.#idle = this.#idle.filter((idle) => idle !== id);
+    this.#claimed.delete(id);
+    void this.#remove(id);
+  }
+
+  /**
+   * The engine went away: the sandboxes it ran are gone or stopped (dockerd stops every
+   * container when it stops). None is handed out until {@link refresh} has looked again.
+   */
+  invalidate(): void {
+    this.#epoch++;
+    this.#idle = [];
+  }
+
+  /**
+   * Looks at what the engine holds (at the worker's start, and when the engine is back) and
+   * fills the pool again once the engine is quiet. `joined` maps each sandbox one of the
+   * worker's containers joined to whether that container runs. A sandbox a running container
+   * holds stays with it; one only an ended container joined is removed; a running one nothing
+   * joined (the ready sandboxes of the worker's last run: they outlive the agent, as its tasks'
+   * containers do) is taken back as ready, up to the pool's size; the rest are removed.
+   */
+  async refresh(workerId: string, joined: ReadonlyMap<string, boolean>): Promise<void> {
+    this.#workerId = workerId;
+    this.#stalled = undefined;
+    if (this.#closed) return;
+    const list = await this.#o.timed("the listing of this worker's network sandboxes", (o) =>
+      this.#o.docker.listContainers({
+        all: true,
+        filters: { label: [`${LABEL_SANDBOX}=${workerId}`] },
+        ...o,
+      }),
+    );
+    const ready = new Set(
+      list.filter((c) => c.State === "running" && c.Image === this.#o.image).map((c) => c.Id),
+    );
+    this.#idle = this.#idle.filter((id) => ready.has(id) && !joined.has(id));
+    const stale: string[] = [];
+    for (const { Id } of list) {
+      if (joined.get(Id) === true || this.#claimed.has(Id) || this.#idle.includes(Id)) continue;
+      if (!joined.has(Id) && ready.has(Id) && this.#idle.length < this.#o.size) {
+        this.#idle.push(Id);
+      } else {
+        stale.push(Id);
+      }
+    }
+    if (stale.length > 0) {
+      this.#o.logger?.info({ count: stale.length }, "removing network sandboxes no task needs");
+    }
+    // In the background: a restarted worker's adoption of its tasks does not wait on them.
+    for (const id of stale) void this.#remove(id);
+    this.#schedule();
+  }
+
+  /**
+   * Stops filling. The ready sandboxes stay, as a stopping worker's containers do: the next
+   * start of the worker takes them back ({@link refresh}).
+   */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+  }
+
+  #schedule(): void {
+    if (this.#closed || this.#filling || this.#timer || this.#workerId === undefined) return;
+    if (this.#stalled !== undefined || this.#idle.length >= this.#o.size) return;
+    const wait = Math.max(0, this.#lastStartAt + this.#quietMs - Date.now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#filling = this.#fill()
+        .catch((error: unknown) => {
+          this.#o.logger?.warn({ err: dockerMessage(error) }, "filling the sandbox pool failed");
+        })
+        .finally(() => {
+          this.#filling = undefined;
+          this.#schedule();
+        });
+    }, wait);
+    this.#timer.unref();
+  }
+
+  /** Makes sandboxes one at a time while the pool is short and no task has started of late. */
+  async #fill(): Promise<void> {
+    while (!this.#closed && this.#stalled === undefined && this.#idle.length < this.#o.size) {
+      if (Date.now() - this.#lastStartAt < this.#quietMs) return;
+      const epoch = this.#epoch;
+      const id = await this.#make();
+      if (id === undefined) return;
+      // Made before the engine went away: not trusted to run. Made after close: ready for the
+      // worker's next start, as the others.
+      if (epoch === this.#epoch) this.#idle.push(id);
+      else await this.#remove(id);
+    }
+  }
+
+  /** Creates and starts one sandbox; undefined when it could not (logged, filling stops). */
+  async #make(): Promise<string | undefined> {
+    const workerId = this.#workerId ?? "";
+    let id: string | undefined;
+    try {
+      const container = await this.#o.timed("the create of a network sandbox", (o) =>
+        this.#o.docker.createContainer({ ...sandboxOptions(workerId, this.#o.image), ...o }),
+      );
+      id = container.id;
+      await this.#o.timed("the start of a network sandbox", (o) => container.start(o));
+      return id;
+    } catch (error) {
+      if (id !== undefined) void this.#remove(id);
+      const missing = dockerStatus(error) === 404 && /no such image/i.test(dockerMessage(error));
+      this.#stalled = missing
+        ? `image ${this.#o.image} is not on this engine (images/pause/build.sh builds it)`
+        : dockerMessage(error);
+      this.#o.logger?.warn(
+        { reason: this.#stalled },
+        "warm network sandboxes are off until the engine is looked at again: tasks start with their own network",
+      );
+      return undefined;
+    }
+  }
+
+  async #remove(id: string): Promise<void> {
+    try {
+      await this.#o.timed("the removal of a network sandbox", (o) =>
+        this.#o.docker.getContainer(id).remove({ force: true, v: true, ...o }),
+      );
+    } catch (error) {
+      // Gone already, or being removed: what was asked. Anything else is left to the next
+      // refresh, which removes every sandbox nothing holds.
+      if (isNotFound(error) || dockerStatus(error) === 409) return;
+      this.#o.logger?.debug({ sandbox: id, err: dockerMessage(error) }, "sandbox not removed");
+    }
+  }
+}
+
+/**
+ * Docker's create body of a sandbox: on the default bridge network, confined more tightly than
+ * any task (no capabilities, read-only root, 16 MiB, 8 processes, no logs), as it runs nothing
+ * but its image's sleep.
+ */
+export function sandboxOptions(workerId: string, image: string): Docker.ContainerCreateOptions {
+  const worker = workerId.replace(/[^a-zA-Z0-9]/g, "").slice(0, 8);
+  return {
+    // Named for people reading `docker ps`; the label is what cube goes by.
+    name: `cube-sandbox-${worker}-${randomBytes(4).toString("hex")}`,
+    Image: image,
+    Labels: { [LABEL_SANDBOX]: workerId },
+    HostConfig: {
+      CapDrop: ["ALL"],
+      SecurityOpt: ["no-new-privileges"],
+      ReadonlyRootfs: true,
+      Memory: SANDBOX_MEMORY_BYTES,
+      MemorySwap: SANDBOX_MEMORY_BYTES,
+      PidsLimit: 8,
+      LogConfig: { Type: "none", Config: {} },
+    },
+  };
+}
+
+/** The sandbox a container joined, from its HostConfig.NetworkMode ("container:<id>"). */
+export function sandboxOf(networkMode: string | undefined): string | undefined {
+  return networkMode?.startsWith("container:") ? networkMode.slice("container:".length) : undefined;
+}
