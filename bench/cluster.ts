@@ -13,7 +13,11 @@ import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { bearer } from "../lib/rpc/client.js";
 import { STREAM_WINDOW, WideWindowSessionManager } from "../lib/rpc/flow-control.js";
 import { readToken } from "../manager/api/bootstrap-tokens.js";
+import { dockerClient } from "../worker/docker/driver.js";
+import { removeLabelled } from "../worker/docker/remove-labelled.js";
+import { LABEL_SANDBOX } from "../worker/docker/sandbox-pool.js";
 import { type Child, spawnChild } from "./children.js";
+import { deferCleanup } from "./cleanup.js";
 
 /** Manager settings passed as CUBE_* variables. */
 export interface ManagerSettings {
@@ -118,6 +122,11 @@ export async function spawnWorker(
   });
   const { id } = child.hello as { id?: string };
   if (!id) throw new Error(`${name} printed no id: ${JSON.stringify(child.hello)}`);
+  // Its warm network sandboxes outlive it, as its containers do (a killed worker cannot
+  // remove them): removed when the benchmark ends.
+  deferCleanup(`network sandboxes of ${name}`, () =>
+    removeLabelled(dockerClient(), `${LABEL_SANDBOX}=${id}`),
+  );
   return Object.assign(child, { id, address: addressOf(child) });
 }
 

@@ -10,6 +10,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import test, { type ExecutionContext } from "ava";
 import { TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
+import { WorkerMetrics } from "../worker/api/metrics.js";
 import { createDockerDriver } from "../worker/docker/driver.js";
 import {
   DEFAULT_SANDBOX_IMAGE,
@@ -36,12 +37,18 @@ async function pooled(
   workerId = `test-sandbox-${randomUUID()}`,
 ) {
   const { lines, logger } = await warnings();
-  const driver = createDockerDriver({ sandboxes: { size, image }, logger });
+  const metrics = new WorkerMetrics();
+  const driver = createDockerDriver({
+    sandboxes: { size, image },
+    logger,
+    onStarted: (network) => metrics.containerStarted(network),
+    readSandboxes: (ready) => metrics.readSandboxesFrom(ready),
+  });
   t.teardown(async () => {
     await driver.close();
     await removeContainers(`cube.worker=${workerId}`);
   });
-  return { workerId, driver, lines };
+  return { workerId, driver, lines, metrics };
 }
 
 function request(
@@ -59,6 +66,19 @@ function request(
 /** The worker's sandboxes as the engine has them. */
 async function sandboxes(workerId: string, all = false) {
   return docker.listContainers({ all, filters: { label: [`${LABEL_SANDBOX}=${workerId}`] } });
+}
+
+/** The worker metrics' sandbox figures: starts by network, and ready sandboxes. */
+async function figures(metrics: WorkerMetrics) {
+  const starts = await metrics.registry
+    .getSingleMetric("cube_worker_container_starts_total")
+    ?.get();
+  const ready = await metrics.registry
+    .getSingleMetric("cube_worker_network_sandboxes_ready")
+    ?.get();
+  const started = (network: string) =>
+    starts?.values.find((v) => v.labels.network === network)?.value ?? -1;
+  return { sandbox: started("sandbox"), own: started("own"), ready: ready?.values[0]?.value };
 }
 
 /** Waits until `check` holds (checked every 100 ms), failing after `ms`. */
@@ -84,9 +104,11 @@ async function warm(driver: Driver, workerId: string, size: number): Promise<str
 }
 
 test("a task without ports joins a ready sandbox and the pool fills again", async (t) => {
-  const { workerId, driver } = await pooled(t, 2);
+  const { workerId, driver, metrics } = await pooled(t, 2);
   const ready = await warm(driver, workerId, 2);
+  t.like(await figures(metrics), { sandbox: 0, own: 0, ready: 2 });
   const info = await driver.start(request(workerId, { command: ["sh", "-c", "sleep 60"] }));
+  t.like(await figures(metrics), { sandbox: 1, own: 0, ready: 1 });
   t.true(info.running);
   const mode = await networkMode(info.containerId);
   const joined = mode?.replace(/^container:/, "");
@@ -100,7 +122,7 @@ test("a task without ports joins a ready sandbox and the pool fills again", asyn
     20_000,
     async () => (await sandboxes(workerId)).length === 3,
   );
-  t.pass();
+  t.like(await figures(metrics), { ready: 2 });
 });
 
 test("the joined task's network reaches a container on the bridge", async (t) => {
@@ -135,10 +157,11 @@ test("the joined task's network reaches a container on the bridge", async (t) =>
 });
 
 test("a task with ports gets its own network, not a sandbox", async (t) => {
-  const { workerId, driver } = await pooled(t, 1);
+  const { workerId, driver, metrics } = await pooled(t, 1);
   await warm(driver, workerId, 1);
   const info = await driver.start(request(workerId, { ports: [{ containerPort: 80 }] }));
   t.false((await networkMode(info.containerId))?.startsWith("container:"));
+  t.like(await figures(metrics), { sandbox: 0, own: 1, ready: 1 });
   const response = await fetchContainer(`http://127.0.0.1:${info.ports[0]?.hostPort}/health`);
   t.is(response.status, 200);
   t.is((await sandboxes(workerId)).length, 1, "the ready sandbox is still there");

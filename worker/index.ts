@@ -155,6 +155,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         image: options.sandboxImage || DEFAULT_SANDBOX_IMAGE,
       },
       instrument: (docker) => metrics.instrumentDocker(docker),
+      onStarted: (network) => metrics.containerStarted(network),
+      readSandboxes: (ready) => metrics.readSandboxesFrom(ready),
     });
   const health = new HealthChecker((healthy) => metrics.healthCheck(healthy));
   const ping = driver.ping?.bind(driver);

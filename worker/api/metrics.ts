@@ -83,6 +83,8 @@ export class WorkerMetrics {
   readonly #reconnects: Counter;
   readonly #connected: Gauge;
   readonly #docker: Histogram<"method" | "endpoint" | "result">;
+  readonly #starts: Counter<"network">;
+  #sandboxesReady: (() => number) | undefined;
 
   constructor() {
     const self = this;
@@ -118,6 +120,22 @@ export class WorkerMetrics {
       help: "1 while the worker's stream to the manager is up (registered), else 0.",
       registers: [this.registry],
     });
+    this.#starts = new Counter({
+      name: "cube_worker_container_starts_total",
+      help: "Containers this worker started, by network: sandbox (it joined a warm network sandbox) or own (the engine made its network as it started).",
+      labelNames: ["network"],
+      registers: [this.registry],
+    });
+    this.#starts.inc({ network: "sandbox" }, 0);
+    this.#starts.inc({ network: "own" }, 0);
+    new Gauge({
+      name: "cube_worker_network_sandboxes_ready",
+      help: "Warm network sandboxes ready for the next task that publishes no port.",
+      registers: [this.registry],
+      collect() {
+        this.set(self.#sandboxesReady?.() ?? 0);
+      },
+    });
     this.#docker = new Histogram({
       name: "cube_worker_docker_request_duration_seconds",
       help: "Docker Engine API calls, until their answer starts (a stream's first bytes), by method, endpoint and result (ok, the HTTP status of a failure, or error).",
@@ -130,6 +148,16 @@ export class WorkerMetrics {
   /** Where the containers gauge reads the worker's tasks (set once they are loaded). */
   readTasksFrom(source: WorkerMetricsSource): void {
     this.#source = source;
+  }
+
+  /** A container started, in a warm network sandbox or with its own network. */
+  containerStarted(network: "sandbox" | "own"): void {
+    this.#starts.inc({ network });
+  }
+
+  /** Where the sandboxes gauge reads how many are ready. */
+  readSandboxesFrom(ready: () => number): void {
+    this.#sandboxesReady = ready;
   }
 
   /** One health-check probe ended. */

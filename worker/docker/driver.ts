@@ -74,6 +74,10 @@ export interface DockerDriverOptions {
    * image they run. Default none: every container gets its own network at its start.
    */
   readonly sandboxes?: { readonly size: number; readonly image: string };
+  /** Told of every container started, and whether it joined a sandbox (worker metrics). */
+  readonly onStarted?: (network: "sandbox" | "own") => void;
+  /** Handed a reader of how many sandboxes are ready (worker metrics). */
+  readonly readSandboxes?: (ready: () => number) => void;
 }
 
 /** A dockerode client for `dockerHost` (undefined → dockerode's defaults, which honour DOCKER_HOST). */
@@ -93,14 +97,17 @@ export function dockerClient(dockerHost?: string): Docker {
 export function createDockerDriver(options: DockerDriverOptions = {}): Driver {
   const docker = dockerClient(options.dockerHost);
   options.instrument?.(docker);
-  return new DockerDriver(
+  const driver = new DockerDriver(
     docker,
     options.logger,
     options.policy ?? DEFAULT_POLICY,
     options.pullStallMs ?? DEFAULT_PULL_STALL_MS,
     options.requestTimeoutMs ?? DEFAULT_RUNTIME_REQUEST_TIMEOUT_MS,
     options.sandboxes,
+    options.onStarted,
   );
+  options.readSandboxes?.(() => driver.sandboxesReady);
+  return driver;
 }
 
 const PORT_TAKEN = /port is already allocated|address already in use/i;
@@ -121,6 +128,7 @@ class DockerDriver implements Driver {
   readonly #pool: SandboxPool | undefined;
   /** The network sandbox each container this driver has seen joined, by container id. */
   readonly #sandboxOf = new Map<string, string>();
+  readonly #onStarted: ((network: "sandbox" | "own") => void) | undefined;
 
   constructor(
     docker: Docker,
@@ -129,7 +137,9 @@ class DockerDriver implements Driver {
     pullStallMs: number,
     timeoutMs: number,
     sandboxes: { readonly size: number; readonly image: string } | undefined,
+    onStarted: ((network: "sandbox" | "own") => void) | undefined,
   ) {
+    this.#onStarted = onStarted;
     this.#docker = docker;
     this.#logger = logger;
     this.#policy = policy;
@@ -236,7 +246,16 @@ class DockerDriver implements Driver {
   }
 
   start(request: ContainerRequest): Promise<ContainerInfo> {
-    return this.#guard(() => this.#start(request));
+    return this.#guard(async () => {
+      const info = await this.#start(request);
+      this.#onStarted?.(this.#sandboxOf.has(info.containerId) ? "sandbox" : "own");
+      return info;
+    });
+  }
+
+  /** How many warm network sandboxes are ready now. */
+  get sandboxesReady(): number {
+    return this.#pool?.ready ?? 0;
   }
 
   /**
