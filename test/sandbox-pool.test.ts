@@ -15,6 +15,7 @@ import { createDockerDriver } from "../worker/docker/driver.js";
 import {
   DEFAULT_SANDBOX_IMAGE,
   LABEL_SANDBOX,
+  SandboxPool,
   sandboxOptions,
 } from "../worker/docker/sandbox-pool.js";
 import type { ContainerRequest, Driver } from "../worker/tasks/driver.js";
@@ -261,4 +262,29 @@ test("a stopping worker leaves its ready sandboxes for its next start", async (t
     [await networkMode(first.containerId), await networkMode(second.containerId)].sort(),
     ready.map((id) => `container:${id}`).sort(),
   );
+});
+
+test("an engine only suspected gone: the pool looks again and takes its running sandboxes back, none made anew", async (t) => {
+  const workerId = `test-sandbox-${randomUUID()}`;
+  t.teardown(() => removeContainers(`cube.worker=${workerId}`));
+  const pool = new SandboxPool({
+    docker,
+    size: 2,
+    image: DEFAULT_SANDBOX_IMAGE,
+    timed: (_what, call) => call({}),
+    quietMs: 100,
+  });
+  t.teardown(() => pool.close());
+  await pool.refresh(workerId, new Map());
+  await until("2 ready", 20_000, async () => pool.ready === 2);
+  const before = (await sandboxes(workerId)).map((c) => c.Id).sort();
+  // One of them dies meanwhile: it is removed, and one new one made in its place.
+  await docker.getContainer(before[0] ?? "").kill();
+  pool.invalidate();
+  t.is(pool.ready, 0, "none handed out while in doubt");
+  await until("2 ready again", 20_000, async () => pool.ready === 2);
+  const after = (await sandboxes(workerId, true)).map((c) => c.Id);
+  t.true(after.includes(before[1] ?? ""), "the running one is taken back");
+  t.false(after.includes(before[0] ?? ""), "the dead one is removed");
+  t.is(after.length, 2);
 });

@@ -64,8 +64,10 @@ export class SandboxPool {
   #idle: string[] = [];
   /** Handed to a start that has not said yet whether its container joined it. */
   readonly #claimed = new Set<string>();
-  /** Bumped when the engine goes away: sandboxes made before are not trusted to run. */
+  /** Bumped when the engine may have gone away: sandboxes made before are not trusted to run. */
   #epoch = 0;
+  /** Ready until the engine was suspected gone: looked at again before the pool fills. */
+  #doubted: string[] = [];
   #lastStartAt = 0;
   #timer: NodeJS.Timeout | undefined;
   /** The fill under way, if any. */
@@ -119,12 +121,16 @@ export class SandboxPool {
   }
 
   /**
-   * The engine went away: the sandboxes it ran are gone or stopped (dockerd stops every
-   * container when it stops). None is handed out until {@link refresh} has looked again.
+   * The engine may have gone away: the sandboxes it ran may be gone or stopped (dockerd stops
+   * every container when it stops). None is handed out until they are looked at again, by
+   * {@link refresh} (the worker's re-sync when the engine is back) or before the next fill
+   * (the engine only missed one call).
    */
   invalidate(): void {
     this.#epoch++;
+    this.#doubted.push(...this.#idle);
     this.#idle = [];
+    this.#schedule();
   }
 
   /**
@@ -139,6 +145,8 @@ export class SandboxPool {
     this.#workerId = workerId;
     this.#stalled = undefined;
     if (this.#closed) return;
+    // Listed below like any other sandbox: taken back if they run, else removed.
+    this.#doubted = [];
     const list = await this.#o.timed("the listing of this worker's network sandboxes", (o) =>
       this.#o.docker.listContainers({
         all: true,
@@ -196,6 +204,7 @@ export class SandboxPool {
 
   /** Makes sandboxes one at a time while the pool is short and no task has started of late. */
   async #fill(): Promise<void> {
+    if (this.#doubted.length > 0 && !(await this.#verify())) return;
     while (!this.#closed && this.#stalled === undefined && this.#idle.length < this.#o.size) {
       if (Date.now() - this.#lastStartAt < this.#quietMs) return;
       const epoch = this.#epoch;
@@ -206,6 +215,34 @@ export class SandboxPool {
       if (epoch === this.#epoch) this.#idle.push(id);
       else await this.#remove(id);
     }
+  }
+
+  /**
+   * Takes the doubted sandboxes that still run back as ready (up to the pool's size) and
+   * removes the rest; false when the engine cannot say (filling stops until the re-sync).
+   */
+  async #verify(): Promise<boolean> {
+    const doubted = this.#doubted;
+    this.#doubted = [];
+    let running: Set<string>;
+    try {
+      const list = await this.#o.timed("the listing of this worker's network sandboxes", (o) =>
+        this.#o.docker.listContainers({
+          filters: { label: [`${LABEL_SANDBOX}=${this.#workerId ?? ""}`] },
+          ...o,
+        }),
+      );
+      running = new Set(list.map((c) => c.Id));
+    } catch (error) {
+      this.#doubted.push(...doubted);
+      this.#stalled = `the engine did not list the sandboxes: ${dockerMessage(error)}`;
+      return false;
+    }
+    for (const id of doubted) {
+      if (running.has(id) && this.#idle.length < this.#o.size) this.#idle.push(id);
+      else void this.#remove(id);
+    }
+    return true;
   }
 
   /** Creates and starts one sandbox; undefined when it could not (logged, filling stops). */
