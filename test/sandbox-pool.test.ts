@@ -180,6 +180,12 @@ test("a sandbox goes with its container: removed when the container is, and when
   await until("the exited container's sandbox to go", 10_000, async () => {
     return !(await sandboxes(workerId, true)).some((c) => c.Id === exitingSandbox);
   });
+  // One that exits at once, before the start has even looked at it.
+  const quick = await driver.start(request(workerId, { command: ["true"] }));
+  const quickSandbox = (await networkMode(quick.containerId))?.replace(/^container:/, "") ?? "";
+  await until("the quick container's sandbox to go", 10_000, async () => {
+    return !(await sandboxes(workerId, true)).some((c) => c.Id === quickSandbox);
+  });
   await driver.destroy(kept.containerId);
   await until("the removed container's sandbox to go", 10_000, async () => {
     return !(await sandboxes(workerId, true)).some((c) => c.Id === keptSandbox);
@@ -187,17 +193,32 @@ test("a sandbox goes with its container: removed when the container is, and when
   t.pass();
 });
 
-test("a ready sandbox that died unseen: the start falls back to the container's own network", async (t) => {
-  const { workerId, driver, lines } = await pooled(t, 1);
-  const [dead] = await warm(driver, workerId, 1);
-  await docker.getContainer(dead ?? "").kill();
-  const info = await driver.start(request(workerId, { ports: [] }));
-  t.true(info.running);
-  t.false((await networkMode(info.containerId))?.startsWith("container:"));
-  t.true(lines.some((line) => line.includes("starting with its own network")));
-  await until("the dead sandbox to be removed", 10_000, async () => {
-    return !(await sandboxes(workerId, true)).some((c) => c.Id === dead);
-  });
+test("a sandbox that dies between its claim and the start: the start falls back to the container's own network", async (t) => {
+  // The claim is made as start() is called, before anything is awaited; the kill, sent just
+  // before, reaches the engine before the create and start do. Should the engine take them in
+  // the other order (the container then started in the sandbox, and is stopped as its network
+  // went), it is tried again, at most 3 times.
+  for (let attempt = 1; ; attempt++) {
+    const { workerId, driver, lines } = await pooled(t, 1);
+    const [dead] = await warm(driver, workerId, 1);
+    const kill = docker.getContainer(dead ?? "").kill();
+    const started = driver.start(request(workerId, { command: ["sh", "-c", "sleep 60"] }));
+    await kill;
+    const info = await started;
+    const mode = await networkMode(info.containerId);
+    if (mode === `container:${dead}` && attempt < 3) {
+      t.log(`attempt ${attempt}: the start came first`);
+      continue;
+    }
+    t.not(mode, `container:${dead}`);
+    t.false(mode?.startsWith("container:"));
+    t.true(info.running);
+    t.true(lines.some((line) => line.includes("starting with its own network")));
+    await until("the dead sandbox to be removed", 10_000, async () => {
+      return !(await sandboxes(workerId, true)).some((c) => c.Id === dead);
+    });
+    return;
+  }
 });
 
 test("a restarted worker keeps what its running tasks hold, takes ready ones back up to its size, removes the rest", async (t) => {
@@ -275,7 +296,7 @@ test("an engine only suspected gone: the pool looks again and takes its running 
     quietMs: 100,
   });
   t.teardown(() => pool.close());
-  await pool.refresh(workerId, new Map());
+  await pool.refresh(workerId, () => new Set());
   await until("2 ready", 20_000, async () => pool.ready === 2);
   const before = (await sandboxes(workerId)).map((c) => c.Id).sort();
   // One of them dies meanwhile: it is removed, and one new one made in its place.
@@ -287,4 +308,59 @@ test("an engine only suspected gone: the pool looks again and takes its running 
   t.true(after.includes(before[1] ?? ""), "the running one is taken back");
   t.false(after.includes(before[0] ?? ""), "the dead one is removed");
   t.is(after.length, 2);
+});
+
+test("a joined sandbox is named for its container; one killed under a running container stops that container", async (t) => {
+  const { workerId, driver, lines } = await pooled(t, 1);
+  await warm(driver, workerId, 1);
+  const info = await driver.start(request(workerId, { command: ["sh", "-c", "sleep 60"] }));
+  const sandbox = (await networkMode(info.containerId))?.replace(/^container:/, "") ?? "";
+  await until("the sandbox to take its container's name", 10_000, async () => {
+    const { Name } = await docker.getContainer(sandbox).inspect();
+    return Name === `/${info.name}-net`;
+  });
+  const exited = driver.wait(info.containerId);
+  await docker.getContainer(sandbox).kill();
+  // Its network went with the sandbox: the container is stopped, so its task restarts.
+  const status = await exited;
+  t.is(status.exitCode, 137);
+  t.true(lines.some((line) => line.includes("its network is gone")));
+  await until("the dead sandbox to be removed", 10_000, async () => {
+    return !(await sandboxes(workerId, true)).some((c) => c.Id === sandbox);
+  });
+});
+
+test("a ready sandbox killed from outside is replaced without waiting for a start to fail on it", async (t) => {
+  const { workerId, driver, metrics } = await pooled(t, 1);
+  const [ready] = await warm(driver, workerId, 1);
+  await docker.getContainer(ready ?? "").kill();
+  await until("a new ready sandbox", 20_000, async () => {
+    const list = await sandboxes(workerId);
+    return list.length === 1 && list[0]?.Id !== ready;
+  });
+  t.like(await figures(metrics), { ready: 1 });
+  const info = await driver.start(request(workerId));
+  t.not(await networkMode(info.containerId), `container:${ready}`);
+  t.true((await networkMode(info.containerId))?.startsWith("container:"));
+});
+
+test("with --warm-sandboxes 0 a worker keeps none ready but still removes the sandboxes of an earlier run and of ended containers", async (t) => {
+  const first = await pooled(t, 2);
+  const { workerId } = first;
+  await warm(first.driver, workerId, 2);
+  const held = await first.driver.start(request(workerId, { command: ["sh", "-c", "sleep 60"] }));
+  const heldSandbox = (await networkMode(held.containerId))?.replace(/^container:/, "") ?? "";
+  await first.driver.close();
+  const { driver: off } = await pooled(t, 0, DEFAULT_SANDBOX_IMAGE, workerId);
+  await off.recover(workerId);
+  await until("the ready ones of the earlier run to go", 10_000, async () => {
+    const left = (await sandboxes(workerId, true)).map((c) => c.Id);
+    return left.length === 1 && left[0] === heldSandbox;
+  });
+  const own = await off.start(request(workerId));
+  t.false((await networkMode(own.containerId))?.startsWith("container:"));
+  await off.destroy(held.containerId);
+  await until("the held one to go with its container", 10_000, async () => {
+    return (await sandboxes(workerId, true)).length === 0;
+  });
 });

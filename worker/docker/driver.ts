@@ -50,7 +50,7 @@ import {
 import { ExitWatcher } from "./exit-watcher.js";
 import { containerLogs } from "./logs.js";
 import { DEFAULT_PULL_STALL_MS, pullImage } from "./pull.js";
-import { SandboxPool, sandboxOf } from "./sandbox-pool.js";
+import { LABEL_SANDBOX, SandboxPool, sandboxOf } from "./sandbox-pool.js";
 import { StatsSampler } from "./stats.js";
 
 /** How to reach the engine. */
@@ -115,6 +115,9 @@ const PORT_TAKEN = /port is already allocated|address already in use/i;
 /** How long a ping may take before the engine counts as not answering. */
 const PING_TIMEOUT_MS = 3000;
 
+/** How long a closing driver lets a network sandbox being made finish. */
+const CLOSE_FILL_MS = 1000;
+
 class DockerDriver implements Driver {
   readonly #docker: Docker;
   readonly #logger: Logger | undefined;
@@ -126,6 +129,8 @@ class DockerDriver implements Driver {
   readonly #pullStallMs: number;
   readonly #timeoutMs: number;
   readonly #pool: SandboxPool | undefined;
+  /** Deaths of this worker's sandboxes (opened with the pool's first refresh). */
+  #sandboxExits: ExitWatcher | undefined;
   /** The network sandbox each container this driver has seen joined, by container id. */
   readonly #sandboxOf = new Map<string, string>();
   readonly #onStarted: ((network: "sandbox" | "own") => void) | undefined;
@@ -145,16 +150,17 @@ class DockerDriver implements Driver {
     this.#policy = policy;
     this.#pullStallMs = pullStallMs;
     this.#timeoutMs = timeoutMs;
-    this.#pool =
-      sandboxes && sandboxes.size > 0
-        ? new SandboxPool({
-            docker,
-            size: sandboxes.size,
-            image: sandboxes.image,
-            timed: (what, call) => this.#timed(what, call),
-            logger,
-          })
-        : undefined;
+    // Made with a size of 0 too: it then keeps none ready, but still removes the sandboxes of
+    // an earlier run and those of containers that end.
+    this.#pool = sandboxes
+      ? new SandboxPool({
+          docker,
+          size: sandboxes.size,
+          image: sandboxes.image,
+          timed: (what, call) => this.#timed(what, call),
+          logger,
+        })
+      : undefined;
     this.#stats = new StatsSampler(docker, logger);
     this.#exits = new ExitWatcher(
       docker,
@@ -284,6 +290,10 @@ class DockerDriver implements Driver {
         pool.settle(sandbox, true);
         throw error;
       }
+      // The container of the failed start was removed: so goes its sandbox.
+      for (const [containerId, joined] of this.#sandboxOf) {
+        if (joined === sandbox) this.#sandboxOf.delete(containerId);
+      }
       pool.settle(sandbox, false);
       if (error.kind !== "runtime" && error.kind !== "invalid-spec") throw error;
       this.#logger?.warn(
@@ -293,7 +303,7 @@ class DockerDriver implements Driver {
       return this.#startIn(request, undefined);
     }
     // A repeated start adopts the container of the earlier one, which has its own network.
-    pool.settle(sandbox, this.#sandboxOf.get(info.containerId) === sandbox);
+    pool.settle(sandbox, this.#sandboxOf.get(info.containerId) === sandbox, info.name);
     return info;
   }
 
@@ -307,6 +317,8 @@ class DockerDriver implements Driver {
       container = await this.#timed(`the create of container ${name}`, (o) =>
         this.#docker.createContainer({ ...options, ...o }),
       );
+      // Known before it starts: an exit that comes before the start's inspect releases it.
+      if (sandbox !== undefined) this.#sandboxOf.set(container.id, sandbox);
     } catch (error) {
       // Not answered in time: a container the engine makes late is the retry's, by its name.
       if (error instanceof DriverError) throw error;
@@ -359,7 +371,11 @@ class DockerDriver implements Driver {
   async #running(container: Docker.Container): Promise<ContainerInfo> {
     const inspect = await this.#inspect(container);
     const sandbox = sandboxOf(inspect.HostConfig.NetworkMode);
-    if (sandbox !== undefined) this.#sandboxOf.set(inspect.Id, sandbox);
+    if (sandbox !== undefined) {
+      this.#sandboxOf.set(inspect.Id, sandbox);
+      // Ended already (a quick exit, or while the worker was away): its network is of no use.
+      if (!inspect.State.Running) this.#releaseSandbox(inspect.Id);
+    }
     if (inspect.State.Running)
       this.#stats.track(inspect.Id, BigInt(inspect.HostConfig.Memory ?? 0));
     return containerInfo(inspect);
@@ -443,6 +459,27 @@ class DockerDriver implements Driver {
     // volumes of an image's VOLUME go with the container (else each generation leaves one).
     await this.#guard(() => tolerating([404, 409], () => this.#remove(containerId)));
     this.#releaseSandbox(containerId);
+  }
+
+  /**
+   * A sandbox of this worker died. A container still in it has lost its network (its
+   * interface goes with the sandbox): it is stopped, so its task's restart policy brings it
+   * back with a network, as the kubelet restarts a pod whose sandbox changed.
+   */
+  #sandboxDied(id: string): void {
+    this.#pool?.died(id);
+    for (const [containerId, sandbox] of this.#sandboxOf) {
+      if (sandbox !== id) continue;
+      this.#logger?.warn(
+        { containerId, sandbox: id },
+        "the network sandbox of a running container died: stopping the container, its network is gone",
+      );
+      void tolerating([304, 404, 409], () =>
+        this.#timed(`the kill of container ${shortId(containerId)}`, (o) =>
+          this.#docker.getContainer(containerId).kill(o),
+        ),
+      ).catch(() => undefined);
+    }
   }
 
   /** Removes the network sandbox `containerId` joined, if any (in the background). */
@@ -546,13 +583,18 @@ class DockerDriver implements Driver {
     );
     const found = infos.filter((info): info is ContainerInfo => info !== undefined);
     if (this.#pool) {
-      const joined = new Map<string, boolean>();
-      for (const info of found) {
-        const sandbox = this.#sandboxOf.get(info.containerId);
-        if (sandbox !== undefined)
-          joined.set(sandbox, joined.get(sandbox) === true || info.running);
-      }
-      await this.#pool.refresh(workerId, joined);
+      this.#sandboxExits ??= new ExitWatcher(
+        this.#docker,
+        (id) => this.#sandboxDied(id),
+        this.#logger,
+        undefined,
+        this.#timeoutMs,
+        undefined,
+        `${LABEL_SANDBOX}=${workerId}`,
+      );
+      await this.#sandboxExits.subscribe();
+      // Exited containers released theirs in #running: what the map holds, runs.
+      await this.#pool.refresh(workerId, () => new Set(this.#sandboxOf.values()));
     }
     return found;
   }
@@ -560,7 +602,8 @@ class DockerDriver implements Driver {
   async close(): Promise<void> {
     this.#exits.close();
     this.#stats.close();
-    this.#pool?.close();
+    this.#sandboxExits?.close();
+    if (this.#pool) await Promise.race([this.#pool.close(), delay(CLOSE_FILL_MS)]);
   }
 }
 

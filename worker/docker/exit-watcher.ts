@@ -43,6 +43,8 @@ export class ExitWatcher {
   readonly #onBroken: ((reason: string) => void) | undefined;
   readonly #timeoutMs: number;
   readonly #onStart: ((containerId: string, labels: Record<string, string>) => void) | undefined;
+  /** The label (a key, or key=value) the containers watched carry; default cube.worker. */
+  readonly #label: string;
   readonly #waiters = new Map<string, Waiter>();
   /** Containers Docker reported OOM-killed, for a die seen before inspect shows the exit. */
   readonly #oomKilled = new Set<string>();
@@ -67,7 +69,9 @@ export class ExitWatcher {
     onBroken?: (reason: string) => void,
     timeoutMs = 0,
     onStart?: (containerId: string, labels: Record<string, string>) => void,
+    label: string = LABEL_WORKER,
   ) {
+    this.#label = label;
     this.#onStart = onStart;
     this.#docker = docker;
     this.#onDie = onDie;
@@ -110,7 +114,7 @@ export class ExitWatcher {
       this.#timeoutMs > 0 ? setTimeout(() => opening.abort(), this.#timeoutMs) : undefined;
     try {
       stream = (await this.#docker.getEvents({
-        filters: { type: ["container"], event: ["die", "oom", "start"], label: [LABEL_WORKER] },
+        filters: { type: ["container"], event: ["die", "oom", "start"], label: [this.#label] },
         abortSignal: opening.signal,
       })) as unknown as Readable;
     } catch (error) {

@@ -25,6 +25,9 @@ export const LABEL_SANDBOX = "cube.sandbox";
 /** The image a worker's sandboxes run unless told otherwise: built by the set-up (images/pause). */
 export const DEFAULT_SANDBOX_IMAGE = "cube/pause:local";
 
+/** How a ready sandbox's name begins; one a container joined is renamed `<container>-net`. */
+const READY_NAME_PREFIX = "cube-sandbox-";
+
 /** How many sandboxes a worker keeps ready unless told otherwise. */
 export const DEFAULT_WARM_SANDBOXES = 4;
 
@@ -64,6 +67,8 @@ export class SandboxPool {
   #idle: string[] = [];
   /** Handed to a start that has not said yet whether its container joined it. */
   readonly #claimed = new Set<string>();
+  /** Made by the fill under way, not yet ready. */
+  #making: string | undefined;
   /** Bumped when the engine may have gone away: sandboxes made before are not trusted to run. */
   #epoch = 0;
   /** Ready until the engine was suspected gone: looked at again before the pool fills. */
@@ -107,10 +112,28 @@ export class SandboxPool {
    * The start that claimed `id` is over. `joined`: its container holds the sandbox (it goes
    * with that container); otherwise it is removed, as it may have been half joined.
    */
-  settle(id: string, joined: boolean): void {
+  settle(id: string, joined: boolean, containerName?: string): void {
     this.#lastStartAt = Date.now();
     this.#claimed.delete(id);
-    if (!joined) this.discard(id);
+    if (!joined) {
+      this.discard(id);
+      return;
+    }
+    // Named for its container (in the background, off the start's path): a sandbox is taken
+    // back as ready only under a ready sandbox's name, so one a container joined is never
+    // handed to another, even when that container is removed while the worker is down.
+    if (containerName !== undefined) void this.#rename(id, `${containerName}-net`);
+  }
+
+  /**
+   * A sandbox died (killed or removed from outside, or the engine stopping). A ready one is
+   * dropped and replaced; one a start holds is left to that start, which falls back to the
+   * container's own network. The caller deals with a container that joined it.
+   */
+  died(id: string): void {
+    if (!this.#idle.includes(id)) return;
+    this.discard(id);
+    this.#schedule();
   }
 
   /** Removes a sandbox in the background; one already gone is not an error. */
@@ -135,13 +158,14 @@ export class SandboxPool {
 
   /**
    * Looks at what the engine holds (at the worker's start, and when the engine is back) and
-   * fills the pool again once the engine is quiet. `joined` maps each sandbox one of the
-   * worker's containers joined to whether that container runs. A sandbox a running container
-   * holds stays with it; one only an ended container joined is removed; a running one nothing
-   * joined (the ready sandboxes of the worker's last run: they outlive the agent, as its tasks'
-   * containers do) is taken back as ready, up to the pool's size; the rest are removed.
+   * fills the pool again once the engine is quiet. `held` gives, when asked (after the
+   * engine has answered, so a start that ended meanwhile is in it), the sandboxes the worker's
+   * running containers joined: those stay with them. A running one that is named as a ready
+   * sandbox and nobody holds (the ready sandboxes of the worker's last run: they outlive the
+   * agent, as its tasks' containers do) is taken back as ready, up to the pool's size; the
+   * rest are removed.
    */
-  async refresh(workerId: string, joined: ReadonlyMap<string, boolean>): Promise<void> {
+  async refresh(workerId: string, held: () => ReadonlySet<string>): Promise<void> {
     this.#workerId = workerId;
     this.#stalled = undefined;
     if (this.#closed) return;
@@ -154,14 +178,23 @@ export class SandboxPool {
         ...o,
       }),
     );
+    const inUse = held();
     const ready = new Set(
-      list.filter((c) => c.State === "running" && c.Image === this.#o.image).map((c) => c.Id),
+      list
+        .filter(
+          (c) =>
+            c.State === "running" &&
+            c.Image === this.#o.image &&
+            c.Names.some((name) => name.startsWith(`/${READY_NAME_PREFIX}`)),
+        )
+        .map((c) => c.Id),
     );
-    this.#idle = this.#idle.filter((id) => ready.has(id) && !joined.has(id));
+    this.#idle = this.#idle.filter((id) => ready.has(id) && !inUse.has(id));
     const stale: string[] = [];
     for (const { Id } of list) {
-      if (joined.get(Id) === true || this.#claimed.has(Id) || this.#idle.includes(Id)) continue;
-      if (!joined.has(Id) && ready.has(Id) && this.#idle.length < this.#o.size) {
+      if (inUse.has(Id) || this.#claimed.has(Id) || this.#idle.includes(Id)) continue;
+      if (Id === this.#making) continue;
+      if (ready.has(Id) && this.#idle.length < this.#o.size) {
         this.#idle.push(Id);
       } else {
         stale.push(Id);
@@ -179,9 +212,12 @@ export class SandboxPool {
    * Stops filling. The ready sandboxes stay, as a stopping worker's containers do: the next
    * start of the worker takes them back ({@link refresh}).
    */
-  close(): void {
+  async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
+    // A sandbox being made is let finish (a process that exits now leaves it ready, or half
+    // made for the next start to remove), so a caller that removes what is left finds it.
+    await this.#filling;
   }
 
   #schedule(): void {
@@ -212,8 +248,8 @@ export class SandboxPool {
       if (id === undefined) return;
       // Made before the engine went away: not trusted to run. Made after close: ready for the
       // worker's next start, as the others.
-      if (epoch === this.#epoch) this.#idle.push(id);
-      else await this.#remove(id);
+      if (epoch === this.#epoch && !this.#idle.includes(id)) this.#idle.push(id);
+      else if (epoch !== this.#epoch) await this.#remove(id);
     }
   }
 
@@ -254,19 +290,34 @@ export class SandboxPool {
         this.#o.docker.createContainer({ ...sandboxOptions(workerId, this.#o.image), ...o }),
       );
       id = container.id;
+      this.#making = id;
       await this.#o.timed("the start of a network sandbox", (o) => container.start(o));
       return id;
     } catch (error) {
       if (id !== undefined) void this.#remove(id);
       const missing = dockerStatus(error) === 404 && /no such image/i.test(dockerMessage(error));
       this.#stalled = missing
-        ? `image ${this.#o.image} is not on this engine (images/pause/build.sh builds it)`
+        ? `image ${this.#o.image} is not on this engine${this.#o.image === DEFAULT_SANDBOX_IMAGE ? " (images/pause/build.sh builds it)" : ""}`
         : dockerMessage(error);
       this.#o.logger?.warn(
         { reason: this.#stalled },
         "warm network sandboxes are off until the engine is looked at again: tasks start with their own network",
       );
       return undefined;
+    } finally {
+      this.#making = undefined;
+    }
+  }
+
+  async #rename(id: string, name: string): Promise<void> {
+    try {
+      await this.#o.timed("the rename of a network sandbox", (o) =>
+        this.#o.docker.getContainer(id).rename({ name, ...o }),
+      );
+    } catch (error) {
+      // Gone (its container ended at once), or the name taken by a sandbox of an earlier
+      // start of the same assignment: it keeps the name it has, and is still held.
+      this.#o.logger?.debug({ sandbox: id, err: dockerMessage(error) }, "sandbox not renamed");
     }
   }
 
@@ -292,8 +343,8 @@ export class SandboxPool {
 export function sandboxOptions(workerId: string, image: string): Docker.ContainerCreateOptions {
   const worker = workerId.replace(/[^a-zA-Z0-9]/g, "").slice(0, 8);
   return {
-    // Named for people reading `docker ps`; the label is what cube goes by.
-    name: `cube-sandbox-${worker}-${randomBytes(4).toString("hex")}`,
+    // The label says whose it is; the name, that no container has joined it yet.
+    name: `${READY_NAME_PREFIX}${worker}-${randomBytes(4).toString("hex")}`,
     Image: image,
     Labels: { [LABEL_SANDBOX]: workerId },
     HostConfig: {
