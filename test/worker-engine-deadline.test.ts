@@ -61,6 +61,9 @@ async function bed(t: ExecutionContext): Promise<Bed> {
     dataDir: await tempDir(t),
     dockerHost: proxy.host,
     runtimeRequestTimeoutMs: TIMEOUT_MS,
+    // The proxy's faults are aimed at a task's create or start by path: a network sandbox's
+    // own create and start (the pool's, in the background) would take them instead.
+    warmSandboxes: 0,
     metrics: false,
     logger,
   });
