@@ -26,7 +26,7 @@ import { MemoryStore } from "../manager/store/memory-store.js";
 import { startWorker } from "../worker/index.js";
 import { cube, cubeEnv } from "./cli-harness.js";
 import { FakeClock } from "./fake-clock.js";
-import { serveAuthorized, tempDir, warnings } from "./fixtures.js";
+import { serveAuthorized, TEST_SANDBOXES, tempDir, warnings } from "./fixtures.js";
 import { opensAgain } from "./manager-harness.js";
 
 async function codeOf(p: Promise<unknown>): Promise<Code> {
@@ -356,11 +356,22 @@ test("a worker without TLS refuses a non-loopback port unless --insecure, and wa
     driver: createHollowDriver(),
   };
   const refused = await t.throwsAsync(
-    startWorker({ ...common, dataDir: join(dir, "a"), logger: createLogger("w", "silent") }),
+    startWorker({
+      ...TEST_SANDBOXES,
+      ...common,
+      dataDir: join(dir, "a"),
+      logger: createLogger("w", "silent"),
+    }),
   );
   t.regex(refused?.message ?? "", /refusing to serve plaintext on 0\.0\.0\.0:0.*--insecure/);
   const { lines, logger } = await warnings();
-  const w = await startWorker({ ...common, dataDir: join(dir, "b"), insecure: true, logger });
+  const w = await startWorker({
+    ...TEST_SANDBOXES,
+    ...common,
+    dataDir: join(dir, "b"),
+    insecure: true,
+    logger,
+  });
   t.teardown(() => w.close());
   t.true(
     lines.some((l) => l.includes("INSECURE")),
@@ -368,6 +379,7 @@ test("a worker without TLS refuses a non-loopback port unless --insecure, and wa
   );
   // On loopback no flag is needed.
   const local = await startWorker({
+    ...TEST_SANDBOXES,
     ...common,
     listen: "127.0.0.1:0",
     dataDir: join(dir, "c"),

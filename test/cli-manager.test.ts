@@ -130,6 +130,18 @@ test("a bad CUBE_* duration for `cube manager` or `cube worker`: named, exit 2, 
   t.regex(worker.stderr, /^cube: CUBE_PULL_STALL_TIMEOUT: .*"soon"/);
 });
 
+test("a bad CUBE_WARM_SANDBOXES for `cube dev` or `cube worker`: named, exit 2, nothing started", async (t) => {
+  const dir = await tempDir(t);
+  for (const args of [
+    ["dev", "--data-dir", join(dir, "d")],
+    ["worker", "--data-dir", join(dir, "w")],
+  ]) {
+    const run = await inProcess(t, args, { env: { CUBE_WARM_SANDBOXES: "lots" } });
+    t.is(run.code, 2, run.stderr);
+    t.regex(run.stderr, /^cube: CUBE_WARM_SANDBOXES: "lots" is not a whole number in 0–64/);
+  }
+});
+
 test("a watch cut off for falling behind (a burst larger than its buffer) carries on from the last event read: every event once, in order", async (t) => {
   // A buffer of 20 events: one RunTasks of 300 overflows it at once, whatever the reader.
   const m = await startTestManager(t, { watchBufferSize: 20 });

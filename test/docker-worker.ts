@@ -10,7 +10,7 @@ import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger } from "../lib/logger.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { startWorker, type WorkerHandle } from "../worker/index.js";
-import { removeContainers, tempDir } from "./fixtures.js";
+import { removeContainers, TEST_SANDBOXES, tempDir } from "./fixtures.js";
 import { eventually } from "./manager-harness.js";
 
 export interface DockerWorker {
@@ -24,6 +24,7 @@ export async function dockerWorker(
   manager: string,
 ): Promise<DockerWorker> {
   const worker = await startWorker({
+    ...TEST_SANDBOXES,
     manager,
     listen: "127.0.0.1:0",
     dataDir: await tempDir(t),

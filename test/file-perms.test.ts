@@ -24,7 +24,7 @@ import { tightenSecretFile, writeSecretFile } from "../lib/secret-file.js";
 import { startManager } from "../manager/index.js";
 import { startWorker } from "../worker/index.js";
 import { cube, cubeEnv, startCube } from "./cli-harness.js";
-import { startTestManager, tempDir, warnings } from "./fixtures.js";
+import { startTestManager, TEST_SANDBOXES, tempDir, warnings } from "./fixtures.js";
 import { eventually } from "./manager-harness.js";
 
 /** nobody: another user than the one running the tests (root here). */
@@ -224,6 +224,7 @@ test("a worker keeps its credential in a file of its own: a link planted under i
   const x = await bait(dir);
   await symlink(x, join(data, "credential"));
   const w = await startWorker({
+    ...TEST_SANDBOXES,
     manager: m.address,
     token: m.workerToken,
     listen: "127.0.0.1:0",
@@ -244,6 +245,7 @@ test("a worker keeps its credential in a file of its own: a link planted under i
   await chmod(shared, 0o770);
   await t.throwsAsync(
     startWorker({
+      ...TEST_SANDBOXES,
       manager: m.address,
       token: m.workerToken,
       listen: "127.0.0.1:0",

@@ -72,6 +72,15 @@ export async function warnings() {
   return { lines, logger };
 }
 
+/**
+ * What test workers are started with: no warm network sandboxes. The pool's background starts
+ * (4 per worker, dozens of workers in a run) would load the one engine every timing-bound test
+ * shares. The product's default runs in test/sandbox-pool.test.ts and in the fault suite
+ * (`npm run faults -- --quick` in CI); worker processes get the same through the
+ * CUBE_WARM_SANDBOXES=0 of package.json's ava settings.
+ */
+export const TEST_SANDBOXES = { warmSandboxes: 0 } as const;
+
 /** A fresh temporary directory, removed when the test ends (`t.teardown`). */
 export async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "cube-test-"));

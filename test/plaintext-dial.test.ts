@@ -16,7 +16,7 @@ import { plaintextDialProblem } from "../lib/rpc/client.js";
 import { startManager } from "../manager/index.js";
 import { startWorker } from "../worker/index.js";
 import { captureIo, cubeEnv, startCube } from "./cli-harness.js";
-import { tempDir, warnings } from "./fixtures.js";
+import { TEST_SANDBOXES, tempDir, warnings } from "./fixtures.js";
 import { eventually } from "./manager-harness.js";
 
 /** An IPv4 address of this machine that is not loopback (the test bed has eth0). */
@@ -127,6 +127,7 @@ test("a worker refuses to join a plaintext manager off loopback unless --insecur
   const { lines, logger } = await warnings();
   const start = (name: string, insecure: boolean) =>
     startWorker({
+      ...TEST_SANDBOXES,
       manager: remote,
       token: m.workerToken,
       listen: "127.0.0.1:0",

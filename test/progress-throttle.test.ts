@@ -14,7 +14,7 @@ import { TrailingThrottle } from "../lib/trailing-throttle.js";
 import { startWorker } from "../worker/index.js";
 import type { PullProgress } from "../worker/tasks/driver.js";
 import { FakeClock } from "./fake-clock.js";
-import { tempDir } from "./fixtures.js";
+import { TEST_SANDBOXES, tempDir } from "./fixtures.js";
 import { eventually, FakeWorker, type Harness, harness, reach, spec } from "./manager-harness.js";
 import { TestManager } from "./test-manager.js";
 
@@ -179,6 +179,7 @@ test("worker: the progress held back before a slow pause is sent; what is held w
   });
   const hollow = createHollowDriver();
   const worker = await startWorker({
+    ...TEST_SANDBOXES,
     manager: manager.address,
     listen: "127.0.0.1:0",
     dataDir: await tempDir(t),

@@ -27,7 +27,7 @@ import { openControlPlane } from "../manager/index.js";
 import { MemoryStore } from "../manager/store/memory-store.js";
 import { startWorker } from "../worker/index.js";
 import { FakeClock } from "./fake-clock.js";
-import { serveAuthorized, startTestManager, tempDir } from "./fixtures.js";
+import { serveAuthorized, startTestManager, TEST_SANDBOXES, tempDir } from "./fixtures.js";
 import { eventually, opensAgain } from "./manager-harness.js";
 
 const silent = createLogger("test", "silent");
@@ -239,6 +239,7 @@ test("an HTTP/1.0 request without Host is answered 400, and the server goes on",
 test("the worker's own port answers a call without its secret before the body too", async (t) => {
   const m = await startTestManager(t);
   const w = await startWorker({
+    ...TEST_SANDBOXES,
     manager: m.address,
     token: m.workerToken,
     listen: "127.0.0.1:0",

@@ -14,7 +14,7 @@ import { WorkerService } from "../gen/cube/v1/worker_service_pb.js";
 import { createLogger } from "../lib/logger.js";
 import { grpcTransport } from "../lib/rpc/client.js";
 import { startWorker } from "../worker/index.js";
-import { startTestManager, tempDir } from "./fixtures.js";
+import { startTestManager, TEST_SANDBOXES, tempDir } from "./fixtures.js";
 import { eventually, spec } from "./manager-harness.js";
 
 test("a task stopped before its RUN was sent ends COMPLETED stopped, its worker never having had it", async (t) => {
@@ -27,6 +27,7 @@ test("a task stopped before its RUN was sent ends COMPLETED stopped, its worker 
     release = r;
   });
   const worker = await startWorker({
+    ...TEST_SANDBOXES,
     manager: m.address,
     listen: "127.0.0.1:0",
     dataDir: await tempDir(t),

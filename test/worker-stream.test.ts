@@ -13,7 +13,7 @@ import { AssignmentAction, AssignmentSchema } from "../gen/cube/v1/worker_servic
 import { createLogger } from "../lib/logger.js";
 import { startWorker } from "../worker/index.js";
 import type { Driver } from "../worker/tasks/driver.js";
-import { tempDir } from "./fixtures.js";
+import { TEST_SANDBOXES, tempDir } from "./fixtures.js";
 import { TestManager } from "./test-manager.js";
 
 const logger = createLogger("worker-test", process.env.CUBE_LOG_LEVEL ?? "silent");
@@ -28,6 +28,7 @@ async function setup(
   const dataDir = options.dataDir ?? (await tempDir(t));
   const driver = options.driver ?? createHollowDriver();
   const worker = await startWorker({
+    ...TEST_SANDBOXES,
     manager: manager.address,
     listen: "127.0.0.1:0",
     dataDir,
@@ -207,6 +208,7 @@ test("unacknowledged updates are replayed after a cut, and survive a worker rest
   manager.lastSeq.clear();
   manager.stored.length = 0;
   const again = await startWorker({
+    ...TEST_SANDBOXES,
     manager: manager.address,
     listen: "127.0.0.1:0",
     dataDir,
@@ -257,6 +259,7 @@ test("notices a manager that stops sending heartbeats and dials again", async (t
   const manager = await TestManager.start({ heartbeatIntervalMs: 200 });
   t.teardown(() => manager.close());
   const worker = await startWorker({
+    ...TEST_SANDBOXES,
     manager: manager.address,
     listen: "127.0.0.1:0",
     dataDir: await tempDir(t),
@@ -278,6 +281,7 @@ test("a second worker on the same data dir fails with a clear message", async (t
   const { manager, dataDir } = await setup(t);
   const error = await t.throwsAsync(
     startWorker({
+      ...TEST_SANDBOXES,
       manager: manager.address,
       listen: "127.0.0.1:0",
       dataDir,
@@ -343,6 +347,7 @@ test("a dead network (no FIN) is noticed through pings and silence, and the work
   const proxy = await freezableProxy(manager.address);
   t.teardown(() => proxy.close());
   const worker = await startWorker({
+    ...TEST_SANDBOXES,
     manager: proxy.address,
     listen: "127.0.0.1:0",
     dataDir: await tempDir(t),

@@ -54,10 +54,7 @@ export function workerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
     pullStallMs: duration(env, "CUBE_PULL_STALL_TIMEOUT"),
     runtimeRequestTimeoutMs: duration(env, "CUBE_RUNTIME_REQUEST_TIMEOUT"),
     shutdownTimeoutMs: duration(env, "CUBE_SHUTDOWN_TIMEOUT"),
-    warmSandboxes: envSetting(env, "CUBE_WARM_SANDBOXES", (value) =>
-      wholeNumber(value, MAX_WARM_SANDBOXES),
-    ),
-    sandboxImage: env.CUBE_SANDBOX_IMAGE || undefined,
+    ...sandboxesFromEnv(env),
     metrics: metricsFromEnv(env),
   };
 }
@@ -82,6 +79,22 @@ export function workerOptionsFromEnv(env: NodeJS.ProcessEnv): WorkerProcessOptio
     manager: settings.manager ?? "127.0.0.1:5555",
     listen: settings.listen ?? "127.0.0.1:5556",
     dataDir,
+  };
+}
+
+/**
+ * CUBE_WARM_SANDBOXES (a count, 0–64) and CUBE_SANDBOX_IMAGE, as `cube worker` and `cube dev`
+ * read them; unset ones are undefined (the worker's defaults); a bad count throws, naming it.
+ */
+export function sandboxesFromEnv(env: NodeJS.ProcessEnv): {
+  warmSandboxes: number | undefined;
+  sandboxImage: string | undefined;
+} {
+  return {
+    warmSandboxes: envSetting(env, "CUBE_WARM_SANDBOXES", (value) =>
+      wholeNumber(value, MAX_WARM_SANDBOXES),
+    ),
+    sandboxImage: env.CUBE_SANDBOX_IMAGE || undefined,
   };
 }
 

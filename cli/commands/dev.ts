@@ -2,8 +2,9 @@ import { join, resolve } from "node:path";
 import { Command } from "commander";
 import { stopOnSignals } from "../../lib/stop-on-signals.js";
 import type { ManagerHandle } from "../../manager/index.js";
+import { sandboxesFromEnv } from "../../worker/env.js";
 import type { WorkerHandle } from "../../worker/index.js";
-import { CliError, startError } from "../cli-error.js";
+import { CliError, startError, usageError } from "../cli-error.js";
 import { DEFAULT_MANAGER } from "../client.js";
 import { arg } from "../client-options.js";
 import { writeConfig } from "../config-file.js";
@@ -62,6 +63,12 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
   await checkListenAddress(opts.listen, "--listen");
   const tls = Boolean(opts.tls) || envFlag(io.env, "CUBE_TLS") === true;
   const metrics = metricsWanted(opts.metrics, io.env);
+  let sandboxes: ReturnType<typeof sandboxesFromEnv>;
+  try {
+    sandboxes = sandboxesFromEnv(io.env);
+  } catch (error) {
+    throw usageError((error as Error).message);
+  }
   // Loaded here, not at the top: client commands should not pay for Docker and LevelDB.
   const [{ createLogger }, { startManager, readToken }, { startWorker }] = await Promise.all([
     import("../../lib/logger.js"),
@@ -105,6 +112,7 @@ async function dev(io: Io, opts: DevOptions): Promise<void> {
       dataDir: join(opts.dataDir, "worker"),
       logger,
       metrics,
+      ...sandboxes,
     });
   } catch (error) {
     await manager.close().catch(() => undefined);
