@@ -515,6 +515,7 @@ class DockerDriver implements Driver {
         );
         this.#stats.untrack(Id);
         await tolerating([404, 409], () => this.#remove(Id));
+        this.#sandboxOf.delete(Id);
         const sandbox = sandboxOf(HostConfig?.NetworkMode);
         if (sandbox !== undefined) this.#pool?.discard(sandbox);
       }
