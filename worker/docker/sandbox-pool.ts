@@ -37,6 +37,9 @@ export const MAX_WARM_SANDBOXES = 64;
 /** How long the engine must have started no task before the pool makes another sandbox. */
 export const DEFAULT_QUIET_MS = 1000;
 
+/** How long a removed sandbox's id is remembered, so a listing older than its removal cannot take it back. */
+const REMOVED_MEMORY_MS = 60_000;
+
 /** Memory of a sandbox: a sleeping static busybox needs a few hundred KiB. */
 const SANDBOX_MEMORY_BYTES = 16 * 1024 * 1024;
 
@@ -69,6 +72,8 @@ export class SandboxPool {
   readonly #claimed = new Set<string>();
   /** Made by the fill under way, not yet ready. */
   #making: string | undefined;
+  /** Being removed: still listed by the engine a moment, never to be taken back. */
+  readonly #removing = new Set<string>();
   /** Bumped when the engine may have gone away: sandboxes made before are not trusted to run. */
   #epoch = 0;
   /** Ready until the engine was suspected gone: looked at again before the pool fills. */
@@ -193,7 +198,7 @@ export class SandboxPool {
     const stale: string[] = [];
     for (const { Id } of list) {
       if (inUse.has(Id) || this.#claimed.has(Id) || this.#idle.includes(Id)) continue;
-      if (Id === this.#making) continue;
+      if (Id === this.#making || this.#removing.has(Id)) continue;
       if (ready.has(Id) && this.#idle.length < this.#o.size) {
         this.#idle.push(Id);
       } else {
@@ -322,6 +327,7 @@ export class SandboxPool {
   }
 
   async #remove(id: string): Promise<void> {
+    this.#removing.add(id);
     try {
       await this.#o.timed("the removal of a network sandbox", (o) =>
         this.#o.docker.getContainer(id).remove({ force: true, v: true, ...o }),
@@ -329,9 +335,14 @@ export class SandboxPool {
     } catch (error) {
       // Gone already, or being removed: what was asked. Anything else is left to the next
       // refresh, which removes every sandbox nothing holds.
-      if (isNotFound(error) || dockerStatus(error) === 409) return;
-      this.#o.logger?.debug({ sandbox: id, err: dockerMessage(error) }, "sandbox not removed");
+      if (!isNotFound(error) && dockerStatus(error) !== 409) {
+        this.#o.logger?.debug({ sandbox: id, err: dockerMessage(error) }, "sandbox not removed");
+        this.#removing.delete(id);
+        return;
+      }
     }
+    // Kept a while: a listing made before the removal may still be read after it.
+    setTimeout(() => this.#removing.delete(id), REMOVED_MEMORY_MS).unref();
   }
 }
 
