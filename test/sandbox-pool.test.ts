@@ -178,8 +178,8 @@ test.serial("a task with ports gets its own network, not a sandbox", async (t) =
 test.serial(
   "a sandbox goes with its container: removed when the container is, and when it exits",
   async (t) => {
-    const { workerId, driver } = await pooled(t, 2);
-    await warm(driver, workerId, 2);
+    const { workerId, driver, metrics } = await pooled(t, 3);
+    await warm(driver, workerId, 3);
     const kept = await driver.start(request(workerId));
     const keptSandbox = (await networkMode(kept.containerId))?.replace(/^container:/, "") ?? "";
     const exiting = await driver.start(request(workerId, { command: ["sh", "-c", "sleep 1"] }));
@@ -193,6 +193,9 @@ test.serial(
     // One that exits at once, before the start has even looked at it.
     const quick = await driver.start(request(workerId, { command: ["true"] }));
     const quickSandbox = (await networkMode(quick.containerId))?.replace(/^container:/, "") ?? "";
+    t.true(quickSandbox.length === 64, `the quick one joined a sandbox: ${quickSandbox}`);
+    // Counted as started in a sandbox, though it had ended by the time the start looked.
+    t.like(await figures(metrics), { sandbox: 3, own: 0 });
     await until("the quick container's sandbox to go", 10_000, async () => {
       return !(await sandboxes(workerId, true)).some((c) => c.Id === quickSandbox);
     });

@@ -133,6 +133,8 @@ class DockerDriver implements Driver {
   #sandboxExits: ExitWatcher | undefined;
   /** The network sandbox each container this driver has seen joined, by container id. */
   readonly #sandboxOf = new Map<string, string>();
+  /** The sandbox each ContainerInfo's container joined, as its inspect said (ended or not). */
+  readonly #joinedOf = new WeakMap<ContainerInfo, string>();
   readonly #onStarted: ((network: "sandbox" | "own") => void) | undefined;
 
   constructor(
@@ -254,7 +256,7 @@ class DockerDriver implements Driver {
   start(request: ContainerRequest): Promise<ContainerInfo> {
     return this.#guard(async () => {
       const info = await this.#start(request);
-      this.#onStarted?.(this.#sandboxOf.has(info.containerId) ? "sandbox" : "own");
+      this.#onStarted?.(this.#joinedOf.has(info) ? "sandbox" : "own");
       return info;
     });
   }
@@ -303,7 +305,7 @@ class DockerDriver implements Driver {
       return this.#startIn(request, undefined);
     }
     // A repeated start adopts the container of the earlier one, which has its own network.
-    pool.settle(sandbox, this.#sandboxOf.get(info.containerId) === sandbox, info.name);
+    pool.settle(sandbox, this.#joinedOf.get(info) === sandbox, info.name);
     return info;
   }
 
@@ -378,7 +380,9 @@ class DockerDriver implements Driver {
     }
     if (inspect.State.Running)
       this.#stats.track(inspect.Id, BigInt(inspect.HostConfig.Memory ?? 0));
-    return containerInfo(inspect);
+    const info = containerInfo(inspect);
+    if (sandbox !== undefined) this.#joinedOf.set(info, sandbox);
+    return info;
   }
 
   /** The container of this very assignment exists already (a repeated RUN): use it. */
