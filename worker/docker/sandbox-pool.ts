@@ -176,13 +176,7 @@ export class SandboxPool {
     if (this.#closed) return;
     // Listed below like any other sandbox: taken back if they run, else removed.
     this.#doubted = [];
-    const list = await this.#o.timed("the listing of this worker's network sandboxes", (o) =>
-      this.#o.docker.listContainers({
-        all: true,
-        filters: { label: [`${LABEL_SANDBOX}=${workerId}`] },
-        ...o,
-      }),
-    );
+    const list = await this.#list(true);
     const inUse = held();
     const ready = new Set(
       list
@@ -267,13 +261,7 @@ export class SandboxPool {
     this.#doubted = [];
     let running: Set<string>;
     try {
-      const list = await this.#o.timed("the listing of this worker's network sandboxes", (o) =>
-        this.#o.docker.listContainers({
-          filters: { label: [`${LABEL_SANDBOX}=${this.#workerId ?? ""}`] },
-          ...o,
-        }),
-      );
-      running = new Set(list.map((c) => c.Id));
+      running = new Set((await this.#list(false)).map((c) => c.Id));
     } catch (error) {
       this.#doubted.push(...doubted);
       this.#stalled = `the engine did not list the sandboxes: ${dockerMessage(error)}`;
@@ -312,6 +300,17 @@ export class SandboxPool {
     } finally {
       this.#making = undefined;
     }
+  }
+
+  /** This worker's sandboxes as the engine lists them: running ones, or `all`. */
+  #list(all: boolean): Promise<Docker.ContainerInfo[]> {
+    return this.#o.timed("the listing of this worker's network sandboxes", (o) =>
+      this.#o.docker.listContainers({
+        all,
+        filters: { label: [`${LABEL_SANDBOX}=${this.#workerId ?? ""}`] },
+        ...o,
+      }),
+    );
   }
 
   async #rename(id: string, name: string): Promise<void> {
