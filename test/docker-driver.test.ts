@@ -493,11 +493,34 @@ async function startOom(w: string, script: string) {
   return info.containerId;
 }
 
+/** Whether Docker marked the container OOM-killed or sent its "oom" event since `since` (s). */
+async function engineToldOom(containerId: string, since: number): Promise<boolean> {
+  if ((await docker.getContainer(containerId).inspect()).State.OOMKilled) return true;
+  const { stdout } = await execFileAsync("docker", [
+    "events",
+    ...["--since", String(since), "--until", String(Math.ceil(Date.now() / 1000) + 1)],
+    ...["--filter", `container=${containerId}`, "--filter", "event=oom"],
+    ...["--format", "{{.Action}}"],
+  ]);
+  return stdout.includes("oom");
+}
+
 test("exit reasons read well: out of memory (only with a non-zero exit), command not found", async (t) => {
   const w = worker(t);
-  const oom = await startOom(w, "exec DD");
-  t.like(await driver.wait(oom), { exitCode: 137, reason: "out of memory" });
-  t.is((await driver.inspect(oom))?.error, "out of memory");
+  // The engine's only words of an OOM are State.OOMKilled and its "oom" event; containerd's
+  // shim can lose both when the cgroup is gone before it reads it (containerd#12714). Tried
+  // again, at most 3 times, only when the engine gave neither: the case was not exercised.
+  let told = false;
+  for (let attempt = 0; attempt < 3 && !told; attempt++) {
+    const since = Math.floor(Date.now() / 1000) - 1;
+    const oom = await startOom(w, "exec DD");
+    const exit = await driver.wait(oom);
+    told = exit.reason === "out of memory" || (await engineToldOom(oom, since));
+    if (!told) continue;
+    t.like(exit, { exitCode: 137, reason: "out of memory" });
+    t.is((await driver.inspect(oom))?.error, "out of memory");
+  }
+  t.true(told, "the engine never told of the OOM kill: the case was not exercised");
   // A child OOM-killed, the main process exiting 0: it succeeded, nothing ran out of memory.
   // Docker marks OOMKilled from containerd's oom event, which can lose the race with a main
   // process exiting right after its child: tried again until the engine marked it (the case

@@ -210,13 +210,19 @@ function timeMs(text: string | undefined): number | undefined {
   return Number.isNaN(ms) ? undefined : ms;
 }
 
-/** A ContainerInfo from `container.inspect()`. */
-export function containerInfo(inspect: Docker.ContainerInspectInfo): ContainerInfo {
+/**
+ * A ContainerInfo from `container.inspect()`. `oomEvent`: Docker's "oom" event was seen for
+ * the container, which its State.OOMKilled misses when the OOM came after the exit.
+ */
+export function containerInfo(
+  inspect: Docker.ContainerInspectInfo,
+  oomEvent = false,
+): ContainerInfo {
   const labels = inspect.Config.Labels ?? {};
   const state = inspect.State;
   const exited = !state.Running && (state.Status === "exited" || state.Status === "dead");
-  const error =
-    (oomEnded(state.ExitCode, state.OOMKilled) && "out of memory") || state.Error || undefined;
+  const oom = oomEnded(state.ExitCode, state.OOMKilled || oomEvent);
+  const error = (oom && "out of memory") || state.Error || undefined;
   const name = inspect.Name.replace(/^\//, "");
   const taskId = labels[LABEL_TASK] ?? "";
   const generation = parseGeneration(labels[LABEL_GENERATION]);

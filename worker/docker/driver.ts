@@ -528,7 +528,8 @@ class DockerDriver implements Driver {
 
   async inspect(containerId: string): Promise<ContainerInfo | undefined> {
     try {
-      return containerInfo(await this.#inspect(this.#docker.getContainer(containerId)));
+      const inspect = await this.#inspect(this.#docker.getContainer(containerId));
+      return containerInfo(inspect, this.#exits.oomKilled(inspect.Id));
     } catch (error) {
       if (isNotFound(error)) return undefined;
       const absent = engineAbsence(error);

@@ -28,6 +28,16 @@ interface DockerEvent {
 
 const MAX_RETRY_MS = 2000;
 const MAX_OOM_REMEMBERED = 1000;
+/** The exit code of a main process killed by SIGKILL, as the OOM killer sends. */
+const SIGKILL_EXIT = 128 + 9;
+
+/**
+ * How long a memory-limited container's SIGKILL exit waits for Docker's "oom" event when
+ * neither the event nor the inspect has told of one yet. containerd's shim sends the OOM and
+ * the exit from separate goroutines, so the exit can come first; dockerd then leaves
+ * State.OOMKilled false and only the late "oom" event tells (containerd#12714 orders them).
+ */
+export const OOM_EVENT_GRACE_MS = 500;
 
 /** How long the inspect of a container that died may take before its die event decides. */
 export const EXIT_INSPECT_TIMEOUT_MS = 5000;
@@ -46,8 +56,13 @@ export class ExitWatcher {
   /** The label (a key, or key=value) the containers watched carry; default cube.worker. */
   readonly #label: string;
   readonly #waiters = new Map<string, Waiter>();
-  /** Containers Docker reported OOM-killed, for a die seen before inspect shows the exit. */
+  /**
+   * Containers Docker reported OOM-killed, the newest MAX_OOM_REMEMBERED: the event is the
+   * only word of an OOM that came after the exit (see OOM_EVENT_GRACE_MS).
+   */
   readonly #oomKilled = new Set<string>();
+  /** Exits waiting for an "oom" event that may still come, by container. */
+  readonly #oomAwaited = new Map<string, () => void>();
   /** Settles the waits of containers reported dead, one after another, in event order. */
   #dieOrder: Promise<void> = Promise.resolve();
   #stream: Readable | undefined;
@@ -95,6 +110,14 @@ export class ExitWatcher {
     // Subscribe first, inspect second: an exit between the two is then seen by one of them.
     void this.subscribe().then(() => this.#check(containerId));
     return promise;
+  }
+
+  /**
+   * Whether Docker told of an OOM kill in the container (its "oom" event), which its inspect
+   * may not show when the OOM came after the exit.
+   */
+  oomKilled(containerId: string): boolean {
+    return this.#oomKilled.has(containerId);
   }
 
   /** Opens the event subscription if it is not open; resolves once it is (or failed, retrying). */
@@ -175,9 +198,13 @@ export class ExitWatcher {
     const id = event.Actor?.ID ?? event.id;
     if (!id) return;
     if (event.Action === "oom") {
-      // Docker sends "oom" before "die"; bounded so a long-running worker does not grow it.
-      if (this.#oomKilled.size >= MAX_OOM_REMEMBERED) this.#oomKilled.clear();
+      // Bounded, the oldest forgotten first, so a long-running worker does not grow it.
+      if (this.#oomKilled.size >= MAX_OOM_REMEMBERED) {
+        const oldest = this.#oomKilled.values().next().value;
+        if (oldest !== undefined) this.#oomKilled.delete(oldest);
+      }
       this.#oomKilled.add(id);
+      this.#oomAwaited.get(id)?.();
       return;
     }
     if (event.Action === "start") {
@@ -239,9 +266,13 @@ export class ExitWatcher {
       const state = info.State;
       if (!state.Running && (state.Status === "exited" || state.Status === "dead")) {
         const finished = Date.parse(state.FinishedAt);
+        const limited = (info.HostConfig?.Memory ?? 0) > 0;
+        const oom =
+          state.OOMKilled ||
+          (died !== undefined && limited && (await this.#oomEvent(id, state.ExitCode)));
         return {
           exitCode: state.ExitCode,
-          reason: exitReason(state.ExitCode, state.OOMKilled),
+          reason: exitReason(state.ExitCode, oom),
           finishedAtMs: Number.isNaN(finished) ? Date.now() : finished,
         };
       }
@@ -259,16 +290,34 @@ export class ExitWatcher {
     if (!died) return undefined;
     return {
       exitCode: died.exitCode,
-      reason: exitReason(died.exitCode, this.#oomKilled.has(id)),
+      reason: exitReason(died.exitCode, await this.#oomEvent(id, died.exitCode)),
       finishedAtMs: died.timeMs,
     };
+  }
+
+  /**
+   * Whether the container's "oom" event came, or comes within OOM_EVENT_GRACE_MS when the
+   * exit is a SIGKILL's (what the OOM killer sends): other exits are not waited on.
+   */
+  #oomEvent(id: string, exitCode: number): Promise<boolean> {
+    if (this.#oomKilled.has(id)) return Promise.resolve(true);
+    if (exitCode !== SIGKILL_EXIT || this.#closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (oom: boolean) => {
+        clearTimeout(timer);
+        if (this.#oomAwaited.get(id) === heard) this.#oomAwaited.delete(id);
+        resolve(oom);
+      };
+      const heard = () => done(true);
+      const timer = setTimeout(() => done(false), OOM_EVENT_GRACE_MS);
+      this.#oomAwaited.set(id, heard);
+    });
   }
 
   #settle(id: string, status: ExitStatus): void {
     const waiter = this.#waiters.get(id);
     if (!waiter) return;
     this.#waiters.delete(id);
-    this.#oomKilled.delete(id);
     waiter.resolve(status);
   }
 
