@@ -290,7 +290,8 @@ export class ExitWatcher {
     if (!died) return undefined;
     return {
       exitCode: died.exitCode,
-      reason: exitReason(died.exitCode, await this.#oomEvent(id, died.exitCode)),
+      // Not waited on: an inspect that failed has mostly taken its deadline already.
+      reason: exitReason(died.exitCode, this.#oomKilled.has(id)),
       finishedAtMs: died.timeMs,
     };
   }
