@@ -118,7 +118,7 @@ export async function startManager(options: ManagerOptions): Promise<ManagerHand
     // A manager that cannot write takes no task: health checks (a supervisor, a load
     // balancer, a Kubernetes probe) must see it as down, not SERVING.
     store.onFailure((error) => {
-      serving.health.set("", HealthStatus.NOT_SERVING);
+      serving.health.setAll(HealthStatus.NOT_SERVING);
       logger.error({ err: error }, "the store cannot be written: NOT_SERVING until restarted");
     });
   } catch (error) {

@@ -9,6 +9,8 @@ import { Code, ConnectError, createClient, createRouterTransport } from "@connec
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import test from "ava";
+import { NodeService } from "../gen/cube/v1/node_service_pb.js";
+import { TaskService } from "../gen/cube/v1/task_service_pb.js";
 import {
   Health,
   type HealthCheckResponse,
@@ -100,6 +102,34 @@ test("over a real server: Check, Watch, and NOT_SERVING to the watcher once clos
   // The stream ends (cleanly or with an error) rather than hanging once the server is gone.
   const end = await next(watch).catch((error: unknown) => ConnectError.from(error));
   t.true(end instanceof ConnectError || end.done === true);
+});
+
+test("over a real server: each service of its routes answers by its full name, SERVING, then NOT_SERVING once close() starts", async (t) => {
+  const server = await startServer({
+    listen: "127.0.0.1:0",
+    routes: (router) => {
+      router.service(TaskService, {});
+      router.service(NodeService, {});
+    },
+    files: [],
+  });
+  let closed: Promise<void> | undefined;
+  t.teardown(() => closed ?? server.close());
+  const client = createClient(Health, grpcTransport(server.address));
+  for (const name of [TaskService.typeName, NodeService.typeName]) {
+    t.is((await client.check({ service: name })).status, Status.SERVING, name);
+  }
+  const other = await t.throwsAsync(client.check({ service: "cube.v1.JobService" }));
+  t.is(ConnectError.from(other).code, Code.NotFound, "a service the routes do not serve");
+  const abort = new AbortController();
+  t.teardown(() => abort.abort());
+  const watch = client
+    .watch({ service: TaskService.typeName }, { signal: abort.signal })
+    [Symbol.asyncIterator]();
+  t.is((await next(watch)).value?.status, Status.SERVING);
+  closed = server.close();
+  t.is((await next(watch)).value?.status, Status.NOT_SERVING);
+  await closed;
 });
 
 test("a grpc-js client built from proto/ at run time gets SERVING (wire interop)", async (t) => {

@@ -35,6 +35,7 @@ test("a store write that fails (disk full) turns the manager's health NOT_SERVIN
   const health = createClient(Health, transport);
   const tasks = createClient(TaskService, transport);
   t.is((await health.check({ service: "" })).status, Status.SERVING);
+  t.is((await health.check({ service: TaskService.typeName })).status, Status.SERVING);
 
   // Fill what is left of the tmpfs, then write until the store fails.
   const filler = await open(join(dir, "filler"), "w");
@@ -56,5 +57,10 @@ test("a store write that fails (disk full) turns the manager's health NOT_SERVIN
   }
   t.regex(String(refused), /store write failed|cannot write its store|No space left/);
   t.is((await health.check({ service: "" })).status, Status.NOT_SERVING);
+  t.is(
+    (await health.check({ service: TaskService.typeName })).status,
+    Status.NOT_SERVING,
+    "a probe naming the service sees it down too",
+  );
   t.true((await readdir(dir)).includes("CURRENT"));
 });

@@ -7,7 +7,9 @@ import {
 
 /**
  * Serving status of a server and its services, as grpc.health.v1 reports it. The empty
- * service name stands for the whole server.
+ * service name stands for the whole server; a service is known once set (startServer sets
+ * each one its routes serve), and an unknown one is NOT_FOUND, as gRPC's own health servers
+ * answer.
  */
 export class HealthState {
   readonly #status = new Map<string, Status>([["", Status.SERVING]]);
@@ -24,10 +26,15 @@ export class HealthState {
     return this.#status.get(service);
   }
 
+  /** Sets the status of the server and of every service it knows. */
+  setAll(status: Status): void {
+    for (const service of this.#status.keys()) this.#status.set(service, status);
+    for (const wake of this.#watchers) wake();
+  }
+
   /** Marks everything NOT_SERVING: the server is draining. */
   shutdown(): void {
-    for (const service of this.#status.keys()) this.#status.set(service, Status.NOT_SERVING);
-    for (const wake of this.#watchers) wake();
+    this.setAll(Status.NOT_SERVING);
   }
 
   /** Resolves at the next change, or when `signal` aborts. */

@@ -19,6 +19,7 @@ import {
   type Interceptor,
 } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import { HealthCheckResponse_ServingStatus as HealthStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { LogThrottle } from "../log-throttle.js";
 import type { Logger } from "../logger.js";
 import { AUTHORIZATION_HEADERS, countAuthorizationHeaders } from "./authorization-headers.js";
@@ -281,6 +282,9 @@ export async function startServer(options: ServerOptions): Promise<Server> {
   };
   const served = createConnectRouter({ ...common, readMaxBytes: limits.maxMessageBytes });
   options.routes(served);
+  // Each service by its full name too, as probes that name one (grpc_health_probe -service,
+  // Envoy, Consul) ask; they share the server's fate (draining, a store that cannot write).
+  for (const { service } of served.handlers) health.set(service.typeName, HealthStatus.SERVING);
   // What anyone may call reads small messages only.
   const open = createConnectRouter({ ...common, readMaxBytes: limits.maxPublicMessageBytes });
   registerHealth(open, health);
