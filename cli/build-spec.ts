@@ -22,6 +22,8 @@ export interface RunFlags {
   healthStartPeriod?: number;
   restart?: RestartMode;
   maxRestarts?: number;
+  /** Milliseconds a stop waits after SIGTERM before SIGKILL. */
+  stopTimeout?: number;
   label?: readonly (readonly [string, string])[];
 }
 
@@ -38,6 +40,7 @@ export const RUN_FLAG_NAMES: Record<keyof RunFlags, string> = {
   healthStartPeriod: "--health-start-period",
   restart: "--restart",
   maxRestarts: "--max-restarts",
+  stopTimeout: "--stop-timeout",
   label: "--label",
 };
 
@@ -83,6 +86,7 @@ export function buildSpec(image: string, args: readonly string[], flags: RunFlag
                 : undefined,
           }
         : undefined,
+    stopTimeout: flags.stopTimeout !== undefined ? durationFromMs(flags.stopTimeout) : undefined,
   });
 }
 

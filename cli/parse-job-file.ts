@@ -23,6 +23,8 @@ const DURATIONS: readonly (readonly string[])[] = [
   ["template", "health_check", "timeout"],
   ["template", "healthCheck", "startPeriod"],
   ["template", "health_check", "start_period"],
+  ["template", "stopTimeout"],
+  ["template", "stop_timeout"],
 ];
 
 function isObject(v: unknown): v is Record<string, unknown> {

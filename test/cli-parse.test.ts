@@ -230,6 +230,7 @@ test("run flags build the TaskSpec", (t) => {
     healthStartPeriod: 30_000,
     restart: RestartMode.ON_FAILURE,
     maxRestarts: 5,
+    stopTimeout: parseDuration("1m30s"),
     label: [["app", "web"]],
   });
   t.is(spec.image, "cube/httpd:local");
@@ -244,12 +245,15 @@ test("run flags build the TaskSpec", (t) => {
   t.is(spec.healthCheck?.startPeriod?.seconds, 30n);
   t.is(spec.restartPolicy?.mode, RestartMode.ON_FAILURE);
   t.is(spec.restartPolicy?.maxRestarts, 5);
+  t.is(spec.stopTimeout?.seconds, 90n);
   t.deepEqual(spec.labels, { app: "web" });
+  t.is(buildSpec("x", [], { stopTimeout: 0 }).stopTimeout?.seconds, 0n, "0s is kept: kill at once");
 
   const bare = buildSpec("busybox", [], {});
   t.is(bare.resources, undefined);
   t.is(bare.restartPolicy, undefined);
   t.is(bare.healthCheck, undefined);
+  t.is(bare.stopTimeout, undefined, "unset: the manager's default");
 
   t.throws(() => buildSpec("x", [], { healthPath: "health", port: [parsePort("80")] }), {
     message: /must start with "\/"/,
@@ -310,6 +314,23 @@ labels: { app: web }
   t.throws(() => parseTaskFile('{"spec": {"image": "x"}, "extra": 1}', "t.json"), {
     message: /unknown field "extra"/,
   });
+});
+
+test("a job file takes durations as people write them, the template's stop_timeout too", (t) => {
+  const job = parseJobFile(
+    [
+      "name: web",
+      "count: 1",
+      "template: { image: cube/httpd:local, stopTimeout: 1m30s, healthCheck: { path: /h, interval: 500ms } }",
+      "update: { minHealthyTime: 2s }",
+    ].join("\n"),
+    "j.yaml",
+  );
+  t.is(job.template?.stopTimeout?.seconds, 90n);
+  t.is(job.template?.healthCheck?.interval?.nanos, 500_000_000);
+  t.is(job.update?.minHealthyTime?.seconds, 2n);
+  const snake = parseJobFile("name: web\ntemplate: { image: x, stop_timeout: 45s }\n", "j.yaml");
+  t.is(snake.template?.stopTimeout?.seconds, 45n);
 });
 
 test("tables: borderless, aligned, no trailing spaces, colours do not skew widths", (t) => {

@@ -354,7 +354,7 @@ function overlayDuration(d: Duration | undefined, random: Random, maxSeconds: nu
 /**
  * A TaskSpec with every field random, made valid for manager/rules/validate-spec.ts: only
  * what validation constrains is overlaid (image, ports, resources, restart policy, health
- * check), every other field keeps its random value — name, command, args, env and labels are
+ * check, stop timeout), every other field keeps its random value — name, command, args, env and labels are
  * valid as they come (Random.text has no whitespace, control character or "="). A field added
  * to TaskSpec later is therefore sampled, sent and compared with no edit here.
  */
@@ -389,6 +389,7 @@ function validSpec(random: Random): TaskSpec {
   overlayDuration(health.timeout, random, 86_400);
   overlayDuration(health.startPeriod, random, 86_400);
   health.failureThreshold = random.int(1, 100);
+  overlayDuration(spec.stopTimeout, random, 3600 - 1);
   return spec;
 }
 

@@ -5,7 +5,8 @@
  * back.
  */
 import { toJsonString } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
+import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import test, { type ExecutionContext } from "ava";
 import { NodeService } from "../gen/cube/v1/node_service_pb.js";
 import { TaskState } from "../gen/cube/v1/task_pb.js";
@@ -47,6 +48,35 @@ test("StopTask: the RUN carried the secret, the STOP carries the id and generati
   checkStop(t, stop, "t", 1n);
   t.truthy(stop.stopGrace, "the stop grace comes with the assignment");
   await reach(h, "t", TaskState.COMPLETED);
+});
+
+test("a STOP's grace is the task's stop_timeout (0s included), else the manager's default", async (t) => {
+  const h = await harness(t, { stopGraceMs: 7000 });
+  const w = new FakeWorker("w1");
+  await w.connect(h.transport);
+  const cases = [
+    ["slow", durationFromMs(90_000), 90_000],
+    ["now", durationFromMs(0), 0],
+    ["plain", undefined, 7000],
+  ] as const;
+  for (const [id, stopTimeout, want] of cases) {
+    const r = await h.tasks.runTask({ id, spec: spec({ stopTimeout }) });
+    t.is(
+      r.task?.spec?.stopTimeout === undefined,
+      stopTimeout === undefined,
+      `${id}: kept as given`,
+    );
+    await reach(h, id, TaskState.RUNNING);
+    await h.tasks.stopTask({ id });
+    const stop = await w.waitFor((a) => a.action === AssignmentAction.STOP && a.task?.id === id);
+    t.truthy(stop.stopGrace, `${id}: a STOP always says its grace`);
+    t.is(stop.stopGrace && durationMs(stop.stopGrace), want, id);
+  }
+  const tooLong = await h.tasks
+    .runTask({ spec: spec({ stopTimeout: durationFromMs(2 * 3600_000) }) })
+    .catch((e: unknown) => ConnectError.from(e));
+  t.true(tooLong instanceof ConnectError && tooLong.code === Code.InvalidArgument);
+  t.is((tooLong as ConnectError).rawMessage, "spec.stop_timeout: at most 1h");
 });
 
 /** Task "t" (with a secret) RUNNING on w1, and a second worker w2 that fits it. */

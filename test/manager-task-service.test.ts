@@ -131,6 +131,16 @@ const BAD_SPECS: [string, SpecInit | undefined, string][] = [
     "spec.health_check.start_period",
   ],
   [
+    "negative stop timeout",
+    { image: "x", stopTimeout: { seconds: -5n, nanos: 0 } },
+    "spec.stop_timeout",
+  ],
+  [
+    "a stop timeout over an hour",
+    { image: "x", stopTimeout: durationFromMs(3600_001) },
+    "spec.stop_timeout",
+  ],
+  [
     "health port not published",
     { image: "x", ports: [{ containerPort: 80 }], healthCheck: { path: "/h", port: 81 } },
     "spec.health_check.port",

@@ -145,6 +145,45 @@ const containerExists = (id: string) =>
       () => false,
     );
 
+/** A task that ignores SIGTERM (its init passes it on to a shell that traps it). */
+const stubborn = (stopTimeoutMs?: number) => ({
+  image: HTTP_IMAGE,
+  command: ["sh", "-c", 'trap "" TERM; while :; do sleep 0.1; done'],
+  ...(stopTimeoutMs !== undefined && { stopTimeout: durationFromMs(stopTimeoutMs) }),
+});
+
+test("stop_timeout: the container keeps it for docker stop, and a newer generation's start waits out the older one's, not 10 s", async (t) => {
+  const { manager } = await setup(t);
+  manager.run({ id: "slow", spec: stubborn(2000) });
+  const first = await manager.waitForUpdate(stateOf("slow", TaskState.RUNNING), 15_000, "RUNNING");
+  const info = await docker.getContainer(first.update.containerId).inspect();
+  t.is((info.Config as { StopTimeout?: number }).StopTimeout, 2, "docker stop by hand waits 2 s");
+  const sentAt = manager.run({ id: "slow", spec: stubborn(2000), generation: 2n });
+  const second = await manager.waitForUpdate(
+    (u) => u.taskId === "slow" && u.generation === 2n && u.state === TaskState.RUNNING,
+    20_000,
+    "generation 2 RUNNING",
+  );
+  const took = second.at - sentAt;
+  t.log(`RUN of generation 2 → RUNNING: ${took} ms (the older container ignores SIGTERM, 2 s)`);
+  t.true(took >= 1800, `the older container was not given its 2 s (${took} ms)`);
+  t.true(took < 8000, `the default 10 s was waited instead (${took} ms)`);
+  await t.throwsAsync(docker.getContainer(first.update.containerId).inspect(), {
+    message: /no such container/i,
+  });
+});
+
+test("a STOP whose grace is 0 kills at once a task that ignores SIGTERM", async (t) => {
+  const { manager } = await setup(t);
+  manager.run({ id: "now", spec: stubborn() });
+  await manager.waitForUpdate(stateOf("now", TaskState.RUNNING), 15_000, "RUNNING");
+  const stopAt = manager.stop("now", 0);
+  const stopped = await manager.waitForUpdate(stateOf("now", TaskState.COMPLETED), 15_000, "done");
+  const took = stopped.at - stopAt;
+  t.log(`STOP with grace 0 → COMPLETED: ${took} ms`);
+  t.true(took < 5000, `took ${took} ms: the 0 was read as the 10 s default`);
+});
+
 test("a failing health check is reported UNHEALTHY, a passing one HEALTHY", async (t) => {
   const { manager } = await setup(t);
   manager.run({

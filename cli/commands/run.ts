@@ -96,6 +96,11 @@ export function runCommand(io: Io): Command {
       arg(parseDuration),
     )
     .option(
+      "--stop-timeout <duration>",
+      "after SIGTERM, wait this long before SIGKILL when the task is stopped (e.g. 1m; 0s kills at once; whole seconds; default 10s, at most 1h)",
+      arg(parseDuration),
+    )
+    .option(
       "--restart <policy>",
       "never, on-failure or always (default never)",
       arg(parseRestartMode),

@@ -13,6 +13,7 @@ import { WorkerSchema, WorkerStatus } from "../../gen/cube/v1/worker_pb.js";
 import { type Assignment, AssignmentAction } from "../../gen/cube/v1/worker_service_pb.js";
 import type { Clock, TimerHandle } from "../../lib/clock.js";
 import type { Logger } from "../../lib/logger.js";
+import { stopGraceMs } from "../../lib/stop-grace.js";
 import { assertTransition, holdsResources, isReady, stateName } from "../../lib/task-state.js";
 import { timestampLiteral } from "../../lib/timestamp.js";
 import type { Store } from "../store/store.js";
@@ -303,8 +304,11 @@ export class ControlPlane {
         action === AssignmentAction.STOP
           ? create(TaskSchema, { id: task.id, generation: task.generation })
           : task,
+      // The task's own stop_timeout, else the manager's default.
       stopGrace:
-        action === AssignmentAction.STOP ? durationFromMs(this.options.stopGraceMs) : undefined,
+        action === AssignmentAction.STOP
+          ? durationFromMs(stopGraceMs(task.spec, this.options.stopGraceMs))
+          : undefined,
     };
     worker.unacked.set(task.id, assignment);
     this.#notDurable.add(assignment);

@@ -1,6 +1,7 @@
 import { type Clock, systemClock } from "../../lib/clock.js";
 import { formatDuration } from "../../lib/format-ms.js";
 import type { Logger } from "../../lib/logger.js";
+import { DEFAULT_STOP_GRACE_MS } from "../../lib/stop-grace.js";
 import type { SchedulerName } from "./placer.js";
 
 /**
@@ -108,7 +109,7 @@ export interface ManagerOptions {
   watchHistorySize?: number;
   /** Events kept on disk; older ones are dropped and a watch from before them is OUT_OF_RANGE. Default 500,000. */
   eventRetention?: number;
-  /** Time a container gets between SIGTERM and SIGKILL on STOP. Default 10,000. */
+  /** Time a container gets between SIGTERM and SIGKILL on STOP, for a task whose spec sets no stop_timeout. Default 10,000. */
   stopGraceMs?: number;
   /** Longest a graceful close waits for in-flight work before closing anyway. Default 5000. */
   shutdownTimeoutMs?: number;
@@ -176,7 +177,7 @@ export function resolveOptions(options: Omit<ManagerOptions, "dataDir">): Resolv
     watchBufferSize: options.watchBufferSize ?? 10_000,
     watchHistorySize: options.watchHistorySize ?? 10_000,
     eventRetention: options.eventRetention ?? 500_000,
-    stopGraceMs: options.stopGraceMs ?? 10_000,
+    stopGraceMs: options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
     shutdownTimeoutMs: options.shutdownTimeoutMs ?? 5000,
     assignmentWindow: Math.max(1, options.assignmentWindow ?? 16),
     taskGcAfterMs: options.taskGcAfterMs ?? 4 * 3600_000,

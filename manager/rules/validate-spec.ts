@@ -37,6 +37,8 @@ export const LIMITS = {
   minCpu: 0.01, // 10m: runc refuses a CFS quota below 1 ms a 100 ms period
   maxRestarts: 1000,
   durationMs: 24 * 3600 * 1000,
+  /** The longest stop_timeout: a stop holds the task's queue on its worker that long. */
+  stopTimeoutMs: 3600 * 1000,
   healthPathLength: 1024,
   failureThreshold: 100,
   /** The shortest health check interval. */
@@ -127,6 +129,7 @@ export function validateRunTask(request: RunTaskRequest): TaskSpec {
   resources(spec);
   restartPolicy(spec);
   healthCheck(spec);
+  duration("spec.stop_timeout", spec.stopTimeout, LIMITS.stopTimeoutMs, "1h");
   return spec;
 }
 
@@ -218,11 +221,16 @@ function resources(spec: TaskSpec): void {
   if (r.diskBytes > LIMITS.bytes) bad("spec.resources.disk_bytes", "at most 1 PiB");
 }
 
-function duration(field: string, d: Duration | undefined): number {
+function duration(
+  field: string,
+  d: Duration | undefined,
+  maxMs = LIMITS.durationMs,
+  maxText = "24h",
+): number {
   if (!d) return 0;
   if (d.seconds < 0n || d.nanos < 0 || d.nanos > 999_999_999) bad(field, "must not be negative");
   const ms = durationMs(d);
-  if (ms > LIMITS.durationMs) bad(field, "at most 24h");
+  if (ms > maxMs) bad(field, `at most ${maxText}`);
   return ms;
 }
 

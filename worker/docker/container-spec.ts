@@ -7,6 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import type Docker from "dockerode";
 import { type PortBinding, PortBindingSchema, Protocol } from "../../gen/cube/v1/task_pb.js";
 import { protocolName } from "../../lib/ports.js";
+import { stopGraceMs } from "../../lib/stop-grace.js";
 import { type ContainerInfo, type ContainerRequest, DriverError } from "../tasks/driver.js";
 
 /** Label keys every cube container carries. */
@@ -177,6 +178,9 @@ export function createOptions(
   };
   if (spec.command.length > 0) options.Entrypoint = [...spec.command];
   if (spec.args.length > 0) options.Cmd = [...spec.args];
+  // cube's own stops pass the grace each time; this is for `docker stop` by hand and for the
+  // engine's own shutdown, which then give the task the time it asked for too.
+  if (spec.stopTimeout) options.StopTimeout = Math.ceil(stopGraceMs(spec) / 1000);
   return options;
 }
 

@@ -18,6 +18,7 @@ import {
   ProgressSchema,
 } from "../../gen/cube/v1/worker_service_pb.js";
 import type { Logger } from "../../lib/logger.js";
+import { DEFAULT_STOP_GRACE_MS, stopGraceMs } from "../../lib/stop-grace.js";
 import { isFinished } from "../../lib/task-state.js";
 import { TrailingThrottle } from "../../lib/trailing-throttle.js";
 import { backoffDelay } from "../backoff.js";
@@ -80,7 +81,6 @@ export interface TaskRunnerOptions {
   readonly engine?: EngineMonitor;
 }
 
-const DEFAULT_STOP_GRACE_MS = 10_000;
 const PROGRESS_EVERY_MS = 250;
 
 /**
@@ -165,8 +165,11 @@ export class TaskRunner {
     const queued = this.#applying.get(task.id);
     if (queued?.key === key) return queued.done;
     const receivedAt = Date.now();
-    const grace = assignment.stopGrace ? durationMs(assignment.stopGrace) : 0;
-    const graceMs = grace > 0 ? grace : DEFAULT_STOP_GRACE_MS;
+    // A STOP's grace is the manager's word (the task's stop_timeout, or its default); 0 kills
+    // at once. A RUN carries none: the container it replaces goes with its own task's.
+    const graceMs = assignment.stopGrace
+      ? Math.max(0, durationMs(assignment.stopGrace))
+      : DEFAULT_STOP_GRACE_MS;
     // A newer assignment for the task (a STOP, a later RUN) waits behind this one.
     const superseded = () => this.#applying.get(task.id)?.key !== key;
     // Aborted when a newer assignment comes: a RUN's pull ends there (see #run).
@@ -175,7 +178,7 @@ export class TaskRunner {
       let notHeld = false;
       try {
         if (action === AssignmentAction.RUN) {
-          await this.#run(task, graceMs, receivedAt, { superseded, signal: cancel.signal });
+          await this.#run(task, receivedAt, { superseded, signal: cancel.signal });
         } else if (action === AssignmentAction.STOP)
           notHeld = !(await this.#stop(task.id, graceMs));
         else {
@@ -257,7 +260,6 @@ export class TaskRunner {
    */
   async #run(
     task: Task,
-    graceMs: number,
     receivedAt: number,
     { superseded, signal }: { superseded: () => boolean; signal: AbortSignal },
   ): Promise<void> {
@@ -265,7 +267,7 @@ export class TaskRunner {
     if (have && have.generation >= task.generation) return;
     if (have) {
       await this.#withEngine(task.id, "removing the older container", () =>
-        this.#removeContainer(have, graceMs),
+        this.#removeContainer(have, stopGraceMs(have.spec)),
       );
     }
     const scheduled = newRecord(task, this.#o.workerId, TaskState.SCHEDULED);
@@ -406,7 +408,7 @@ export class TaskRunner {
    */
   async #removeStray(task: Task, containerId: string): Promise<void> {
     try {
-      await this.#o.driver.stop(containerId, DEFAULT_STOP_GRACE_MS);
+      await this.#o.driver.stop(containerId, stopGraceMs(task.spec));
       await this.#o.driver.destroy(containerId);
       this.#log.warn(
         { task: task.id, generation: Number(task.generation), containerId },
@@ -552,7 +554,7 @@ export class TaskRunner {
       foreignWarned: this.#foreignWarned,
       removeStray: (task: Task, containerId: string) => this.#removeStray(task, containerId),
       follow: (task: Task) => this.#follow(task),
-      finishStop: (task: Task) => this.#finishStop(task, DEFAULT_STOP_GRACE_MS),
+      finishStop: (task: Task) => this.#finishStop(task, stopGraceMs(task.spec)),
     };
   }
 

@@ -424,7 +424,8 @@ export type Assignment = Message<"cube.v1.Assignment"> & {
   task?: Task | undefined;
 
   /**
-   * How long to wait after SIGTERM before SIGKILL, for STOP. Default 10s.
+   * How long to wait after SIGTERM before SIGKILL, for STOP: the task's stop_timeout, else
+   * the manager's default. Zero kills at once; unset means 10s.
    *
    * @generated from field: google.protobuf.Duration stop_grace = 3;
    */
