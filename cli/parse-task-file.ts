@@ -1,5 +1,6 @@
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { type TaskSpec, TaskSpecSchema } from "../gen/cube/v1/task_pb.js";
+import { SPEC_DURATIONS, withHumanDurations } from "./human-durations.js";
 import { parseDocument } from "./parse-document.js";
 import { parseSize } from "./parse-size.js";
 
@@ -11,9 +12,9 @@ export interface TaskFile {
 
 /**
  * Reads a task file: the protobuf JSON mapping of a TaskSpec (field names in lowerCamel or
- * as in the .proto, enums by name, durations as "1s"), or of a RunTaskRequest
- * (`{id, spec}`), written as JSON or YAML. As a kindness to people, sizes in
- * resources may be written "256Mi". Unknown fields are refused, so a typo does not pass
+ * as in the .proto, enums by name), or of a RunTaskRequest (`{id, spec}`), written as JSON
+ * or YAML. As a kindness to people, sizes in resources may be written "256Mi" and durations
+ * "10s", "1m30s" or "500ms" (the JSON mapping's "90s" works too). Unknown fields are refused, so a typo does not pass
  * silently. Throws a message naming the file.
  */
 export function parseTaskFile(text: string, fileName: string): TaskFile {
@@ -36,7 +37,8 @@ export function parseTaskFile(text: string, fileName: string): TaskFile {
   }
   let spec: TaskSpec;
   try {
-    spec = fromJson(TaskSpecSchema, withByteSizes(specJson) as JsonValue);
+    const json = withHumanDurations(withByteSizes(specJson), SPEC_DURATIONS);
+    spec = fromJson(TaskSpecSchema, json as JsonValue);
   } catch (error) {
     throw new Error(`${fileName}: ${(error as Error).message}`);
   }

@@ -268,7 +268,7 @@ test("run flags build the TaskSpec", (t) => {
   ]);
 });
 
-test("task files: YAML and JSON, TaskSpec or {id, spec}, sizes, typos refused", (t) => {
+test("task files: YAML and JSON, TaskSpec or {id, spec}, sizes, durations, typos refused", (t) => {
   const yaml = `
 name: web
 image: cube/httpd:local
@@ -283,6 +283,8 @@ restartPolicy:
   backoff: 0.5s
 health_check:
   path: /health
+  interval: 500ms
+stopTimeout: 1m30s
 labels: { app: web }
 `;
   const { spec, id } = parseTaskFile(yaml, "task.yaml");
@@ -293,6 +295,11 @@ labels: { app: web }
   t.is(spec.restartPolicy?.mode, RestartMode.ON_FAILURE);
   t.is(spec.restartPolicy?.backoff?.nanos, 500_000_000);
   t.is(spec.healthCheck?.path, "/health");
+  t.is(spec.healthCheck?.interval?.nanos, 500_000_000, "500ms as people write it");
+  t.is(spec.stopTimeout?.seconds, 90n, "1m30s as people write it");
+  t.throws(() => parseTaskFile("image: x\nstopTimeout: soon\n", "t.yaml"), {
+    message: /^t\.yaml: .*stopTimeout/,
+  });
 
   const json = JSON.stringify({ id: "web-1", spec: { image: "busybox", args: ["true"] } });
   const request = parseTaskFile(json, "task.json");
